@@ -1,0 +1,272 @@
+//! The engine: runs sources into a telemetry store.
+//!
+//! ```text
+//! sources ──send──▶ bounded queue ──▶ writer: gather ▶ store.write (one transaction) ▶ fire acks
+//! ```
+//!
+//! The writer gathers queued batches into one store transaction of at most
+//! [`EngineConfig::max_batch_readings`] readings, waiting at most [`EngineConfig::linger`] for
+//! more to arrive (group commit: under load, batches grow while the previous one commits; when
+//! idle, a lone batch is written at once). Only after the commit does it fire the acks.
+//! A failed write is retried with backoff; its acks are never fired before it succeeds.
+//!
+//! Shutdown stops the sources (they stop taking input), then drains the queue, writes what is
+//! left, fires its acks and returns.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::catalog::Catalog;
+use crate::metrics::Metrics;
+use crate::model::Batch;
+use crate::source::{
+    Ack, BatchSink, Shutdown, ShutdownTrigger, Source, SourceBatch, SourceContext,
+};
+use crate::store::TelemetryStore;
+
+/// Settings of the engine.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Places in the queue between sources and the writer, counted in source batches.
+    pub queue_capacity: usize,
+    /// Most readings written in one transaction.
+    pub max_batch_readings: usize,
+    /// How long the writer waits for more batches before committing a partial one, in ms.
+    /// `0` commits whatever is queued at once (group commit).
+    pub linger_ms: u64,
+    /// Longest pause between retries of a failed write, in ms.
+    pub max_retry_delay_ms: u64,
+    /// How long shutdown waits for sources and the last writes, in ms.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 1024,
+            max_batch_readings: 20_000,
+            linger_ms: 0,
+            max_retry_delay_ms: 5_000,
+            shutdown_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the settings, naming the first bad one.
+    pub fn check(&self) -> Result<(), String> {
+        if self.queue_capacity == 0 {
+            return Err("engine.queue_capacity must be at least 1".into());
+        }
+        if self.max_batch_readings == 0 {
+            return Err("engine.max_batch_readings must be at least 1".into());
+        }
+        if self.max_retry_delay_ms == 0 {
+            return Err("engine.max_retry_delay_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// A running engine.
+pub struct Engine {
+    sink: BatchSink,
+    catalog: Arc<Catalog>,
+    sources_trigger: ShutdownTrigger,
+    writer_trigger: ShutdownTrigger,
+    writer: JoinHandle<()>,
+    sources: Vec<(String, JoinHandle<()>)>,
+    config: EngineConfig,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("sources", &self.sources.len())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Starts the writer. Must be called inside a Tokio runtime.
+    pub fn start(
+        store: Arc<dyn TelemetryStore>,
+        catalog: Arc<Catalog>,
+        metrics: Arc<Metrics>,
+        config: EngineConfig,
+    ) -> Engine {
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let (sources_trigger, _) = ShutdownTrigger::new();
+        let (writer_trigger, writer_stop) = ShutdownTrigger::new();
+        let writer = Writer {
+            store,
+            metrics: metrics.clone(),
+            config: config.clone(),
+        };
+        let writer = tokio::spawn(writer.run(rx, writer_stop));
+        Engine {
+            sink: BatchSink::new(tx, metrics),
+            catalog,
+            sources_trigger,
+            writer_trigger,
+            writer,
+            sources: Vec::new(),
+            config,
+        }
+    }
+
+    /// A handle to send batches in (for request handlers and embedding code).
+    pub fn sink(&self) -> BatchSink {
+        self.sink.clone()
+    }
+
+    /// The catalog readings are validated against.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// A signal raised when the engine starts shutting down.
+    pub fn shutdown_signal(&self) -> Shutdown {
+        self.sources_trigger.subscribe()
+    }
+
+    /// Runs a source on its own task until shutdown.
+    pub fn add_source(&mut self, source: Box<dyn Source>) {
+        let name = source.name().to_owned();
+        let ctx = SourceContext {
+            sink: self.sink.clone(),
+            shutdown: self.sources_trigger.subscribe(),
+            catalog: self.catalog.clone(),
+        };
+        let task_name = name.clone();
+        let handle = tokio::spawn(async move {
+            match source.run(ctx).await {
+                Ok(()) => tracing::info!(source = %task_name, "source stopped"),
+                Err(e) => tracing::error!(source = %task_name, error = %e, "source failed"),
+            }
+        });
+        self.sources.push((name, handle));
+    }
+
+    /// Stops intake, writes and acknowledges everything queued, and returns.
+    pub async fn shutdown(self) {
+        let timeout = Duration::from_millis(self.config.shutdown_timeout_ms);
+        self.sources_trigger.trigger();
+        for (name, handle) in self.sources {
+            if tokio::time::timeout(timeout, handle).await.is_err() {
+                tracing::warn!(source = %name, "source did not stop in time");
+            }
+        }
+        self.writer_trigger.trigger();
+        drop(self.sink);
+        if tokio::time::timeout(timeout, self.writer).await.is_err() {
+            tracing::warn!("writer did not finish in time; unwritten batches stay unacknowledged");
+        }
+    }
+}
+
+struct Writer {
+    store: Arc<dyn TelemetryStore>,
+    metrics: Arc<Metrics>,
+    config: EngineConfig,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<SourceBatch>, mut stop: Shutdown) {
+        let mut closing = false;
+        let mut acks: Vec<Ack> = Vec::new();
+        loop {
+            let first = if closing {
+                rx.recv().await
+            } else {
+                tokio::select! {
+                    item = rx.recv() => item,
+                    _ = stop.wait() => {
+                        // Refuse new batches but keep those already queued.
+                        rx.close();
+                        closing = true;
+                        continue;
+                    }
+                }
+            };
+            let Some(first) = first else { break };
+            let mut batch = first.batch;
+            acks.push(first.ack);
+            self.gather(&mut rx, &mut batch, &mut acks).await;
+            if self.write(&batch, closing).await {
+                for ack in acks.drain(..) {
+                    ack.fire();
+                }
+            } else {
+                // Not stored: dropping the acks tells the sources not to acknowledge upstream.
+                acks.clear();
+            }
+        }
+        tracing::debug!("writer finished");
+    }
+
+    /// Adds queued batches to `batch` until the size limit or the linger time is reached.
+    async fn gather(
+        &self,
+        rx: &mut mpsc::Receiver<SourceBatch>,
+        batch: &mut Batch,
+        acks: &mut Vec<Ack>,
+    ) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.linger_ms);
+        while batch.readings.len() < self.config.max_batch_readings {
+            let next = match rx.try_recv() {
+                Ok(item) => Some(item),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) if self.config.linger_ms == 0 => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    tokio::time::timeout_at(deadline, rx.recv())
+                        .await
+                        .ok()
+                        .flatten()
+                }
+            };
+            let Some(mut item) = next else { break };
+            batch.append(&mut item.batch);
+            acks.push(item.ack);
+        }
+    }
+
+    /// Writes with retries; true once committed.
+    async fn write(&self, batch: &Batch, closing: bool) -> bool {
+        let mut delay = Duration::from_millis(50);
+        let max_delay = Duration::from_millis(self.config.max_retry_delay_ms);
+        let mut attempts = 0u32;
+        loop {
+            let started = Instant::now();
+            match self.store.write(batch).await {
+                Ok(outcome) => {
+                    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    self.metrics
+                        .written(outcome.inserted, outcome.duplicates, micros);
+                    return true;
+                }
+                Err(e) => {
+                    attempts += 1;
+                    self.metrics.write_error();
+                    let give_up = !e.is_transient() && attempts >= 3 || closing && attempts >= 5;
+                    if give_up {
+                        tracing::error!(
+                            error = %e,
+                            readings = batch.readings.len(),
+                            attempts,
+                            "store write failed; batch left unacknowledged"
+                        );
+                        return false;
+                    }
+                    tracing::warn!(error = %e, attempts, "store write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(max_delay);
+                }
+            }
+        }
+    }
+}

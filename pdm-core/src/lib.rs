@@ -1,0 +1,48 @@
+//! Core of pdm, the predictive-maintenance engine: domain types, the trait seams every backend
+//! implements, the catalog that validates readings, and the engine that runs sources into a
+//! store with acknowledgement after durable write.
+//!
+//! pdm-core holds no SQL, MQTT or HTTP: backends (`pdm-store`), sources (`pdm-ingest`) and
+//! frontends (`pdm-server`) plug into the seams defined here.
+//!
+//! ```
+//! use pdm_core::{MachineKey, SensorKey, Reading, Timestamp, Batch};
+//!
+//! let machine = MachineKey::new("pump-1")?;
+//! let sensor = SensorKey::new("temperature")?;
+//! let reading = Reading { machine, sensor, ts: Timestamp::from_millis(1_700_000_000_000), value: 61.5 };
+//! let batch = Batch { readings: vec![reading], dead_letters: vec![] };
+//! assert!(!batch.is_empty());
+//!
+//! // Keys are slugs: they appear in MQTT topics and URLs.
+//! assert!(MachineKey::new("Pump 1").is_err());
+//! # Ok::<(), pdm_core::KeyError>(())
+//! ```
+//!
+//! The seams:
+//! - [`source::Source`] pushes [`Batch`]es with an [`source::Ack`] into a [`source::BatchSink`];
+//! - [`store::TelemetryStore`] and [`store::CatalogStore`] store them;
+//! - [`detector::Detector`] and [`detector::StreamingDetector`] score feature rows;
+//! - [`notify::Notifier`] delivers alarm events.
+
+pub mod catalog;
+pub mod detector;
+pub mod engine;
+pub mod ids;
+pub mod metrics;
+pub mod model;
+pub mod notify;
+pub mod source;
+pub mod store;
+
+pub use catalog::{Catalog, InputContext};
+pub use engine::{Engine, EngineConfig};
+pub use ids::{KeyError, MachineKey, SensorKey};
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use model::{
+    Batch, Bucket, DeadLetter, DeadLetterQuery, Latest, Machine, MachineUpdate, NewMachine,
+    NewSensor, Origin, Point, RangeQuery, Reading, RejectKind, Sensor, SensorUpdate,
+    StoredDeadLetter, Timestamp,
+};
+pub use source::{Ack, BatchSink, Committed, Shutdown, ShutdownTrigger, Source, SourceContext};
+pub use store::{CatalogStore, Store, StoreError, StoreResult, TelemetryStore, WriteOutcome};
