@@ -235,25 +235,33 @@ pub struct Machine {
 
 /// Fields to register a machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewMachine {
     /// Its key.
     pub key: MachineKey,
     /// Display name; the key when absent.
+    #[serde(default)]
     pub name: Option<String>,
     /// Kind of machine.
+    #[serde(default)]
     pub kind: Option<String>,
     /// Description.
+    #[serde(default)]
     pub description: Option<String>,
 }
 
 /// A partial update of a machine: `None` leaves a field alone, `Some(None)` clears it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MachineUpdate {
     /// New display name.
+    #[serde(default)]
     pub name: Option<String>,
     /// New kind.
+    #[serde(default, deserialize_with = "present")]
     pub kind: Option<Option<String>>,
     /// New description.
+    #[serde(default, deserialize_with = "present")]
     pub description: Option<Option<String>>,
 }
 
@@ -276,26 +284,43 @@ pub struct Sensor {
 
 /// Fields to register a sensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewSensor {
     /// Its key within the machine.
     pub key: SensorKey,
     /// Unit of measurement.
+    #[serde(default)]
     pub unit: Option<String>,
     /// Lowest plausible value.
+    #[serde(default)]
     pub min: Option<f64>,
     /// Highest plausible value.
+    #[serde(default)]
     pub max: Option<f64>,
 }
 
 /// A partial update of a sensor: `None` leaves a field alone, `Some(None)` clears it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SensorUpdate {
     /// New unit.
+    #[serde(default, deserialize_with = "present")]
     pub unit: Option<Option<String>>,
     /// New lowest plausible value.
+    #[serde(default, deserialize_with = "present")]
     pub min: Option<Option<f64>>,
     /// New highest plausible value.
+    #[serde(default, deserialize_with = "present")]
     pub max: Option<Option<f64>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`: clear it) from a field left out (`None`: keep it).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Checks that a plausible range is well formed.
@@ -384,4 +409,33 @@ pub struct StoredDeadLetter {
     /// The dead letter.
     #[serde(flatten)]
     pub letter: DeadLetter,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_tell_null_from_absent() {
+        let u: SensorUpdate = serde_json::from_str(r#"{"unit": null, "max": 5}"#).expect("json");
+        assert_eq!(u.unit, Some(None));
+        assert_eq!(u.min, None);
+        assert_eq!(u.max, Some(Some(5.0)));
+        assert!(serde_json::from_str::<SensorUpdate>(r#"{"units": "A"}"#).is_err());
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        assert!(check_range(Some(1.0), Some(2.0)).is_ok());
+        assert!(check_range(None, None).is_ok());
+        assert!(check_range(Some(3.0), Some(2.0)).is_err());
+        assert!(check_range(Some(f64::NAN), None).is_err());
+    }
+
+    #[test]
+    fn dead_letters_keep_only_the_head() {
+        let payload = vec![b'x'; 1000];
+        let d = DeadLetter::new(Origin::Mqtt, "t", None, RejectKind::Malformed, "r", &payload);
+        assert_eq!(d.payload_head.len(), DEAD_LETTER_PAYLOAD_BYTES);
+    }
 }
