@@ -1,1 +1,143 @@
-//! placeholder
+//! Anomaly detection for pdm, on ndarray.
+//!
+//! This crate grows into the detection engine (Isolation Forest, multivariate and streaming
+//! detectors, health and remaining useful life, evaluation); today it holds the standard scaler
+//! every later model builds on, following the validated-parameters pattern: parameters are
+//! checked once, fitting returns a model, and the model transforms.
+//!
+//! ```
+//! use ndarray::array;
+//! use pdm_detect::StandardScaler;
+//!
+//! let x = array![[1.0, 10.0], [3.0, 10.0]];
+//! let scaler = StandardScaler::fit(&x.view())?;
+//! let z = scaler.transform(&x.view())?;
+//! assert_eq!(z, array![[-1.0, 0.0], [1.0, 0.0]]); // the constant column maps to 0
+//! # Ok::<(), pdm_detect::DetectError>(())
+//! ```
+
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+
+/// Errors of this crate.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DetectError {
+    /// Fitting needs at least one row.
+    #[error("cannot fit on an empty matrix")]
+    Empty,
+    /// A value is NaN or infinite.
+    #[error("row {row}, column {col} is not a finite number")]
+    NotFinite {
+        /// Row index.
+        row: usize,
+        /// Column index.
+        col: usize,
+    },
+    /// The matrix has another number of columns than the model was fitted on.
+    #[error("expected {expected} columns, got {got}")]
+    Columns {
+        /// Columns at fit time.
+        expected: usize,
+        /// Columns given.
+        got: usize,
+    },
+}
+
+/// Result of this crate.
+pub type Result<T> = std::result::Result<T, DetectError>;
+
+fn check_finite(x: &ArrayView2<'_, f64>) -> Result<()> {
+    for ((row, col), v) in x.indexed_iter() {
+        if !v.is_finite() {
+            return Err(DetectError::NotFinite { row, col });
+        }
+    }
+    Ok(())
+}
+
+/// Centres each column on its mean and scales it to unit (population) standard deviation.
+/// Constant columns are centred only, so they map to zero instead of dividing by zero.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandardScaler {
+    mean: Array1<f64>,
+    scale: Array1<f64>,
+}
+
+impl StandardScaler {
+    /// Learns the mean and standard deviation of each column.
+    pub fn fit(x: &ArrayView2<'_, f64>) -> Result<Self> {
+        if x.nrows() == 0 {
+            return Err(DetectError::Empty);
+        }
+        check_finite(x)?;
+        let mean = x.mean_axis(Axis(0)).ok_or(DetectError::Empty)?;
+        let scale = x
+            .std_axis(Axis(0), 0.0)
+            .mapv(|s| if s > 0.0 { s } else { 1.0 });
+        Ok(Self { mean, scale })
+    }
+
+    /// Scales `x` with the learned statistics.
+    pub fn transform(&self, x: &ArrayView2<'_, f64>) -> Result<Array2<f64>> {
+        if x.ncols() != self.mean.len() {
+            return Err(DetectError::Columns {
+                expected: self.mean.len(),
+                got: x.ncols(),
+            });
+        }
+        check_finite(x)?;
+        Ok((x - &self.mean) / &self.scale)
+    }
+
+    /// Learned column means.
+    pub fn mean(&self) -> &Array1<f64> {
+        &self.mean
+    }
+
+    /// Learned column scales (standard deviations; 1 for constant columns).
+    pub fn scale(&self) -> &Array1<f64> {
+        &self.scale
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn scales_to_zero_mean_unit_variance() {
+        let x = array![[1.0, 2.0], [2.0, 4.0], [3.0, 6.0], [4.0, 8.0]];
+        let s = StandardScaler::fit(&x.view()).expect("fit");
+        let z = s.transform(&x.view()).expect("transform");
+        for col in z.columns() {
+            assert!(col.mean().expect("mean").abs() < 1e-12);
+            assert!((col.std(0.0) - 1.0).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let empty = Array2::<f64>::zeros((0, 2));
+        assert_eq!(StandardScaler::fit(&empty.view()), Err(DetectError::Empty));
+        let nan = array![[1.0, f64::NAN]];
+        assert_eq!(
+            StandardScaler::fit(&nan.view()),
+            Err(DetectError::NotFinite { row: 0, col: 1 })
+        );
+        let s = StandardScaler::fit(&array![[1.0, 2.0]].view()).expect("fit");
+        assert_eq!(
+            s.transform(&array![[1.0]].view()),
+            Err(DetectError::Columns {
+                expected: 2,
+                got: 1
+            })
+        );
+    }
+
+    #[test]
+    fn model_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<StandardScaler>();
+    }
+}
