@@ -1,0 +1,335 @@
+//! What both backends share: row decoding (both return the same column shapes, with times as
+//! int8 milliseconds), validation done before touching the database, and id resolution.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use pdm_core::{
+    Batch, Bucket, DeadLetter, Machine, MachineKey, Origin, Point, RejectKind, Sensor, SensorKey,
+    StoreError, StoreResult, StoredDeadLetter, Timestamp,
+};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use crate::cache::SensorIds;
+use crate::error::db;
+
+/// Widest bucket accepted, in ms (about 31,700 years): wide enough for "everything in one
+/// bucket", narrow enough that aligning any stored timestamp cannot overflow 64 bits.
+pub(crate) const MAX_BUCKET_WIDTH_MS: i64 = 1_000_000_000_000_000;
+
+/// How opening a store treats the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(crate) enum Schema {
+    /// Apply pending migrations.
+    Migrate,
+    /// Fail when migrations are pending.
+    Check,
+    /// Leave it alone (for the migrate command, which migrates next).
+    Ignore,
+}
+
+impl Schema {
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn from_options(opts: &crate::StoreOptions) -> Self {
+        if opts.migrate {
+            Schema::Migrate
+        } else {
+            Schema::Check
+        }
+    }
+}
+
+fn get<'r, R, T>(row: &'r R, i: usize) -> StoreResult<T>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get(i).map_err(db)
+}
+
+/// A key read back from the database.
+pub(crate) fn key<K: TryFrom<String, Error = pdm_core::KeyError>>(s: String) -> StoreResult<K> {
+    K::try_from(s).map_err(|e| StoreError::Backend(format!("invalid key in database: {e}").into()))
+}
+
+/// A machine from `key, name, kind, description, created_at`.
+pub(crate) fn machine<'r, R>(row: &'r R) -> StoreResult<Machine>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Machine {
+        key: key(get::<R, String>(row, 0)?)?,
+        name: get(row, 1)?,
+        kind: get(row, 2)?,
+        description: get(row, 3)?,
+        created_at: Timestamp::from_millis(get(row, 4)?),
+    })
+}
+
+/// A sensor of `machine` from `key, unit, min_value, max_value, created_at`.
+pub(crate) fn sensor<'r, R>(row: &'r R, machine: MachineKey) -> StoreResult<Sensor>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    sensor_from(row, machine, 0)
+}
+
+/// A sensor of `machine` with its id from `id, key, unit, min_value, max_value, created_at`.
+pub(crate) fn sensor_with_id<'r, R>(row: &'r R, machine: MachineKey) -> StoreResult<(i64, Sensor)>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok((get(row, 0)?, sensor_from(row, machine, 1)?))
+}
+
+fn sensor_from<'r, R>(row: &'r R, machine: MachineKey, first: usize) -> StoreResult<Sensor>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Sensor {
+        machine,
+        key: key(get::<R, String>(row, first)?)?,
+        unit: get(row, first + 1)?,
+        min: get(row, first + 2)?,
+        max: get(row, first + 3)?,
+        created_at: Timestamp::from_millis(get(row, first + 4)?),
+    })
+}
+
+/// A sensor from `machine_key, key, unit, min_value, max_value, created_at`.
+pub(crate) fn sensor_with_machine<'r, R>(row: &'r R) -> StoreResult<Sensor>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Sensor {
+        machine: key(get::<R, String>(row, 0)?)?,
+        key: key(get::<R, String>(row, 1)?)?,
+        unit: get(row, 2)?,
+        min: get(row, 3)?,
+        max: get(row, 4)?,
+        created_at: Timestamp::from_millis(get(row, 5)?),
+    })
+}
+
+/// A point from `ts, value`.
+pub(crate) fn point<'r, R>(row: &'r R) -> StoreResult<Point>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    f64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Point {
+        ts: Timestamp::from_millis(get(row, 0)?),
+        value: get(row, 1)?,
+    })
+}
+
+/// A bucket from `start, avg, min, max, count`.
+pub(crate) fn bucket<'r, R>(row: &'r R) -> StoreResult<Bucket>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    f64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Bucket {
+        start: Timestamp::from_millis(get(row, 0)?),
+        avg: get(row, 1)?,
+        min: get(row, 2)?,
+        max: get(row, 3)?,
+        count: u64::try_from(get::<R, i64>(row, 4)?).unwrap_or(0),
+    })
+}
+
+/// A latest value from `sensor_key, ts, value`.
+pub(crate) fn latest<'r, R>(row: &'r R) -> StoreResult<pdm_core::Latest>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    f64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(pdm_core::Latest {
+        sensor: key(get::<R, String>(row, 0)?)?,
+        ts: Timestamp::from_millis(get(row, 1)?),
+        value: get(row, 2)?,
+    })
+}
+
+/// A dead letter from
+/// `id, received_at, origin, channel, machine, kind, reason, payload_head`.
+pub(crate) fn dead_letter<'r, R>(row: &'r R) -> StoreResult<StoredDeadLetter>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let id: i64 = get(row, 0)?;
+    let origin: String = get(row, 2)?;
+    let kind: String = get(row, 5)?;
+    let unknown = |what: &str, v: &str| {
+        StoreError::Backend(format!("dead letter {id} has unknown {what} '{v}'").into())
+    };
+    Ok(StoredDeadLetter {
+        id,
+        letter: DeadLetter {
+            received_at: Timestamp::from_millis(get(row, 1)?),
+            origin: Origin::parse(&origin).ok_or_else(|| unknown("origin", &origin))?,
+            channel: get(row, 3)?,
+            machine: get(row, 4)?,
+            kind: RejectKind::parse(&kind).ok_or_else(|| unknown("kind", &kind))?,
+            reason: get(row, 6)?,
+            payload_head: get(row, 7)?,
+        },
+    })
+}
+
+/// Count as returned by SQL (`int8`) to the trait's `u64`.
+pub(crate) fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Limits are `u32` in the trait and `int8` in SQL.
+pub(crate) fn limit(n: u32) -> i64 {
+    i64::from(n)
+}
+
+/// Rejects readings no backend could store faithfully, naming the first one.
+pub(crate) fn check_readings(batch: &Batch, ts_range: Option<(i64, i64)>) -> StoreResult<()> {
+    for r in &batch.readings {
+        if !r.value.is_finite() {
+            return Err(StoreError::Invalid(format!(
+                "reading of sensor '{}' of machine '{}' at {} ms has the non-finite value {}",
+                r.sensor,
+                r.machine,
+                r.ts.as_millis(),
+                r.value
+            )));
+        }
+        if let Some((lo, hi)) = ts_range {
+            let ms = r.ts.as_millis();
+            if ms < lo || ms >= hi {
+                return Err(StoreError::Invalid(format!(
+                    "reading of sensor '{}' of machine '{}' has timestamp {ms} ms, outside the \
+                     range this database can store ({lo} to {hi} ms)",
+                    r.sensor, r.machine
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a bucket width.
+pub(crate) fn check_width(width_ms: i64) -> StoreResult<()> {
+    if width_ms <= 0 || width_ms > MAX_BUCKET_WIDTH_MS {
+        return Err(StoreError::Invalid(format!(
+            "bucket width must be between 1 and {MAX_BUCKET_WIDTH_MS} ms, got {width_ms}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the plausible range of a new sensor.
+pub(crate) fn check_sensor_range(min: Option<f64>, max: Option<f64>) -> StoreResult<()> {
+    pdm_core::model::check_range(min, max).map_err(StoreError::Invalid)
+}
+
+/// The error for a missing machine.
+pub(crate) fn machine_not_found(key: &MachineKey) -> StoreError {
+    StoreError::NotFound(format!("machine '{key}'"))
+}
+
+/// The error for a missing sensor.
+pub(crate) fn sensor_not_found(machine: &MachineKey, key: &SensorKey) -> StoreError {
+    StoreError::NotFound(format!("sensor '{key}' of machine '{machine}'"))
+}
+
+/// The error for a second write that still hits a deleted sensor.
+pub(crate) fn sensor_deleted_during_write() -> StoreError {
+    StoreError::Invalid(
+        "a sensor named by the batch was deleted while the batch was being written".into(),
+    )
+}
+
+/// Where the sensor ids of a machine come from on a cache miss.
+pub(crate) trait LoadSensorIds: Sync {
+    /// Every sensor of `machine` with its id; empty when the machine does not exist.
+    fn load_sensor_ids(
+        &self,
+        machine: &MachineKey,
+    ) -> impl Future<Output = StoreResult<HashMap<SensorKey, i64>>> + Send;
+}
+
+/// The sensor id of every reading of the batch, loading machines missing from the cache.
+pub(crate) async fn resolve_ids<L: LoadSensorIds>(
+    loader: &L,
+    cache: &SensorIds,
+    batch: &Batch,
+) -> StoreResult<Vec<i64>> {
+    match cache.resolve(&batch.readings) {
+        Ok(ids) => Ok(ids),
+        Err(missing) => {
+            for machine in &missing.machines {
+                let sensors = loader.load_sensor_ids(machine).await?;
+                // Unknown machines stay out of the cache, so that requests naming arbitrary
+                // machines cannot grow it.
+                if !sensors.is_empty() {
+                    cache.put_machine(machine.clone(), sensors);
+                }
+            }
+            cache
+                .resolve(&batch.readings)
+                .map_err(|m| m.not_registered())
+        }
+    }
+}
+
+/// The id of one sensor, for queries; [`StoreError::NotFound`] when it is not registered.
+pub(crate) async fn sensor_id<L: LoadSensorIds>(
+    loader: &L,
+    cache: &SensorIds,
+    machine: &MachineKey,
+    sensor: &SensorKey,
+) -> StoreResult<i64> {
+    if let Some(id) = cache.get(machine, sensor) {
+        return Ok(id);
+    }
+    let sensors = loader.load_sensor_ids(machine).await?;
+    let id = sensors.get(sensor.as_str()).copied();
+    if !sensors.is_empty() {
+        cache.put_machine(machine.clone(), sensors);
+    }
+    id.ok_or_else(|| sensor_not_found(machine, sensor))
+}

@@ -1,0 +1,758 @@
+//! The PostgreSQL backend (TimescaleDB hypertable for readings when the extension is there).
+//!
+//! Timestamps are `TIMESTAMPTZ` in the database and epoch milliseconds everywhere else; the
+//! conversion happens in SQL (`timestamptz 'epoch' + ms * interval '1 millisecond'` one way,
+//! `(extract(epoch FROM ts) * 1000)::int8` the other, exact on PostgreSQL 14 and later where
+//! `extract` returns numeric).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use pdm_core::{
+    Batch, Bucket, CatalogStore, DeadLetterQuery, Latest, Machine, MachineKey, MachineUpdate,
+    NewMachine, NewSensor, Point, RangeQuery, Sensor, SensorKey, SensorUpdate, StoreError,
+    StoreResult, StoredDeadLetter, TelemetryStore, Timestamp, WriteOutcome,
+};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Row};
+
+use crate::cache::SensorIds;
+use crate::common::{self, LoadSensorIds, Schema};
+use crate::dburl::redact_url;
+use crate::error::{db, db_ctx, is_foreign_key_violation, is_unique_violation};
+use crate::migrate::{self, MigrationReport, POSTGRES_MIGRATIONS};
+use crate::StoreOptions;
+
+/// Earliest storable instant in ms: 4714-11-24 BC, the start of PostgreSQL's timestamp range.
+pub const PG_MIN_MS: i64 = -210_866_803_200_000;
+/// Bound (exclusive) of storable instants in ms, about year 294,000: the widest offset from the
+/// epoch that the millisecond interval arithmetic can represent.
+pub const PG_MAX_MS: i64 = 9_223_372_036_854_000;
+
+/// Most readings per INSERT: one statement of three arrays per chunk keeps the message size and
+/// the server's memory for one statement bounded on very large batches.
+const MAX_ROWS_PER_INSERT: usize = 50_000;
+
+/// Key of the session advisory lock held while migrating ("pdm_migr" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7064_6d5f_6d69_6772;
+
+const MACHINE_COLUMNS: &str =
+    "key, name, kind, description, (extract(epoch FROM created_at) * 1000)::int8";
+const SENSOR_COLUMNS: &str = "key, unit, min_value, max_value, \
+     (extract(epoch FROM created_at) * 1000)::int8";
+
+const INSERT_READINGS: &str = "INSERT INTO readings (sensor_id, ts, value) \
+     SELECT s, timestamptz 'epoch' + t * interval '1 millisecond', v \
+     FROM UNNEST($1::int8[], $2::int8[], $3::float8[]) AS u (s, t, v) \
+     ON CONFLICT DO NOTHING";
+
+const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters \
+     (received_at, origin, channel, machine, kind, reason, payload_head) \
+     VALUES (timestamptz 'epoch' + $1::int8 * interval '1 millisecond', $2, $3, $4, $5, $6, $7)";
+
+/// How many times the insert-if-absent operations retry when a row they saw vanishes before
+/// they read it back (a concurrent delete).
+const ENSURE_ATTEMPTS: usize = 3;
+
+/// A store in a PostgreSQL database.
+///
+/// Cheap to share behind an `Arc`; all methods take `&self`.
+#[derive(Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    ids: SensorIds,
+    timescale: bool,
+    url: String,
+}
+
+impl PgStore {
+    /// Connects to the database named by a `postgres://` or `postgresql://` URL.
+    pub async fn connect(url: &str, opts: &StoreOptions) -> StoreResult<Self> {
+        Self::connect_with(url, opts, Schema::from_options(opts)).await
+    }
+
+    pub(crate) async fn connect_with(
+        url: &str,
+        opts: &StoreOptions,
+        schema: Schema,
+    ) -> StoreResult<Self> {
+        let shown = redact_url(url);
+        let mut connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Invalid(format!("invalid PostgreSQL URL {shown}: {e}")))?;
+        if connect.get_application_name().is_none() {
+            connect = connect.application_name("pdm");
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.pool_size())
+            .acquire_timeout(opts.acquire_timeout())
+            .connect_with(connect)
+            .await
+            .map_err(|e| db_ctx(format!("connecting to {shown}"), e))?;
+        let finish = async {
+            match schema {
+                Schema::Migrate => {
+                    let report = migrate_pg(&pool).await?;
+                    log_report(&shown, &report);
+                }
+                Schema::Check => {
+                    let current = schema_version(&pool).await?;
+                    let needed = migrate::latest(POSTGRES_MIGRATIONS);
+                    if current < needed {
+                        return Err(migrate::behind(current, needed));
+                    }
+                    migrate::warn_if_ahead(current, needed);
+                }
+                Schema::Ignore => {}
+            }
+            uses_timescale(&pool).await
+        };
+        let timescale = match finish.await {
+            Ok(t) => t,
+            Err(e) => {
+                pool.close().await;
+                return Err(e);
+            }
+        };
+        tracing::debug!(url = %shown, timescale, "PostgreSQL store connected");
+        Ok(Self {
+            pool,
+            ids: SensorIds::default(),
+            timescale,
+            url: shown,
+        })
+    }
+
+    /// Applies pending migrations; a no-op when the schema is current. Safe to run from
+    /// several processes at once: they take turns on an advisory lock.
+    pub async fn migrate(&self) -> StoreResult<MigrationReport> {
+        let report = migrate_pg(&self.pool).await?;
+        log_report(&self.url, &report);
+        Ok(report)
+    }
+
+    /// The schema version recorded in the database (0 for an empty database).
+    pub async fn schema_version(&self) -> StoreResult<i64> {
+        schema_version(&self.pool).await
+    }
+
+    /// Whether the TimescaleDB extension was installed when the store connected (readings
+    /// are then a hypertable).
+    pub fn uses_timescale(&self) -> bool {
+        self.timescale
+    }
+
+    /// The database URL, password redacted.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Closes every connection; later calls fail as unavailable.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn write_resolved(&self, batch: &Batch, ids: &[i64]) -> Result<u64, sqlx::Error> {
+        let ts: Vec<i64> = batch.readings.iter().map(|r| r.ts.as_millis()).collect();
+        let values: Vec<f64> = batch.readings.iter().map(|r| r.value).collect();
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for start in (0..ids.len()).step_by(MAX_ROWS_PER_INSERT) {
+            let end = (start + MAX_ROWS_PER_INSERT).min(ids.len());
+            inserted += sqlx::query(INSERT_READINGS)
+                .bind(&ids[start..end])
+                .bind(&ts[start..end])
+                .bind(&values[start..end])
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        for d in &batch.dead_letters {
+            sqlx::query(INSERT_DEAD_LETTER)
+                .bind(d.received_at.as_millis())
+                .bind(d.origin.as_str())
+                .bind(d.channel.as_str())
+                .bind(d.machine.as_deref())
+                .bind(d.kind.as_str())
+                .bind(d.reason.as_str())
+                .bind(d.payload_head.as_slice())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    fn cache_sensor(&self, (id, sensor): (i64, Sensor)) -> StoreResult<Sensor> {
+        self.ids.put(&sensor.machine, &sensor.key, id);
+        Ok(sensor)
+    }
+
+    async fn machine_exists(&self, key: &MachineKey) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT 1 FROM machines WHERE key = $1")
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(row.is_some())
+    }
+
+    /// Inserts the machine unless it exists and returns its id.
+    async fn ensure_machine_id(&self, key: &MachineKey) -> StoreResult<i64> {
+        for _ in 0..ENSURE_ATTEMPTS {
+            sqlx::query(
+                "INSERT INTO machines (key, name) VALUES ($1, $1) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+            // A separate statement: under READ COMMITTED it sees a row committed by a
+            // concurrent insert that made ours do nothing.
+            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM machines WHERE key = $1")
+                .bind(key.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            if let Some(id) = id {
+                return Ok(id);
+            }
+        }
+        Err(common::machine_not_found(key))
+    }
+}
+
+/// Query bounds clamped to what the database can hold; readings can only lie inside.
+fn clamp(ts: Timestamp) -> i64 {
+    ts.as_millis().clamp(PG_MIN_MS, PG_MAX_MS)
+}
+
+impl LoadSensorIds for PgStore {
+    async fn load_sensor_ids(&self, machine: &MachineKey) -> StoreResult<HashMap<SensorKey, i64>> {
+        let rows = sqlx::query(
+            "SELECT s.key, s.id FROM sensors s JOIN machines m ON m.id = s.machine_id \
+             WHERE m.key = $1",
+        )
+        .bind(machine.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key = common::key(row.try_get(0).map_err(db)?)?;
+            out.insert(key, row.try_get(1).map_err(db)?);
+        }
+        Ok(out)
+    }
+}
+
+fn log_report(url: &str, report: &MigrationReport) {
+    for (version, name) in &report.applied {
+        tracing::info!(url, version, name, "applied PostgreSQL migration");
+    }
+}
+
+async fn uses_timescale(pool: &PgPool) -> StoreResult<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')")
+        .fetch_one(pool)
+        .await
+        .map_err(db)
+}
+
+async fn schema_version_on(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('pdm_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok(0);
+    }
+    sqlx::query_scalar("SELECT coalesce(max(version), 0)::int8 FROM pdm_migrations")
+        .fetch_one(&mut *conn)
+        .await
+}
+
+async fn schema_version(pool: &PgPool) -> StoreResult<i64> {
+    let mut conn = pool.acquire().await.map_err(db)?;
+    schema_version_on(&mut conn).await.map_err(db)
+}
+
+async fn migrate_pg(pool: &PgPool) -> StoreResult<MigrationReport> {
+    // A connection of its own, closed at the end: the advisory lock belongs to the session, so
+    // closing releases it whatever happened, and no pooled connection is left holding it.
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| db_ctx("connecting to migrate", e))?
+        .detach();
+    let result = migrate_locked(&mut conn).await;
+    if let Err(e) = conn.close().await {
+        tracing::debug!(error = %e, "closing the migration connection failed");
+    }
+    result
+}
+
+async fn migrate_locked(conn: &mut PgConnection) -> StoreResult<MigrationReport> {
+    let ctx = |what: &str| {
+        let what = what.to_owned();
+        move |e| db_ctx(what, e)
+    };
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map_err(ctx("taking the migration lock"))?;
+    // Checked rather than IF NOT EXISTS, which would log a notice on every start.
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('pdm_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(ctx("reading pdm_migrations"))?;
+    if !exists {
+        sqlx::query(
+            "CREATE TABLE pdm_migrations (\
+                 version    BIGINT      PRIMARY KEY,\
+                 name       TEXT        NOT NULL,\
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()\
+             )",
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(ctx("creating pdm_migrations"))?;
+    }
+    let mut report = MigrationReport::default();
+    for m in POSTGRES_MIGRATIONS {
+        let mut tx = conn.begin().await.map_err(ctx("starting a migration"))?;
+        let done = sqlx::query("SELECT 1 FROM pdm_migrations WHERE version = $1")
+            .bind(m.version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(ctx("reading pdm_migrations"))?
+            .is_some();
+        if !done {
+            let what = format!("applying migration {} ({})", m.version, m.name);
+            sqlx::raw_sql(m.sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx(&what))?;
+            sqlx::query("INSERT INTO pdm_migrations (version, name) VALUES ($1, $2)")
+                .bind(m.version)
+                .bind(m.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx(&what))?;
+            report.applied.push((m.version, m.name));
+        }
+        tx.commit().await.map_err(ctx("committing a migration"))?;
+    }
+    report.version = schema_version_on(conn)
+        .await
+        .map_err(ctx("reading pdm_migrations"))?;
+    migrate::warn_if_ahead(report.version, migrate::latest(POSTGRES_MIGRATIONS));
+    Ok(report)
+}
+
+#[async_trait]
+impl TelemetryStore for PgStore {
+    async fn write(&self, batch: &Batch) -> StoreResult<WriteOutcome> {
+        common::check_readings(batch, Some((PG_MIN_MS, PG_MAX_MS)))?;
+        if batch.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let total = batch.readings.len() as u64;
+        let outcome = |inserted: u64| WriteOutcome {
+            inserted,
+            duplicates: total - inserted,
+            dead_letters: batch.dead_letters.len() as u64,
+        };
+        let ids = common::resolve_ids(self, &self.ids, batch).await?;
+        match self.write_resolved(batch, &ids).await {
+            Ok(inserted) => Ok(outcome(inserted)),
+            Err(e) if is_foreign_key_violation(&e) => {
+                // A cached id whose sensor another worker deleted: reload and retry once.
+                self.ids.clear();
+                let ids = common::resolve_ids(self, &self.ids, batch).await?;
+                match self.write_resolved(batch, &ids).await {
+                    Ok(inserted) => Ok(outcome(inserted)),
+                    Err(e) if is_foreign_key_violation(&e) => {
+                        Err(common::sensor_deleted_during_write())
+                    }
+                    Err(e) => Err(db(e)),
+                }
+            }
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn raw(&self, q: &RangeQuery) -> StoreResult<Vec<Point>> {
+        let id = common::sensor_id(self, &self.ids, &q.machine, &q.sensor).await?;
+        let rows = sqlx::query(
+            "SELECT (extract(epoch FROM ts) * 1000)::int8, value FROM readings \
+             WHERE sensor_id = $1 \
+               AND ts >= timestamptz 'epoch' + $2::int8 * interval '1 millisecond' \
+               AND ts < timestamptz 'epoch' + $3::int8 * interval '1 millisecond' \
+             ORDER BY ts LIMIT $4",
+        )
+        .bind(id)
+        .bind(clamp(q.from))
+        .bind(clamp(q.to))
+        .bind(common::limit(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(common::point).collect()
+    }
+
+    async fn buckets(&self, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>> {
+        common::check_width(width_ms)?;
+        let id = common::sensor_id(self, &self.ids, &q.machine, &q.sensor).await?;
+        // The same integer arithmetic as on SQLite, so both backends cut buckets identically:
+        // floor division, with `%` truncating toward zero for negative timestamps.
+        let rows = sqlx::query(
+            "SELECT b, avg(value), min(value), max(value), count(*) FROM (\
+                 SELECT CASE WHEN ms >= 0 OR ms % $1 = 0 THEN ms - ms % $1 \
+                             ELSE ms - ms % $1 - $1 END AS b, value \
+                 FROM (SELECT (extract(epoch FROM ts) * 1000)::int8 AS ms, value \
+                       FROM readings \
+                       WHERE sensor_id = $2 \
+                         AND ts >= timestamptz 'epoch' + $3::int8 * interval '1 millisecond' \
+                         AND ts < timestamptz 'epoch' + $4::int8 * interval '1 millisecond' \
+                      ) AS r \
+             ) AS x \
+             GROUP BY b ORDER BY b LIMIT $5",
+        )
+        .bind(width_ms)
+        .bind(id)
+        .bind(clamp(q.from))
+        .bind(clamp(q.to))
+        .bind(common::limit(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(common::bucket).collect()
+    }
+
+    async fn latest(&self, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
+        // Per sensor, one descent of the primary key to its newest row.
+        let rows = sqlx::query(
+            "SELECT s.key, (extract(epoch FROM r.ts) * 1000)::int8, r.value \
+             FROM machines m \
+             JOIN sensors s ON s.machine_id = m.id \
+             CROSS JOIN LATERAL (\
+                 SELECT ts, value FROM readings WHERE sensor_id = s.id \
+                 ORDER BY ts DESC LIMIT 1) AS r \
+             WHERE m.key = $1 ORDER BY s.key",
+        )
+        .bind(machine.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        if rows.is_empty() && !self.machine_exists(machine).await? {
+            return Err(common::machine_not_found(machine));
+        }
+        rows.iter().map(common::latest).collect()
+    }
+
+    async fn count_readings(&self, machine: &MachineKey) -> StoreResult<u64> {
+        if !self.machine_exists(machine).await? {
+            return Err(common::machine_not_found(machine));
+        }
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM readings WHERE sensor_id IN (\
+                 SELECT s.id FROM sensors s JOIN machines m ON m.id = s.machine_id \
+                 WHERE m.key = $1)",
+        )
+        .bind(machine.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(common::count(n))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CatalogStore for PgStore {
+    async fn create_machine(&self, m: &NewMachine) -> StoreResult<Machine> {
+        let sql = format!(
+            "INSERT INTO machines (key, name, kind, description) VALUES ($1, $2, $3, $4) \
+             RETURNING {MACHINE_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(m.key.as_str())
+            .bind(m.name.as_deref().unwrap_or(m.key.as_str()))
+            .bind(m.kind.as_deref())
+            .bind(m.description.as_deref())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("machine '{}' already exists", m.key))
+                } else {
+                    db(e)
+                }
+            })?;
+        common::machine(&row)
+    }
+
+    async fn ensure_machine(&self, key: &MachineKey) -> StoreResult<Machine> {
+        let insert = format!(
+            "INSERT INTO machines (key, name) VALUES ($1, $1) ON CONFLICT (key) DO NOTHING \
+             RETURNING {MACHINE_COLUMNS}"
+        );
+        let select = format!("SELECT {MACHINE_COLUMNS} FROM machines WHERE key = $1");
+        for _ in 0..ENSURE_ATTEMPTS {
+            let row = sqlx::query(&insert)
+                .bind(key.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            if let Some(row) = row {
+                return common::machine(&row);
+            }
+            // Another statement, hence a fresh snapshot that sees the concurrent insert.
+            let row = sqlx::query(&select)
+                .bind(key.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            if let Some(row) = row {
+                return common::machine(&row);
+            }
+        }
+        Err(common::machine_not_found(key))
+    }
+
+    async fn get_machine(&self, key: &MachineKey) -> StoreResult<Machine> {
+        let sql = format!("SELECT {MACHINE_COLUMNS} FROM machines WHERE key = $1");
+        let row = sqlx::query(&sql)
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| common::machine_not_found(key))?;
+        common::machine(&row)
+    }
+
+    async fn list_machines(&self) -> StoreResult<Vec<Machine>> {
+        let sql = format!("SELECT {MACHINE_COLUMNS} FROM machines ORDER BY key");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(common::machine).collect()
+    }
+
+    async fn update_machine(&self, key: &MachineKey, u: &MachineUpdate) -> StoreResult<Machine> {
+        let sql = format!(
+            "UPDATE machines SET \
+                 name = coalesce($2, name), \
+                 kind = CASE WHEN $3 THEN $4::text ELSE kind END, \
+                 description = CASE WHEN $5 THEN $6::text ELSE description END \
+             WHERE key = $1 RETURNING {MACHINE_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(key.as_str())
+            .bind(u.name.as_deref())
+            .bind(u.kind.is_some())
+            .bind(u.kind.as_ref().and_then(|k| k.as_deref()))
+            .bind(u.description.is_some())
+            .bind(u.description.as_ref().and_then(|d| d.as_deref()))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| common::machine_not_found(key))?;
+        common::machine(&row)
+    }
+
+    async fn delete_machine(&self, key: &MachineKey) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM machines WHERE key = $1")
+            .bind(key.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        self.ids.forget_machine(key);
+        if done.rows_affected() == 0 {
+            return Err(common::machine_not_found(key));
+        }
+        Ok(())
+    }
+
+    async fn create_sensor(&self, machine: &MachineKey, s: &NewSensor) -> StoreResult<Sensor> {
+        common::check_sensor_range(s.min, s.max)?;
+        let sql = format!(
+            "INSERT INTO sensors (machine_id, key, unit, min_value, max_value) \
+             SELECT id, $2, $3, $4, $5 FROM machines WHERE key = $1 \
+             RETURNING id, {SENSOR_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(machine.as_str())
+            .bind(s.key.as_str())
+            .bind(s.unit.as_deref())
+            .bind(s.min)
+            .bind(s.max)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!(
+                        "sensor '{}' of machine '{machine}' already exists",
+                        s.key
+                    ))
+                } else {
+                    db(e)
+                }
+            })?
+            .ok_or_else(|| common::machine_not_found(machine))?;
+        self.cache_sensor(common::sensor_with_id(&row, machine.clone())?)
+    }
+
+    async fn ensure_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<Sensor> {
+        let insert = format!(
+            "INSERT INTO sensors (machine_id, key) VALUES ($1, $2) \
+             ON CONFLICT (machine_id, key) DO NOTHING RETURNING id, {SENSOR_COLUMNS}"
+        );
+        let select =
+            format!("SELECT id, {SENSOR_COLUMNS} FROM sensors WHERE machine_id = $1 AND key = $2");
+        for _ in 0..ENSURE_ATTEMPTS {
+            let machine_id = self.ensure_machine_id(machine).await?;
+            let row = match sqlx::query(&insert)
+                .bind(machine_id)
+                .bind(key.as_str())
+                .fetch_optional(&self.pool)
+                .await
+            {
+                Ok(row) => row,
+                // The machine was deleted between the two statements: start over.
+                Err(e) if is_foreign_key_violation(&e) => continue,
+                Err(e) => return Err(db(e)),
+            };
+            if let Some(row) = row {
+                return self.cache_sensor(common::sensor_with_id(&row, machine.clone())?);
+            }
+            let row = sqlx::query(&select)
+                .bind(machine_id)
+                .bind(key.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            if let Some(row) = row {
+                return self.cache_sensor(common::sensor_with_id(&row, machine.clone())?);
+            }
+        }
+        Err(common::sensor_not_found(machine, key))
+    }
+
+    async fn get_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<Sensor> {
+        let sql = format!(
+            "SELECT {SENSOR_COLUMNS} FROM sensors \
+             WHERE machine_id = (SELECT id FROM machines WHERE key = $1) AND key = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(machine.as_str())
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| common::sensor_not_found(machine, key))?;
+        common::sensor(&row, machine.clone())
+    }
+
+    async fn list_sensors(&self, machine: &MachineKey) -> StoreResult<Vec<Sensor>> {
+        let sql = format!(
+            "SELECT {SENSOR_COLUMNS} FROM sensors \
+             WHERE machine_id = (SELECT id FROM machines WHERE key = $1) ORDER BY key"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(machine.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        if rows.is_empty() && !self.machine_exists(machine).await? {
+            return Err(common::machine_not_found(machine));
+        }
+        rows.iter()
+            .map(|r| common::sensor(r, machine.clone()))
+            .collect()
+    }
+
+    async fn list_all_sensors(&self) -> StoreResult<Vec<Sensor>> {
+        let rows = sqlx::query(
+            "SELECT m.key, s.key, s.unit, s.min_value, s.max_value, \
+                    (extract(epoch FROM s.created_at) * 1000)::int8 \
+             FROM sensors s JOIN machines m ON m.id = s.machine_id ORDER BY m.key, s.key",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(common::sensor_with_machine).collect()
+    }
+
+    async fn update_sensor(
+        &self,
+        machine: &MachineKey,
+        key: &SensorKey,
+        u: &SensorUpdate,
+    ) -> StoreResult<Sensor> {
+        common::check_sensor_range(u.min.flatten(), None)?;
+        common::check_sensor_range(None, u.max.flatten())?;
+        let sql = format!(
+            "UPDATE sensors SET \
+                 unit = CASE WHEN $3 THEN $4::text ELSE unit END, \
+                 min_value = CASE WHEN $5 THEN $6::float8 ELSE min_value END, \
+                 max_value = CASE WHEN $7 THEN $8::float8 ELSE max_value END \
+             WHERE machine_id = (SELECT id FROM machines WHERE key = $1) AND key = $2 \
+             RETURNING {SENSOR_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(machine.as_str())
+            .bind(key.as_str())
+            .bind(u.unit.is_some())
+            .bind(u.unit.as_ref().and_then(|x| x.as_deref()))
+            .bind(u.min.is_some())
+            .bind(u.min.flatten())
+            .bind(u.max.is_some())
+            .bind(u.max.flatten())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| common::sensor_not_found(machine, key))?;
+        common::sensor(&row, machine.clone())
+    }
+
+    async fn delete_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<()> {
+        let done = sqlx::query(
+            "DELETE FROM sensors \
+             WHERE machine_id = (SELECT id FROM machines WHERE key = $1) AND key = $2",
+        )
+        .bind(machine.as_str())
+        .bind(key.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        self.ids.forget_sensor(machine, key);
+        if done.rows_affected() == 0 {
+            return Err(common::sensor_not_found(machine, key));
+        }
+        Ok(())
+    }
+
+    async fn dead_letters(&self, q: &DeadLetterQuery) -> StoreResult<Vec<StoredDeadLetter>> {
+        let rows = sqlx::query(
+            "SELECT id, (extract(epoch FROM received_at) * 1000)::int8, origin, channel, \
+                    machine, kind, reason, payload_head \
+             FROM dead_letters \
+             WHERE ($1::text IS NULL OR machine = $1) AND ($2::text IS NULL OR kind = $2) \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(q.machine.as_deref())
+        .bind(q.kind.map(|k| k.as_str()))
+        .bind(common::limit(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(common::dead_letter).collect()
+    }
+}

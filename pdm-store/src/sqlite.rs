@@ -1,0 +1,763 @@
+//! The embedded SQLite backend.
+//!
+//! One file, WAL journal, `synchronous=FULL` (under WAL, FULL is the setting whose commits
+//! survive power loss, not only a crash of the process). SQLite admits one writer at a time, so
+//! every write goes through a single dedicated connection (a pool of one: writes queue in
+//! memory instead of failing with SQLITE_BUSY), while reads use a separate pool and, thanks to
+//! WAL, never wait for writes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use pdm_core::{
+    Batch, Bucket, CatalogStore, DeadLetterQuery, Latest, Machine, MachineKey, MachineUpdate,
+    NewMachine, NewSensor, Point, RangeQuery, Sensor, SensorKey, SensorUpdate, StoreError,
+    StoreResult, StoredDeadLetter, TelemetryStore, WriteOutcome,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection};
+
+use crate::cache::SensorIds;
+use crate::common::{self, LoadSensorIds, Schema};
+use crate::error::{db, db_ctx, is_foreign_key_violation, is_unique_violation};
+use crate::migrate::{self, MigrationReport, SQLITE_MIGRATIONS};
+use crate::StoreOptions;
+
+/// Most readings per INSERT statement. Multi-row statements cut the per-statement overhead
+/// (a round trip to sqlx's worker thread, bind and step setup) that dominates one-row
+/// inserts; 3 parameters per row stay far below SQLite's limit of 32766 bound variables.
+const MAX_ROWS_PER_INSERT: usize = 256;
+
+/// `INSERT` statements for 1, 2, 4, ... [`MAX_ROWS_PER_INSERT`] rows. Batches are cut into
+/// power-of-two chunks so that a handful of statement texts cover every batch size and stay in
+/// the connection's prepared-statement cache.
+fn insert_sql(rows: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        let mut all = Vec::new();
+        let mut n = 1;
+        while n <= MAX_ROWS_PER_INSERT {
+            let mut sql = String::from("INSERT INTO readings (sensor_id, ts, value) VALUES ");
+            for i in 0..n {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?,?,?)");
+            }
+            sql.push_str(" ON CONFLICT DO NOTHING");
+            all.push(sql);
+            n *= 2;
+        }
+        all
+    });
+    // `rows` is a power of two no larger than MAX_ROWS_PER_INSERT (see `chunk_rows`).
+    let index = rows.trailing_zeros() as usize;
+    all.get(index).map_or("", String::as_str)
+}
+
+/// Size of the next chunk: the largest power of two not above `remaining` nor the maximum.
+fn chunk_rows(remaining: usize) -> usize {
+    let capped = remaining.min(MAX_ROWS_PER_INSERT);
+    if capped == 0 {
+        0
+    } else {
+        1 << (usize::BITS - 1 - capped.leading_zeros())
+    }
+}
+
+const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters \
+     (received_at, origin, channel, machine, kind, reason, payload_head) \
+     VALUES (?, ?, ?, ?, ?, ?, ?)";
+
+const SENSOR_COLUMNS: &str = "key, unit, min_value, max_value, created_at";
+
+const MACHINE_COLUMNS: &str = "key, name, kind, description, created_at";
+
+/// A store in one SQLite file.
+///
+/// Cheap to share behind an `Arc`; all methods take `&self`.
+#[derive(Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    ids: SensorIds,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directories when missing) the file named by a
+    /// `sqlite:` URL: `sqlite:data/pdm.db`, `sqlite://data/pdm.db` (relative) or
+    /// `sqlite:///var/lib/pdm/pdm.db` (absolute).
+    pub async fn open(url: &str, opts: &StoreOptions) -> StoreResult<Self> {
+        let path = crate::dburl::sqlite_path(url)?;
+        Self::open_with(&path, opts, Schema::from_options(opts)).await
+    }
+
+    /// Opens (creating it and its parent directories when missing) the database file at `path`.
+    pub async fn open_path(path: impl AsRef<Path>, opts: &StoreOptions) -> StoreResult<Self> {
+        Self::open_with(path.as_ref(), opts, Schema::from_options(opts)).await
+    }
+
+    pub(crate) async fn open_with(
+        path: &Path,
+        opts: &StoreOptions,
+        schema: Schema,
+    ) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(
+                    format!(
+                        "cannot create the directory {} of the database: {e}",
+                        dir.display()
+                    )
+                    .into(),
+                )
+            })?;
+        }
+        let connect = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(opts.busy_timeout());
+        let what = || format!("opening SQLite database {}", path.display());
+        // Connections live as long as the store: a reconnect would only lose the statement
+        // cache, and SQLite connections do not go stale.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(opts.acquire_timeout())
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(connect.clone())
+            .await
+            .map_err(|e| db_ctx(what(), e))?;
+        let store_writer = writer.clone();
+        let finish = async {
+            match schema {
+                Schema::Migrate => {
+                    let report = migrate_sqlite(&writer).await?;
+                    log_report(path, &report);
+                }
+                Schema::Check => {
+                    let current = schema_version(&writer).await?;
+                    let needed = migrate::latest(SQLITE_MIGRATIONS);
+                    if current < needed {
+                        return Err(migrate::behind(current, needed));
+                    }
+                    migrate::warn_if_ahead(current, needed);
+                }
+                Schema::Ignore => {}
+            }
+            SqlitePoolOptions::new()
+                .max_connections(opts.pool_size())
+                .acquire_timeout(opts.acquire_timeout())
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(connect)
+                .await
+                .map_err(|e| db_ctx(what(), e))
+        };
+        let reader = match finish.await {
+            Ok(reader) => reader,
+            Err(e) => {
+                store_writer.close().await;
+                return Err(e);
+            }
+        };
+        tracing::debug!(path = %path.display(), "SQLite store open");
+        Ok(Self {
+            writer: store_writer,
+            reader,
+            ids: SensorIds::default(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Applies pending migrations; a no-op when the schema is current.
+    pub async fn migrate(&self) -> StoreResult<MigrationReport> {
+        let report = migrate_sqlite(&self.writer).await?;
+        log_report(&self.path, &report);
+        Ok(report)
+    }
+
+    /// The schema version recorded in the database (0 for an empty database).
+    pub async fn schema_version(&self) -> StoreResult<i64> {
+        schema_version(&self.writer).await
+    }
+
+    /// Closes every connection; later calls fail as unavailable.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    async fn write_resolved(&self, batch: &Batch, ids: &[i64]) -> Result<u64, sqlx::Error> {
+        // IMMEDIATE takes the write lock up front: another process writing the same file makes
+        // us wait (busy_timeout) instead of failing mid-transaction.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut inserted = 0;
+        let mut rows = batch.readings.iter().zip(ids);
+        let mut remaining = batch.readings.len();
+        while remaining > 0 {
+            let n = chunk_rows(remaining);
+            let mut q = sqlx::query(insert_sql(n));
+            for (r, &id) in rows.by_ref().take(n) {
+                q = q.bind(id).bind(r.ts.as_millis()).bind(r.value);
+            }
+            inserted += q.execute(&mut *tx).await?.rows_affected();
+            remaining -= n;
+        }
+        for d in &batch.dead_letters {
+            sqlx::query(INSERT_DEAD_LETTER)
+                .bind(d.received_at.as_millis())
+                .bind(d.origin.as_str())
+                .bind(d.channel.as_str())
+                .bind(d.machine.as_deref())
+                .bind(d.kind.as_str())
+                .bind(d.reason.as_str())
+                .bind(d.payload_head.as_slice())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    fn cache_sensor(&self, (id, sensor): (i64, Sensor)) -> StoreResult<Sensor> {
+        self.ids.put(&sensor.machine, &sensor.key, id);
+        Ok(sensor)
+    }
+
+    async fn machine_exists(&self, key: &MachineKey) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT 1 FROM machines WHERE key = ?")
+            .bind(key.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
+        Ok(row.is_some())
+    }
+
+    async fn machine_id(conn: &mut SqliteConnection, key: &MachineKey) -> StoreResult<Option<i64>> {
+        let row = sqlx::query("SELECT id FROM machines WHERE key = ?")
+            .bind(key.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        row.map(|r| r.try_get::<i64, _>(0).map_err(db)).transpose()
+    }
+}
+
+impl LoadSensorIds for SqliteStore {
+    async fn load_sensor_ids(&self, machine: &MachineKey) -> StoreResult<HashMap<SensorKey, i64>> {
+        let rows = sqlx::query(
+            "SELECT s.key, s.id FROM sensors s JOIN machines m ON m.id = s.machine_id \
+             WHERE m.key = ?",
+        )
+        .bind(machine.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key = common::key(row.try_get(0).map_err(db)?)?;
+            out.insert(key, row.try_get(1).map_err(db)?);
+        }
+        Ok(out)
+    }
+}
+
+fn log_report(path: &Path, report: &MigrationReport) {
+    for (version, name) in &report.applied {
+        tracing::info!(path = %path.display(), version, name, "applied SQLite migration");
+    }
+}
+
+async fn schema_version(pool: &SqlitePool) -> StoreResult<i64> {
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'pdm_migrations'",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(db)?;
+    if exists == 0 {
+        return Ok(0);
+    }
+    sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM pdm_migrations")
+        .fetch_one(pool)
+        .await
+        .map_err(db)
+}
+
+async fn migrate_sqlite(pool: &SqlitePool) -> StoreResult<MigrationReport> {
+    let ctx = |what: &str| {
+        let what = what.to_owned();
+        move |e| db_ctx(what, e)
+    };
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS pdm_migrations (\
+             version    INTEGER PRIMARY KEY,\
+             name       TEXT    NOT NULL,\
+             applied_at INTEGER NOT NULL\
+         ) STRICT",
+    )
+    .execute(pool)
+    .await
+    .map_err(ctx("creating pdm_migrations"))?;
+    let mut report = MigrationReport::default();
+    for m in SQLITE_MIGRATIONS {
+        // Checking and applying inside one write transaction makes concurrent migrators (two
+        // processes starting on the same file) take turns; the second finds it done.
+        let mut tx = pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(ctx("starting a migration"))?;
+        let done = sqlx::query("SELECT 1 FROM pdm_migrations WHERE version = ?")
+            .bind(m.version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(ctx("reading pdm_migrations"))?
+            .is_some();
+        if !done {
+            let what = format!("applying migration {} ({})", m.version, m.name);
+            sqlx::raw_sql(m.sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx(&what))?;
+            sqlx::query("INSERT INTO pdm_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+                .bind(m.version)
+                .bind(m.name)
+                .bind(pdm_core::Timestamp::now().as_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx(&what))?;
+            report.applied.push((m.version, m.name));
+        }
+        tx.commit().await.map_err(ctx("committing a migration"))?;
+    }
+    report.version = schema_version(pool).await?;
+    migrate::warn_if_ahead(report.version, migrate::latest(SQLITE_MIGRATIONS));
+    Ok(report)
+}
+
+#[async_trait]
+impl TelemetryStore for SqliteStore {
+    async fn write(&self, batch: &Batch) -> StoreResult<WriteOutcome> {
+        common::check_readings(batch, None)?;
+        let total = batch.readings.len() as u64;
+        let outcome = |inserted: u64| WriteOutcome {
+            inserted,
+            duplicates: total - inserted,
+            dead_letters: batch.dead_letters.len() as u64,
+        };
+        if batch.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let ids = common::resolve_ids(self, &self.ids, batch).await?;
+        match self.write_resolved(batch, &ids).await {
+            Ok(inserted) => Ok(outcome(inserted)),
+            Err(e) if is_foreign_key_violation(&e) => {
+                // A cached id whose sensor was deleted behind our back: reload and retry once.
+                self.ids.clear();
+                let ids = common::resolve_ids(self, &self.ids, batch).await?;
+                match self.write_resolved(batch, &ids).await {
+                    Ok(inserted) => Ok(outcome(inserted)),
+                    Err(e) if is_foreign_key_violation(&e) => {
+                        Err(common::sensor_deleted_during_write())
+                    }
+                    Err(e) => Err(db(e)),
+                }
+            }
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn raw(&self, q: &RangeQuery) -> StoreResult<Vec<Point>> {
+        let id = common::sensor_id(self, &self.ids, &q.machine, &q.sensor).await?;
+        let rows = sqlx::query(
+            "SELECT ts, value FROM readings WHERE sensor_id = ? AND ts >= ? AND ts < ? \
+             ORDER BY ts LIMIT ?",
+        )
+        .bind(id)
+        .bind(q.from.as_millis())
+        .bind(q.to.as_millis())
+        .bind(common::limit(q.limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter().map(common::point).collect()
+    }
+
+    async fn buckets(&self, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>> {
+        common::check_width(width_ms)?;
+        let id = common::sensor_id(self, &self.ids, &q.machine, &q.sensor).await?;
+        // Floor division: `%` truncates toward zero, so negative timestamps not on a boundary
+        // step one bucket further down.
+        let rows = sqlx::query(
+            "SELECT b, avg(value), min(value), max(value), count(*) FROM (\
+                 SELECT CASE WHEN ts >= 0 OR ts % ?1 = 0 THEN ts - ts % ?1 \
+                             ELSE ts - ts % ?1 - ?1 END AS b, value \
+                 FROM readings WHERE sensor_id = ?2 AND ts >= ?3 AND ts < ?4) \
+             GROUP BY b ORDER BY b LIMIT ?5",
+        )
+        .bind(width_ms)
+        .bind(id)
+        .bind(q.from.as_millis())
+        .bind(q.to.as_millis())
+        .bind(common::limit(q.limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter().map(common::bucket).collect()
+    }
+
+    async fn latest(&self, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
+        // Per sensor, one descent of the primary key to its newest row.
+        let rows = sqlx::query(
+            "SELECT s.key, r.ts, r.value \
+             FROM machines m \
+             JOIN sensors s ON s.machine_id = m.id \
+             JOIN readings r ON r.sensor_id = s.id AND r.ts = (\
+                 SELECT ts FROM readings WHERE sensor_id = s.id ORDER BY ts DESC LIMIT 1) \
+             WHERE m.key = ? ORDER BY s.key",
+        )
+        .bind(machine.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        if rows.is_empty() && !self.machine_exists(machine).await? {
+            return Err(common::machine_not_found(machine));
+        }
+        rows.iter().map(common::latest).collect()
+    }
+
+    async fn count_readings(&self, machine: &MachineKey) -> StoreResult<u64> {
+        if !self.machine_exists(machine).await? {
+            return Err(common::machine_not_found(machine));
+        }
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM readings WHERE sensor_id IN (\
+                 SELECT s.id FROM sensors s JOIN machines m ON m.id = s.machine_id \
+                 WHERE m.key = ?)",
+        )
+        .bind(machine.as_str())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(common::count(n))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CatalogStore for SqliteStore {
+    async fn create_machine(&self, m: &NewMachine) -> StoreResult<Machine> {
+        let sql = format!(
+            "INSERT INTO machines (key, name, kind, description) VALUES (?, ?, ?, ?) \
+             RETURNING {MACHINE_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(m.key.as_str())
+            .bind(m.name.as_deref().unwrap_or(m.key.as_str()))
+            .bind(m.kind.as_deref())
+            .bind(m.description.as_deref())
+            .fetch_one(&self.writer)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("machine '{}' already exists", m.key))
+                } else {
+                    db(e)
+                }
+            })?;
+        common::machine(&row)
+    }
+
+    async fn ensure_machine(&self, key: &MachineKey) -> StoreResult<Machine> {
+        let mut conn = self.writer.acquire().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO machines (key, name) VALUES (?1, ?1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+        let sql = format!("SELECT {MACHINE_COLUMNS} FROM machines WHERE key = ?");
+        let row = sqlx::query(&sql)
+            .bind(key.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| common::machine_not_found(key))?;
+        common::machine(&row)
+    }
+
+    async fn get_machine(&self, key: &MachineKey) -> StoreResult<Machine> {
+        let sql = format!("SELECT {MACHINE_COLUMNS} FROM machines WHERE key = ?");
+        let row = sqlx::query(&sql)
+            .bind(key.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| common::machine_not_found(key))?;
+        common::machine(&row)
+    }
+
+    async fn list_machines(&self) -> StoreResult<Vec<Machine>> {
+        let sql = format!("SELECT {MACHINE_COLUMNS} FROM machines ORDER BY key");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        rows.iter().map(common::machine).collect()
+    }
+
+    async fn update_machine(&self, key: &MachineKey, u: &MachineUpdate) -> StoreResult<Machine> {
+        let sql = format!(
+            "UPDATE machines SET \
+                 name = coalesce(?2, name), \
+                 kind = CASE WHEN ?3 THEN ?4 ELSE kind END, \
+                 description = CASE WHEN ?5 THEN ?6 ELSE description END \
+             WHERE key = ?1 RETURNING {MACHINE_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(key.as_str())
+            .bind(u.name.as_deref())
+            .bind(u.kind.is_some())
+            .bind(u.kind.as_ref().and_then(|k| k.as_deref()))
+            .bind(u.description.is_some())
+            .bind(u.description.as_ref().and_then(|d| d.as_deref()))
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| common::machine_not_found(key))?;
+        common::machine(&row)
+    }
+
+    async fn delete_machine(&self, key: &MachineKey) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM machines WHERE key = ?")
+            .bind(key.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        self.ids.forget_machine(key);
+        if done.rows_affected() == 0 {
+            return Err(common::machine_not_found(key));
+        }
+        Ok(())
+    }
+
+    async fn create_sensor(&self, machine: &MachineKey, s: &NewSensor) -> StoreResult<Sensor> {
+        common::check_sensor_range(s.min, s.max)?;
+        let sql = format!(
+            "INSERT INTO sensors (machine_id, key, unit, min_value, max_value) \
+             SELECT id, ?2, ?3, ?4, ?5 FROM machines WHERE key = ?1 \
+             RETURNING id, {SENSOR_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(machine.as_str())
+            .bind(s.key.as_str())
+            .bind(s.unit.as_deref())
+            .bind(s.min)
+            .bind(s.max)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!(
+                        "sensor '{}' of machine '{machine}' already exists",
+                        s.key
+                    ))
+                } else {
+                    db(e)
+                }
+            })?
+            .ok_or_else(|| common::machine_not_found(machine))?;
+        self.cache_sensor(common::sensor_with_id(&row, machine.clone())?)
+    }
+
+    async fn ensure_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<Sensor> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO machines (key, name) VALUES (?1, ?1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(machine.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let machine_id = Self::machine_id(&mut tx, machine)
+            .await?
+            .ok_or_else(|| common::machine_not_found(machine))?;
+        sqlx::query(
+            "INSERT INTO sensors (machine_id, key) VALUES (?, ?) \
+             ON CONFLICT (machine_id, key) DO NOTHING",
+        )
+        .bind(machine_id)
+        .bind(key.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let sql =
+            format!("SELECT id, {SENSOR_COLUMNS} FROM sensors WHERE machine_id = ? AND key = ?");
+        let row = sqlx::query(&sql)
+            .bind(machine_id)
+            .bind(key.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.cache_sensor(common::sensor_with_id(&row, machine.clone())?)
+    }
+
+    async fn get_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<Sensor> {
+        let sql = format!(
+            "SELECT {SENSOR_COLUMNS} FROM sensors \
+             WHERE machine_id = (SELECT id FROM machines WHERE key = ?) AND key = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(machine.as_str())
+            .bind(key.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| common::sensor_not_found(machine, key))?;
+        common::sensor(&row, machine.clone())
+    }
+
+    async fn list_sensors(&self, machine: &MachineKey) -> StoreResult<Vec<Sensor>> {
+        let sql = format!(
+            "SELECT {SENSOR_COLUMNS} FROM sensors \
+             WHERE machine_id = (SELECT id FROM machines WHERE key = ?) ORDER BY key"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(machine.as_str())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        if rows.is_empty() && !self.machine_exists(machine).await? {
+            return Err(common::machine_not_found(machine));
+        }
+        rows.iter()
+            .map(|r| common::sensor(r, machine.clone()))
+            .collect()
+    }
+
+    async fn list_all_sensors(&self) -> StoreResult<Vec<Sensor>> {
+        let rows = sqlx::query(
+            "SELECT m.key, s.key, s.unit, s.min_value, s.max_value, s.created_at \
+             FROM sensors s JOIN machines m ON m.id = s.machine_id ORDER BY m.key, s.key",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter().map(common::sensor_with_machine).collect()
+    }
+
+    async fn update_sensor(
+        &self,
+        machine: &MachineKey,
+        key: &SensorKey,
+        u: &SensorUpdate,
+    ) -> StoreResult<Sensor> {
+        common::check_sensor_range(u.min.flatten(), None)?;
+        common::check_sensor_range(None, u.max.flatten())?;
+        let sql = format!(
+            "UPDATE sensors SET \
+                 unit = CASE WHEN ?3 THEN ?4 ELSE unit END, \
+                 min_value = CASE WHEN ?5 THEN ?6 ELSE min_value END, \
+                 max_value = CASE WHEN ?7 THEN ?8 ELSE max_value END \
+             WHERE machine_id = (SELECT id FROM machines WHERE key = ?1) AND key = ?2 \
+             RETURNING {SENSOR_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(machine.as_str())
+            .bind(key.as_str())
+            .bind(u.unit.is_some())
+            .bind(u.unit.as_ref().and_then(|x| x.as_deref()))
+            .bind(u.min.is_some())
+            .bind(u.min.flatten())
+            .bind(u.max.is_some())
+            .bind(u.max.flatten())
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| common::sensor_not_found(machine, key))?;
+        common::sensor(&row, machine.clone())
+    }
+
+    async fn delete_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<()> {
+        let done = sqlx::query(
+            "DELETE FROM sensors \
+             WHERE machine_id = (SELECT id FROM machines WHERE key = ?) AND key = ?",
+        )
+        .bind(machine.as_str())
+        .bind(key.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        self.ids.forget_sensor(machine, key);
+        if done.rows_affected() == 0 {
+            return Err(common::sensor_not_found(machine, key));
+        }
+        Ok(())
+    }
+
+    async fn dead_letters(&self, q: &DeadLetterQuery) -> StoreResult<Vec<StoredDeadLetter>> {
+        let rows = sqlx::query(
+            "SELECT id, received_at, origin, channel, machine, kind, reason, payload_head \
+             FROM dead_letters \
+             WHERE (?1 IS NULL OR machine = ?1) AND (?2 IS NULL OR kind = ?2) \
+             ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(q.machine.as_deref())
+        .bind(q.kind.map(|k| k.as_str()))
+        .bind(common::limit(q.limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter().map(common::dead_letter).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two() {
+        assert_eq!(chunk_rows(0), 0);
+        assert_eq!(chunk_rows(1), 1);
+        assert_eq!(chunk_rows(3), 2);
+        assert_eq!(chunk_rows(255), 128);
+        assert_eq!(chunk_rows(100_000), MAX_ROWS_PER_INSERT);
+        let mut remaining = 10_007;
+        let mut statements = 0;
+        while remaining > 0 {
+            let n = chunk_rows(remaining);
+            assert!(insert_sql(n).matches("(?,?,?)").count() == n);
+            remaining -= n;
+            statements += 1;
+        }
+        assert!(statements < 50, "{statements}");
+    }
+}
