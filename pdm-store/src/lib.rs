@@ -143,3 +143,43 @@ fn disabled(kind: BackendKind) -> StoreError {
         "database URL scheme '{kind}' needs pdm-store built with the `{kind}` feature"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// Frontends spawn these on multi-threaded runtimes; a future that is not provably `Send`
+    /// where it is used generically breaks them at compile time.
+    #[test]
+    fn public_futures_are_send() {
+        let opts = StoreOptions::default();
+        assert_send(&connect("sqlite://unused.db", &opts));
+        assert_send(&migrate("sqlite://unused.db", &opts));
+        #[cfg(feature = "sqlite")]
+        assert_send(&SqliteStore::open("sqlite://unused.db", &opts));
+        #[cfg(feature = "postgres")]
+        assert_send(&PgStore::connect("postgres://unused/db", &opts));
+    }
+
+    #[tokio::test]
+    async fn names_the_scheme_when_unknown_or_disabled() {
+        let opts = StoreOptions::default();
+        let msg = connect("mysql://u:secret@h/db", &opts)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(msg.contains("'mysql'") && !msg.contains("secret"), "{msg}");
+        #[cfg(not(feature = "postgres"))]
+        {
+            let msg = connect("postgres://u:secret@h/db", &opts)
+                .await
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(msg.contains("`postgres` feature"), "{msg}");
+        }
+    }
+}

@@ -1,0 +1,1265 @@
+//! Conformance suite: every rule of `TelemetryStore` and `CatalogStore` runs against every
+//! backend, on the same code.
+//!
+//! SQLite runs in a temporary directory. PostgreSQL needs a server: set
+//! `PDM_TEST_DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`); each test creates
+//! its own database there and drops it afterwards, so tests run in parallel. Without the
+//! variable the PostgreSQL tests print a SKIPPED line and pass, unless
+//! `PDM_TEST_REQUIRE_SERVICES=1`, which makes them fail instead.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::{ensure, Context as _, Result};
+use pdm_core::{
+    Batch, CatalogStore, DeadLetter, DeadLetterQuery, MachineKey, MachineUpdate, NewMachine,
+    NewSensor, Origin, Point, RangeQuery, Reading, RejectKind, SensorKey, SensorUpdate, Store,
+    StoreError, TelemetryStore, Timestamp,
+};
+use pdm_store::StoreOptions;
+
+/// What a rule gets: a migrated, empty store, and a way to open more.
+struct Ctx {
+    store: Arc<dyn Store>,
+    url: String,
+    fresh: harness::Fresh,
+}
+
+impl Ctx {
+    /// Another connection to the same database, as a second process would have.
+    async fn reopen(&self, opts: &StoreOptions) -> Result<Arc<dyn Store>> {
+        Ok(pdm_store::connect(&self.url, opts).await?)
+    }
+
+    /// The URL of another, empty database (not migrated).
+    async fn empty_database(&self) -> Result<String> {
+        self.fresh.create().await
+    }
+}
+
+macro_rules! conformance {
+    ($($rule:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $rule() {
+                    crate::harness::run_sqlite(crate::rules::$rule).await;
+                }
+            )*
+        }
+
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $rule() {
+                    crate::harness::run_postgres(stringify!($rule), crate::rules::$rule).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    writes_are_idempotent_and_count_duplicates,
+    replayed_batch_stores_nothing_twice,
+    raw_range_is_half_open_ordered_and_limited,
+    buckets_aggregate_exactly,
+    buckets_align_negative_timestamps,
+    latest_is_per_sensor_and_ordered_by_key,
+    catalog_crud,
+    keys_order_bytewise,
+    deletes_cascade,
+    unregistered_sensor_fails_the_whole_write,
+    non_finite_values_are_invalid,
+    dead_letters_round_trip,
+    million_timestamps_are_exact,
+    negative_and_distant_timestamps_are_exact,
+    values_round_trip_exactly,
+    ensure_is_idempotent,
+    ensure_is_safe_under_concurrency,
+    stale_sensor_ids_recover,
+    migrations_rerun_cleanly,
+    schema_check_without_migrations,
+);
+
+fn m(s: &str) -> MachineKey {
+    MachineKey::new(s).expect("valid machine key")
+}
+
+fn s(s: &str) -> SensorKey {
+    SensorKey::new(s).expect("valid sensor key")
+}
+
+fn r(machine: &str, sensor: &str, ms: i64, value: f64) -> Reading {
+    Reading {
+        machine: m(machine),
+        sensor: s(sensor),
+        ts: Timestamp::from_millis(ms),
+        value,
+    }
+}
+
+fn batch(readings: Vec<Reading>) -> Batch {
+    Batch {
+        readings,
+        dead_letters: vec![],
+    }
+}
+
+fn range(machine: &str, sensor: &str, from: i64, to: i64, limit: u32) -> RangeQuery {
+    RangeQuery {
+        machine: m(machine),
+        sensor: s(sensor),
+        from: Timestamp::from_millis(from),
+        to: Timestamp::from_millis(to),
+        limit,
+    }
+}
+
+fn points(v: &[(i64, f64)]) -> Vec<Point> {
+    v.iter()
+        .map(|&(ms, value)| Point {
+            ts: Timestamp::from_millis(ms),
+            value,
+        })
+        .collect()
+}
+
+async fn sensor(store: &dyn Store, machine: &str, key: &str) -> Result<()> {
+    store.ensure_machine(&m(machine)).await?;
+    store
+        .create_sensor(
+            &m(machine),
+            &NewSensor {
+                key: s(key),
+                unit: None,
+                min: None,
+                max: None,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+fn is_not_found(r: &Result<impl std::fmt::Debug, StoreError>) -> bool {
+    matches!(r, Err(StoreError::NotFound(_)))
+}
+
+mod rules {
+    use super::*;
+
+    pub async fn writes_are_idempotent_and_count_duplicates(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        sensor(st, "pump-1", "temp").await?;
+        let first = batch(vec![
+            r("pump-1", "temp", 1_000, 1.0),
+            r("pump-1", "temp", 2_000, 2.0),
+            r("pump-1", "temp", 3_000, 3.0),
+        ]);
+        let out = st.write(&first).await?;
+        ensure!((out.inserted, out.duplicates) == (3, 0), "{out:?}");
+        let out = st.write(&first).await?;
+        ensure!((out.inserted, out.duplicates) == (0, 3), "{out:?}");
+
+        // Partly new; the stored value of a duplicate key is kept (first value wins), also
+        // for two readings of the same key inside one batch.
+        let overlap = batch(vec![
+            r("pump-1", "temp", 3_000, 99.0),
+            r("pump-1", "temp", 4_000, 4.0),
+            r("pump-1", "temp", 4_000, 44.0),
+        ]);
+        let out = st.write(&overlap).await?;
+        ensure!((out.inserted, out.duplicates) == (1, 2), "{out:?}");
+        let got = st.raw(&range("pump-1", "temp", 0, 10_000, 100)).await?;
+        ensure!(
+            got == points(&[(1_000, 1.0), (2_000, 2.0), (3_000, 3.0), (4_000, 4.0)]),
+            "{got:?}"
+        );
+        ensure!(st.count_readings(&m("pump-1")).await? == 4);
+
+        let out = st.write(&Batch::default()).await?;
+        ensure!(out == Default::default(), "{out:?}");
+        Ok(())
+    }
+
+    pub async fn replayed_batch_stores_nothing_twice(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        for (machine, sensors) in [("a", ["x", "y", "z"]), ("b", ["x", "y", "z"])] {
+            for key in sensors {
+                sensor(st, machine, key).await?;
+            }
+        }
+        let mut readings = Vec::new();
+        for i in 0..10_000i64 {
+            let machine = if i % 2 == 0 { "a" } else { "b" };
+            let key = ["x", "y", "z"][(i % 3) as usize];
+            readings.push(r(machine, key, 1_700_000_000_000 + i, i as f64 * 0.5));
+        }
+        let b = batch(readings);
+        let out = st.write(&b).await?;
+        ensure!((out.inserted, out.duplicates) == (10_000, 0), "{out:?}");
+        // A crash after commit but before the ack makes the source send it all again.
+        let out = st.write(&b).await?;
+        ensure!((out.inserted, out.duplicates) == (0, 10_000), "{out:?}");
+        let total = st.count_readings(&m("a")).await? + st.count_readings(&m("b")).await?;
+        ensure!(total == 10_000, "{total}");
+        Ok(())
+    }
+
+    pub async fn raw_range_is_half_open_ordered_and_limited(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        sensor(st, "m", "a").await?;
+        sensor(st, "m", "b").await?;
+        // Written out of order, read back ordered.
+        let mut readings: Vec<Reading> = (0..10)
+            .rev()
+            .map(|i| r("m", "a", i * 1_000, i as f64))
+            .collect();
+        readings.push(r("m", "b", 2_500, -1.0));
+        st.write(&batch(readings)).await?;
+
+        let got = st.raw(&range("m", "a", 2_000, 5_000, 100)).await?;
+        ensure!(
+            got == points(&[(2_000, 2.0), (3_000, 3.0), (4_000, 4.0)]),
+            "{got:?}"
+        );
+        let got = st.raw(&range("m", "a", 1_999, 2_001, 100)).await?;
+        ensure!(got == points(&[(2_000, 2.0)]), "{got:?}");
+        let got = st.raw(&range("m", "a", 0, 10_000, 2)).await?;
+        ensure!(got == points(&[(0, 0.0), (1_000, 1.0)]), "{got:?}");
+        ensure!(st
+            .raw(&range("m", "a", 3_000, 3_000, 100))
+            .await?
+            .is_empty());
+        ensure!(st.raw(&range("m", "a", 0, 10_000, 0)).await?.is_empty());
+        let all = st.raw(&range("m", "a", i64::MIN, i64::MAX, 1_000)).await?;
+        ensure!(all.len() == 10, "{all:?}");
+        let got = st.raw(&range("m", "b", 0, 10_000, 100)).await?;
+        ensure!(got == points(&[(2_500, -1.0)]), "{got:?}");
+
+        ensure!(is_not_found(&st.raw(&range("m", "nope", 0, 1, 1)).await));
+        ensure!(is_not_found(&st.raw(&range("nope", "a", 0, 1, 1)).await));
+        Ok(())
+    }
+
+    pub async fn buckets_aggregate_exactly(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        sensor(st, "m", "v").await?;
+        st.write(&batch(vec![
+            r("m", "v", 0, 1.0),
+            r("m", "v", 250, 2.0),
+            r("m", "v", 999, 6.0),
+            r("m", "v", 1_000, 10.0),
+            r("m", "v", 1_500, 20.0),
+            // 2000..3000 empty: left out.
+            r("m", "v", 3_001, -4.0),
+            r("m", "v", 4_000, 7.0),
+        ]))
+        .await?;
+        let got = st.buckets(&range("m", "v", 0, 10_000, 100), 1_000).await?;
+        let want: Vec<(i64, f64, f64, f64, u64)> = vec![
+            (0, 3.0, 1.0, 6.0, 3),
+            (1_000, 15.0, 10.0, 20.0, 2),
+            (3_000, -4.0, -4.0, -4.0, 1),
+            (4_000, 7.0, 7.0, 7.0, 1),
+        ];
+        let got_t: Vec<_> = got
+            .iter()
+            .map(|b| (b.start.as_millis(), b.avg, b.min, b.max, b.count))
+            .collect();
+        ensure!(got_t == want, "{got_t:?}");
+
+        // Limit counts buckets; bounds cut readings, not buckets.
+        let got = st.buckets(&range("m", "v", 0, 10_000, 2), 1_000).await?;
+        ensure!(
+            got.len() == 2 && got[1].start.as_millis() == 1_000,
+            "{got:?}"
+        );
+        let got = st.buckets(&range("m", "v", 250, 1_500, 100), 1_000).await?;
+        let got_t: Vec<_> = got.iter().map(|b| (b.start.as_millis(), b.count)).collect();
+        ensure!(got_t == vec![(0, 2), (1_000, 1)], "{got_t:?}");
+
+        // Buckets are aligned to the epoch, not to `from`.
+        let got = st
+            .buckets(&range("m", "v", 900, 10_000, 100), 3_000)
+            .await?;
+        let got_t: Vec<_> = got.iter().map(|b| (b.start.as_millis(), b.count)).collect();
+        ensure!(got_t == vec![(0, 3), (3_000, 2)], "{got_t:?}");
+
+        let one = st
+            .buckets(&range("m", "v", i64::MIN, i64::MAX, 10), 1_000_000_000)
+            .await?;
+        ensure!(one.len() == 1 && one[0].count == 7, "{one:?}");
+
+        for bad in [0, -1_000] {
+            let e = st.buckets(&range("m", "v", 0, 10_000, 100), bad).await;
+            ensure!(matches!(e, Err(StoreError::Invalid(_))), "{e:?}");
+        }
+        ensure!(is_not_found(
+            &st.buckets(&range("m", "nope", 0, 1, 1), 10).await
+        ));
+        Ok(())
+    }
+
+    pub async fn buckets_align_negative_timestamps(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        sensor(st, "m", "v").await?;
+        st.write(&batch(vec![
+            r("m", "v", -2_001, 1.0),
+            r("m", "v", -2_000, 2.0),
+            r("m", "v", -1_001, 3.0),
+            r("m", "v", -1_000, 4.0),
+            r("m", "v", -1, 5.0),
+            r("m", "v", 0, 6.0),
+        ]))
+        .await?;
+        let got = st
+            .buckets(&range("m", "v", -10_000, 10_000, 100), 1_000)
+            .await?;
+        let got_t: Vec<_> = got
+            .iter()
+            .map(|b| (b.start.as_millis(), b.count, b.avg))
+            .collect();
+        ensure!(
+            got_t
+                == vec![
+                    (-3_000, 1, 1.0),
+                    (-2_000, 2, 2.5),
+                    (-1_000, 2, 4.5),
+                    (0, 1, 6.0)
+                ],
+            "{got_t:?}"
+        );
+        Ok(())
+    }
+
+    pub async fn latest_is_per_sensor_and_ordered_by_key(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        for key in ["vib", "amps", "temp", "silent"] {
+            sensor(st, "m", key).await?;
+        }
+        sensor(st, "other", "temp").await?;
+        st.write(&batch(vec![
+            r("m", "temp", 5_000, 50.0),
+            r("m", "temp", 9_000, 90.0),
+            r("m", "temp", 7_000, 70.0),
+            r("m", "vib", -5, 0.5),
+            r("m", "amps", 1, 3.0),
+            r("other", "temp", 100_000, 1.0),
+        ]))
+        .await?;
+        let got: Vec<_> = st
+            .latest(&m("m"))
+            .await?
+            .into_iter()
+            .map(|l| (l.sensor.to_string(), l.ts.as_millis(), l.value))
+            .collect();
+        ensure!(
+            got == vec![
+                ("amps".to_string(), 1, 3.0),
+                ("temp".to_string(), 9_000, 90.0),
+                ("vib".to_string(), -5, 0.5)
+            ],
+            "{got:?}"
+        );
+        st.ensure_machine(&m("empty")).await?;
+        ensure!(st.latest(&m("empty")).await?.is_empty());
+        ensure!(is_not_found(&st.latest(&m("nope")).await));
+        ensure!(st.count_readings(&m("empty")).await? == 0);
+        ensure!(is_not_found(&st.count_readings(&m("nope")).await));
+        st.ping().await?;
+        Ok(())
+    }
+
+    pub async fn catalog_crud(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let before = Timestamp::now().as_millis();
+        let pump = st
+            .create_machine(&NewMachine {
+                key: m("pump-1"),
+                name: Some("Pump 1".into()),
+                kind: Some("pump".into()),
+                description: Some("hall 2".into()),
+            })
+            .await?;
+        ensure!(
+            pump.name == "Pump 1" && pump.kind.as_deref() == Some("pump"),
+            "{pump:?}"
+        );
+        // Clocks of the test and the database may differ a little.
+        let age = pump.created_at.as_millis() - before;
+        ensure!(
+            (-60_000..60_000).contains(&age),
+            "created_at {pump:?} vs {before}"
+        );
+        ensure!(st.get_machine(&m("pump-1")).await? == pump);
+
+        let dup = st
+            .create_machine(&NewMachine {
+                key: m("pump-1"),
+                name: None,
+                kind: None,
+                description: None,
+            })
+            .await;
+        match dup {
+            Err(StoreError::Conflict(msg)) => ensure!(msg.contains("pump-1"), "{msg}"),
+            other => anyhow::bail!("expected Conflict, got {other:?}"),
+        }
+        let plain = st
+            .create_machine(&NewMachine {
+                key: m("fan"),
+                name: None,
+                kind: None,
+                description: None,
+            })
+            .await?;
+        ensure!(plain.name == "fan", "name defaults to the key: {plain:?}");
+        let keys: Vec<_> = st
+            .list_machines()
+            .await?
+            .into_iter()
+            .map(|x| x.key.to_string())
+            .collect();
+        ensure!(keys == ["fan", "pump-1"], "{keys:?}");
+
+        let updated = st
+            .update_machine(
+                &m("pump-1"),
+                &MachineUpdate {
+                    name: Some("Main pump".into()),
+                    kind: None,
+                    description: Some(None),
+                },
+            )
+            .await?;
+        ensure!(
+            updated.name == "Main pump"
+                && updated.kind.as_deref() == Some("pump")
+                && updated.description.is_none()
+                && updated.created_at == pump.created_at,
+            "{updated:?}"
+        );
+        let updated = st
+            .update_machine(
+                &m("pump-1"),
+                &MachineUpdate {
+                    name: None,
+                    kind: Some(Some("centrifugal pump".into())),
+                    description: None,
+                },
+            )
+            .await?;
+        ensure!(updated.name == "Main pump" && updated.kind.as_deref() == Some("centrifugal pump"));
+        ensure!(is_not_found(
+            &st.update_machine(&m("nope"), &MachineUpdate::default())
+                .await
+        ));
+        ensure!(is_not_found(&st.get_machine(&m("nope")).await));
+
+        let temp = st
+            .create_sensor(
+                &m("pump-1"),
+                &NewSensor {
+                    key: s("temp"),
+                    unit: Some("degC".into()),
+                    min: Some(-40.0),
+                    max: Some(150.0),
+                },
+            )
+            .await?;
+        ensure!(
+            temp.machine == m("pump-1")
+                && temp.unit.as_deref() == Some("degC")
+                && temp.min == Some(-40.0)
+                && temp.max == Some(150.0),
+            "{temp:?}"
+        );
+        ensure!(st.get_sensor(&m("pump-1"), &s("temp")).await? == temp);
+        let dup = st
+            .create_sensor(
+                &m("pump-1"),
+                &NewSensor {
+                    key: s("temp"),
+                    unit: None,
+                    min: None,
+                    max: None,
+                },
+            )
+            .await;
+        match dup {
+            Err(StoreError::Conflict(msg)) => {
+                ensure!(msg.contains("temp") && msg.contains("pump-1"), "{msg}")
+            }
+            other => anyhow::bail!("expected Conflict, got {other:?}"),
+        }
+        let bad_range = st
+            .create_sensor(
+                &m("pump-1"),
+                &NewSensor {
+                    key: s("bad"),
+                    unit: None,
+                    min: Some(2.0),
+                    max: Some(1.0),
+                },
+            )
+            .await;
+        ensure!(
+            matches!(bad_range, Err(StoreError::Invalid(_))),
+            "{bad_range:?}"
+        );
+        let no_machine = st
+            .create_sensor(
+                &m("nope"),
+                &NewSensor {
+                    key: s("temp"),
+                    unit: None,
+                    min: None,
+                    max: None,
+                },
+            )
+            .await;
+        ensure!(is_not_found(&no_machine), "{no_machine:?}");
+        // The same sensor key on another machine is another sensor.
+        sensor(st, "fan", "temp").await?;
+        sensor(st, "fan", "amps").await?;
+
+        let updated = st
+            .update_sensor(
+                &m("pump-1"),
+                &s("temp"),
+                &SensorUpdate {
+                    unit: Some(None),
+                    min: None,
+                    max: Some(Some(120.5)),
+                },
+            )
+            .await?;
+        ensure!(
+            updated.unit.is_none() && updated.min == Some(-40.0) && updated.max == Some(120.5),
+            "{updated:?}"
+        );
+        let updated = st
+            .update_sensor(
+                &m("pump-1"),
+                &s("temp"),
+                &SensorUpdate {
+                    unit: Some(Some("K".into())),
+                    min: Some(None),
+                    max: None,
+                },
+            )
+            .await?;
+        ensure!(
+            updated.unit.as_deref() == Some("K")
+                && updated.min.is_none()
+                && updated.max == Some(120.5),
+            "{updated:?}"
+        );
+        ensure!(is_not_found(
+            &st.update_sensor(&m("pump-1"), &s("nope"), &SensorUpdate::default())
+                .await
+        ));
+        ensure!(is_not_found(&st.get_sensor(&m("pump-1"), &s("nope")).await));
+        ensure!(is_not_found(&st.get_sensor(&m("nope"), &s("temp")).await));
+
+        let fan: Vec<_> = st
+            .list_sensors(&m("fan"))
+            .await?
+            .into_iter()
+            .map(|x| x.key.to_string())
+            .collect();
+        ensure!(fan == ["amps", "temp"], "{fan:?}");
+        ensure!(is_not_found(&st.list_sensors(&m("nope")).await));
+        let all: Vec<_> = st
+            .list_all_sensors()
+            .await?
+            .into_iter()
+            .map(|x| format!("{}/{}", x.machine, x.key))
+            .collect();
+        ensure!(all == ["fan/amps", "fan/temp", "pump-1/temp"], "{all:?}");
+
+        st.delete_sensor(&m("fan"), &s("amps")).await?;
+        ensure!(is_not_found(&st.get_sensor(&m("fan"), &s("amps")).await));
+        ensure!(is_not_found(&st.delete_sensor(&m("fan"), &s("amps")).await));
+        ensure!(is_not_found(
+            &st.delete_sensor(&m("nope"), &s("amps")).await
+        ));
+        st.delete_machine(&m("fan")).await?;
+        ensure!(is_not_found(&st.get_machine(&m("fan")).await));
+        ensure!(is_not_found(&st.delete_machine(&m("fan")).await));
+        let keys: Vec<_> = st
+            .list_machines()
+            .await?
+            .into_iter()
+            .map(|x| x.key.to_string())
+            .collect();
+        ensure!(keys == ["pump-1"], "{keys:?}");
+        Ok(())
+    }
+
+    pub async fn keys_order_bytewise(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        // Locale collations ignore punctuation; the stores must order like Rust strings.
+        let keys = ["a_b", "ab", "a-b", "a0", "b", "a"];
+        for k in keys {
+            st.ensure_machine(&m(k)).await?;
+            sensor(st, "z", k).await?;
+        }
+        st.write(&batch(keys.iter().map(|k| r("z", k, 1, 1.0)).collect()))
+            .await?;
+        let mut want: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        want.sort();
+        let machines: Vec<_> = st
+            .list_machines()
+            .await?
+            .into_iter()
+            .map(|x| x.key.to_string())
+            .collect();
+        let mut want_machines = want.clone();
+        want_machines.push("z".into());
+        ensure!(machines == want_machines, "{machines:?}");
+        let sensors: Vec<_> = st
+            .list_sensors(&m("z"))
+            .await?
+            .into_iter()
+            .map(|x| x.key.to_string())
+            .collect();
+        ensure!(sensors == want, "{sensors:?}");
+        let latest: Vec<_> = st
+            .latest(&m("z"))
+            .await?
+            .into_iter()
+            .map(|x| x.sensor.to_string())
+            .collect();
+        ensure!(latest == want, "{latest:?}");
+        Ok(())
+    }
+
+    pub async fn deletes_cascade(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        sensor(st, "m", "a").await?;
+        sensor(st, "m", "b").await?;
+        sensor(st, "keep", "a").await?;
+        st.write(&batch(vec![
+            r("m", "a", 1, 1.0),
+            r("m", "a", 2, 2.0),
+            r("m", "b", 1, 3.0),
+            r("keep", "a", 1, 4.0),
+        ]))
+        .await?;
+        ensure!(st.count_readings(&m("m")).await? == 3);
+
+        st.delete_sensor(&m("m"), &s("a")).await?;
+        ensure!(st.count_readings(&m("m")).await? == 1);
+        ensure!(is_not_found(&st.raw(&range("m", "a", 0, 10, 10)).await));
+        // A sensor registered again under the same key starts empty: its old readings are
+        // gone, and its id is not the old one.
+        sensor(st, "m", "a").await?;
+        ensure!(st.raw(&range("m", "a", 0, 10, 10)).await?.is_empty());
+        let out = st.write(&batch(vec![r("m", "a", 2, 20.0)])).await?;
+        ensure!(out.inserted == 1, "{out:?}");
+        ensure!(st.raw(&range("m", "a", 0, 10, 10)).await? == points(&[(2, 20.0)]));
+
+        st.delete_machine(&m("m")).await?;
+        let all: Vec<_> = st
+            .list_all_sensors()
+            .await?
+            .into_iter()
+            .map(|x| x.machine.to_string())
+            .collect();
+        ensure!(all == ["keep"], "{all:?}");
+        ensure!(is_not_found(&st.count_readings(&m("m")).await));
+        let e = st.write(&batch(vec![r("m", "b", 5, 1.0)])).await;
+        ensure!(matches!(e, Err(StoreError::Invalid(_))), "{e:?}");
+        st.ensure_machine(&m("m")).await?;
+        ensure!(st.count_readings(&m("m")).await? == 0);
+        ensure!(st.count_readings(&m("keep")).await? == 1);
+        Ok(())
+    }
+
+    pub async fn unregistered_sensor_fails_the_whole_write(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        sensor(st, "m", "known").await?;
+        for b in [
+            batch(vec![r("m", "known", 1, 1.0), r("m", "unknown", 1, 1.0)]),
+            batch(vec![r("m", "known", 1, 1.0), r("ghost", "known", 1, 1.0)]),
+        ] {
+            match st.write(&b).await {
+                Err(StoreError::Invalid(msg)) => {
+                    let bad = b.readings.last().context("reading")?;
+                    ensure!(
+                        msg.contains(bad.sensor.as_str()) && msg.contains(bad.machine.as_str()),
+                        "{msg}"
+                    );
+                }
+                other => anyhow::bail!("expected Invalid, got {other:?}"),
+            }
+        }
+        ensure!(
+            st.count_readings(&m("m")).await? == 0,
+            "a failed write stores nothing"
+        );
+        // Registered later, it is found (the cache is not negative).
+        sensor(st, "m", "unknown").await?;
+        let out = st
+            .write(&batch(vec![
+                r("m", "known", 1, 1.0),
+                r("m", "unknown", 1, 1.0),
+            ]))
+            .await?;
+        ensure!(out.inserted == 2, "{out:?}");
+        Ok(())
+    }
+
+    pub async fn non_finite_values_are_invalid(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        sensor(st, "m", "v").await?;
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let e = st
+                .write(&batch(vec![r("m", "v", 1, 1.0), r("m", "v", 2, v)]))
+                .await;
+            ensure!(matches!(e, Err(StoreError::Invalid(_))), "{v}: {e:?}");
+        }
+        ensure!(st.count_readings(&m("m")).await? == 0);
+        Ok(())
+    }
+
+    pub async fn dead_letters_round_trip(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        sensor(st, "m", "v").await?;
+        let all_bytes: Vec<u8> = (0..=255u8).collect();
+        let letters = vec![
+            DeadLetter {
+                received_at: Timestamp::from_millis(1_700_000_000_001),
+                origin: Origin::Mqtt,
+                channel: "pdm/m/telemetry".into(),
+                machine: Some("m".into()),
+                kind: RejectKind::Malformed,
+                reason: "expected JSON".into(),
+                payload_head: all_bytes.clone(),
+            },
+            DeadLetter {
+                received_at: Timestamp::from_millis(1_700_000_000_002),
+                origin: Origin::Http,
+                channel: "/api/v1/machines/x/telemetry".into(),
+                machine: None,
+                kind: RejectKind::BadKey,
+                reason: "machine key \"X\" has 'X' at position 0".into(),
+                payload_head: vec![],
+            },
+            DeadLetter {
+                received_at: Timestamp::from_millis(1_700_000_000_003),
+                origin: Origin::Simulator,
+                channel: "sim".into(),
+                machine: Some("m".into()),
+                kind: RejectKind::OutOfRange,
+                reason: "value 1e9 of sensor 'v' is outside its plausible range".into(),
+                payload_head: b"{\"v\": 1e9}".to_vec(),
+            },
+        ];
+        let out = st
+            .write(&Batch {
+                readings: vec![r("m", "v", 1, 1.0)],
+                dead_letters: letters.clone(),
+            })
+            .await?;
+        ensure!(out.inserted == 1 && out.dead_letters == 3, "{out:?}");
+        let out = st
+            .write(&Batch {
+                readings: vec![],
+                dead_letters: vec![letters[0].clone()],
+            })
+            .await?;
+        ensure!(out.dead_letters == 1 && out.inserted == 0, "{out:?}");
+
+        let q = |machine: Option<&str>, kind: Option<RejectKind>, limit| DeadLetterQuery {
+            machine: machine.map(str::to_owned),
+            kind,
+            limit,
+        };
+        let got = st.dead_letters(&q(None, None, 100)).await?;
+        ensure!(got.len() == 4, "{got:?}");
+        ensure!(
+            got.windows(2).all(|w| w[0].id > w[1].id),
+            "newest first: {got:?}"
+        );
+        let in_order: Vec<_> = got.iter().rev().map(|d| d.letter.clone()).collect();
+        let mut want = letters.clone();
+        want.push(letters[0].clone());
+        ensure!(in_order == want, "{in_order:?}");
+
+        let got = st.dead_letters(&q(Some("m"), None, 100)).await?;
+        ensure!(got.len() == 3 && got.iter().all(|d| d.letter.machine.as_deref() == Some("m")));
+        let got = st
+            .dead_letters(&q(None, Some(RejectKind::Malformed), 100))
+            .await?;
+        ensure!(
+            got.len() == 2 && got[0].letter.payload_head == all_bytes,
+            "{got:?}"
+        );
+        let got = st
+            .dead_letters(&q(Some("m"), Some(RejectKind::OutOfRange), 100))
+            .await?;
+        ensure!(got.len() == 1 && got[0].letter == letters[2], "{got:?}");
+        let got = st.dead_letters(&q(None, None, 2)).await?;
+        ensure!(got.len() == 2 && got[0].letter == letters[0] && got[1].letter == letters[2]);
+        ensure!(st.dead_letters(&q(Some("zz"), None, 10)).await?.is_empty());
+        ensure!(st.dead_letters(&q(None, None, 0)).await?.is_empty());
+        Ok(())
+    }
+
+    pub async fn million_timestamps_are_exact(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        sensor(st, "m", "v").await?;
+        // Every millisecond of a 1,000,000 ms span, with values that are exact binary
+        // fractions only by accident; written in engine-sized batches.
+        let base = 1_732_000_000_000i64;
+        const N: i64 = 1_000_000;
+        for chunk in 0..(N / 20_000) {
+            let readings = (chunk * 20_000..(chunk + 1) * 20_000)
+                .map(|i| r("m", "v", base + i, (i as f64) * 0.001 + 0.1))
+                .collect();
+            let out = st.write(&batch(readings)).await?;
+            ensure!(out.inserted == 20_000, "{out:?}");
+        }
+        ensure!(st.count_readings(&m("m")).await? == N as u64);
+        let got = st.raw(&range("m", "v", base, base + N, N as u32)).await?;
+        ensure!(got.len() == N as usize, "{}", got.len());
+        for (i, p) in got.iter().enumerate() {
+            let i = i as i64;
+            ensure!(
+                p.ts.as_millis() == base + i && p.value == (i as f64) * 0.001 + 0.1,
+                "point {i}: {p:?}"
+            );
+        }
+        let got = st
+            .raw(&range("m", "v", base + 123_456, base + 123_459, 10))
+            .await?;
+        let ts: Vec<_> = got.iter().map(|p| p.ts.as_millis() - base).collect();
+        ensure!(ts == [123_456, 123_457, 123_458], "{ts:?}");
+        let b = st
+            .buckets(&range("m", "v", base, base + N, 10_000), 1_000)
+            .await?;
+        ensure!(
+            b.len() == 1_000 && b.iter().all(|b| b.count == 1_000),
+            "{}",
+            b.len()
+        );
+        Ok(())
+    }
+
+    pub async fn negative_and_distant_timestamps_are_exact(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        sensor(st, "m", "v").await?;
+        let ts = [
+            -11_676_096_000_001, // 1599-12-31T23:59:59.999Z
+            -86_400_000_123,
+            -1_001,
+            -1,
+            0,
+            1,
+            999,
+            1_700_000_000_123,
+            16_725_225_600_999,  // 2500-01-01T00:00:00.999Z
+            253_402_300_799_999, // 9999-12-31T23:59:59.999Z
+        ];
+        let readings = ts.iter().map(|&t| r("m", "v", t, t as f64)).collect();
+        st.write(&batch(readings)).await?;
+        let got = st.raw(&range("m", "v", i64::MIN, i64::MAX, 100)).await?;
+        let want: Vec<_> = ts.iter().map(|&t| (t, t as f64)).collect();
+        ensure!(got == points(&want), "{got:?}");
+        let got = st.raw(&range("m", "v", -1_001, 1, 100)).await?;
+        ensure!(
+            got == points(&[(-1_001, -1_001.0), (-1, -1.0), (0, 0.0)]),
+            "{got:?}"
+        );
+        let latest = st.latest(&m("m")).await?;
+        ensure!(latest.len() == 1 && latest[0].ts.as_millis() == 253_402_300_799_999);
+        Ok(())
+    }
+
+    pub async fn values_round_trip_exactly(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        sensor(st, "m", "v").await?;
+        let values = [
+            0.1,
+            -0.0,
+            1e-300,
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::MAX,
+            f64::MIN,
+            std::f64::consts::PI,
+            -123_456_789.123_456_79,
+            3.0,
+        ];
+        let readings = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| r("m", "v", i as i64, v))
+            .collect();
+        st.write(&batch(readings)).await?;
+        let got = st.raw(&range("m", "v", 0, 100, 100)).await?;
+        let got_bits: Vec<u64> = got.iter().map(|p| p.value.to_bits()).collect();
+        let want_bits: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
+        // -0.0 may come back as 0.0 (SQLite normalizes it); every other value bit for bit.
+        for (i, (g, w)) in got_bits.iter().zip(&want_bits).enumerate() {
+            let same = g == w || (values[i] == 0.0 && f64::from_bits(*g) == 0.0);
+            ensure!(
+                same,
+                "value {i}: got {} want {}",
+                f64::from_bits(*g),
+                values[i]
+            );
+        }
+        ensure!(got.len() == values.len());
+        Ok(())
+    }
+
+    pub async fn ensure_is_idempotent(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let a = st.ensure_machine(&m("m")).await?;
+        ensure!(a.name == "m" && a.kind.is_none(), "{a:?}");
+        let b = st.ensure_machine(&m("m")).await?;
+        ensure!(a == b, "{a:?} vs {b:?}");
+        // An existing machine is returned as it is, not overwritten.
+        st.create_machine(&NewMachine {
+            key: m("named"),
+            name: Some("Named".into()),
+            kind: Some("fan".into()),
+            description: None,
+        })
+        .await?;
+        let named = st.ensure_machine(&m("named")).await?;
+        ensure!(named.name == "Named" && named.kind.as_deref() == Some("fan"));
+
+        // ensure_sensor registers the machine too.
+        let x = st.ensure_sensor(&m("new"), &s("x")).await?;
+        ensure!(
+            x.machine == m("new") && x.key == s("x") && x.unit.is_none(),
+            "{x:?}"
+        );
+        ensure!(st.get_machine(&m("new")).await?.name == "new");
+        let y = st.ensure_sensor(&m("new"), &s("x")).await?;
+        ensure!(x == y);
+        st.create_sensor(
+            &m("named"),
+            &NewSensor {
+                key: s("t"),
+                unit: Some("A".into()),
+                min: Some(0.0),
+                max: None,
+            },
+        )
+        .await?;
+        let t = st.ensure_sensor(&m("named"), &s("t")).await?;
+        ensure!(
+            t.unit.as_deref() == Some("A") && t.min == Some(0.0),
+            "{t:?}"
+        );
+        // Sensors created by ensure are writable at once.
+        let out = st
+            .write(&batch(vec![r("new", "x", 1, 1.0), r("named", "t", 1, 2.0)]))
+            .await?;
+        ensure!(out.inserted == 2, "{out:?}");
+        Ok(())
+    }
+
+    pub async fn ensure_is_safe_under_concurrency(cx: Ctx) -> Result<()> {
+        // Two handles, as two workers would have, racing on the same new keys.
+        let other = cx.reopen(&StoreOptions::default()).await?;
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let st = if i % 2 == 0 {
+                cx.store.clone()
+            } else {
+                other.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                let machine = st.ensure_machine(&m("racy")).await?;
+                let sensor = st.ensure_sensor(&m("racy"), &s("temp")).await?;
+                let other = st
+                    .ensure_sensor(&m("racy-2"), &s(&format!("s{}", i % 4)))
+                    .await?;
+                Ok::<_, StoreError>((machine, sensor, other))
+            }));
+        }
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await??);
+        }
+        let (m0, s0, _) = &results[0];
+        for (mi, si, _) in &results {
+            ensure!(mi == m0 && si == s0, "{mi:?} {si:?} vs {m0:?} {s0:?}");
+        }
+        let keys: Vec<_> = cx
+            .store
+            .list_machines()
+            .await?
+            .into_iter()
+            .map(|x| x.key.to_string())
+            .collect();
+        ensure!(keys == ["racy", "racy-2"], "{keys:?}");
+        ensure!(cx.store.list_sensors(&m("racy")).await?.len() == 1);
+        ensure!(cx.store.list_sensors(&m("racy-2")).await?.len() == 4);
+        Ok(())
+    }
+
+    pub async fn stale_sensor_ids_recover(cx: Ctx) -> Result<()> {
+        let st = cx.store.clone();
+        sensor(&*st, "m", "v").await?;
+        st.write(&batch(vec![r("m", "v", 1, 1.0)])).await?;
+        // Another process deletes and registers the sensor again: our cached id is stale.
+        let other = cx.reopen(&StoreOptions::default()).await?;
+        other.delete_sensor(&m("m"), &s("v")).await?;
+        sensor(&*other, "m", "v").await?;
+        let out = st
+            .write(&batch(vec![r("m", "v", 1, 10.0), r("m", "v", 2, 20.0)]))
+            .await?;
+        ensure!(out.inserted == 2, "{out:?}");
+        let got = other.raw(&range("m", "v", 0, 10, 10)).await?;
+        ensure!(got == points(&[(1, 10.0), (2, 20.0)]), "{got:?}");
+        // Deleted for good: the write fails as unregistered.
+        other.delete_sensor(&m("m"), &s("v")).await?;
+        let e = st.write(&batch(vec![r("m", "v", 3, 1.0)])).await;
+        ensure!(matches!(e, Err(StoreError::Invalid(_))), "{e:?}");
+        Ok(())
+    }
+
+    pub async fn migrations_rerun_cleanly(cx: Ctx) -> Result<()> {
+        sensor(&*cx.store, "m", "v").await?;
+        cx.store.write(&batch(vec![r("m", "v", 1, 1.0)])).await?;
+        // Already migrated at connect: rerunning applies nothing and keeps the data.
+        for _ in 0..2 {
+            let report = pdm_store::migrate(&cx.url, &StoreOptions::default()).await?;
+            ensure!(
+                report.applied.is_empty() && report.version >= 1,
+                "{report:?}"
+            );
+        }
+        let again = cx
+            .reopen(&StoreOptions::default().with_migrate(false))
+            .await?;
+        ensure!(again.count_readings(&m("m")).await? == 1);
+        let again = cx.reopen(&StoreOptions::default()).await?;
+        ensure!(again.get_sensor(&m("m"), &s("v")).await?.key == s("v"));
+        Ok(())
+    }
+
+    pub async fn schema_check_without_migrations(cx: Ctx) -> Result<()> {
+        let url = cx.empty_database().await?;
+        let no_migrate = StoreOptions::default().with_migrate(false);
+        match pdm_store::connect(&url, &no_migrate).await {
+            Err(StoreError::Invalid(msg)) => {
+                ensure!(
+                    msg.contains("version 0") && msg.contains("migrate"),
+                    "{msg}"
+                )
+            }
+            Ok(_) => anyhow::bail!("connected to an unmigrated database"),
+            Err(e) => anyhow::bail!("expected Invalid, got {e:?}"),
+        }
+        let report = pdm_store::migrate(&url, &StoreOptions::default()).await?;
+        ensure!(
+            report.applied.first() == Some(&(1, "init")) && report.version >= 1,
+            "{report:?}"
+        );
+        let report = pdm_store::migrate(&url, &StoreOptions::default()).await?;
+        ensure!(report.applied.is_empty(), "{report:?}");
+        let st = pdm_store::connect(&url, &no_migrate).await?;
+        st.ensure_sensor(&m("m"), &s("v")).await?;
+        // Upcasts for frontends that hold the two halves separately.
+        let telemetry: Arc<dyn TelemetryStore> = st.clone();
+        let catalog: Arc<dyn CatalogStore> = st;
+        telemetry.ping().await?;
+        ensure!(catalog.list_machines().await?.len() == 1);
+        Ok(())
+    }
+}
+
+mod harness {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    use sqlx::Connection as _;
+
+    use super::*;
+
+    /// Makes empty databases of the backend under test and removes them at the end.
+    #[derive(Clone)]
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub enum Fresh {
+        Sqlite(Arc<tempfile::TempDir>),
+        Postgres {
+            admin_url: String,
+            created: Arc<Mutex<Vec<String>>>,
+        },
+    }
+
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+    fn unique_suffix() -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        format!(
+            "{}_{}_{}",
+            std::process::id(),
+            nanos,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// `url` with its database name replaced.
+    fn with_database(url: &str, name: &str) -> String {
+        let (base, query) = match url.split_once('?') {
+            Some((b, q)) => (b, format!("?{q}")),
+            None => (url, String::new()),
+        };
+        let after_scheme = base.find("://").map_or(0, |i| i + 3);
+        let host_end = base[after_scheme..]
+            .find('/')
+            .map_or(base.len(), |i| after_scheme + i);
+        format!("{}/{name}{query}", &base[..host_end])
+    }
+
+    impl Fresh {
+        pub async fn create(&self) -> Result<String> {
+            match self {
+                Fresh::Sqlite(dir) => Ok(format!(
+                    "sqlite://{}/{}/pdm.db",
+                    dir.path().display(),
+                    unique_suffix()
+                )),
+                Fresh::Postgres { admin_url, created } => {
+                    let name = format!("pdm_test_{}", unique_suffix());
+                    let mut admin = sqlx::PgConnection::connect(admin_url)
+                        .await
+                        .context("connecting to PDM_TEST_DATABASE_URL")?;
+                    // A locale collation (ICU, where the server has it) that orders
+                    // punctuation unlike bytes, so that tests see any ordering that forgets
+                    // the stores' bytewise key order.
+                    let icu = format!(
+                        "CREATE DATABASE {name} TEMPLATE template0 \
+                         LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+                    );
+                    if sqlx::query(&icu).execute(&mut admin).await.is_err() {
+                        sqlx::query(&format!("CREATE DATABASE {name}"))
+                            .execute(&mut admin)
+                            .await?;
+                    }
+                    admin.close().await?;
+                    created
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(name.clone());
+                    Ok(with_database(admin_url, &name))
+                }
+            }
+        }
+
+        async fn cleanup(&self) {
+            let Fresh::Postgres { admin_url, created } = self else {
+                return;
+            };
+            let names = std::mem::take(&mut *created.lock().unwrap_or_else(|e| e.into_inner()));
+            let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await else {
+                return;
+            };
+            for name in names {
+                let dropped = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
+                if let Err(e) = dropped {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "could not drop test database {name}: {e}"
+                    );
+                }
+            }
+            let _ = admin.close().await;
+        }
+    }
+
+    async fn run<F, Fut>(fresh: Fresh, rule: F)
+    where
+        F: FnOnce(Ctx) -> Fut,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let url = fresh.create().await.expect("create a test database");
+        let store = pdm_store::connect(&url, &StoreOptions::default())
+            .await
+            .expect("connect to the test database");
+        let cx = Ctx {
+            store,
+            url,
+            fresh: fresh.clone(),
+        };
+        // Run on its own task so that a panic still lets the databases be dropped.
+        let outcome = tokio::spawn(rule(cx)).await;
+        fresh.cleanup().await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("{e:?}"),
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => panic!("{e}"),
+            },
+        }
+    }
+
+    pub async fn run_sqlite<F, Fut>(rule: F)
+    where
+        F: FnOnce(Ctx) -> Fut,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        run(Fresh::Sqlite(Arc::new(dir)), rule).await;
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub async fn run_postgres<F, Fut>(name: &str, rule: F)
+    where
+        F: FnOnce(Ctx) -> Fut,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let Ok(admin_url) = std::env::var("PDM_TEST_DATABASE_URL") else {
+            if std::env::var("PDM_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!(
+                    "PDM_TEST_DATABASE_URL is not set but PDM_TEST_REQUIRE_SERVICES=1: \
+                     point it at a PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/test"
+                );
+            }
+            // Straight to stderr: the test harness captures print macros of passing tests.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED (PDM_TEST_DATABASE_URL not set): postgres::{name}"
+            );
+            return;
+        };
+        run(
+            Fresh::Postgres {
+                admin_url,
+                created: Arc::default(),
+            },
+            rule,
+        )
+        .await;
+    }
+
+    #[test]
+    fn replaces_the_database_of_a_url() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/test", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/test?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}
