@@ -1080,19 +1080,22 @@ mod rules {
 }
 
 mod harness {
+    #[cfg(feature = "postgres")]
     use std::io::Write as _;
     use std::sync::atomic::{AtomicU64, Ordering};
+    #[cfg(feature = "postgres")]
     use std::sync::Mutex;
 
+    #[cfg(feature = "postgres")]
     use sqlx::Connection as _;
 
     use super::*;
 
     /// Makes empty databases of the backend under test and removes them at the end.
     #[derive(Clone)]
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub enum Fresh {
         Sqlite(Arc<tempfile::TempDir>),
+        #[cfg(feature = "postgres")]
         Postgres {
             admin_url: String,
             created: Arc<Mutex<Vec<String>>>,
@@ -1114,6 +1117,7 @@ mod harness {
     }
 
     /// `url` with its database name replaced.
+    #[cfg(feature = "postgres")]
     fn with_database(url: &str, name: &str) -> String {
         let (base, query) = match url.split_once('?') {
             Some((b, q)) => (b, format!("?{q}")),
@@ -1134,6 +1138,7 @@ mod harness {
                     dir.path().display(),
                     unique_suffix()
                 )),
+                #[cfg(feature = "postgres")]
                 Fresh::Postgres { admin_url, created } => {
                     let name = format!("pdm_test_{}", unique_suffix());
                     let mut admin = sqlx::PgConnection::connect(admin_url)
@@ -1162,26 +1167,31 @@ mod harness {
         }
 
         async fn cleanup(&self) {
-            let Fresh::Postgres { admin_url, created } = self else {
-                return;
-            };
-            let names = std::mem::take(&mut *created.lock().unwrap_or_else(|e| e.into_inner()));
-            let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await else {
-                return;
-            };
-            for name in names {
-                let dropped = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await;
-                if let Err(e) = dropped {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "could not drop test database {name}: {e}"
-                    );
-                }
+            #[cfg(feature = "postgres")]
+            if let Fresh::Postgres { admin_url, created } = self {
+                drop_databases(admin_url, created).await;
             }
-            let _ = admin.close().await;
         }
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn drop_databases(admin_url: &str, created: &Mutex<Vec<String>>) {
+        let names = std::mem::take(&mut *created.lock().unwrap_or_else(|e| e.into_inner()));
+        let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await else {
+            return;
+        };
+        for name in names {
+            let dropped = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await;
+            if let Err(e) = dropped {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "could not drop test database {name}: {e}"
+                );
+            }
+        }
+        let _ = admin.close().await;
     }
 
     async fn run<F, Fut>(fresh: Fresh, rule: F)
@@ -1220,7 +1230,7 @@ mod harness {
         run(Fresh::Sqlite(Arc::new(dir)), rule).await;
     }
 
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg(feature = "postgres")]
     pub async fn run_postgres<F, Fut>(name: &str, rule: F)
     where
         F: FnOnce(Ctx) -> Fut,
@@ -1250,6 +1260,7 @@ mod harness {
         .await;
     }
 
+    #[cfg(feature = "postgres")]
     #[test]
     fn replaces_the_database_of_a_url() {
         assert_eq!(
