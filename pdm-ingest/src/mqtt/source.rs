@@ -1,0 +1,500 @@
+//! The MQTT source: subscribe, decode, store, and only then acknowledge.
+//!
+//! Three tasks share the work so the connection keeps being served while the store works:
+//!
+//! ```text
+//! event loop ──Publish──▶ processor ──(batch, Ack)──▶ engine
+//!     ▲                       │
+//!     │                  (PUBACK info, Committed)
+//!     │                       ▼
+//!     └──── client.ack ◀── acker (waits for each commit, in arrival order)
+//! ```
+//!
+//! A semaphore of `max_inflight` permits, taken when a message arrives and released when it is
+//! acknowledged (or given up), bounds memory. Acknowledgements are tied to the connection the
+//! message came on: after a reconnect the broker redelivers what was not acknowledged, and an
+//! acknowledgement carried over to the new connection could name a packet id the broker has
+//! since given to another message.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pdm_core::source::SourceError;
+use pdm_core::{Ack, BatchSink, Committed, Origin, Shutdown, Source, SourceContext, Timestamp};
+use rumqttc::{
+    AsyncClient, ClientError, Event, EventLoop, Incoming, NetworkOptions, Outgoing, Publish, QoS,
+    SubscribeReasonCode,
+};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::config::SourceSettings;
+use crate::{Intake, Prepared};
+
+/// Where the source stands with its broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MqttState {
+    /// Not connected yet.
+    Connecting,
+    /// Connected; the subscription is not confirmed yet.
+    Connected,
+    /// Connected and subscribed: messages flow.
+    Subscribed,
+    /// The connection failed; reconnecting with backoff.
+    Disconnected,
+    /// The source has stopped.
+    Stopped,
+}
+
+/// A view of a source's connection state, for health checks and tests.
+#[derive(Debug, Clone)]
+pub struct MqttStatus(watch::Receiver<MqttState>);
+
+impl MqttStatus {
+    /// The current state.
+    pub fn state(&self) -> MqttState {
+        *self.0.borrow()
+    }
+
+    /// Waits until the state is `wanted`; false if it was not reached within `timeout`.
+    pub async fn wait_for(&mut self, wanted: MqttState, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.0.wait_for(|s| *s == wanted))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// The MQTT source, built by [`super::MqttSourceConfig::build`]; run it with
+/// [`pdm_core::Engine::add_source`].
+pub struct MqttSource {
+    settings: SourceSettings,
+    intake: Arc<Intake>,
+    status: watch::Sender<MqttState>,
+}
+
+impl std::fmt::Debug for MqttSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttSource")
+            .field("broker", &self.settings.broker)
+            .field("subscription", &self.settings.subscription)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MqttSource {
+    pub(super) fn new(settings: SourceSettings, intake: Arc<Intake>) -> Self {
+        let (status, _) = watch::channel(MqttState::Connecting);
+        Self {
+            settings,
+            intake,
+            status,
+        }
+    }
+
+    /// A view of the connection state; take it before handing the source to the engine.
+    pub fn status(&self) -> MqttStatus {
+        MqttStatus(self.status.subscribe())
+    }
+
+    #[cfg(test)]
+    pub(super) fn settings(&self) -> &SourceSettings {
+        &self.settings
+    }
+
+    /// The topic filter subscribed to (with its `$share/<group>/` prefix when shared).
+    pub fn subscription(&self) -> &str {
+        &self.settings.subscription
+    }
+}
+
+#[async_trait]
+impl Source for MqttSource {
+    fn name(&self) -> &str {
+        "mqtt"
+    }
+
+    async fn run(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
+        let status = self.status.clone();
+        self.run_until_shutdown(ctx).await;
+        status.send_replace(MqttState::Stopped);
+        Ok(())
+    }
+}
+
+/// A message taken from the broker, holding its place in the in-flight budget.
+struct Work {
+    publish: Publish,
+    permit: OwnedSemaphorePermit,
+    generation: u64,
+}
+
+/// A message handed to the engine, waiting for its commit before it is acknowledged.
+struct Pending {
+    /// What the acknowledgement needs (QoS and packet id; the payload is dropped by now).
+    /// `None` for QoS 0 messages, which are not acknowledged.
+    ack: Option<Publish>,
+    /// `None` when there was nothing to store.
+    committed: Option<Committed>,
+    permit: OwnedSemaphorePermit,
+    generation: u64,
+    topic: String,
+}
+
+/// Connection generations: acknowledgements are sent only on the connection their message
+/// arrived on. The lock makes "check the generation, queue the ack" atomic with respect to
+/// "start a new generation, drop queued acks".
+struct AckGate {
+    generation: Mutex<u64>,
+}
+
+/// How long an acknowledgement waits for room in the client's request queue before the
+/// message is left for redelivery.
+const ACK_QUEUE_PATIENCE: Duration = Duration::from_secs(5);
+
+impl AckGate {
+    fn lock(&self) -> MutexGuard<'_, u64> {
+        // The guarded value is a plain counter: a panic elsewhere cannot leave it inconsistent.
+        self.generation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn current(&self) -> u64 {
+        *self.lock()
+    }
+
+    /// Starts a new generation and drops the connection; queued acknowledgements are
+    /// discarded (the broker redelivers those messages).
+    fn new_connection(&self, eventloop: &mut EventLoop) {
+        let mut g = self.lock();
+        *g += 1;
+        eventloop.clean();
+    }
+
+    /// Queues the acknowledgement if its connection is still the current one.
+    async fn ack(&self, client: &AsyncClient, publish: &Publish, generation: u64) -> bool {
+        let give_up = Instant::now() + ACK_QUEUE_PATIENCE;
+        loop {
+            {
+                let g = self.lock();
+                if *g != generation {
+                    return false;
+                }
+                match client.try_ack(publish) {
+                    Ok(()) => return true,
+                    Err(ClientError::TryRequest(_)) if Instant::now() < give_up => {}
+                    Err(_) => return false,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+enum Step {
+    Stop,
+    Reconnect,
+    Polled(Result<Event, rumqttc::ConnectionError>),
+}
+
+impl MqttSource {
+    async fn run_until_shutdown(self, ctx: SourceContext) {
+        let SourceContext {
+            sink, mut shutdown, ..
+        } = ctx;
+        let s = &self.settings;
+        let (client, mut eventloop) = AsyncClient::new(s.options.clone(), s.request_capacity);
+        let mut network = NetworkOptions::new();
+        network.set_connection_timeout(s.connect_timeout_secs);
+        eventloop.set_network_options(network);
+
+        let gate = Arc::new(AckGate {
+            generation: Mutex::new(0),
+        });
+        let permits = Arc::new(Semaphore::new(s.max_inflight));
+        let reconnect = Arc::new(Notify::new());
+        let (work_tx, work_rx) = mpsc::channel::<Work>(s.max_inflight);
+        let (ack_tx, ack_rx) = mpsc::channel::<Pending>(s.max_inflight);
+        let processor = tokio::spawn(process(
+            work_rx,
+            ack_tx,
+            self.intake.clone(),
+            sink.clone(),
+            shutdown.clone(),
+            reconnect.clone(),
+        ));
+        let mut acker = tokio::spawn(acknowledge(
+            ack_rx,
+            client.clone(),
+            gate.clone(),
+            reconnect.clone(),
+        ));
+
+        tracing::info!(broker = %s.broker, subscription = %s.subscription, "MQTT source starting");
+        let mut backoff = s.backoff_min;
+        let mut failures: u32 = 0;
+        'running: loop {
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.wait() => Step::Stop,
+                _ = reconnect.notified() => Step::Reconnect,
+                polled = eventloop.poll() => Step::Polled(polled),
+            };
+            match step {
+                Step::Stop => break 'running,
+                Step::Reconnect => {
+                    tracing::warn!(
+                        broker = %s.broker,
+                        "reconnecting so the broker redelivers messages that were not stored"
+                    );
+                    gate.new_connection(&mut eventloop);
+                    self.status.send_replace(MqttState::Disconnected);
+                    if sleep_or_shutdown(s.backoff_min, &mut shutdown).await {
+                        break 'running;
+                    }
+                }
+                Step::Polled(Err(e)) => {
+                    gate.new_connection(&mut eventloop);
+                    self.status.send_replace(MqttState::Disconnected);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(
+                        broker = %s.broker,
+                        attempt = failures,
+                        retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                        error = %e,
+                        "MQTT connection failed"
+                    );
+                    if sleep_or_shutdown(backoff, &mut shutdown).await {
+                        break 'running;
+                    }
+                    backoff = (backoff * 2).min(s.backoff_max);
+                }
+                Step::Polled(Ok(Event::Incoming(Incoming::ConnAck(ack)))) => {
+                    backoff = s.backoff_min;
+                    failures = 0;
+                    tracing::info!(
+                        broker = %s.broker,
+                        session_present = ack.session_present,
+                        "MQTT connected"
+                    );
+                    self.status.send_replace(MqttState::Connected);
+                    // Subscribing again on a resumed session is harmless and picks up a changed
+                    // topic filter.
+                    if let Err(e) = client.try_subscribe(&s.subscription, QoS::AtLeastOnce) {
+                        tracing::error!(error = %e, "cannot queue the MQTT subscription");
+                    }
+                }
+                Step::Polled(Ok(Event::Incoming(Incoming::SubAck(ack)))) => {
+                    let refused = ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, SubscribeReasonCode::Failure));
+                    if refused {
+                        tracing::error!(
+                            subscription = %s.subscription,
+                            "the broker refused the subscription (check its access control)"
+                        );
+                    } else {
+                        tracing::info!(subscription = %s.subscription, "MQTT subscribed");
+                        self.status.send_replace(MqttState::Subscribed);
+                    }
+                }
+                Step::Polled(Ok(Event::Incoming(Incoming::Publish(publish)))) => {
+                    sink.metrics().message(Origin::Mqtt);
+                    // Waits only when max_inflight messages are unacknowledged, i.e. when the
+                    // broker allows more in flight than the source is configured for.
+                    let permit = tokio::select! {
+                        biased;
+                        _ = shutdown.wait() => break 'running,
+                        p = permits.clone().acquire_owned() => match p {
+                            Ok(p) => p,
+                            Err(_) => break 'running,
+                        },
+                    };
+                    let work = Work {
+                        publish,
+                        permit,
+                        generation: gate.current(),
+                    };
+                    if work_tx.send(work).await.is_err() {
+                        // The processor stopped: the engine is closing.
+                        break 'running;
+                    }
+                }
+                Step::Polled(Ok(_)) => {}
+            }
+        }
+
+        // Shutdown: take no new messages, but keep serving the connection until the
+        // acknowledgements of those already taken are sent, within the timeout.
+        drop(work_tx);
+        let deadline = Instant::now() + s.shutdown_timeout;
+        let drained = loop {
+            tokio::select! {
+                biased;
+                _ = &mut acker => break true,
+                _ = tokio::time::sleep_until(deadline) => break false,
+                polled = eventloop.poll() => if let Err(e) = polled {
+                    tracing::warn!(
+                        error = %e,
+                        "MQTT connection lost during shutdown; unacknowledged messages will be \
+                         redelivered"
+                    );
+                    break false;
+                },
+            }
+        };
+        if !drained {
+            tracing::warn!("MQTT shutdown timed out; unacknowledged messages will be redelivered");
+            acker.abort();
+        }
+        processor.abort();
+        disconnect(&client, &mut eventloop).await;
+        tracing::info!(broker = %s.broker, "MQTT source stopped");
+    }
+}
+
+/// Sleeps, unless shutdown comes first (then true).
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut Shutdown) -> bool {
+    tokio::select! {
+        biased;
+        _ = shutdown.wait() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+/// Sends DISCONNECT after everything queued before it, and waits (briefly) until it is out.
+async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
+    if eventloop.network.is_none() || client.try_disconnect().is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+/// Decodes each message and sends its batch to the engine, in arrival order.
+async fn process(
+    mut rx: mpsc::Receiver<Work>,
+    acks: mpsc::Sender<Pending>,
+    intake: Arc<Intake>,
+    sink: BatchSink,
+    shutdown: Shutdown,
+    reconnect: Arc<Notify>,
+) {
+    while let Some(work) = rx.recv().await {
+        if shutdown.is_triggered() {
+            // Not taken: unacknowledged, so the broker delivers it again next session.
+            continue;
+        }
+        let Work {
+            publish,
+            permit,
+            generation,
+        } = work;
+        let Some(prepared) = prepare(&intake, &publish, &shutdown).await else {
+            reconnect.notify_one();
+            continue;
+        };
+        let ack = (publish.qos != QoS::AtMostOnce).then(|| ack_info(&publish));
+        let topic = publish.topic;
+        let committed = if prepared.batch.is_empty() {
+            None
+        } else {
+            let (ack, committed) = Ack::new();
+            if sink.send(prepared.batch, ack).await.is_err() {
+                return;
+            }
+            Some(committed)
+        };
+        let pending = Pending {
+            ack,
+            committed,
+            permit,
+            generation,
+            topic,
+        };
+        if acks.send(pending).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The acknowledgement needs only the QoS and packet id; dropping the payload early keeps
+/// memory to the messages not yet decoded.
+fn ack_info(p: &Publish) -> Publish {
+    let mut ack = Publish::new("", p.qos, Vec::new());
+    ack.pkid = p.pkid;
+    ack
+}
+
+/// Runs the intake, retrying while the catalog store fails transiently. `None` when the
+/// message cannot be prepared now (it stays unacknowledged).
+async fn prepare(intake: &Intake, publish: &Publish, shutdown: &Shutdown) -> Option<Prepared> {
+    let mut delay = Duration::from_millis(100);
+    let mut attempts = 0u32;
+    loop {
+        let now = Timestamp::now();
+        match intake
+            .prepare_topic(Origin::Mqtt, &publish.topic, &publish.payload, now)
+            .await
+        {
+            Ok(p) => return Some(p),
+            Err(e) => {
+                attempts += 1;
+                if shutdown.is_triggered() || (!e.is_transient() && attempts >= 3) {
+                    tracing::error!(
+                        topic = %publish.topic,
+                        error = %e,
+                        attempts,
+                        "cannot validate MQTT message; left unacknowledged for redelivery"
+                    );
+                    return None;
+                }
+                tracing::warn!(topic = %publish.topic, error = %e, attempts, "catalog store failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Acknowledges each message once its batch is durable, in arrival order.
+async fn acknowledge(
+    mut rx: mpsc::Receiver<Pending>,
+    client: AsyncClient,
+    gate: Arc<AckGate>,
+    reconnect: Arc<Notify>,
+) {
+    while let Some(p) = rx.recv().await {
+        let stored = match p.committed {
+            None => true,
+            Some(c) => c.wait().await.is_ok(),
+        };
+        if !stored {
+            tracing::warn!(
+                topic = %p.topic,
+                "batch was not stored; MQTT message left unacknowledged for redelivery"
+            );
+            // The broker redelivers only on a new connection.
+            reconnect.notify_one();
+            continue;
+        }
+        if let Some(ack) = &p.ack {
+            if !gate.ack(&client, ack, p.generation).await {
+                tracing::debug!(
+                    topic = %p.topic,
+                    "message came on an earlier connection; the broker redelivers it"
+                );
+            }
+        }
+        drop(p.permit);
+    }
+}
