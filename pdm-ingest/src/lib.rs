@@ -23,6 +23,8 @@
 //!   producing a [`pdm_core::Batch`] with dead letters and an [`IngestReport`] for the sender;
 //! - [`mqtt`] (feature `mqtt`, on by default): the MQTT source (QoS 1, persistent session,
 //!   acknowledged to the broker only after the durable write) and a publisher;
+//! - [`sim`]: a simulator of pumps, motors and compressors with injected faults, as an
+//!   in-process [`pdm_core::Source`] or published to MQTT.
 //!
 //! The payload format, every rejection reason and the broker settings that matter are
 //! described in `docs/ingestion.md`.
@@ -32,6 +34,7 @@ mod error;
 mod intake;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+pub mod sim;
 
 #[cfg(test)]
 #[path = "../tests/common/mem_store.rs"]

@@ -409,3 +409,53 @@ async fn an_unreachable_broker_is_retried_and_shutdown_is_prompt() {
     );
     assert_eq!(status.state(), MqttState::Stopped);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_publishes_through_the_broker_into_the_store() {
+    use pdm_core::{MachineKey, ShutdownTrigger};
+    use pdm_ingest::sim::{self, MachineKind, SimConfig, SimMachineConfig, Simulator};
+
+    let Some(url) = mqtt_url() else { return };
+    let machine = unique("m");
+    let topic = format!("pdm/{machine}/telemetry");
+    let client_id = unique("pdm-test-src");
+    let store = Arc::new(MemStore::default());
+    let run = start(
+        &store,
+        source_config(&url, &client_id, &topic),
+        CodecConfig::default(),
+    )
+    .await;
+
+    let config = SimConfig {
+        interval_ms: 1_000,
+        speed: 1_000.0,
+        duration_secs: Some(30),
+        start: Some(Timestamp::from_millis(
+            Timestamp::now().as_millis() - 60_000,
+        )),
+        machines: vec![SimMachineConfig {
+            key: MachineKey::new(&machine).expect("valid key"),
+            kind: MachineKind::Compressor,
+            fault: None,
+        }],
+        ..SimConfig::default()
+    };
+    let simulator = Simulator::new(&config).expect("valid simulation");
+    let (_trigger, shutdown) = ShutdownTrigger::new();
+    let publisher = MqttPublisherConfig {
+        client_id: unique("pdm-test-sim"),
+        ..MqttPublisherConfig::new(&url)
+    };
+    let summary = sim::publish_to_mqtt(&publisher, simulator, shutdown)
+        .await
+        .expect("published");
+    assert_eq!(summary.messages, 30);
+    assert_eq!(summary.readings, 150);
+    eventually(WAIT, "150 readings stored", || async {
+        store.readings_of(&machine).len() == 150
+    })
+    .await;
+    run.engine.shutdown().await;
+    purge_session(&url, &client_id).await;
+}
