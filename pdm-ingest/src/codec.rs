@@ -522,7 +522,10 @@ fn parse_value(raw: &str) -> Result<f64, String> {
     // The JSON parser has checked the syntax; Rust's float parser rounds overflow to infinity.
     match raw.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(format!("{}, which is not a finite number", clip(raw, 40))),
+        _ => Err(format!(
+            "{}, beyond the range of a 64-bit float",
+            clip(raw, 40)
+        )),
     }
 }
 
@@ -971,7 +974,7 @@ mod tests {
         assert!(reasons[1].contains("null"));
         assert!(reasons[2].contains("a boolean (true)"));
         assert!(
-            reasons[3].contains("1e999, which is not a finite number"),
+            reasons[3].contains("1e999, beyond the range of a 64-bit float"),
             "{}",
             reasons[3]
         );

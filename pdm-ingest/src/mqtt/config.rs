@@ -96,7 +96,7 @@ impl Default for MqttSourceConfig {
             reconnect_backoff_min_ms: 500,
             reconnect_backoff_max_ms: 30_000,
             request_channel_capacity: 128,
-            max_inflight: 256,
+            max_inflight: 1000,
             max_packet_bytes: 2 << 20,
             shutdown_timeout_ms: 10_000,
         }

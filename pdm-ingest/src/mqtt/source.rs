@@ -16,6 +16,7 @@
 //! acknowledgement carried over to the new connection could name a packet id the broker has
 //! since given to another message.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -214,6 +215,7 @@ impl MqttSource {
         });
         let permits = Arc::new(Semaphore::new(s.max_inflight));
         let reconnect = Arc::new(Notify::new());
+        let stored_any = Arc::new(AtomicBool::new(false));
         let (work_tx, work_rx) = mpsc::channel::<Work>(s.max_inflight);
         let (ack_tx, ack_rx) = mpsc::channel::<Pending>(s.max_inflight);
         let processor = tokio::spawn(process(
@@ -229,11 +231,15 @@ impl MqttSource {
             client.clone(),
             gate.clone(),
             reconnect.clone(),
+            stored_any.clone(),
         ));
 
         tracing::info!(broker = %s.broker, subscription = %s.subscription, "MQTT source starting");
         let mut backoff = s.backoff_min;
         let mut failures: u32 = 0;
+        // Pause before a reconnection asked for redelivery: grows while nothing gets stored,
+        // so a store that keeps failing is not hammered with redeliveries.
+        let mut redelivery_pause = s.backoff_min;
         'running: loop {
             let step = tokio::select! {
                 biased;
@@ -244,15 +250,20 @@ impl MqttSource {
             match step {
                 Step::Stop => break 'running,
                 Step::Reconnect => {
+                    if stored_any.swap(false, Ordering::Relaxed) {
+                        redelivery_pause = s.backoff_min;
+                    }
                     tracing::warn!(
                         broker = %s.broker,
+                        retry_in_ms = u64::try_from(redelivery_pause.as_millis()).unwrap_or(u64::MAX),
                         "reconnecting so the broker redelivers messages that were not stored"
                     );
                     gate.new_connection(&mut eventloop);
                     self.status.send_replace(MqttState::Disconnected);
-                    if sleep_or_shutdown(s.backoff_min, &mut shutdown).await {
+                    if sleep_or_shutdown(redelivery_pause, &mut shutdown).await {
                         break 'running;
                     }
+                    redelivery_pause = (redelivery_pause * 2).min(s.backoff_max);
                 }
                 Step::Polled(Err(e)) => {
                     gate.new_connection(&mut eventloop);
@@ -472,6 +483,7 @@ async fn acknowledge(
     client: AsyncClient,
     gate: Arc<AckGate>,
     reconnect: Arc<Notify>,
+    stored_any: Arc<AtomicBool>,
 ) {
     while let Some(p) = rx.recv().await {
         let stored = match p.committed {
@@ -487,6 +499,7 @@ async fn acknowledge(
             reconnect.notify_one();
             continue;
         }
+        stored_any.store(true, Ordering::Relaxed);
         if let Some(ack) = &p.ack {
             if !gate.ack(&client, ack, p.generation).await {
                 tracing::debug!(
