@@ -215,6 +215,35 @@ where
     })
 }
 
+/// The query listing dead letters, newest first, with a condition only for the filters that
+/// are set (so that the `(machine, id)` index serves the machine filter) and numbered
+/// placeholders (`?1` on SQLite, `$1` on PostgreSQL: `mark`) in the order machine, kind,
+/// limit. `received_at` is the SQL yielding the receive time in epoch milliseconds.
+pub(crate) fn dead_letter_sql(
+    q: &pdm_core::DeadLetterQuery,
+    received_at: &str,
+    mark: char,
+) -> String {
+    let mut sql = format!(
+        "SELECT id, {received_at}, origin, channel, machine, kind, reason, payload_head \
+         FROM dead_letters"
+    );
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    if q.machine.is_some() {
+        sql.push_str(&format!(" WHERE machine = {mark}{}", next()));
+    }
+    if q.kind.is_some() {
+        let glue = if q.machine.is_some() { "AND" } else { "WHERE" };
+        sql.push_str(&format!(" {glue} kind = {mark}{}", next()));
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {mark}{}", next()));
+    sql
+}
+
 /// Count as returned by SQL (`int8`) to the trait's `u64`.
 pub(crate) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)

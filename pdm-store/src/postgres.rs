@@ -739,19 +739,19 @@ impl CatalogStore for PgStore {
     }
 
     async fn dead_letters(&self, q: &DeadLetterQuery) -> StoreResult<Vec<StoredDeadLetter>> {
-        let rows = sqlx::query(
-            "SELECT id, (extract(epoch FROM received_at) * 1000)::int8, origin, channel, \
-                    machine, kind, reason, payload_head \
-             FROM dead_letters \
-             WHERE ($1::text IS NULL OR machine = $1) AND ($2::text IS NULL OR kind = $2) \
-             ORDER BY id DESC LIMIT $3",
-        )
-        .bind(q.machine.as_deref())
-        .bind(q.kind.map(|k| k.as_str()))
-        .bind(common::limit(q.limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let sql = common::dead_letter_sql(q, "(extract(epoch FROM received_at) * 1000)::int8", '$');
+        let mut query = sqlx::query(&sql);
+        if let Some(machine) = &q.machine {
+            query = query.bind(machine.as_str());
+        }
+        if let Some(kind) = q.kind {
+            query = query.bind(kind.as_str());
+        }
+        let rows = query
+            .bind(common::limit(q.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.iter().map(common::dead_letter).collect()
     }
 }
