@@ -182,4 +182,44 @@ mod tests {
             assert!(msg.contains("`postgres` feature"), "{msg}");
         }
     }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test]
+    async fn unreachable_postgres_is_unavailable_and_redacted() {
+        let mut opts = StoreOptions::default();
+        opts.acquire_timeout_ms = 2_000;
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let err = connect("postgres://pdm:hunter2@127.0.0.1:1/pdm", &opts)
+            .await
+            .err()
+            .map(|e| (e.is_transient(), e.to_string()));
+        let (transient, msg) = err.unwrap_or_default();
+        assert!(transient, "{msg}");
+        assert!(
+            !msg.contains("hunter2") && msg.contains("pdm:***@127.0.0.1:1"),
+            "{msg}"
+        );
+        assert!(msg.to_lowercase().contains("refused"), "says why: {msg}");
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn sqlite_creates_missing_directories() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a/b/pdm.db");
+        let store = SqliteStore::open_path(&path, &StoreOptions::default())
+            .await
+            .expect("open");
+        assert!(path.exists());
+        assert_eq!(
+            store.schema_version().await.ok(),
+            Some(migrate::latest(SQLITE_MIGRATIONS))
+        );
+        assert!(store
+            .migrate()
+            .await
+            .map(|r| r.applied.is_empty())
+            .unwrap_or(false));
+        store.close().await;
+    }
 }

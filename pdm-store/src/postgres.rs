@@ -83,6 +83,21 @@ impl PgStore {
         if connect.get_application_name().is_none() {
             connect = connect.application_name("pdm");
         }
+        // One direct connection first: when the server is down or refuses us, the pool would
+        // only report a timeout, while this says why (refused, authentication, no database).
+        let probe =
+            tokio::time::timeout(opts.acquire_timeout(), PgConnection::connect_with(&connect))
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable(
+                        format!("connecting to {shown}: no answer within the acquire timeout")
+                            .into(),
+                    )
+                })?
+                .map_err(|e| db_ctx(format!("connecting to {shown}"), e))?;
+        if let Err(e) = probe.close().await {
+            tracing::debug!(error = %e, "closing the probe connection failed");
+        }
         let pool = PgPoolOptions::new()
             .max_connections(opts.pool_size())
             .acquire_timeout(opts.acquire_timeout())

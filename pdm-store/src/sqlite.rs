@@ -760,4 +760,31 @@ mod tests {
         }
         assert!(statements < 50, "{statements}");
     }
+
+    #[tokio::test]
+    async fn connections_are_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open_path(dir.path().join("pdm.db"), &StoreOptions::default())
+            .await
+            .expect("open");
+        for pool in [&store.writer, &store.reader] {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(pool)
+                .await
+                .expect("journal_mode");
+            assert_eq!(mode, "wal");
+            // 2 is FULL: under WAL, the level at which commits survive power loss.
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(pool)
+                .await
+                .expect("synchronous");
+            assert_eq!(sync, 2);
+            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                .fetch_one(pool)
+                .await
+                .expect("foreign_keys");
+            assert_eq!(fk, 1);
+        }
+        store.close().await;
+    }
 }
