@@ -21,7 +21,7 @@
 //! - [`codec`]: the payload format shared by MQTT and HTTP, and its syntactic checks;
 //! - [`Intake`]: the one path every payload takes (codec, then the catalog's semantic checks),
 //!   producing a [`pdm_core::Batch`] with dead letters and an [`IngestReport`] for the sender;
-//! - [`mqtt`] (feature `mqtt`, on by default): the MQTT source (QoS 1, persistent session,
+//! - `mqtt` (feature `mqtt`, on by default): the MQTT source (QoS 1, persistent session,
 //!   acknowledged to the broker only after the durable write) and a publisher;
 //! - [`sim`]: a simulator of pumps, motors and compressors with injected faults, as an
 //!   in-process [`pdm_core::Source`] or published to MQTT.
