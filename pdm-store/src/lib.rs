@@ -186,8 +186,10 @@ mod tests {
     #[cfg(feature = "postgres")]
     #[tokio::test]
     async fn unreachable_postgres_is_unavailable_and_redacted() {
-        let mut opts = StoreOptions::default();
-        opts.acquire_timeout_ms = 2_000;
+        let opts = StoreOptions {
+            acquire_timeout_ms: 2_000,
+            ..StoreOptions::default()
+        };
         // Port 1 on loopback: nothing listens, the connection is refused at once.
         let err = connect("postgres://pdm:hunter2@127.0.0.1:1/pdm", &opts)
             .await
