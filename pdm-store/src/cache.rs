@@ -1,5 +1,6 @@
 //! In-memory map from `(machine, sensor)` keys to the internal sensor ids that readings are
-//! stored under, so that a write does not look sensors up in the database.
+//! stored under, so that a write does not look sensors up in the database. Only writes use it:
+//! queries resolve keys in SQL, so they always see the current registration.
 //!
 //! Filled lazily: on a miss the backend loads every sensor of the machine at once (a machine's
 //! sensors usually arrive together). Entries are dropped when this process deletes a sensor or
@@ -92,14 +93,6 @@ impl SensorIds {
         }
     }
 
-    /// The id of one sensor, when cached.
-    pub(crate) fn get(&self, machine: &MachineKey, sensor: &SensorKey) -> Option<i64> {
-        self.read()
-            .get(machine.as_str())
-            .and_then(|s| s.get(sensor.as_str()))
-            .copied()
-    }
-
     /// Replaces what is cached for `machine` with its sensors as loaded from the database.
     pub(crate) fn put_machine(&self, machine: MachineKey, sensors: HashMap<SensorKey, i64>) {
         self.write().insert(machine, sensors);
@@ -173,9 +166,9 @@ mod tests {
             .contains("sensor 'u' of machine 'm1'"));
 
         ids.forget_sensor(&m1, &t);
-        assert_eq!(ids.get(&m1, &t), None);
+        assert!(ids.resolve(&[reading("m1", "t")]).is_err());
         ids.put(&m1, &t, 8);
         ids.forget_machine(&m1);
-        assert_eq!(ids.get(&m1, &t), None);
+        assert!(ids.resolve(&[reading("m1", "t")]).is_err());
     }
 }

@@ -344,21 +344,3 @@ pub(crate) async fn resolve_ids<L: LoadSensorIds>(
         }
     }
 }
-
-/// The id of one sensor, for queries; [`StoreError::NotFound`] when it is not registered.
-pub(crate) async fn sensor_id<L: LoadSensorIds>(
-    loader: &L,
-    cache: &SensorIds,
-    machine: &MachineKey,
-    sensor: &SensorKey,
-) -> StoreResult<i64> {
-    if let Some(id) = cache.get(machine, sensor) {
-        return Ok(id);
-    }
-    let sensors = loader.load_sensor_ids(machine).await?;
-    let id = sensors.get(sensor.as_str()).copied();
-    if !sensors.is_empty() {
-        cache.put_machine(machine.clone(), sensors);
-    }
-    id.ok_or_else(|| sensor_not_found(machine, sensor))
-}

@@ -203,6 +203,21 @@ impl PgStore {
         Ok(sensor)
     }
 
+    /// [`StoreError::NotFound`] unless the sensor is registered.
+    async fn check_sensor(&self, machine: &MachineKey, sensor: &SensorKey) -> StoreResult<()> {
+        sqlx::query(
+            "SELECT 1 FROM sensors s JOIN machines m ON m.id = s.machine_id \
+             WHERE m.key = $1 AND s.key = $2",
+        )
+        .bind(machine.as_str())
+        .bind(sensor.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .map(|_| ())
+        .ok_or_else(|| common::sensor_not_found(machine, sensor))
+    }
+
     async fn machine_exists(&self, key: &MachineKey) -> StoreResult<bool> {
         let row = sqlx::query("SELECT 1 FROM machines WHERE key = $1")
             .bind(key.as_str())
@@ -374,7 +389,7 @@ impl TelemetryStore for PgStore {
         let total = batch.readings.len() as u64;
         let outcome = |inserted: u64| WriteOutcome {
             inserted,
-            duplicates: total - inserted,
+            duplicates: total.saturating_sub(inserted),
             dead_letters: batch.dead_letters.len() as u64,
         };
         let ids = common::resolve_ids(self, &self.ids, batch).await?;
@@ -397,27 +412,32 @@ impl TelemetryStore for PgStore {
     }
 
     async fn raw(&self, q: &RangeQuery) -> StoreResult<Vec<Point>> {
-        let id = common::sensor_id(self, &self.ids, &q.machine, &q.sensor).await?;
+        // The sensor id comes from the database, not the write cache, so that a sensor
+        // registered again by another worker is read under its current id.
         let rows = sqlx::query(
             "SELECT (extract(epoch FROM ts) * 1000)::int8, value FROM readings \
-             WHERE sensor_id = $1 \
-               AND ts >= timestamptz 'epoch' + $2::int8 * interval '1 millisecond' \
-               AND ts < timestamptz 'epoch' + $3::int8 * interval '1 millisecond' \
-             ORDER BY ts LIMIT $4",
+             WHERE sensor_id = (SELECT s.id FROM sensors s JOIN machines m ON m.id = s.machine_id \
+                                WHERE m.key = $1 AND s.key = $2) \
+               AND ts >= timestamptz 'epoch' + $3::int8 * interval '1 millisecond' \
+               AND ts < timestamptz 'epoch' + $4::int8 * interval '1 millisecond' \
+             ORDER BY ts LIMIT $5",
         )
-        .bind(id)
+        .bind(q.machine.as_str())
+        .bind(q.sensor.as_str())
         .bind(clamp(q.from))
         .bind(clamp(q.to))
         .bind(common::limit(q.limit))
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
+        if rows.is_empty() {
+            self.check_sensor(&q.machine, &q.sensor).await?;
+        }
         rows.iter().map(common::point).collect()
     }
 
     async fn buckets(&self, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>> {
         common::check_width(width_ms)?;
-        let id = common::sensor_id(self, &self.ids, &q.machine, &q.sensor).await?;
         // The same integer arithmetic as on SQLite, so both backends cut buckets identically:
         // floor division, with `%` truncating toward zero for negative timestamps.
         let rows = sqlx::query(
@@ -426,21 +446,27 @@ impl TelemetryStore for PgStore {
                              ELSE ms - ms % $1 - $1 END AS b, value \
                  FROM (SELECT (extract(epoch FROM ts) * 1000)::int8 AS ms, value \
                        FROM readings \
-                       WHERE sensor_id = $2 \
-                         AND ts >= timestamptz 'epoch' + $3::int8 * interval '1 millisecond' \
-                         AND ts < timestamptz 'epoch' + $4::int8 * interval '1 millisecond' \
+                       WHERE sensor_id = (SELECT s.id FROM sensors s \
+                                          JOIN machines m ON m.id = s.machine_id \
+                                          WHERE m.key = $2 AND s.key = $3) \
+                         AND ts >= timestamptz 'epoch' + $4::int8 * interval '1 millisecond' \
+                         AND ts < timestamptz 'epoch' + $5::int8 * interval '1 millisecond' \
                       ) AS r \
              ) AS x \
-             GROUP BY b ORDER BY b LIMIT $5",
+             GROUP BY b ORDER BY b LIMIT $6",
         )
         .bind(width_ms)
-        .bind(id)
+        .bind(q.machine.as_str())
+        .bind(q.sensor.as_str())
         .bind(clamp(q.from))
         .bind(clamp(q.to))
         .bind(common::limit(q.limit))
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
+        if rows.is_empty() {
+            self.check_sensor(&q.machine, &q.sensor).await?;
+        }
         rows.iter().map(common::bucket).collect()
     }
 

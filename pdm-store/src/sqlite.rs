@@ -35,9 +35,9 @@ const MAX_ROWS_PER_INSERT: usize = 256;
 /// `INSERT` statements for 1, 2, 4, ... [`MAX_ROWS_PER_INSERT`] rows. Batches are cut into
 /// power-of-two chunks so that a handful of statement texts cover every batch size and stay in
 /// the connection's prepared-statement cache.
-fn insert_sql(rows: usize) -> &'static str {
+fn insert_statements() -> &'static [String] {
     static SQL: OnceLock<Vec<String>> = OnceLock::new();
-    let all = SQL.get_or_init(|| {
+    SQL.get_or_init(|| {
         let mut all = Vec::new();
         let mut n = 1;
         while n <= MAX_ROWS_PER_INSERT {
@@ -53,20 +53,15 @@ fn insert_sql(rows: usize) -> &'static str {
             n *= 2;
         }
         all
-    });
-    // `rows` is a power of two no larger than MAX_ROWS_PER_INSERT (see `chunk_rows`).
-    let index = rows.trailing_zeros() as usize;
-    all.get(index).map_or("", String::as_str)
+    })
 }
 
-/// Size of the next chunk: the largest power of two not above `remaining` nor the maximum.
-fn chunk_rows(remaining: usize) -> usize {
-    let capped = remaining.min(MAX_ROWS_PER_INSERT);
-    if capped == 0 {
-        0
-    } else {
-        1 << (usize::BITS - 1 - capped.leading_zeros())
-    }
+/// The next chunk of a batch with `remaining` (at least 1) readings left: its size, the largest
+/// power of two not above `remaining` nor the maximum, and its statement.
+fn next_chunk(remaining: usize) -> (usize, &'static str) {
+    let exponent = remaining.clamp(1, MAX_ROWS_PER_INSERT).ilog2();
+    // In bounds by construction: 2^exponent <= MAX_ROWS_PER_INSERT, the last statement built.
+    (1 << exponent, &insert_statements()[exponent as usize])
 }
 
 const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters \
@@ -209,8 +204,8 @@ impl SqliteStore {
         let mut rows = batch.readings.iter().zip(ids);
         let mut remaining = batch.readings.len();
         while remaining > 0 {
-            let n = chunk_rows(remaining);
-            let mut q = sqlx::query(insert_sql(n));
+            let (n, sql) = next_chunk(remaining);
+            let mut q = sqlx::query(sql);
             for (r, &id) in rows.by_ref().take(n) {
                 q = q.bind(id).bind(r.ts.as_millis()).bind(r.value);
             }
@@ -236,6 +231,21 @@ impl SqliteStore {
     fn cache_sensor(&self, (id, sensor): (i64, Sensor)) -> StoreResult<Sensor> {
         self.ids.put(&sensor.machine, &sensor.key, id);
         Ok(sensor)
+    }
+
+    /// [`StoreError::NotFound`] unless the sensor is registered.
+    async fn check_sensor(&self, machine: &MachineKey, sensor: &SensorKey) -> StoreResult<()> {
+        sqlx::query(
+            "SELECT 1 FROM sensors s JOIN machines m ON m.id = s.machine_id \
+             WHERE m.key = ? AND s.key = ?",
+        )
+        .bind(machine.as_str())
+        .bind(sensor.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?
+        .map(|_| ())
+        .ok_or_else(|| common::sensor_not_found(machine, sensor))
     }
 
     async fn machine_exists(&self, key: &MachineKey) -> StoreResult<bool> {
@@ -355,7 +365,7 @@ impl TelemetryStore for SqliteStore {
         let total = batch.readings.len() as u64;
         let outcome = |inserted: u64| WriteOutcome {
             inserted,
-            duplicates: total - inserted,
+            duplicates: total.saturating_sub(inserted),
             dead_letters: batch.dead_letters.len() as u64,
         };
         if batch.is_empty() {
@@ -381,41 +391,56 @@ impl TelemetryStore for SqliteStore {
     }
 
     async fn raw(&self, q: &RangeQuery) -> StoreResult<Vec<Point>> {
-        let id = common::sensor_id(self, &self.ids, &q.machine, &q.sensor).await?;
+        // The sensor id comes from the database, not the write cache, so that a sensor
+        // registered again by another process is read under its current id.
         let rows = sqlx::query(
-            "SELECT ts, value FROM readings WHERE sensor_id = ? AND ts >= ? AND ts < ? \
-             ORDER BY ts LIMIT ?",
+            "SELECT ts, value FROM readings \
+             WHERE sensor_id = (SELECT s.id FROM sensors s JOIN machines m ON m.id = s.machine_id \
+                                WHERE m.key = ?1 AND s.key = ?2) \
+               AND ts >= ?3 AND ts < ?4 \
+             ORDER BY ts LIMIT ?5",
         )
-        .bind(id)
+        .bind(q.machine.as_str())
+        .bind(q.sensor.as_str())
         .bind(q.from.as_millis())
         .bind(q.to.as_millis())
         .bind(common::limit(q.limit))
         .fetch_all(&self.reader)
         .await
         .map_err(db)?;
+        if rows.is_empty() {
+            self.check_sensor(&q.machine, &q.sensor).await?;
+        }
         rows.iter().map(common::point).collect()
     }
 
     async fn buckets(&self, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>> {
         common::check_width(width_ms)?;
-        let id = common::sensor_id(self, &self.ids, &q.machine, &q.sensor).await?;
         // Floor division: `%` truncates toward zero, so negative timestamps not on a boundary
         // step one bucket further down.
         let rows = sqlx::query(
             "SELECT b, avg(value), min(value), max(value), count(*) FROM (\
                  SELECT CASE WHEN ts >= 0 OR ts % ?1 = 0 THEN ts - ts % ?1 \
                              ELSE ts - ts % ?1 - ?1 END AS b, value \
-                 FROM readings WHERE sensor_id = ?2 AND ts >= ?3 AND ts < ?4) \
-             GROUP BY b ORDER BY b LIMIT ?5",
+                 FROM readings \
+                 WHERE sensor_id = (SELECT s.id FROM sensors s \
+                                    JOIN machines m ON m.id = s.machine_id \
+                                    WHERE m.key = ?2 AND s.key = ?3) \
+                   AND ts >= ?4 AND ts < ?5) \
+             GROUP BY b ORDER BY b LIMIT ?6",
         )
         .bind(width_ms)
-        .bind(id)
+        .bind(q.machine.as_str())
+        .bind(q.sensor.as_str())
         .bind(q.from.as_millis())
         .bind(q.to.as_millis())
         .bind(common::limit(q.limit))
         .fetch_all(&self.reader)
         .await
         .map_err(db)?;
+        if rows.is_empty() {
+            self.check_sensor(&q.machine, &q.sensor).await?;
+        }
         rows.iter().map(common::bucket).collect()
     }
 
@@ -745,16 +770,15 @@ mod tests {
 
     #[test]
     fn chunks_are_powers_of_two() {
-        assert_eq!(chunk_rows(0), 0);
-        assert_eq!(chunk_rows(1), 1);
-        assert_eq!(chunk_rows(3), 2);
-        assert_eq!(chunk_rows(255), 128);
-        assert_eq!(chunk_rows(100_000), MAX_ROWS_PER_INSERT);
+        assert_eq!(next_chunk(1).0, 1);
+        assert_eq!(next_chunk(3).0, 2);
+        assert_eq!(next_chunk(255).0, 128);
+        assert_eq!(next_chunk(100_000).0, MAX_ROWS_PER_INSERT);
         let mut remaining = 10_007;
         let mut statements = 0;
         while remaining > 0 {
-            let n = chunk_rows(remaining);
-            assert!(insert_sql(n).matches("(?,?,?)").count() == n);
+            let (n, sql) = next_chunk(remaining);
+            assert_eq!(sql.matches("(?,?,?)").count(), n);
             remaining -= n;
             statements += 1;
         }

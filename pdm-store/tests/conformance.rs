@@ -1015,12 +1015,16 @@ mod rules {
         let other = cx.reopen(&StoreOptions::default()).await?;
         other.delete_sensor(&m("m"), &s("v")).await?;
         sensor(&*other, "m", "v").await?;
+        other.write(&batch(vec![r("m", "v", 5, 5.0)])).await?;
+        // Reads see the current registration at once.
+        let got = st.raw(&range("m", "v", 0, 10, 10)).await?;
+        ensure!(got == points(&[(5, 5.0)]), "{got:?}");
         let out = st
             .write(&batch(vec![r("m", "v", 1, 10.0), r("m", "v", 2, 20.0)]))
             .await?;
         ensure!(out.inserted == 2, "{out:?}");
         let got = other.raw(&range("m", "v", 0, 10, 10)).await?;
-        ensure!(got == points(&[(1, 10.0), (2, 20.0)]), "{got:?}");
+        ensure!(got == points(&[(1, 10.0), (2, 20.0), (5, 5.0)]), "{got:?}");
         // Deleted for good: the write fails as unregistered.
         other.delete_sensor(&m("m"), &s("v")).await?;
         let e = st.write(&batch(vec![r("m", "v", 3, 1.0)])).await;
