@@ -1,6 +1,7 @@
 //! Storage backends of pdm: an embedded SQLite file (feature `sqlite`, the default) and
 //! PostgreSQL, with TimescaleDB hypertables when the extension is present (feature
-//! `postgres`). Both implement [`TelemetryStore`] and [`CatalogStore`] from `pdm-core`, carry
+//! `postgres`). Both implement [`TelemetryStore`](pdm_core::TelemetryStore) and
+//! [`CatalogStore`](pdm_core::CatalogStore) from `pdm-core`, carry
 //! their own embedded migrations, and pass the same conformance suite.
 //!
 //! ```
@@ -38,8 +39,8 @@
 //! ```
 //!
 //! [`connect`] returns an `Arc<dyn Store>`, which upcasts to `Arc<dyn TelemetryStore>` and
-//! `Arc<dyn CatalogStore>`; embedders wanting backend-specific calls use [`SqliteStore`] or
-//! [`PgStore`] directly. [`migrate`] runs the migrations alone, for a `migrate` command.
+//! `Arc<dyn CatalogStore>`; embedders wanting backend-specific calls use `SqliteStore` or
+//! `PgStore` directly. [`migrate`] runs the migrations alone, for a `migrate` command.
 //!
 //! Guarantees, per backend:
 //! - a write is one transaction; when it returns `Ok`, the batch survives a crash of the process
