@@ -126,7 +126,8 @@ macro_rules! key_type {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                // `pad` honours width and alignment (`{key:<14}`) in tables.
+                f.pad(&self.0)
             }
         }
 

@@ -435,7 +435,14 @@ mod tests {
     #[test]
     fn dead_letters_keep_only_the_head() {
         let payload = vec![b'x'; 1000];
-        let d = DeadLetter::new(Origin::Mqtt, "t", None, RejectKind::Malformed, "r", &payload);
+        let d = DeadLetter::new(
+            Origin::Mqtt,
+            "t",
+            None,
+            RejectKind::Malformed,
+            "r",
+            &payload,
+        );
         assert_eq!(d.payload_head.len(), DEAD_LETTER_PAYLOAD_BYTES);
     }
 }

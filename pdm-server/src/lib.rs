@@ -1,1 +1,38 @@
-//! placeholder
+//! The reference server of pdm: REST API, HTTP and MQTT ingestion, and a demo with simulated
+//! machines, composed from the engine crates.
+//!
+//! The library exposes [`app`] (the axum router for a given [`AppState`]) so that tests and
+//! embedding applications can drive it without a network; `main.rs` only calls [`cli::main`].
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use pdm_server::config::ServerConfig;
+//!
+//! let config = ServerConfig { data_dir: "./pdm-data".into(), ..ServerConfig::default() };
+//! let server = pdm_server::run::Server::start(config).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run_until_signal().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod extract;
+pub mod run;
+pub mod state;
+pub mod time;
+
+use axum::Router;
+pub use state::AppState;
+
+/// The whole HTTP app: `/api/v1/...`, `/health/...` and `/metrics`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .nest("/api/v1", api::api_router())
+        .merge(api::ops::root_router())
+        .fallback(|| async { error::ApiError::not_found("no such route") })
+        .with_state(state)
+}

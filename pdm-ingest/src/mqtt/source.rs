@@ -16,6 +16,7 @@
 //! acknowledgement carried over to the new connection could name a packet id the broker has
 //! since given to another message.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -196,6 +197,7 @@ impl AckGate {
 enum Step {
     Stop,
     Reconnect,
+    Permit(Result<OwnedSemaphorePermit, tokio::sync::AcquireError>),
     Polled(Result<Event, rumqttc::ConnectionError>),
 }
 
@@ -240,11 +242,21 @@ impl MqttSource {
         // Pause before a reconnection asked for redelivery: grows while nothing gets stored,
         // so a store that keeps failing is not hammered with redeliveries.
         let mut redelivery_pause = s.backoff_min;
+        // Messages received while every in-flight permit is taken, with the connection they
+        // came on. The loop must keep polling the event loop even then: rumqttc sends the
+        // queued PUBACKs (which free permits) only while it is polled, so waiting for a permit
+        // without polling would starve the acknowledgements and stall the session. The queue
+        // stays within the broker's own in-flight window (see docs/ingestion.md).
+        let mut overflow: VecDeque<(Publish, u64)> = VecDeque::new();
+        let mut overflow_warned = false;
         'running: loop {
             let step = tokio::select! {
                 biased;
                 _ = shutdown.wait() => Step::Stop,
                 _ = reconnect.notified() => Step::Reconnect,
+                permit = permits.clone().acquire_owned(), if !overflow.is_empty() => {
+                    Step::Permit(permit)
+                }
                 polled = eventloop.poll() => Step::Polled(polled),
             };
             match step {
@@ -259,6 +271,8 @@ impl MqttSource {
                         "reconnecting so the broker redelivers messages that were not stored"
                     );
                     gate.new_connection(&mut eventloop);
+                    // Not acknowledged: the broker redelivers them on the new connection.
+                    overflow.clear();
                     self.status.send_replace(MqttState::Disconnected);
                     if sleep_or_shutdown(redelivery_pause, &mut shutdown).await {
                         break 'running;
@@ -267,6 +281,7 @@ impl MqttSource {
                 }
                 Step::Polled(Err(e)) => {
                     gate.new_connection(&mut eventloop);
+                    overflow.clear();
                     self.status.send_replace(MqttState::Disconnected);
                     failures = failures.saturating_add(1);
                     tracing::warn!(
@@ -311,26 +326,55 @@ impl MqttSource {
                         self.status.send_replace(MqttState::Subscribed);
                     }
                 }
-                Step::Polled(Ok(Event::Incoming(Incoming::Publish(publish)))) => {
-                    sink.metrics().message(Origin::Mqtt);
-                    // Waits only when max_inflight messages are unacknowledged, i.e. when the
-                    // broker allows more in flight than the source is configured for.
-                    let permit = tokio::select! {
-                        biased;
-                        _ = shutdown.wait() => break 'running,
-                        p = permits.clone().acquire_owned() => match p {
-                            Ok(p) => p,
-                            Err(_) => break 'running,
-                        },
+                Step::Permit(Err(_)) => break 'running,
+                Step::Permit(Ok(permit)) => {
+                    let Some((publish, generation)) = overflow.pop_front() else {
+                        continue;
                     };
                     let work = Work {
                         publish,
                         permit,
-                        generation: gate.current(),
+                        generation,
                     };
+                    // The work channel holds as many items as there are permits: never full
+                    // for a holder of one.
                     if work_tx.send(work).await.is_err() {
-                        // The processor stopped: the engine is closing.
                         break 'running;
+                    }
+                }
+                Step::Polled(Ok(Event::Incoming(Incoming::Publish(publish)))) => {
+                    sink.metrics().message(Origin::Mqtt);
+                    let generation = gate.current();
+                    let permit = if overflow.is_empty() {
+                        permits.clone().try_acquire_owned().ok()
+                    } else {
+                        None
+                    };
+                    match permit {
+                        Some(permit) => {
+                            let work = Work {
+                                publish,
+                                permit,
+                                generation,
+                            };
+                            if work_tx.send(work).await.is_err() {
+                                // The processor stopped: the engine is closing.
+                                break 'running;
+                            }
+                        }
+                        None => {
+                            overflow.push_back((publish, generation));
+                            if overflow.len() > s.max_inflight && !overflow_warned {
+                                overflow_warned = true;
+                                tracing::warn!(
+                                    held = overflow.len() + s.max_inflight,
+                                    max_inflight = s.max_inflight,
+                                    "the broker sends more unacknowledged messages than \
+                                     mqtt.max_inflight; set its in-flight limit (Mosquitto: \
+                                     max_inflight_messages) at or below it to bound memory"
+                                );
+                            }
+                        }
                     }
                 }
                 Step::Polled(Ok(_)) => {}

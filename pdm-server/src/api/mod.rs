@@ -1,0 +1,18 @@
+//! The HTTP API: one router per resource, merged under `/api/v1`.
+
+pub mod machines;
+pub mod ops;
+pub mod telemetry;
+
+use axum::Router;
+
+use crate::state::AppState;
+
+/// The versioned API (`/api/v1/...`). Authentication, when it arrives, is a layer on this router
+/// alone; the probes and metrics of [`ops::root_router`] stay open for orchestrators.
+pub fn api_router() -> Router<AppState> {
+    Router::new()
+        .merge(machines::router())
+        .merge(telemetry::router())
+        .merge(ops::api_router())
+}

@@ -1,0 +1,251 @@
+//! The command line: `serve`, `demo`, `migrate`, `simulate`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use pdm_store::redact_url;
+
+use crate::config::ServerConfig;
+
+/// pdm: predictive maintenance for machines that stream sensor readings.
+#[derive(Debug, Parser)]
+#[command(name = "pdm-server", version, about)]
+pub struct Cli {
+    /// TOML configuration file (flags and PDM_* variables override it).
+    #[arg(long, global = true, env = "PDM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded database and local state [default: ./pdm-data].
+    #[arg(long, global = true, env = "PDM_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL, sqlite://PATH or postgres://USER@HOST/DB [default: SQLite in the data dir].
+    #[arg(
+        long,
+        global = true,
+        env = "PDM_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Log filter (tracing syntax), e.g. `info` or `pdm_ingest=debug`.
+    #[arg(
+        long,
+        global = true,
+        env = "PDM_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: HTTP API, and MQTT ingestion when --mqtt-url is given.
+    Serve(ServeArgs),
+    /// Run the server on the embedded database with simulated machines, and show it working.
+    Demo(DemoArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Publish simulated machine telemetry to an MQTT broker.
+    Simulate(SimulateArgs),
+}
+
+/// Settings shared by `serve` and `demo`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Address of the HTTP API [default: 127.0.0.1:8080].
+    #[arg(long, env = "PDM_HTTP", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// MQTT broker to ingest from, mqtt://[USER[:PASS]@]HOST[:PORT] or mqtts://... [default: off].
+    #[arg(long, env = "PDM_MQTT_URL", value_name = "URL", hide_env_values = true)]
+    pub mqtt_url: Option<String>,
+    /// MQTT client id; keep it stable so the broker keeps the session across restarts.
+    #[arg(long, env = "PDM_MQTT_CLIENT_ID", value_name = "ID")]
+    pub mqtt_client_id: Option<String>,
+    /// Consume through the shared subscription $share/GROUP/pdm/+/telemetry.
+    #[arg(long, env = "PDM_MQTT_SHARED_GROUP", value_name = "GROUP")]
+    pub mqtt_shared_group: Option<String>,
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listening and MQTT settings.
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    /// Register unknown machines and sensors on first sight [default: off].
+    #[arg(long, env = "PDM_AUTO_REGISTER")]
+    pub auto_register: Option<bool>,
+}
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Listening and MQTT settings.
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    /// Simulated seconds per real second while replaying the last two hours of history
+    /// (the simulation never runs ahead of the wall clock; once caught up it runs live).
+    #[arg(long, default_value_t = 240.0)]
+    pub speed: f64,
+    /// Seed of the simulation.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Stop after this many seconds [default: run until Ctrl-C].
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+}
+
+/// `simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Broker to publish to.
+    #[arg(long, env = "PDM_MQTT_URL", value_name = "URL", hide_env_values = true)]
+    pub mqtt_url: String,
+    /// Number of machines (kinds rotate pump, motor, compressor).
+    #[arg(long, default_value_t = 3)]
+    pub machines: usize,
+    /// Seed of the simulation.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Sample interval of each machine, in milliseconds of simulated time.
+    #[arg(long, default_value_t = 1000)]
+    pub interval_ms: u64,
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Stop after this many real seconds [default: run until Ctrl-C].
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+}
+
+/// Entry point of the binary.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|e| {
+        eprintln!("warning: bad log filter {filter:?} ({e}); using `info`");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = match &cli.config {
+        Some(path) => ServerConfig::from_file(path)?,
+        None => ServerConfig::default(),
+    };
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(url) = cli.database_url {
+        config.database_url = Some(url);
+    }
+    match cli.command {
+        Command::Serve(args) => {
+            apply_listen(&mut config, args.listen)?;
+            if let Some(on) = args.auto_register {
+                config.auto_register = on;
+            }
+            let server = crate::run::Server::start(config).await?;
+            println!("pdm-server listening on http://{}", server.local_addr());
+            server.run_until_signal().await
+        }
+        Command::Demo(args) => crate::demo::run(config, args).await,
+        Command::Migrate => {
+            config.check()?;
+            let url = config.effective_database_url();
+            if config.database_url.is_none() {
+                std::fs::create_dir_all(&config.data_dir)?;
+            }
+            let report = pdm_store::migrate(&url, &config.store).await?;
+            let applied: Vec<String> = report
+                .applied
+                .iter()
+                .map(|(v, name)| format!("{v:04}_{name}"))
+                .collect();
+            if applied.is_empty() {
+                println!(
+                    "{}: schema current at version {}",
+                    redact_url(&url),
+                    report.version
+                );
+            } else {
+                println!(
+                    "{}: applied {}; schema at version {}",
+                    redact_url(&url),
+                    applied.join(", "),
+                    report.version
+                );
+            }
+            Ok(())
+        }
+        Command::Simulate(args) => crate::demo::simulate(args).await,
+    }
+}
+
+/// Applies the listening flags over the configuration.
+pub fn apply_listen(config: &mut ServerConfig, args: ListenArgs) -> anyhow::Result<()> {
+    if let Some(http) = args.http {
+        config.http = http;
+    }
+    #[cfg(feature = "mqtt")]
+    {
+        if let Some(url) = args.mqtt_url {
+            let mut mqtt = config.mqtt.take().unwrap_or_default();
+            mqtt.url = url;
+            config.mqtt = Some(mqtt);
+        }
+        if let Some(mqtt) = config.mqtt.as_mut() {
+            if let Some(id) = args.mqtt_client_id {
+                mqtt.client_id = id;
+            }
+            if let Some(group) = args.mqtt_shared_group {
+                mqtt.shared_group = Some(group);
+            }
+        }
+    }
+    #[cfg(not(feature = "mqtt"))]
+    if args.mqtt_url.is_some() {
+        anyhow::bail!("--mqtt-url: this build of pdm-server has no MQTT support (feature `mqtt`)");
+    }
+    Ok(())
+}
+
+/// Sleeps for `secs` when given, else forever.
+pub async fn sleep_or_forever(secs: Option<u64>) {
+    match secs {
+        Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+        None => std::future::pending::<()>().await,
+    }
+}

@@ -1,0 +1,169 @@
+//! Server configuration: defaults, then an optional TOML file, then `PDM_*` environment
+//! variables, then command-line flags (each later one wins).
+//!
+//! ```toml
+//! data_dir = "/var/lib/pdm"
+//! database_url = "postgres://pdm@db.example/pdm"
+//! http = "0.0.0.0:8080"
+//! auto_register = false
+//!
+//! [mqtt]
+//! url = "mqtt://broker.example:1883"
+//! client_id = "pdm-server-1"
+//!
+//! [codec]
+//! max_payload_bytes = 1048576
+//!
+//! [engine]
+//! max_batch_readings = 20000
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use pdm_core::EngineConfig;
+#[cfg(feature = "mqtt")]
+use pdm_ingest::mqtt::MqttSourceConfig;
+use pdm_ingest::CodecConfig;
+use pdm_store::{redact_url, StoreOptions};
+use serde::Deserialize;
+
+/// A setting that cannot be used, named so the operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {setting}: {problem}")]
+pub struct ConfigError {
+    /// The setting (file key, `PDM_*` variable or flag).
+    pub setting: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// An error naming `setting`.
+    pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Directory for the embedded database and other local state.
+    pub data_dir: PathBuf,
+    /// Database URL (`sqlite://...` or `postgres://...`); SQLite in `data_dir` when absent.
+    pub database_url: Option<String>,
+    /// Address the HTTP server listens on.
+    pub http: SocketAddr,
+    /// Register unknown machines and sensors on first sight instead of rejecting their readings.
+    pub auto_register: bool,
+    /// MQTT ingestion; off when absent.
+    #[cfg(feature = "mqtt")]
+    pub mqtt: Option<MqttSourceConfig>,
+    /// Payload limits and the accepted time window.
+    pub codec: CodecConfig,
+    /// Queue and batching of the ingestion engine.
+    pub engine: EngineConfig,
+    /// Connection pool and migration settings of the database.
+    pub store: StoreOptions,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./pdm-data"),
+            database_url: None,
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            auto_register: false,
+            #[cfg(feature = "mqtt")]
+            mqtt: None,
+            codec: CodecConfig::default(),
+            engine: EngineConfig::default(),
+            store: StoreOptions::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let setting = format!("config file {}", path.display());
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&setting, format!("cannot read it: {e}")))?;
+        toml::from_str(&text).map_err(|e| ConfigError::new(&setting, e.to_string()))
+    }
+
+    /// The database URL in force: the configured one, or SQLite in the data directory.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("pdm.db").display()),
+        }
+    }
+
+    /// Checks the settings together, naming the first bad one.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.engine
+            .check()
+            .map_err(|e| ConfigError::new("engine", e))?;
+        self.codec
+            .check()
+            .map_err(|e| ConfigError::new("codec", e.to_string()))?;
+        if let Some(url) = &self.database_url {
+            let known = ["sqlite:", "postgres://", "postgresql://"];
+            if !known.iter().any(|p| url.starts_with(p)) {
+                return Err(ConfigError::new(
+                    "database_url (PDM_DATABASE_URL, --database-url)",
+                    format!("{} is not a sqlite:// or postgres:// URL", redact_url(url)),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_errors_name_the_setting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pdm.toml");
+        std::fs::write(&path, "htp = \"1.2.3.4:5\"\n").expect("write");
+        let err = ServerConfig::from_file(&path)
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("htp"), "{err}");
+        std::fs::write(&path, "http = \"nonsense\"\n").expect("write");
+        let err = ServerConfig::from_file(&path)
+            .expect_err("bad addr")
+            .to_string();
+        assert!(err.contains("http"), "{err}");
+        std::fs::write(&path, "http = \"0.0.0.0:9000\"\n[engine]\nlinger_ms = 5\n").expect("write");
+        let cfg = ServerConfig::from_file(&path).expect("valid");
+        assert_eq!(cfg.http.port(), 9000);
+        assert_eq!(cfg.engine.linger_ms, 5);
+    }
+
+    #[test]
+    fn default_database_is_sqlite_in_the_data_dir() {
+        let cfg = ServerConfig {
+            data_dir: "/tmp/x".into(),
+            ..ServerConfig::default()
+        };
+        assert_eq!(cfg.effective_database_url(), "sqlite:///tmp/x/pdm.db");
+        let bad = ServerConfig {
+            database_url: Some("mysql://u:pw@h".into()),
+            ..cfg
+        };
+        let err = bad.check().expect_err("mysql").to_string();
+        assert!(
+            err.contains("PDM_DATABASE_URL") && !err.contains("pw"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! `demo` (the server on the embedded database with simulated machines, narrated) and
+//! `simulate` (simulated machines publishing to an MQTT broker).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use pdm_core::{ShutdownTrigger, Timestamp};
+use pdm_ingest::sim::{register_machines, SimConfig, Simulator, SimulatorSource};
+use pdm_store::redact_url;
+
+use crate::cli::{apply_listen, sleep_or_forever, DemoArgs, SimulateArgs};
+use crate::config::ServerConfig;
+use crate::run::{wait_for_signal, Server};
+
+/// How much simulated history the demo replays before running in real time.
+const DEMO_HISTORY_MS: i64 = 2 * 3_600_000;
+
+/// Runs the demo.
+pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()> {
+    config.auto_register = true;
+    apply_listen(&mut config, args.listen)?;
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        anyhow::bail!("--speed must be a positive number of simulated seconds per real second");
+    }
+    let db = config.effective_database_url();
+    let mut server = Server::start(config).await?;
+    let addr = server.local_addr();
+
+    // Replay the last two hours quickly (so there is history to look at), then run live.
+    let mut sim_config = SimConfig::fleet(3, args.seed).with_demo_faults();
+    sim_config.start = Some(Timestamp::now().add_millis(-DEMO_HISTORY_MS));
+    sim_config.speed = args.speed;
+    sim_config.clamp_to_now = true;
+    // Registered below rather than by the source, so the first requests already see them.
+    sim_config.register = false;
+    let sim = Simulator::new(&sim_config).context("simulator settings")?;
+    register_machines(&server.state().catalog, &sim)
+        .await
+        .context("cannot register the simulated machines")?;
+    let machines = sim.machines();
+    let faults = sim.fault_windows();
+    server.add_source(Box::new(SimulatorSource::new(
+        sim,
+        server.state().intake.clone(),
+    )));
+
+    let base = format!("http://{addr}/api/v1");
+    println!("pdm demo");
+    println!("  database  {}", redact_url(&db));
+    println!("  HTTP API  {base}");
+    println!(
+        "  machines  (two hours of history replayed at {}x, then live at 1 sample/s)",
+        args.speed
+    );
+    for (key, kind) in &machines {
+        let fault = faults
+            .iter()
+            .find(|f| &f.machine == key)
+            .map(|f| format!(", {} injected", f.kind.as_str()))
+            .unwrap_or_default();
+        println!("    {key:<14} {}{fault}", kind.as_str());
+    }
+    let first = machines
+        .first()
+        .map(|(k, _)| k.to_string())
+        .unwrap_or_else(|| "pump-1".into());
+    println!("try:");
+    println!("  curl {base}/machines");
+    println!("  curl {base}/machines/{first}/latest");
+    println!("  curl '{base}/machines/{first}/readings?sensor=temperature&bucket=10m'");
+    println!(
+        "  curl -X POST {base}/machines/{first}/telemetry -H 'content-type: application/json' \\\n       -d '{{\"ts\": \"{}\", \"values\": {{\"temperature\": 55.0}}}}'",
+        pdm_ingest::codec::format_ts(Timestamp::now())
+    );
+    println!("  curl {base}/dead-letters");
+    println!("  curl http://{addr}/metrics");
+    println!("press Ctrl-C to stop.");
+
+    let state = server.state().clone();
+    let started = Instant::now();
+    let mut last_stored = 0u64;
+    let mut last_at = Instant::now();
+    let report = async {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let m = state.metrics.snapshot();
+            let rate = (m.readings_stored - last_stored) as f64 / last_at.elapsed().as_secs_f64();
+            last_stored = m.readings_stored;
+            last_at = Instant::now();
+            let mut line = format!(
+                "[{:>4}s] stored {} readings ({rate:.0}/s), dead letters {}",
+                started.elapsed().as_secs(),
+                m.readings_stored,
+                m.dead_letters_total()
+            );
+            for (key, _) in &machines {
+                if let Ok(latest) = state.telemetry.latest(key).await {
+                    let temp = latest.iter().find(|l| l.sensor.as_str() == "temperature");
+                    let vib = latest.iter().find(|l| l.sensor.as_str() == "vibration_rms");
+                    if let (Some(t), Some(v)) = (temp, vib) {
+                        line.push_str(&format!(" | {key} {:.1} degC {:.2} mm/s", t.value, v.value));
+                    }
+                }
+            }
+            println!("{line}");
+        }
+    };
+    tokio::select! {
+        _ = report => {}
+        _ = wait_for_signal() => {}
+        _ = sleep_or_forever(args.duration) => {}
+    }
+    println!("stopping: writing what is queued...");
+    let stored_before = server.state().metrics.snapshot().readings_stored;
+    let metrics = server.state().metrics.clone();
+    server.shutdown().await?;
+    let m = metrics.snapshot();
+    println!(
+        "stopped: {} readings stored in this run ({} in the final flush), {} dead letters",
+        m.readings_stored,
+        m.readings_stored - stored_before,
+        m.dead_letters_total()
+    );
+    Ok(())
+}
+
+/// Publishes simulated machines to a broker until the duration ends or Ctrl-C.
+pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        anyhow::bail!("--speed must be a positive number of simulated seconds per real second");
+    }
+    let mut sim_config = SimConfig::fleet(args.machines, args.seed).with_demo_faults();
+    sim_config.interval_ms = args.interval_ms;
+    sim_config.speed = args.speed;
+    let sim = Simulator::new(&sim_config).context("simulator settings")?;
+    let publisher = pdm_ingest::mqtt::MqttPublisherConfig::new(args.mqtt_url.clone());
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    println!(
+        "publishing {} simulated machines to {} (Ctrl-C to stop)",
+        args.machines,
+        redact_url(&args.mqtt_url)
+    );
+    let publish = pdm_ingest::sim::publish_to_mqtt(&publisher, sim, shutdown);
+    tokio::pin!(publish);
+    let summary = tokio::select! {
+        done = &mut publish => done,
+        _ = async {
+            tokio::select! {
+                _ = wait_for_signal() => {}
+                _ = sleep_or_forever(args.duration) => {}
+            }
+        } => {
+            trigger.trigger();
+            publish.await
+        }
+    }
+    .context("publishing failed")?;
+    println!(
+        "published {} messages with {} readings",
+        summary.messages, summary.readings
+    );
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! Starting and stopping a server: store, catalog, engine, sources and the HTTP listener.
+//!
+//! Shutdown order keeps the "nothing acknowledged is lost" invariant: the HTTP listener stops
+//! taking requests (in-flight ones finish), then the engine stops its sources, writes what is
+//! queued and fires the acks, then the store closes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use pdm_core::{Catalog, Engine, Metrics, ShutdownTrigger, Source, Store};
+use pdm_ingest::Intake;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use pdm_store::redact_url;
+
+use crate::config::ServerConfig;
+use crate::state::AppState;
+
+/// Opens the configured database and applies its migrations.
+pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let url = config.effective_database_url();
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+    }
+    let store = pdm_store::connect(&url, &config.store)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
+    Ok(store)
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    state: AppState,
+    engine: Engine,
+    http_stop: ShutdownTrigger,
+    http: JoinHandle<std::io::Result<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Opens the store, starts the engine (and MQTT ingestion when configured) and listens.
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        config.check()?;
+        let store = open_store(&config).await?;
+        let catalog = Arc::new(
+            Catalog::load(store.clone(), config.auto_register)
+                .await
+                .context("cannot load machines and sensors")?,
+        );
+        let metrics = Arc::new(Metrics::default());
+        let mut engine = Engine::start(
+            store.clone(),
+            catalog.clone(),
+            metrics.clone(),
+            config.engine.clone(),
+        );
+        let intake = Arc::new(Intake::new(catalog.clone(), config.codec.clone()));
+        #[cfg(feature = "mqtt")]
+        if let Some(mqtt) = &config.mqtt {
+            let source = mqtt
+                .build(intake.clone())
+                .context("invalid MQTT settings")?;
+            tracing::info!(broker = %redact_url(&mqtt.url), "MQTT ingestion on");
+            engine.add_source(Box::new(source));
+        }
+        let state = AppState {
+            catalog,
+            telemetry: store,
+            sink: engine.sink(),
+            intake,
+            metrics,
+        };
+        let listener = TcpListener::bind(config.http).await.with_context(|| {
+            format!(
+                "cannot listen on {} (setting http, PDM_HTTP, --http)",
+                config.http
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        let (http_stop, mut stopped) = ShutdownTrigger::new();
+        let app = crate::app(state.clone());
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.wait().await })
+                .await
+        });
+        tracing::info!(%addr, "HTTP API listening");
+        Ok(Server {
+            addr,
+            state,
+            engine,
+            http_stop,
+            http,
+        })
+    }
+
+    /// The address the HTTP server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (catalog, store, sink, metrics).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Runs another source (the demo's simulator) until shutdown.
+    pub fn add_source(&mut self, source: Box<dyn Source>) {
+        self.engine.add_source(source);
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await
+    }
+
+    /// Stops taking requests, writes and acknowledges what is queued, and returns.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.http_stop.trigger();
+        let served = self.http.await;
+        self.engine.shutdown().await;
+        match served {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("HTTP server failed")),
+            Err(e) => Err(anyhow::Error::new(e).context("HTTP server task failed")),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

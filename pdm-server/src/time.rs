@@ -1,0 +1,78 @@
+//! Parsing of times and durations in query parameters.
+
+use pdm_core::Timestamp;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Epoch milliseconds (`1700000000000`) or RFC 3339 (`2026-01-01T00:00:00Z`).
+pub fn parse_time(s: &str) -> Result<Timestamp, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(Timestamp::from_millis(ms));
+    }
+    let t = OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| format!("{s:?} is neither epoch milliseconds nor an RFC 3339 time ({e})"))?;
+    let ms = t.unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(ms)
+        .map(Timestamp::from_millis)
+        .map_err(|_| format!("{s:?} is out of range"))
+}
+
+/// A duration: whole milliseconds (`60000`) or a number with a unit: `ms`, `s`, `m`, `h`, `d`.
+pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 10s, 5m, 1h or 1d"))?;
+    let factor = match unit {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?}; use ms, s, m, h or d"
+            ))
+        }
+    };
+    match n.checked_mul(factor) {
+        Some(ms) if ms > 0 => Ok(ms),
+        _ => Err(format!("{s:?} must be a positive duration")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            parse_time("1700000000000").map(Timestamp::as_millis),
+            Ok(1_700_000_000_000)
+        );
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20.5Z").map(Timestamp::as_millis),
+            Ok(1_700_000_000_500)
+        );
+        assert_eq!(
+            parse_time("2023-11-14T23:13:20+01:00").map(Timestamp::as_millis),
+            Ok(1_700_000_000_000)
+        );
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("250"), Ok(250));
+        assert_eq!(parse_duration_ms("10s"), Ok(10_000));
+        assert_eq!(parse_duration_ms("5m"), Ok(300_000));
+        assert_eq!(parse_duration_ms("1d"), Ok(86_400_000));
+        assert!(parse_duration_ms("0s").is_err());
+        assert!(parse_duration_ms("5w").is_err());
+        assert!(parse_duration_ms("-5s").is_err());
+        assert!(parse_duration_ms("99999999999999999d").is_err());
+    }
+}

@@ -1,0 +1,518 @@
+//! The HTTP API through `app()`, on SQLite and on PostgreSQL.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{call, now_ms};
+use pdm_server::config::ServerConfig;
+use pdm_server::run::Server;
+use serde_json::{json, Value};
+
+/// Runs a scenario on SQLite, and on PostgreSQL when one is configured.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                super::$scenario(super::common::config(dir.path(), None, false)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let test = concat!(stringify!($scenario), "::postgres");
+                if let Some(url) = super::common::fresh_pg_database(test).await {
+                    super::$scenario(super::common::config(dir.path(), Some(url), false)).await;
+                }
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    machines_and_sensors_crud,
+    ingest_then_query_exact,
+    bad_http_input_is_refused_and_kept
+);
+
+async fn machines_and_sensors_crud(cfg: ServerConfig) {
+    let server = Server::start(cfg).await.expect("start");
+    let s = &server;
+
+    let (st, m) = call(
+        s,
+        "POST",
+        "/api/v1/machines",
+        Some(r#"{"key":"pump-1","name":"Feed pump","kind":"pump"}"#),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{m}");
+    assert_eq!(m["key"], "pump-1");
+    assert_eq!(m["name"], "Feed pump");
+    let (st, e) = call(s, "POST", "/api/v1/machines", Some(r#"{"key":"pump-1"}"#)).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("pump-1"),
+        "{e}"
+    );
+    let (st, e) = call(s, "POST", "/api/v1/machines", Some(r#"{"key":"Pump 1"}"#)).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("machine key"),
+        "{e}"
+    );
+    let (st, e) = call(
+        s,
+        "POST",
+        "/api/v1/machines",
+        Some(r#"{"key":"pump-2","nmae":"typo"}"#),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nmae"),
+        "{e}"
+    );
+    let (st, _) = call(s, "POST", "/api/v1/machines", Some("{not json")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    let (st, m) = call(
+        s,
+        "PATCH",
+        "/api/v1/machines/pump-1",
+        Some(r#"{"name":"Pump one","kind":null}"#),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{m}");
+    assert_eq!(m["name"], "Pump one");
+    assert_eq!(m["kind"], Value::Null);
+    let (st, list) = call(s, "GET", "/api/v1/machines", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    let (st, _) = call(s, "GET", "/api/v1/machines/nope", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = call(s, "GET", "/api/v1/machines/BAD%20KEY", None).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (st, e) = call(
+        s,
+        "POST",
+        "/api/v1/machines/pump-1/sensors",
+        Some(r#"{"key":"temperature","min":10,"max":5}"#),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap_or("").contains("min"),
+        "{e}"
+    );
+    let (st, sensor) = call(
+        s,
+        "POST",
+        "/api/v1/machines/pump-1/sensors",
+        Some(r#"{"key":"temperature","unit":"degC","min":-20,"max":150}"#),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{sensor}");
+    assert_eq!(sensor["unit"], "degC");
+    let (st, _) = call(
+        s,
+        "POST",
+        "/api/v1/machines/pump-1/sensors",
+        Some(r#"{"key":"temperature"}"#),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (st, _) = call(
+        s,
+        "POST",
+        "/api/v1/machines/nope/sensors",
+        Some(r#"{"key":"temperature"}"#),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, sensor) = call(
+        s,
+        "PATCH",
+        "/api/v1/machines/pump-1/sensors/temperature",
+        Some(r#"{"max":null,"unit":"K"}"#),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{sensor}");
+    assert_eq!(
+        (
+            sensor["unit"].clone(),
+            sensor["max"].clone(),
+            sensor["min"].clone()
+        ),
+        (json!("K"), Value::Null, json!(-20.0))
+    );
+    let (st, _) = call(
+        s,
+        "PATCH",
+        "/api/v1/machines/pump-1/sensors/temperature",
+        Some(r#"{"max":-30}"#),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "max below the existing min"
+    );
+    let (st, list) = call(s, "GET", "/api/v1/machines/pump-1/sensors", None).await;
+    assert_eq!(
+        (st, list.as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    let (st, _) = call(
+        s,
+        "DELETE",
+        "/api/v1/machines/pump-1/sensors/temperature",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = call(
+        s,
+        "GET",
+        "/api/v1/machines/pump-1/sensors/temperature",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = call(s, "DELETE", "/api/v1/machines/pump-1", None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = call(s, "GET", "/api/v1/machines/pump-1", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = call(s, "GET", "/api/v1/no-such-route", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    server.shutdown().await.expect("shutdown");
+}
+
+async fn register(s: &Server, machine: &str, sensors: &[(&str, Option<f64>, Option<f64>)]) {
+    let (st, body) = call(
+        s,
+        "POST",
+        "/api/v1/machines",
+        Some(&json!({ "key": machine }).to_string()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    for (key, min, max) in sensors {
+        let body = json!({ "key": key, "min": min, "max": max }).to_string();
+        let (st, b) = call(
+            s,
+            "POST",
+            &format!("/api/v1/machines/{machine}/sensors"),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(st, StatusCode::CREATED, "{b}");
+    }
+}
+
+async fn ingest_then_query_exact(cfg: ServerConfig) {
+    let server = Server::start(cfg).await.expect("start");
+    let s = &server;
+    register(
+        s,
+        "motor-1",
+        &[("temperature", None, None), ("current", None, None)],
+    )
+    .await;
+    let t0 = (now_ms() / 120_000 - 5) * 120_000; // aligned to 2 minutes, ten minutes ago
+                                                 // 120 samples, one per second, of two sensors.
+    let items: Vec<Value> = (0..120)
+        .map(|i| json!({ "ts": t0 + i * 1000, "values": { "temperature": i as f64, "current": 10.0 + (i % 2) as f64 } }))
+        .collect();
+    let body = Value::Array(items).to_string();
+    let uri = "/api/v1/machines/motor-1/telemetry";
+    let (st, report) = call(s, "POST", uri, Some(&body)).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{report}");
+    assert_eq!(report["accepted"], 240);
+    assert_eq!(report["rejected"].as_array().map(Vec::len), Some(0));
+    // A replay stores nothing twice.
+    let (st, _) = call(s, "POST", uri, Some(&body)).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    // RFC 3339 timestamps are accepted too.
+    let rfc = time::OffsetDateTime::from_unix_timestamp((t0 + 120_000) / 1000)
+        .expect("time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    let one = json!({ "ts": rfc, "values": { "temperature": 120.0 } }).to_string();
+    let (st, report) = call(s, "POST", uri, Some(&one)).await;
+    assert_eq!(
+        (st, report["accepted"].clone()),
+        (StatusCode::ACCEPTED, json!(1)),
+        "{report}"
+    );
+
+    let q = format!(
+        "/api/v1/machines/motor-1/readings?sensor=temperature&from={t0}&to={}&limit=100000",
+        t0 + 3_600_000
+    );
+    let (st, r) = call(s, "GET", &q, None).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let points = r["points"].as_array().expect("points");
+    assert_eq!(points.len(), 121);
+    assert_eq!(points[0], json!({ "ts": t0, "value": 0.0 }));
+    assert_eq!(points[120], json!({ "ts": t0 + 120_000, "value": 120.0 }));
+    // [from, to) and limit.
+    let q = format!(
+        "/api/v1/machines/motor-1/readings?sensor=temperature&from={}&to={}&limit=5",
+        t0 + 10_000,
+        t0 + 20_000
+    );
+    let (_, r) = call(s, "GET", &q, None).await;
+    let points = r["points"].as_array().expect("points");
+    assert_eq!(points.len(), 5);
+    assert_eq!(points[0]["value"], 10.0);
+    let q = format!(
+        "/api/v1/machines/motor-1/readings?sensor=temperature&from={}&to={}",
+        t0 + 10_000,
+        t0 + 20_000
+    );
+    let (_, r) = call(s, "GET", &q, None).await;
+    assert_eq!(r["points"].as_array().map(Vec::len), Some(10));
+
+    // Minute buckets: 0..59, 60..119, 120.
+    let q = format!(
+        "/api/v1/machines/motor-1/readings?sensor=temperature&from={t0}&to={}&bucket=1m",
+        t0 + 3_600_000
+    );
+    let (st, r) = call(s, "GET", &q, None).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["bucket_ms"], 60_000);
+    let b = r["buckets"].as_array().expect("buckets");
+    assert_eq!(b.len(), 3, "{r}");
+    assert_eq!(
+        b[0],
+        json!({ "start": t0, "avg": 29.5, "min": 0.0, "max": 59.0, "count": 60 })
+    );
+    assert_eq!(
+        b[1],
+        json!({ "start": t0 + 60_000, "avg": 89.5, "min": 60.0, "max": 119.0, "count": 60 })
+    );
+    assert_eq!(
+        b[2],
+        json!({ "start": t0 + 120_000, "avg": 120.0, "min": 120.0, "max": 120.0, "count": 1 })
+    );
+    let q = format!(
+        "/api/v1/machines/motor-1/readings?sensor=current&from={t0}&to={}&bucket=2m",
+        t0 + 3_600_000
+    );
+    let (_, r) = call(s, "GET", &q, None).await;
+    assert_eq!(
+        r["buckets"][0],
+        json!({ "start": t0, "avg": 10.5, "min": 10.0, "max": 11.0, "count": 120 })
+    );
+
+    let (st, latest) = call(s, "GET", "/api/v1/machines/motor-1/latest", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        latest["values"],
+        json!([
+            { "sensor": "current", "ts": t0 + 119_000, "value": 11.0 },
+            { "sensor": "temperature", "ts": t0 + 120_000, "value": 120.0 },
+        ])
+    );
+
+    for (q, want) in [
+        ("sensor=temperature&bucket=5w", StatusCode::BAD_REQUEST),
+        ("sensor=temperature&from=yesterday", StatusCode::BAD_REQUEST),
+        ("sensor=temperature&limit=0", StatusCode::BAD_REQUEST),
+        ("sensor=temperature&from=10&to=5", StatusCode::BAD_REQUEST),
+        ("sensor=nope", StatusCode::NOT_FOUND),
+        ("sensor=Bad%20Key", StatusCode::UNPROCESSABLE_ENTITY),
+        ("", StatusCode::BAD_REQUEST),
+    ] {
+        let (st, e) = call(
+            s,
+            "GET",
+            &format!("/api/v1/machines/motor-1/readings?{q}"),
+            None,
+        )
+        .await;
+        assert_eq!(st, want, "{q}: {e}");
+        assert!(e["error"]["message"].is_string(), "{q}: {e}");
+    }
+    let (st, _) = call(s, "GET", "/api/v1/machines/nope/latest", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    let (_, metrics) = call(s, "GET", "/metrics", None).await;
+    let text = metrics.as_str().expect("text");
+    assert!(text.contains("pdm_readings_stored_total 241"), "{text}");
+    assert!(text.contains("pdm_readings_duplicate_total 240"), "{text}");
+    server.shutdown().await.expect("shutdown");
+}
+
+async fn dead_letter_kinds(s: &Server) -> Vec<String> {
+    let (st, list) = call(s, "GET", "/api/v1/dead-letters?limit=1000", None).await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    list.as_array()
+        .expect("list")
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+async fn bad_http_input_is_refused_and_kept(cfg: ServerConfig) {
+    let limit = cfg.codec.max_payload_bytes;
+    let server = Server::start(cfg).await.expect("start");
+    let s = &server;
+    register(
+        s,
+        "pump-1",
+        &[
+            ("temperature", Some(-20.0), Some(150.0)),
+            ("pressure", None, None),
+        ],
+    )
+    .await;
+    let now = now_ms();
+    let uri = "/api/v1/machines/pump-1/telemetry";
+
+    // Whole-payload refusals: status, reason, and a dead letter each.
+    let huge = format!(
+        r#"{{"ts":{now},"values":{{"temperature":1}},"pad":"{}"}}"#,
+        "x".repeat(limit)
+    );
+    let cases: Vec<(&str, String, StatusCode, &str)> = vec![
+        (
+            uri,
+            "{\"ts\": ".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
+        (
+            uri,
+            "[1, 2]".to_owned(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "malformed",
+        ),
+        (uri, huge, StatusCode::PAYLOAD_TOO_LARGE, "oversized"),
+        (
+            "/api/v1/machines/Pump%201/telemetry",
+            format!(r#"{{"ts":{now},"values":{{"temperature":1}}}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_key",
+        ),
+        (
+            "/api/v1/machines/ghost/telemetry",
+            format!(r#"{{"ts":{now},"values":{{"temperature":1}}}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_machine",
+        ),
+    ];
+    for (path, body, status, kind) in &cases {
+        let (st, e) = call(s, "POST", path, Some(body)).await;
+        assert_eq!(st, *status, "{kind}: {e}");
+        assert!(
+            !e["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{kind}: {e}"
+        );
+    }
+
+    // One message, each item with another problem, and two valid readings among them.
+    let day = 86_400_000i64;
+    let mixed = json!([
+        { "ts": now, "values": { "temperature": 50.5, "pressure": "high" } },
+        { "ts": now + 1, "values": { "temperature": 999.0 } },
+        { "ts": now + 2, "values": { "vibration": 1.0 } },
+        { "ts": now + 3, "values": { "Bad Sensor": 1.0 } },
+        { "ts": "not a time", "values": { "temperature": 1.0 } },
+        { "ts": now + 100 * 365 * day, "values": { "temperature": 1.0 } },
+        { "ts": now + 4, "values": { "temperature": null } },
+        { "ts": now + 5, "values": { "pressure": 4.5 } },
+    ])
+    .to_string();
+    let (st, report) = call(s, "POST", uri, Some(&mixed)).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{report}");
+    assert_eq!(report["accepted"], 2, "{report}");
+    let kinds: Vec<&str> = report["rejected"]
+        .as_array()
+        .expect("rejected")
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap_or(""))
+        .collect();
+    for kind in [
+        "bad_value",
+        "out_of_range",
+        "unknown_sensor",
+        "bad_key",
+        "bad_timestamp",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {report}");
+    }
+    assert_eq!(kinds.len(), 7, "{report}");
+    for r in report["rejected"].as_array().expect("rejected") {
+        assert!(r["reason"].as_str().is_some_and(|m| m.len() > 10), "{r}");
+    }
+
+    // Every value of a payload bad: 422 and nothing stored.
+    let (st, report) = call(
+        s,
+        "POST",
+        uri,
+        Some(&json!({ "ts": now + 9, "values": { "temperature": "hot" } }).to_string()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{report}");
+
+    // The valid readings went through, the rest are dead letters.
+    let q = format!(
+        "/api/v1/machines/pump-1/readings?sensor=temperature&from={}&to={}",
+        now - 1,
+        now + 10
+    );
+    let (_, r) = call(s, "GET", &q, None).await;
+    assert_eq!(r["points"], json!([{ "ts": now, "value": 50.5 }]));
+    let kinds = dead_letter_kinds(s).await;
+    for kind in [
+        "malformed",
+        "oversized",
+        "bad_key",
+        "unknown_machine",
+        "bad_value",
+        "out_of_range",
+        "unknown_sensor",
+        "bad_timestamp",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "no {kind} dead letter in {kinds:?}"
+        );
+    }
+    let (st, list) = call(s, "GET", "/api/v1/dead-letters?kind=out_of_range", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["origin"], "http");
+    assert!(
+        list[0]["payload_head"]
+            .as_str()
+            .is_some_and(|p| p.starts_with('[')),
+        "{list}"
+    );
+    let (st, _) = call(s, "GET", "/api/v1/dead-letters?kind=nonsense", None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    let (st, _) = call(s, "GET", "/health/ready", None).await;
+    assert_eq!(st, StatusCode::OK, "still up and ready");
+    let (_, metrics) = call(s, "GET", "/metrics", None).await;
+    let text = metrics.as_str().expect("text");
+    assert!(
+        text.contains("pdm_dead_letters_total{reason=\"out_of_range\"} 1"),
+        "{text}"
+    );
+    server.shutdown().await.expect("shutdown");
+}

@@ -1,0 +1,193 @@
+//! Shared helpers of the server tests: databases, brokers and requests through `app()`.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use pdm_server::config::ServerConfig;
+use pdm_server::run::Server;
+use serde_json::Value;
+use sqlx::Connection;
+use tower::ServiceExt;
+
+/// True when missing services must fail the tests instead of skipping them.
+pub fn services_required() -> bool {
+    std::env::var("PDM_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// The test broker's URL, or `None` (after a loud message) when there is none.
+pub fn mqtt_url(test: &str) -> Option<String> {
+    match std::env::var("PDM_TEST_MQTT_URL") {
+        Ok(url) => Some(url),
+        Err(_) if services_required() => panic!("{test}: PDM_TEST_MQTT_URL is not set"),
+        Err(_) => {
+            eprintln!("SKIPPED {test}: PDM_TEST_MQTT_URL not set (no MQTT broker)");
+            None
+        }
+    }
+}
+
+/// A fresh PostgreSQL database for one test, or `None` (after a loud message).
+pub async fn fresh_pg_database(test: &str) -> Option<String> {
+    let base = match std::env::var("PDM_TEST_DATABASE_URL") {
+        Ok(url) => url,
+        Err(_) if services_required() => panic!("{test}: PDM_TEST_DATABASE_URL is not set"),
+        Err(_) => {
+            eprintln!("SKIPPED {test} on PostgreSQL: PDM_TEST_DATABASE_URL not set");
+            return None;
+        }
+    };
+    let name = format!("pdm_server_test_{}", unique());
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create db");
+    let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
+    Some(format!("{prefix}/{name}"))
+}
+
+/// A value unique in this test run.
+pub fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A server config on a data dir, listening on a free port.
+pub fn config(data_dir: &Path, database_url: Option<String>, auto_register: bool) -> ServerConfig {
+    ServerConfig {
+        data_dir: data_dir.to_path_buf(),
+        database_url,
+        http: "127.0.0.1:0".parse().expect("addr"),
+        auto_register,
+        ..ServerConfig::default()
+    }
+}
+
+/// Sends one request through the app and returns the status and JSON body.
+pub async fn call(
+    server: &Server,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    let builder = Request::builder().method(method).uri(uri);
+    let req = match body {
+        Some(b) => builder
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_owned()))
+            .expect("request"),
+        None => builder.body(Body::empty()).expect("request"),
+    };
+    let app = pdm_server::app(server.state().clone());
+    let resp = app.oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    (status, json)
+}
+
+/// Current time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    pdm_core::Timestamp::now().as_millis()
+}
+
+/// Host and port of an `mqtt://host:port` URL.
+pub fn host_port(url: &str) -> (String, u16) {
+    let rest = url.trim_start_matches("mqtt://");
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    match rest.rsplit_once(':') {
+        Some((h, p)) => (h.to_owned(), p.trim_end_matches('/').parse().expect("port")),
+        None => (rest.trim_end_matches('/').to_owned(), 1883),
+    }
+}
+
+/// Publishes `(topic, payload)` pairs at QoS 1 and returns once the broker acknowledged all.
+pub async fn publish_all(url: &str, client_id: &str, messages: Vec<(String, Vec<u8>)>) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+    let (host, port) = host_port(url);
+    let mut opts = MqttOptions::new(client_id, host, port);
+    opts.set_keep_alive(std::time::Duration::from_secs(30));
+    opts.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    let total = messages.len();
+    let publisher = tokio::spawn(async move {
+        for (topic, payload) in messages {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .expect("publish");
+        }
+        client
+    });
+    let mut acked = 0;
+    while acked < total {
+        match tokio::time::timeout(std::time::Duration::from_secs(30), eventloop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+            Ok(Ok(Event::Outgoing(Outgoing::Disconnect))) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("publisher connection failed: {e}"),
+            Err(_) => panic!("publisher: no progress for 30 s ({acked}/{total} acknowledged)"),
+        }
+    }
+    let client = publisher.await.expect("publisher task");
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), eventloop.poll()).await;
+}
+
+/// Removes a persistent MQTT session from the broker (connect with a clean session, leave).
+pub async fn forget_session(url: &str, client_id: &str) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
+    let (host, port) = host_port(url);
+    let mut opts = MqttOptions::new(client_id, host, port);
+    opts.set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    for _ in 0..20 {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), eventloop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+    }
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), eventloop.poll()).await;
+}
+
+/// Polls `f` until it returns `Some`, or panics after `secs` seconds naming `what`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
