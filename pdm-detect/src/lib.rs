@@ -1,9 +1,37 @@
 //! Anomaly detection for pdm, on ndarray.
 //!
-//! This crate grows into the detection engine (Isolation Forest, multivariate and streaming
-//! detectors, health and remaining useful life, evaluation); today it holds the standard scaler
-//! every later model builds on, following the validated-parameters pattern: parameters are
-//! checked once, fitting returns a model, and the model transforms.
+//! This crate grows into the detection engine (multivariate and streaming detectors, health and
+//! remaining useful life, evaluation). Today it holds an Isolation Forest with scikit-learn's
+//! semantics and the standard scaler every later model builds on. Both follow the
+//! validated-parameters pattern: parameters are built unchecked, checked once, fitting returns a
+//! model, and the model scores or transforms.
+//!
+//! ```
+//! use ndarray::Array2;
+//! use pdm_core::detector::{Detector, Rows};
+//! use pdm_detect::{Contamination, IsolationForest, MaxSamples};
+//!
+//! // A tight cloud of 200 rows around (0, 0).
+//! let x = Array2::from_shape_fn((200, 2), |(i, j)| ((i * 7 + j * 3) % 11) as f64 / 10.0);
+//! let model = IsolationForest::params()
+//!     .n_estimators(100)
+//!     .max_samples(MaxSamples::Auto)
+//!     .contamination(Contamination::Fraction(0.05))
+//!     .random_state(42)
+//!     .fit(&x.view())?;
+//!
+//! // scikit-learn's view: lower score_samples is more abnormal, predict gives -1 for outliers.
+//! let far = ndarray::array![[25.0, -25.0]];
+//! assert_eq!(model.predict(&far.view())?[0], -1);
+//!
+//! // The pdm Detector seam: higher is more anomalous, above the threshold is an anomaly.
+//! let scores = model.score(Rows::new(&[25.0, -25.0, 0.5, 0.5], 2).expect("2 columns"))?;
+//! assert!(scores[0] > model.threshold());
+//! assert!(scores[0] > scores[1]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The scaler:
 //!
 //! ```
 //! use ndarray::array;
@@ -17,6 +45,14 @@
 //! ```
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
+
+mod iforest;
+
+pub use iforest::{
+    average_path_length, depth_limit, Contamination, FitNote, IsolationForest,
+    IsolationForestParams, IsolationForestParamsError, IsolationForestValidParams, MaxFeatures,
+    MaxSamples,
+};
 
 /// Errors of this crate.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -41,6 +77,9 @@ pub enum DetectError {
         /// Columns given.
         got: usize,
     },
+    /// A model parameter is out of its range, or does not fit the training set.
+    #[error("invalid parameter: {0}")]
+    Params(#[from] IsolationForestParamsError),
 }
 
 /// Result of this crate.

@@ -1,0 +1,332 @@
+//! Isolation trees: growing one tree on a subsample, and the flat forest they are stored in.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Euler–Mascheroni constant, as numpy's `np.euler_gamma`.
+const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+
+/// A feature whose range in a node is at most this is treated as constant there. scikit-learn's
+/// tree splitter uses the same absolute tolerance (`FEATURE_THRESHOLD`), so trees stop splitting
+/// where its trees do.
+const FEATURE_THRESHOLD: f64 = 1e-7;
+
+/// Marks a leaf in [`Forest::feature`].
+const LEAF: u32 = u32::MAX;
+
+/// Average path length of an unsuccessful search in a binary search tree of `n` keys: the
+/// expected depth still to go below a leaf that holds `n` training rows.
+///
+/// `c(n) = 2 (ln(n - 1) + γ) - 2 (n - 1) / n` for `n > 2`, `c(2) = 1`, `c(n) = 0` for `n <= 1`.
+pub fn average_path_length(n: usize) -> f64 {
+    match n {
+        0 | 1 => 0.0,
+        2 => 1.0,
+        _ => {
+            let n = n as f64;
+            2.0 * ((n - 1.0).ln() + EULER_GAMMA) - 2.0 * (n - 1.0) / n
+        }
+    }
+}
+
+/// Depth limit of trees grown on `max_samples` rows: `ceil(log2(max(max_samples, 2)))`.
+pub fn depth_limit(max_samples: usize) -> usize {
+    let n = max_samples.max(2);
+    // ceil(log2(n)) for integers, exact where the float formula could round.
+    (usize::BITS - (n - 1).leading_zeros()) as usize
+}
+
+/// All trees in struct-of-arrays form. A node `i` is a leaf when `feature[i] == LEAF`, and then
+/// `value[i]` is its path length (depth + c(leaf size)). Otherwise rows with
+/// `x[feature[i]] <= value[i]` go to `left[i]` and the others to `left[i] + 1`: children are
+/// stored side by side, so one index serves both.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(super) struct Forest {
+    feature: Vec<u32>,
+    value: Vec<f64>,
+    left: Vec<u32>,
+    roots: Vec<u32>,
+}
+
+/// Rows scored together against one tree before moving to the next, so the tree's nodes stay in
+/// cache across the block.
+const BLOCK: usize = 64;
+
+impl Forest {
+    pub(super) fn n_trees(&self) -> usize {
+        self.roots.len()
+    }
+
+    pub(super) fn n_nodes(&self) -> usize {
+        self.feature.len()
+    }
+
+    /// Appends a tree, moving its node indices past the nodes already stored.
+    fn push(&mut self, tree: Tree) {
+        let offset = self.feature.len() as u32;
+        self.roots.push(offset);
+        for (f, l) in tree.feature.iter().zip(&tree.left) {
+            self.feature.push(*f);
+            self.left.push(if *f == LEAF { 0 } else { l + offset });
+        }
+        self.value.extend_from_slice(&tree.value);
+    }
+
+    pub(super) fn from_trees(trees: impl IntoIterator<Item = Tree>) -> Self {
+        let mut forest = Self::default();
+        for t in trees {
+            forest.push(t);
+        }
+        forest
+    }
+
+    /// Writes into `out[k]` the summed path length over all trees of row `k` of `data`
+    /// (row-major, `n_cols` per row). The caller has checked the shape.
+    pub(super) fn path_length_sums(&self, data: &[f64], n_cols: usize, out: &mut [f64]) {
+        for (b, sums) in out.chunks_mut(BLOCK).enumerate() {
+            let rows = &data[b * BLOCK * n_cols..(b * BLOCK + sums.len()) * n_cols];
+            sums.fill(0.0);
+            for &root in &self.roots {
+                for (sum, row) in sums.iter_mut().zip(rows.chunks_exact(n_cols)) {
+                    let mut i = root as usize;
+                    loop {
+                        let f = self.feature[i];
+                        if f == LEAF {
+                            break;
+                        }
+                        i = self.left[i] as usize + usize::from(row[f as usize] > self.value[i]);
+                    }
+                    *sum += self.value[i];
+                }
+            }
+        }
+    }
+
+    /// Depth of the deepest leaf of any tree.
+    #[cfg(test)]
+    pub(super) fn max_depth(&self) -> usize {
+        let mut deepest = 0;
+        for &root in &self.roots {
+            let mut stack = vec![(root as usize, 0usize)];
+            while let Some((i, d)) = stack.pop() {
+                if self.feature[i] == LEAF {
+                    deepest = deepest.max(d);
+                } else {
+                    let l = self.left[i] as usize;
+                    stack.push((l, d + 1));
+                    stack.push((l + 1, d + 1));
+                }
+            }
+        }
+        deepest
+    }
+}
+
+/// One tree, node indices local to it.
+#[derive(Debug, Default)]
+pub(super) struct Tree {
+    feature: Vec<u32>,
+    value: Vec<f64>,
+    left: Vec<u32>,
+}
+
+/// What a tree is grown from.
+pub(super) struct TreeSpec<'a> {
+    /// Training rows, row-major.
+    pub data: &'a [f64],
+    pub n_rows: usize,
+    pub n_cols: usize,
+    /// Rows per tree (already at most `n_rows`).
+    pub max_samples: usize,
+    /// Features per tree (already at most `n_cols`).
+    pub max_features: usize,
+    pub bootstrap: bool,
+    pub max_depth: usize,
+}
+
+impl TreeSpec<'_> {
+    /// Grows one tree from its own seed: the seed alone decides the rows, the features and every
+    /// split, which is what makes the forest independent of the thread that grew each tree.
+    pub(super) fn grow(&self, seed: u64) -> Tree {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rows: Vec<usize> = if self.bootstrap {
+            let mut r: Vec<usize> = (0..self.max_samples)
+                .map(|_| rng.random_range(0..self.n_rows))
+                .collect();
+            // scikit-learn fits bootstrap trees on the distinct drawn rows, weighted by their
+            // counts; the weights never change a split or a node's row count, so the distinct
+            // rows give the same tree.
+            r.sort_unstable();
+            r.dedup();
+            r
+        } else {
+            rand::seq::index::sample(&mut rng, self.n_rows, self.max_samples).into_vec()
+        };
+        let features: Vec<usize> = if self.max_features < self.n_cols {
+            rand::seq::index::sample(&mut rng, self.n_cols, self.max_features).into_vec()
+        } else {
+            (0..self.n_cols).collect()
+        };
+        self.grow_on(&mut rows, &features, &mut rng)
+    }
+
+    fn grow_on(&self, rows: &mut [usize], features: &[usize], rng: &mut StdRng) -> Tree {
+        let mut tree = Tree::default();
+        tree.feature.push(LEAF);
+        tree.value.push(0.0);
+        tree.left.push(0);
+        // (node, start, end, depth): the node's rows are rows[start..end].
+        let mut stack = vec![(0usize, 0usize, rows.len(), 0usize)];
+        let mut candidates: Vec<usize> = Vec::with_capacity(features.len());
+        while let Some((node, start, end, depth)) = stack.pop() {
+            let n = end - start;
+            let node_rows = &mut rows[start..end];
+            let split = if n <= 1 || depth >= self.max_depth {
+                None
+            } else {
+                self.draw_split(node_rows, features, &mut candidates, rng)
+            };
+            let Some((feature, threshold)) = split else {
+                tree.value[node] = depth as f64 + average_path_length(n);
+                continue;
+            };
+            let mid = start + self.partition(node_rows, feature, threshold);
+            let left = tree.feature.len();
+            for _ in 0..2 {
+                tree.feature.push(LEAF);
+                tree.value.push(0.0);
+                tree.left.push(0);
+            }
+            tree.feature[node] = feature as u32;
+            tree.value[node] = threshold;
+            tree.left[node] = left as u32;
+            stack.push((left + 1, mid, end, depth + 1));
+            stack.push((left, start, mid, depth + 1));
+        }
+        tree
+    }
+
+    /// Draws the split feature uniformly among the features that vary in the node, and a
+    /// threshold uniform in [min, max) of it; `None` when every feature is constant there.
+    fn draw_split(
+        &self,
+        node_rows: &[usize],
+        features: &[usize],
+        candidates: &mut Vec<usize>,
+        rng: &mut StdRng,
+    ) -> Option<(usize, f64)> {
+        candidates.clear();
+        candidates.extend_from_slice(features);
+        // Draw among the remaining candidates; a constant one is swapped out of the range, so
+        // the draw that succeeds is uniform among the non-constant features.
+        let mut remaining = candidates.len();
+        while remaining > 0 {
+            let j = rng.random_range(0..remaining);
+            let f = candidates[j];
+            let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+            for &r in node_rows {
+                let v = self.data[r * self.n_cols + f];
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+            if hi <= lo + FEATURE_THRESHOLD {
+                candidates.swap(j, remaining - 1);
+                remaining -= 1;
+                continue;
+            }
+            let mut t = lo + (hi - lo) * rng.random::<f64>();
+            // Rounding can land on max, which would leave the right side empty; scikit-learn
+            // moves the threshold to min then, and so do we.
+            if t >= hi {
+                t = lo;
+            }
+            return Some((f, t));
+        }
+        None
+    }
+
+    /// Moves the rows with `x[feature] <= threshold` to the front; returns how many there are.
+    fn partition(&self, node_rows: &mut [usize], feature: usize, threshold: f64) -> usize {
+        let mut mid = 0;
+        for i in 0..node_rows.len() {
+            if self.data[node_rows[i] * self.n_cols + feature] <= threshold {
+                node_rows.swap(i, mid);
+                mid += 1;
+            }
+        }
+        mid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn average_path_length_known_values() {
+        assert_eq!(average_path_length(0), 0.0);
+        assert_eq!(average_path_length(1), 0.0);
+        assert_eq!(average_path_length(2), 1.0);
+        // 2 (ln 2 + γ) - 4/3, by hand.
+        assert!((average_path_length(3) - 1.207_392_357_589_623).abs() < 1e-12);
+        // c(256), the denominator for max_samples = 256 (scikit-learn's
+        // _average_path_length([256])): 2 (ln 255 + γ) - 510/256.
+        assert!((average_path_length(256) - 10.244_770_920_119_917).abs() < 1e-9);
+    }
+
+    #[test]
+    fn depth_limit_is_ceil_log2() {
+        assert_eq!(depth_limit(1), 1);
+        assert_eq!(depth_limit(2), 1);
+        assert_eq!(depth_limit(3), 2);
+        assert_eq!(depth_limit(4), 2);
+        assert_eq!(depth_limit(5), 3);
+        assert_eq!(depth_limit(256), 8);
+        assert_eq!(depth_limit(257), 9);
+    }
+
+    #[test]
+    fn trees_respect_the_depth_limit_and_isolate_distinct_rows() {
+        // 64 distinct rows on a line: without a limit a tree would often go deeper than 3.
+        let data: Vec<f64> = (0..64).map(f64::from).collect();
+        let spec = TreeSpec {
+            data: &data,
+            n_rows: 64,
+            n_cols: 1,
+            max_samples: 64,
+            max_features: 1,
+            bootstrap: false,
+            max_depth: 3,
+        };
+        let forest = Forest::from_trees((0..20).map(|s| spec.grow(s)));
+        assert_eq!(forest.max_depth(), 3);
+
+        let deep = TreeSpec {
+            max_depth: 100,
+            ..spec
+        };
+        let forest = Forest::from_trees((0..5).map(|s| deep.grow(s)));
+        // Unlimited, every leaf holds one row: 64 leaves, 63 splits.
+        assert_eq!(forest.n_nodes(), 5 * 127);
+    }
+
+    #[test]
+    fn constant_features_make_leaves() {
+        // Four identical rows: nothing to split, one leaf of size 4.
+        let data = vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0];
+        let spec = TreeSpec {
+            data: &data,
+            n_rows: 4,
+            n_cols: 2,
+            max_samples: 4,
+            max_features: 2,
+            bootstrap: false,
+            max_depth: 2,
+        };
+        let forest = Forest::from_trees([spec.grow(7)]);
+        assert_eq!(forest.n_nodes(), 1);
+        let mut out = [0.0];
+        forest.path_length_sums(&[5.0, 5.0], 2, &mut out);
+        assert_eq!(out[0], average_path_length(4));
+    }
+}
