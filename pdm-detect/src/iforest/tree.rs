@@ -11,9 +11,6 @@ const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 /// where its trees do.
 const FEATURE_THRESHOLD: f64 = 1e-7;
 
-/// Marks a leaf in [`Forest::feature`].
-const LEAF: u32 = u32::MAX;
-
 /// Average path length of an unsuccessful search in a binary search tree of `n` keys: the
 /// expected depth still to go below a leaf that holds `n` training rows.
 ///
@@ -36,21 +33,29 @@ pub fn depth_limit(max_samples: usize) -> usize {
     (usize::BITS - (n - 1).leading_zeros()) as usize
 }
 
-/// All trees in struct-of-arrays form. A node `i` is a leaf when `feature[i] == LEAF`, and then
-/// `value[i]` is its path length (depth + c(leaf size)). Otherwise rows with
-/// `x[feature[i]] <= value[i]` go to `left[i]` and the others to `left[i] + 1`: children are
-/// stored side by side, so one index serves both.
+/// All trees in struct-of-arrays form. Rows with `x[feature[i]] <= threshold[i]` go from node
+/// `i` to `left[i]`, the others to `left[i] + 1`: children are stored side by side, so one index
+/// serves both. A leaf points to itself with a threshold of +inf, so a row that reached it stays
+/// there: every row can then take exactly `depth` steps per tree with no test for leaves, which
+/// lets several rows walk a tree in lockstep (independent loads the CPU overlaps).
+/// `path_length[i]` is a leaf's depth + c(leaf size).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(super) struct Forest {
     feature: Vec<u32>,
-    value: Vec<f64>,
+    threshold: Vec<f64>,
     left: Vec<u32>,
+    path_length: Vec<f64>,
     roots: Vec<u32>,
+    /// Steps that reach a leaf from any root: the deepest leaf's depth.
+    depth: usize,
 }
 
 /// Rows scored together against one tree before moving to the next, so the tree's nodes stay in
 /// cache across the block.
-const BLOCK: usize = 64;
+const BLOCK: usize = 256;
+
+/// Rows walking one tree in lockstep.
+const LANES: usize = 8;
 
 impl Forest {
     pub(super) fn n_trees(&self) -> usize {
@@ -65,11 +70,28 @@ impl Forest {
     fn push(&mut self, tree: Tree) {
         let offset = self.feature.len() as u32;
         self.roots.push(offset);
-        for (f, l) in tree.feature.iter().zip(&tree.left) {
-            self.feature.push(*f);
-            self.left.push(if *f == LEAF { 0 } else { l + offset });
+        for (i, node) in tree.nodes.iter().enumerate() {
+            let me = offset + i as u32;
+            match *node {
+                Node::Split {
+                    feature,
+                    threshold,
+                    left,
+                } => {
+                    self.feature.push(feature);
+                    self.threshold.push(threshold);
+                    self.left.push(offset + left);
+                    self.path_length.push(0.0);
+                }
+                Node::Leaf { path_length } => {
+                    self.feature.push(0);
+                    self.threshold.push(f64::INFINITY);
+                    self.left.push(me);
+                    self.path_length.push(path_length);
+                }
+            }
         }
-        self.value.extend_from_slice(&tree.value);
+        self.depth = self.depth.max(tree.depth);
     }
 
     pub(super) fn from_trees(trees: impl IntoIterator<Item = Tree>) -> Self {
@@ -80,23 +102,45 @@ impl Forest {
         forest
     }
 
+    /// The leaf reached by `row` from `root`. Rows are finite (checked by the caller), so the
+    /// +inf threshold of a leaf always keeps them in it.
+    #[inline]
+    fn step(&self, i: usize, row: &[f64]) -> usize {
+        self.left[i] as usize + usize::from(row[self.feature[i] as usize] > self.threshold[i])
+    }
+
     /// Writes into `out[k]` the summed path length over all trees of row `k` of `data`
-    /// (row-major, `n_cols` per row). The caller has checked the shape.
+    /// (row-major, `n_cols` per row). The caller has checked the shape and finiteness.
     pub(super) fn path_length_sums(&self, data: &[f64], n_cols: usize, out: &mut [f64]) {
         for (b, sums) in out.chunks_mut(BLOCK).enumerate() {
             let rows = &data[b * BLOCK * n_cols..(b * BLOCK + sums.len()) * n_cols];
             sums.fill(0.0);
             for &root in &self.roots {
-                for (sum, row) in sums.iter_mut().zip(rows.chunks_exact(n_cols)) {
-                    let mut i = root as usize;
-                    loop {
-                        let f = self.feature[i];
-                        if f == LEAF {
-                            break;
+                let root = root as usize;
+                let mut lanes = sums.chunks_exact_mut(LANES);
+                let mut lane_rows = rows.chunks_exact(LANES * n_cols);
+                for (lane_sums, group) in (&mut lanes).zip(&mut lane_rows) {
+                    let mut at = [root; LANES];
+                    for _ in 0..self.depth {
+                        for (l, i) in at.iter_mut().enumerate() {
+                            *i = self.step(*i, &group[l * n_cols..(l + 1) * n_cols]);
                         }
-                        i = self.left[i] as usize + usize::from(row[f as usize] > self.value[i]);
                     }
-                    *sum += self.value[i];
+                    for (sum, i) in lane_sums.iter_mut().zip(at) {
+                        *sum += self.path_length[i];
+                    }
+                }
+                let rest = lane_rows.remainder();
+                for (sum, row) in lanes
+                    .into_remainder()
+                    .iter_mut()
+                    .zip(rest.chunks_exact(n_cols))
+                {
+                    let mut i = root;
+                    for _ in 0..self.depth {
+                        i = self.step(i, row);
+                    }
+                    *sum += self.path_length[i];
                 }
             }
         }
@@ -109,10 +153,10 @@ impl Forest {
         for &root in &self.roots {
             let mut stack = vec![(root as usize, 0usize)];
             while let Some((i, d)) = stack.pop() {
-                if self.feature[i] == LEAF {
+                let l = self.left[i] as usize;
+                if l == i {
                     deepest = deepest.max(d);
                 } else {
-                    let l = self.left[i] as usize;
                     stack.push((l, d + 1));
                     stack.push((l + 1, d + 1));
                 }
@@ -122,12 +166,25 @@ impl Forest {
     }
 }
 
+/// A node of a tree being grown.
+#[derive(Debug, Clone, Copy)]
+enum Node {
+    Split {
+        feature: u32,
+        threshold: f64,
+        left: u32,
+    },
+    Leaf {
+        path_length: f64,
+    },
+}
+
 /// One tree, node indices local to it.
 #[derive(Debug, Default)]
 pub(super) struct Tree {
-    feature: Vec<u32>,
-    value: Vec<f64>,
-    left: Vec<u32>,
+    nodes: Vec<Node>,
+    /// Depth of the deepest leaf.
+    depth: usize,
 }
 
 /// What a tree is grown from.
@@ -172,9 +229,7 @@ impl TreeSpec<'_> {
 
     fn grow_on(&self, rows: &mut [usize], features: &[usize], rng: &mut StdRng) -> Tree {
         let mut tree = Tree::default();
-        tree.feature.push(LEAF);
-        tree.value.push(0.0);
-        tree.left.push(0);
+        tree.nodes.push(Node::Leaf { path_length: 0.0 });
         // (node, start, end, depth): the node's rows are rows[start..end].
         let mut stack = vec![(0usize, 0usize, rows.len(), 0usize)];
         let mut candidates: Vec<usize> = Vec::with_capacity(features.len());
@@ -187,19 +242,20 @@ impl TreeSpec<'_> {
                 self.draw_split(node_rows, features, &mut candidates, rng)
             };
             let Some((feature, threshold)) = split else {
-                tree.value[node] = depth as f64 + average_path_length(n);
+                tree.nodes[node] = Node::Leaf {
+                    path_length: depth as f64 + average_path_length(n),
+                };
+                tree.depth = tree.depth.max(depth);
                 continue;
             };
             let mid = start + self.partition(node_rows, feature, threshold);
-            let left = tree.feature.len();
-            for _ in 0..2 {
-                tree.feature.push(LEAF);
-                tree.value.push(0.0);
-                tree.left.push(0);
-            }
-            tree.feature[node] = feature as u32;
-            tree.value[node] = threshold;
-            tree.left[node] = left as u32;
+            let left = tree.nodes.len();
+            tree.nodes.extend([Node::Leaf { path_length: 0.0 }; 2]);
+            tree.nodes[node] = Node::Split {
+                feature: feature as u32,
+                threshold,
+                left: left as u32,
+            };
             stack.push((left + 1, mid, end, depth + 1));
             stack.push((left, start, mid, depth + 1));
         }
@@ -328,5 +384,36 @@ mod tests {
         let mut out = [0.0];
         forest.path_length_sums(&[5.0, 5.0], 2, &mut out);
         assert_eq!(out[0], average_path_length(4));
+    }
+
+    #[test]
+    fn lockstep_scoring_matches_a_plain_walk() {
+        // 1003 rows: full blocks, full lane groups and a remainder of each.
+        let n = 1003;
+        let data: Vec<f64> = (0..n * 3).map(|i| ((i * 7919) % 1009) as f64).collect();
+        let spec = TreeSpec {
+            data: &data,
+            n_rows: n,
+            n_cols: 3,
+            max_samples: 256,
+            max_features: 2,
+            bootstrap: true,
+            max_depth: depth_limit(256),
+        };
+        let forest = Forest::from_trees((0..10).map(|s| spec.grow(s)));
+        let mut fast = vec![0.0; n];
+        forest.path_length_sums(&data, 3, &mut fast);
+        for (k, row) in data.chunks_exact(3).enumerate() {
+            let mut plain = 0.0;
+            for &root in &forest.roots {
+                let mut i = root as usize;
+                while forest.left[i] as usize != i {
+                    let f = forest.feature[i] as usize;
+                    i = forest.left[i] as usize + usize::from(row[f] > forest.threshold[i]);
+                }
+                plain += forest.path_length[i];
+            }
+            assert_eq!(fast[k], plain, "row {k}");
+        }
     }
 }
