@@ -71,6 +71,8 @@ def main():
     a = ap.parse_args()
     contamination = a.contamination if a.contamination == "auto" else float(a.contamination)
 
+    if not a.path.exists():
+        sys.exit(f"{a.path} does not exist")
     if a.path.is_dir():
         files = sorted((a.path / "data" / "realKnownCause").glob("*.csv"))
         windows = load_windows(a.path)

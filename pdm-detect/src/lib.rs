@@ -77,6 +77,17 @@ pub enum DetectError {
         /// Columns given.
         got: usize,
     },
+    /// The forest could outgrow its 32-bit node indices.
+    #[error(
+        "{n_estimators} trees of up to {max_samples} rows each can exceed 2^32 nodes; \
+         use fewer trees or a smaller max_samples"
+    )]
+    ForestTooLarge {
+        /// Trees asked for.
+        n_estimators: usize,
+        /// Rows per tree.
+        max_samples: usize,
+    },
     /// A model parameter is out of its range, or does not fit the training set.
     #[error("invalid parameter: {0}")]
     Params(#[from] IsolationForestParamsError),

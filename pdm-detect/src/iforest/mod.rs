@@ -87,6 +87,15 @@ impl IsolationForest {
         check_finite(x)?;
         let (max_samples, clipped) = p.effective_max_samples(n_rows)?;
         let max_features = p.effective_max_features(n_cols)?;
+        // A tree on m rows has at most 2m - 1 nodes; node indices are u32 to keep the forest
+        // small in cache, so refuse a forest that could overflow them rather than wrap.
+        let node_bound = (2 * max_samples as u128 - 1) * p.n_estimators as u128;
+        if node_bound > u128::from(u32::MAX) {
+            return Err(DetectError::ForestTooLarge {
+                n_estimators: p.n_estimators,
+                max_samples,
+            });
+        }
         let notes = if clipped {
             vec![FitNote::MaxSamplesClipped {
                 requested: match p.max_samples {
@@ -509,6 +518,15 @@ mod tests {
             .fit(&array![[1.0, 2.0]].view())
             .expect_err("too many features");
         assert!(e.to_string().contains("max_features"));
+
+        // Refused before any tree is grown, so this costs nothing.
+        let many = Array2::<f64>::zeros((1 << 22, 1));
+        let e = params()
+            .n_estimators(1024)
+            .max_samples(MaxSamples::Fraction(1.0))
+            .fit(&many.view())
+            .expect_err("too large");
+        assert!(matches!(e, DetectError::ForestTooLarge { .. }), "{e}");
 
         let model = params().fit(&blob(20, 2, 6).view()).expect("fit");
         let e = model
