@@ -4,19 +4,22 @@
 //! sources ──send──▶ bounded queue ──▶ writer: gather ▶ store.write (one transaction) ▶ fire acks
 //! ```
 //!
-//! The writer gathers queued batches into one store transaction of at most
+//! A writer gathers queued batches into one store transaction of at most
 //! [`EngineConfig::max_batch_readings`] readings, waiting at most [`EngineConfig::linger`] for
 //! more to arrive (group commit: under load, batches grow while the previous one commits; when
 //! idle, a lone batch is written at once). Only after the commit does it fire the acks.
 //! A failed write is retried with backoff; its acks are never fired before it succeeds.
+//! Several writers can commit concurrently ([`EngineConfig::writers`], by default what the
+//! store suggests); acknowledgements need no order, and writes are idempotent.
 //!
 //! Shutdown stops the sources (they stop taking input), then drains the queue, writes what is
 //! left, fires its acks and returns.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::catalog::Catalog;
@@ -42,6 +45,9 @@ pub struct EngineConfig {
     pub max_retry_delay_ms: u64,
     /// How long shutdown waits for sources and the last writes, in ms.
     pub shutdown_timeout_ms: u64,
+    /// Writers committing batches concurrently; the store's
+    /// [`write_concurrency`](TelemetryStore::write_concurrency) when absent.
+    pub writers: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +58,7 @@ impl Default for EngineConfig {
             linger_ms: 0,
             max_retry_delay_ms: 5_000,
             shutdown_timeout_ms: 30_000,
+            writers: None,
         }
     }
 }
@@ -68,6 +75,9 @@ impl EngineConfig {
         if self.max_retry_delay_ms == 0 {
             return Err("engine.max_retry_delay_ms must be at least 1".into());
         }
+        if matches!(self.writers, Some(0) | Some(65..)) {
+            return Err("engine.writers must be between 1 and 64".into());
+        }
         Ok(())
     }
 }
@@ -78,7 +88,7 @@ pub struct Engine {
     catalog: Arc<Catalog>,
     sources_trigger: ShutdownTrigger,
     writer_trigger: ShutdownTrigger,
-    writer: JoinHandle<()>,
+    writers: Vec<JoinHandle<()>>,
     sources: Vec<(String, JoinHandle<()>)>,
     config: EngineConfig,
 }
@@ -101,19 +111,31 @@ impl Engine {
     ) -> Engine {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (sources_trigger, _) = ShutdownTrigger::new();
-        let (writer_trigger, writer_stop) = ShutdownTrigger::new();
-        let writer = Writer {
-            store,
-            metrics: metrics.clone(),
-            config: config.clone(),
-        };
-        let writer = tokio::spawn(writer.run(rx, writer_stop));
+        let (writer_trigger, _) = ShutdownTrigger::new();
+        let n = config
+            .writers
+            .unwrap_or_else(|| store.write_concurrency())
+            .clamp(1, 64);
+        let queue = Arc::new(Queue {
+            rx: Mutex::new(rx),
+            closing: AtomicBool::new(false),
+        });
+        let writers = (0..n)
+            .map(|_| {
+                let writer = Writer {
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                    config: config.clone(),
+                };
+                tokio::spawn(writer.run(queue.clone(), writer_trigger.subscribe()))
+            })
+            .collect();
         Engine {
             sink: BatchSink::new(tx, metrics),
             catalog,
             sources_trigger,
             writer_trigger,
-            writer,
+            writers,
             sources: Vec::new(),
             config,
         }
@@ -163,10 +185,26 @@ impl Engine {
         }
         self.writer_trigger.trigger();
         drop(self.sink);
-        if tokio::time::timeout(timeout, self.writer).await.is_err() {
-            tracing::warn!("writer did not finish in time; unwritten batches stay unacknowledged");
+        let writers = futures_join_all(self.writers);
+        if tokio::time::timeout(timeout, writers).await.is_err() {
+            tracing::warn!("writers did not finish in time; unwritten batches stay unacknowledged");
         }
     }
+}
+
+/// Waits for every task, in order (each runs on its own regardless).
+async fn futures_join_all(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+/// The queue the writers share. A writer holds the lock only while it gathers a batch, so one
+/// writer gathers while others commit.
+struct Queue {
+    rx: Mutex<mpsc::Receiver<SourceBatch>>,
+    /// Set once shutdown began: the queue refuses new batches and is being drained.
+    closing: AtomicBool,
 }
 
 struct Writer {
@@ -176,27 +214,31 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<SourceBatch>, mut stop: Shutdown) {
-        let mut closing = false;
+    async fn run(self, queue: Arc<Queue>, mut stop: Shutdown) {
         let mut acks: Vec<Ack> = Vec::new();
         loop {
-            let first = if closing {
-                rx.recv().await
-            } else {
-                tokio::select! {
-                    item = rx.recv() => item,
-                    _ = stop.wait() => {
-                        // Refuse new batches but keep those already queued.
-                        rx.close();
-                        closing = true;
-                        continue;
+            let batch = {
+                let mut rx = queue.rx.lock().await;
+                let first = if queue.closing.load(Ordering::Acquire) {
+                    rx.recv().await
+                } else {
+                    tokio::select! {
+                        item = rx.recv() => item,
+                        _ = stop.wait() => {
+                            // Refuse new batches but keep those already queued.
+                            rx.close();
+                            queue.closing.store(true, Ordering::Release);
+                            continue;
+                        }
                     }
-                }
+                };
+                let Some(first) = first else { break };
+                let mut batch = first.batch;
+                acks.push(first.ack);
+                self.gather(&mut rx, &mut batch, &mut acks).await;
+                batch
             };
-            let Some(first) = first else { break };
-            let mut batch = first.batch;
-            acks.push(first.ack);
-            self.gather(&mut rx, &mut batch, &mut acks).await;
+            let closing = queue.closing.load(Ordering::Acquire);
             if self.write(&batch, closing).await {
                 for ack in acks.drain(..) {
                     ack.fire();

@@ -93,6 +93,13 @@ pub trait TelemetryStore: Send + Sync + 'static {
 
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// How many writes this store can usefully run at once; the engine runs that many writers
+    /// unless configured otherwise. One for stores with a single writer (SQLite); more for
+    /// servers that spread concurrent transactions over cores (PostgreSQL).
+    fn write_concurrency(&self) -> usize {
+        1
+    }
 }
 
 /// Stores machines, sensors and dead letters.

@@ -23,7 +23,8 @@ macro_rules! on_both_backends {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let test = concat!(stringify!($scenario), "::postgres");
                 if let Some(url) = super::common::fresh_pg_database(test).await {
-                    super::$scenario(super::common::config(dir.path(), Some(url), false)).await;
+                    super::$scenario(super::common::config(dir.path(), Some(url.clone()), false)).await;
+                    super::common::drop_pg_database(&url).await;
                 }
             }
         }

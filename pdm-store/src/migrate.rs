@@ -35,11 +35,18 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
 
 /// Migrations of the PostgreSQL backend, in order.
 #[cfg(feature = "postgres")]
-pub const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+pub const POSTGRES_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "readings_key_share_per_batch",
+        sql: include_str!("../migrations/postgres/0002_readings_key_share_per_batch.sql"),
+    },
+];
 
 /// Highest version of `migrations`.
 #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]

@@ -51,6 +51,9 @@ struct Args {
     /// Skip PostgreSQL even when a URL is known.
     #[arg(long)]
     no_postgres: bool,
+    /// Engine writers (default: what each store suggests).
+    #[arg(long)]
+    writers: Option<usize>,
 }
 
 struct Broker {
@@ -199,6 +202,7 @@ async fn pdm_durable(
     payloads: Vec<Vec<u8>>,
     values: u64,
     round: usize,
+    writers: Option<usize>,
 ) -> anyhow::Result<Duration> {
     let store = pdm_store::connect(db_url, &StoreOptions::default()).await?;
     let catalog = Arc::new(Catalog::load(store.clone(), true).await?);
@@ -207,7 +211,10 @@ async fn pdm_durable(
         store.clone(),
         catalog.clone(),
         metrics.clone(),
-        EngineConfig::default(),
+        EngineConfig {
+            writers,
+            ..EngineConfig::default()
+        },
     );
     let intake = Arc::new(Intake::new(catalog, CodecConfig::default()));
     let client_id = format!("bench-pdm-{}-{round}", std::process::id());
@@ -329,6 +336,7 @@ async fn main() -> anyhow::Result<()> {
             payloads(args.messages, args.values, ts),
             args.values,
             round,
+            args.writers,
         )
         .await?;
         sqlite.push(readings / d.as_secs_f64());
@@ -339,6 +347,7 @@ async fn main() -> anyhow::Result<()> {
                 payloads(args.messages, args.values, ts),
                 args.values,
                 round,
+                args.writers,
             )
             .await?;
             postgres.push(readings / d.as_secs_f64());

@@ -50,6 +50,21 @@ pub async fn fresh_pg_database(test: &str) -> Option<String> {
     Some(format!("{prefix}/{name}"))
 }
 
+/// Drops a database made by [`fresh_pg_database`] (closing its remaining connections).
+pub async fn drop_pg_database(url: &str) {
+    let Ok(base) = std::env::var("PDM_TEST_DATABASE_URL") else {
+        return;
+    };
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    if let Ok(mut admin) = sqlx::PgConnection::connect(&base).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
+    }
+}
+
 /// A value unique in this test run.
 pub fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,202 @@
+//! The engine of pdm-core against a real SQLite store: acknowledgement after commit, several
+//! writers, draining on shutdown, backpressure, and retries while the database is locked.
+#![cfg(feature = "sqlite")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pdm_core::{
+    Ack, Batch, Catalog, Engine, EngineConfig, MachineKey, Metrics, Reading, SensorKey, Timestamp,
+};
+use pdm_store::StoreOptions;
+use sqlx::Connection as _;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    url: String,
+    store: Arc<dyn pdm_core::Store>,
+    engine: Engine,
+    metrics: Arc<Metrics>,
+}
+
+async fn setup(config: EngineConfig, opts: StoreOptions) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("pdm.db").display());
+    let store = pdm_store::connect(&url, &opts).await.expect("connect");
+    let catalog = Arc::new(Catalog::load(store.clone(), true).await.expect("catalog"));
+    let machine = MachineKey::new("m").expect("key");
+    store
+        .ensure_sensor(&machine, &SensorKey::new("s").expect("key"))
+        .await
+        .expect("sensor");
+    catalog.refresh().await.expect("refresh");
+    let metrics = Arc::new(Metrics::default());
+    let engine = Engine::start(store.clone(), catalog, metrics.clone(), config);
+    Setup {
+        _dir: dir,
+        url,
+        store,
+        engine,
+        metrics,
+    }
+}
+
+fn batch(from: i64, n: i64) -> Batch {
+    let machine = MachineKey::new("m").expect("key");
+    let sensor = SensorKey::new("s").expect("key");
+    Batch {
+        readings: (from..from + n)
+            .map(|i| Reading {
+                machine: machine.clone(),
+                sensor: sensor.clone(),
+                ts: Timestamp::from_millis(i),
+                value: i as f64,
+            })
+            .collect(),
+        dead_letters: Vec::new(),
+    }
+}
+
+async fn stored(store: &Arc<dyn pdm_core::Store>) -> u64 {
+    store
+        .count_readings(&MachineKey::new("m").expect("key"))
+        .await
+        .expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ack_fires_after_its_batch_is_stored_with_several_writers() {
+    let config = EngineConfig {
+        writers: Some(3),
+        ..EngineConfig::default()
+    };
+    let s = setup(config, StoreOptions::default()).await;
+    let sink = s.engine.sink();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let sink = sink.clone();
+        let store = s.store.clone();
+        tasks.push(tokio::spawn(async move {
+            sink.send_and_wait(batch(i * 50, 50))
+                .await
+                .expect("committed");
+            // Durable when acknowledged: the readings are there to read.
+            let q = pdm_core::RangeQuery {
+                machine: MachineKey::new("m").expect("key"),
+                sensor: SensorKey::new("s").expect("key"),
+                from: Timestamp::from_millis(i * 50),
+                to: Timestamp::from_millis(i * 50 + 50),
+                limit: 100,
+            };
+            assert_eq!(store.raw(&q).await.expect("raw").len(), 50);
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(stored(&s.store).await, 10_000);
+    // Replays are acknowledged too, and stored once.
+    sink.send_and_wait(batch(0, 10_000))
+        .await
+        .expect("replay committed");
+    assert_eq!(stored(&s.store).await, 10_000);
+    let m = s.metrics.snapshot();
+    assert_eq!((m.readings_stored, m.readings_duplicate), (10_000, 10_000));
+    s.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_writes_and_acknowledges_what_is_queued() {
+    let s = setup(EngineConfig::default(), StoreOptions::default()).await;
+    let sink = s.engine.sink();
+    let mut committed = Vec::new();
+    for i in 0..100 {
+        let (ack, c) = Ack::new();
+        sink.send(batch(i * 10, 10), ack).await.expect("queued");
+        committed.push(c);
+    }
+    s.engine.shutdown().await;
+    for c in committed {
+        c.wait()
+            .await
+            .expect("acknowledged before shutdown returned");
+    }
+    assert_eq!(stored(&s.store).await, 1_000);
+    // After shutdown the engine takes nothing more.
+    assert!(sink.send(batch(5_000, 1), Ack::none()).await.is_err());
+}
+
+/// Holds SQLite's write lock from another connection until dropped.
+struct WriteLock(sqlx::SqliteConnection);
+
+async fn lock_database(url: &str) -> WriteLock {
+    let mut conn = sqlx::SqliteConnection::connect(url)
+        .await
+        .expect("second connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .expect("lock");
+    WriteLock(conn)
+}
+
+impl WriteLock {
+    async fn release(mut self) {
+        sqlx::query("ROLLBACK")
+            .execute(&mut self.0)
+            .await
+            .expect("unlock");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_slows_producers_and_a_locked_database_is_retried() {
+    let config = EngineConfig {
+        queue_capacity: 2,
+        max_retry_delay_ms: 100,
+        ..EngineConfig::default()
+    };
+    let mut opts = StoreOptions::default();
+    opts.busy_timeout_ms = 50;
+    let s = setup(config, opts).await;
+    let lock = lock_database(&s.url).await;
+    let sink = s.engine.sink();
+    // The writer takes the first batch and cannot commit it; two more then fill the queue,
+    // and a fourth send must wait.
+    let mut committed = Vec::new();
+    for i in 0..3 {
+        let (ack, c) = Ack::new();
+        sink.send(batch(i * 10, 10), ack).await.expect("queued");
+        committed.push(c);
+        if i == 0 {
+            // Let the writer take it and start retrying.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let (ack, fourth) = Ack::new();
+    let blocked =
+        tokio::time::timeout(Duration::from_millis(500), sink.send(batch(30, 10), ack)).await;
+    assert!(blocked.is_err(), "a send into a full queue must wait");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        s.metrics.snapshot().write_errors > 0,
+        "the locked database made writes fail"
+    );
+    assert_eq!(
+        stored(&s.store).await,
+        0,
+        "nothing is stored while the lock is held"
+    );
+    lock.release().await;
+    for c in committed {
+        c.wait()
+            .await
+            .expect("acknowledged once the retry succeeded");
+    }
+    let (ack, c) = Ack::new();
+    sink.send(batch(30, 10), ack).await.expect("room again");
+    c.wait().await.expect("committed");
+    drop(fourth);
+    assert_eq!(stored(&s.store).await, 40);
+    s.engine.shutdown().await;
+}
