@@ -102,11 +102,12 @@ impl Forest {
         forest
     }
 
-    /// The leaf reached by `row` from `root`. Rows are finite (checked by the caller), so the
-    /// +inf threshold of a leaf always keeps them in it.
+    /// One step down from node `i` for the row starting at `rows[at]`. Rows are finite
+    /// (checked by the caller), so the +inf threshold of a leaf keeps them in it.
     #[inline]
-    fn step(&self, i: usize, row: &[f64]) -> usize {
-        self.left[i] as usize + usize::from(row[self.feature[i] as usize] > self.threshold[i])
+    fn step(&self, i: usize, rows: &[f64], at: usize) -> usize {
+        let x = rows[at + self.feature[i] as usize];
+        self.left[i] as usize + usize::from(x > self.threshold[i])
     }
 
     /// Writes into `out[k]` the summed path length over all trees of row `k` of `data`
@@ -123,7 +124,7 @@ impl Forest {
                     let mut at = [root; LANES];
                     for _ in 0..self.depth {
                         for (l, i) in at.iter_mut().enumerate() {
-                            *i = self.step(*i, &group[l * n_cols..(l + 1) * n_cols]);
+                            *i = self.step(*i, group, l * n_cols);
                         }
                     }
                     for (sum, i) in lane_sums.iter_mut().zip(at) {
@@ -138,7 +139,7 @@ impl Forest {
                 {
                     let mut i = root;
                     for _ in 0..self.depth {
-                        i = self.step(i, row);
+                        i = self.step(i, row, 0);
                     }
                     *sum += self.path_length[i];
                 }
