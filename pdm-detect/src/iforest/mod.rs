@@ -96,17 +96,10 @@ impl IsolationForest {
                 max_samples,
             });
         }
-        let notes = if clipped {
-            vec![FitNote::MaxSamplesClipped {
-                requested: match p.max_samples {
-                    MaxSamples::Count(k) => k,
-                    _ => max_samples,
-                },
-                n_rows,
-            }]
-        } else {
-            Vec::new()
-        };
+        let notes: Vec<FitNote> = clipped
+            .map(|requested| FitNote::MaxSamplesClipped { requested, n_rows })
+            .into_iter()
+            .collect();
         let data = row_major(x);
         let depth_limit = tree::depth_limit(max_samples);
         let spec = TreeSpec {

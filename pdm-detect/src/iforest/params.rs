@@ -142,16 +142,16 @@ impl IsolationForestValidParams {
         IsolationForest::fit_valid(self, x)
     }
 
-    /// Rows each tree is grown on for a training set of `n_rows` rows, and whether a count
-    /// above `n_rows` had to be lowered to it (scikit-learn warns then).
+    /// Rows each tree is grown on for a training set of `n_rows` rows, and the count asked for
+    /// when it was above `n_rows` and had to be lowered to it (scikit-learn warns then).
     pub(super) fn effective_max_samples(
         &self,
         n_rows: usize,
-    ) -> std::result::Result<(usize, bool), IsolationForestParamsError> {
+    ) -> std::result::Result<(usize, Option<usize>), IsolationForestParamsError> {
         match self.max_samples {
-            MaxSamples::Auto => Ok((n_rows.min(256), false)),
-            MaxSamples::Count(k) if k > n_rows => Ok((n_rows, true)),
-            MaxSamples::Count(k) => Ok((k, false)),
+            MaxSamples::Auto => Ok((n_rows.min(256), None)),
+            MaxSamples::Count(k) if k > n_rows => Ok((n_rows, Some(k))),
+            MaxSamples::Count(k) => Ok((k, None)),
             MaxSamples::Fraction(f) => {
                 // Truncation, as scikit-learn's int(max_samples * n_samples).
                 let k = (f * n_rows as f64) as usize;
@@ -161,7 +161,7 @@ impl IsolationForestValidParams {
                         n_rows,
                     })
                 } else {
-                    Ok((k.min(n_rows), false))
+                    Ok((k.min(n_rows), None))
                 }
             }
         }
@@ -367,12 +367,12 @@ mod tests {
     fn data_dependent_sizes() {
         let v = |p: IsolationForestParams| p.check().expect("valid");
         let p = IsolationForest::params;
-        assert_eq!(v(p()).effective_max_samples(1000), Ok((256, false)));
-        assert_eq!(v(p()).effective_max_samples(100), Ok((100, false)));
+        assert_eq!(v(p()).effective_max_samples(1000), Ok((256, None)));
+        assert_eq!(v(p()).effective_max_samples(100), Ok((100, None)));
         let count = v(p().max_samples(MaxSamples::Count(500)));
-        assert_eq!(count.effective_max_samples(100), Ok((100, true)));
+        assert_eq!(count.effective_max_samples(100), Ok((100, Some(500))));
         let frac = v(p().max_samples(MaxSamples::Fraction(0.25)));
-        assert_eq!(frac.effective_max_samples(10), Ok((2, false)));
+        assert_eq!(frac.effective_max_samples(10), Ok((2, None)));
         assert!(frac.effective_max_samples(3).is_err());
         let mf = v(p().max_features(MaxFeatures::Fraction(0.5)));
         assert_eq!(mf.effective_max_features(5), Ok(2));
