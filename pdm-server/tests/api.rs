@@ -437,6 +437,12 @@ async fn bad_http_input_is_refused_and_kept(cfg: ServerConfig) {
         { "ts": now + 5, "values": { "pressure": 4.5 } },
     ])
     .to_string();
+    // A number too large for a double: non-finite, which JSON builders cannot even write.
+    let mixed = format!(
+        "{},{{\"ts\":{},\"values\":{{\"pressure\":1e999}}}}]",
+        mixed.trim_end_matches(']'),
+        now + 6
+    );
     let (st, report) = call(s, "POST", uri, Some(&mixed)).await;
     assert_eq!(st, StatusCode::ACCEPTED, "{report}");
     assert_eq!(report["accepted"], 2, "{report}");
@@ -455,7 +461,12 @@ async fn bad_http_input_is_refused_and_kept(cfg: ServerConfig) {
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {report}");
     }
-    assert_eq!(kinds.len(), 7, "{report}");
+    assert_eq!(kinds.len(), 8, "{report}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "bad_value").count(),
+        3,
+        "{report}"
+    );
     for r in report["rejected"].as_array().expect("rejected") {
         assert!(r["reason"].as_str().is_some_and(|m| m.len() > 10), "{r}");
     }

@@ -109,7 +109,9 @@ async fn published_readings_come_back_exactly_and_bad_messages_become_dead_lette
         (
             topic.clone(),
             format!(
-                r#"[{{"ts":{later},"values":{{"s0":"NaN","s1":true,"s2":null}}}},{{"ts":"soon","values":{{"s0":1}}}},{{"ts":{},"values":{{"s0":-5,"nope":1,"Bad Key":1,"s3":7}}}}]"#,
+                r#"[{{"ts":{later},"values":{{"s0":"NaN","s1":true,"s2":null}}}},{{"ts":"soon","values":{{"s0":1}}}},{{"ts":{},"values":{{"s0":1}}}},{{"ts":{},"values":{{"s4":1e999}}}},{{"ts":{},"values":{{"s0":-5,"nope":1,"Bad Key":1,"s3":7}}}}]"#,
+                later + 50 * 365 * 86_400_000i64,
+                later + 2,
                 later + 1
             ),
         ),
