@@ -32,6 +32,7 @@ pub mod ids;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod redact;
 pub mod source;
 pub mod store;
 
@@ -44,5 +45,6 @@ pub use model::{
     NewSensor, Origin, Point, RangeQuery, Reading, RejectKind, Sensor, SensorUpdate,
     StoredDeadLetter, Timestamp,
 };
+pub use redact::redact_url;
 pub use source::{Ack, BatchSink, Committed, Shutdown, ShutdownTrigger, Source, SourceContext};
 pub use store::{CatalogStore, Store, StoreError, StoreResult, TelemetryStore, WriteOutcome};

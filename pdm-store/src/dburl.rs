@@ -61,60 +61,8 @@ impl std::fmt::Display for BackendKind {
     }
 }
 
-/// `url` with any password replaced by `***`, fit for logs and error messages.
-///
-/// Covers the user-info part (`postgres://user:secret@host/db`) and a `password=` query
-/// parameter. Everything else is kept as given.
-pub fn redact_url(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let mut out = String::with_capacity(url.len());
-    match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(authority_end);
-            out.push_str(scheme);
-            out.push_str("://");
-            // The last '@' ends the user info: passwords may contain '@' when not encoded.
-            match authority.rsplit_once('@') {
-                Some((userinfo, host)) => {
-                    match userinfo.split_once(':') {
-                        Some((user, _password)) => {
-                            out.push_str(user);
-                            out.push_str(":***");
-                        }
-                        None => out.push_str(userinfo),
-                    }
-                    out.push('@');
-                    out.push_str(host);
-                }
-                None => out.push_str(authority),
-            }
-            out.push_str(path);
-        }
-        None => out.push_str(base),
-    }
-    if let Some(query) = query {
-        out.push('?');
-        let mut first = true;
-        for pair in query.split('&') {
-            if !first {
-                out.push('&');
-            }
-            first = false;
-            match pair.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => {
-                    out.push_str(k);
-                    out.push_str("=***");
-                }
-                _ => out.push_str(pair),
-            }
-        }
-    }
-    out
-}
+// One implementation for every URL pdm logs (database and broker alike) lives in pdm-core.
+pub use pdm_core::redact_url;
 
 /// The file a `sqlite:` URL names: `sqlite:data/pdm.db`, `sqlite://data/pdm.db` (both relative
 /// to the working directory) or `sqlite:///var/lib/pdm/pdm.db` (absolute).

@@ -611,31 +611,8 @@ fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| "is not UTF-8 once decoded".to_owned())
 }
 
-/// The URL with its password replaced by `***`, for logs and errors.
-///
-/// ```
-/// use pdm_ingest::mqtt::redact_url;
-/// assert_eq!(redact_url("mqtt://pdm:s3cret@broker:1883"), "mqtt://pdm:***@broker:1883");
-/// assert_eq!(redact_url("mqtts://broker"), "mqtts://broker");
-/// ```
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &rest[at..]),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
-    }
-}
+// One implementation for every URL pdm logs (database and broker alike) lives in pdm-core.
+pub use pdm_core::redact_url;
 
 /// Where distributions keep the bundle of trusted certificate authorities.
 const SYSTEM_CA_BUNDLES: [&str; 4] = [
