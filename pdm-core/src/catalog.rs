@@ -6,7 +6,8 @@
 //! cache stays true to the database.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use crate::ids::{MachineKey, SensorKey};
 use crate::model::{
@@ -53,11 +54,18 @@ impl InputContext<'_> {
     }
 }
 
+/// Least time between two reloads caused by readings of unknown machines or sensors.
+///
+/// Another worker may have registered them (scale-out): a miss reloads the catalog, but a
+/// stream of readings for machines that really do not exist must not reload it per message.
+pub const REFRESH_ON_MISS_INTERVAL: Duration = Duration::from_secs(2);
+
 /// The machines and sensors known to the deployment, with the rules readings must meet.
 pub struct Catalog {
     store: Arc<dyn CatalogStore>,
     auto_register: bool,
     index: RwLock<Index>,
+    last_refresh: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -77,6 +85,7 @@ impl Catalog {
             store,
             auto_register,
             index: RwLock::new(Index::new()),
+            last_refresh: Mutex::new(Instant::now()),
         };
         catalog.refresh().await?;
         Ok(catalog)
@@ -110,7 +119,32 @@ impl Catalog {
             );
         }
         *self.write() = index;
+        *self.last_refresh.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         Ok(())
+    }
+
+    /// Reloads the catalog unless it was reloaded less than [`REFRESH_ON_MISS_INTERVAL`] ago.
+    async fn refresh_after_miss(&self) -> StoreResult<()> {
+        {
+            let mut last = self.last_refresh.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() < REFRESH_ON_MISS_INTERVAL {
+                return Ok(());
+            }
+            // Claimed now, so concurrent misses do not all reload.
+            *last = Instant::now();
+        }
+        self.refresh().await
+    }
+
+    /// True when `machine` is registered, reloading the catalog first when it is not known
+    /// here (another worker may have registered it), at most once per
+    /// [`REFRESH_ON_MISS_INTERVAL`].
+    pub async fn knows_machine(&self, machine: &MachineKey) -> StoreResult<bool> {
+        if self.has_machine(machine) {
+            return Ok(true);
+        }
+        self.refresh_after_miss().await?;
+        Ok(self.has_machine(machine))
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Index> {
@@ -143,6 +177,8 @@ impl Catalog {
     ) -> StoreResult<(Vec<Reading>, Vec<DeadLetter>)> {
         if self.auto_register {
             self.register_unknown(&readings).await?;
+        } else if self.any_unknown(&readings) {
+            self.refresh_after_miss().await?;
         }
         let index = self.read();
         let mut dead = Vec::new();
@@ -191,6 +227,15 @@ impl Catalog {
             kept.push(r);
         }
         Ok((kept, dead))
+    }
+
+    fn any_unknown(&self, readings: &[Reading]) -> bool {
+        let index = self.read();
+        readings.iter().any(|r| {
+            !index
+                .get(&r.machine)
+                .is_some_and(|s| s.contains_key(&r.sensor))
+        })
     }
 
     async fn register_unknown(&self, readings: &[Reading]) -> StoreResult<()> {

@@ -108,7 +108,7 @@ impl Intake {
             Ok(k) => k,
             Err(e) => return Ok(whole(&ctx, Some(named), RejectKind::BadKey, e.to_string())),
         };
-        if !self.catalog.auto_register() && !self.catalog.has_machine(&key) {
+        if !self.catalog.auto_register() && !self.catalog.knows_machine(&key).await? {
             let reason = format!(
                 "machine '{key}' is not registered (register it first, or enable \
                  auto-registration)"

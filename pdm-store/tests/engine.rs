@@ -200,3 +200,59 @@ async fn a_full_queue_slows_producers_and_a_locked_database_is_retried() {
     assert_eq!(stored(&s.store).await, 40);
     s.engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_learns_what_another_worker_registered() {
+    use pdm_core::{InputContext, NewMachine, NewSensor, Origin};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("pdm.db").display());
+    let store = pdm_store::connect(&url, &StoreOptions::default())
+        .await
+        .expect("connect");
+    // Two workers on one database, auto-registration off.
+    let here = Catalog::load(store.clone(), false).await.expect("catalog");
+    let there = Catalog::load(store.clone(), false).await.expect("catalog");
+    let pump = MachineKey::new("pump-9").expect("key");
+    let temp = SensorKey::new("temperature").expect("key");
+    there
+        .create_machine(&NewMachine {
+            key: pump.clone(),
+            name: None,
+            kind: None,
+            description: None,
+        })
+        .await
+        .expect("machine");
+    there
+        .create_sensor(
+            &pump,
+            &NewSensor {
+                key: temp.clone(),
+                unit: None,
+                min: None,
+                max: None,
+            },
+        )
+        .await
+        .expect("sensor");
+    // Right after loading, a miss does not reload (rate limit) ...
+    let reading = Reading {
+        machine: pump.clone(),
+        sensor: temp,
+        ts: Timestamp::from_millis(1),
+        value: 1.0,
+    };
+    let ctx = InputContext {
+        origin: Origin::Other,
+        channel: "test",
+        payload: b"",
+    };
+    let (kept, dead) = here.admit(vec![reading.clone()], ctx).await.expect("admit");
+    assert_eq!((kept.len(), dead.len()), (0, 1));
+    assert!(!here.knows_machine(&pump).await.expect("lookup"));
+    // ... but once the interval has passed, it does, and the readings are admitted.
+    tokio::time::sleep(pdm_core::catalog::REFRESH_ON_MISS_INTERVAL).await;
+    assert!(here.knows_machine(&pump).await.expect("lookup"));
+    let (kept, dead) = here.admit(vec![reading], ctx).await.expect("admit");
+    assert_eq!((kept.len(), dead.len()), (1, 0));
+}
