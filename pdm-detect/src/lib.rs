@@ -47,6 +47,7 @@
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 mod iforest;
+pub mod persist;
 
 pub use iforest::{
     average_path_length, depth_limit, Contamination, FitNote, IsolationForest,
@@ -91,10 +92,49 @@ pub enum DetectError {
     /// A model parameter is out of its range, or does not fit the training set.
     #[error("invalid parameter: {0}")]
     Params(#[from] IsolationForestParamsError),
+    /// A model file cannot be read, written or used.
+    #[error("model file: {0}")]
+    ModelFile(persist::ModelFileError),
 }
 
 /// Result of this crate.
 pub type Result<T> = std::result::Result<T, DetectError>;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StandardScalerState {
+    mean: Vec<f64>,
+    scale: Vec<f64>,
+}
+
+impl persist::Persist for StandardScaler {
+    const KIND: &'static str = "standard_scaler";
+    type State = StandardScalerState;
+
+    fn feature_names(&self) -> Vec<String> {
+        (0..self.mean.len()).map(|i| format!("x{i}")).collect()
+    }
+
+    fn n_training_rows(&self) -> Option<usize> {
+        None
+    }
+
+    fn state(&self) -> StandardScalerState {
+        StandardScalerState {
+            mean: self.mean.to_vec(),
+            scale: self.scale.to_vec(),
+        }
+    }
+
+    fn from_state(
+        s: StandardScalerState,
+        _names: Vec<String>,
+    ) -> std::result::Result<Self, String> {
+        Self::from_parts(s.mean, s.scale)
+    }
+}
+
+persist::persistable!(StandardScaler);
 
 fn check_finite(x: &ArrayView2<'_, f64>) -> Result<()> {
     for ((row, col), v) in x.indexed_iter() {
@@ -147,6 +187,24 @@ impl StandardScaler {
     /// Learned column scales (standard deviations; 1 for constant columns).
     pub fn scale(&self) -> &Array1<f64> {
         &self.scale
+    }
+
+    /// A scaler from stored statistics (model files), checked: one finite mean and one finite,
+    /// positive scale per column.
+    pub(crate) fn from_parts(mean: Vec<f64>, scale: Vec<f64>) -> std::result::Result<Self, String> {
+        if mean.is_empty() || mean.len() != scale.len() {
+            return Err("a scaler needs as many means as scales, at least one".into());
+        }
+        if mean.iter().any(|m| !m.is_finite()) || scale.iter().any(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Err(
+                "a scaler's means must be finite and its scales finite and positive".into(),
+            );
+        }
+        Ok(Self {
+            mean: Array1::from(mean),
+            scale: Array1::from(scale),
+        })
     }
 }
 

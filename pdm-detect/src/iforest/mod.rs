@@ -20,7 +20,7 @@ use pdm_core::detector::{self, Detector, Rows};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::hash::{BuildHasher, Hasher};
-use tree::{Forest, TreeSpec};
+use tree::{Forest, ForestParts, TreeSpec};
 
 /// Below this many rows per thread, scoring stays on the calling thread: spawning costs more
 /// than it saves.
@@ -583,3 +583,166 @@ mod tests {
         assert_send_sync::<IsolationForestParamsError>();
     }
 }
+
+/// How an Isolation Forest is written in model files (docs/model-format.md).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IsolationForestState {
+    n_estimators: usize,
+    max_samples_param: SamplesParam,
+    contamination: ContaminationParam,
+    max_features_param: FeaturesParam,
+    bootstrap: bool,
+    random_state: Option<u64>,
+    n_features: usize,
+    max_samples: usize,
+    max_features: usize,
+    depth_limit: usize,
+    offset: f64,
+    feature: Vec<u32>,
+    threshold: Vec<f64>,
+    left: Vec<u32>,
+    path_length: Vec<f64>,
+    roots: Vec<u32>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum SamplesParam {
+    Auto,
+    Count(usize),
+    Fraction(f64),
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum ContaminationParam {
+    Auto,
+    Fraction(f64),
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum FeaturesParam {
+    Count(usize),
+    Fraction(f64),
+}
+
+impl crate::persist::Persist for IsolationForest {
+    const KIND: &'static str = "isolation_forest";
+    type State = IsolationForestState;
+
+    fn feature_names(&self) -> Vec<String> {
+        self.feature_names.clone()
+    }
+
+    fn n_training_rows(&self) -> Option<usize> {
+        None
+    }
+
+    fn state(&self) -> IsolationForestState {
+        let p = &self.params;
+        let parts = self.forest.to_parts();
+        IsolationForestState {
+            n_estimators: p.n_estimators,
+            max_samples_param: match p.max_samples {
+                MaxSamples::Auto => SamplesParam::Auto,
+                MaxSamples::Count(n) => SamplesParam::Count(n),
+                MaxSamples::Fraction(f) => SamplesParam::Fraction(f),
+            },
+            contamination: match p.contamination {
+                Contamination::Auto => ContaminationParam::Auto,
+                Contamination::Fraction(f) => ContaminationParam::Fraction(f),
+            },
+            max_features_param: match p.max_features {
+                MaxFeatures::Count(n) => FeaturesParam::Count(n),
+                MaxFeatures::Fraction(f) => FeaturesParam::Fraction(f),
+            },
+            bootstrap: p.bootstrap,
+            random_state: p.random_state,
+            n_features: self.n_features,
+            max_samples: self.max_samples,
+            max_features: self.max_features,
+            depth_limit: self.depth_limit,
+            offset: self.offset,
+            feature: parts.feature,
+            threshold: parts.threshold,
+            left: parts.left,
+            path_length: parts.path_length,
+            roots: parts.roots,
+        }
+    }
+
+    fn from_state(
+        s: IsolationForestState,
+        feature_names: Vec<String>,
+    ) -> std::result::Result<Self, String> {
+        let mut params = IsolationForest::params()
+            .n_estimators(s.n_estimators)
+            .max_samples(match s.max_samples_param {
+                SamplesParam::Auto => MaxSamples::Auto,
+                SamplesParam::Count(n) => MaxSamples::Count(n),
+                SamplesParam::Fraction(f) => MaxSamples::Fraction(f),
+            })
+            .contamination(match s.contamination {
+                ContaminationParam::Auto => Contamination::Auto,
+                ContaminationParam::Fraction(f) => Contamination::Fraction(f),
+            })
+            .max_features(match s.max_features_param {
+                FeaturesParam::Count(n) => MaxFeatures::Count(n),
+                FeaturesParam::Fraction(f) => MaxFeatures::Fraction(f),
+            })
+            .bootstrap(s.bootstrap);
+        if let Some(seed) = s.random_state {
+            params = params.random_state(seed);
+        }
+        let params = params.check().map_err(|e| format!("parameters: {e}"))?;
+        if s.n_features == 0 || feature_names.len() != s.n_features {
+            return Err(format!(
+                "{} feature names for {} features",
+                feature_names.len(),
+                s.n_features
+            ));
+        }
+        if s.max_samples == 0 || s.depth_limit != tree::depth_limit(s.max_samples) {
+            return Err(format!(
+                "depth limit {} does not follow from max_samples {}",
+                s.depth_limit, s.max_samples
+            ));
+        }
+        if s.max_features == 0 || s.max_features > s.n_features || !s.offset.is_finite() {
+            return Err("max_features or offset out of range".into());
+        }
+        let parts = ForestParts {
+            feature: s.feature,
+            threshold: s.threshold,
+            left: s.left,
+            path_length: s.path_length,
+            roots: s.roots,
+        };
+        let forest = Forest::from_parts(parts, s.n_features)?;
+        if forest.n_trees() != s.n_estimators {
+            return Err(format!(
+                "{} trees for n_estimators {}",
+                forest.n_trees(),
+                s.n_estimators
+            ));
+        }
+        if forest.depth() > s.depth_limit {
+            return Err(format!("a tree is deeper than the limit {}", s.depth_limit));
+        }
+        Ok(IsolationForest {
+            forest,
+            params,
+            n_features: s.n_features,
+            feature_names,
+            max_samples: s.max_samples,
+            max_features: s.max_features,
+            depth_limit: s.depth_limit,
+            offset: s.offset,
+            notes: Vec::new(),
+        })
+    }
+}
+
+crate::persist::persistable!(IsolationForest);

@@ -57,7 +57,103 @@ const BLOCK: usize = 256;
 /// Rows walking one tree in lockstep.
 const LANES: usize = 8;
 
+/// The forest's arrays as a model file holds them (leaf thresholds, +inf in memory, are written
+/// as 0: JSON has no infinity, and a leaf is known by pointing to itself).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ForestParts {
+    pub(crate) feature: Vec<u32>,
+    pub(crate) threshold: Vec<f64>,
+    pub(crate) left: Vec<u32>,
+    pub(crate) path_length: Vec<f64>,
+    pub(crate) roots: Vec<u32>,
+}
+
 impl Forest {
+    pub(crate) fn to_parts(&self) -> ForestParts {
+        let threshold = self
+            .threshold
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| if self.left[i] as usize == i { 0.0 } else { t })
+            .collect();
+        ForestParts {
+            feature: self.feature.clone(),
+            threshold,
+            left: self.left.clone(),
+            path_length: self.path_length.clone(),
+            roots: self.roots.clone(),
+        }
+    }
+
+    /// Rebuilds a forest from a model file's arrays, checking every invariant scoring relies on
+    /// (indices in range, children after their parent within the same tree, finite values), so
+    /// that no file, however damaged, can make scoring read out of bounds or loop.
+    pub(crate) fn from_parts(p: ForestParts, n_features: usize) -> Result<Self, String> {
+        let n = p.feature.len();
+        if [p.threshold.len(), p.left.len(), p.path_length.len()] != [n, n, n] {
+            return Err("the forest's node arrays differ in length".into());
+        }
+        if p.roots.is_empty() || p.roots[0] != 0 {
+            return Err(
+                "the forest has no trees, or its first tree does not start at node 0".into(),
+            );
+        }
+        let mut forest = Forest {
+            feature: p.feature,
+            threshold: p.threshold,
+            left: p.left,
+            path_length: p.path_length,
+            roots: p.roots,
+            depth: 0,
+        };
+        for t in 0..forest.roots.len() {
+            let start = forest.roots[t] as usize;
+            let end = forest.roots.get(t + 1).map_or(n, |&r| r as usize);
+            if start >= end || end > n {
+                return Err(format!(
+                    "tree {t} has no nodes or ends past the node arrays"
+                ));
+            }
+            let mut depth_of = vec![0usize; end - start];
+            for i in start..end {
+                let left = forest.left[i] as usize;
+                if left == i {
+                    let pl = forest.path_length[i];
+                    if !(pl.is_finite() && pl >= 0.0) {
+                        return Err(format!("leaf {i} has path length {pl}"));
+                    }
+                    forest.threshold[i] = f64::INFINITY;
+                    forest.feature[i] = 0;
+                    forest.depth = forest.depth.max(depth_of[i - start]);
+                    continue;
+                }
+                if left <= i || left + 1 >= end {
+                    return Err(format!(
+                        "node {i} of tree {t} has children outside the tree"
+                    ));
+                }
+                if forest.feature[i] as usize >= n_features {
+                    return Err(format!(
+                        "node {i} splits on feature {} of {n_features}",
+                        forest.feature[i]
+                    ));
+                }
+                if !forest.threshold[i].is_finite() {
+                    return Err(format!("node {i} has a non-finite threshold"));
+                }
+                let d = depth_of[i - start] + 1;
+                depth_of[left - start] = d;
+                depth_of[left + 1 - start] = d;
+            }
+        }
+        Ok(forest)
+    }
+
+    /// Steps from a root to the deepest leaf.
+    pub(super) fn depth(&self) -> usize {
+        self.depth
+    }
+
     pub(super) fn n_trees(&self) -> usize {
         self.roots.len()
     }

@@ -1,0 +1,417 @@
+//! Model files: one versioned, documented format (docs/model-format.md) read and written by
+//! Rust and, through the bindings, Python.
+//!
+//! A file is one JSON document: an envelope naming the format, its version, the kind of model,
+//! the library that wrote it, the feature names and training metadata, and the model's
+//! parameters and fitted state, with a checksum of the latter. Floats are written in their
+//! shortest exact form and read back bit for bit, so a loaded model scores exactly as the saved
+//! one. Loading checks everything scoring relies on: a damaged file is refused with a reason,
+//! never trusted.
+//!
+//! ```
+//! use ndarray::array;
+//! use pdm_detect::{persist, IsolationForest};
+//!
+//! let x = array![[0.0, 1.0], [0.5, 1.5], [1.0, 0.5], [9.0, 9.0]];
+//! let model = IsolationForest::params().n_estimators(10).random_state(1).fit(&x.view())?;
+//! let bytes = model.to_bytes();
+//! let loaded = IsolationForest::from_bytes(&bytes)?;
+//! assert_eq!(loaded.score_samples(&x.view())?, model.score_samples(&x.view())?);
+//!
+//! // Any model can be loaded without knowing its kind first.
+//! match persist::from_bytes(&bytes)? {
+//!     persist::Model::IsolationForest(m) => assert_eq!(m.n_estimators(), 10),
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! # Ok::<(), pdm_detect::DetectError>(())
+//! ```
+
+use std::path::Path;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{DetectError, IsolationForest, Result, StandardScaler};
+
+/// The `format` field of every model file.
+pub const FORMAT: &str = "pdm-model";
+
+/// The format version this library writes, and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Why a model file cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelFileError {
+    /// The file cannot be read or written.
+    #[error("{path}: {reason}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the operating system said.
+        reason: String,
+    },
+    /// Not JSON, or not a pdm model file.
+    #[error("not a pdm model file: {0}")]
+    NotAModel(String),
+    /// Written by a newer pdm.
+    #[error(
+        "the model file has format version {found}; this pdm reads versions up to \
+         {FORMAT_VERSION}: upgrade pdm to load it"
+    )]
+    NewerVersion {
+        /// The file's version.
+        found: u64,
+    },
+    /// A kind of model this library does not know.
+    #[error("unknown model kind {0:?}")]
+    UnknownKind(String),
+    /// Another kind of model than asked for.
+    #[error("the file holds a {found} model, not a {expected}")]
+    WrongKind {
+        /// The kind asked for.
+        expected: &'static str,
+        /// The kind in the file.
+        found: String,
+    },
+    /// The checksum does not match the content: the file was altered or damaged.
+    #[error("the model's checksum does not match its content: the file is damaged or was edited")]
+    Checksum,
+    /// The content is inconsistent.
+    #[error("the model file is damaged: {0}")]
+    Corrupt(String),
+}
+
+/// A loaded model of any kind.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Model {
+    /// An Isolation Forest (boxed: it is much larger than the other variants).
+    IsolationForest(Box<IsolationForest>),
+    /// A standard scaler.
+    StandardScaler(StandardScaler),
+}
+
+impl Model {
+    /// The kind as written in files (`isolation_forest`, `standard_scaler`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Model::IsolationForest(_) => IsolationForest::KIND,
+            Model::StandardScaler(_) => StandardScaler::KIND,
+        }
+    }
+}
+
+/// What a model type provides to be written to and read from files.
+pub(crate) trait Persist: Sized {
+    /// The `kind` field.
+    const KIND: &'static str;
+    /// Parameters and fitted state.
+    type State: Serialize + DeserializeOwned;
+    fn feature_names(&self) -> Vec<String>;
+    fn n_training_rows(&self) -> Option<usize>;
+    fn state(&self) -> Self::State;
+    fn from_state(
+        state: Self::State,
+        feature_names: Vec<String>,
+    ) -> std::result::Result<Self, String>;
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    format: String,
+    format_version: u32,
+    kind: String,
+    library: String,
+    feature_names: Vec<String>,
+    n_training_rows: Option<usize>,
+    checksum: String,
+    model: Value,
+}
+
+/// FNV-1a, 64 bits: cheap, and enough to catch a damaged or hand-edited file (not a signature).
+fn checksum(model: &Value) -> String {
+    let text = model.to_string();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("fnv1a64:{h:016x}")
+}
+
+pub(crate) fn write<M: Persist>(m: &M) -> Vec<u8> {
+    // Serializing plain structs of numbers and strings to a Value cannot fail.
+    let model = serde_json::to_value(m.state()).unwrap_or(Value::Null);
+    let envelope = Envelope {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        kind: M::KIND.into(),
+        library: concat!("pdm-detect ", env!("CARGO_PKG_VERSION")).into(),
+        feature_names: m.feature_names(),
+        n_training_rows: m.n_training_rows(),
+        checksum: checksum(&model),
+        model,
+    };
+    serde_json::to_vec(&envelope).unwrap_or_default()
+}
+
+/// Checks the envelope and returns it; the version is read before anything else, so a newer
+/// file is refused for its version, not for a layout this library does not know.
+fn open(bytes: &[u8]) -> std::result::Result<Envelope, ModelFileError> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| ModelFileError::NotAModel(e.to_string()))?;
+    if value.get("format").and_then(Value::as_str) != Some(FORMAT) {
+        return Err(ModelFileError::NotAModel(format!(
+            "no \"format\": \"{FORMAT}\" field"
+        )));
+    }
+    let version = value
+        .get("format_version")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| ModelFileError::NotAModel("no format_version field".into()))?;
+    if version > u64::from(FORMAT_VERSION) {
+        return Err(ModelFileError::NewerVersion { found: version });
+    }
+    let envelope: Envelope =
+        serde_json::from_value(value).map_err(|e| ModelFileError::Corrupt(e.to_string()))?;
+    if envelope.checksum != checksum(&envelope.model) {
+        return Err(ModelFileError::Checksum);
+    }
+    Ok(envelope)
+}
+
+fn decode<M: Persist>(envelope: Envelope) -> std::result::Result<M, ModelFileError> {
+    let state: M::State = serde_json::from_value(envelope.model)
+        .map_err(|e| ModelFileError::Corrupt(format!("{} state: {e}", M::KIND)))?;
+    M::from_state(state, envelope.feature_names).map_err(ModelFileError::Corrupt)
+}
+
+pub(crate) fn read<M: Persist>(bytes: &[u8]) -> std::result::Result<M, ModelFileError> {
+    let envelope = open(bytes)?;
+    if envelope.kind != M::KIND {
+        return Err(ModelFileError::WrongKind {
+            expected: M::KIND,
+            found: envelope.kind,
+        });
+    }
+    decode(envelope)
+}
+
+/// Reads a model of any kind from the bytes of a model file.
+pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+    let envelope = open(bytes)?;
+    Ok(match envelope.kind.as_str() {
+        IsolationForest::KIND => Model::IsolationForest(Box::new(decode(envelope)?)),
+        StandardScaler::KIND => Model::StandardScaler(decode(envelope)?),
+        other => return Err(ModelFileError::UnknownKind(other.to_owned()).into()),
+    })
+}
+
+/// Reads a model of any kind from a file.
+pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+    from_bytes(&read_file(path.as_ref())?)
+}
+
+pub(crate) fn read_file(path: &Path) -> std::result::Result<Vec<u8>, ModelFileError> {
+    std::fs::read(path).map_err(|e| ModelFileError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so a crash
+/// never leaves a half-written model where a good one was.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> std::result::Result<(), ModelFileError> {
+    let io = |e: std::io::Error| ModelFileError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let tmp = path.with_extension("pdm-tmp");
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+impl From<ModelFileError> for DetectError {
+    fn from(e: ModelFileError) -> Self {
+        DetectError::ModelFile(e)
+    }
+}
+
+/// `to_bytes`, `from_bytes`, `save` and `load` for a model type.
+macro_rules! persistable {
+    ($t:ty) => {
+        impl $t {
+            /// The model as the bytes of a model file (docs/model-format.md).
+            pub fn to_bytes(&self) -> Vec<u8> {
+                $crate::persist::write(self)
+            }
+
+            /// Reads a model of this kind from the bytes of a model file.
+            pub fn from_bytes(bytes: &[u8]) -> $crate::Result<Self> {
+                Ok($crate::persist::read(bytes)?)
+            }
+
+            /// Writes the model to `path` (atomically: a temporary file renamed into place).
+            pub fn save(&self, path: impl AsRef<std::path::Path>) -> $crate::Result<()> {
+                Ok($crate::persist::write_file(
+                    path.as_ref(),
+                    &self.to_bytes(),
+                )?)
+            }
+
+            /// Reads a model of this kind from `path`.
+            pub fn load(path: impl AsRef<std::path::Path>) -> $crate::Result<Self> {
+                Self::from_bytes(&$crate::persist::read_file(path.as_ref())?)
+            }
+        }
+    };
+}
+pub(crate) use persistable;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Contamination, MaxFeatures, MaxSamples};
+    use ndarray::Array2;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn data(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        Array2::from_shape_fn((rows, cols), |_| rng.random::<f64>() * 10.0 - 5.0)
+    }
+
+    fn forest() -> IsolationForest {
+        IsolationForest::params()
+            .n_estimators(50)
+            .max_samples(MaxSamples::Count(128))
+            .contamination(Contamination::Fraction(0.05))
+            .max_features(MaxFeatures::Fraction(0.75))
+            .random_state(7)
+            .fit(&data(1000, 4, 1).view())
+            .expect("fit")
+            .with_feature_names(vec!["a".into(), "b".into(), "c".into(), "d".into()])
+            .expect("names")
+    }
+
+    #[test]
+    fn a_loaded_forest_scores_bit_for_bit_like_the_saved_one() {
+        let model = forest();
+        let loaded = IsolationForest::from_bytes(&model.to_bytes()).expect("load");
+        let x = data(5000, 4, 2);
+        let (a, b) = (
+            model.score_samples(&x.view()).expect("score"),
+            loaded.score_samples(&x.view()).expect("score"),
+        );
+        assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+        assert_eq!(model.offset().to_bits(), loaded.offset().to_bits());
+        assert_eq!(
+            pdm_core::detector::Detector::feature_names(&loaded),
+            ["a", "b", "c", "d"]
+        );
+        assert_eq!(
+            loaded.to_bytes(),
+            model.to_bytes(),
+            "writing is deterministic"
+        );
+    }
+
+    #[test]
+    fn scalers_round_trip_and_files_are_written_whole() {
+        let x = data(100, 3, 3);
+        let scaler = StandardScaler::fit(&x.view()).expect("fit");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("scaler.json");
+        scaler.save(&path).expect("save");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("dir").count(),
+            1,
+            "no temporary left"
+        );
+        assert_eq!(StandardScaler::load(&path).expect("load"), scaler);
+        match load(&path).expect("load any") {
+            Model::StandardScaler(s) => assert_eq!(s, scaler),
+            other => panic!("{other:?}"),
+        }
+        let missing = StandardScaler::load(dir.path().join("nope.json")).expect_err("missing");
+        assert!(missing.to_string().contains("nope.json"), "{missing}");
+    }
+
+    fn edit(bytes: &[u8], f: impl FnOnce(&mut Value)) -> Vec<u8> {
+        let mut v: Value = serde_json::from_slice(bytes).expect("json");
+        f(&mut v);
+        serde_json::to_vec(&v).expect("json")
+    }
+
+    fn error_of(bytes: &[u8]) -> ModelFileError {
+        match IsolationForest::from_bytes(bytes) {
+            Err(DetectError::ModelFile(e)) => e,
+            other => panic!("expected a model file error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn damaged_or_foreign_files_are_refused_with_a_reason() {
+        let bytes = forest().to_bytes();
+        let newer = edit(&bytes, |v| v["format_version"] = 2.into());
+        assert_eq!(error_of(&newer), ModelFileError::NewerVersion { found: 2 });
+        assert!(error_of(&newer).to_string().contains("upgrade pdm"));
+        assert!(matches!(
+            error_of(b"{\"format\": \"pdm-mod"),
+            ModelFileError::NotAModel(_)
+        ));
+        assert!(matches!(
+            error_of(&bytes[..bytes.len() / 2]),
+            ModelFileError::NotAModel(_)
+        ));
+        assert!(matches!(
+            error_of(b"[1, 2, 3]"),
+            ModelFileError::NotAModel(_)
+        ));
+        let scaler = StandardScaler::fit(&data(10, 4, 1).view())
+            .expect("fit")
+            .to_bytes();
+        assert!(matches!(
+            error_of(&scaler),
+            ModelFileError::WrongKind { .. }
+        ));
+        let unknown = edit(&bytes, |v| v["kind"] = "neural_net".into());
+        assert!(matches!(
+            from_bytes(&unknown),
+            Err(DetectError::ModelFile(ModelFileError::UnknownKind(_)))
+        ));
+        // Any edit of the content without a matching checksum.
+        let edited = edit(&bytes, |v| v["model"]["offset"] = (-0.1).into());
+        assert_eq!(error_of(&edited), ModelFileError::Checksum);
+        // Structural damage behind a valid checksum: refused, not trusted.
+        for (field, value) in [
+            ("left", serde_json::json!([5_000_000])),
+            ("roots", serde_json::json!([])),
+            ("threshold", serde_json::json!([1.0])),
+        ] {
+            let damaged = edit(&bytes, |v| {
+                v["model"][field] = value;
+                let sum = checksum(&v["model"]);
+                v["checksum"] = sum.into();
+            });
+            assert!(
+                matches!(error_of(&damaged), ModelFileError::Corrupt(_)),
+                "{field}"
+            );
+        }
+        let bad_feature = edit(&bytes, |v| {
+            let lefts = v["model"]["left"].clone();
+            // The first split node now names a feature the model does not have.
+            let n = lefts.as_array().map_or(0, Vec::len);
+            let split = (0..n)
+                .find(|&i| lefts[i] != serde_json::json!(i))
+                .expect("a split");
+            v["model"]["feature"][split] = 99.into();
+            let sum = checksum(&v["model"]);
+            v["checksum"] = sum.into();
+        });
+        assert!(error_of(&bad_feature).to_string().contains("feature 99"));
+    }
+}
