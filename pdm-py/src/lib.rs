@@ -1,16 +1,259 @@
-//! Python bindings of pdm (`pdm_engine`).
+//! Python bindings of pdm: the native module `pdm_engine._native`.
 //!
-//! The PyO3 layer arrives with the Python module issue; until then this crate only fixes the
-//! place of the bindings in the workspace and re-exports the engine crates they will wrap, so
-//! that the dependency direction (bindings depend on the engine, never the reverse) holds from
-//! the start.
-//!
-//! ```
-//! assert_eq!(pdm_engine::ENGINE_CRATES, ["pdm-core", "pdm-detect"]);
-//! ```
+//! Binding types are newtypes over the engine's models (`PyIsolationForestModel { inner }`);
+//! their methods delegate, release the GIL while the engine computes, and read numpy arrays
+//! without copying (float64, C or Fortran order; the Python layer converts anything else once).
+//! Every engine error becomes an exception of `pdm_engine.exceptions`, rooted in `PdmError`.
+//! The scikit-learn conventions (parameters as attributes, `fit` returning `self`, fitted
+//! attributes ending in `_`) live in the Python package around this module, which holds no
+//! logic of its own beyond input checks.
 
-pub use pdm_core as core;
-pub use pdm_detect as detect;
+mod error;
 
-/// The engine crates the bindings wrap.
-pub const ENGINE_CRATES: [&str; 2] = ["pdm-core", "pdm-detect"];
+use std::path::PathBuf;
+
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2};
+use pdm_detect::persist::{self, Model};
+use pdm_detect::{Contamination, IsolationForest, MaxFeatures, MaxSamples, StandardScaler};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::error::{detect_err, parameter_error};
+
+/// A fitted Isolation Forest (scikit-learn semantics), as the pdm server runs it.
+#[pyclass(name = "IsolationForestModel", module = "pdm_engine._native", frozen)]
+pub struct PyIsolationForestModel {
+    inner: IsolationForest,
+}
+
+fn samples_param(kind: &str, value: f64) -> PyResult<MaxSamples> {
+    Ok(match kind {
+        "auto" => MaxSamples::Auto,
+        "count" => MaxSamples::Count(value as usize),
+        "fraction" => MaxSamples::Fraction(value),
+        other => return Err(parameter_error(format!("max_samples kind {other:?}"))),
+    })
+}
+
+fn features_param(kind: &str, value: f64) -> PyResult<MaxFeatures> {
+    Ok(match kind {
+        "count" => MaxFeatures::Count(value as usize),
+        "fraction" => MaxFeatures::Fraction(value),
+        other => return Err(parameter_error(format!("max_features kind {other:?}"))),
+    })
+}
+
+/// Fits an Isolation Forest on `x` (rows = samples). Parameters arrive normalised by the Python
+/// layer: `max_samples` as ("auto" | "count" | "fraction", value), `contamination` as `None`
+/// (auto) or a fraction, `max_features` as ("count" | "fraction", value).
+#[pyfunction]
+#[pyo3(signature = (x, n_estimators, max_samples, contamination, max_features, bootstrap, random_state, n_threads, feature_names))]
+#[allow(clippy::too_many_arguments)]
+fn fit_isolation_forest(
+    py: Python<'_>,
+    x: PyReadonlyArray2<'_, f64>,
+    n_estimators: usize,
+    max_samples: (String, f64),
+    contamination: Option<f64>,
+    max_features: (String, f64),
+    bootstrap: bool,
+    random_state: Option<u64>,
+    n_threads: usize,
+    feature_names: Option<Vec<String>>,
+) -> PyResult<PyIsolationForestModel> {
+    let mut params = IsolationForest::params()
+        .n_estimators(n_estimators)
+        .max_samples(samples_param(&max_samples.0, max_samples.1)?)
+        .contamination(contamination.map_or(Contamination::Auto, Contamination::Fraction))
+        .max_features(features_param(&max_features.0, max_features.1)?)
+        .bootstrap(bootstrap)
+        .n_threads(n_threads.max(1));
+    if let Some(seed) = random_state {
+        params = params.random_state(seed);
+    }
+    let view = x.as_array();
+    let mut model = py.detach(|| params.fit(&view)).map_err(detect_err)?;
+    if let Some(names) = feature_names {
+        model = model.with_feature_names(names).map_err(detect_err)?;
+    }
+    Ok(PyIsolationForestModel { inner: model })
+}
+
+#[pymethods]
+impl PyIsolationForestModel {
+    /// scikit-learn's `score_samples`: in [-1, 0), lower is more abnormal.
+    fn score_samples<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f64>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let view = x.as_array();
+        let s = py.detach(|| self.inner.score_samples(&view)).map_err(detect_err)?;
+        Ok(s.into_pyarray(py))
+    }
+
+    /// `score_samples - offset`: negative for outliers.
+    fn decision_function<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f64>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let view = x.as_array();
+        let s = py.detach(|| self.inner.decision_function(&view)).map_err(detect_err)?;
+        Ok(s.into_pyarray(py))
+    }
+
+    /// +1 for inliers, -1 for outliers.
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f64>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let view = x.as_array();
+        let p = py.detach(|| self.inner.predict(&view)).map_err(detect_err)?;
+        Ok(p.mapv(i64::from).into_pyarray(py))
+    }
+
+    /// The decision boundary of `score_samples`.
+    #[getter]
+    fn offset(&self) -> f64 {
+        self.inner.offset()
+    }
+
+    /// Number of input features.
+    #[getter]
+    fn n_features(&self) -> usize {
+        self.inner.n_features()
+    }
+
+    /// Names of the input features.
+    #[getter]
+    fn feature_names(&self) -> Vec<String> {
+        pdm_core::detector::Detector::feature_names(&self.inner).to_vec()
+    }
+
+    /// Rows per tree actually used.
+    #[getter]
+    fn max_samples_used(&self) -> usize {
+        self.inner.max_samples()
+    }
+
+    /// The parameters the model was fitted with, for rebuilding an estimator:
+    /// (n_estimators, max_samples, contamination, max_features, bootstrap, random_state).
+    #[allow(clippy::type_complexity)]
+    fn params(&self) -> (usize, (String, f64), Option<f64>, (String, f64), bool, Option<u64>) {
+        let p = self.inner.fit_params();
+        let max_samples = match p.max_samples() {
+            MaxSamples::Auto => ("auto".to_owned(), 0.0),
+            MaxSamples::Count(n) => ("count".to_owned(), n as f64),
+            MaxSamples::Fraction(f) => ("fraction".to_owned(), f),
+        };
+        let contamination = match p.contamination() {
+            Contamination::Fraction(f) => Some(f),
+            _ => None,
+        };
+        let max_features = match p.max_features() {
+            MaxFeatures::Count(n) => ("count".to_owned(), n as f64),
+            MaxFeatures::Fraction(f) => ("fraction".to_owned(), f),
+        };
+        (p.n_estimators(), max_samples, contamination, max_features, p.bootstrap(), p.random_state())
+    }
+
+    /// The model as the bytes of a pdm model file.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+
+    /// Writes the model file to `path`.
+    fn save(&self, path: PathBuf) -> PyResult<()> {
+        self.inner.save(path).map_err(detect_err)
+    }
+}
+
+/// A fitted standard scaler.
+#[pyclass(name = "StandardScalerModel", module = "pdm_engine._native", frozen)]
+pub struct PyStandardScalerModel {
+    inner: StandardScaler,
+}
+
+/// Learns column means and standard deviations.
+#[pyfunction]
+fn fit_standard_scaler(py: Python<'_>, x: PyReadonlyArray2<'_, f64>) -> PyResult<PyStandardScalerModel> {
+    let view = x.as_array();
+    let inner = py.detach(|| StandardScaler::fit(&view)).map_err(detect_err)?;
+    Ok(PyStandardScalerModel { inner })
+}
+
+#[pymethods]
+impl PyStandardScalerModel {
+    /// `(x - mean) / scale`.
+    fn transform<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f64>,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let view = x.as_array();
+        let t = py.detach(|| self.inner.transform(&view)).map_err(detect_err)?;
+        Ok(t.into_pyarray(py))
+    }
+
+    /// Column means.
+    #[getter]
+    fn mean<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.inner.mean().clone().into_pyarray(py)
+    }
+
+    /// Column scales.
+    #[getter]
+    fn scale<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.inner.scale().clone().into_pyarray(py)
+    }
+
+    /// The model as the bytes of a pdm model file.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+
+    /// Writes the model file to `path`.
+    fn save(&self, path: PathBuf) -> PyResult<()> {
+        self.inner.save(path).map_err(detect_err)
+    }
+}
+
+fn wrap(py: Python<'_>, model: Model) -> PyResult<Py<PyAny>> {
+    match model {
+        Model::IsolationForest(m) => Ok(Py::new(py, PyIsolationForestModel { inner: *m })?.into_any()),
+        Model::StandardScaler(m) => Ok(Py::new(py, PyStandardScalerModel { inner: m })?.into_any()),
+        other => Err(error::model_file_error(format!(
+            "this version of the Python module cannot wrap a {} model",
+            other.kind()
+        ))),
+    }
+}
+
+/// Reads a model file of any kind.
+#[pyfunction]
+fn load_model(py: Python<'_>, path: PathBuf) -> PyResult<Py<PyAny>> {
+    let model = py.detach(|| persist::load(path)).map_err(detect_err)?;
+    wrap(py, model)
+}
+
+/// Reads a model of any kind from the bytes of a model file.
+#[pyfunction]
+fn model_from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Py<PyAny>> {
+    let model = persist::from_bytes(data).map_err(detect_err)?;
+    wrap(py, model)
+}
+
+/// The native module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyIsolationForestModel>()?;
+    m.add_class::<PyStandardScalerModel>()?;
+    m.add_function(wrap_pyfunction!(fit_isolation_forest, m)?)?;
+    m.add_function(wrap_pyfunction!(fit_standard_scaler, m)?)?;
+    m.add_function(wrap_pyfunction!(load_model, m)?)?;
+    m.add_function(wrap_pyfunction!(model_from_bytes, m)?)?;
+    m.add("MODEL_FORMAT_VERSION", persist::FORMAT_VERSION)?;
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! Models cross between Rust and Python unchanged: this program is the Rust side of the
+//! round-trip test in `pdm-py/tests`.
+//!
+//! - `model_roundtrip score MODEL CSV`: loads a model file (written by Python, say) and prints
+//!   `score_samples` of each CSV row as the 16 hex digits of its bits;
+//! - `model_roundtrip fit CSV MODEL`: fits an Isolation Forest (50 trees, seed 3) on the CSV,
+//!   saves it to MODEL for Python to load, and prints its scores the same way.
+//!
+//! The CSV has one row per sample, comma-separated numbers, no header.
+
+use anyhow::{bail, Context as _};
+use ndarray::Array2;
+use pdm_detect::IsolationForest;
+
+fn read_csv(path: &str) -> anyhow::Result<Array2<f64>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    let mut values = Vec::new();
+    let mut cols = None;
+    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let row: Vec<f64> = line
+            .split(',')
+            .map(|v| v.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{path}: line {}", i + 1))?;
+        if *cols.get_or_insert(row.len()) != row.len() {
+            bail!("{path}: line {} has {} values, the first has {cols:?}", i + 1, row.len());
+        }
+        values.extend(row);
+    }
+    let cols = cols.context("empty CSV")?;
+    Ok(Array2::from_shape_vec((values.len() / cols, cols), values)?)
+}
+
+fn print_scores(model: &IsolationForest, x: &Array2<f64>) -> anyhow::Result<()> {
+    for s in model.score_samples(&x.view())? {
+        println!("{:016x}", s.to_bits());
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["score", model, csv] => {
+            let model = IsolationForest::load(model)?;
+            print_scores(&model, &read_csv(csv)?)
+        }
+        ["fit", csv, out] => {
+            let x = read_csv(csv)?;
+            let model = IsolationForest::params().n_estimators(50).random_state(3).fit(&x.view())?;
+            model.save(out)?;
+            print_scores(&model, &x)
+        }
+        _ => bail!("usage: model_roundtrip score MODEL CSV | fit CSV MODEL"),
+    }
+}

@@ -1,0 +1,307 @@
+"""pdm_engine: pdm's anomaly detectors for data scientists.
+
+The very models the pdm server runs, with scikit-learn's conventions: numpy (or pandas) in,
+numpy out, ``fit`` returns ``self``, fitted attributes end in ``_``. Models saved here load in
+the server and score identically.
+
+>>> import numpy as np
+>>> from pdm_engine import IsolationForest
+>>> X = np.random.default_rng(0).normal(size=(500, 3))
+>>> model = IsolationForest(n_estimators=50, random_state=0).fit(X)
+>>> model.predict(np.array([[0.0, 0.0, 0.0], [8.0, 8.0, 8.0]])).tolist()
+[1, -1]
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+import os
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+
+from . import _native
+from ._validation import as_matrix, check_features, check_fitted
+from .exceptions import (
+    DataError,
+    ModelFileError,
+    ModelIOError,
+    ModelVersionError,
+    NotFittedError,
+    ParameterError,
+    PdmError,
+)
+
+__all__ = [
+    "IsolationForest",
+    "StandardScaler",
+    "load",
+    "PdmError",
+    "ParameterError",
+    "DataError",
+    "NotFittedError",
+    "ModelFileError",
+    "ModelVersionError",
+    "ModelIOError",
+    "MODEL_FORMAT_VERSION",
+]
+
+MODEL_FORMAT_VERSION: int = _native.MODEL_FORMAT_VERSION
+
+
+class _Params:
+    """get_params / set_params from the constructor's signature (scikit-learn's convention)."""
+
+    @classmethod
+    def _param_names(cls) -> list:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> Dict[str, Any]:
+        """The constructor parameters and their current values."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> "_Params":
+        """Sets constructor parameters; returns ``self``."""
+        valid = self._param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ParameterError(
+                    f"invalid parameter {key!r} for {type(self).__name__}; valid: {', '.join(valid)}"
+                )
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _samples_param(value: Any) -> tuple:
+    if isinstance(value, str):
+        if value != "auto":
+            raise ParameterError(f"max_samples must be 'auto', an int >= 1 or a float in (0, 1], got {value!r}")
+        return ("auto", 0.0)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if value < 1:
+            raise ParameterError(f"max_samples must be at least 1, got {value}")
+        return ("count", float(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return ("fraction", float(value))
+    raise ParameterError(f"max_samples must be 'auto', an int or a float, got {value!r}")
+
+
+def _features_param(value: Any) -> tuple:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if value < 1:
+            raise ParameterError(f"max_features must be at least 1, got {value}")
+        return ("count", float(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return ("fraction", float(value))
+    raise ParameterError(f"max_features must be an int or a float, got {value!r}")
+
+
+def _contamination_param(value: Any) -> Optional[float]:
+    if isinstance(value, str):
+        if value != "auto":
+            raise ParameterError(f"contamination must be 'auto' or a float in (0, 0.5], got {value!r}")
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    raise ParameterError(f"contamination must be 'auto' or a float in (0, 0.5], got {value!r}")
+
+
+def _seed(random_state: Any) -> Optional[int]:
+    if random_state is None:
+        return int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**63 - 1, dtype=np.int64))
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ParameterError(f"random_state must be a non-negative int, got {random_state}")
+        return int(random_state)
+    raise ParameterError(f"random_state must be None, an int or a numpy RandomState, got {random_state!r}")
+
+
+def _threads(n_jobs: Any) -> int:
+    if n_jobs is None:
+        return 1
+    if isinstance(n_jobs, numbers.Integral) and not isinstance(n_jobs, bool):
+        if n_jobs == -1:
+            return os.cpu_count() or 1
+        if n_jobs >= 1:
+            return int(n_jobs)
+    raise ParameterError(f"n_jobs must be None, -1 or an int >= 1, got {n_jobs!r}")
+
+
+class IsolationForest(_Params):
+    """Isolation Forest with scikit-learn's semantics and parameter names.
+
+    ``score_samples`` is the negated anomaly score (lower is more abnormal), ``offset_`` the
+    decision boundary (-0.5 for ``contamination="auto"``, else the training-score percentile),
+    ``decision_function = score_samples - offset_`` and ``predict`` gives -1 for outliers.
+    Computation releases the GIL; ``n_jobs`` threads fit and score in parallel with the same
+    results as one.
+    """
+
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        max_samples: Union[str, int, float] = "auto",
+        contamination: Union[str, float] = "auto",
+        max_features: Union[int, float] = 1.0,
+        bootstrap: bool = False,
+        n_jobs: Optional[int] = None,
+        random_state: Any = None,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.contamination = contamination
+        self.max_features = max_features
+        self.bootstrap = bootstrap
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "IsolationForest":
+        """Grows the forest on ``X`` (rows = samples); returns ``self``."""
+        if sample_weight is not None:
+            raise ParameterError("sample_weight is not supported by pdm's IsolationForest")
+        arr, names = as_matrix(X)
+        if not isinstance(self.n_estimators, numbers.Integral) or isinstance(self.n_estimators, bool):
+            raise ParameterError(f"n_estimators must be an int >= 1, got {self.n_estimators!r}")
+        if self.n_estimators < 1:
+            raise ParameterError(f"n_estimators must be at least 1, got {self.n_estimators}")
+        model = _native.fit_isolation_forest(
+            arr,
+            int(self.n_estimators),
+            _samples_param(self.max_samples),
+            _contamination_param(self.contamination),
+            _features_param(self.max_features),
+            bool(self.bootstrap),
+            _seed(self.random_state),
+            _threads(self.n_jobs),
+            names,
+        )
+        self._set_model(model, names)
+        return self
+
+    def _set_model(self, model: Any, names: Optional[list]) -> None:
+        self.model_ = model
+        self.offset_ = model.offset
+        self.n_features_in_ = model.n_features
+        self.max_samples_ = model.max_samples_used
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+
+    def _input(self, X: Any) -> np.ndarray:
+        check_fitted(self, "model_")
+        arr, names = as_matrix(X)
+        check_features(self, arr, names)
+        return arr
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Opposite of the anomaly score of each row: in [-1, 0), lower is more abnormal."""
+        arr = self._input(X)
+        return self.model_.score_samples(arr)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative for outliers."""
+        arr = self._input(X)
+        return self.model_.decision_function(arr)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """+1 for inliers, -1 for outliers."""
+        arr = self._input(X)
+        return self.model_.predict(arr)
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """``fit(X)`` then ``predict(X)``."""
+        return self.fit(X).predict(X)
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Writes the fitted model as a pdm model file (the server loads it unchanged)."""
+        check_fitted(self, "model_")
+        self.model_.save(os.fspath(path))
+
+    def to_bytes(self) -> bytes:
+        """The fitted model as the bytes of a pdm model file."""
+        check_fitted(self, "model_")
+        return self.model_.to_bytes()
+
+    @classmethod
+    def _from_model(cls, model: Any) -> "IsolationForest":
+        n_estimators, max_samples, contamination, max_features, bootstrap, seed = model.params()
+        kind, value = max_samples
+        est = cls(
+            n_estimators=n_estimators,
+            max_samples="auto" if kind == "auto" else (int(value) if kind == "count" else value),
+            contamination="auto" if contamination is None else contamination,
+            max_features=int(max_features[1]) if max_features[0] == "count" else max_features[1],
+            bootstrap=bootstrap,
+            random_state=seed,
+        )
+        names = list(model.feature_names)
+        default = [f"x{i}" for i in range(model.n_features)]
+        est._set_model(model, None if names == default else names)
+        return est
+
+
+class StandardScaler(_Params):
+    """Centres each column on its mean and scales it to unit standard deviation; constant
+    columns are centred only."""
+
+    def __init__(self) -> None:
+        pass
+
+    def fit(self, X: Any, y: Any = None) -> "StandardScaler":
+        """Learns the column statistics; returns ``self``."""
+        arr, names = as_matrix(X)
+        self._set_model(_native.fit_standard_scaler(arr), names)
+        return self
+
+    def _set_model(self, model: Any, names: Optional[list]) -> None:
+        self.model_ = model
+        self.mean_ = model.mean
+        self.scale_ = model.scale
+        self.n_features_in_ = len(self.mean_)
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """``(X - mean_) / scale_``."""
+        check_fitted(self, "model_")
+        arr, names = as_matrix(X)
+        check_features(self, arr, names)
+        return self.model_.transform(arr)
+
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """``fit(X)`` then ``transform(X)``."""
+        return self.fit(X).transform(X)
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Writes the fitted scaler as a pdm model file."""
+        check_fitted(self, "model_")
+        self.model_.save(os.fspath(path))
+
+    @classmethod
+    def _from_model(cls, model: Any) -> "StandardScaler":
+        est = cls()
+        est._set_model(model, None)
+        return est
+
+
+def load(path: Union[str, os.PathLike, bytes]) -> Union[IsolationForest, StandardScaler]:
+    """Reads a pdm model file (written by Python or by Rust) into a fitted estimator.
+
+    ``path`` may also be the bytes of a model file.
+    """
+    if isinstance(path, (bytes, bytearray)):
+        model = _native.model_from_bytes(bytes(path))
+    else:
+        model = _native.load_model(os.fspath(path))
+    if isinstance(model, _native.IsolationForestModel):
+        return IsolationForest._from_model(model)
+    return StandardScaler._from_model(model)

@@ -1,0 +1,57 @@
+"""Input checks shared by the estimators: turn what users pass into float64 matrices."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+import numpy as np
+
+from .exceptions import DataError, NotFittedError
+
+
+def as_matrix(X: Any, *, name: str = "X") -> Tuple[np.ndarray, Optional[List[str]]]:
+    """Returns ``X`` as a 2-D float64 array (without a copy when it already is one, C or Fortran
+    order) and its column names when it is a pandas DataFrame."""
+    names = None
+    columns = getattr(X, "columns", None)
+    if columns is not None and hasattr(X, "to_numpy"):
+        names = [str(c) for c in columns]
+        X = X.to_numpy()
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "fiub":
+        raise DataError(
+            f"{name} has dtype {arr.dtype}; pdm takes numbers (float64, float32 or integers)"
+        )
+    if arr.ndim != 2:
+        raise DataError(
+            f"{name} must be 2-D (rows = samples, columns = features), got {arr.ndim}-D; "
+            "reshape a single feature with X.reshape(-1, 1)"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DataError(f"{name} is empty (shape {arr.shape})")
+    if arr.dtype != np.float64:
+        arr = arr.astype(np.float64)
+    elif not (arr.flags.c_contiguous or arr.flags.f_contiguous):
+        arr = np.ascontiguousarray(arr)
+    return arr, names
+
+
+def check_fitted(estimator: Any, attribute: str) -> None:
+    if not hasattr(estimator, attribute):
+        raise NotFittedError(
+            f"this {type(estimator).__name__} is not fitted yet; call fit() with training data first"
+        )
+
+
+def check_features(estimator: Any, arr: np.ndarray, names: Optional[List[str]]) -> None:
+    expected = estimator.n_features_in_
+    if arr.shape[1] != expected:
+        raise DataError(
+            f"X has {arr.shape[1]} features, but {type(estimator).__name__} was fitted with {expected}"
+        )
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if fitted is not None and names is not None and list(fitted) != names:
+        raise DataError(
+            "the feature names of X differ from those seen in fit: "
+            f"fitted {list(fitted)}, got {names}"
+        )
