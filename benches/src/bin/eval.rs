@@ -55,9 +55,12 @@ enum Command {
         /// reference Isolation Forest uses 0.0005).
         #[arg(long, default_value_t = 0.0005)]
         contamination: f64,
-        /// Random seed of the detector.
+        /// Random seed of the detector (the first one with --seeds).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Number of runs, with seeds seed, seed+1, ...: one row each, plus the pooled counts.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: u64,
     },
     /// Run a detector over a NAB corpus and score it.
     Nab {
@@ -70,10 +73,13 @@ enum Command {
         /// Detector to run.
         #[arg(long, value_enum, default_value_t = DetectorName::Iforest)]
         detector: DetectorName,
-        /// Random seed of the detector.
+        /// Random seed of the detector (the first one with --seeds).
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Also print each file's raw standard-profile score.
+        /// Number of runs, with seeds seed, seed+1, ...: one row each, plus their mean.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: u64,
+        /// Also print each file's raw standard-profile score (of the first run).
         #[arg(long)]
         per_file: bool,
     },
@@ -139,8 +145,12 @@ trait MultivariateDetector {
 }
 
 /// Isolation Forest on `[value, first difference]`, standardised on the probation rows and
-/// fitted on them. Its anomaly scores are mapped to [0, 1] through the training scores (see
-/// [`calibrate`]), so one corpus-wide threshold means the same tail share in every file.
+/// fitted on them. The score of a row is the forest's anomaly score `2^(-E[h(x)] / c(n))` of
+/// Liu et al., already in (0, 1] (0.5 is the paper's neutral point), used as is: a given value
+/// means the same isolation depth relative to the training sample in every file, which is what
+/// a corpus-wide threshold needs. (Mapping it through each file's training-score distribution
+/// instead, a piecewise-linear empirical CDF, scored far worse: 1.98 / 0.00 / 4.19 with seed 0,
+/// because files that drift after probation then put most later rows near 1.)
 struct IforestSeries {
     seed: u64,
 }
@@ -166,29 +176,8 @@ impl SeriesDetector for IforestSeries {
             .random_state(self.seed)
             .n_threads(2)
             .fit(&rows(&z.view(), 0..train))?;
-        let mut reference = model.anomaly_score(&rows(&z.view(), 0..train))?.to_vec();
-        reference.sort_by(f64::total_cmp);
-        let scores = model.anomaly_score(&z.view())?;
-        Ok(scores.iter().map(|&a| calibrate(&reference, a)).collect())
+        Ok(model.anomaly_score(&z.view())?.to_vec())
     }
-}
-
-/// Maps an Isolation Forest anomaly score `a` (in (0, 1]) to [0, 1] by the training scores
-/// `sorted`: the piecewise-linear empirical CDF through the knots `0 -> 0`,
-/// `sorted[i] -> (i + 1) / (n + 1)` and `1 -> 1`. A row scores like the share of training rows
-/// below it, scores above the training maximum still rise towards 1 with the raw score, and the
-/// map is monotone, so ranks within a file are kept.
-fn calibrate(sorted: &[f64], a: f64) -> f64 {
-    let n = sorted.len();
-    let j = sorted.partition_point(|&t| t <= a);
-    let lower = if j == 0 { 0.0 } else { sorted[j - 1] };
-    let upper = if j == n { 1.0 } else { sorted[j] };
-    let frac = if upper > lower {
-        ((a - lower) / (upper - lower)).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    ((j as f64 + frac) / (n as f64 + 1.0)).clamp(0.0, 1.0)
 }
 
 /// Isolation Forest on the sensor columns standardised on the training rows; a test row is an
@@ -285,27 +274,34 @@ fn run_nab(
     data: &Path,
     labels_path: &Path,
     detector: DetectorName,
-    seed: u64,
+    seeds: std::ops::Range<u64>,
     per_file: bool,
 ) -> anyhow::Result<()> {
     let labels = read_labels(labels_path)?;
-    let model = detector.series(seed);
-    let mut files = Vec::new();
+    let mut series = Vec::new();
     for path in csv_files(data)? {
         let Some((category, name)) = corpus_key(data, &path) else {
             continue;
         };
-        let key = format!("{category}/{name}");
-        let series = parse_nab_data(&path.display().to_string(), &read(&path)?)?;
-        let train = probation_rows(series.values.len(), PROBATION_PERCENT);
-        let scores = model
-            .score_series(&series.values, train)
-            .with_context(|| format!("{}: detector failed", path.display()))?;
-        if let Some(f) = nab_file(&key, &series.times, scores, &labels)? {
-            files.push(f);
-        }
+        let parsed = parse_nab_data(&path.display().to_string(), &read(&path)?)?;
+        series.push((format!("{category}/{name}"), path, parsed));
     }
-    print_nab(detector.label(), &files, labels.len(), per_file)
+    let mut runs = Vec::new();
+    for seed in seeds {
+        let model = detector.series(seed);
+        let mut files = Vec::new();
+        for (key, path, s) in &series {
+            let train = probation_rows(s.values.len(), PROBATION_PERCENT);
+            let scores = model
+                .score_series(&s.values, train)
+                .with_context(|| format!("{}: detector failed", path.display()))?;
+            if let Some(f) = nab_file(key, &s.times, scores, &labels)? {
+                files.push(f);
+            }
+        }
+        runs.push((format!("{} seed {seed}", detector.label()), files));
+    }
+    print_nab(&runs, labels.len(), per_file)
 }
 
 fn run_nab_results(results: &Path, labels_path: &Path, per_file: bool) -> anyhow::Result<()> {
@@ -332,7 +328,11 @@ fn run_nab_results(results: &Path, labels_path: &Path, per_file: bool) -> anyhow
         }
     }
     let name = detectors.into_iter().collect::<Vec<_>>().join("+");
-    print_nab(&format!("results: {name}"), &files, labels.len(), per_file)
+    print_nab(
+        &[(format!("results: {name}"), files)],
+        labels.len(),
+        per_file,
+    )
 }
 
 /// NAB scoreboard (README, corpus v1.1) rows: standard, reward low FP, reward low FN.
@@ -354,17 +354,21 @@ const NAB_BOARD: &[(&str, [f64; 3])] = &[
     ("Null", [0.0, 0.0, 0.0]),
 ];
 
+/// Prints the scores of one or more runs (e.g. one per seed) beside the scoreboard, then the
+/// details of the first run.
 fn print_nab(
-    label: &str,
-    files: &[NabFile],
+    runs: &[(String, Vec<NabFile>)],
     labelled: usize,
     per_file: bool,
 ) -> anyhow::Result<()> {
-    if files.is_empty() {
+    let Some((_, files)) = runs.first().filter(|(_, f)| !f.is_empty()) else {
         bail!("no scorable file: none of the CSVs matches an entry of the labels");
-    }
+    };
+    let reports: Vec<Vec<ProfileReport>> = runs
+        .iter()
+        .map(|(_, f)| score_corpus(f, &CostProfile::ALL, PROBATION_PERCENT))
+        .collect::<Result<_, _>>()?;
     let windows: usize = files.iter().map(|f| f.windows().len()).sum();
-    let reports: Vec<ProfileReport> = score_corpus(files, &CostProfile::ALL, PROBATION_PERCENT)?;
     println!(
         "NAB: {} of {labelled} labelled files, {windows} windows; one threshold per profile over \
          the corpus",
@@ -378,20 +382,37 @@ fn print_nab(
         "{:<38} {:>9} {:>14} {:>14}",
         "detector", "standard", "reward low FP", "reward low FN"
     );
-    let ours = reports.iter().map(|r| r.normalized).collect::<Vec<_>>();
-    println!(
-        "{:<38} {:>9.2} {:>14.2} {:>14.2}   <- this run",
-        label, ours[0], ours[1], ours[2]
-    );
+    let mut sum = [0.0; 3];
+    for ((label, _), report) in runs.iter().zip(&reports) {
+        let n: Vec<f64> = report.iter().map(|r| r.normalized).collect();
+        for (acc, v) in sum.iter_mut().zip(&n) {
+            *acc += v;
+        }
+        println!(
+            "{label:<38} {:>9.2} {:>14.2} {:>14.2}   <- this run",
+            n[0], n[1], n[2]
+        );
+    }
+    if runs.len() > 1 {
+        let k = runs.len() as f64;
+        println!(
+            "{:<38} {:>9.2} {:>14.2} {:>14.2}   <- this run",
+            format!("mean of {} runs", runs.len()),
+            sum[0] / k,
+            sum[1] / k,
+            sum[2] / k
+        );
+    }
     for (name, [a, b, c]) in NAB_BOARD {
         println!("{name:<38} {a:>9.1} {b:>14.1} {c:>14.1}");
     }
     println!();
+    println!("details of {}:", runs[0].0);
     println!(
         "{:<20} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9}",
         "profile", "threshold", "raw", "null", "TP rows", "FP rows", "FN rows", "TN rows"
     );
-    for r in &reports {
+    for r in &reports[0] {
         println!(
             "{:<20} {:>10.6} {:>10.3} {:>8.1} {:>8} {:>8} {:>9} {:>9}",
             r.profile.name,
@@ -407,7 +428,7 @@ fn print_nab(
     if per_file {
         println!();
         println!("standard profile, raw score per file (null = -windows, perfect = +windows)");
-        for (f, s) in files.iter().zip(&reports[0].files) {
+        for (f, s) in files.iter().zip(&reports[0][0].files) {
             println!(
                 "{:<60} {:>3} windows {:>9.3}",
                 s.name,
@@ -462,59 +483,82 @@ fn ratio(x: Option<f64>) -> String {
     x.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}"))
 }
 
+/// What one SKAB run (one seed) produced, summed over files.
+struct SkabRun {
+    seed: u64,
+    raw: Confusion,
+    smoothed: Confusion,
+    cp: CpOutcome,
+}
+
 fn run_skab(
     data: &Path,
     detector: DetectorName,
     train_rows: usize,
     contamination: f64,
-    seed: u64,
+    seeds: std::ops::Range<u64>,
 ) -> anyhow::Result<()> {
-    let model = detector.multivariate(seed, contamination);
-    let (mut raw, mut smoothed) = (Confusion::default(), Confusion::default());
-    let mut cp = CpOutcome::default();
-    let (mut scored, mut test_rows) = (0usize, 0usize);
+    let mut files = Vec::new();
     for path in csv_files(data)? {
         let name = path.display().to_string();
         let file = parse_skab(&name, &read(&path)?)?;
-        let (Some(anomaly), Some(changepoint)) = (&file.anomaly, &file.changepoint) else {
+        let (Some(anomaly), Some(changepoint)) = (file.anomaly.clone(), file.changepoint.clone())
+        else {
             println!("note: {name} has no anomaly/changepoint columns; skipped");
             continue;
         };
         let (train, test) = train_test_split(file.times.len(), train_rows)
             .with_context(|| format!("{name}: too short for the protocol"))?;
-        let flags = model
-            .flag(
-                &rows(&file.sensors.view(), train),
-                &rows(&file.sensors.view(), test.clone()),
-            )
-            .with_context(|| format!("{name}: detector failed"))?;
-        let truth = &anomaly[test.clone()];
-        raw.add(Confusion::from_flags(&name, &flags, truth)?);
-        // SKAB's reference pipeline: a rolling median over 3 rows drops one-row alarms; the
-        // changepoints are the edges of the alarm runs widened by a rolling max.
-        let alarms = median3(&flags);
-        smoothed.add(Confusion::from_flags(&name, &alarms, truth)?);
-        let predicted_cp = alarm_edges(&alarms, ALARM_EDGE_WINDOW);
-        cp.add(changepoint_outcome(
-            &name,
-            &file.times[test.clone()],
-            &changepoint[test.clone()],
-            &predicted_cp,
-            CP_WINDOW_SECONDS,
-        )?);
-        scored += 1;
-        test_rows += test.len();
+        files.push((name, file, anomaly, changepoint, train, test));
     }
-    if scored == 0 {
+    if files.is_empty() {
         bail!("no labelled SKAB CSV under {}", data.display());
     }
+    let test_rows: usize = files.iter().map(|f| f.5.len()).sum();
+    let mut runs = Vec::new();
+    for seed in seeds.clone() {
+        let model = detector.multivariate(seed, contamination);
+        let mut run = SkabRun {
+            seed,
+            raw: Confusion::default(),
+            smoothed: Confusion::default(),
+            cp: CpOutcome::default(),
+        };
+        for (name, file, anomaly, changepoint, train, test) in &files {
+            let flags = model
+                .flag(
+                    &rows(&file.sensors.view(), train.clone()),
+                    &rows(&file.sensors.view(), test.clone()),
+                )
+                .with_context(|| format!("{name}: detector failed"))?;
+            let truth = &anomaly[test.clone()];
+            run.raw.add(Confusion::from_flags(name, &flags, truth)?);
+            // SKAB's reference pipeline: a rolling median over 3 rows drops one-row alarms;
+            // the changepoints are the edges of the alarm runs widened by a rolling max.
+            let alarms = median3(&flags);
+            run.smoothed
+                .add(Confusion::from_flags(name, &alarms, truth)?);
+            let predicted_cp = alarm_edges(&alarms, ALARM_EDGE_WINDOW);
+            run.cp.add(changepoint_outcome(
+                name,
+                &file.times[test.clone()],
+                &changepoint[test.clone()],
+                &predicted_cp,
+                CP_WINDOW_SECONDS,
+            )?);
+        }
+        runs.push(run);
+    }
     println!(
-        "SKAB: {scored} labelled files, {test_rows} test rows (first {train_rows} rows of each \
-         file train), {} changepoints; detector {} (contamination {contamination}, seed {seed})",
-        cp.windows,
-        detector.label()
+        "SKAB: {} labelled files, {test_rows} test rows (first {train_rows} rows of each file \
+         train), {} changepoints; detector {} (contamination {contamination}, seeds {}..{})",
+        files.len(),
+        runs[0].cp.windows,
+        detector.label(),
+        seeds.start,
+        seeds.end
     );
-    if scored != 34 {
+    if files.len() != 34 {
         println!(
             "(the leaderboard covers all 34 labelled files; a different set is not directly \
              comparable)"
@@ -525,45 +569,66 @@ fn run_skab(
         "{:<32} {:>6} {:>8} {:>8}",
         "Outlier detection", "F1", "FAR %", "MAR %"
     );
-    for (label, c) in [
-        (format!("{} + median3", detector.label()), smoothed),
-        (format!("{} raw flags", detector.label()), raw),
-    ] {
-        println!(
-            "{label:<32} {:>6} {:>8} {:>8}   <- this run (TP {} TN {} FP {} FN {})",
-            ratio(c.f1()),
-            pct(c.far()),
-            pct(c.mar()),
-            c.tp,
-            c.tn,
-            c.fp,
-            c.fn_
-        );
+    let smoothed: fn(&SkabRun) -> Confusion = |r| r.smoothed;
+    let raw: fn(&SkabRun) -> Confusion = |r| r.raw;
+    for (what, pick) in [("+ median3", smoothed), ("raw flags", raw)] {
+        let mut pooled = Confusion::default();
+        for r in &runs {
+            print_confusion(&format!("{} s{} {what}", detector.label(), r.seed), pick(r));
+            pooled.add(pick(r));
+        }
+        if runs.len() > 1 {
+            print_confusion(&format!("pooled {} seeds {what}", runs.len()), pooled);
+        }
     }
     for (name, [f1, far, mar]) in SKAB_OUTLIER_BOARD {
         println!("{name:<32} {f1:>6.2} {far:>8.2} {mar:>8.2}");
     }
     println!();
-    let scores = changepoint_scores(&cp, &CpProfile::ALL);
     println!(
         "{:<32} {:>8} {:>8} {:>8} {:>7} {:>5}",
         "Changepoint detection", "NAB std", "lowFP", "lowFN", "missed", "FPs"
     );
+    let mut pooled = CpOutcome::default();
+    for r in &runs {
+        print_cp(&format!("{} s{} + edges", detector.label(), r.seed), &r.cp);
+        pooled.add(r.cp.clone());
+    }
+    if runs.len() > 1 {
+        print_cp(&format!("pooled {} seeds + edges", runs.len()), &pooled);
+    }
+    for (name, [a, b, c]) in SKAB_CP_BOARD {
+        println!("{name:<32} {a:>8.2} {b:>8.2} {c:>8.2}");
+    }
+    Ok(())
+}
+
+fn print_confusion(label: &str, c: Confusion) {
     println!(
-        "{:<32} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>5}   <- this run (mean delay {} s)",
-        format!("{} + edges", detector.label()),
+        "{label:<32} {:>6} {:>8} {:>8}   <- this run (TP {} TN {} FP {} FN {})",
+        ratio(c.f1()),
+        pct(c.far()),
+        pct(c.mar()),
+        c.tp,
+        c.tn,
+        c.fp,
+        c.fn_
+    );
+}
+
+fn print_cp(label: &str, cp: &CpOutcome) {
+    let scores = changepoint_scores(cp, &CpProfile::ALL);
+    let delay = cp
+        .mean_delay()
+        .map_or_else(|| "n/a".to_owned(), |d| format!("{d:.1}"));
+    println!(
+        "{label:<32} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>5}   <- this run (mean delay {delay} s)",
         scores[0].normalized,
         scores[1].normalized,
         scores[2].normalized,
         cp.missed(),
         cp.false_positives,
-        cp.mean_delay()
-            .map_or_else(|| "n/a".to_owned(), |d| format!("{d:.1}"))
     );
-    for (name, [a, b, c]) in SKAB_CP_BOARD {
-        println!("{name:<32} {a:>8.2} {b:>8.2} {c:>8.2}");
-    }
-    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -574,14 +639,22 @@ fn main() -> anyhow::Result<()> {
             train_rows,
             contamination,
             seed,
-        } => run_skab(&data, detector, train_rows, contamination, seed),
+            seeds,
+        } => run_skab(
+            &data,
+            detector,
+            train_rows,
+            contamination,
+            seed..seed + seeds,
+        ),
         Command::Nab {
             data,
             labels,
             detector,
             seed,
+            seeds,
             per_file,
-        } => run_nab(&data, &labels, detector, seed, per_file),
+        } => run_nab(&data, &labels, detector, seed..seed + seeds, per_file),
         Command::NabResults {
             results,
             labels,
@@ -593,23 +666,6 @@ fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn calibration_is_monotone_onto_the_unit_interval() {
-        let train = [0.4, 0.5, 0.6];
-        assert_eq!(calibrate(&train, 0.0), 0.0);
-        assert_eq!(calibrate(&train, 0.5), 0.5); // the 2nd of 3 knots: 2/4
-        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
-        assert!(close(calibrate(&train, 0.55), 0.625)); // halfway between 2/4 and 3/4
-        assert_eq!(calibrate(&train, 1.0), 1.0);
-        assert!(close(calibrate(&train, 0.8), 0.875)); // halfway between 0.6 -> 3/4 and 1 -> 1
-        let mut last = 0.0;
-        for i in 0..=100 {
-            let c = calibrate(&train, f64::from(i) / 100.0);
-            assert!(c >= last && (0.0..=1.0).contains(&c));
-            last = c;
-        }
-    }
 
     #[test]
     fn corpus_keys_are_category_and_file() {
