@@ -42,9 +42,10 @@ struct Cli {
 enum Command {
     /// Score a detector on every SKAB-format CSV under a folder.
     Skab {
-        /// Folder searched recursively for `;`-separated CSVs with `anomaly` and `changepoint`.
+        /// Folder searched recursively for `;`-separated CSVs with `anomaly` and `changepoint`
+        /// [default: $PDM_SKAB_DIR/data].
         #[arg(long)]
-        data: PathBuf,
+        data: Option<PathBuf>,
         /// Detector to run.
         #[arg(long, value_enum, default_value_t = DetectorName::Iforest)]
         detector: DetectorName,
@@ -64,12 +65,12 @@ enum Command {
     },
     /// Run a detector over a NAB corpus and score it.
     Nab {
-        /// Folder holding `<category>/<file>.csv` data files (NAB's `data/`).
+        /// Folder holding `<category>/<file>.csv` data files [default: $PDM_NAB_DIR/data].
         #[arg(long)]
-        data: PathBuf,
-        /// NAB's `labels/combined_windows.json`.
+        data: Option<PathBuf>,
+        /// NAB's windows file [default: $PDM_NAB_DIR/labels/combined_windows.json].
         #[arg(long)]
-        labels: PathBuf,
+        labels: Option<PathBuf>,
         /// Detector to run.
         #[arg(long, value_enum, default_value_t = DetectorName::Iforest)]
         detector: DetectorName,
@@ -85,12 +86,13 @@ enum Command {
     },
     /// Score precomputed NAB result files.
     NabResults {
-        /// Folder holding `<category>/<detector>_<file>.csv` files with an `anomaly_score` column.
+        /// Folder holding `<category>/<detector>_<file>.csv` files with an `anomaly_score`
+        /// column [default: $PDM_NAB_DIR/results/windowedGaussian].
         #[arg(long)]
-        results: PathBuf,
-        /// NAB's `labels/combined_windows.json`.
+        results: Option<PathBuf>,
+        /// NAB's windows file [default: $PDM_NAB_DIR/labels/combined_windows.json].
         #[arg(long)]
-        labels: PathBuf,
+        labels: Option<PathBuf>,
         /// Also print each file's raw standard-profile score.
         #[arg(long)]
         per_file: bool,
@@ -281,6 +283,10 @@ fn run_nab(
     let mut series = Vec::new();
     for path in csv_files(data)? {
         let Some((category, name)) = corpus_key(data, &path) else {
+            eprintln!(
+                "note: {} is not at <category>/<file>.csv; skipped",
+                path.display()
+            );
             continue;
         };
         let parsed = parse_nab_data(&path.display().to_string(), &read(&path)?)?;
@@ -309,8 +315,14 @@ fn run_nab_results(results: &Path, labels_path: &Path, per_file: bool) -> anyhow
     let mut files = Vec::new();
     let mut detectors = std::collections::BTreeSet::new();
     for path in csv_files(results)? {
-        // Top-level files are NAB's per-profile summaries, not results.
         let Some((category, name)) = corpus_key(results, &path) else {
+            // NAB's per-profile summaries sit at the top; they are not results.
+            if !path.to_string_lossy().ends_with("_scores.csv") {
+                eprintln!(
+                    "note: {} is not at <category>/<file>.csv; skipped",
+                    path.display()
+                );
+            }
             continue;
         };
         // NAB names result files <detector>_<data file>; detector names have no underscore.
@@ -362,7 +374,10 @@ fn print_nab(
     per_file: bool,
 ) -> anyhow::Result<()> {
     let Some((_, files)) = runs.first().filter(|(_, f)| !f.is_empty()) else {
-        bail!("no scorable file: none of the CSVs matches an entry of the labels");
+        bail!(
+            "no scorable file: no <category>/<file>.csv under the folder matches an entry of the \
+             labels (give NAB's data/ or results/<detector>/ folder itself)"
+        );
     };
     let reports: Vec<Vec<ProfileReport>> = runs
         .iter()
@@ -631,6 +646,18 @@ fn print_cp(label: &str, cp: &CpOutcome) {
     );
 }
 
+/// NAB's windows file, relative to the NAB folder.
+const NAB_LABELS: &str = "labels/combined_windows.json";
+
+/// `path` when given, else `$var/default` (the data-set folders docs/testing.md names).
+fn or_env(path: Option<PathBuf>, var: &str, default: &str) -> anyhow::Result<PathBuf> {
+    match (path, std::env::var_os(var)) {
+        (Some(p), _) => Ok(p),
+        (None, Some(dir)) => Ok(PathBuf::from(dir).join(default)),
+        (None, None) => bail!("give the path, or set {var} to the data set's folder"),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Skab {
@@ -640,13 +667,16 @@ fn main() -> anyhow::Result<()> {
             contamination,
             seed,
             seeds,
-        } => run_skab(
-            &data,
-            detector,
-            train_rows,
-            contamination,
-            seed..seed + seeds,
-        ),
+        } => {
+            let data = or_env(data, "PDM_SKAB_DIR", "data")?;
+            run_skab(
+                &data,
+                detector,
+                train_rows,
+                contamination,
+                seed..seed + seeds,
+            )
+        }
         Command::Nab {
             data,
             labels,
@@ -654,12 +684,20 @@ fn main() -> anyhow::Result<()> {
             seed,
             seeds,
             per_file,
-        } => run_nab(&data, &labels, detector, seed..seed + seeds, per_file),
+        } => {
+            let data = or_env(data, "PDM_NAB_DIR", "data")?;
+            let labels = or_env(labels, "PDM_NAB_DIR", NAB_LABELS)?;
+            run_nab(&data, &labels, detector, seed..seed + seeds, per_file)
+        }
         Command::NabResults {
             results,
             labels,
             per_file,
-        } => run_nab_results(&results, &labels, per_file),
+        } => {
+            let results = or_env(results, "PDM_NAB_DIR", "results/windowedGaussian")?;
+            let labels = or_env(labels, "PDM_NAB_DIR", NAB_LABELS)?;
+            run_nab_results(&results, &labels, per_file)
+        }
     }
 }
 

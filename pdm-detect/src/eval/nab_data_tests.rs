@@ -29,7 +29,7 @@ fn skip(what: &str, dir: &Path) {
     if std::env::var("PDM_TEST_REQUIRE_DATA").as_deref() == Ok("1") {
         panic!("{msg}, and PDM_TEST_REQUIRE_DATA=1");
     }
-    println!("{msg}");
+    eprintln!("{msg}");
 }
 
 /// `(key relative to data/, path)` of every `<category>/<detector>_<file>.csv` result file.
