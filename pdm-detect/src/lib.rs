@@ -46,6 +46,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
+pub mod eval;
 mod iforest;
 pub mod persist;
 
