@@ -44,9 +44,12 @@
 //! # Ok::<(), pdm_detect::DetectError>(())
 //! ```
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::ArrayView2;
 
 mod iforest;
+pub mod scale;
+
+pub use scale::{RobustScaler, StandardScaler};
 
 pub use iforest::{
     average_path_length, depth_limit, Contamination, FitNote, IsolationForest,
@@ -105,89 +108,23 @@ fn check_finite(x: &ArrayView2<'_, f64>) -> Result<()> {
     Ok(())
 }
 
-/// Centres each column on its mean and scales it to unit (population) standard deviation.
-/// Constant columns are centred only, so they map to zero instead of dividing by zero.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StandardScaler {
-    mean: Array1<f64>,
-    scale: Array1<f64>,
-}
-
-impl StandardScaler {
-    /// Learns the mean and standard deviation of each column.
-    pub fn fit(x: &ArrayView2<'_, f64>) -> Result<Self> {
-        if x.nrows() == 0 {
-            return Err(DetectError::Empty);
-        }
-        check_finite(x)?;
-        let mean = x.mean_axis(Axis(0)).ok_or(DetectError::Empty)?;
-        let scale = x
-            .std_axis(Axis(0), 0.0)
-            .mapv(|s| if s > 0.0 { s } else { 1.0 });
-        Ok(Self { mean, scale })
-    }
-
-    /// Scales `x` with the learned statistics.
-    pub fn transform(&self, x: &ArrayView2<'_, f64>) -> Result<Array2<f64>> {
-        if x.ncols() != self.mean.len() {
-            return Err(DetectError::Columns {
-                expected: self.mean.len(),
-                got: x.ncols(),
-            });
-        }
-        check_finite(x)?;
-        Ok((x - &self.mean) / &self.scale)
-    }
-
-    /// Learned column means.
-    pub fn mean(&self) -> &Array1<f64> {
-        &self.mean
-    }
-
-    /// Learned column scales (standard deviations; 1 for constant columns).
-    pub fn scale(&self) -> &Array1<f64> {
-        &self.scale
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ndarray::array;
-
-    #[test]
-    fn scales_to_zero_mean_unit_variance() {
-        let x = array![[1.0, 2.0], [2.0, 4.0], [3.0, 6.0], [4.0, 8.0]];
-        let s = StandardScaler::fit(&x.view()).expect("fit");
-        let z = s.transform(&x.view()).expect("transform");
-        for col in z.columns() {
-            assert!(col.mean().expect("mean").abs() < 1e-12);
-            assert!((col.std(0.0) - 1.0).abs() < 1e-12);
-        }
-    }
-
-    #[test]
-    fn rejects_bad_input() {
-        let empty = Array2::<f64>::zeros((0, 2));
-        assert_eq!(StandardScaler::fit(&empty.view()), Err(DetectError::Empty));
-        let nan = array![[1.0, f64::NAN]];
-        assert_eq!(
-            StandardScaler::fit(&nan.view()),
-            Err(DetectError::NotFinite { row: 0, col: 1 })
-        );
-        let s = StandardScaler::fit(&array![[1.0, 2.0]].view()).expect("fit");
-        assert_eq!(
-            s.transform(&array![[1.0]].view()),
-            Err(DetectError::Columns {
-                expected: 2,
-                got: 1
-            })
-        );
-    }
-
-    #[test]
-    fn model_is_send_and_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<StandardScaler>();
+/// numpy's default ("linear") quantile of sorted, non-empty data, `q` in [0, 1].
+///
+/// Callers check that `sorted` is non-empty and `q` in range; this only interpolates.
+fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return f64::NAN;
+    };
+    let pos = last as f64 * q;
+    let lo = (pos.floor() as usize).min(last);
+    let hi = (lo + 1).min(last);
+    let t = pos - lo as f64;
+    let (a, b) = (sorted[lo], sorted[hi]);
+    let d = b - a;
+    // numpy's _lerp interpolates from the nearer end, which keeps the result monotone in t.
+    if t >= 0.5 {
+        b - d * (1.0 - t)
+    } else {
+        a + d * t
     }
 }
