@@ -46,9 +46,14 @@
 
 use ndarray::ArrayView2;
 
+pub mod features;
 mod iforest;
 pub mod scale;
 
+pub use features::{
+    channel_of, Feature, WindowFeatureMatrix, WindowFeatures, WindowFeaturesParams,
+    WindowFeaturesParamsError, WindowFeaturesValidParams,
+};
 pub use scale::{RobustScaler, StandardScaler};
 
 pub use iforest::{
@@ -94,6 +99,9 @@ pub enum DetectError {
     /// A model parameter is out of its range, or does not fit the training set.
     #[error("invalid parameter: {0}")]
     Params(#[from] IsolationForestParamsError),
+    /// A window-feature parameter is out of its range.
+    #[error("invalid parameter: {0}")]
+    WindowFeatures(#[from] WindowFeaturesParamsError),
 }
 
 /// Result of this crate.
