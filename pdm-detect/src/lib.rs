@@ -48,11 +48,16 @@ use ndarray::ArrayView2;
 
 pub mod features;
 mod iforest;
+pub mod pca;
 pub mod scale;
 
 pub use features::{
     channel_of, Feature, WindowFeatureMatrix, WindowFeatures, WindowFeaturesParams,
     WindowFeaturesParamsError, WindowFeaturesValidParams,
+};
+pub use pca::{
+    NComponents, PcaContributions, PcaDetector, PcaDetectorParams, PcaDetectorParamsError,
+    PcaDetectorValidParams, PcaStatistics,
 };
 pub use scale::{RobustScaler, StandardScaler};
 
@@ -102,6 +107,17 @@ pub enum DetectError {
     /// A window-feature parameter is out of its range.
     #[error("invalid parameter: {0}")]
     WindowFeatures(#[from] WindowFeaturesParamsError),
+    /// A PCA detector parameter is out of its range, or does not fit the training set.
+    #[error("invalid parameter: {0}")]
+    Pca(#[from] PcaDetectorParamsError),
+    /// The training set has too few rows for the model.
+    #[error("need at least {needed} rows, got {got}")]
+    TooFewRows {
+        /// Rows the model needs.
+        needed: usize,
+        /// Rows given.
+        got: usize,
+    },
 }
 
 /// Result of this crate.
