@@ -46,11 +46,15 @@
 
 use ndarray::ArrayView2;
 
+pub mod decide;
 pub mod features;
 mod iforest;
 pub mod pca;
 pub mod scale;
 
+pub use decide::{
+    calibrate_threshold, DecisionParams, DecisionParamsError, DecisionValidParams, Decisions, Event,
+};
 pub use features::{
     channel_of, Feature, WindowFeatureMatrix, WindowFeatures, WindowFeaturesParams,
     WindowFeaturesParamsError, WindowFeaturesValidParams,
@@ -116,6 +120,23 @@ pub enum DetectError {
         /// Rows the model needs.
         needed: usize,
         /// Rows given.
+        got: usize,
+    },
+    /// A decision parameter is out of its range.
+    #[error("invalid parameter: {0}")]
+    Decision(#[from] DecisionParamsError),
+    /// A score is NaN or infinite.
+    #[error("score {index} is not a finite number")]
+    NotFiniteScore {
+        /// Position of the score.
+        index: usize,
+    },
+    /// Two sequences that go together have different lengths.
+    #[error("expected {expected} values, got {got}")]
+    Length {
+        /// Length of the first sequence.
+        expected: usize,
+        /// Length of the second.
         got: usize,
     },
 }
