@@ -46,12 +46,14 @@
 
 use ndarray::ArrayView2;
 
+pub mod attribution;
 pub mod decide;
 pub mod features;
 mod iforest;
 pub mod pca;
 pub mod scale;
 
+pub use attribution::{pca_attribution, Attribution, MedianReplacement, PcaStatistic};
 pub use decide::{
     calibrate_threshold, DecisionParams, DecisionParamsError, DecisionValidParams, Decisions, Event,
 };
@@ -131,6 +133,9 @@ pub enum DetectError {
         /// Position of the score.
         index: usize,
     },
+    /// A detector failed while scoring.
+    #[error("detector: {0}")]
+    Detector(#[from] pdm_core::detector::DetectError),
     /// Two sequences that go together have different lengths.
     #[error("expected {expected} values, got {got}")]
     Length {

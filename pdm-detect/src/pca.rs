@@ -531,7 +531,7 @@ pub(crate) fn symmetric_eigen(mut a: Array2<f64>) -> (Array1<f64>, Array2<f64>) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ndarray::array;
     use rand::distr::StandardUniform;
@@ -551,7 +551,7 @@ mod tests {
     }
 
     /// `n` rows whose `d` features are one shared factor plus `noise` times independent noise.
-    fn one_factor(n: usize, d: usize, noise: f64, seed: u64) -> Array2<f64> {
+    pub(crate) fn one_factor(n: usize, d: usize, noise: f64, seed: u64) -> Array2<f64> {
         let z = normals(n * (d + 1), seed);
         Array2::from_shape_fn((n, d), |(i, j)| {
             z[i * (d + 1)] + noise * z[i * (d + 1) + 1 + j]
