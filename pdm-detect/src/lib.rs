@@ -1,10 +1,67 @@
 //! Anomaly detection for pdm, on ndarray.
 //!
 //! This crate grows into the detection engine (multivariate and streaming detectors, health and
-//! remaining useful life, evaluation). Today it holds an Isolation Forest with scikit-learn's
-//! semantics and the standard scaler every later model builds on. Both follow the
+//! remaining useful life, evaluation). Today it holds the pieces of a batch pipeline from raw
+//! sensor series to alarms: window [`features`], [`scale`]rs, detectors (the [`pca`] detector
+//! with Hotelling's T² and Q, an Isolation Forest with scikit-learn's semantics), [`decide`]
+//! (thresholds, "k of n" smoothing, events) and [`attribution`] (which sensor). Models follow the
 //! validated-parameters pattern: parameters are built unchecked, checked once, fitting returns a
 //! model, and the model scores or transforms.
+//!
+//! From a multichannel series to events and the sensor to blame:
+//!
+//! ```
+//! use ndarray::{Array2, Axis};
+//! use pdm_core::detector::{Detector, Rows};
+//! use pdm_detect::{
+//!     pca_attribution, DecisionParams, NComponents, PcaDetector, PcaStatistic, StandardScaler,
+//!     WindowFeatures,
+//! };
+//!
+//! // Three sensors, 3000 samples; from sample 2500 on the bearing vibrates twice as hard.
+//! let series = Array2::from_shape_fn((3000, 3), |(t, c)| {
+//!     let noise = ((t * 7919 + c * 104_729) % 1009) as f64 / 1009.0 - 0.5;
+//!     let wave = (t as f64 * 0.3 + c as f64).sin();
+//!     let gain = if c == 2 && t >= 2500 { 2.0 } else { 1.0 };
+//!     10.0 * c as f64 + gain * (wave + 0.2 * noise)
+//! });
+//! let channels = ["inlet", "outlet", "bearing"];
+//!
+//! // Windows of 100 samples every 20; the first 2000 samples are the healthy training period.
+//! let features = WindowFeatures::params().window(100).step(20).transform(&series.view(), &channels)?;
+//! let x = features.values();
+//! let n_train = features.ends().iter().take_while(|&&end| end < 2000).count();
+//! let train = x.slice_axis(Axis(0), (0..n_train).into());
+//!
+//! let scaler = StandardScaler::fit(&train)?;
+//! let model = PcaDetector::params()
+//!     .n_components(NComponents::Variance(0.95))
+//!     .alpha(0.99)
+//!     .fit(&scaler.transform(&train)?.view())?
+//!     .with_feature_names(features.names().to_vec())?;
+//!
+//! // Score everything, flag 3 of the last 5 windows above the threshold, group into events.
+//! let z = scaler.transform(&x.view())?;
+//! let rows = z.as_slice().expect("a new array is contiguous");
+//! let scores = model.score(Rows::new(rows, z.ncols()).expect("whole rows"))?;
+//! let decisions = DecisionParams::new()
+//!     .threshold(model.threshold())
+//!     .k_of_n(3, 5)
+//!     .min_gap(10)
+//!     .decide(&scores)?;
+//! // One event, and it starts in a window that holds faulty samples.
+//! assert_eq!(decisions.events.len(), 1);
+//! let event = decisions.events[0];
+//! assert!(features.ends()[event.start] >= 2500);
+//!
+//! // The bearing's features explain the peak.
+//! let peak = z.row(event.peak_index).to_vec();
+//! let blame = pca_attribution(&model, &peak, PcaStatistic::Dominant)?;
+//! assert_eq!(blame.sensors[0].0, "bearing");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The Isolation Forest:
 //!
 //! ```
 //! use ndarray::Array2;
