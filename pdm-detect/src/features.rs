@@ -26,7 +26,7 @@
 //! ```
 
 use crate::{check_finite, DetectError, Result};
-use ndarray::{Array2, ArrayView1, ArrayView2, Axis, Slice};
+use ndarray::{Array2, ArrayView2};
 
 /// Separator between the channel and the feature in a feature name.
 pub const SEPARATOR: &str = "__";
@@ -307,13 +307,20 @@ impl WindowFeaturesValidParams {
         let n_feat = self.features.len();
         let mut values = Array2::zeros((n_windows, x.ncols() * n_feat));
         let mut ends = Vec::with_capacity(n_windows);
+        // One channel-major copy of the series (the only allocation besides the output), so that
+        // each window of a channel is a contiguous slice for the lane-wise sums of Stats::of.
+        let by_channel = x.t().as_standard_layout().into_owned();
         for (w, mut out) in values.rows_mut().into_iter().enumerate() {
             let end = self.window - 1 + w * self.step;
             ends.push(end);
             let start = end + 1 - self.window;
-            for (c, col) in x.columns().into_iter().enumerate() {
-                // ndarray's s! macro trips the workspace's forbid(unsafe_code), hence slice_axis.
-                let stats = Stats::of(col.slice_axis(Axis(0), Slice::from(start..end + 1)));
+            for (c, channel) in by_channel.rows().into_iter().enumerate() {
+                let samples = channel.as_slice().and_then(|s| s.get(start..=end));
+                let Some(samples) = samples else {
+                    // Unreachable: the copy is in standard layout and end < n_samples.
+                    return Err(DetectError::Empty);
+                };
+                let stats = Stats::of(samples);
                 for (k, &f) in self.features.iter().enumerate() {
                     out[c * n_feat + k] = stats.get(f);
                 }
@@ -326,6 +333,9 @@ impl WindowFeaturesValidParams {
         })
     }
 }
+
+/// Partial sums kept per pass in [`Stats::of`].
+const LANES: usize = 4;
 
 /// Every statistic of one channel over one window.
 struct Stats {
@@ -345,20 +355,38 @@ impl Stats {
     ///
     /// One pass of raw power sums would be faster but loses the digits of a sensor that reads
     /// 1000 ± 0.01 and makes kurtosis a difference of huge near-equal numbers; the window is in
-    /// cache for the second pass, so it costs little.
-    fn of(x: ArrayView1<'_, f64>) -> Self {
+    /// cache for the second pass, so it costs little. Each pass keeps [`LANES`] partial sums:
+    /// one accumulator would chain every addition on the previous one (floating-point addition
+    /// is not reassociated by the compiler), which measured about 2x slower on 20 channels.
+    fn of(x: &[f64]) -> Self {
         let n = x.len() as f64;
-        let (mut sum, mut sum_sq) = (0.0, 0.0);
-        let (mut min, mut max, mut max_abs) = (f64::INFINITY, f64::NEG_INFINITY, 0.0_f64);
-        for &v in x {
-            sum += v;
-            sum_sq += v * v;
-            min = min.min(v);
-            max = max.max(v);
-            max_abs = max_abs.max(v.abs());
+        let mut sum = [0.0; LANES];
+        let mut sum_sq = [0.0; LANES];
+        let mut min = [f64::INFINITY; LANES];
+        let mut max = [f64::NEG_INFINITY; LANES];
+        let mut max_abs = [0.0_f64; LANES];
+        let mut pass1 = |l: usize, v: f64| {
+            sum[l] += v;
+            sum_sq[l] += v * v;
+            min[l] = min[l].min(v);
+            max[l] = max[l].max(v);
+            max_abs[l] = max_abs[l].max(v.abs());
+        };
+        let chunks = x.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for (l, &v) in c.iter().enumerate() {
+                pass1(l, v);
+            }
         }
-        let mean = sum / n;
-        let mean_square = sum_sq / n;
+        for &v in rest {
+            pass1(0, v);
+        }
+        let mean = sum.iter().sum::<f64>() / n;
+        let mean_square = sum_sq.iter().sum::<f64>() / n;
+        let min = min.into_iter().fold(f64::INFINITY, f64::min);
+        let max = max.into_iter().fold(f64::NEG_INFINITY, f64::max);
+        let max_abs = max_abs.into_iter().fold(0.0, f64::max);
         // Exactly constant: the mean may still differ from the value in its last bit, so the
         // spread and shape are set rather than computed from rounding noise.
         if min == max {
@@ -374,28 +402,44 @@ impl Stats {
                 slope: 0.0,
             };
         }
-        let (mut s2, mut s3, mut s4, mut st) = (0.0, 0.0, 0.0, 0.0);
+        let mut s2 = [0.0; LANES];
+        let mut s3 = [0.0; LANES];
+        let mut s4 = [0.0; LANES];
+        let mut st = [0.0; LANES];
         let t_mean = (n - 1.0) / 2.0;
-        for (t, &v) in x.iter().enumerate() {
+        let mut pass2 = |l: usize, t: f64, v: f64| {
             let d = v - mean;
             let d2 = d * d;
-            s2 += d2;
-            s3 += d2 * d;
-            s4 += d2 * d2;
-            st += (t as f64 - t_mean) * d;
+            s2[l] += d2;
+            s3[l] += d2 * d;
+            s4[l] += d2 * d2;
+            st[l] += (t - t_mean) * d;
+        };
+        let chunks = x.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        let mut t0 = 0.0;
+        for c in chunks {
+            for (l, &v) in c.iter().enumerate() {
+                pass2(l, t0 + l as f64, v);
+            }
+            t0 += LANES as f64;
         }
+        for (l, &v) in rest.iter().enumerate() {
+            pass2(0, t0 + l as f64, v);
+        }
+        let total = |a: [f64; LANES]| a.iter().sum::<f64>();
         Self {
             mean,
-            m2: s2 / n,
-            m3: s3 / n,
-            m4: s4 / n,
+            m2: total(s2) / n,
+            m3: total(s3) / n,
+            m4: total(s4) / n,
             min,
             max,
             mean_square,
             max_abs,
             // Least squares on t = 0..n-1: sum((t - t̄)(x - x̄)) / sum((t - t̄)²), the
             // denominator being n(n² - 1) / 12.
-            slope: st / (n * (n * n - 1.0) / 12.0),
+            slope: total(st) / (n * (n * n - 1.0) / 12.0),
         }
     }
 
@@ -502,6 +546,21 @@ mod tests {
                 2.0,
                 1.2,
             ],
+        );
+    }
+
+    #[test]
+    fn hand_computed_odd_length() {
+        // 0, 0, 0, 0, 5 (the last sample falls outside the 4-wide partial sums): mean 1;
+        // deviations -1 (four times) and 4: m2 = 20 / 5 = 4, m3 = 60 / 5 = 12, m4 = 260 / 5 = 52.
+        // Skewness 12 / 8 = 1.5, kurtosis 52 / 16 - 3 = 0.25. Mean square 5, crest 5 / √5 = √5.
+        // Slope: sum((t - 2) d) = 2 + 1 + 0 - 1 + 8 = 10 over n (n² - 1) / 12 = 10, so 1.
+        let x = array![[0.0], [0.0], [0.0], [0.0], [5.0]];
+        let out = all_features(&x, 5);
+        let r5 = 5.0_f64.sqrt();
+        assert_row(
+            out.values().row(0),
+            &[1.0, 2.0, 0.0, 5.0, 5.0, r5, 1.5, 0.25, r5, 1.0],
         );
     }
 

@@ -468,7 +468,7 @@ pub(crate) fn symmetric_eigen(mut a: Array2<f64>) -> (Array1<f64>, Array2<f64>) 
     let n = a.nrows();
     let mut v = Array2::<f64>::eye(n);
     let norm2: f64 = a.iter().map(|x| x * x).sum();
-    for _ in 0..MAX_SWEEPS {
+    for sweep in 0..MAX_SWEEPS {
         let mut off = 0.0;
         for p in 0..n {
             for q in p + 1..n {
@@ -481,6 +481,18 @@ pub(crate) fn symmetric_eigen(mut a: Array2<f64>) -> (Array1<f64>, Array2<f64>) 
         for p in 0..n {
             for q in p + 1..n {
                 let apq = a[[p, q]];
+                // After a few sweeps, an element too small to change either diagonal entry is
+                // zeroed instead of rotated (Numerical Recipes' rule): rotating it would only
+                // shuffle rounding, and the relative stopping test could then never be met.
+                let g = 100.0 * apq.abs();
+                if sweep > 3
+                    && a[[p, p]].abs() + g == a[[p, p]].abs()
+                    && a[[q, q]].abs() + g == a[[q, q]].abs()
+                {
+                    a[[p, q]] = 0.0;
+                    a[[q, p]] = 0.0;
+                    continue;
+                }
                 if apq == 0.0 {
                     continue;
                 }
