@@ -109,6 +109,7 @@ pub mod features;
 mod iforest;
 pub mod pca;
 pub mod scale;
+mod stats;
 
 pub use attribution::{pca_attribution, Attribution, MedianReplacement, PcaStatistic};
 pub use decide::{
@@ -120,7 +121,7 @@ pub use features::{
 };
 pub use pca::{
     NComponents, PcaContributions, PcaDetector, PcaDetectorParams, PcaDetectorParamsError,
-    PcaDetectorValidParams, PcaStatistics,
+    PcaDetectorValidParams, PcaLimits, PcaStatistics,
 };
 pub use scale::{RobustScaler, StandardScaler};
 

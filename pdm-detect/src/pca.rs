@@ -12,11 +12,12 @@
 //! - `Q = ‖(x - mean) - P t‖²`: the squared residual *off* the model. Sensors that stop agreeing
 //!   the way they did in training (a broken correlation) raise Q, even when each value is normal.
 //!
-//! Both limits are the empirical `alpha`-quantile (numpy's linear percentile) of the statistic
-//! over the training rows, so that about `1 - alpha` of the training rows exceed each. They
-//! assume nothing about normality (the F-distribution limit of T² and Jackson–Mudholkar's of Q
-//! do), at the price of needing enough training rows for the quantile: with `alpha = 0.99`, a few
-//! hundred at least. The detector score is `max(T² / T²_lim, Q / Q_lim)` and its threshold 1:
+//! By default ([`PcaLimits::Empirical`]) both limits are the empirical `alpha`-quantile (numpy's
+//! linear percentile) of the statistic over the training rows, so that about `1 - alpha` of the
+//! training rows exceed each. They assume nothing about normality, at the price of needing enough
+//! training rows for the quantile: with `alpha = 0.99`, a few hundred at least.
+//! [`PcaLimits::Parametric`] uses the F-distribution limit of T² and Jackson–Mudholkar's of Q
+//! instead, which assume Gaussian data but extrapolate beyond the training rows. The detector score is `max(T² / T²_lim, Q / Q_lim)` and its threshold 1:
 //! a row is anomalous when either statistic exceeds its limit.
 //!
 //! ```
@@ -39,7 +40,7 @@
 //! # Ok::<(), pdm_detect::DetectError>(())
 //! ```
 
-use crate::{check_finite, quantile_sorted, DetectError, Result};
+use crate::{check_finite, quantile_sorted, stats, DetectError, Result};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use pdm_core::detector::{self, Detector, Rows};
 
@@ -57,6 +58,19 @@ impl Default for NComponents {
     fn default() -> Self {
         Self::Variance(0.95)
     }
+}
+
+/// How the limits of T² and Q are set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PcaLimits {
+    /// The `alpha`-quantile of each statistic over the training rows (numpy's linear
+    /// percentile). Assumes nothing about the distribution; needs enough training rows.
+    #[default]
+    Empirical,
+    /// Formulas for Gaussian data: for T², the limit for new observations
+    /// `k (n - 1)(n + 1) / (n (n - k)) · F_alpha(k, n - k)`; for Q, Jackson and Mudholkar's (1979)
+    /// from the residual eigenvalues (Box's `g χ²_h` approximation when theirs is undefined).
+    Parametric,
 }
 
 /// An invalid PCA detector parameter, with the allowed range.
@@ -87,6 +101,7 @@ pub enum PcaDetectorParamsError {
 pub struct PcaDetectorValidParams {
     n_components: NComponents,
     alpha: f64,
+    limits: PcaLimits,
 }
 
 impl PcaDetectorValidParams {
@@ -95,9 +110,14 @@ impl PcaDetectorValidParams {
         self.n_components
     }
 
-    /// Quantile of the training statistics used as their limits.
+    /// Confidence level of the limits.
     pub fn alpha(&self) -> f64 {
         self.alpha
+    }
+
+    /// How the limits are set.
+    pub fn limits(&self) -> PcaLimits {
+        self.limits
     }
 
     /// Learns the model on the rows of `x` (already scaled; one row per observation).
@@ -113,7 +133,7 @@ impl PcaDetectorValidParams {
 
 /// Unchecked PCA detector parameters, from [`PcaDetector::params`].
 ///
-/// Defaults: components explaining 95 % of the variance, limits at the 0.99 quantile.
+/// Defaults: components explaining 95 % of the variance, empirical limits at the 0.99 quantile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PcaDetectorParams(PcaDetectorValidParams);
 
@@ -122,6 +142,7 @@ impl Default for PcaDetectorParams {
         Self(PcaDetectorValidParams {
             n_components: NComponents::default(),
             alpha: 0.99,
+            limits: PcaLimits::Empirical,
         })
     }
 }
@@ -133,9 +154,16 @@ impl PcaDetectorParams {
         self
     }
 
-    /// Quantile of the training statistics used as their limits, in (0, 1).
+    /// Confidence level of the limits, in (0, 1): the quantile of the training statistics, or of
+    /// the parametric distributions.
     pub fn alpha(mut self, alpha: f64) -> Self {
         self.0.alpha = alpha;
+        self
+    }
+
+    /// How the limits are set.
+    pub fn limits(mut self, limits: PcaLimits) -> Self {
+        self.0.limits = limits;
         self
     }
 
@@ -272,14 +300,31 @@ impl PcaDetector {
             q_limit: 0.0,
             feature_names: (0..n_cols).map(|i| format!("x{i}")).collect(),
         };
-        let stats = model.statistics_unchecked(x);
+        let (t2_raw, q_raw) = match p.limits {
+            PcaLimits::Empirical => {
+                let stats = model.statistics_unchecked(x);
+                (
+                    quantile_of(stats.t2.to_vec(), p.alpha),
+                    quantile_of(stats.q.to_vec(), p.alpha),
+                )
+            }
+            PcaLimits::Parametric => {
+                let residual = model
+                    .eigenvalues
+                    .slice_axis(Axis(0), ndarray::Slice::from(k..));
+                (
+                    hotelling_limit(k, n_rows, p.alpha),
+                    jackson_mudholkar(residual, p.alpha),
+                )
+            }
+        };
         // A limit of zero would make every ratio 0/0 or infinite: training rows that all lie on
         // the model (k = n_features, or constant data) give Q = 0 up to rounding, and new rows
         // then differ from it by rounding too. The floor is far above rounding and far below
         // any real deviation of scaled data.
         let q_floor = if total > 0.0 { 1e-9 * total } else { 1e-12 };
-        model.t2_limit = quantile_of(stats.t2.to_vec(), p.alpha).max(1e-12);
-        model.q_limit = quantile_of(stats.q.to_vec(), p.alpha).max(q_floor);
+        model.t2_limit = t2_raw.max(1e-12);
+        model.q_limit = q_raw.max(q_floor);
         Ok(model)
     }
 
@@ -447,6 +492,42 @@ impl Detector for PcaDetector {
     fn threshold(&self) -> f64 {
         1.0
     }
+}
+
+/// Limit of T² for a new observation of a Gaussian population whose mean and covariance were
+/// estimated on `n` rows, `k` components kept: `k (n - 1)(n + 1) / (n (n - k)) · F_alpha(k, n - k)`
+/// (Tracy, Young & Mason 1992). 0 without components, where T² is always 0.
+fn hotelling_limit(k: usize, n: usize, alpha: f64) -> f64 {
+    if k == 0 || n <= k {
+        return 0.0;
+    }
+    let (k, n) = (k as f64, n as f64);
+    k * (n - 1.0) * (n + 1.0) / (n * (n - k)) * stats::f_quantile(alpha, k, n - k)
+}
+
+/// Jackson and Mudholkar's (1979) limit of Q from the residual eigenvalues:
+/// `θ_i = Σ λ^i`, `h0 = 1 - 2 θ1 θ3 / (3 θ2²)`,
+/// `Q = θ1 (c sqrt(2 θ2 h0²) / θ1 + 1 + θ2 h0 (h0 - 1) / θ1²)^(1 / h0)` with `c` the normal
+/// `alpha`-quantile. Very uneven residual eigenvalues make `h0 <= 0`, and a low `alpha` can make
+/// the bracket non-positive; Box's `g χ²_h` (g = θ2 / θ1, h = θ1² / θ2, the χ² quantile by
+/// Wilson–Hilferty) stands in then. 0 without residual variance.
+fn jackson_mudholkar(residual: ArrayView1<'_, f64>, alpha: f64) -> f64 {
+    let theta = |p: i32| residual.iter().map(|l| l.powi(p)).sum::<f64>();
+    let (t1, t2, t3) = (theta(1), theta(2), theta(3));
+    if t1 <= 0.0 || t2 <= 0.0 {
+        return 0.0;
+    }
+    let z = stats::normal_quantile(alpha);
+    let h0 = 1.0 - 2.0 * t1 * t3 / (3.0 * t2 * t2);
+    if h0 > 0.0 {
+        let bracket = z * (2.0 * t2 * h0 * h0).sqrt() / t1 + 1.0 + t2 * h0 * (h0 - 1.0) / (t1 * t1);
+        if bracket > 0.0 {
+            return t1 * bracket.powf(1.0 / h0);
+        }
+    }
+    let (g, h) = (t2 / t1, t1 * t1 / t2);
+    let base = 1.0 - 2.0 / (9.0 * h) + z * (2.0 / (9.0 * h)).sqrt();
+    g * h * base.max(0.0).powi(3)
 }
 
 fn quantile_of(mut v: Vec<f64>, q: f64) -> f64 {
@@ -698,6 +779,61 @@ pub(crate) mod tests {
         let above_t2 = s.t2.iter().filter(|&&v| v > m.t2_limit()).count();
         let above_q = s.q.iter().filter(|&&v| v > m.q_limit()).count();
         assert_eq!((above_t2, above_q), (50, 50));
+    }
+
+    #[test]
+    fn jackson_mudholkar_against_chi_square() {
+        // m equal residual eigenvalues λ: Q / λ is exactly χ² with m degrees of freedom.
+        // Tables: χ²_0.95(10) = 18.307, χ²_0.99(1) = 6.635, χ²_0.99(5) = 15.086.
+        let ones = |m: usize| Array1::from_elem(m, 1.0);
+        let jm = |l: Array1<f64>, a| jackson_mudholkar(l.view(), a);
+        assert!(close(jm(ones(10), 0.95), 18.307, 0.01));
+        assert!(close(jm(ones(1), 0.99), 6.635, 0.03));
+        assert!(close(jm(ones(5) * 2.0, 0.99), 2.0 * 15.086, 0.01));
+        // Very uneven eigenvalues (h0 < 0): Box's approximation, still near the mean of Q
+        // (θ1 = 2) and above it.
+        let uneven = Array1::from_iter(std::iter::once(1.0).chain(std::iter::repeat_n(0.01, 100)));
+        let q = jm(uneven, 0.99);
+        assert!(q.is_finite() && q > 2.0 && q < 20.0, "{q}");
+        assert_eq!(jm(Array1::zeros(3), 0.99), 0.0);
+        assert_eq!(jm(Array1::zeros(0), 0.99), 0.0);
+    }
+
+    #[test]
+    fn parametric_limits_on_gaussian_data() {
+        // k = 1 of 2 features, n = 2000: T² is about F(1, 1999), whose 0.99 quantile is near
+        // z_0.995² = 2.5758² = 6.635; Q is λ2 χ²_1, 0.99 quantile 6.635 λ2.
+        let x = one_factor(2000, 2, 0.3, 8);
+        let p = PcaDetector::params()
+            .n_components(NComponents::Count(1))
+            .limits(PcaLimits::Parametric);
+        let m = p.fit(&x.view()).expect("fit");
+        assert_eq!(m.fit_params().limits(), PcaLimits::Parametric);
+        assert!(close(m.t2_limit(), 6.635, 0.01), "{}", m.t2_limit());
+        let lambda2 = m.eigenvalues()[1];
+        assert!(close(m.q_limit(), 6.635 * lambda2, 0.03), "{}", m.q_limit());
+        // On Gaussian data the empirical limits agree within sampling error.
+        let e = PcaDetector::params()
+            .n_components(NComponents::Count(1))
+            .fit(&x.view())
+            .expect("fit");
+        assert!(
+            close(e.t2_limit(), m.t2_limit(), 0.15),
+            "{} vs {}",
+            e.t2_limit(),
+            m.t2_limit()
+        );
+        assert!(
+            close(e.q_limit(), m.q_limit(), 0.15),
+            "{} vs {}",
+            e.q_limit(),
+            m.q_limit()
+        );
+        // Hand-checked form: k (n - 1)(n + 1) / (n (n - k)) F with k = 2, n = 12 is
+        // 2 · 11 · 13 / (12 · 10) F_0.95(2, 10) = 2.38333 · 4.10276 (F(2, 10) in closed form).
+        let f = 5.0 * (0.05_f64.powf(-0.2) - 1.0);
+        assert!(close(hotelling_limit(2, 12, 0.95), 286.0 / 120.0 * f, 1e-9));
+        assert_eq!(hotelling_limit(0, 12, 0.95), 0.0);
     }
 
     #[test]
