@@ -1,10 +1,11 @@
 //! From scores to decisions: a threshold, "k of n" smoothing, and events.
 //!
 //! A detector gives one score per row (per window, with window features). A raw flag is a score
-//! strictly above the threshold, as [`Detector::threshold`](pdm_core::detector::Detector::threshold)
-//! has it. One noisy row should not page anyone, so flags are smoothed: a row is flagged when at
-//! least `k` of the last `n` raw flags (itself included) are set. Runs of flagged rows become
-//! [`Event`]s; runs separated by fewer than `min_gap` unflagged rows are one event.
+//! strictly above the threshold, as
+//! [`Detector::threshold`](pdm_core::detector::Detector::threshold) has it. One noisy row should
+//! not page anyone, so flags are smoothed: a row is flagged when at least `k` of the last `n` raw
+//! flags (itself included) are set. Runs of flagged rows become [`Event`]s; runs separated by
+//! fewer than `min_gap` unflagged rows are one event.
 //!
 //! ```
 //! use pdm_detect::decide::{DecisionParams, Event};

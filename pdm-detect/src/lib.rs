@@ -2,11 +2,11 @@
 //!
 //! This crate grows into the detection engine (multivariate and streaming detectors, health and
 //! remaining useful life, evaluation). Today it holds the pieces of a batch pipeline from raw
-//! sensor series to alarms: window [`features`], [`scale`]rs, detectors (the [`pca`] detector
-//! with Hotelling's T² and Q, an Isolation Forest with scikit-learn's semantics), [`decide`]
-//! (thresholds, "k of n" smoothing, events) and [`attribution`] (which sensor). Models follow the
-//! validated-parameters pattern: parameters are built unchecked, checked once, fitting returns a
-//! model, and the model scores or transforms.
+//! sensor series to alarms: window [`features`], scalers ([`scale`]), detectors (the [`pca`]
+//! detector with Hotelling's T² and Q, an Isolation Forest with scikit-learn's semantics),
+//! [`decide`] (thresholds, "k of n" smoothing, events) and [`attribution`] (which sensor). Models
+//! follow the validated-parameters pattern: parameters are built unchecked, checked once, fitting
+//! returns a model, and the model scores or transforms.
 //!
 //! From a multichannel series to events and the sensor to blame:
 //!
@@ -28,7 +28,10 @@
 //! let channels = ["inlet", "outlet", "bearing"];
 //!
 //! // Windows of 100 samples every 20; the first 2000 samples are the healthy training period.
-//! let features = WindowFeatures::params().window(100).step(20).transform(&series.view(), &channels)?;
+//! let features = WindowFeatures::params()
+//!     .window(100)
+//!     .step(20)
+//!     .transform(&series.view(), &channels)?;
 //! let x = features.values();
 //! let n_train = features.ends().iter().take_while(|&&end| end < 2000).count();
 //! let train = x.slice_axis(Axis(0), (0..n_train).into());

@@ -17,8 +17,10 @@
 //! training rows exceed each. They assume nothing about normality, at the price of needing enough
 //! training rows for the quantile: with `alpha = 0.99`, a few hundred at least.
 //! [`PcaLimits::Parametric`] uses the F-distribution limit of T² and Jackson–Mudholkar's of Q
-//! instead, which assume Gaussian data but extrapolate beyond the training rows. The detector score is `max(T² / T²_lim, Q / Q_lim)` and its threshold 1:
-//! a row is anomalous when either statistic exceeds its limit.
+//! instead, which assume Gaussian data but extrapolate beyond the training rows.
+//!
+//! The detector score is `max(T² / T²_lim, Q / Q_lim)` and its threshold 1: a row is anomalous
+//! when either statistic exceeds its limit.
 //!
 //! ```
 //! use ndarray::Array2;
