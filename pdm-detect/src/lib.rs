@@ -1,10 +1,70 @@
 //! Anomaly detection for pdm, on ndarray.
 //!
 //! This crate grows into the detection engine (multivariate and streaming detectors, health and
-//! remaining useful life, evaluation). Today it holds an Isolation Forest with scikit-learn's
-//! semantics and the standard scaler every later model builds on. Both follow the
-//! validated-parameters pattern: parameters are built unchecked, checked once, fitting returns a
-//! model, and the model scores or transforms.
+//! remaining useful life, evaluation). Today it holds the pieces of a batch pipeline from raw
+//! sensor series to alarms: window [`features`], scalers ([`scale`]), detectors (the [`pca`]
+//! detector with Hotelling's T² and Q, an Isolation Forest with scikit-learn's semantics),
+//! [`decide`] (thresholds, "k of n" smoothing, events) and [`attribution`] (which sensor). Models
+//! follow the validated-parameters pattern: parameters are built unchecked, checked once, fitting
+//! returns a model, and the model scores or transforms.
+//!
+//! From a multichannel series to events and the sensor to blame:
+//!
+//! ```
+//! use ndarray::{Array2, Axis};
+//! use pdm_core::detector::{Detector, Rows};
+//! use pdm_detect::{
+//!     pca_attribution, DecisionParams, NComponents, PcaDetector, PcaStatistic, StandardScaler,
+//!     WindowFeatures,
+//! };
+//!
+//! // Three sensors, 3000 samples; from sample 2500 on the bearing vibrates twice as hard.
+//! let series = Array2::from_shape_fn((3000, 3), |(t, c)| {
+//!     let noise = ((t * 7919 + c * 104_729) % 1009) as f64 / 1009.0 - 0.5;
+//!     let wave = (t as f64 * 0.3 + c as f64).sin();
+//!     let gain = if c == 2 && t >= 2500 { 2.0 } else { 1.0 };
+//!     10.0 * c as f64 + gain * (wave + 0.2 * noise)
+//! });
+//! let channels = ["inlet", "outlet", "bearing"];
+//!
+//! // Windows of 100 samples every 20; the first 2000 samples are the healthy training period.
+//! let features = WindowFeatures::params()
+//!     .window(100)
+//!     .step(20)
+//!     .transform(&series.view(), &channels)?;
+//! let x = features.values();
+//! let n_train = features.ends().iter().take_while(|&&end| end < 2000).count();
+//! let train = x.slice_axis(Axis(0), (0..n_train).into());
+//!
+//! let scaler = StandardScaler::fit(&train)?;
+//! let model = PcaDetector::params()
+//!     .n_components(NComponents::Variance(0.95))
+//!     .alpha(0.99)
+//!     .fit(&scaler.transform(&train)?.view())?
+//!     .with_feature_names(features.names().to_vec())?;
+//!
+//! // Score everything, flag 3 of the last 5 windows above the threshold, group into events.
+//! let z = scaler.transform(&x.view())?;
+//! let rows = z.as_slice().expect("a new array is contiguous");
+//! let scores = model.score(Rows::new(rows, z.ncols()).expect("whole rows"))?;
+//! let decisions = DecisionParams::new()
+//!     .threshold(model.threshold())
+//!     .k_of_n(3, 5)
+//!     .min_gap(10)
+//!     .decide(&scores)?;
+//! // One event, and it starts in a window that holds faulty samples.
+//! assert_eq!(decisions.events.len(), 1);
+//! let event = decisions.events[0];
+//! assert!(features.ends()[event.start] >= 2500);
+//!
+//! // The bearing's features explain the peak.
+//! let peak = z.row(event.peak_index).to_vec();
+//! let blame = pca_attribution(&model, &peak, PcaStatistic::Dominant)?;
+//! assert_eq!(blame.sensors[0].0, "bearing");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The Isolation Forest:
 //!
 //! ```
 //! use ndarray::Array2;
@@ -44,11 +104,31 @@
 //! # Ok::<(), pdm_detect::DetectError>(())
 //! ```
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::ArrayView2;
 
+pub mod attribution;
+pub mod decide;
 pub mod eval;
+pub mod features;
 mod iforest;
+pub mod pca;
 pub mod persist;
+pub mod scale;
+mod stats;
+
+pub use attribution::{pca_attribution, Attribution, MedianReplacement, PcaStatistic};
+pub use decide::{
+    calibrate_threshold, DecisionParams, DecisionParamsError, DecisionValidParams, Decisions, Event,
+};
+pub use features::{
+    channel_of, Feature, WindowFeatureMatrix, WindowFeatures, WindowFeaturesParams,
+    WindowFeaturesParamsError, WindowFeaturesValidParams,
+};
+pub use pca::{
+    NComponents, PcaContributions, PcaDetector, PcaDetectorParams, PcaDetectorParamsError,
+    PcaDetectorValidParams, PcaLimits, PcaStatistics,
+};
+pub use scale::{RobustScaler, StandardScaler};
 
 pub use iforest::{
     average_path_length, depth_limit, Contamination, FitNote, IsolationForest,
@@ -96,46 +176,44 @@ pub enum DetectError {
     /// A model file cannot be read, written or used.
     #[error("model file: {0}")]
     ModelFile(persist::ModelFileError),
+    /// A window-feature parameter is out of its range.
+    #[error("invalid parameter: {0}")]
+    WindowFeatures(#[from] WindowFeaturesParamsError),
+    /// A PCA detector parameter is out of its range, or does not fit the training set.
+    #[error("invalid parameter: {0}")]
+    Pca(#[from] PcaDetectorParamsError),
+    /// The training set has too few rows for the model.
+    #[error("need at least {needed} rows, got {got}")]
+    TooFewRows {
+        /// Rows the model needs.
+        needed: usize,
+        /// Rows given.
+        got: usize,
+    },
+    /// A decision parameter is out of its range.
+    #[error("invalid parameter: {0}")]
+    Decision(#[from] DecisionParamsError),
+    /// A score is NaN or infinite.
+    #[error("score {index} is not a finite number")]
+    NotFiniteScore {
+        /// Position of the score.
+        index: usize,
+    },
+    /// A detector failed while scoring.
+    #[error("detector: {0}")]
+    Detector(#[from] pdm_core::detector::DetectError),
+    /// Two sequences that go together have different lengths.
+    #[error("expected {expected} values, got {got}")]
+    Length {
+        /// Length of the first sequence.
+        expected: usize,
+        /// Length of the second.
+        got: usize,
+    },
 }
 
 /// Result of this crate.
 pub type Result<T> = std::result::Result<T, DetectError>;
-
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StandardScalerState {
-    mean: Vec<f64>,
-    scale: Vec<f64>,
-}
-
-impl persist::Persist for StandardScaler {
-    const KIND: &'static str = "standard_scaler";
-    type State = StandardScalerState;
-
-    fn feature_names(&self) -> Vec<String> {
-        (0..self.mean.len()).map(|i| format!("x{i}")).collect()
-    }
-
-    fn n_training_rows(&self) -> Option<usize> {
-        None
-    }
-
-    fn state(&self) -> StandardScalerState {
-        StandardScalerState {
-            mean: self.mean.to_vec(),
-            scale: self.scale.to_vec(),
-        }
-    }
-
-    fn from_state(
-        s: StandardScalerState,
-        _names: Vec<String>,
-    ) -> std::result::Result<Self, String> {
-        Self::from_parts(s.mean, s.scale)
-    }
-}
-
-persist::persistable!(StandardScaler);
 
 fn check_finite(x: &ArrayView2<'_, f64>) -> Result<()> {
     for ((row, col), v) in x.indexed_iter() {
@@ -146,107 +224,23 @@ fn check_finite(x: &ArrayView2<'_, f64>) -> Result<()> {
     Ok(())
 }
 
-/// Centres each column on its mean and scales it to unit (population) standard deviation.
-/// Constant columns are centred only, so they map to zero instead of dividing by zero.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StandardScaler {
-    mean: Array1<f64>,
-    scale: Array1<f64>,
-}
-
-impl StandardScaler {
-    /// Learns the mean and standard deviation of each column.
-    pub fn fit(x: &ArrayView2<'_, f64>) -> Result<Self> {
-        if x.nrows() == 0 {
-            return Err(DetectError::Empty);
-        }
-        check_finite(x)?;
-        let mean = x.mean_axis(Axis(0)).ok_or(DetectError::Empty)?;
-        let scale = x
-            .std_axis(Axis(0), 0.0)
-            .mapv(|s| if s > 0.0 { s } else { 1.0 });
-        Ok(Self { mean, scale })
-    }
-
-    /// Scales `x` with the learned statistics.
-    pub fn transform(&self, x: &ArrayView2<'_, f64>) -> Result<Array2<f64>> {
-        if x.ncols() != self.mean.len() {
-            return Err(DetectError::Columns {
-                expected: self.mean.len(),
-                got: x.ncols(),
-            });
-        }
-        check_finite(x)?;
-        Ok((x - &self.mean) / &self.scale)
-    }
-
-    /// Learned column means.
-    pub fn mean(&self) -> &Array1<f64> {
-        &self.mean
-    }
-
-    /// Learned column scales (standard deviations; 1 for constant columns).
-    pub fn scale(&self) -> &Array1<f64> {
-        &self.scale
-    }
-
-    /// A scaler from stored statistics (model files), checked: one finite mean and one finite,
-    /// positive scale per column.
-    pub(crate) fn from_parts(mean: Vec<f64>, scale: Vec<f64>) -> std::result::Result<Self, String> {
-        if mean.is_empty() || mean.len() != scale.len() {
-            return Err("a scaler needs as many means as scales, at least one".into());
-        }
-        if mean.iter().any(|m| !m.is_finite()) || scale.iter().any(|s| !(s.is_finite() && *s > 0.0))
-        {
-            return Err(
-                "a scaler's means must be finite and its scales finite and positive".into(),
-            );
-        }
-        Ok(Self {
-            mean: Array1::from(mean),
-            scale: Array1::from(scale),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ndarray::array;
-
-    #[test]
-    fn scales_to_zero_mean_unit_variance() {
-        let x = array![[1.0, 2.0], [2.0, 4.0], [3.0, 6.0], [4.0, 8.0]];
-        let s = StandardScaler::fit(&x.view()).expect("fit");
-        let z = s.transform(&x.view()).expect("transform");
-        for col in z.columns() {
-            assert!(col.mean().expect("mean").abs() < 1e-12);
-            assert!((col.std(0.0) - 1.0).abs() < 1e-12);
-        }
-    }
-
-    #[test]
-    fn rejects_bad_input() {
-        let empty = Array2::<f64>::zeros((0, 2));
-        assert_eq!(StandardScaler::fit(&empty.view()), Err(DetectError::Empty));
-        let nan = array![[1.0, f64::NAN]];
-        assert_eq!(
-            StandardScaler::fit(&nan.view()),
-            Err(DetectError::NotFinite { row: 0, col: 1 })
-        );
-        let s = StandardScaler::fit(&array![[1.0, 2.0]].view()).expect("fit");
-        assert_eq!(
-            s.transform(&array![[1.0]].view()),
-            Err(DetectError::Columns {
-                expected: 2,
-                got: 1
-            })
-        );
-    }
-
-    #[test]
-    fn model_is_send_and_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<StandardScaler>();
+/// numpy's default ("linear") quantile of sorted, non-empty data, `q` in [0, 1].
+///
+/// Callers check that `sorted` is non-empty and `q` in range; this only interpolates.
+fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return f64::NAN;
+    };
+    let pos = last as f64 * q;
+    let lo = (pos.floor() as usize).min(last);
+    let hi = (lo + 1).min(last);
+    let t = pos - lo as f64;
+    let (a, b) = (sorted[lo], sorted[hi]);
+    let d = b - a;
+    // numpy's _lerp interpolates from the nearer end, which keeps the result monotone in t.
+    if t >= 0.5 {
+        b - d * (1.0 - t)
+    } else {
+        a + d * t
     }
 }

@@ -1,0 +1,257 @@
+//! Column scalers: learn per-column statistics on training rows, then transform any rows.
+//!
+//! Both scalers refuse non-finite values and leave constant columns unscaled (scale 1) rather
+//! than dividing by zero.
+
+use crate::{check_finite, quantile_sorted, DetectError, Result};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+
+/// Centres each column on its mean and scales it to unit (population) standard deviation.
+/// Constant columns are centred only, so they map to zero instead of dividing by zero.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandardScaler {
+    mean: Array1<f64>,
+    scale: Array1<f64>,
+}
+
+impl StandardScaler {
+    /// Learns the mean and standard deviation of each column.
+    pub fn fit(x: &ArrayView2<'_, f64>) -> Result<Self> {
+        if x.nrows() == 0 {
+            return Err(DetectError::Empty);
+        }
+        check_finite(x)?;
+        let mean = x.mean_axis(Axis(0)).ok_or(DetectError::Empty)?;
+        let scale = x
+            .std_axis(Axis(0), 0.0)
+            .mapv(|s| if s > 0.0 { s } else { 1.0 });
+        Ok(Self { mean, scale })
+    }
+
+    /// Scales `x` with the learned statistics.
+    pub fn transform(&self, x: &ArrayView2<'_, f64>) -> Result<Array2<f64>> {
+        transform(&self.mean, &self.scale, x)
+    }
+
+    /// Learned column means.
+    pub fn mean(&self) -> &Array1<f64> {
+        &self.mean
+    }
+
+    /// Learned column scales (standard deviations; 1 for constant columns).
+    pub fn scale(&self) -> &Array1<f64> {
+        &self.scale
+    }
+}
+
+/// Centres each column on its median and divides by its interquartile range (75th minus 25th
+/// percentile, numpy's linear interpolation), as scikit-learn's `RobustScaler` with its defaults.
+///
+/// A few extreme training rows move the median and the quartiles far less than the mean and the
+/// standard deviation, so a training set that already holds some faults still gives a usable
+/// scale. Columns whose interquartile range is zero (constant, or mostly constant) keep scale 1:
+/// they are centred only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RobustScaler {
+    center: Array1<f64>,
+    scale: Array1<f64>,
+}
+
+impl RobustScaler {
+    /// Learns the median and interquartile range of each column.
+    pub fn fit(x: &ArrayView2<'_, f64>) -> Result<Self> {
+        if x.nrows() == 0 || x.ncols() == 0 {
+            return Err(DetectError::Empty);
+        }
+        check_finite(x)?;
+        let mut center = Array1::zeros(x.ncols());
+        let mut scale = Array1::ones(x.ncols());
+        // One buffer reused for every column's sort.
+        let mut buf = Vec::with_capacity(x.nrows());
+        for (j, col) in x.columns().into_iter().enumerate() {
+            buf.clear();
+            buf.extend(col.iter().copied());
+            buf.sort_unstable_by(f64::total_cmp);
+            center[j] = quantile_sorted(&buf, 0.5);
+            let iqr = quantile_sorted(&buf, 0.75) - quantile_sorted(&buf, 0.25);
+            if iqr > 0.0 {
+                scale[j] = iqr;
+            }
+        }
+        Ok(Self { center, scale })
+    }
+
+    /// Scales `x` with the learned statistics: `(x - median) / iqr` per column.
+    pub fn transform(&self, x: &ArrayView2<'_, f64>) -> Result<Array2<f64>> {
+        transform(&self.center, &self.scale, x)
+    }
+
+    /// Learned column medians.
+    pub fn center(&self) -> &Array1<f64> {
+        &self.center
+    }
+
+    /// Learned column scales (interquartile ranges; 1 where that is zero).
+    pub fn scale(&self) -> &Array1<f64> {
+        &self.scale
+    }
+}
+
+fn transform(
+    center: &Array1<f64>,
+    scale: &Array1<f64>,
+    x: &ArrayView2<'_, f64>,
+) -> Result<Array2<f64>> {
+    if x.ncols() != center.len() {
+        return Err(DetectError::Columns {
+            expected: center.len(),
+            got: x.ncols(),
+        });
+    }
+    check_finite(x)?;
+    Ok((x - center) / scale)
+}
+
+impl StandardScaler {
+    /// A scaler from stored statistics (model files), checked: one finite mean and one finite,
+    /// positive scale per column.
+    pub(crate) fn from_parts(mean: Vec<f64>, scale: Vec<f64>) -> std::result::Result<Self, String> {
+        if mean.is_empty() || mean.len() != scale.len() {
+            return Err("a scaler needs as many means as scales, at least one".into());
+        }
+        if mean.iter().any(|m| !m.is_finite()) || scale.iter().any(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Err(
+                "a scaler's means must be finite and its scales finite and positive".into(),
+            );
+        }
+        Ok(Self {
+            mean: Array1::from(mean),
+            scale: Array1::from(scale),
+        })
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StandardScalerState {
+    mean: Vec<f64>,
+    scale: Vec<f64>,
+}
+
+impl crate::persist::Persist for StandardScaler {
+    const KIND: &'static str = "standard_scaler";
+    type State = StandardScalerState;
+
+    fn feature_names(&self) -> Vec<String> {
+        (0..self.mean.len()).map(|i| format!("x{i}")).collect()
+    }
+
+    fn n_training_rows(&self) -> Option<usize> {
+        None
+    }
+
+    fn state(&self) -> StandardScalerState {
+        StandardScalerState {
+            mean: self.mean.to_vec(),
+            scale: self.scale.to_vec(),
+        }
+    }
+
+    fn from_state(
+        s: StandardScalerState,
+        _names: Vec<String>,
+    ) -> std::result::Result<Self, String> {
+        Self::from_parts(s.mean, s.scale)
+    }
+}
+
+crate::persist::persistable!(StandardScaler);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn scales_to_zero_mean_unit_variance() {
+        let x = array![[1.0, 2.0], [2.0, 4.0], [3.0, 6.0], [4.0, 8.0]];
+        let s = StandardScaler::fit(&x.view()).expect("fit");
+        let z = s.transform(&x.view()).expect("transform");
+        for col in z.columns() {
+            assert!(col.mean().expect("mean").abs() < 1e-12);
+            assert!((col.std(0.0) - 1.0).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let empty = Array2::<f64>::zeros((0, 2));
+        assert_eq!(StandardScaler::fit(&empty.view()), Err(DetectError::Empty));
+        assert_eq!(RobustScaler::fit(&empty.view()), Err(DetectError::Empty));
+        let nan = array![[1.0, f64::NAN]];
+        assert_eq!(
+            StandardScaler::fit(&nan.view()),
+            Err(DetectError::NotFinite { row: 0, col: 1 })
+        );
+        assert_eq!(
+            RobustScaler::fit(&nan.view()),
+            Err(DetectError::NotFinite { row: 0, col: 1 })
+        );
+        let s = StandardScaler::fit(&array![[1.0, 2.0]].view()).expect("fit");
+        assert_eq!(
+            s.transform(&array![[1.0]].view()),
+            Err(DetectError::Columns {
+                expected: 2,
+                got: 1
+            })
+        );
+        let r = RobustScaler::fit(&array![[1.0, 2.0]].view()).expect("fit");
+        assert_eq!(
+            r.transform(&array![[1.0]].view()),
+            Err(DetectError::Columns {
+                expected: 2,
+                got: 1
+            })
+        );
+        assert_eq!(
+            r.transform(&array![[1.0, f64::INFINITY]].view()),
+            Err(DetectError::NotFinite { row: 0, col: 1 })
+        );
+    }
+
+    #[test]
+    fn robust_scaler_uses_median_and_iqr() {
+        // Column 0: 1, 2, 3, 4, 100. Median 3; quartiles at positions 1 and 3: 2 and 4; IQR 2.
+        // Column 1: 0, 0, 0, 0, 5: median 0, quartiles 0 and 0, IQR 0 -> scale 1.
+        // Column 2: all 7, constant -> centre 7, scale 1.
+        let x = array![
+            [1.0, 0.0, 7.0],
+            [2.0, 0.0, 7.0],
+            [3.0, 0.0, 7.0],
+            [4.0, 0.0, 7.0],
+            [100.0, 5.0, 7.0]
+        ];
+        let r = RobustScaler::fit(&x.view()).expect("fit");
+        assert_eq!(r.center(), &array![3.0, 0.0, 7.0]);
+        assert_eq!(r.scale(), &array![2.0, 1.0, 1.0]);
+        let z = r.transform(&array![[5.0, 5.0, 7.0]].view()).expect("z");
+        assert_eq!(z, array![[1.0, 5.0, 0.0]]);
+    }
+
+    #[test]
+    fn robust_scaler_interpolates_quartiles() {
+        // 1, 2, 3, 4: np.percentile at 25 -> 1.75, 50 -> 2.5, 75 -> 3.25; IQR 1.5.
+        let x = array![[4.0], [1.0], [3.0], [2.0]];
+        let r = RobustScaler::fit(&x.view()).expect("fit");
+        assert_eq!(r.center(), &array![2.5]);
+        assert_eq!(r.scale(), &array![1.5]);
+    }
+
+    #[test]
+    fn types_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<StandardScaler>();
+        assert_send_sync::<RobustScaler>();
+    }
+}
