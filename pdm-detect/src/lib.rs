@@ -46,12 +46,18 @@
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
+pub mod health;
 mod iforest;
+pub mod stream;
 
 pub use iforest::{
     average_path_length, depth_limit, Contamination, FitNote, IsolationForest,
     IsolationForestParams, IsolationForestParamsError, IsolationForestValidParams, MaxFeatures,
     MaxSamples,
+};
+pub use stream::{
+    nab_scores, EwmaChart, EwmaChartParams, HalfSpaceTrees, HalfSpaceTreesParams, RobustZScore,
+    RobustZScoreParams, StreamParamsError, StreamSpec,
 };
 
 /// Errors of this crate.
@@ -91,6 +97,29 @@ pub enum DetectError {
     /// A model parameter is out of its range, or does not fit the training set.
     #[error("invalid parameter: {0}")]
     Params(#[from] IsolationForestParamsError),
+    /// A streaming-detector parameter is out of its range.
+    #[error("invalid parameter: {0}")]
+    StreamParams(#[from] StreamParamsError),
+    /// A health or remaining-useful-life parameter is out of its range.
+    #[error("invalid parameter: {0}")]
+    HealthParams(#[from] health::HealthParamsError),
+    /// A streaming detector refused a row (through the pdm-core seam).
+    #[error(transparent)]
+    Stream(#[from] pdm_core::detector::DetectError),
+    /// Two series that go together have different lengths.
+    #[error("expected {expected} values, got {got}")]
+    Length {
+        /// Length of the first series.
+        expected: usize,
+        /// Length of the second.
+        got: usize,
+    },
+    /// Times are not strictly increasing.
+    #[error("time {index} is not after the one before it")]
+    NotIncreasing {
+        /// Index of the offending time.
+        index: usize,
+    },
 }
 
 /// Result of this crate.
