@@ -56,8 +56,9 @@ pub use iforest::{
     MaxSamples,
 };
 pub use stream::{
-    nab_scores, EwmaChart, EwmaChartParams, HalfSpaceTrees, HalfSpaceTreesParams, RobustZScore,
-    RobustZScoreParams, StreamParamsError, StreamSpec,
+    nab_scores, nab_scores_with, AnomalyLikelihood, EwmaChart, EwmaChartParams, HalfSpaceTrees,
+    HalfSpaceTreesParams, RobustZScore, RobustZScoreParams, ScoreMapping, StreamParamsError,
+    StreamSpec,
 };
 
 /// Errors of this crate.

@@ -13,6 +13,10 @@ use std::hash::{BuildHasher, Hasher};
 /// tens of megabytes over a forest.
 const MAX_HEIGHT: usize = 20;
 
+/// Most mass counters, or buffered first-window values, a detector allocates (2^27: half a
+/// gibibyte of counters per profile, one gibibyte of values).
+const MAX_CELLS: usize = 1 << 27;
+
 /// Checked [`HalfSpaceTrees`] parameters; [`build`](Self::build) starts a detector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HalfSpaceTreesValidParams {
@@ -71,6 +75,23 @@ impl HalfSpaceTreesValidParams {
             "<= 2^32 - 1",
             n_features as f64,
         )?;
+        // Memory is allocated up front (no allocation per row), so refuse sizes that could not be:
+        // the two mass profiles, and the first window's rows when ranges are learnt.
+        ensure(
+            self.n_trees << (self.height + 1) <= MAX_CELLS,
+            "n_trees * 2^(height + 1)",
+            "<= 2^27",
+            (self.n_trees << (self.height + 1)) as f64,
+        )?;
+        if self.feature_ranges.is_none() {
+            let values = self.window_size.saturating_mul(n_features);
+            ensure(
+                values <= MAX_CELLS,
+                "window_size * n_features",
+                "<= 2^27 without feature_ranges",
+                values as f64,
+            )?;
+        }
         let (lo, span, ranges_ready) = match &self.feature_ranges {
             Some(r) if r.len() != n_features => {
                 return Err(StreamParamsError::FeatureRangesCount {
@@ -211,14 +232,14 @@ impl HalfSpaceTreesParams {
         self
     }
 
-    /// Depth of the trees, in [1, 20].
+    /// Depth of the trees, in [1, 20]; `n_trees * 2^(height + 1)` must be at most 2^27.
     pub fn height(mut self, h: usize) -> Self {
         self.0.height = h;
         self
     }
 
     /// Rows per window (the reference and latest mass profiles swap every window), in
-    /// [2, 2^31].
+    /// [2, 2^31]; without `feature_ranges`, `window_size * n_features` must be at most 2^27.
     pub fn window_size(mut self, n: usize) -> Self {
         self.0.window_size = n;
         self
