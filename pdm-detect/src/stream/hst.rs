@@ -201,8 +201,11 @@ fn entropy() -> u64 {
 
 /// Unchecked [`HalfSpaceTrees`] parameters, from [`HalfSpaceTrees::params`].
 ///
-/// Defaults: 25 trees of height 15, windows of 250 rows and a size limit of 0.1 window (the
-/// paper's settings), threshold 0.8, ranges from the first window, no fixed seed.
+/// Defaults: 25 trees, windows of 250 rows and a size limit of 0.1 window (the paper's settings),
+/// height 10 (the paper has 15: paths of a 250-row window rarely need more than 10 levels before
+/// their mass falls under the size limit, scores on NAB were the same, and the mass profiles, reset
+/// every window, are 32 times smaller), threshold 0.8, ranges from the first window, no fixed
+/// seed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HalfSpaceTreesParams(HalfSpaceTreesValidParams);
 
@@ -210,7 +213,7 @@ impl Default for HalfSpaceTreesParams {
     fn default() -> Self {
         Self(HalfSpaceTreesValidParams {
             n_trees: 25,
-            height: 15,
+            height: 10,
             window_size: 250,
             size_limit: 0.1,
             threshold: 0.8,
