@@ -110,11 +110,13 @@ pub mod attribution;
 pub mod decide;
 pub mod eval;
 pub mod features;
+pub mod health;
 mod iforest;
 pub mod pca;
 pub mod persist;
 pub mod scale;
 mod stats;
+pub mod stream;
 
 pub use attribution::{pca_attribution, Attribution, MedianReplacement, PcaStatistic};
 pub use decide::{
@@ -134,6 +136,11 @@ pub use iforest::{
     average_path_length, depth_limit, Contamination, FitNote, IsolationForest,
     IsolationForestParams, IsolationForestParamsError, IsolationForestValidParams, MaxFeatures,
     MaxSamples,
+};
+pub use stream::{
+    nab_scores, nab_scores_with, AnomalyLikelihood, EwmaChart, EwmaChartParams, HalfSpaceTrees,
+    HalfSpaceTreesParams, RobustZScore, RobustZScoreParams, ScoreMapping, StreamParamsError,
+    StreamSpec,
 };
 
 /// Errors of this crate.
@@ -173,6 +180,12 @@ pub enum DetectError {
     /// A model parameter is out of its range, or does not fit the training set.
     #[error("invalid parameter: {0}")]
     Params(#[from] IsolationForestParamsError),
+    /// A streaming-detector parameter is out of its range.
+    #[error("invalid parameter: {0}")]
+    StreamParams(#[from] StreamParamsError),
+    /// A health or remaining-useful-life parameter is out of its range.
+    #[error("invalid parameter: {0}")]
+    HealthParams(#[from] health::HealthParamsError),
     /// A model file cannot be read, written or used.
     #[error("model file: {0}")]
     ModelFile(persist::ModelFileError),
@@ -209,6 +222,12 @@ pub enum DetectError {
         expected: usize,
         /// Length of the second.
         got: usize,
+    },
+    /// Times are not strictly increasing.
+    #[error("time {index} is not after the one before it")]
+    NotIncreasing {
+        /// Index of the offending time.
+        index: usize,
     },
 }
 
