@@ -282,8 +282,15 @@ impl StreamingDetector for EwmaChart {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::{assert_flags_changes, behaviour, gaussian};
+    use super::super::test_util::{
+        assert_deterministic, assert_flags_changes, behaviour, gaussian,
+    };
     use super::*;
+
+    #[test]
+    fn same_rows_same_scores() {
+        assert_deterministic(|| Box::new(EwmaChart::params().build(1).expect("build")));
+    }
 
     #[test]
     fn flags_spike_shift_and_variance_change() {

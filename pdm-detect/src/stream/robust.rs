@@ -308,7 +308,9 @@ fn kth_of_two(
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::{assert_flags_changes, behaviour, gaussian, run};
+    use super::super::test_util::{
+        assert_deterministic, assert_flags_changes, behaviour, gaussian, run,
+    };
     use super::*;
 
     fn median_of(v: &mut [f64]) -> f64 {
@@ -357,6 +359,11 @@ mod tests {
         assert!((s - 3.0 / 1.4826).abs() < 1e-12);
         // 1 left the window: {2, 3, 4, 100, 6}.
         assert_eq!(det.median(0), Some(4.0));
+    }
+
+    #[test]
+    fn same_rows_same_scores() {
+        assert_deterministic(|| Box::new(RobustZScore::params().build(1).expect("build")));
     }
 
     #[test]

@@ -99,3 +99,9 @@ pub fn assert_flags_changes(b: &Behaviour) {
         "{b:?}"
     );
 }
+
+/// Two fresh detectors from `make` give the same scores on the same rows.
+pub fn assert_deterministic(make: impl Fn() -> Box<dyn StreamingDetector>) {
+    let xs = gaussian(1200, 21);
+    assert_eq!(run(make().as_mut(), &xs), run(make().as_mut(), &xs));
+}
