@@ -29,7 +29,10 @@ use pdm_detect::eval::skab::{
     CpOutcome, CpProfile, CP_WINDOW_SECONDS, TRAIN_ROWS,
 };
 use pdm_detect::eval::text::{parse_nab_data, parse_nab_results, parse_nab_windows, parse_skab};
-use pdm_detect::{Contamination, IsolationForest, StandardScaler};
+use pdm_detect::stream::{self, StreamSpec};
+use pdm_detect::{
+    calibrate_threshold, Contamination, HalfSpaceTrees, IsolationForest, StandardScaler,
+};
 
 #[derive(Debug, Parser)]
 #[command(about = "Score pdm detectors on NAB and SKAB, beside the published leaderboards")]
@@ -105,18 +108,30 @@ enum Command {
 enum DetectorName {
     /// Isolation Forest (100 trees, scikit-learn semantics) on standardised features.
     Iforest,
+    /// Streaming robust z-score (rolling median / MAD).
+    RobustZscore,
+    /// Streaming Shewhart–EWMA control chart.
+    EwmaChart,
+    /// Streaming half-space trees.
+    HalfSpaceTrees,
 }
 
 impl DetectorName {
     fn label(self) -> &'static str {
         match self {
             Self::Iforest => "pdm iforest",
+            Self::RobustZscore => "pdm robust_zscore",
+            Self::EwmaChart => "pdm ewma_chart",
+            Self::HalfSpaceTrees => "pdm half_space_trees",
         }
     }
 
     fn series(self, seed: u64) -> Box<dyn SeriesDetector> {
         match self {
             Self::Iforest => Box::new(IforestSeries { seed }),
+            _ => Box::new(StreamSeries {
+                spec: self.stream_spec(seed),
+            }),
         }
     }
 
@@ -126,7 +141,63 @@ impl DetectorName {
                 seed,
                 contamination,
             }),
+            _ => Box::new(StreamMultivariate {
+                spec: self.stream_spec(seed),
+                contamination,
+            }),
         }
+    }
+
+    /// The streaming detector's specification (NAB-leaning defaults, the seed for the trees).
+    fn stream_spec(self, seed: u64) -> StreamSpec {
+        let spec = match self {
+            Self::RobustZscore => StreamSpec::by_name("robust_zscore"),
+            Self::EwmaChart => StreamSpec::by_name("ewma_chart"),
+            _ => None,
+        };
+        spec.unwrap_or_else(|| {
+            StreamSpec::HalfSpaceTrees(HalfSpaceTrees::params().random_state(seed))
+        })
+    }
+}
+
+/// A streaming detector over a univariate series: it learns as it goes (no separate training),
+/// and its scores are mapped into [0, 1] by `stream::nab_scores`.
+struct StreamSeries {
+    spec: StreamSpec,
+}
+
+impl SeriesDetector for StreamSeries {
+    fn score_series(&self, values: &[f64], _train: usize) -> anyhow::Result<Vec<f64>> {
+        Ok(stream::nab_scores(&self.spec, values)?)
+    }
+}
+
+/// A streaming detector over multivariate rows: it runs through the training rows (learning),
+/// takes the (1 - contamination) quantile of their scores as its threshold, then flags the test
+/// rows whose score passes it, still learning as it goes.
+struct StreamMultivariate {
+    spec: StreamSpec,
+    contamination: f64,
+}
+
+impl MultivariateDetector for StreamMultivariate {
+    fn flag(
+        &self,
+        train: &ArrayView2<'_, f64>,
+        test: &ArrayView2<'_, f64>,
+    ) -> anyhow::Result<Vec<bool>> {
+        let mut detector = self.spec.build(train.ncols())?;
+        let mut train_scores = Vec::with_capacity(train.nrows());
+        for row in train.rows() {
+            train_scores.push(detector.update(&row.to_vec())?);
+        }
+        let threshold = calibrate_threshold(&train_scores, 1.0 - self.contamination)?;
+        let mut flags = Vec::with_capacity(test.nrows());
+        for row in test.rows() {
+            flags.push(detector.update(&row.to_vec())? > threshold);
+        }
+        Ok(flags)
     }
 }
 
