@@ -23,7 +23,11 @@ fn read_csv(path: &str) -> anyhow::Result<Array2<f64>> {
             .collect::<Result<_, _>>()
             .with_context(|| format!("{path}: line {}", i + 1))?;
         if *cols.get_or_insert(row.len()) != row.len() {
-            bail!("{path}: line {} has {} values, the first has {cols:?}", i + 1, row.len());
+            bail!(
+                "{path}: line {} has {} values, the first has {cols:?}",
+                i + 1,
+                row.len()
+            );
         }
         values.extend(row);
     }
@@ -40,14 +44,22 @@ fn print_scores(model: &IsolationForest, x: &Array2<f64>) -> anyhow::Result<()> 
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["score", model, csv] => {
             let model = IsolationForest::load(model)?;
             print_scores(&model, &read_csv(csv)?)
         }
         ["fit", csv, out] => {
             let x = read_csv(csv)?;
-            let model = IsolationForest::params().n_estimators(50).random_state(3).fit(&x.view())?;
+            let model = IsolationForest::params()
+                .n_estimators(50)
+                .random_state(3)
+                .fit(&x.view())?;
             model.save(out)?;
             print_scores(&model, &x)
         }

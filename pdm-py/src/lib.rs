@@ -88,7 +88,9 @@ impl PyIsolationForestModel {
         x: PyReadonlyArray2<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let view = x.as_array();
-        let s = py.detach(|| self.inner.score_samples(&view)).map_err(detect_err)?;
+        let s = py
+            .detach(|| self.inner.score_samples(&view))
+            .map_err(detect_err)?;
         Ok(s.into_pyarray(py))
     }
 
@@ -99,7 +101,9 @@ impl PyIsolationForestModel {
         x: PyReadonlyArray2<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let view = x.as_array();
-        let s = py.detach(|| self.inner.decision_function(&view)).map_err(detect_err)?;
+        let s = py
+            .detach(|| self.inner.decision_function(&view))
+            .map_err(detect_err)?;
         Ok(s.into_pyarray(py))
     }
 
@@ -110,7 +114,9 @@ impl PyIsolationForestModel {
         x: PyReadonlyArray2<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let view = x.as_array();
-        let p = py.detach(|| self.inner.predict(&view)).map_err(detect_err)?;
+        let p = py
+            .detach(|| self.inner.predict(&view))
+            .map_err(detect_err)?;
         Ok(p.mapv(i64::from).into_pyarray(py))
     }
 
@@ -141,7 +147,16 @@ impl PyIsolationForestModel {
     /// The parameters the model was fitted with, for rebuilding an estimator:
     /// (n_estimators, max_samples, contamination, max_features, bootstrap, random_state).
     #[allow(clippy::type_complexity)]
-    fn params(&self) -> (usize, (String, f64), Option<f64>, (String, f64), bool, Option<u64>) {
+    fn params(
+        &self,
+    ) -> (
+        usize,
+        (String, f64),
+        Option<f64>,
+        (String, f64),
+        bool,
+        Option<u64>,
+    ) {
         let p = self.inner.fit_params();
         let max_samples = match p.max_samples() {
             MaxSamples::Auto => ("auto".to_owned(), 0.0),
@@ -156,7 +171,14 @@ impl PyIsolationForestModel {
             MaxFeatures::Count(n) => ("count".to_owned(), n as f64),
             MaxFeatures::Fraction(f) => ("fraction".to_owned(), f),
         };
-        (p.n_estimators(), max_samples, contamination, max_features, p.bootstrap(), p.random_state())
+        (
+            p.n_estimators(),
+            max_samples,
+            contamination,
+            max_features,
+            p.bootstrap(),
+            p.random_state(),
+        )
     }
 
     /// The model as the bytes of a pdm model file.
@@ -178,9 +200,14 @@ pub struct PyStandardScalerModel {
 
 /// Learns column means and standard deviations.
 #[pyfunction]
-fn fit_standard_scaler(py: Python<'_>, x: PyReadonlyArray2<'_, f64>) -> PyResult<PyStandardScalerModel> {
+fn fit_standard_scaler(
+    py: Python<'_>,
+    x: PyReadonlyArray2<'_, f64>,
+) -> PyResult<PyStandardScalerModel> {
     let view = x.as_array();
-    let inner = py.detach(|| StandardScaler::fit(&view)).map_err(detect_err)?;
+    let inner = py
+        .detach(|| StandardScaler::fit(&view))
+        .map_err(detect_err)?;
     Ok(PyStandardScalerModel { inner })
 }
 
@@ -193,7 +220,9 @@ impl PyStandardScalerModel {
         x: PyReadonlyArray2<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let view = x.as_array();
-        let t = py.detach(|| self.inner.transform(&view)).map_err(detect_err)?;
+        let t = py
+            .detach(|| self.inner.transform(&view))
+            .map_err(detect_err)?;
         Ok(t.into_pyarray(py))
     }
 
@@ -222,7 +251,9 @@ impl PyStandardScalerModel {
 
 fn wrap(py: Python<'_>, model: Model) -> PyResult<Py<PyAny>> {
     match model {
-        Model::IsolationForest(m) => Ok(Py::new(py, PyIsolationForestModel { inner: *m })?.into_any()),
+        Model::IsolationForest(m) => {
+            Ok(Py::new(py, PyIsolationForestModel { inner: *m })?.into_any())
+        }
         Model::StandardScaler(m) => Ok(Py::new(py, PyStandardScalerModel { inner: m })?.into_any()),
         other => Err(error::model_file_error(format!(
             "this version of the Python module cannot wrap a {} model",
