@@ -1,12 +1,13 @@
 //! Anomaly detection for pdm, on ndarray.
 //!
-//! This crate grows into the detection engine (multivariate and streaming detectors, health and
-//! remaining useful life, evaluation). Today it holds the pieces of a batch pipeline from raw
-//! sensor series to alarms: window [`features`], scalers ([`scale`]), detectors (the [`pca`]
-//! detector with Hotelling's T² and Q, an Isolation Forest with scikit-learn's semantics),
-//! [`decide`] (thresholds, "k of n" smoothing, events) and [`attribution`] (which sensor). Models
-//! follow the validated-parameters pattern: parameters are built unchecked, checked once, fitting
-//! returns a model, and the model scores or transforms.
+//! The detection engine: a batch pipeline from raw sensor series to alarms (window
+//! [`features`], scalers ([`scale`]), detectors (the [`pca`] detector with Hotelling's T² and Q,
+//! an Isolation Forest with scikit-learn's semantics), [`decide`] (thresholds, "k of n"
+//! smoothing, events) and [`attribution`] (which sensor)); streaming detectors ([`stream`]:
+//! robust z-score, EWMA chart, half-space trees); [`health`] index and remaining useful life;
+//! versioned model files ([`persist`]); and the NAB and SKAB evaluation ([`eval`]). Models follow
+//! the validated-parameters pattern: parameters are built unchecked, checked once, fitting returns
+//! a model, and the model scores or transforms.
 //!
 //! From a multichannel series to events and the sensor to blame:
 //!
