@@ -30,6 +30,9 @@ pub mod skab;
 pub mod text;
 
 #[cfg(test)]
+pub(crate) mod test_data;
+
+#[cfg(test)]
 mod nab_data_tests;
 
 pub use skab::roc_auc;

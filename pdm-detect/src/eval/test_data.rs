@@ -1,0 +1,60 @@
+//! NAB series with their labels, for the tests of every detector: read at test time from
+//! `PDM_NAB_DIR` (default `../shared/data/nab` beside the workspace) with the crate's own parsers.
+//! Absent data skips the test loudly, or fails it when `PDM_TEST_REQUIRE_DATA=1`.
+
+use std::path::PathBuf;
+
+use super::text::{parse_nab_data, parse_nab_windows};
+
+/// The NAB folder (holding `data/` and `labels/`).
+pub(crate) fn nab_dir() -> PathBuf {
+    match std::env::var_os("PDM_NAB_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/nab"),
+    }
+}
+
+/// One NAB file's values and, per row, whether it lies in a labelled anomaly window.
+pub(crate) struct Labelled {
+    pub(crate) values: Vec<f64>,
+    pub(crate) in_window: Vec<bool>,
+    pub(crate) windows: usize,
+}
+
+/// `file` (e.g. `realKnownCause/nyc_taxi.csv`) with its labels, or `None` after printing why
+/// the calling test is skipped.
+pub(crate) fn nab_labelled(test: &str, file: &str) -> Option<Labelled> {
+    let dir = nab_dir();
+    let read =
+        |p: PathBuf| std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()));
+    let loaded = read(dir.join("data").join(file))
+        .and_then(|csv| read(dir.join("labels/combined_windows.json")).map(|json| (csv, json)));
+    let (csv, json) = match loaded {
+        Ok(texts) => texts,
+        Err(why) => {
+            let message = format!(
+                "SKIPPED {test}: NAB data not found ({why}); set PDM_NAB_DIR to the NAB folder \
+                 holding data/ and labels/"
+            );
+            assert!(
+                std::env::var("PDM_TEST_REQUIRE_DATA").as_deref() != Ok("1"),
+                "{message}"
+            );
+            eprintln!("{message}");
+            return None;
+        }
+    };
+    let series = parse_nab_data(file, &csv).expect("a NAB data file");
+    let all = parse_nab_windows("combined_windows.json", &json).expect("NAB labels");
+    let windows = all.get(file).cloned().unwrap_or_default();
+    let in_window = series
+        .times
+        .iter()
+        .map(|t| windows.iter().any(|(a, b)| a <= t && t <= b))
+        .collect();
+    Some(Labelled {
+        values: series.values,
+        in_window,
+        windows: windows.len(),
+    })
+}
