@@ -39,7 +39,12 @@ pub fn model_file_error(message: String) -> PyErr {
 pub fn detect_err(e: DetectError) -> PyErr {
     let message = e.to_string();
     let class = match &e {
-        DetectError::Params(_) => "ParameterError",
+        DetectError::Params(_)
+        | DetectError::StreamParams(_)
+        | DetectError::HealthParams(_)
+        | DetectError::WindowFeatures(_)
+        | DetectError::Pca(_)
+        | DetectError::Decision(_) => "ParameterError",
         DetectError::ModelFile(ModelFileError::NewerVersion { .. }) => "ModelVersionError",
         DetectError::ModelFile(ModelFileError::Io { .. }) => "ModelIOError",
         DetectError::ModelFile(_) => "ModelFileError",

@@ -9,6 +9,7 @@
 //! logic of its own beyond input checks.
 
 mod error;
+mod more;
 
 use std::path::PathBuf;
 
@@ -285,6 +286,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit_standard_scaler, m)?)?;
     m.add_function(wrap_pyfunction!(load_model, m)?)?;
     m.add_function(wrap_pyfunction!(model_from_bytes, m)?)?;
+    m.add_class::<more::PyRobustScalerModel>()?;
+    m.add_class::<more::PyPcaModel>()?;
+    m.add_class::<more::PyStreamingModel>()?;
+    m.add_function(wrap_pyfunction!(more::fit_robust_scaler, m)?)?;
+    m.add_function(wrap_pyfunction!(more::fit_pca, m)?)?;
+    m.add_function(wrap_pyfunction!(more::window_features, m)?)?;
+    m.add_function(wrap_pyfunction!(more::streaming_detector, m)?)?;
     m.add("MODEL_FORMAT_VERSION", persist::FORMAT_VERSION)?;
     Ok(())
 }

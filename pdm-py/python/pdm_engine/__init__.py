@@ -36,6 +36,12 @@ from .exceptions import (
 __all__ = [
     "IsolationForest",
     "StandardScaler",
+    "RobustScaler",
+    "PcaDetector",
+    "window_features",
+    "RobustZScore",
+    "EwmaChart",
+    "HalfSpaceTrees",
     "load",
     "PdmError",
     "ParameterError",
@@ -291,6 +297,219 @@ class StandardScaler(_Params):
         est = cls()
         est._set_model(model, None)
         return est
+
+
+class RobustScaler(_Params):
+    """Centres each column on its median and scales it by its interquartile range (numpy's
+    linear quartiles); columns with a zero range are only centred."""
+
+    def __init__(self) -> None:
+        pass
+
+    def fit(self, X: Any, y: Any = None) -> "RobustScaler":
+        """Learns the column medians and ranges; returns ``self``."""
+        arr, names = as_matrix(X)
+        self.model_ = _native.fit_robust_scaler(arr)
+        self.center_ = self.model_.center
+        self.scale_ = self.model_.scale
+        self.n_features_in_ = len(self.center_)
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """``(X - center_) / scale_``."""
+        check_fitted(self, "model_")
+        arr, names = as_matrix(X)
+        check_features(self, arr, names)
+        return self.model_.transform(arr)
+
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """``fit(X)`` then ``transform(X)``."""
+        return self.fit(X).transform(X)
+
+
+class PcaDetector(_Params):
+    """Multivariate statistical detector: PCA with Hotelling's T² (distance within the model)
+    and Q (squared prediction error, distance to the model), each with a control limit.
+
+    ``n_components``: an int (components kept) or a float in (0, 1] (the fewest components
+    explaining that share of the variance). ``alpha``: the limits' quantile. ``limits``:
+    ``"empirical"`` (quantile of the training statistics) or ``"parametric"`` (F and
+    Jackson–Mudholkar formulas). ``score_samples`` gives ``max(T²/T²_limit, Q/Q_limit)``: above
+    1 is anomalous; ``predict`` gives -1 there, +1 elsewhere.
+    """
+
+    def __init__(self, n_components: Union[int, float] = 0.95, alpha: float = 0.99, limits: str = "empirical") -> None:
+        self.n_components = n_components
+        self.alpha = alpha
+        self.limits = limits
+
+    def fit(self, X: Any, y: Any = None) -> "PcaDetector":
+        """Fits on (scaled) training rows; returns ``self``."""
+        arr, names = as_matrix(X)
+        n = self.n_components
+        if isinstance(n, numbers.Integral) and not isinstance(n, bool):
+            if n < 1:
+                raise ParameterError(f"n_components must be at least 1, got {n}")
+            spec = ("count", float(n))
+        elif isinstance(n, numbers.Real) and not isinstance(n, bool):
+            spec = ("variance", float(n))
+        else:
+            raise ParameterError(f"n_components must be an int or a float in (0, 1], got {n!r}")
+        if not isinstance(self.alpha, numbers.Real) or isinstance(self.alpha, bool):
+            raise ParameterError(f"alpha must be a float in (0, 1), got {self.alpha!r}")
+        self.model_ = _native.fit_pca(arr, spec, float(self.alpha), str(self.limits), names)
+        self.n_features_in_ = self.model_.n_features
+        self.n_components_ = self.model_.n_components
+        self.t2_limit_ = self.model_.t2_limit
+        self.q_limit_ = self.model_.q_limit
+        self.explained_variance_ratio_ = self.model_.explained_variance_ratio
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        return self
+
+    def _input(self, X: Any) -> np.ndarray:
+        check_fitted(self, "model_")
+        arr, names = as_matrix(X)
+        check_features(self, arr, names)
+        return arr
+
+    def statistics(self, X: Any) -> tuple:
+        """(T², Q) per row."""
+        arr = self._input(X)
+        return self.model_.statistics(arr)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """``max(T²/T²_limit, Q/Q_limit)`` per row: above 1 is anomalous."""
+        arr = self._input(X)
+        return self.model_.scores(arr)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """-1 where ``score_samples`` is above 1, +1 elsewhere."""
+        return np.where(self.score_samples(X) > 1.0, -1, 1)
+
+    def contributions(self, row: Any) -> tuple:
+        """Per-feature contributions (T², Q) of one row: which sensors made it anomalous."""
+        check_fitted(self, "model_")
+        arr, _ = as_matrix(np.asarray(row, dtype=float).reshape(1, -1), name="row")
+        if arr.shape[1] != self.n_features_in_:
+            raise DataError(f"row has {arr.shape[1]} features, the model {self.n_features_in_}")
+        return self.model_.contributions(arr[0])
+
+
+def window_features(
+    X: Any,
+    window: int = 64,
+    step: int = 16,
+    features: Optional[list] = None,
+    channels: Optional[list] = None,
+) -> tuple:
+    """Per-channel features over sliding windows of a multichannel series (rows = time).
+
+    Returns ``(matrix, names, ends)``: one row per window; columns named
+    ``"<channel>__<feature>"``; ``ends`` the last row of each window. Channel names come from a
+    DataFrame's columns, or ``channels``, or default to ``x0, x1, ...``. Features: mean, std,
+    min, max, peak_to_peak, rms, skewness, kurtosis, crest_factor, slope (all by default).
+    """
+    arr, names = as_matrix(X)
+    if channels is None:
+        channels = names if names is not None else [f"x{i}" for i in range(arr.shape[1])]
+    if len(channels) != arr.shape[1]:
+        raise DataError(f"{len(channels)} channel names for {arr.shape[1]} columns")
+    for name, value in (("window", window), ("step", step)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+            raise ParameterError(f"{name} must be a positive int, got {value!r}")
+    values, feature_names, ends = _native.window_features(
+        arr, [str(c) for c in channels], int(window), int(step), features
+    )
+    return values, feature_names, np.asarray(ends, dtype=np.int64)
+
+
+class _Streaming(_Params):
+    """A detector that learns as it scores: ``update(row)`` scores one row then learns from it;
+    ``score_series(X)`` does so for every row in order. Higher scores are more anomalous;
+    ``threshold_`` is the alarm level."""
+
+    _kind = ""
+
+    def _native_params(self) -> Dict[str, Any]:
+        return self.get_params()
+
+    def _ensure(self, n_features: int) -> None:
+        if not hasattr(self, "model_"):
+            self.model_ = _native.streaming_detector(self._kind, n_features, **self._native_params())
+            self.n_features_in_ = n_features
+            self.threshold_ = self.model_.threshold
+        elif n_features != self.n_features_in_:
+            raise DataError(f"rows have {n_features} values, the detector {self.n_features_in_}")
+
+    def update(self, row: Any) -> float:
+        """Scores ``row`` (1-D, one value per feature), then learns from it."""
+        arr = np.asarray(row, dtype=np.float64)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.ndim != 1:
+            raise DataError(f"row must be 1-D, got {arr.ndim}-D")
+        self._ensure(arr.shape[0])
+        return self.model_.update(arr)
+
+    def score_series(self, X: Any) -> np.ndarray:
+        """``update`` over every row of ``X`` (2-D, or 1-D for one feature), in order."""
+        arr = np.asarray(X)
+        if arr.ndim == 1:
+            arr = arr.reshape(-1, 1)
+        arr, _ = as_matrix(arr)
+        self._ensure(arr.shape[1])
+        return self.model_.score_series(arr)
+
+
+class RobustZScore(_Streaming):
+    """Rolling median / MAD z-score per feature; the score is the largest ``|x - median| /
+    (1.4826 MAD)`` over the features, 0 during warm-up."""
+
+    _kind = "robust_zscore"
+
+    def __init__(self, window: Optional[int] = None, warm_up: Optional[int] = None,
+                 mad_floor: Optional[float] = None, threshold: Optional[float] = None) -> None:
+        self.window = window
+        self.warm_up = warm_up
+        self.mad_floor = mad_floor
+        self.threshold = threshold
+
+
+class EwmaChart(_Streaming):
+    """Combined Shewhart–EWMA control chart per feature; scores in units of the control limit
+    (above 1 is out of control)."""
+
+    _kind = "ewma_chart"
+
+    def __init__(self, lambda_: Optional[float] = None, limit: Optional[float] = None,
+                 alpha: Optional[float] = None, warm_up: Optional[int] = None,
+                 min_std: Optional[float] = None, shewhart_limit: Optional[float] = None) -> None:
+        self.lambda_ = lambda_
+        self.limit = limit
+        self.alpha = alpha
+        self.warm_up = warm_up
+        self.min_std = min_std
+        self.shewhart_limit = shewhart_limit
+
+
+class HalfSpaceTrees(_Streaming):
+    """Streaming half-space trees (Tan, Ting & Liu 2011): mass profiles of a reference window,
+    swapped every window; higher scores are more anomalous."""
+
+    _kind = "half_space_trees"
+
+    def __init__(self, n_trees: Optional[int] = None, height: Optional[int] = None,
+                 window_size: Optional[int] = None, size_limit: Optional[float] = None,
+                 threshold: Optional[float] = None, random_state: Optional[int] = None) -> None:
+        self.n_trees = n_trees
+        self.height = height
+        self.window_size = window_size
+        self.size_limit = size_limit
+        self.threshold = threshold
+        self.random_state = random_state
 
 
 def load(path: Union[str, os.PathLike, bytes]) -> Union[IsolationForest, StandardScaler]:

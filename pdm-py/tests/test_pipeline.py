@@ -1,0 +1,84 @@
+"""The rest of the engine from Python: robust scaler, PCA detector, window features, streaming
+detectors."""
+
+import numpy as np
+import pytest
+
+import pdm_engine as pe
+
+
+def correlated(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=n)
+    return np.column_stack([a, a + 0.1 * rng.normal(size=n), rng.normal(size=n)])
+
+
+def test_robust_scaler_uses_median_and_iqr():
+    X = np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0], [4.0, 5.0], [100.0, 5.0]])
+    s = pe.RobustScaler().fit(X)
+    np.testing.assert_allclose(s.center_, [3.0, 5.0])
+    np.testing.assert_allclose(s.scale_, [2.0, 1.0])  # numpy's quartiles 2 and 4; constant -> 1
+    np.testing.assert_allclose(s.transform(X)[:, 0], (X[:, 0] - 3.0) / 2.0)
+    assert np.all(s.transform(X)[:, 1] == 0.0)
+    with pytest.raises(pe.DataError, match="1 features"):
+        s.transform(X[:, :1])
+
+
+def test_pca_flags_a_broken_correlation_and_blames_the_right_sensors():
+    X = correlated()
+    det = pe.PcaDetector(n_components=2, alpha=0.99).fit(X)
+    assert det.n_components_ == 2
+    flagged = (det.predict(X) == -1).mean()
+    assert 0.002 < flagged < 0.03, flagged
+    broken = np.array([[2.0, -2.0, 0.0]])  # sensors 0 and 1 always move together
+    t2, q = det.statistics(broken)
+    assert q[0] > det.q_limit_ and det.predict(broken)[0] == -1
+    _, q_contrib = det.contributions(broken[0])
+    assert np.argmin(q_contrib) == 2, q_contrib
+    with pytest.raises(pe.ParameterError, match="alpha"):
+        pe.PcaDetector(alpha=1.5).fit(X)
+    with pytest.raises(pe.ParameterError, match="n_components"):
+        pe.PcaDetector(n_components=0).fit(X)
+
+
+def test_window_features_are_named_and_end_aligned():
+    t = np.arange(300, dtype=float)
+    X = np.column_stack([t, np.ones_like(t)])
+    values, names, ends = pe.window_features(
+        X, window=100, step=100, features=["mean", "slope"], channels=["ramp", "flat"]
+    )
+    assert names == ["ramp__mean", "ramp__slope", "flat__mean", "flat__slope"]
+    assert ends.tolist() == [99, 199, 299]
+    np.testing.assert_allclose(values[:, 0], [49.5, 149.5, 249.5])
+    np.testing.assert_allclose(values[:, 1], [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(values[:, 3], [0.0, 0.0, 0.0])
+    with pytest.raises(pe.ParameterError, match='unknown feature "median"'):
+        pe.window_features(X, features=["median"])
+    with pytest.raises(pe.DataError, match="not a finite"):
+        pe.window_features(np.array([[np.nan], [1.0]] * 40))
+
+
+@pytest.mark.parametrize(
+    "detector",
+    [pe.RobustZScore(window=300), pe.EwmaChart(), pe.HalfSpaceTrees(random_state=3)],
+    ids=["robust_zscore", "ewma_chart", "half_space_trees"],
+)
+def test_streaming_detectors_flag_a_spike(detector):
+    rng = np.random.default_rng(1)
+    calm = rng.normal(size=(2000, 1))
+    scores = detector.score_series(calm)
+    assert (scores[500:] > detector.threshold_).mean() < 0.05
+    spike = detector.update([12.0])
+    assert spike > detector.threshold_, (spike, detector.threshold_)
+
+
+def test_streaming_detectors_check_their_input():
+    det = pe.RobustZScore()
+    det.update([1.0, 2.0])
+    with pytest.raises(pe.DataError, match="2"):
+        det.update([1.0, 2.0, 3.0])
+    with pytest.raises(pe.DataError, match="not a finite"):
+        det.update([np.nan, 1.0])
+    with pytest.raises(pe.ParameterError):
+        pe.RobustZScore(window=0).update([1.0])
+    assert det.get_params()["window"] is None
