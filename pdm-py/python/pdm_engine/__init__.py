@@ -255,29 +255,29 @@ class IsolationForest(_Params):
         return est
 
 
-class StandardScaler(_Params):
-    """Centres each column on its mean and scales it to unit standard deviation; constant
-    columns are centred only."""
+class _Scaler(_Params):
+    """Shared by the scalers: fit learns per-column statistics, transform applies them."""
+
+    _fit_native: Any = None
 
     def __init__(self) -> None:
         pass
 
-    def fit(self, X: Any, y: Any = None) -> "StandardScaler":
+    def fit(self, X: Any, y: Any = None) -> "_Scaler":
         """Learns the column statistics; returns ``self``."""
         arr, names = as_matrix(X)
-        self._set_model(_native.fit_standard_scaler(arr), names)
+        self._set_model(type(self)._fit_native(arr), names)
         return self
 
     def _set_model(self, model: Any, names: Optional[list]) -> None:
         self.model_ = model
-        self.mean_ = model.mean
         self.scale_ = model.scale
-        self.n_features_in_ = len(self.mean_)
+        self.n_features_in_ = len(self.scale_)
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
 
     def transform(self, X: Any) -> np.ndarray:
-        """``(X - mean_) / scale_``."""
+        """Scales ``X`` with the learned statistics."""
         check_fitted(self, "model_")
         arr, names = as_matrix(X)
         check_features(self, arr, names)
@@ -286,6 +286,17 @@ class StandardScaler(_Params):
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """``fit(X)`` then ``transform(X)``."""
         return self.fit(X).transform(X)
+
+
+class StandardScaler(_Scaler):
+    """Centres each column on its mean and scales it to unit standard deviation; constant
+    columns are centred only. Fitted: ``mean_``, ``scale_``."""
+
+    _fit_native = staticmethod(_native.fit_standard_scaler)
+
+    def _set_model(self, model: Any, names: Optional[list]) -> None:
+        super()._set_model(model, names)
+        self.mean_ = model.mean
 
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Writes the fitted scaler as a pdm model file."""
@@ -299,34 +310,16 @@ class StandardScaler(_Params):
         return est
 
 
-class RobustScaler(_Params):
+class RobustScaler(_Scaler):
     """Centres each column on its median and scales it by its interquartile range (numpy's
-    linear quartiles); columns with a zero range are only centred."""
+    linear quartiles); columns with a zero range are only centred. Fitted: ``center_``,
+    ``scale_``."""
 
-    def __init__(self) -> None:
-        pass
+    _fit_native = staticmethod(_native.fit_robust_scaler)
 
-    def fit(self, X: Any, y: Any = None) -> "RobustScaler":
-        """Learns the column medians and ranges; returns ``self``."""
-        arr, names = as_matrix(X)
-        self.model_ = _native.fit_robust_scaler(arr)
-        self.center_ = self.model_.center
-        self.scale_ = self.model_.scale
-        self.n_features_in_ = len(self.center_)
-        if names is not None:
-            self.feature_names_in_ = np.asarray(names, dtype=object)
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        """``(X - center_) / scale_``."""
-        check_fitted(self, "model_")
-        arr, names = as_matrix(X)
-        check_features(self, arr, names)
-        return self.model_.transform(arr)
-
-    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
-        """``fit(X)`` then ``transform(X)``."""
-        return self.fit(X).transform(X)
+    def _set_model(self, model: Any, names: Optional[list]) -> None:
+        super()._set_model(model, names)
+        self.center_ = model.center
 
 
 class PcaDetector(_Params):
