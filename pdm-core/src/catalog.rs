@@ -123,17 +123,18 @@ impl Catalog {
         Ok(())
     }
 
-    /// Reloads the catalog unless it was reloaded less than [`REFRESH_ON_MISS_INTERVAL`] ago.
-    async fn refresh_after_miss(&self) -> StoreResult<()> {
+    /// Reloads the catalog unless it was reloaded less than [`REFRESH_ON_MISS_INTERVAL`] ago;
+    /// true when it did.
+    async fn refresh_after_miss(&self) -> StoreResult<bool> {
         {
             let mut last = self.last_refresh.lock().unwrap_or_else(|e| e.into_inner());
             if last.elapsed() < REFRESH_ON_MISS_INTERVAL {
-                return Ok(());
+                return Ok(false);
             }
             // Claimed now, so concurrent misses do not all reload.
             *last = Instant::now();
         }
-        self.refresh().await
+        self.refresh().await.map(|()| true)
     }
 
     /// True when `machine` is registered, reloading the catalog first when it is not known
@@ -143,8 +144,10 @@ impl Catalog {
         if self.has_machine(machine) {
             return Ok(true);
         }
-        self.refresh_after_miss().await?;
-        Ok(self.has_machine(machine))
+        if self.refresh_after_miss().await? {
+            return Ok(self.has_machine(machine));
+        }
+        Ok(false)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Index> {
@@ -169,7 +172,13 @@ impl Catalog {
 
     /// Checks readings against the catalog: keeps the admissible ones and turns the others into
     /// dead letters. With auto-registration on, unknown machines and sensors are registered
-    /// first (one store round trip per new machine or sensor, once).
+    /// first (one store round trip per new machine or sensor, once); with it off, a reading of
+    /// an unknown machine or sensor reloads the catalog (at most once per
+    /// [`REFRESH_ON_MISS_INTERVAL`]) before it is rejected.
+    ///
+    /// Both outputs keep the input order: the kept readings are the input minus the rejected
+    /// ones, and the dead letters follow the rejected readings' order (callers map them back to
+    /// items of the payload by that order).
     pub async fn admit(
         &self,
         readings: Vec<Reading>,
@@ -177,65 +186,47 @@ impl Catalog {
     ) -> StoreResult<(Vec<Reading>, Vec<DeadLetter>)> {
         if self.auto_register {
             self.register_unknown(&readings).await?;
-        } else if self.any_unknown(&readings) {
-            self.refresh_after_miss().await?;
         }
-        let index = self.read();
-        let mut dead = Vec::new();
-        let mut kept = Vec::with_capacity(readings.len());
-        for r in readings {
-            let Some(sensors) = index.get(&r.machine) else {
-                dead.push(ctx.dead_letter(
-                    Some(r.machine.as_str()),
-                    RejectKind::UnknownMachine,
-                    format!(
-                        "machine '{}' is not registered (register it first, or enable \
-                         auto-registration)",
-                        r.machine
-                    ),
-                ));
-                continue;
-            };
-            let Some(limits) = sensors.get(&r.sensor) else {
-                dead.push(ctx.dead_letter(
-                    Some(r.machine.as_str()),
-                    RejectKind::UnknownSensor,
-                    format!(
-                        "sensor '{}' of machine '{}' is not registered (register it first, or \
-                         enable auto-registration)",
-                        r.sensor, r.machine
-                    ),
-                ));
-                continue;
-            };
-            let below = limits.min.is_some_and(|lo| r.value < lo);
-            let above = limits.max.is_some_and(|hi| r.value > hi);
-            if below || above {
-                dead.push(ctx.dead_letter(
-                    Some(r.machine.as_str()),
-                    RejectKind::OutOfRange,
-                    format!(
-                        "value {} of sensor '{}' is outside its plausible range [{}, {}]",
-                        r.value,
-                        r.sensor,
-                        limits.min.map_or("-inf".into(), |v| v.to_string()),
-                        limits.max.map_or("inf".into(), |v| v.to_string()),
-                    ),
-                ));
-                continue;
+        // One pass of lookups; rejections are rare, so only they are recorded.
+        let mut rejected: Vec<(usize, RejectKind, String)> = {
+            let index = self.read();
+            (readings.iter().enumerate())
+                .filter_map(|(i, r)| judge(&index, r).map(|(k, why)| (i, k, why)))
+                .collect()
+        };
+        let unknown =
+            |k: RejectKind| matches!(k, RejectKind::UnknownMachine | RejectKind::UnknownSensor);
+        if !self.auto_register
+            && rejected.iter().any(|(_, k, _)| unknown(*k))
+            && self.refresh_after_miss().await?
+        {
+            // Another worker may have registered them: judge those again.
+            let index = self.read();
+            rejected.retain_mut(|(i, k, why)| {
+                if !unknown(*k) {
+                    return true;
+                }
+                match judge(&index, &readings[*i]) {
+                    None => false,
+                    Some((k2, why2)) => {
+                        (*k, *why) = (k2, why2);
+                        true
+                    }
+                }
+            });
+        }
+        let mut dead = Vec::with_capacity(rejected.len());
+        let mut kept = Vec::with_capacity(readings.len() - rejected.len());
+        let mut rejected = rejected.into_iter().peekable();
+        for (i, r) in readings.into_iter().enumerate() {
+            match rejected.next_if(|(j, _, _)| *j == i) {
+                Some((_, kind, why)) => {
+                    dead.push(ctx.dead_letter(Some(r.machine.as_str()), kind, why))
+                }
+                None => kept.push(r),
             }
-            kept.push(r);
         }
         Ok((kept, dead))
-    }
-
-    fn any_unknown(&self, readings: &[Reading]) -> bool {
-        let index = self.read();
-        readings.iter().any(|r| {
-            !index
-                .get(&r.machine)
-                .is_some_and(|s| s.contains_key(&r.sensor))
-        })
     }
 
     async fn register_unknown(&self, readings: &[Reading]) -> StoreResult<()> {
@@ -325,4 +316,41 @@ impl Catalog {
         }
         Ok(())
     }
+}
+
+/// Why `r` cannot be stored, or `None` when it can.
+fn judge(index: &Index, r: &Reading) -> Option<(RejectKind, String)> {
+    let Some(sensors) = index.get(&r.machine) else {
+        return Some((
+            RejectKind::UnknownMachine,
+            format!(
+                "machine '{}' is not registered (register it first, or enable auto-registration)",
+                r.machine
+            ),
+        ));
+    };
+    let Some(limits) = sensors.get(&r.sensor) else {
+        return Some((
+            RejectKind::UnknownSensor,
+            format!(
+                "sensor '{}' of machine '{}' is not registered (register it first, or enable \
+                 auto-registration)",
+                r.sensor, r.machine
+            ),
+        ));
+    };
+    let below = limits.min.is_some_and(|lo| r.value < lo);
+    let above = limits.max.is_some_and(|hi| r.value > hi);
+    (below || above).then(|| {
+        (
+            RejectKind::OutOfRange,
+            format!(
+                "value {} of sensor '{}' is outside its plausible range [{}, {}]",
+                r.value,
+                r.sensor,
+                limits.min.map_or("-inf".into(), |v| v.to_string()),
+                limits.max.map_or("inf".into(), |v| v.to_string()),
+            ),
+        )
+    })
 }

@@ -256,3 +256,54 @@ async fn a_catalog_learns_what_another_worker_registered() {
     let (kept, dead) = here.admit(vec![reading], ctx).await.expect("admit");
     assert_eq!((kept.len(), dead.len()), (1, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admit_keeps_input_order_in_both_outputs() {
+    use pdm_core::{InputContext, NewSensor, Origin, RejectKind};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("pdm.db").display());
+    let store = pdm_store::connect(&url, &StoreOptions::default())
+        .await
+        .expect("connect");
+    let m = MachineKey::new("m").expect("key");
+    store.ensure_machine(&m).await.expect("machine");
+    let catalog = Catalog::load(store.clone(), false).await.expect("catalog");
+    let bounded = NewSensor {
+        key: SensorKey::new("t").expect("key"),
+        unit: None,
+        min: Some(0.0),
+        max: Some(10.0),
+    };
+    catalog.create_sensor(&m, &bounded).await.expect("sensor");
+    let reading = |machine: &str, sensor: &str, ts: i64, value: f64| Reading {
+        machine: MachineKey::new(machine).expect("key"),
+        sensor: SensorKey::new(sensor).expect("key"),
+        ts: Timestamp::from_millis(ts),
+        value,
+    };
+    let input = vec![
+        reading("m", "t", 1, 1.0),
+        reading("ghost", "t", 2, 1.0),
+        reading("m", "t", 3, 2.0),
+        reading("m", "t", 4, 99.0),
+        reading("m", "nope", 5, 1.0),
+        reading("m", "t", 6, 3.0),
+    ];
+    let ctx = InputContext {
+        origin: Origin::Other,
+        channel: "test",
+        payload: b"",
+    };
+    let (kept, dead) = catalog.admit(input, ctx).await.expect("admit");
+    let kept_ts: Vec<i64> = kept.iter().map(|r| r.ts.as_millis()).collect();
+    assert_eq!(kept_ts, [1, 3, 6]);
+    let kinds: Vec<RejectKind> = dead.iter().map(|d| d.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            RejectKind::UnknownMachine,
+            RejectKind::OutOfRange,
+            RejectKind::UnknownSensor
+        ]
+    );
+}
