@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::mem_store::MemStore;
-use common::{eventually, mqtt_url, unique};
+use common::{eventually, init_tracing, mqtt_url, unique};
 use pdm_core::{Catalog, Engine, EngineConfig, Metrics, RejectKind, TelemetryStore, Timestamp};
 use pdm_ingest::mqtt::{MqttPublisherConfig, MqttSourceConfig, MqttState, MqttStatus};
 use pdm_ingest::{CodecConfig, Intake};
@@ -26,6 +26,7 @@ struct Running {
 }
 
 async fn start(store: &Arc<MemStore>, config: MqttSourceConfig, codec: CodecConfig) -> Running {
+    init_tracing();
     let catalog = Arc::new(
         Catalog::load(store.clone(), true)
             .await

@@ -156,6 +156,9 @@ struct AckGate {
 /// message is left for redelivery.
 const ACK_QUEUE_PATIENCE: Duration = Duration::from_secs(5);
 
+/// How long a stopping source waits for the broker to close the connection after DISCONNECT.
+const DISCONNECT_PATIENCE: Duration = Duration::from_secs(3);
+
 impl AckGate {
     fn lock(&self) -> MutexGuard<'_, u64> {
         // The guarded value is a plain counter: a panic elsewhere cannot leave it inconsistent.
@@ -419,20 +422,33 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &mut Shutdown) -> bool {
     }
 }
 
-/// Sends DISCONNECT after everything queued before it, and waits (briefly) until it is out.
+/// Sends DISCONNECT after everything queued before it (the acknowledgements), then waits
+/// (briefly) for the broker to close the connection.
+///
+/// The broker closes only after it has read the DISCONNECT, so once it has, it has also read
+/// every acknowledgement sent before it. Dropping the socket as soon as DISCONNECT is written
+/// is not enough: closing a socket with unread incoming bytes makes the kernel send a reset,
+/// and a busy broker that has not yet read the acknowledgements then discards them and
+/// redelivers those messages in the next session.
 async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
     if eventloop.network.is_none() || client.try_disconnect().is_err() {
         return;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+    let closed = tokio::time::timeout(DISCONNECT_PATIENCE, async {
+        let mut sent = false;
         loop {
             match eventloop.poll().await {
-                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => sent = true,
                 Ok(_) => {}
+                // After DISCONNECT the broker's close shows as an error of the next read.
+                Err(_) => return sent,
             }
         }
     })
     .await;
+    if !matches!(closed, Ok(true)) {
+        tracing::debug!("the broker did not close the connection after DISCONNECT in time");
+    }
 }
 
 /// Decodes each message and sends its batch to the engine, in arrival order.

@@ -30,6 +30,18 @@ pub fn mqtt_url() -> Option<String> {
     }
 }
 
+/// Sends the engine's log lines (`RUST_LOG`, else info) to the test harness, which shows them
+/// with a failing test's output: the account of what the source did is what explains a failure
+/// against a real broker.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 /// A name no other test run uses, so tests can share a broker and run in parallel.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
