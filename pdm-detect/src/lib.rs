@@ -115,6 +115,7 @@ pub mod health;
 mod iforest;
 pub mod pca;
 pub mod persist;
+pub mod pipeline;
 pub mod scale;
 mod stats;
 pub mod stream;
@@ -131,6 +132,7 @@ pub use pca::{
     NComponents, PcaContributions, PcaDetector, PcaDetectorParams, PcaDetectorParamsError,
     PcaDetectorValidParams, PcaLimits, PcaStatistics,
 };
+pub use pipeline::{Pipeline, PipelineParams, PipelineParamsError, PipelineValidParams};
 pub use scale::{RobustScaler, StandardScaler};
 
 pub use iforest::{
@@ -207,6 +209,9 @@ pub enum DetectError {
     /// A decision parameter is out of its range.
     #[error("invalid parameter: {0}")]
     Decision(#[from] DecisionParamsError),
+    /// A parameter of the default pipeline is out of its range.
+    #[error("invalid parameter: {0}")]
+    Pipeline(#[from] PipelineParamsError),
     /// A score is NaN or infinite.
     #[error("score {index} is not a finite number")]
     NotFiniteScore {

@@ -34,6 +34,8 @@ pub(crate) mod test_data;
 
 #[cfg(test)]
 mod nab_data_tests;
+#[cfg(test)]
+mod skab_data_tests;
 
 pub use skab::roc_auc;
 

@@ -58,3 +58,50 @@ pub(crate) fn nab_labelled(test: &str, file: &str) -> Option<Labelled> {
         windows: windows.len(),
     })
 }
+
+/// The SKAB folder (holding `data/valve1` and `data/valve2`), from `PDM_SKAB_DIR` (default
+/// `../shared/data/skab` beside the workspace).
+pub(crate) fn skab_dir() -> PathBuf {
+    match std::env::var_os("PDM_SKAB_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/skab"),
+    }
+}
+
+/// Every labelled file of SKAB's `valve1` and `valve2` folders, parsed, in name order; or `None`
+/// after printing why the calling test is skipped (failing instead when
+/// `PDM_TEST_REQUIRE_DATA=1`).
+pub(crate) fn skab_valve_files(test: &str) -> Option<Vec<super::text::SkabFile>> {
+    let dir = skab_dir().join("data");
+    let mut paths = Vec::new();
+    for folder in ["valve1", "valve2"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(folder)) else {
+            let message = format!(
+                "SKIPPED {test}: SKAB data not found at {}; set PDM_SKAB_DIR to the SKAB folder \
+                 holding data/valve1 and data/valve2",
+                dir.join(folder).display()
+            );
+            assert!(
+                std::env::var("PDM_TEST_REQUIRE_DATA").as_deref() != Ok("1"),
+                "{message}"
+            );
+            eprintln!("{message}");
+            return None;
+        };
+        let mut csvs: Vec<PathBuf> = entries
+            .map(|e| e.expect("a directory entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+            .collect();
+        csvs.sort();
+        paths.extend(csvs);
+    }
+    Some(
+        paths
+            .iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(p).expect("a readable SKAB file");
+                super::text::parse_skab(&p.display().to_string(), &text).expect("a SKAB file")
+            })
+            .collect(),
+    )
+}
