@@ -625,6 +625,143 @@ pub(crate) fn symmetric_eigen(mut a: Array2<f64>) -> (Array1<f64>, Array2<f64>) 
     (values, vectors)
 }
 
+/// `n_components` as written in model files.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum NComponentsParam {
+    Count(usize),
+    Variance(f64),
+}
+
+impl From<NComponents> for NComponentsParam {
+    fn from(n: NComponents) -> Self {
+        match n {
+            NComponents::Count(k) => Self::Count(k),
+            NComponents::Variance(f) => Self::Variance(f),
+        }
+    }
+}
+
+impl From<NComponentsParam> for NComponents {
+    fn from(n: NComponentsParam) -> Self {
+        match n {
+            NComponentsParam::Count(k) => Self::Count(k),
+            NComponentsParam::Variance(f) => Self::Variance(f),
+        }
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PcaDetectorState {
+    n_components: NComponentsParam,
+    alpha: f64,
+    /// `"empirical"` or `"parametric"`.
+    limits: String,
+    mean: Vec<f64>,
+    eigenvalues: Vec<f64>,
+    /// Kept components, one array per component (each `n_features` long).
+    components: Vec<Vec<f64>>,
+    t2_limit: f64,
+    q_limit: f64,
+}
+
+impl crate::persist::Persist for PcaDetector {
+    const KIND: &'static str = "pca_detector";
+    type State = PcaDetectorState;
+
+    fn feature_names(&self) -> Vec<String> {
+        self.feature_names.clone()
+    }
+
+    fn n_training_rows(&self) -> Option<usize> {
+        None
+    }
+
+    fn state(&self) -> PcaDetectorState {
+        PcaDetectorState {
+            n_components: self.params.n_components.into(),
+            alpha: self.params.alpha,
+            limits: match self.params.limits {
+                PcaLimits::Empirical => "empirical",
+                PcaLimits::Parametric => "parametric",
+            }
+            .into(),
+            mean: self.mean.to_vec(),
+            eigenvalues: self.eigenvalues.to_vec(),
+            components: self
+                .components
+                .columns()
+                .into_iter()
+                .map(|c| c.to_vec())
+                .collect(),
+            t2_limit: self.t2_limit,
+            q_limit: self.q_limit,
+        }
+    }
+
+    fn from_state(
+        s: PcaDetectorState,
+        feature_names: Vec<String>,
+    ) -> std::result::Result<Self, String> {
+        let limits = match s.limits.as_str() {
+            "empirical" => PcaLimits::Empirical,
+            "parametric" => PcaLimits::Parametric,
+            other => return Err(format!("unknown PCA limits {other:?}")),
+        };
+        let params = PcaDetector::params()
+            .n_components(s.n_components.into())
+            .alpha(s.alpha)
+            .limits(limits)
+            .check()
+            .map_err(|e| e.to_string())?;
+        let d = s.mean.len();
+        let k = s.components.len();
+        if d == 0 || feature_names.len() != d {
+            return Err(format!(
+                "the PCA model has {d} means for {} feature names",
+                feature_names.len()
+            ));
+        }
+        if s.eigenvalues.len() != d || k == 0 || k > d {
+            return Err(format!(
+                "a PCA model of {d} features needs {d} eigenvalues and 1 to {d} components, \
+                 got {} and {k}",
+                s.eigenvalues.len()
+            ));
+        }
+        let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        if !finite(&s.mean) || !finite(&s.eigenvalues) {
+            return Err("the PCA means and eigenvalues must be finite".into());
+        }
+        if s.eigenvalues.windows(2).any(|w| w[0] < w[1]) || s.eigenvalues.iter().any(|&l| l < 0.0) {
+            return Err("the PCA eigenvalues must be non-negative and descending".into());
+        }
+        if s.eigenvalues[..k].iter().any(|&l| l <= 0.0) {
+            return Err("every kept PCA component needs a positive eigenvalue".into());
+        }
+        if s.components.iter().any(|c| c.len() != d || !finite(c)) {
+            return Err(format!("every PCA component must hold {d} finite loadings"));
+        }
+        let positive = |l: f64| l.is_finite() && l > 0.0;
+        if !positive(s.t2_limit) || !positive(s.q_limit) {
+            return Err("the PCA limits must be finite and positive".into());
+        }
+        let components = Array2::from_shape_fn((d, k), |(i, j)| s.components[j][i]);
+        Ok(Self {
+            params,
+            mean: Array1::from(s.mean),
+            eigenvalues: Array1::from(s.eigenvalues),
+            components,
+            t2_limit: s.t2_limit,
+            q_limit: s.q_limit,
+            feature_names,
+        })
+    }
+}
+
+crate::persist::persistable!(PcaDetector);
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

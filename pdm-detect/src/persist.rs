@@ -31,7 +31,9 @@ use std::path::Path;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{DetectError, IsolationForest, Result, StandardScaler};
+use crate::{
+    DetectError, IsolationForest, PcaDetector, Pipeline, Result, RobustScaler, StandardScaler,
+};
 
 /// The `format` field of every model file.
 pub const FORMAT: &str = "pdm-model";
@@ -90,14 +92,24 @@ pub enum Model {
     IsolationForest(Box<IsolationForest>),
     /// A standard scaler.
     StandardScaler(StandardScaler),
+    /// A robust scaler.
+    RobustScaler(RobustScaler),
+    /// A PCA detector.
+    PcaDetector(Box<PcaDetector>),
+    /// The default pipeline.
+    Pipeline(Box<Pipeline>),
 }
 
 impl Model {
-    /// The kind as written in files (`isolation_forest`, `standard_scaler`).
+    /// The kind as written in files (`isolation_forest`, `standard_scaler`, `robust_scaler`,
+    /// `pca_detector`, `pipeline`).
     pub fn kind(&self) -> &'static str {
         match self {
             Model::IsolationForest(_) => IsolationForest::KIND,
             Model::StandardScaler(_) => StandardScaler::KIND,
+            Model::RobustScaler(_) => RobustScaler::KIND,
+            Model::PcaDetector(_) => PcaDetector::KIND,
+            Model::Pipeline(_) => Pipeline::KIND,
         }
     }
 }
@@ -131,7 +143,7 @@ struct Envelope {
 }
 
 /// FNV-1a, 64 bits: cheap, and enough to catch a damaged or hand-edited file (not a signature).
-fn checksum(model: &Value) -> String {
+pub(crate) fn checksum(model: &Value) -> String {
     let text = model.to_string();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
@@ -205,6 +217,9 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
     Ok(match envelope.kind.as_str() {
         IsolationForest::KIND => Model::IsolationForest(Box::new(decode(envelope)?)),
         StandardScaler::KIND => Model::StandardScaler(decode(envelope)?),
+        RobustScaler::KIND => Model::RobustScaler(decode(envelope)?),
+        PcaDetector::KIND => Model::PcaDetector(Box::new(decode(envelope)?)),
+        Pipeline::KIND => Model::Pipeline(Box::new(decode(envelope)?)),
         other => return Err(ModelFileError::UnknownKind(other.to_owned()).into()),
     })
 }
@@ -413,5 +428,53 @@ mod tests {
             v["checksum"] = sum.into();
         });
         assert!(error_of(&bad_feature).to_string().contains("feature 99"));
+    }
+
+    #[test]
+    fn pca_detectors_and_robust_scalers_round_trip_and_damage_is_refused() {
+        let x = data(300, 4, 5);
+        let pca = crate::PcaDetector::params()
+            .n_components(crate::NComponents::Count(2))
+            .fit(&x.view())
+            .expect("fit")
+            .with_feature_names(vec!["a".into(), "b".into(), "c".into(), "d".into()])
+            .expect("names");
+        let bytes = pca.to_bytes();
+        let loaded = PcaDetector::from_bytes(&bytes).expect("load");
+        assert_eq!(loaded, pca);
+        let y = data(100, 4, 6);
+        let (a, b) = (
+            pca.scores(&y.view()).expect("scores"),
+            loaded.scores(&y.view()).expect("scores"),
+        );
+        assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+        assert_eq!(from_bytes(&bytes).expect("any").kind(), "pca_detector");
+        for (field, value) in [
+            ("eigenvalues", serde_json::json!([1.0, 2.0, 0.5, 0.1])),
+            ("components", serde_json::json!([[1.0, 0.0]])),
+            ("q_limit", serde_json::json!(0.0)),
+            ("limits", serde_json::json!("guess")),
+        ] {
+            let damaged = edit(&bytes, |v| {
+                v["model"][field] = value;
+                let sum = checksum(&v["model"]);
+                v["checksum"] = sum.into();
+            });
+            assert!(
+                matches!(
+                    PcaDetector::from_bytes(&damaged),
+                    Err(DetectError::ModelFile(ModelFileError::Corrupt(_)))
+                ),
+                "{field}"
+            );
+        }
+
+        let robust = RobustScaler::fit(&x.view()).expect("fit");
+        let loaded = RobustScaler::from_bytes(&robust.to_bytes()).expect("load");
+        assert_eq!(loaded, robust);
+        assert_eq!(
+            from_bytes(&robust.to_bytes()).expect("any").kind(),
+            "robust_scaler"
+        );
     }
 }

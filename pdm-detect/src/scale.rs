@@ -112,23 +112,26 @@ fn transform(
     Ok((x - center) / scale)
 }
 
+/// Checks stored scaler statistics (model files): one finite centre and one finite, positive
+/// scale per column.
+fn checked_parts(
+    center: Vec<f64>,
+    scale: Vec<f64>,
+) -> std::result::Result<(Array1<f64>, Array1<f64>), String> {
+    if center.is_empty() || center.len() != scale.len() {
+        return Err("a scaler needs as many centres as scales, at least one".into());
+    }
+    if center.iter().any(|m| !m.is_finite()) || scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err("a scaler's centres must be finite and its scales finite and positive".into());
+    }
+    Ok((Array1::from(center), Array1::from(scale)))
+}
+
 impl StandardScaler {
-    /// A scaler from stored statistics (model files), checked: one finite mean and one finite,
-    /// positive scale per column.
+    /// A scaler from stored statistics (model files), checked by [`checked_parts`].
     pub(crate) fn from_parts(mean: Vec<f64>, scale: Vec<f64>) -> std::result::Result<Self, String> {
-        if mean.is_empty() || mean.len() != scale.len() {
-            return Err("a scaler needs as many means as scales, at least one".into());
-        }
-        if mean.iter().any(|m| !m.is_finite()) || scale.iter().any(|s| !(s.is_finite() && *s > 0.0))
-        {
-            return Err(
-                "a scaler's means must be finite and its scales finite and positive".into(),
-            );
-        }
-        Ok(Self {
-            mean: Array1::from(mean),
-            scale: Array1::from(scale),
-        })
+        let (mean, scale) = checked_parts(mean, scale)?;
+        Ok(Self { mean, scale })
     }
 }
 
@@ -167,6 +170,40 @@ impl crate::persist::Persist for StandardScaler {
 }
 
 crate::persist::persistable!(StandardScaler);
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RobustScalerState {
+    center: Vec<f64>,
+    scale: Vec<f64>,
+}
+
+impl crate::persist::Persist for RobustScaler {
+    const KIND: &'static str = "robust_scaler";
+    type State = RobustScalerState;
+
+    fn feature_names(&self) -> Vec<String> {
+        (0..self.center.len()).map(|i| format!("x{i}")).collect()
+    }
+
+    fn n_training_rows(&self) -> Option<usize> {
+        None
+    }
+
+    fn state(&self) -> RobustScalerState {
+        RobustScalerState {
+            center: self.center.to_vec(),
+            scale: self.scale.to_vec(),
+        }
+    }
+
+    fn from_state(s: RobustScalerState, _names: Vec<String>) -> std::result::Result<Self, String> {
+        let (center, scale) = checked_parts(s.center, s.scale)?;
+        Ok(Self { center, scale })
+    }
+}
+
+crate::persist::persistable!(RobustScaler);
 
 #[cfg(test)]
 mod tests {
