@@ -135,7 +135,7 @@ impl ContextDetectorValidParams {
 /// bits, generalised contexts of at most 7 left facts, 15 active contexts carried forward,
 /// threshold 0.75, a rest period of 30 rows; ranges from the first 150 rows when none are given
 /// (NAB gives each file's minimum and maximum instead); at most 2^22 contexts (a few hundred
-/// megabytes at worst; a NAB file of 22,695 rows stores a few tens of thousands).
+/// megabytes at worst).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContextDetectorParams(ContextDetectorValidParams);
 
