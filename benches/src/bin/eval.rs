@@ -117,6 +117,9 @@ enum DetectorName {
     EwmaChart,
     /// Streaming half-space trees.
     HalfSpaceTrees,
+    /// Streaming contextual anomaly detector (after CAD OSE); on NAB it gets each file's value
+    /// range and a rest period of a fifth of the probation, NAB's protocol.
+    Context,
 }
 
 impl DetectorName {
@@ -127,6 +130,7 @@ impl DetectorName {
             Self::RobustZscore => "pdm robust_zscore",
             Self::EwmaChart => "pdm ewma_chart",
             Self::HalfSpaceTrees => "pdm half_space_trees",
+            Self::Context => "pdm context",
         }
     }
 
@@ -159,6 +163,7 @@ impl DetectorName {
         let spec = match self {
             Self::RobustZscore => StreamSpec::by_name("robust_zscore"),
             Self::EwmaChart => StreamSpec::by_name("ewma_chart"),
+            Self::Context => StreamSpec::by_name("context"),
             _ => None,
         };
         spec.unwrap_or_else(|| {
@@ -168,7 +173,8 @@ impl DetectorName {
 }
 
 /// A streaming detector over a univariate series: it learns as it goes (no separate training),
-/// and its scores are mapped into [0, 1] by `stream::nab_scores`.
+/// is set up for the file by NAB's protocol and its scores are mapped into [0, 1] by
+/// `stream::nab_scores` (see `StreamSpec::for_nab_file` and `StreamSpec::nab_mapping`).
 struct StreamSeries {
     spec: StreamSpec,
 }

@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use super::text::{parse_nab_data, parse_nab_windows};
+use std::collections::BTreeMap;
+
+use super::text::{parse_nab_data, parse_nab_windows, NabSeries};
 
 /// The NAB folder (holding `data/` and `labels/`).
 pub(crate) fn nab_dir() -> PathBuf {
@@ -21,26 +23,64 @@ pub(crate) struct Labelled {
     pub(crate) windows: usize,
 }
 
+fn read(p: PathBuf) -> Result<String, String> {
+    std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Prints why the calling test is skipped, or fails it when `PDM_TEST_REQUIRE_DATA=1`.
+fn skip(test: &str, why: &str) {
+    let message = format!(
+        "SKIPPED {test}: NAB data not found ({why}); set PDM_NAB_DIR to the NAB folder holding \
+         data/ and labels/"
+    );
+    assert!(
+        std::env::var("PDM_TEST_REQUIRE_DATA").as_deref() != Ok("1"),
+        "{message}"
+    );
+    eprintln!("{message}");
+}
+
+/// One corpus file: its key (`category/file.csv`), series and windows as `[start, end]` times.
+pub(crate) type CorpusFile = (String, NabSeries, Vec<(f64, f64)>);
+
+/// Every file of the labels (`combined_windows.json`), in key order; or `None` after printing why
+/// the calling test is skipped.
+pub(crate) fn nab_corpus(test: &str) -> Option<Vec<CorpusFile>> {
+    let dir = nab_dir();
+    let labels: BTreeMap<String, Vec<(f64, f64)>> =
+        match read(dir.join("labels/combined_windows.json")) {
+            Ok(json) => parse_nab_windows("combined_windows.json", &json).expect("NAB labels"),
+            Err(why) => {
+                skip(test, &why);
+                return None;
+            }
+        };
+    let mut out = Vec::with_capacity(labels.len());
+    for (key, windows) in labels {
+        match read(dir.join("data").join(&key)) {
+            Ok(csv) => {
+                let series = parse_nab_data(&key, &csv).expect("a NAB data file");
+                out.push((key, series, windows));
+            }
+            Err(why) => {
+                skip(test, &why);
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
 /// `file` (e.g. `realKnownCause/nyc_taxi.csv`) with its labels, or `None` after printing why
 /// the calling test is skipped.
 pub(crate) fn nab_labelled(test: &str, file: &str) -> Option<Labelled> {
     let dir = nab_dir();
-    let read =
-        |p: PathBuf| std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()));
     let loaded = read(dir.join("data").join(file))
         .and_then(|csv| read(dir.join("labels/combined_windows.json")).map(|json| (csv, json)));
     let (csv, json) = match loaded {
         Ok(texts) => texts,
         Err(why) => {
-            let message = format!(
-                "SKIPPED {test}: NAB data not found ({why}); set PDM_NAB_DIR to the NAB folder \
-                 holding data/ and labels/"
-            );
-            assert!(
-                std::env::var("PDM_TEST_REQUIRE_DATA").as_deref() != Ok("1"),
-                "{message}"
-            );
-            eprintln!("{message}");
+            skip(test, &why);
             return None;
         }
     };

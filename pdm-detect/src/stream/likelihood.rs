@@ -120,6 +120,9 @@ pub enum ScoreMapping {
         /// Rows before the first likelihood.
         warm_up: usize,
     },
+    /// The raw score as it is, clamped into [0, 1]: for detectors whose scores already are a
+    /// level in [0, 1] ([`super::ContextDetector`]).
+    Raw,
 }
 
 impl Default for ScoreMapping {

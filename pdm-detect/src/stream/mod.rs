@@ -4,8 +4,10 @@
 //! - [`RobustZScore`]: rolling median and MAD per feature, score `max |x - median| / (1.4826 MAD)`.
 //! - [`EwmaChart`]: EWMA control chart per feature, score in units of the control limit.
 //! - [`HalfSpaceTrees`]: streaming half-space trees (Tan, Ting & Liu 2011) over all features.
+//! - [`ContextDetector`]: contextual anomaly detector after CAD OSE (Smirnov 2016): learns which
+//!   quantised values follow which contexts, scores how little of a row was expected.
 //!
-//! All three implement [`StreamingDetector`]; rows may hold several features. Each follows the
+//! All four implement [`StreamingDetector`]; rows may hold several features. Each follows the
 //! validated-parameters pattern: `Xxx::params()` builds unchecked parameters, `check()` validates
 //! them and `build(n_features)` returns the running detector. [`nab_scores`] runs one over a
 //! univariate series and maps its scores into [0, 1] for the Numenta Anomaly Benchmark.
@@ -26,6 +28,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod context;
 mod ewma;
 mod hst;
 mod likelihood;
@@ -36,11 +39,13 @@ mod nab_tests;
 #[cfg(test)]
 mod test_util;
 
+pub use context::{ContextDetector, ContextDetectorParams, ContextDetectorValidParams};
 pub use ewma::{EwmaChart, EwmaChartParams, EwmaChartValidParams};
 pub use hst::{HalfSpaceTrees, HalfSpaceTreesParams, HalfSpaceTreesValidParams};
 pub use likelihood::{AnomalyLikelihood, ScoreMapping};
 pub use robust::{RobustZScore, RobustZScoreParams, RobustZScoreValidParams};
 
+use crate::eval::nab::{probation_rows, PROBATION_PERCENT};
 use crate::{check_finite, DetectError, Result};
 use ndarray::{Array1, ArrayView2};
 use pdm_core::detector::{self, StreamingDetector};
@@ -168,11 +173,14 @@ pub enum StreamSpec {
     EwmaChart(EwmaChartParams),
     /// [`HalfSpaceTrees`].
     HalfSpaceTrees(HalfSpaceTreesParams),
+    /// A [`ContextDetector`].
+    Context(ContextDetectorParams),
 }
 
 impl StreamSpec {
     /// Names accepted by [`by_name`](Self::by_name).
-    pub const NAMES: [&'static str; 3] = ["robust_zscore", "ewma_chart", "half_space_trees"];
+    pub const NAMES: [&'static str; 4] =
+        ["robust_zscore", "ewma_chart", "half_space_trees", "context"];
 
     /// The detector called `name` (one of [`NAMES`](Self::NAMES)) with parameters for NAB-like
     /// univariate series, or `None` for an unknown name.
@@ -181,6 +189,7 @@ impl StreamSpec {
     /// labelled windows on NAB's own files: a robust z-score over 1000 rows, an EWMA chart whose
     /// in-control statistics remember about 500 rows (`alpha` 0.002), half-space trees with the
     /// paper's settings and seed 42. A NAB score with them is therefore somewhat optimistic.
+    /// The context detector has the reference detector's parameters, untuned.
     pub fn by_name(name: &str) -> Option<Self> {
         match name {
             "robust_zscore" => Some(Self::RobustZScore(RobustZScore::params().window(1000))),
@@ -188,6 +197,7 @@ impl StreamSpec {
             "half_space_trees" => Some(Self::HalfSpaceTrees(
                 HalfSpaceTrees::params().random_state(42),
             )),
+            "context" => Some(Self::Context(ContextDetector::params())),
             _ => None,
         }
     }
@@ -198,19 +208,57 @@ impl StreamSpec {
             Self::RobustZScore(p) => Box::new(p.build(n_features)?),
             Self::EwmaChart(p) => Box::new(p.build(n_features)?),
             Self::HalfSpaceTrees(p) => Box::new(p.build(n_features)?),
+            Self::Context(p) => Box::new(p.build(n_features)?),
         })
+    }
+
+    /// The specification as NAB runs it on one file of `values`: NAB hands every detector the
+    /// file's minimum and maximum and its probation period (the first
+    /// [`probation_rows`](crate::eval::nab::probation_rows) rows). The context detector takes
+    /// them as its value range (a constant file gets `(min, min + 1)`) and a rest period of a
+    /// fifth of the probation, as the reference NAB runner does; the other detectors are returned
+    /// unchanged.
+    pub fn for_nab_file(&self, values: &[f64]) -> Self {
+        match self {
+            Self::Context(p) => {
+                let (min, max) = values
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                        (a.min(x), b.max(x))
+                    });
+                let mut p = p.clone();
+                if min.is_finite() && max.is_finite() {
+                    p = p.value_range(min, if max > min { max } else { min + 1.0 });
+                }
+                let probation = probation_rows(values.len(), PROBATION_PERCENT);
+                Self::Context(p.rest_period(probation / 5))
+            }
+            other => other.clone(),
+        }
+    }
+
+    /// How [`nab_scores`] maps this detector's raw scores into [0, 1]: as they are for the
+    /// context detector (already in [0, 1], its rest period already thins its alarms), the
+    /// default [`AnomalyLikelihood`] otherwise.
+    pub fn nab_mapping(&self) -> ScoreMapping {
+        match self {
+            Self::Context(_) => ScoreMapping::Raw,
+            _ => ScoreMapping::default(),
+        }
     }
 }
 
 /// Runs the detector `spec` over a univariate series and returns one score in [0, 1] per value,
-/// as NAB's `anomaly_score` column, with the default [`ScoreMapping`]; see [`nab_scores_with`].
+/// as NAB's `anomaly_score` column, with the detector's [`StreamSpec::nab_mapping`]; see
+/// [`nab_scores_with`].
 pub fn nab_scores(spec: &StreamSpec, values: &[f64]) -> Result<Vec<f64>> {
-    nab_scores_with(spec, ScoreMapping::default(), values)
+    nab_scores_with(spec, spec.nab_mapping(), values)
 }
 
-/// Runs the detector `spec` over a univariate series and maps each raw score into [0, 1] with
-/// `mapping`: through [`squash`] (0.5 is then the detector's own alarm level) or through an
-/// [`AnomalyLikelihood`] of the raw scores.
+/// Runs the detector `spec`, set up for the series by [`StreamSpec::for_nab_file`] (NAB's
+/// protocol), over a univariate series and maps each raw score into [0, 1] with `mapping`:
+/// through [`squash`] (0.5 is then the detector's own alarm level), through an
+/// [`AnomalyLikelihood`] of the raw scores, or clamped as they are.
 ///
 /// Errors on invalid parameters or a non-finite value (its index is the `row` of
 /// [`DetectError::NotFinite`]).
@@ -222,10 +270,10 @@ pub fn nab_scores_with(
     if let Some(row) = values.iter().position(|v| !v.is_finite()) {
         return Err(DetectError::NotFinite { row, col: 0 });
     }
-    let mut det = spec.build(1)?;
+    let mut det = spec.for_nab_file(values).build(1)?;
     let threshold = det.threshold();
     let mut likelihood = match mapping {
-        ScoreMapping::Squash => None,
+        ScoreMapping::Squash | ScoreMapping::Raw => None,
         ScoreMapping::Likelihood {
             long_window,
             short_window,
@@ -236,9 +284,11 @@ pub fn nab_scores_with(
         .iter()
         .map(|&v| {
             let raw = det.update(&[v])?;
-            Ok(match likelihood.as_mut() {
-                Some(l) => l.update(raw),
-                None => squash(raw, threshold),
+            Ok(match (likelihood.as_mut(), mapping) {
+                (Some(l), _) => l.update(raw),
+                (None, ScoreMapping::Raw) if raw.is_nan() => 0.0,
+                (None, ScoreMapping::Raw) => raw.clamp(0.0, 1.0),
+                (None, _) => squash(raw, threshold),
             })
         })
         .collect()
@@ -349,6 +399,7 @@ mod tests {
         assert_send_sync::<RobustZScore>();
         assert_send_sync::<EwmaChart>();
         assert_send_sync::<HalfSpaceTrees>();
+        assert_send_sync::<ContextDetector>();
         assert_send_sync::<StreamSpec>();
         fn assert_send<T: Send + ?Sized>() {}
         assert_send::<dyn StreamingDetector>();
