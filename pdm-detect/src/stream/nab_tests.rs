@@ -59,13 +59,9 @@ fn scores_rise_in_labelled_windows_on_nab_files() {
 /// Random Cut Forest's standard score on NAB's scoreboard, the bar the context detector must clear.
 const RANDOM_CUT_FOREST: f64 = 51.7;
 
-// About 3 s optimised, 25 s unoptimised (it doubled the debug suite's time): run by
-// `cargo test --release`, or in debug with `-- --ignored`.
+// About 3 s optimised, 25 s unoptimised; it runs in every test run (scripts/test included), so
+// the NAB target is checked on each change, not only when someone remembers `--release`.
 #[test]
-#[cfg_attr(
-    debug_assertions,
-    ignore = "whole NAB corpus, slow unoptimised: cargo test --release, or -- --ignored"
-)]
 fn context_detector_beats_random_cut_forest_on_the_nab_corpus() {
     let test = "context_detector_beats_random_cut_forest_on_the_nab_corpus";
     let Some(corpus) = nab_corpus(test) else {
