@@ -1,16 +1,20 @@
 //! Models cross between Rust and Python unchanged: this program is the Rust side of the
 //! round-trip test in `pdm-py/tests`.
 //!
-//! - `model_roundtrip score MODEL CSV`: loads a model file (written by Python, say) and prints
-//!   `score_samples` of each CSV row as the 16 hex digits of its bits;
-//! - `model_roundtrip fit CSV MODEL`: fits an Isolation Forest (50 trees, seed 3) on the CSV,
-//!   saves it to MODEL for Python to load, and prints its scores the same way.
+//! - `model_roundtrip score MODEL CSV`: loads a model file of any scoring kind (written by
+//!   Python, say) and prints its scores of the CSV rows as the 16 hex digits of their bits: an
+//!   Isolation Forest's `score_samples`, a PCA detector's scores, or the default pipeline's
+//!   scores (one per full window);
+//! - `model_roundtrip fit CSV MODEL [iforest|pipeline]`: fits an Isolation Forest (50 trees,
+//!   seed 3) or the default pipeline (channels `c0`, `c1`, ...) on the CSV, saves it to MODEL
+//!   for Python to load, and prints its scores the same way.
 //!
 //! The CSV has one row per sample, comma-separated numbers, no header.
 
 use anyhow::{bail, Context as _};
 use ndarray::Array2;
-use pdm_detect::IsolationForest;
+use pdm_detect::persist::{self, Model};
+use pdm_detect::{IsolationForest, Pipeline};
 
 fn read_csv(path: &str) -> anyhow::Result<Array2<f64>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
@@ -35,10 +39,20 @@ fn read_csv(path: &str) -> anyhow::Result<Array2<f64>> {
     Ok(Array2::from_shape_vec((values.len() / cols, cols), values)?)
 }
 
-fn print_scores(model: &IsolationForest, x: &Array2<f64>) -> anyhow::Result<()> {
-    for s in model.score_samples(&x.view())? {
+fn print_bits(scores: impl IntoIterator<Item = f64>) {
+    for s in scores {
         println!("{:016x}", s.to_bits());
     }
+}
+
+fn print_scores(model: &Model, x: &Array2<f64>) -> anyhow::Result<()> {
+    let scores = match model {
+        Model::IsolationForest(m) => m.score_samples(&x.view())?,
+        Model::PcaDetector(m) => m.scores(&x.view())?,
+        Model::Pipeline(m) => m.scores(&x.view())?,
+        other => bail!("a {} model has no scores", other.kind()),
+    };
+    print_bits(scores);
     Ok(())
 }
 
@@ -50,19 +64,25 @@ fn main() -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["score", model, csv] => {
-            let model = IsolationForest::load(model)?;
-            print_scores(&model, &read_csv(csv)?)
-        }
-        ["fit", csv, out] => {
+        ["score", model, csv] => print_scores(&persist::load(model)?, &read_csv(csv)?),
+        ["fit", csv, out] | ["fit", csv, out, "iforest"] => {
             let x = read_csv(csv)?;
             let model = IsolationForest::params()
                 .n_estimators(50)
                 .random_state(3)
                 .fit(&x.view())?;
             model.save(out)?;
-            print_scores(&model, &x)
+            print_bits(model.score_samples(&x.view())?);
+            Ok(())
         }
-        _ => bail!("usage: model_roundtrip score MODEL CSV | fit CSV MODEL"),
+        ["fit", csv, out, "pipeline"] => {
+            let x = read_csv(csv)?;
+            let channels: Vec<String> = (0..x.ncols()).map(|c| format!("c{c}")).collect();
+            let model = Pipeline::params().fit(&x.view(), &channels)?;
+            model.save(out)?;
+            print_bits(model.scores(&x.view())?);
+            Ok(())
+        }
+        _ => bail!("usage: model_roundtrip score MODEL CSV | fit CSV MODEL [iforest|pipeline]"),
     }
 }

@@ -33,6 +33,20 @@ impl StandardScaler {
         transform(&self.mean, &self.scale, x)
     }
 
+    /// The same scaler without centring: its means become 0, so it only divides (scikit-learn's
+    /// `with_mean=False`, e.g. to keep zeros of sparse data at zero).
+    pub fn without_centring(mut self) -> Self {
+        self.mean.fill(0.0);
+        self
+    }
+
+    /// The same scaler without scaling: its scales become 1, so it only centres (scikit-learn's
+    /// `with_std=False`).
+    pub fn without_scaling(mut self) -> Self {
+        self.scale.fill(1.0);
+        self
+    }
+
     /// Learned column means.
     pub fn mean(&self) -> &Array1<f64> {
         &self.mean

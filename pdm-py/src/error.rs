@@ -44,7 +44,8 @@ pub fn detect_err(e: DetectError) -> PyErr {
         | DetectError::HealthParams(_)
         | DetectError::WindowFeatures(_)
         | DetectError::Pca(_)
-        | DetectError::Decision(_) => "ParameterError",
+        | DetectError::Decision(_)
+        | DetectError::Pipeline(_) => "ParameterError",
         DetectError::ModelFile(ModelFileError::NewerVersion { .. }) => "ModelVersionError",
         DetectError::ModelFile(ModelFileError::Io { .. }) => "ModelIOError",
         DetectError::ModelFile(_) => "ModelFileError",

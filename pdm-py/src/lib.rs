@@ -10,6 +10,7 @@
 
 mod error;
 mod more;
+mod pipeline;
 
 use std::path::PathBuf;
 
@@ -199,16 +200,26 @@ pub struct PyStandardScalerModel {
     inner: StandardScaler,
 }
 
-/// Learns column means and standard deviations.
+/// Learns column means and standard deviations; without centring the means are 0, without
+/// scaling the scales 1.
 #[pyfunction]
+#[pyo3(signature = (x, with_mean = true, with_std = true))]
 fn fit_standard_scaler(
     py: Python<'_>,
     x: PyReadonlyArray2<'_, f64>,
+    with_mean: bool,
+    with_std: bool,
 ) -> PyResult<PyStandardScalerModel> {
     let view = x.as_array();
-    let inner = py
+    let mut inner = py
         .detach(|| StandardScaler::fit(&view))
         .map_err(detect_err)?;
+    if !with_mean {
+        inner = inner.without_centring();
+    }
+    if !with_std {
+        inner = inner.without_scaling();
+    }
     Ok(PyStandardScalerModel { inner })
 }
 
@@ -256,6 +267,11 @@ fn wrap(py: Python<'_>, model: Model) -> PyResult<Py<PyAny>> {
             Ok(Py::new(py, PyIsolationForestModel { inner: *m })?.into_any())
         }
         Model::StandardScaler(m) => Ok(Py::new(py, PyStandardScalerModel { inner: m })?.into_any()),
+        Model::RobustScaler(m) => {
+            Ok(Py::new(py, more::PyRobustScalerModel { inner: m })?.into_any())
+        }
+        Model::PcaDetector(m) => Ok(Py::new(py, more::PyPcaModel { inner: *m })?.into_any()),
+        Model::Pipeline(m) => Ok(Py::new(py, pipeline::PyPipelineModel { inner: *m })?.into_any()),
         other => Err(error::model_file_error(format!(
             "this version of the Python module cannot wrap a {} model",
             other.kind()
@@ -286,6 +302,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit_standard_scaler, m)?)?;
     m.add_function(wrap_pyfunction!(load_model, m)?)?;
     m.add_function(wrap_pyfunction!(model_from_bytes, m)?)?;
+    m.add_class::<pipeline::PyPipelineModel>()?;
+    m.add_function(wrap_pyfunction!(pipeline::fit_pipeline, m)?)?;
     m.add_class::<more::PyRobustScalerModel>()?;
     m.add_class::<more::PyPcaModel>()?;
     m.add_class::<more::PyStreamingModel>()?;

@@ -9,13 +9,15 @@ use pdm_core::detector::StreamingDetector;
 use pdm_detect::stream::{self, EwmaChart, HalfSpaceTrees, RobustZScore};
 use pdm_detect::{Feature, NComponents, PcaDetector, PcaLimits, RobustScaler, WindowFeatures};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::path::PathBuf;
 
 use crate::error::{detect_err, parameter_error};
 
 /// A fitted robust scaler (median / IQR).
 #[pyclass(name = "RobustScalerModel", module = "pdm_engine._native", frozen)]
 pub struct PyRobustScalerModel {
-    inner: RobustScaler,
+    pub(crate) inner: RobustScaler,
 }
 
 /// Learns column medians and interquartile ranges.
@@ -55,6 +57,16 @@ impl PyRobustScalerModel {
     fn scale<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         self.inner.scale().clone().into_pyarray(py)
     }
+
+    /// The model as the bytes of a pdm model file.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+
+    /// Writes the model file to `path`.
+    fn save(&self, path: PathBuf) -> PyResult<()> {
+        self.inner.save(path).map_err(detect_err)
+    }
 }
 
 /// Two arrays of one value per row or per feature: (T², Q).
@@ -63,7 +75,7 @@ type Pair<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
 /// A fitted PCA detector (Hotelling's T² and Q).
 #[pyclass(name = "PcaModel", module = "pdm_engine._native", frozen)]
 pub struct PyPcaModel {
-    inner: PcaDetector,
+    pub(crate) inner: PcaDetector,
 }
 
 /// Fits a PCA detector. `n_components` is ("count", n) or ("variance", fraction); `limits` is
@@ -157,6 +169,36 @@ impl PyPcaModel {
     #[getter]
     fn n_components(&self) -> usize {
         self.inner.n_components()
+    }
+
+    /// The parameters as fitted: (("count" | "variance", value), alpha, limits).
+    fn params(&self) -> ((&'static str, f64), f64, &'static str) {
+        let p = self.inner.fit_params();
+        let n = match p.n_components() {
+            NComponents::Count(k) => ("count", k as f64),
+            NComponents::Variance(f) => ("variance", f),
+        };
+        let limits = match p.limits() {
+            PcaLimits::Empirical => "empirical",
+            PcaLimits::Parametric => "parametric",
+        };
+        (n, p.alpha(), limits)
+    }
+
+    /// Feature names, in column order.
+    #[getter]
+    fn feature_names(&self) -> Vec<String> {
+        pdm_core::detector::Detector::feature_names(&self.inner).to_vec()
+    }
+
+    /// The model as the bytes of a pdm model file.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+
+    /// Writes the model file to `path`.
+    fn save(&self, path: PathBuf) -> PyResult<()> {
+        self.inner.save(path).map_err(detect_err)
     }
 
     /// Input features.

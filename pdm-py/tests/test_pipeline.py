@@ -82,3 +82,53 @@ def test_streaming_detectors_check_their_input():
     with pytest.raises(pe.ParameterError):
         pe.RobustZScore(window=0).update([1.0])
     assert det.get_params()["window"] is None
+
+
+def test_default_pipeline_crosses_between_python_and_rust(tmp_path):
+    from test_isolation_forest import cargo_example
+
+    rng = np.random.default_rng(5)
+    load = rng.random(700)
+    X = np.c_[load + 0.05 * rng.normal(size=700), 2 * load + 0.05 * rng.normal(size=700), rng.normal(size=700)]
+    X[600:, 1] += 3.0
+    csv = tmp_path / "x.csv"
+    np.savetxt(csv, X, delimiter=",", fmt="%.17g")
+    X = np.loadtxt(csv, delimiter=",")
+    # Python -> Rust: the Rust scores (one per full window) are Python's, bit for bit.
+    model = pe.Pipeline().fit(X[:400])
+    model.save(tmp_path / "py.json")
+    rust = cargo_example("score", tmp_path / "py.json", csv)
+    ours = model.score_samples(X)
+    np.testing.assert_array_equal(rust, ours[model.window - 1 :])
+    assert np.all(np.isnan(ours[: model.window - 1]))
+    # Rust -> Python.
+    rust_fit = cargo_example("fit", csv, tmp_path / "rust.json", "pipeline")
+    loaded = pe.load(tmp_path / "rust.json")
+    assert isinstance(loaded, pe.Pipeline) and loaded.channels_ == ["c0", "c1", "c2"]
+    np.testing.assert_array_equal(loaded.score_samples(X)[loaded.window - 1 :], rust_fit)
+
+
+def test_default_pipeline_flags_a_broken_relation_and_refuses_bad_input():
+    rng = np.random.default_rng(6)
+    load = rng.random(800)
+    X = np.c_[load + 0.02 * rng.normal(size=800), 2 * load + 0.02 * rng.normal(size=800)]
+    X[600:, 1] += 0.8
+    model = pe.Pipeline(n_components=2).fit(X[:400], channels=["flow", "current"])
+    pred = model.predict(X)
+    assert pred.shape == (800,)
+    assert np.all(pred[:590] == 1) and np.mean(pred[620:] == -1) > 0.9
+    events = model.events(X)
+    assert events and 600 <= events[0].start < 615
+    assert model.get_params()["margin"] == 3.0
+    with pytest.raises(pe.DataError):
+        model.score_samples(X[:, :1])
+    bad = X.copy()
+    bad[5, 0] = np.nan
+    with pytest.raises(pe.DataError):
+        model.score_samples(bad)
+    with pytest.raises(pe.ParameterError):
+        pe.Pipeline(margin=0.5).fit(X)
+    with pytest.raises(pe.ParameterError):
+        pe.Pipeline(statistic="t3").fit(X)
+    with pytest.raises(pe.NotFittedError):
+        pe.Pipeline().predict(X)
