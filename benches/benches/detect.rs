@@ -1,13 +1,14 @@
 //! Criterion benches of the detectors: Isolation Forest fit and score (100 trees, single
-//! thread), window features, PCA scoring, and one update of each streaming detector.
+//! thread), window features, PCA scoring, the default pipeline, and one update of each streaming
+//! detector.
 //!
 //! `cargo bench -p benches --bench detect`
 
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::Array2;
 use pdm_core::detector::StreamingDetector;
-use pdm_detect::stream::{EwmaChart, HalfSpaceTrees, RobustZScore};
-use pdm_detect::{IsolationForest, NComponents, PcaDetector, WindowFeatures};
+use pdm_detect::stream::{ContextDetector, EwmaChart, HalfSpaceTrees, RobustZScore};
+use pdm_detect::{IsolationForest, NComponents, PcaDetector, Pipeline, WindowFeatures};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -63,6 +64,12 @@ fn features_and_pca(c: &mut Criterion) {
     group.bench_function("pca_scores_100k_rows_16_features", |b| {
         b.iter(|| pca.scores(&x.view()).map(|s| s.len()))
     });
+    let pipeline = Pipeline::params()
+        .fit(&series.view(), &channels)
+        .expect("fit");
+    group.bench_function("default_pipeline_scores_100k_rows_8_channels", |b| {
+        b.iter(|| pipeline.scores(&series.view()).map(|s| s.len()))
+    });
     group.finish();
 }
 
@@ -78,6 +85,10 @@ fn streaming(c: &mut Criterion) {
         (
             "ewma_chart",
             Box::new(EwmaChart::params().build(4).expect("build")),
+        ),
+        (
+            "context",
+            Box::new(ContextDetector::params().build(4).expect("build")),
         ),
         (
             "half_space_trees",
