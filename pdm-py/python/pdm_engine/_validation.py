@@ -1,4 +1,5 @@
-"""Input checks shared by the estimators: turn what users pass into float64 matrices."""
+"""Input checks shared by the estimators: turn what users pass into float64 matrices and
+vectors."""
 
 from __future__ import annotations
 
@@ -55,3 +56,23 @@ def check_features(estimator: Any, arr: np.ndarray, names: Optional[List[str]]) 
             "the feature names of X differ from those seen in fit: "
             f"fitted {list(fitted)}, got {names}"
         )
+
+
+def as_vector(x: Any, *, name: str, allow_empty: bool = False) -> np.ndarray:
+    """Returns ``x`` as a contiguous 1-D float64 array of finite numbers (a pandas Series or any
+    sequence of numbers), refusing other shapes, dtypes and NaN or infinite values by name."""
+    if hasattr(x, "to_numpy") and getattr(x, "ndim", 1) == 1:
+        x = x.to_numpy()
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise DataError(f"{name} has dtype {arr.dtype}; pdm takes numbers (float64, float32 or integers)")
+    if arr.ndim != 1:
+        raise DataError(f"{name} must be 1-D (one value per row), got shape {arr.shape}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise DataError(f"{name} is empty")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise DataError(f"{name}[{bad[0]}] is not a finite number ({arr[bad[0]]})")
+    return arr
+
