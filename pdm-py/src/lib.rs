@@ -8,6 +8,7 @@
 //! attributes ending in `_`) live in the Python package around this module, which holds no
 //! logic of its own beyond input checks.
 
+mod decide;
 mod error;
 mod more;
 
@@ -293,6 +294,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(more::fit_pca, m)?)?;
     m.add_function(wrap_pyfunction!(more::window_features, m)?)?;
     m.add_function(wrap_pyfunction!(more::streaming_detector, m)?)?;
+    m.add_function(wrap_pyfunction!(decide::calibrate_threshold, m)?)?;
+    m.add_function(wrap_pyfunction!(decide::k_of_n, m)?)?;
+    m.add_function(wrap_pyfunction!(decide::events, m)?)?;
+    m.add_function(wrap_pyfunction!(decide::decide, m)?)?;
     m.add("MODEL_FORMAT_VERSION", persist::FORMAT_VERSION)?;
     Ok(())
 }

@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 
 from . import _native
+from ._decide import Decisions, Event, calibrate_threshold, decide, events, k_of_n
 from ._validation import as_matrix, as_vector, check_features, check_fitted
 from .exceptions import (
     DataError,
@@ -42,6 +43,12 @@ __all__ = [
     "RobustZScore",
     "EwmaChart",
     "HalfSpaceTrees",
+    "calibrate_threshold",
+    "k_of_n",
+    "events",
+    "decide",
+    "Event",
+    "Decisions",
     "load",
     "PdmError",
     "ParameterError",
