@@ -8,6 +8,7 @@
 //! attributes ending in `_`) live in the Python package around this module, which holds no
 //! logic of its own beyond input checks.
 
+mod attribution;
 mod decide;
 mod error;
 mod more;
@@ -298,6 +299,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decide::k_of_n, m)?)?;
     m.add_function(wrap_pyfunction!(decide::events, m)?)?;
     m.add_function(wrap_pyfunction!(decide::decide, m)?)?;
+    m.add_class::<attribution::PyMedianReplacementModel>()?;
+    m.add_function(wrap_pyfunction!(attribution::pca_attribution, m)?)?;
+    m.add_function(wrap_pyfunction!(attribution::fit_median_replacement, m)?)?;
     m.add("MODEL_FORMAT_VERSION", persist::FORMAT_VERSION)?;
     Ok(())
 }

@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 
 from . import _native
+from ._attribution import Attribution, MedianReplacement, pca_attribution
 from ._decide import Decisions, Event, calibrate_threshold, decide, events, k_of_n
 from ._validation import as_matrix, as_vector, check_features, check_fitted
 from .exceptions import (
@@ -49,6 +50,9 @@ __all__ = [
     "decide",
     "Event",
     "Decisions",
+    "pca_attribution",
+    "MedianReplacement",
+    "Attribution",
     "load",
     "PdmError",
     "ParameterError",

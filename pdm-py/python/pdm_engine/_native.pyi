@@ -106,3 +106,16 @@ def events(
 def decide(
     scores: npt.NDArray[np.float64], threshold: float, k: int, n: int, min_gap: int
 ) -> Tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], List[Tuple[int, int, int, float]]]: ...
+
+# Attribution (pdm_detect::attribution): (features, sensors), each (name, contribution) largest first.
+class MedianReplacementModel:
+    def explain(
+        self, model: Union[IsolationForestModel, PcaModel], row: npt.NDArray[np.float64]
+    ) -> Tuple[List[Tuple[str, float]], List[Tuple[str, float]]]: ...
+    @property
+    def median(self) -> npt.NDArray[np.float64]: ...
+
+def fit_median_replacement(x: npt.NDArray[np.float64]) -> MedianReplacementModel: ...
+def pca_attribution(
+    model: PcaModel, row: npt.NDArray[np.float64], statistic: str
+) -> Tuple[List[Tuple[str, float]], List[Tuple[str, float]]]: ...
