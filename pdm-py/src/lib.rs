@@ -11,6 +11,7 @@
 mod attribution;
 mod decide;
 mod error;
+mod health;
 mod more;
 
 use std::path::PathBuf;
@@ -302,6 +303,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<attribution::PyMedianReplacementModel>()?;
     m.add_function(wrap_pyfunction!(attribution::pca_attribution, m)?)?;
     m.add_function(wrap_pyfunction!(attribution::fit_median_replacement, m)?)?;
+    m.add_class::<health::PyHealthIndexModel>()?;
+    m.add_function(wrap_pyfunction!(health::health_index, m)?)?;
+    m.add_function(wrap_pyfunction!(health::remaining_useful_life, m)?)?;
     m.add("MODEL_FORMAT_VERSION", persist::FORMAT_VERSION)?;
     Ok(())
 }

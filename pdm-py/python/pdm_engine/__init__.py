@@ -24,6 +24,7 @@ import numpy as np
 from . import _native
 from ._attribution import Attribution, MedianReplacement, pca_attribution
 from ._decide import Decisions, Event, calibrate_threshold, decide, events, k_of_n
+from ._health import HealthIndex, RulEstimate, remaining_useful_life
 from ._validation import as_matrix, as_vector, check_features, check_fitted
 from .exceptions import (
     DataError,
@@ -53,6 +54,9 @@ __all__ = [
     "pca_attribution",
     "MedianReplacement",
     "Attribution",
+    "HealthIndex",
+    "remaining_useful_life",
+    "RulEstimate",
     "load",
     "PdmError",
     "ParameterError",
