@@ -11,6 +11,7 @@
 mod attribution;
 mod decide;
 mod error;
+mod eval;
 mod health;
 mod more;
 
@@ -306,6 +307,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<health::PyHealthIndexModel>()?;
     m.add_function(wrap_pyfunction!(health::health_index, m)?)?;
     m.add_function(wrap_pyfunction!(health::remaining_useful_life, m)?)?;
+    m.add_function(wrap_pyfunction!(eval::skab_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(eval::nab_score, m)?)?;
     m.add("MODEL_FORMAT_VERSION", persist::FORMAT_VERSION)?;
     Ok(())
 }

@@ -24,6 +24,7 @@ import numpy as np
 from . import _native
 from ._attribution import Attribution, MedianReplacement, pca_attribution
 from ._decide import Decisions, Event, calibrate_threshold, decide, events, k_of_n
+from ._evaluation import NAB_PROFILES, NabFileScore, NabScore, SkabMetrics, nab_score, skab_metrics
 from ._health import HealthIndex, RulEstimate, remaining_useful_life
 from ._validation import as_matrix, as_vector, check_features, check_fitted
 from .exceptions import (
@@ -57,6 +58,12 @@ __all__ = [
     "HealthIndex",
     "remaining_useful_life",
     "RulEstimate",
+    "skab_metrics",
+    "SkabMetrics",
+    "nab_score",
+    "NabScore",
+    "NabFileScore",
+    "NAB_PROFILES",
     "load",
     "PdmError",
     "ParameterError",

@@ -138,3 +138,24 @@ def remaining_useful_life(
     failure_level: float,
     confidence: float,
 ) -> Optional[Tuple[float, float, float, str, float, float, int]]: ...
+
+# Evaluation (pdm_detect::eval). Counts cross as (tp, tn, fp, fn).
+def skab_metrics(
+    pairs: List[Tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]],
+) -> Tuple[Tuple[int, int, int, int], Optional[float], Optional[float], Optional[float]]: ...
+def nab_score(
+    files: List[Tuple[str, npt.NDArray[np.float64], List[Tuple[int, int]]]],
+    profiles: List[str],
+    probation_percent: float,
+) -> List[
+    Tuple[
+        str,
+        float,
+        float,
+        float,
+        float,
+        float,
+        Tuple[int, int, int, int],
+        List[Tuple[str, float, Tuple[int, int, int, int]]],
+    ]
+]: ...
