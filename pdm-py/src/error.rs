@@ -4,6 +4,7 @@
 //! and `ValueError` (the scikit-learn convention for bad parameters and data); this module looks
 //! them up when raising.
 
+use pdm_detect::eval::EvalError;
 use pdm_detect::persist::ModelFileError;
 use pdm_detect::DetectError;
 use pyo3::exceptions::PyRuntimeError;
@@ -52,4 +53,14 @@ pub fn detect_err(e: DetectError) -> PyErr {
         _ => "DataError",
     };
     raise(class, message)
+}
+
+/// Maps an evaluation error: a bad parameter is a `ParameterError`, anything about the scores,
+/// labels or windows given is a `DataError`.
+pub fn eval_err(e: EvalError) -> PyErr {
+    let class = match &e {
+        EvalError::Param(_) => "ParameterError",
+        _ => "DataError",
+    };
+    raise(class, e.to_string())
 }

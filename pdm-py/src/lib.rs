@@ -8,7 +8,11 @@
 //! attributes ending in `_`) live in the Python package around this module, which holds no
 //! logic of its own beyond input checks.
 
+mod attribution;
+mod decide;
 mod error;
+mod eval;
+mod health;
 mod more;
 mod pipeline;
 
@@ -311,6 +315,18 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(more::fit_pca, m)?)?;
     m.add_function(wrap_pyfunction!(more::window_features, m)?)?;
     m.add_function(wrap_pyfunction!(more::streaming_detector, m)?)?;
+    m.add_function(wrap_pyfunction!(decide::calibrate_threshold, m)?)?;
+    m.add_function(wrap_pyfunction!(decide::k_of_n, m)?)?;
+    m.add_function(wrap_pyfunction!(decide::events, m)?)?;
+    m.add_function(wrap_pyfunction!(decide::decide, m)?)?;
+    m.add_class::<attribution::PyMedianReplacementModel>()?;
+    m.add_function(wrap_pyfunction!(attribution::pca_attribution, m)?)?;
+    m.add_function(wrap_pyfunction!(attribution::fit_median_replacement, m)?)?;
+    m.add_class::<health::PyHealthIndexModel>()?;
+    m.add_function(wrap_pyfunction!(health::health_index, m)?)?;
+    m.add_function(wrap_pyfunction!(health::remaining_useful_life, m)?)?;
+    m.add_function(wrap_pyfunction!(eval::skab_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(eval::nab_score, m)?)?;
     m.add("MODEL_FORMAT_VERSION", persist::FORMAT_VERSION)?;
     Ok(())
 }

@@ -246,15 +246,34 @@ pub fn window_features<'py>(
     Ok((m.into_values().into_pyarray(py), names, ends))
 }
 
+/// One of the engine's streaming detectors, kept by its concrete type so that `score_one` can
+/// score a copy (the engine's trait has no scoring without learning).
+#[derive(Clone)]
+enum Stream {
+    Robust(RobustZScore),
+    Ewma(EwmaChart),
+    Hst(Box<HalfSpaceTrees>),
+}
+
+impl Stream {
+    fn as_dyn(&mut self) -> &mut dyn StreamingDetector {
+        match self {
+            Self::Robust(d) => d,
+            Self::Ewma(d) => d,
+            Self::Hst(d) => d.as_mut(),
+        }
+    }
+}
+
 /// A streaming detector: scores a row, then learns from it. The mutex makes it shareable across
 /// threads (free-threaded Python); each call holds it for one update or one series.
 #[pyclass(name = "StreamingModel", module = "pdm_engine._native", frozen)]
 pub struct PyStreamingModel {
-    inner: Mutex<Box<dyn StreamingDetector>>,
+    inner: Mutex<Stream>,
 }
 
 impl PyStreamingModel {
-    fn lock(&self) -> MutexGuard<'_, Box<dyn StreamingDetector>> {
+    fn lock(&self) -> MutexGuard<'_, Stream> {
         // A panic inside an update cannot happen on checked input; if one did, the detector's
         // state is still a valid detector state.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -282,7 +301,7 @@ pub fn streaming_detector(
             _ => Ok(None),
         }
     };
-    let inner: Box<dyn StreamingDetector> = match kind {
+    let inner = match kind {
         "robust_zscore" => {
             let mut p = RobustZScore::params();
             if let Some(v) = get_u("window")? {
@@ -297,11 +316,11 @@ pub fn streaming_detector(
             if let Some(v) = get_f("threshold")? {
                 p = p.threshold(v)
             }
-            Box::new(p.build(n_features).map_err(detect_err)?)
+            Stream::Robust(p.build(n_features).map_err(detect_err)?)
         }
         "ewma_chart" => {
             let mut p = EwmaChart::params();
-            if let Some(v) = get_f("lambda_")? {
+            if let Some(v) = get_f("smoothing")? {
                 p = p.lambda(v)
             }
             if let Some(v) = get_f("limit")? {
@@ -319,7 +338,7 @@ pub fn streaming_detector(
             if let Some(v) = get_f("shewhart_limit")? {
                 p = p.shewhart_limit(v)
             }
-            Box::new(p.build(n_features).map_err(detect_err)?)
+            Stream::Ewma(p.build(n_features).map_err(detect_err)?)
         }
         "half_space_trees" => {
             let mut p = HalfSpaceTrees::params();
@@ -347,7 +366,7 @@ pub fn streaming_detector(
                     p = p.random_state(v.extract()?);
                 }
             }
-            Box::new(p.build(n_features).map_err(detect_err)?)
+            Stream::Hst(Box::new(p.build(n_features).map_err(detect_err)?))
         }
         other => {
             return Err(parameter_error(format!(
@@ -366,7 +385,19 @@ impl PyStreamingModel {
     /// Scores `row`, then learns from it.
     fn update(&self, row: PyReadonlyArray1<'_, f64>) -> PyResult<f64> {
         let row = row.as_array().to_vec();
-        self.lock().update(&row).map_err(|e| detect_err(e.into()))
+        self.lock()
+            .as_dyn()
+            .update(&row)
+            .map_err(|e| detect_err(e.into()))
+    }
+
+    /// Scores `row` as `update` would, without learning from it: a copy of the detector takes
+    /// the update (each detector scores a row against its state before the row), so the cost
+    /// is that of copying the state as well.
+    fn score_one(&self, py: Python<'_>, row: PyReadonlyArray1<'_, f64>) -> PyResult<f64> {
+        let row = row.as_array().to_vec();
+        py.detach(|| self.lock().clone().as_dyn().update(&row))
+            .map_err(|e| detect_err(e.into()))
     }
 
     /// `update` over every row of `x`, in order.
@@ -377,7 +408,7 @@ impl PyStreamingModel {
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let view = x.as_array();
         let s = py
-            .detach(|| stream::score_series(self.lock().as_mut(), &view))
+            .detach(|| stream::score_series(self.lock().as_dyn(), &view))
             .map_err(detect_err)?;
         Ok(s.into_pyarray(py))
     }
@@ -385,12 +416,12 @@ impl PyStreamingModel {
     /// Scores above this are anomalous.
     #[getter]
     fn threshold(&self) -> f64 {
-        self.lock().threshold()
+        self.lock().as_dyn().threshold()
     }
 
     /// Values per row.
     #[getter]
     fn n_features(&self) -> usize {
-        self.lock().n_features()
+        self.lock().as_dyn().n_features()
     }
 }

@@ -216,17 +216,38 @@ impl StreamingDetector for RobustZScore {
 }
 
 /// The last `cap` values, in arrival order and sorted. Both buffers are allocated once.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 struct SortedWindow {
+    /// Values kept. Held apart from the buffers' capacity, which a clone does not preserve and
+    /// `Vec` may round up.
+    cap: usize,
     ring: Vec<f64>,
     /// Next slot of `ring` to overwrite once it is full.
     head: usize,
     sorted: Vec<f64>,
 }
 
+impl Clone for SortedWindow {
+    /// A copy with buffers of the full window, so that it too never allocates per row.
+    fn clone(&self) -> Self {
+        let copy = |v: &Vec<f64>| {
+            let mut c = Vec::with_capacity(self.cap);
+            c.extend_from_slice(v);
+            c
+        };
+        Self {
+            cap: self.cap,
+            ring: copy(&self.ring),
+            head: self.head,
+            sorted: copy(&self.sorted),
+        }
+    }
+}
+
 impl SortedWindow {
     fn new(cap: usize) -> Self {
         Self {
+            cap,
             ring: Vec::with_capacity(cap),
             head: 0,
             sorted: Vec::with_capacity(cap),
@@ -235,7 +256,7 @@ impl SortedWindow {
 
     /// Adds a finite value, dropping the oldest when full.
     fn push(&mut self, x: f64) {
-        if self.ring.len() < self.ring.capacity() {
+        if self.ring.len() < self.cap {
             self.ring.push(x);
         } else {
             let old = std::mem::replace(&mut self.ring[self.head], x);
@@ -312,6 +333,26 @@ mod tests {
         assert_deterministic, assert_flags_changes, behaviour, gaussian, run,
     };
     use super::*;
+
+    #[test]
+    fn a_clone_scores_as_the_original() {
+        // Clones taken empty, while filling and once full carry on exactly as the original.
+        let xs = gaussian(200, 9);
+        for start in [0, 7, 50] {
+            let mut original = RobustZScore::params()
+                .window(20)
+                .warm_up(5)
+                .build(1)
+                .expect("build");
+            run(&mut original, &xs[..start]);
+            let mut copy = original.clone();
+            assert_eq!(copy, original);
+            assert_eq!(
+                run(&mut copy, &xs[start..]),
+                run(&mut original, &xs[start..])
+            );
+        }
+    }
 
     fn median_of(v: &mut [f64]) -> f64 {
         v.sort_by(f64::total_cmp);

@@ -17,12 +17,16 @@ from __future__ import annotations
 import inspect
 import numbers
 import os
-from typing import Any, Dict, NamedTuple, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
 from . import _native
-from ._validation import as_matrix, check_features, check_fitted
+from ._attribution import Attribution, MedianReplacement, pca_attribution
+from ._decide import Decisions, Event, calibrate_threshold, decide, events, k_of_n
+from ._evaluation import NAB_PROFILES, NabFileScore, NabScore, SkabMetrics, nab_score, skab_metrics
+from ._health import HealthIndex, RulEstimate, remaining_useful_life
+from ._validation import as_matrix, as_vector, check_features, check_fitted
 from .exceptions import (
     DataError,
     ModelFileError,
@@ -44,6 +48,23 @@ __all__ = [
     "RobustZScore",
     "EwmaChart",
     "HalfSpaceTrees",
+    "calibrate_threshold",
+    "k_of_n",
+    "events",
+    "decide",
+    "Decisions",
+    "pca_attribution",
+    "MedianReplacement",
+    "Attribution",
+    "HealthIndex",
+    "remaining_useful_life",
+    "RulEstimate",
+    "skab_metrics",
+    "SkabMetrics",
+    "nab_score",
+    "NabScore",
+    "NabFileScore",
+    "NAB_PROFILES",
     "load",
     "PdmError",
     "ParameterError",
@@ -434,16 +455,6 @@ class PcaDetector(_Params):
         return self.model_.contributions(arr[0])
 
 
-class Event(NamedTuple):
-    """A run of flagged rows: first and last row (inclusive), the row of the highest score and
-    that score."""
-
-    start: int
-    end: int
-    peak_index: int
-    peak_score: float
-
-
 class Pipeline(_Params):
     """pdm's default multivariate pipeline, the one the server runs on a machine's sensors.
 
@@ -599,10 +610,22 @@ def window_features(
     return values, feature_names, np.asarray(ends, dtype=np.int64)
 
 
+def _as_row(row: Any) -> np.ndarray:
+    """One row of a stream: 1-D (a scalar is a row of one feature), numeric, non-empty."""
+    arr = np.asarray(row)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise DataError(f"row must be 1-D (one value per feature), got shape {arr.shape}")
+    return as_vector(arr, name="row")
+
+
 class _Streaming(_Params):
-    """A detector that learns as it scores: ``update(row)`` scores one row then learns from it;
-    ``score_series(X)`` does so for every row in order. Higher scores are more anomalous;
-    ``threshold_`` is the alarm level."""
+    """A detector that learns as it scores. ``update(row)`` scores one row, then learns from it;
+    ``score_one(row)`` scores a row the same way without learning from it; ``score_series(X)``
+    updates with every row of ``X`` in order. Higher scores are more anomalous; ``threshold_`` is
+    the alarm level. The detector starts with the first row it sees, which sets
+    ``n_features_in_``; parameters set after that do not apply to it."""
 
     _kind = ""
 
@@ -618,17 +641,24 @@ class _Streaming(_Params):
             raise DataError(f"rows have {n_features} values, the detector {self.n_features_in_}")
 
     def update(self, row: Any) -> float:
-        """Scores ``row`` (1-D, one value per feature), then learns from it."""
-        arr = np.asarray(row, dtype=np.float64)
-        if arr.ndim == 0:
-            arr = arr.reshape(1)
-        if arr.ndim != 1:
-            raise DataError(f"row must be 1-D, got {arr.ndim}-D")
+        """Scores ``row`` (1-D, one value per feature; a scalar for one feature), then learns
+        from it. Returns the score."""
+        arr = _as_row(row)
         self._ensure(arr.shape[0])
         return self.model_.update(arr)
 
+    def score_one(self, row: Any) -> float:
+        """The score ``update(row)`` would return, without learning from ``row``: the detector's
+        state is unchanged (a check of a candidate row, or a what-if). It scores a copy of the
+        detector, so it costs the copy of its state on top of an update (for ``HalfSpaceTrees``,
+        the mass profiles: about ``n_trees * 2**(height + 5)`` bytes, 0.8 MB by default)."""
+        arr = _as_row(row)
+        self._ensure(arr.shape[0])
+        return self.model_.score_one(arr)
+
     def score_series(self, X: Any) -> np.ndarray:
-        """``update`` over every row of ``X`` (2-D, or 1-D for one feature), in order."""
+        """``update`` with every row of ``X`` (2-D, or 1-D for one feature), in order; one
+        score per row."""
         arr = np.asarray(X)
         if arr.ndim == 1:
             arr = arr.reshape(-1, 1)
@@ -639,7 +669,11 @@ class _Streaming(_Params):
 
 class RobustZScore(_Streaming):
     """Rolling median / MAD z-score per feature; the score is the largest ``|x - median| /
-    (1.4826 MAD)`` over the features, 0 during warm-up."""
+    (1.4826 MAD)`` over the features, 0 during warm-up.
+
+    ``window``: values per feature in the rolling window (288). ``warm_up``: rows scored 0 (48).
+    ``mad_floor``: the smallest MAD used (1e-9). ``threshold``: the alarm level (3.5). ``None``
+    keeps the engine's default."""
 
     _kind = "robust_zscore"
 
@@ -653,24 +687,46 @@ class RobustZScore(_Streaming):
 
 class EwmaChart(_Streaming):
     """Combined Shewhart–EWMA control chart per feature; scores in units of the control limit
-    (above 1 is out of control)."""
+    (above 1 is out of control).
+
+    ``smoothing``: the chart's λ, the weight of the newest row in the EWMA statistic, in (0, 1]
+    (1 makes a Shewhart chart; the engine's ``lambda``, default 0.2). ``limit``: the control
+    limit L in standard deviations of the statistic (3). ``alpha``: the weight of the newest row
+    in the in-control mean and variance (0.01). ``warm_up``: rows learnt before scoring starts
+    (48). ``min_std``: the smallest standard deviation used (1e-9). ``shewhart_limit``: a single
+    row this many standard deviations from the mean alarms on its own (4). ``None`` keeps the
+    engine's default."""
 
     _kind = "ewma_chart"
 
-    def __init__(self, lambda_: Optional[float] = None, limit: Optional[float] = None,
+    def __init__(self, smoothing: Optional[float] = None, limit: Optional[float] = None,
                  alpha: Optional[float] = None, warm_up: Optional[int] = None,
                  min_std: Optional[float] = None, shewhart_limit: Optional[float] = None) -> None:
-        self.lambda_ = lambda_
+        self.smoothing = smoothing
         self.limit = limit
         self.alpha = alpha
         self.warm_up = warm_up
         self.min_std = min_std
         self.shewhart_limit = shewhart_limit
 
+    def _native_params(self) -> Dict[str, Any]:
+        # The engine calls λ "lambda" and names it in its range errors; check it here so the
+        # message names the keyword the caller used.
+        s = self.smoothing
+        if s is not None and not (
+            isinstance(s, numbers.Real) and not isinstance(s, bool) and 0.0 < s <= 1.0
+        ):
+            raise ParameterError(f"smoothing must be in (0, 1], got {s!r}")
+        return self.get_params()
+
 
 class HalfSpaceTrees(_Streaming):
     """Streaming half-space trees (Tan, Ting & Liu 2011): mass profiles of a reference window,
-    swapped every window; higher scores are more anomalous."""
+    swapped every window; scores in (0, 1], higher is more anomalous, the first window scores 0.
+
+    ``n_trees`` (25), ``height`` (10), ``window_size`` rows per window (250), ``size_limit``
+    (0.1 of a window), ``threshold`` (0.8), ``random_state`` (an int seed; ``None`` draws one).
+    ``None`` keeps the engine's default."""
 
     _kind = "half_space_trees"
 

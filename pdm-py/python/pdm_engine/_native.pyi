@@ -108,6 +108,7 @@ def fit_pipeline(
 
 class StreamingModel:
     def update(self, row: npt.NDArray[np.float64]) -> float: ...
+    def score_one(self, row: npt.NDArray[np.float64]) -> float: ...
     def score_series(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
     @property
     def threshold(self) -> float: ...
@@ -130,3 +131,66 @@ def window_features(
     features: Optional[List[str]],
 ) -> Tuple[npt.NDArray[np.float64], List[str], List[int]]: ...
 def streaming_detector(kind: str, n_features: int, **params: object) -> StreamingModel: ...
+
+# Decisions (pdm_detect::decide). Events cross as (start, end, peak_index, peak_score).
+def calibrate_threshold(scores: npt.NDArray[np.float64], quantile: float) -> float: ...
+def k_of_n(flags: npt.NDArray[np.bool_], k: int, n: int) -> npt.NDArray[np.bool_]: ...
+def events(
+    flags: npt.NDArray[np.bool_], scores: npt.NDArray[np.float64], min_gap: int
+) -> List[Tuple[int, int, int, float]]: ...
+def decide(
+    scores: npt.NDArray[np.float64], threshold: float, k: int, n: int, min_gap: int
+) -> Tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], List[Tuple[int, int, int, float]]]: ...
+
+# Attribution (pdm_detect::attribution): (features, sensors), each (name, contribution) largest first.
+class MedianReplacementModel:
+    def explain(
+        self, model: Union[IsolationForestModel, PcaModel], row: npt.NDArray[np.float64]
+    ) -> Tuple[List[Tuple[str, float]], List[Tuple[str, float]]]: ...
+    @property
+    def median(self) -> npt.NDArray[np.float64]: ...
+
+def fit_median_replacement(x: npt.NDArray[np.float64]) -> MedianReplacementModel: ...
+def pca_attribution(
+    model: PcaModel, row: npt.NDArray[np.float64], statistic: str
+) -> Tuple[List[Tuple[str, float]], List[Tuple[str, float]]]: ...
+
+# Health (pdm_detect::health).
+class HealthIndexModel:
+    def update(self, score: float, threshold: float) -> float: ...
+    def series(self, scores: npt.NDArray[np.float64], threshold: float) -> npt.NDArray[np.float64]: ...
+    @property
+    def health(self) -> Optional[float]: ...
+    @property
+    def smoothed(self) -> Optional[float]: ...
+
+def health_index(alpha: float, failure_level: float) -> HealthIndexModel: ...
+def remaining_useful_life(
+    times: npt.NDArray[np.float64],
+    health: npt.NDArray[np.float64],
+    window: int,
+    min_points: int,
+    failure_level: float,
+    confidence: float,
+) -> Optional[Tuple[float, float, float, str, float, float, int]]: ...
+
+# Evaluation (pdm_detect::eval). Counts cross as (tp, tn, fp, fn).
+def skab_metrics(
+    pairs: List[Tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]],
+) -> Tuple[Tuple[int, int, int, int], Optional[float], Optional[float], Optional[float]]: ...
+def nab_score(
+    files: List[Tuple[str, npt.NDArray[np.float64], List[Tuple[int, int]]]],
+    profiles: List[str],
+    probation_percent: float,
+) -> List[
+    Tuple[
+        str,
+        float,
+        float,
+        float,
+        float,
+        float,
+        Tuple[int, int, int, int],
+        List[Tuple[str, float, Tuple[int, int, int, int]]],
+    ]
+]: ...

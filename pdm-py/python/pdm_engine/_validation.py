@@ -1,12 +1,14 @@
-"""Input checks shared by the estimators: turn what users pass into float64 matrices."""
+"""Input checks shared by the estimators and functions: turn what users pass into float64
+matrices and vectors, bool flags and checked parameters."""
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from .exceptions import DataError, NotFittedError
+from .exceptions import DataError, NotFittedError, ParameterError
 
 
 def as_matrix(X: Any, *, name: str = "X") -> Tuple[np.ndarray, Optional[List[str]]]:
@@ -55,3 +57,54 @@ def check_features(estimator: Any, arr: np.ndarray, names: Optional[List[str]]) 
             "the feature names of X differ from those seen in fit: "
             f"fitted {list(fitted)}, got {names}"
         )
+
+
+def as_vector(x: Any, *, name: str, allow_empty: bool = False) -> np.ndarray:
+    """Returns ``x`` as a contiguous 1-D float64 array of finite numbers (a pandas Series or any
+    sequence of numbers), refusing other shapes, dtypes and NaN or infinite values by name."""
+    if hasattr(x, "to_numpy") and getattr(x, "ndim", 1) == 1:
+        x = x.to_numpy()
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise DataError(f"{name} has dtype {arr.dtype}; pdm takes numbers (float64, float32 or integers)")
+    if arr.ndim != 1:
+        raise DataError(f"{name} must be 1-D (one value per row), got shape {arr.shape}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise DataError(f"{name} is empty")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise DataError(f"{name}[{bad[0]}] is not a finite number ({arr[bad[0]]})")
+    return arr
+
+
+def as_flags(x: Any, *, name: str) -> np.ndarray:
+    """Returns ``x`` as a contiguous 1-D bool array: booleans, or integers that are all 0 or 1."""
+    if hasattr(x, "to_numpy") and getattr(x, "ndim", 1) == 1:
+        x = x.to_numpy()
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise DataError(f"{name} must be 1-D (one flag per row), got shape {arr.shape}")
+    if arr.dtype.kind in "iu":
+        if arr.size and not np.all((arr == 0) | (arr == 1)):
+            raise DataError(
+                f"{name} holds integers other than 0 and 1; pass booleans "
+                "(for predict's +1/-1, use predictions == -1)"
+            )
+    elif arr.dtype.kind != "b" and not (arr.size == 0 and arr.dtype.kind == "f"):
+        raise DataError(f"{name} has dtype {arr.dtype}; flags are booleans (or 0/1 integers)")
+    return np.ascontiguousarray(arr, dtype=bool)
+
+
+def as_count(value: Any, *, name: str, minimum: int = 0) -> int:
+    """An int parameter of at least ``minimum`` (booleans refused), as ``int``."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ParameterError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def as_real(value: Any, *, name: str) -> float:
+    """A real-number parameter (booleans refused), as ``float``; ranges are the engine's to check."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ParameterError(f"{name} must be a number, got {value!r}")
+    return float(value)
