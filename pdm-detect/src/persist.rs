@@ -31,6 +31,8 @@ use std::path::Path;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::stream::{EwmaChart, HalfSpaceTrees, RobustZScore};
+
 use crate::{
     DetectError, IsolationForest, PcaDetector, Pipeline, Result, RobustScaler, StandardScaler,
 };
@@ -98,11 +100,17 @@ pub enum Model {
     PcaDetector(Box<PcaDetector>),
     /// The default pipeline.
     Pipeline(Box<Pipeline>),
+    /// A streaming robust z-score, with its windows.
+    RobustZScore(Box<RobustZScore>),
+    /// A streaming EWMA chart, with its statistics.
+    EwmaChart(Box<EwmaChart>),
+    /// Streaming half-space trees, with their mass profiles.
+    HalfSpaceTrees(Box<HalfSpaceTrees>),
 }
 
 impl Model {
     /// The kind as written in files (`isolation_forest`, `standard_scaler`, `robust_scaler`,
-    /// `pca_detector`, `pipeline`).
+    /// `pca_detector`, `pipeline`, `robust_zscore`, `ewma_chart`, `half_space_trees`).
     pub fn kind(&self) -> &'static str {
         match self {
             Model::IsolationForest(_) => IsolationForest::KIND,
@@ -110,6 +118,9 @@ impl Model {
             Model::RobustScaler(_) => RobustScaler::KIND,
             Model::PcaDetector(_) => PcaDetector::KIND,
             Model::Pipeline(_) => Pipeline::KIND,
+            Model::RobustZScore(_) => RobustZScore::KIND,
+            Model::EwmaChart(_) => EwmaChart::KIND,
+            Model::HalfSpaceTrees(_) => HalfSpaceTrees::KIND,
         }
     }
 }
@@ -220,6 +231,9 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
         RobustScaler::KIND => Model::RobustScaler(decode(envelope)?),
         PcaDetector::KIND => Model::PcaDetector(Box::new(decode(envelope)?)),
         Pipeline::KIND => Model::Pipeline(Box::new(decode(envelope)?)),
+        RobustZScore::KIND => Model::RobustZScore(Box::new(decode(envelope)?)),
+        EwmaChart::KIND => Model::EwmaChart(Box::new(decode(envelope)?)),
+        HalfSpaceTrees::KIND => Model::HalfSpaceTrees(Box::new(decode(envelope)?)),
         other => return Err(ModelFileError::UnknownKind(other.to_owned()).into()),
     })
 }
@@ -476,5 +490,84 @@ mod tests {
             from_bytes(&robust.to_bytes()).expect("any").kind(),
             "robust_scaler"
         );
+    }
+
+    /// Runs `det` over `rows`, returning the score bits.
+    fn run_bits(
+        det: &mut dyn pdm_core::detector::StreamingDetector,
+        rows: &Array2<f64>,
+    ) -> Vec<u64> {
+        rows.rows()
+            .into_iter()
+            .map(|r| det.update(&r.to_vec()).expect("row").to_bits())
+            .collect()
+    }
+
+    #[test]
+    fn streaming_detectors_resume_from_a_model_file_exactly() {
+        let (before, after) = (data(700, 2, 11), data(700, 2, 12));
+        let mut robust = RobustZScore::params().window(100).build(2).expect("build");
+        let mut ewma = EwmaChart::params().build(2).expect("build");
+        let mut hst = HalfSpaceTrees::params()
+            .window_size(100)
+            .random_state(5)
+            .build(2)
+            .expect("build");
+        // Saved mid-window, after the ranges were learnt.
+        run_bits(&mut robust, &before);
+        run_bits(&mut ewma, &before);
+        run_bits(&mut hst, &before);
+        let mut robust2 = RobustZScore::from_bytes(&robust.to_bytes()).expect("load");
+        let mut ewma2 = EwmaChart::from_bytes(&ewma.to_bytes()).expect("load");
+        let mut hst2 = HalfSpaceTrees::from_bytes(&hst.to_bytes()).expect("load");
+        assert_eq!(robust2.to_bytes(), robust.to_bytes());
+        assert_eq!(hst2.to_bytes(), hst.to_bytes());
+        assert_eq!(
+            run_bits(&mut robust2, &after),
+            run_bits(&mut robust, &after)
+        );
+        assert_eq!(run_bits(&mut ewma2, &after), run_bits(&mut ewma, &after));
+        assert_eq!(run_bits(&mut hst2, &after), run_bits(&mut hst, &after));
+        // Saved while the first window is still learning the ranges.
+        let mut young = HalfSpaceTrees::params()
+            .window_size(100)
+            .random_state(5)
+            .build(2)
+            .expect("build");
+        run_bits(&mut young, &data(40, 2, 13));
+        let mut young2 = HalfSpaceTrees::from_bytes(&young.to_bytes()).expect("load");
+        assert_eq!(run_bits(&mut young2, &after), run_bits(&mut young, &after));
+        assert_eq!(
+            from_bytes(&ewma.to_bytes()).expect("any").kind(),
+            "ewma_chart"
+        );
+
+        let bytes = robust.to_bytes();
+        for (field, value) in [
+            ("values", serde_json::json!([[1.0, 2.0], [1.0]])),
+            ("window", serde_json::json!(0)),
+        ] {
+            let damaged = edit(&bytes, |v| {
+                v["model"][field] = value;
+                let sum = checksum(&v["model"]);
+                v["checksum"] = sum.into();
+            });
+            assert!(
+                matches!(
+                    RobustZScore::from_bytes(&damaged),
+                    Err(DetectError::ModelFile(ModelFileError::Corrupt(_)))
+                ),
+                "{field}"
+            );
+        }
+        let damaged = edit(&hst.to_bytes(), |v| {
+            v["model"]["split_dim"][0] = 7.into();
+            let sum = checksum(&v["model"]);
+            v["checksum"] = sum.into();
+        });
+        assert!(HalfSpaceTrees::from_bytes(&damaged)
+            .unwrap_err()
+            .to_string()
+            .contains("dimension below 2"));
     }
 }

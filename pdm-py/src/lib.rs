@@ -276,6 +276,15 @@ fn wrap(py: Python<'_>, model: Model) -> PyResult<Py<PyAny>> {
         }
         Model::PcaDetector(m) => Ok(Py::new(py, more::PyPcaModel { inner: *m })?.into_any()),
         Model::Pipeline(m) => Ok(Py::new(py, pipeline::PyPipelineModel { inner: *m })?.into_any()),
+        Model::RobustZScore(m) => {
+            Ok(Py::new(py, more::PyStreamingModel::from(more::Stream::Robust(*m)))?.into_any())
+        }
+        Model::EwmaChart(m) => {
+            Ok(Py::new(py, more::PyStreamingModel::from(more::Stream::Ewma(*m)))?.into_any())
+        }
+        Model::HalfSpaceTrees(m) => {
+            Ok(Py::new(py, more::PyStreamingModel::from(more::Stream::Hst(m)))?.into_any())
+        }
         other => Err(error::model_file_error(format!(
             "this version of the Python module cannot wrap a {} model",
             other.kind()

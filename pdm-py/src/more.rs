@@ -249,7 +249,7 @@ pub fn window_features<'py>(
 /// One of the engine's streaming detectors, kept by its concrete type so that `score_one` can
 /// score a copy (the engine's trait has no scoring without learning).
 #[derive(Clone)]
-enum Stream {
+pub(crate) enum Stream {
     Robust(RobustZScore),
     Ewma(EwmaChart),
     Hst(Box<HalfSpaceTrees>),
@@ -270,6 +270,14 @@ impl Stream {
 #[pyclass(name = "StreamingModel", module = "pdm_engine._native", frozen)]
 pub struct PyStreamingModel {
     inner: Mutex<Stream>,
+}
+
+impl From<Stream> for PyStreamingModel {
+    fn from(s: Stream) -> Self {
+        Self {
+            inner: Mutex::new(s),
+        }
+    }
 }
 
 impl PyStreamingModel {
@@ -423,5 +431,68 @@ impl PyStreamingModel {
     #[getter]
     fn n_features(&self) -> usize {
         self.lock().as_dyn().n_features()
+    }
+
+    /// The detector's kind: "robust_zscore", "ewma_chart" or "half_space_trees".
+    #[getter]
+    fn kind(&self) -> &'static str {
+        match &*self.lock() {
+            Stream::Robust(_) => "robust_zscore",
+            Stream::Ewma(_) => "ewma_chart",
+            Stream::Hst(_) => "half_space_trees",
+        }
+    }
+
+    /// The parameters by their Python names (EwmaChart's lambda is `smoothing`).
+    fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let d = pyo3::types::PyDict::new(py);
+        match &*self.lock() {
+            Stream::Robust(m) => {
+                let p = m.valid_params();
+                d.set_item("window", p.window())?;
+                d.set_item("warm_up", p.warm_up())?;
+                d.set_item("mad_floor", p.mad_floor())?;
+                d.set_item("threshold", p.threshold())?;
+            }
+            Stream::Ewma(m) => {
+                let p = m.valid_params();
+                d.set_item("smoothing", p.lambda())?;
+                d.set_item("limit", p.limit())?;
+                d.set_item("alpha", p.alpha())?;
+                d.set_item("warm_up", p.warm_up())?;
+                d.set_item("min_std", p.min_std())?;
+                d.set_item("shewhart_limit", p.shewhart_limit())?;
+            }
+            Stream::Hst(m) => {
+                let p = m.valid_params();
+                d.set_item("n_trees", p.n_trees())?;
+                d.set_item("height", p.height())?;
+                d.set_item("window_size", p.window_size())?;
+                d.set_item("size_limit", p.size_limit())?;
+                d.set_item("threshold", p.threshold())?;
+                d.set_item("random_state", p.random_state())?;
+            }
+        }
+        Ok(d)
+    }
+
+    /// The detector with its learnt state as the bytes of a pdm model file.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let bytes = match &*self.lock() {
+            Stream::Robust(m) => m.to_bytes(),
+            Stream::Ewma(m) => m.to_bytes(),
+            Stream::Hst(m) => m.to_bytes(),
+        };
+        PyBytes::new(py, &bytes)
+    }
+
+    /// Writes the model file to `path`.
+    fn save(&self, path: PathBuf) -> PyResult<()> {
+        match &*self.lock() {
+            Stream::Robust(m) => m.save(path),
+            Stream::Ewma(m) => m.save(path),
+            Stream::Hst(m) => m.save(path),
+        }
+        .map_err(detect_err)
     }
 }

@@ -132,3 +132,29 @@ def test_default_pipeline_flags_a_broken_relation_and_refuses_bad_input():
         pe.Pipeline(statistic="t3").fit(X)
     with pytest.raises(pe.NotFittedError):
         pe.Pipeline().predict(X)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: pe.RobustZScore(window=50, warm_up=10),
+        lambda: pe.EwmaChart(smoothing=0.3, warm_up=5),
+        lambda: pe.HalfSpaceTrees(window_size=50, random_state=3),
+    ],
+    ids=["robust_zscore", "ewma_chart", "half_space_trees"],
+)
+def test_streaming_detectors_resume_from_a_model_file(make, tmp_path):
+    rng = np.random.default_rng(8)
+    before, after = rng.normal(size=(180, 2)), rng.normal(size=(120, 2))
+    det = make()
+    det.score_series(before)
+    det.save(tmp_path / "det.json")
+    back = pe.load(tmp_path / "det.json")
+    assert type(back) is type(det)
+    for k, v in det.get_params().items():
+        if v is not None:
+            assert back.get_params()[k] == v
+    np.testing.assert_array_equal(back.score_series(after), det.score_series(after))
+    assert pe.load(det.to_bytes()).n_features_in_ == 2
+    with pytest.raises(pe.NotFittedError):
+        make().save(tmp_path / "unfitted.json")

@@ -280,6 +280,84 @@ impl StreamingDetector for EwmaChart {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EwmaChartState {
+    lambda: f64,
+    limit: f64,
+    alpha: f64,
+    warm_up: usize,
+    min_std: f64,
+    shewhart_limit: f64,
+    seen: usize,
+    /// Per feature: the chart statistic, the in-control mean and variance.
+    z: Vec<f64>,
+    mean: Vec<f64>,
+    var: Vec<f64>,
+}
+
+impl crate::persist::Persist for EwmaChart {
+    const KIND: &'static str = "ewma_chart";
+    type State = EwmaChartState;
+
+    fn feature_names(&self) -> Vec<String> {
+        (0..self.state.len()).map(|i| format!("x{i}")).collect()
+    }
+
+    fn n_training_rows(&self) -> Option<usize> {
+        Some(self.seen)
+    }
+
+    fn state(&self) -> EwmaChartState {
+        let p = &self.params;
+        EwmaChartState {
+            lambda: p.lambda,
+            limit: p.limit,
+            alpha: p.alpha,
+            warm_up: p.warm_up,
+            min_std: p.min_std,
+            shewhart_limit: p.shewhart_limit,
+            seen: self.seen,
+            z: self.state.iter().map(|s| s.z).collect(),
+            mean: self.state.iter().map(|s| s.mean).collect(),
+            var: self.state.iter().map(|s| s.var).collect(),
+        }
+    }
+
+    fn from_state(s: EwmaChartState, names: Vec<String>) -> std::result::Result<Self, String> {
+        let n = names.len();
+        if n == 0 || [s.z.len(), s.mean.len(), s.var.len()] != [n, n, n] {
+            return Err(format!(
+                "the chart needs one z, mean and variance per feature ({n})"
+            ));
+        }
+        let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        if !finite(&s.z) || !finite(&s.mean) || !finite(&s.var) || s.var.iter().any(|&v| v < 0.0) {
+            return Err("the chart's statistics must be finite and its variances >= 0".into());
+        }
+        let mut chart = EwmaChart::params()
+            .lambda(s.lambda)
+            .limit(s.limit)
+            .alpha(s.alpha)
+            .warm_up(s.warm_up)
+            .min_std(s.min_std)
+            .shewhart_limit(s.shewhart_limit)
+            .build(n)
+            .map_err(|e| e.to_string())?;
+        for (i, st) in chart.state.iter_mut().enumerate() {
+            *st = FeatureState {
+                z: s.z[i],
+                mean: s.mean[i],
+                var: s.var[i],
+            };
+        }
+        chart.seen = s.seen;
+        Ok(chart)
+    }
+}
+
+crate::persist::persistable!(EwmaChart);
+
 #[cfg(test)]
 mod tests {
     use super::super::test_util::{

@@ -517,6 +517,143 @@ impl StreamingDetector for HalfSpaceTrees {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HalfSpaceTreesState {
+    n_trees: usize,
+    height: usize,
+    window_size: usize,
+    size_limit: f64,
+    threshold: f64,
+    feature_ranges: Option<Vec<(f64, f64)>>,
+    random_state: Option<u64>,
+    /// Split dimension and value (unit-cube coordinates) per internal node, trees in heap order.
+    split_dim: Vec<u32>,
+    split_value: Vec<f64>,
+    /// Reference and latest masses per node (internal and leaves), laid out as the splits.
+    reference: Vec<u32>,
+    latest: Vec<u32>,
+    /// Working ranges: lower end and span per feature.
+    lo: Vec<f64>,
+    span: Vec<f64>,
+    ranges_ready: bool,
+    /// Rows of the first window, row after row, while the ranges are being learnt.
+    first_window: Vec<f64>,
+    in_window: usize,
+    windows_done: usize,
+}
+
+impl crate::persist::Persist for HalfSpaceTrees {
+    const KIND: &'static str = "half_space_trees";
+    type State = HalfSpaceTreesState;
+
+    fn feature_names(&self) -> Vec<String> {
+        (0..self.n_features).map(|i| format!("x{i}")).collect()
+    }
+
+    fn n_training_rows(&self) -> Option<usize> {
+        None
+    }
+
+    fn state(&self) -> HalfSpaceTreesState {
+        let p = &self.params;
+        HalfSpaceTreesState {
+            n_trees: p.n_trees,
+            height: p.height,
+            window_size: p.window_size,
+            size_limit: p.size_limit,
+            threshold: p.threshold,
+            feature_ranges: p.feature_ranges.clone(),
+            random_state: p.random_state,
+            split_dim: self.split_dim.clone(),
+            split_value: self.split_value.clone(),
+            reference: self.reference.clone(),
+            latest: self.latest.clone(),
+            lo: self.lo.clone(),
+            span: self.span.clone(),
+            ranges_ready: self.ranges_ready,
+            first_window: self.first_window.clone(),
+            in_window: self.in_window,
+            windows_done: self.windows_done,
+        }
+    }
+
+    fn from_state(s: HalfSpaceTreesState, names: Vec<String>) -> std::result::Result<Self, String> {
+        let n_features = names.len();
+        let mut params = HalfSpaceTrees::params()
+            .n_trees(s.n_trees)
+            .height(s.height)
+            .window_size(s.window_size)
+            .size_limit(s.size_limit)
+            .threshold(s.threshold);
+        if let Some(r) = s.feature_ranges {
+            params = params.feature_ranges(r);
+        }
+        if let Some(seed) = s.random_state {
+            params = params.random_state(seed);
+        }
+        // Building checks the parameters and sizes; its random trees are then replaced.
+        let mut det = params.build(n_features).map_err(|e| e.to_string())?;
+        let (internal, nodes) = (
+            det.params.n_trees * det.n_internal,
+            det.params.n_trees * det.n_nodes,
+        );
+        if s.split_dim.len() != internal || s.split_value.len() != internal {
+            return Err(format!("the trees need {internal} splits"));
+        }
+        if s.split_dim.iter().any(|&d| d as usize >= n_features)
+            || s.split_value.iter().any(|v| !v.is_finite())
+        {
+            return Err(format!(
+                "every split needs a dimension below {n_features} and a finite value"
+            ));
+        }
+        if s.reference.len() != nodes || s.latest.len() != nodes {
+            return Err(format!("the mass profiles need {nodes} nodes each"));
+        }
+        let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        if s.lo.len() != n_features
+            || s.span.len() != n_features
+            || !finite(&s.lo)
+            || !finite(&s.span)
+            || s.span.iter().any(|&w| w <= 0.0)
+        {
+            return Err(format!(
+                "the working ranges need {n_features} finite lower ends and positive spans"
+            ));
+        }
+        let window = det.params.window_size;
+        let first_ok = if s.ranges_ready {
+            s.first_window.is_empty()
+        } else {
+            s.first_window.len() == s.in_window * n_features && finite(&s.first_window)
+        };
+        if s.in_window >= window || !first_ok {
+            return Err(format!(
+                "{} rows into a window of {window}, with {} values of the first window kept",
+                s.in_window,
+                s.first_window.len()
+            ));
+        }
+        det.split_dim = s.split_dim;
+        det.split_value = s.split_value;
+        det.reference = s.reference;
+        det.latest = s.latest;
+        det.lo = s.lo;
+        det.span = s.span;
+        det.ranges_ready = s.ranges_ready;
+        if !s.ranges_ready {
+            det.first_window.clear();
+            det.first_window.extend_from_slice(&s.first_window);
+        }
+        det.in_window = s.in_window;
+        det.windows_done = s.windows_done;
+        Ok(det)
+    }
+}
+
+crate::persist::persistable!(HalfSpaceTrees);
+
 #[cfg(test)]
 mod tests {
     use super::super::test_util::{assert_flags_changes, behaviour, gaussian, run};

@@ -327,6 +327,86 @@ fn kth_of_two(
     }
 }
 
+impl SortedWindow {
+    /// The values kept, oldest first.
+    fn in_order(&self) -> Vec<f64> {
+        let (newer, older) = self.ring.split_at(self.head);
+        older.iter().chain(newer).copied().collect()
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RobustZScoreState {
+    window: usize,
+    warm_up: usize,
+    mad_floor: f64,
+    threshold: f64,
+    seen: usize,
+    /// Per feature, the values of its window, oldest first.
+    values: Vec<Vec<f64>>,
+}
+
+impl crate::persist::Persist for RobustZScore {
+    const KIND: &'static str = "robust_zscore";
+    type State = RobustZScoreState;
+
+    fn feature_names(&self) -> Vec<String> {
+        (0..self.windows.len()).map(|i| format!("x{i}")).collect()
+    }
+
+    fn n_training_rows(&self) -> Option<usize> {
+        Some(self.seen)
+    }
+
+    fn state(&self) -> RobustZScoreState {
+        let p = &self.params;
+        RobustZScoreState {
+            window: p.window,
+            warm_up: p.warm_up,
+            mad_floor: p.mad_floor,
+            threshold: p.threshold,
+            seen: self.seen,
+            values: self.windows.iter().map(SortedWindow::in_order).collect(),
+        }
+    }
+
+    fn from_state(s: RobustZScoreState, names: Vec<String>) -> std::result::Result<Self, String> {
+        if s.values.is_empty() || s.values.len() != names.len() {
+            return Err(format!(
+                "{} windows of values for {} features",
+                s.values.len(),
+                names.len()
+            ));
+        }
+        let mut det = RobustZScore::params()
+            .window(s.window)
+            .warm_up(s.warm_up)
+            .mad_floor(s.mad_floor)
+            .threshold(s.threshold)
+            .build(s.values.len())
+            .map_err(|e| e.to_string())?;
+        let kept = s.values[0].len();
+        for (w, values) in det.windows.iter_mut().zip(&s.values) {
+            if values.len() != kept || kept > s.window || kept > s.seen {
+                return Err(format!(
+                    "every window must hold the same number of values, at most the window \
+                     ({}) and the rows seen ({})",
+                    s.window, s.seen
+                ));
+            }
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err("window values must be finite".into());
+            }
+            values.iter().for_each(|&v| w.push(v));
+        }
+        det.seen = s.seen;
+        Ok(det)
+    }
+}
+
+crate::persist::persistable!(RobustZScore);
+
 #[cfg(test)]
 mod tests {
     use super::super::test_util::{

@@ -666,6 +666,25 @@ class _Streaming(_Params):
         self._ensure(arr.shape[1])
         return self.model_.score_series(arr)
 
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Writes the detector with everything it has learnt as a pdm model file: loaded back
+        (here or in the server) it carries on exactly where it stopped."""
+        check_fitted(self, "model_")
+        self.model_.save(os.fspath(path))
+
+    def to_bytes(self) -> bytes:
+        """The detector with its learnt state as the bytes of a pdm model file."""
+        check_fitted(self, "model_")
+        return self.model_.to_bytes()
+
+    @classmethod
+    def _from_model(cls, model: Any) -> "_Streaming":
+        est = cls(**model.params())
+        est.model_ = model
+        est.n_features_in_ = model.n_features
+        est.threshold_ = model.threshold
+        return est
+
 
 class RobustZScore(_Streaming):
     """Rolling median / MAD z-score per feature; the score is the largest ``|x - median| /
@@ -744,7 +763,7 @@ class HalfSpaceTrees(_Streaming):
 def load(path: Union[str, os.PathLike, bytes]) -> Any:
     """Reads a pdm model file (written by Python or by Rust) into a fitted estimator of its kind:
     :class:`IsolationForest`, :class:`StandardScaler`, :class:`RobustScaler`,
-    :class:`PcaDetector` or :class:`Pipeline`.
+    :class:`PcaDetector`, :class:`Pipeline`, or a streaming detector with its learnt state.
 
     ``path`` may also be the bytes of a model file.
     """
@@ -761,4 +780,7 @@ def load(path: Union[str, os.PathLike, bytes]) -> Any:
     ):
         if isinstance(model, native):
             return cls._from_model(model)
+    if isinstance(model, _native.StreamingModel):
+        streaming = {"robust_zscore": RobustZScore, "ewma_chart": EwmaChart, "half_space_trees": HalfSpaceTrees}
+        return streaming[model.kind]._from_model(model)
     raise ModelFileError(f"this version of pdm_engine cannot wrap a {type(model).__name__}")
