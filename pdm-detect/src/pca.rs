@@ -232,6 +232,7 @@ pub struct PcaDetector {
     t2_limit: f64,
     q_limit: f64,
     feature_names: Vec<String>,
+    n_training_rows: Option<usize>,
 }
 
 impl PcaDetector {
@@ -301,6 +302,7 @@ impl PcaDetector {
             t2_limit: 0.0,
             q_limit: 0.0,
             feature_names: (0..n_cols).map(|i| format!("x{i}")).collect(),
+            n_training_rows: Some(n_rows),
         };
         let (t2_raw, q_raw) = match p.limits {
             PcaLimits::Empirical => {
@@ -352,6 +354,11 @@ impl PcaDetector {
     /// Number of features.
     pub fn n_features(&self) -> usize {
         self.mean.len()
+    }
+
+    /// Rows the model was fitted on, when known.
+    pub fn n_training_rows(&self) -> Option<usize> {
+        self.n_training_rows
     }
 
     /// Number of components kept.
@@ -675,7 +682,11 @@ impl crate::persist::Persist for PcaDetector {
     }
 
     fn n_training_rows(&self) -> Option<usize> {
-        None
+        self.n_training_rows
+    }
+
+    fn restore_training_rows(&mut self, n: Option<usize>) {
+        self.n_training_rows = n;
     }
 
     fn state(&self) -> PcaDetectorState {
@@ -756,6 +767,7 @@ impl crate::persist::Persist for PcaDetector {
             t2_limit: s.t2_limit,
             q_limit: s.q_limit,
             feature_names,
+            n_training_rows: None,
         })
     }
 }

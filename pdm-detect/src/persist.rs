@@ -138,6 +138,9 @@ pub(crate) trait Persist: Sized {
         state: Self::State,
         feature_names: Vec<String>,
     ) -> std::result::Result<Self, String>;
+    /// Restores the envelope's `n_training_rows` after [`from_state`](Self::from_state), for
+    /// models that keep it.
+    fn restore_training_rows(&mut self, _n: Option<usize>) {}
 }
 
 #[derive(Serialize, Deserialize)]
@@ -208,7 +211,10 @@ fn open(bytes: &[u8]) -> std::result::Result<Envelope, ModelFileError> {
 fn decode<M: Persist>(envelope: Envelope) -> std::result::Result<M, ModelFileError> {
     let state: M::State = serde_json::from_value(envelope.model)
         .map_err(|e| ModelFileError::Corrupt(format!("{} state: {e}", M::KIND)))?;
-    M::from_state(state, envelope.feature_names).map_err(ModelFileError::Corrupt)
+    let mut model =
+        M::from_state(state, envelope.feature_names).map_err(ModelFileError::Corrupt)?;
+    model.restore_training_rows(envelope.n_training_rows);
+    Ok(model)
 }
 
 pub(crate) fn read<M: Persist>(bytes: &[u8]) -> std::result::Result<M, ModelFileError> {

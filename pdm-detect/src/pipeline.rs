@@ -224,6 +224,7 @@ impl PipelineValidParams {
             t2_limit: limit(&stats.t2),
             q_limit: limit(&stats.q),
             pca,
+            n_training_rows: Some(x.nrows()),
         })
     }
 
@@ -247,6 +248,7 @@ pub struct Pipeline {
     pca: PcaDetector,
     t2_limit: f64,
     q_limit: f64,
+    n_training_rows: Option<usize>,
 }
 
 impl Pipeline {
@@ -273,6 +275,11 @@ impl Pipeline {
     /// The fitted PCA model of the scaled window means.
     pub fn pca(&self) -> &PcaDetector {
         &self.pca
+    }
+
+    /// Rows (samples) the pipeline was fitted on, when known.
+    pub fn n_training_rows(&self) -> Option<usize> {
+        self.n_training_rows
     }
 
     /// The alarm limits of T² and Q (the score divides by them).
@@ -351,7 +358,15 @@ impl crate::persist::Persist for Pipeline {
     }
 
     fn n_training_rows(&self) -> Option<usize> {
-        None
+        self.n_training_rows
+    }
+
+    fn restore_training_rows(&mut self, n: Option<usize>) {
+        self.n_training_rows = n;
+        // The scaler and the PCA model were fitted on the training rows' windows.
+        let windows = n.and_then(|n| (n + 1).checked_sub(self.params.window));
+        self.scaler.restore_training_rows(windows);
+        self.pca.restore_training_rows(windows);
     }
 
     fn state(&self) -> PipelineState {
@@ -413,6 +428,7 @@ impl crate::persist::Persist for Pipeline {
             pca,
             t2_limit: s.t2_limit,
             q_limit: s.q_limit,
+            n_training_rows: None,
         })
     }
 }
@@ -563,6 +579,8 @@ mod tests {
         let bytes = model.to_bytes();
         let loaded = Pipeline::from_bytes(&bytes).expect("load");
         assert_eq!(loaded, model);
+        assert_eq!(loaded.n_training_rows(), Some(300));
+        assert_eq!(loaded.pca().n_training_rows(), Some(291), "windows of 10");
         let mut live = coupled(400);
         live[[350, 1]] += 2.0;
         let (a, b) = (

@@ -12,6 +12,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 pub struct StandardScaler {
     mean: Array1<f64>,
     scale: Array1<f64>,
+    n_training_rows: Option<usize>,
 }
 
 impl StandardScaler {
@@ -25,7 +26,11 @@ impl StandardScaler {
         let scale = x
             .std_axis(Axis(0), 0.0)
             .mapv(|s| if s > 0.0 { s } else { 1.0 });
-        Ok(Self { mean, scale })
+        Ok(Self {
+            mean,
+            scale,
+            n_training_rows: Some(x.nrows()),
+        })
     }
 
     /// Scales `x` with the learned statistics.
@@ -45,6 +50,11 @@ impl StandardScaler {
     pub fn without_scaling(mut self) -> Self {
         self.scale.fill(1.0);
         self
+    }
+
+    /// Rows the scaler was fitted on, when known.
+    pub fn n_training_rows(&self) -> Option<usize> {
+        self.n_training_rows
     }
 
     /// Learned column means.
@@ -69,6 +79,7 @@ impl StandardScaler {
 pub struct RobustScaler {
     center: Array1<f64>,
     scale: Array1<f64>,
+    n_training_rows: Option<usize>,
 }
 
 impl RobustScaler {
@@ -92,7 +103,16 @@ impl RobustScaler {
                 scale[j] = iqr;
             }
         }
-        Ok(Self { center, scale })
+        Ok(Self {
+            center,
+            scale,
+            n_training_rows: Some(x.nrows()),
+        })
+    }
+
+    /// Rows the scaler was fitted on, when known.
+    pub fn n_training_rows(&self) -> Option<usize> {
+        self.n_training_rows
     }
 
     /// Scales `x` with the learned statistics: `(x - median) / iqr` per column.
@@ -145,7 +165,11 @@ impl StandardScaler {
     /// A scaler from stored statistics (model files), checked by [`checked_parts`].
     pub(crate) fn from_parts(mean: Vec<f64>, scale: Vec<f64>) -> std::result::Result<Self, String> {
         let (mean, scale) = checked_parts(mean, scale)?;
-        Ok(Self { mean, scale })
+        Ok(Self {
+            mean,
+            scale,
+            n_training_rows: None,
+        })
     }
 }
 
@@ -165,7 +189,11 @@ impl crate::persist::Persist for StandardScaler {
     }
 
     fn n_training_rows(&self) -> Option<usize> {
-        None
+        self.n_training_rows
+    }
+
+    fn restore_training_rows(&mut self, n: Option<usize>) {
+        self.n_training_rows = n;
     }
 
     fn state(&self) -> StandardScalerState {
@@ -201,7 +229,11 @@ impl crate::persist::Persist for RobustScaler {
     }
 
     fn n_training_rows(&self) -> Option<usize> {
-        None
+        self.n_training_rows
+    }
+
+    fn restore_training_rows(&mut self, n: Option<usize>) {
+        self.n_training_rows = n;
     }
 
     fn state(&self) -> RobustScalerState {
@@ -213,7 +245,11 @@ impl crate::persist::Persist for RobustScaler {
 
     fn from_state(s: RobustScalerState, _names: Vec<String>) -> std::result::Result<Self, String> {
         let (center, scale) = checked_parts(s.center, s.scale)?;
-        Ok(Self { center, scale })
+        Ok(Self {
+            center,
+            scale,
+            n_training_rows: None,
+        })
     }
 }
 
