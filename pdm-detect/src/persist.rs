@@ -31,7 +31,7 @@ use std::path::Path;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::stream::{EwmaChart, HalfSpaceTrees, RobustZScore};
+use crate::stream::{ContextDetector, EwmaChart, HalfSpaceTrees, RobustZScore};
 
 use crate::{
     DetectError, IsolationForest, PcaDetector, Pipeline, Result, RobustScaler, StandardScaler,
@@ -106,11 +106,14 @@ pub enum Model {
     EwmaChart(Box<EwmaChart>),
     /// Streaming half-space trees, with their mass profiles.
     HalfSpaceTrees(Box<HalfSpaceTrees>),
+    /// A context detector, with the contexts it has learnt.
+    ContextDetector(Box<ContextDetector>),
 }
 
 impl Model {
     /// The kind as written in files (`isolation_forest`, `standard_scaler`, `robust_scaler`,
-    /// `pca_detector`, `pipeline`, `robust_zscore`, `ewma_chart`, `half_space_trees`).
+    /// `pca_detector`, `pipeline`, `robust_zscore`, `ewma_chart`, `half_space_trees`,
+    /// `context_detector`).
     pub fn kind(&self) -> &'static str {
         match self {
             Model::IsolationForest(_) => IsolationForest::KIND,
@@ -121,6 +124,7 @@ impl Model {
             Model::RobustZScore(_) => RobustZScore::KIND,
             Model::EwmaChart(_) => EwmaChart::KIND,
             Model::HalfSpaceTrees(_) => HalfSpaceTrees::KIND,
+            Model::ContextDetector(_) => ContextDetector::KIND,
         }
     }
 }
@@ -240,6 +244,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
         RobustZScore::KIND => Model::RobustZScore(Box::new(decode(envelope)?)),
         EwmaChart::KIND => Model::EwmaChart(Box::new(decode(envelope)?)),
         HalfSpaceTrees::KIND => Model::HalfSpaceTrees(Box::new(decode(envelope)?)),
+        ContextDetector::KIND => Model::ContextDetector(Box::new(decode(envelope)?)),
         other => return Err(ModelFileError::UnknownKind(other.to_owned()).into()),
     })
 }
@@ -534,6 +539,31 @@ mod tests {
         );
         assert_eq!(run_bits(&mut ewma2, &after), run_bits(&mut ewma, &after));
         assert_eq!(run_bits(&mut hst2, &after), run_bits(&mut hst, &after));
+        // The context detector, saved after it learnt thousands of contexts.
+        let noise = data(3000, 1, 14);
+        let wave = Array2::from_shape_fn((3000, 1), |(i, _)| {
+            (i as f64 * 0.3).sin() + 0.05 * noise[[i, 0]]
+        });
+        let mut ctx = ContextDetector::params().build(1).expect("build");
+        run_bits(
+            &mut ctx,
+            &wave
+                .slice_axis(ndarray::Axis(0), (..2000).into())
+                .to_owned(),
+        );
+        assert!(ctx.n_contexts() > 100, "{}", ctx.n_contexts());
+        let mut ctx2 = ContextDetector::from_bytes(&ctx.to_bytes()).expect("load");
+        assert_eq!(ctx2.to_bytes(), ctx.to_bytes());
+        let more = wave
+            .slice_axis(ndarray::Axis(0), (2000..).into())
+            .to_owned();
+        assert_eq!(run_bits(&mut ctx2, &more), run_bits(&mut ctx, &more));
+        let damaged = edit(&ctx.to_bytes(), |v| {
+            v["model"]["contexts"][0]["right"] = 999_999.into();
+            let sum = checksum(&v["model"]);
+            v["checksum"] = sum.into();
+        });
+        assert!(ContextDetector::from_bytes(&damaged).is_err());
         // Saved while the first window is still learning the ranges.
         let mut young = HalfSpaceTrees::params()
             .window_size(100)

@@ -702,6 +702,196 @@ impl SemiContexts {
     }
 }
 
+/// One stored context in a model file: its left and right semi-contexts, confirmations and
+/// whether it was stored as a whole transition.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ContextState {
+    left: u32,
+    right: u32,
+    confirmed: u32,
+    zero_level: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ContextDetectorState {
+    value_bits: usize,
+    max_left_facts: usize,
+    max_active: usize,
+    threshold: f64,
+    rest_period: usize,
+    feature_ranges: Option<Vec<(f64, f64)>>,
+    range_rows: usize,
+    max_contexts: usize,
+    /// Lower end and level width per feature (meaningful once `ranges_ready`).
+    lo: Vec<f64>,
+    step: Vec<f64>,
+    ranges_ready: bool,
+    /// The first rows, row after row, while the ranges are being learnt.
+    first_rows: Vec<f64>,
+    /// Left and right semi-contexts (sorted fact sets); ids are positions.
+    left: Vec<Vec<u32>>,
+    right: Vec<Vec<u32>>,
+    /// Contexts in id order.
+    contexts: Vec<ContextState>,
+    /// The previous row's group (sorted facts).
+    group: Vec<u32>,
+    quiet: usize,
+}
+
+impl crate::persist::Persist for ContextDetector {
+    const KIND: &'static str = "context_detector";
+    type State = ContextDetectorState;
+
+    fn feature_names(&self) -> Vec<String> {
+        (0..self.n_features).map(|i| format!("x{i}")).collect()
+    }
+
+    fn n_training_rows(&self) -> Option<usize> {
+        None
+    }
+
+    fn state(&self) -> ContextDetectorState {
+        let p = &self.params;
+        let mem = &self.memory;
+        let mut left_of = vec![0u32; mem.contexts.len()];
+        for (l, ids) in mem.by_left.iter().enumerate() {
+            for &c in ids {
+                left_of[c as usize] = l as u32;
+            }
+        }
+        let sets = |s: &SemiContexts| s.facts.iter().map(|f| f.to_vec()).collect();
+        ContextDetectorState {
+            value_bits: p.value_bits,
+            max_left_facts: p.max_left_facts,
+            max_active: p.max_active,
+            threshold: p.threshold,
+            rest_period: p.rest_period,
+            feature_ranges: p.feature_ranges.clone(),
+            range_rows: p.range_rows,
+            max_contexts: p.max_contexts,
+            lo: self.lo.clone(),
+            step: self.step.clone(),
+            ranges_ready: self.ranges_ready,
+            first_rows: self.first_rows.clone(),
+            left: sets(&mem.left),
+            right: sets(&mem.right),
+            contexts: mem
+                .contexts
+                .iter()
+                .zip(left_of)
+                .map(|(c, left)| ContextState {
+                    left,
+                    right: c.right,
+                    confirmed: c.confirmed,
+                    zero_level: c.zero_level,
+                })
+                .collect(),
+            group: self.group.clone(),
+            quiet: self.quiet,
+        }
+    }
+
+    fn from_state(
+        s: ContextDetectorState,
+        names: Vec<String>,
+    ) -> std::result::Result<Self, String> {
+        let n = names.len();
+        let mut params = ContextDetector::params()
+            .value_bits(s.value_bits)
+            .max_left_facts(s.max_left_facts)
+            .max_active(s.max_active)
+            .threshold(s.threshold)
+            .rest_period(s.rest_period)
+            .range_rows(s.range_rows)
+            .max_contexts(s.max_contexts);
+        if let Some(r) = s.feature_ranges {
+            params = params.feature_ranges(r);
+        }
+        let mut det = params.build(n).map_err(|e| e.to_string())?;
+        let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        if s.lo.len() != n || s.step.len() != n || !finite(&s.lo) || !finite(&s.step) {
+            return Err(format!(
+                "the ranges need {n} finite lower ends and level widths"
+            ));
+        }
+        if s.step.iter().any(|&w| w <= 0.0) {
+            return Err("level widths must be positive".into());
+        }
+        let first_ok = if s.ranges_ready {
+            s.first_rows.is_empty()
+        } else {
+            s.first_rows.len() % n == 0
+                && s.first_rows.len() < det.params.range_rows * n
+                && finite(&s.first_rows)
+        };
+        if !first_ok {
+            return Err(format!(
+                "{} values of the first rows kept (ranges learnt: {})",
+                s.first_rows.len(),
+                s.ranges_ready
+            ));
+        }
+        if s.contexts.len() > det.params.max_contexts {
+            return Err(format!(
+                "{} contexts stored, above max_contexts {}",
+                s.contexts.len(),
+                det.params.max_contexts
+            ));
+        }
+        // Sensor facts stay below the neuron facts; neuron facts name stored contexts.
+        let sensor_facts = (n * det.params.value_bits * 2) as Fact;
+        let n_contexts = s.contexts.len() as Fact;
+        let fact_ok =
+            |f: Fact| f < sensor_facts || (f >= NEURON_BASE && f - NEURON_BASE < n_contexts);
+        let set_ok =
+            |set: &[Fact]| set.windows(2).all(|w| w[0] < w[1]) && set.iter().all(|&f| fact_ok(f));
+        if !s.left.iter().chain(&s.right).all(|set| set_ok(set)) || !set_ok(&s.group) {
+            return Err("a fact set is unsorted, repeated or names an unknown fact".into());
+        }
+        let mem = &mut det.memory;
+        for (side, sets) in [(&mut mem.left, &s.left), (&mut mem.right, &s.right)] {
+            for set in sets {
+                if side.get_or_insert(set) as usize != side.facts.len() - 1 {
+                    return Err("a semi-context is stored twice".into());
+                }
+            }
+        }
+        mem.by_left = vec![Vec::new(); mem.left.facts.len()];
+        for (c, ctx) in s.contexts.iter().enumerate() {
+            let (l, r) = (ctx.left as usize, ctx.right as usize);
+            if l >= mem.left.facts.len() || r >= mem.right.facts.len() {
+                return Err(format!(
+                    "context {c} names a semi-context that is not stored"
+                ));
+            }
+            if mem.ids.insert((ctx.left, ctx.right), c as u32).is_some() {
+                return Err(format!("context {c} is stored twice"));
+            }
+            mem.by_left[l].push(c as u32);
+            mem.contexts.push(Context {
+                right: ctx.right,
+                confirmed: ctx.confirmed,
+                zero_level: ctx.zero_level,
+            });
+        }
+        det.lo = s.lo;
+        det.step = s.step;
+        det.ranges_ready = s.ranges_ready;
+        if !s.ranges_ready {
+            det.first_rows.extend_from_slice(&s.first_rows);
+        }
+        det.group = s.group;
+        // The crossing of the left parts with the group, as the last row left it.
+        det.memory.left.cross(&det.group);
+        det.quiet = s.quiet;
+        Ok(det)
+    }
+}
+
+crate::persist::persistable!(ContextDetector);
+
 #[cfg(test)]
 mod tests {
     use super::super::test_util::{assert_deterministic, behaviour, gaussian, run};
