@@ -285,6 +285,9 @@ fn wrap(py: Python<'_>, model: Model) -> PyResult<Py<PyAny>> {
         Model::HalfSpaceTrees(m) => {
             Ok(Py::new(py, more::PyStreamingModel::from(more::Stream::Hst(m)))?.into_any())
         }
+        Model::ContextDetector(m) => {
+            Ok(Py::new(py, more::PyStreamingModel::from(more::Stream::Context(m)))?.into_any())
+        }
         other => Err(error::model_file_error(format!(
             "this version of the Python module cannot wrap a {} model",
             other.kind()

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pdm_core::detector::StreamingDetector;
-use pdm_detect::stream::{self, EwmaChart, HalfSpaceTrees, RobustZScore};
+use pdm_detect::stream::{self, ContextDetector, EwmaChart, HalfSpaceTrees, RobustZScore};
 use pdm_detect::{Feature, NComponents, PcaDetector, PcaLimits, RobustScaler, WindowFeatures};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -253,6 +253,7 @@ pub(crate) enum Stream {
     Robust(RobustZScore),
     Ewma(EwmaChart),
     Hst(Box<HalfSpaceTrees>),
+    Context(Box<ContextDetector>),
 }
 
 impl Stream {
@@ -261,6 +262,7 @@ impl Stream {
             Self::Robust(d) => d,
             Self::Ewma(d) => d,
             Self::Hst(d) => d.as_mut(),
+            Self::Context(d) => d.as_mut(),
         }
     }
 }
@@ -376,6 +378,40 @@ pub fn streaming_detector(
             }
             Stream::Hst(Box::new(p.build(n_features).map_err(detect_err)?))
         }
+        "context" => {
+            let mut p = ContextDetector::params();
+            if let Some(v) = get_u("value_bits")? {
+                p = p.value_bits(v)
+            }
+            if let Some(v) = get_u("max_left_facts")? {
+                p = p.max_left_facts(v)
+            }
+            if let Some(v) = get_u("max_active")? {
+                p = p.max_active(v)
+            }
+            if let Some(v) = get_f("threshold")? {
+                p = p.threshold(v)
+            }
+            if let Some(v) = get_u("rest_period")? {
+                p = p.rest_period(v)
+            }
+            if let Some(v) = get_u("range_rows")? {
+                p = p.range_rows(v)
+            }
+            if let Some(v) = get_u("max_contexts")? {
+                p = p.max_contexts(v)
+            }
+            if let Some(v) = params
+                .map(|d| d.get_item("feature_ranges"))
+                .transpose()?
+                .flatten()
+            {
+                if !v.is_none() {
+                    p = p.feature_ranges(v.extract()?);
+                }
+            }
+            Stream::Context(Box::new(p.build(n_features).map_err(detect_err)?))
+        }
         other => {
             return Err(parameter_error(format!(
                 "unknown streaming detector {other:?}; one of {}",
@@ -433,13 +469,14 @@ impl PyStreamingModel {
         self.lock().as_dyn().n_features()
     }
 
-    /// The detector's kind: "robust_zscore", "ewma_chart" or "half_space_trees".
+    /// The detector's kind: "robust_zscore", "ewma_chart", "half_space_trees" or "context".
     #[getter]
     fn kind(&self) -> &'static str {
         match &*self.lock() {
             Stream::Robust(_) => "robust_zscore",
             Stream::Ewma(_) => "ewma_chart",
             Stream::Hst(_) => "half_space_trees",
+            Stream::Context(_) => "context",
         }
     }
 
@@ -472,6 +509,17 @@ impl PyStreamingModel {
                 d.set_item("threshold", p.threshold())?;
                 d.set_item("random_state", p.random_state())?;
             }
+            Stream::Context(m) => {
+                let p = m.valid_params();
+                d.set_item("value_bits", p.value_bits())?;
+                d.set_item("max_left_facts", p.max_left_facts())?;
+                d.set_item("max_active", p.max_active())?;
+                d.set_item("threshold", p.threshold())?;
+                d.set_item("rest_period", p.rest_period())?;
+                d.set_item("feature_ranges", p.feature_ranges().map(<[_]>::to_vec))?;
+                d.set_item("range_rows", p.range_rows())?;
+                d.set_item("max_contexts", p.max_contexts())?;
+            }
         }
         Ok(d)
     }
@@ -482,6 +530,7 @@ impl PyStreamingModel {
             Stream::Robust(m) => m.to_bytes(),
             Stream::Ewma(m) => m.to_bytes(),
             Stream::Hst(m) => m.to_bytes(),
+            Stream::Context(m) => m.to_bytes(),
         };
         PyBytes::new(py, &bytes)
     }
@@ -492,6 +541,7 @@ impl PyStreamingModel {
             Stream::Robust(m) => m.save(path),
             Stream::Ewma(m) => m.save(path),
             Stream::Hst(m) => m.save(path),
+            Stream::Context(m) => m.save(path),
         }
         .map_err(detect_err)
     }

@@ -140,8 +140,9 @@ def test_default_pipeline_flags_a_broken_relation_and_refuses_bad_input():
         lambda: pe.RobustZScore(window=50, warm_up=10),
         lambda: pe.EwmaChart(smoothing=0.3, warm_up=5),
         lambda: pe.HalfSpaceTrees(window_size=50, random_state=3),
+        lambda: pe.ContextDetector(feature_ranges=[(-3.0, 3.0), (-3.0, 3.0)], rest_period=5),
     ],
-    ids=["robust_zscore", "ewma_chart", "half_space_trees"],
+    ids=["robust_zscore", "ewma_chart", "half_space_trees", "context"],
 )
 def test_streaming_detectors_resume_from_a_model_file(make, tmp_path):
     rng = np.random.default_rng(8)
@@ -158,3 +159,16 @@ def test_streaming_detectors_resume_from_a_model_file(make, tmp_path):
     assert pe.load(det.to_bytes()).n_features_in_ == 2
     with pytest.raises(pe.NotFittedError):
         make().save(tmp_path / "unfitted.json")
+
+
+def test_context_detector_flags_a_break_in_a_learnt_pattern():
+    t = np.arange(3000)
+    x = np.sin(2 * np.pi * t / 25)
+    x[2506] = -x[2506]  # in range, but never at that phase (near the top)
+    det = pe.ContextDetector(feature_ranges=[(-1.0, 1.0)])
+    scores = det.score_series(x)
+    assert scores[2506] >= det.threshold_
+    assert np.max(scores[2000:2506]) < det.threshold_
+    assert det.score_one(np.array([0.0])) == det.score_one(np.array([0.0]))
+    with pytest.raises(pe.ParameterError):
+        pe.ContextDetector(value_bits=0).update(0.0)

@@ -48,6 +48,7 @@ __all__ = [
     "RobustZScore",
     "EwmaChart",
     "HalfSpaceTrees",
+    "ContextDetector",
     "calibrate_threshold",
     "k_of_n",
     "events",
@@ -760,6 +761,40 @@ class HalfSpaceTrees(_Streaming):
         self.random_state = random_state
 
 
+class ContextDetector(_Streaming):
+    """Contextual anomaly detector after CAD OSE (Smirnov 2016): learns which quantised values
+    follow which contexts, and scores a row by how little of it the recent contexts predicted
+    and how much of it is new; scores in [0, 1], alarms at ``threshold``, then a ``rest_period``
+    of rows reported as 0. pdm's best NAB detector (69.56 standard, see docs/evaluation.md).
+
+    ``value_bits`` (3: 8 levels per value), ``max_left_facts`` (7), ``max_active`` (15),
+    ``threshold`` (0.75), ``rest_period`` (rows after an alarm reported as 0), ``feature_ranges``
+    (``[(min, max), ...]`` per feature; values outside are clamped; ``None`` learns them from the
+    first ``range_rows`` rows), ``range_rows``, ``max_contexts`` (memory cap). ``None`` keeps the
+    engine's default."""
+
+    _kind = "context"
+
+    def __init__(self, value_bits: Optional[int] = None, max_left_facts: Optional[int] = None,
+                 max_active: Optional[int] = None, threshold: Optional[float] = None,
+                 rest_period: Optional[int] = None, feature_ranges: Optional[list] = None,
+                 range_rows: Optional[int] = None, max_contexts: Optional[int] = None) -> None:
+        self.value_bits = value_bits
+        self.max_left_facts = max_left_facts
+        self.max_active = max_active
+        self.threshold = threshold
+        self.rest_period = rest_period
+        self.feature_ranges = feature_ranges
+        self.range_rows = range_rows
+        self.max_contexts = max_contexts
+
+    def _native_params(self) -> Dict[str, Any]:
+        params = self.get_params()
+        if params["feature_ranges"] is not None:
+            params["feature_ranges"] = [(float(a), float(b)) for a, b in params["feature_ranges"]]
+        return params
+
+
 def load(path: Union[str, os.PathLike, bytes]) -> Any:
     """Reads a pdm model file (written by Python or by Rust) into a fitted estimator of its kind:
     :class:`IsolationForest`, :class:`StandardScaler`, :class:`RobustScaler`,
@@ -781,6 +816,11 @@ def load(path: Union[str, os.PathLike, bytes]) -> Any:
         if isinstance(model, native):
             return cls._from_model(model)
     if isinstance(model, _native.StreamingModel):
-        streaming = {"robust_zscore": RobustZScore, "ewma_chart": EwmaChart, "half_space_trees": HalfSpaceTrees}
+        streaming = {
+            "robust_zscore": RobustZScore,
+            "ewma_chart": EwmaChart,
+            "half_space_trees": HalfSpaceTrees,
+            "context": ContextDetector,
+        }
         return streaming[model.kind]._from_model(model)
     raise ModelFileError(f"this version of pdm_engine cannot wrap a {type(model).__name__}")
