@@ -136,7 +136,10 @@ pub(crate) trait Persist: Sized {
     /// Parameters and fitted state.
     type State: Serialize + DeserializeOwned;
     fn feature_names(&self) -> Vec<String>;
-    fn n_training_rows(&self) -> Option<usize>;
+    /// Training rows, for the envelope's metadata; `None` where the model does not keep them.
+    fn n_training_rows(&self) -> Option<usize> {
+        None
+    }
     fn state(&self) -> Self::State;
     fn from_state(
         state: Self::State,
@@ -158,6 +161,11 @@ struct Envelope {
     n_training_rows: Option<usize>,
     checksum: String,
     model: Value,
+}
+
+/// `x0`, `x1`, ...: the feature names of a model that has none of its own.
+pub(crate) fn numbered_names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("x{i}")).collect()
 }
 
 /// FNV-1a, 64 bits: cheap, and enough to catch a damaged or hand-edited file (not a signature).

@@ -185,7 +185,7 @@ impl crate::persist::Persist for StandardScaler {
     type State = StandardScalerState;
 
     fn feature_names(&self) -> Vec<String> {
-        (0..self.mean.len()).map(|i| format!("x{i}")).collect()
+        crate::persist::numbered_names(self.mean.len())
     }
 
     fn n_training_rows(&self) -> Option<usize> {
@@ -225,7 +225,7 @@ impl crate::persist::Persist for RobustScaler {
     type State = RobustScalerState;
 
     fn feature_names(&self) -> Vec<String> {
-        (0..self.center.len()).map(|i| format!("x{i}")).collect()
+        crate::persist::numbered_names(self.center.len())
     }
 
     fn n_training_rows(&self) -> Option<usize> {

@@ -636,10 +636,6 @@ impl crate::persist::Persist for IsolationForest {
         self.feature_names.clone()
     }
 
-    fn n_training_rows(&self) -> Option<usize> {
-        None
-    }
-
     fn state(&self) -> IsolationForestState {
         let p = &self.params;
         let parts = self.forest.to_parts();

@@ -301,7 +301,7 @@ impl crate::persist::Persist for EwmaChart {
     type State = EwmaChartState;
 
     fn feature_names(&self) -> Vec<String> {
-        (0..self.state.len()).map(|i| format!("x{i}")).collect()
+        crate::persist::numbered_names(self.state.len())
     }
 
     fn n_training_rows(&self) -> Option<usize> {

@@ -548,11 +548,7 @@ impl crate::persist::Persist for HalfSpaceTrees {
     type State = HalfSpaceTreesState;
 
     fn feature_names(&self) -> Vec<String> {
-        (0..self.n_features).map(|i| format!("x{i}")).collect()
-    }
-
-    fn n_training_rows(&self) -> Option<usize> {
-        None
+        crate::persist::numbered_names(self.n_features)
     }
 
     fn state(&self) -> HalfSpaceTreesState {

@@ -352,7 +352,7 @@ impl crate::persist::Persist for RobustZScore {
     type State = RobustZScoreState;
 
     fn feature_names(&self) -> Vec<String> {
-        (0..self.windows.len()).map(|i| format!("x{i}")).collect()
+        crate::persist::numbered_names(self.windows.len())
     }
 
     fn n_training_rows(&self) -> Option<usize> {

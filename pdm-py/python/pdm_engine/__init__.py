@@ -108,6 +108,21 @@ class _Params:
         return f"{type(self).__name__}({args})"
 
 
+class _Persisted:
+    """``save`` and ``to_bytes`` of every fitted model: the pdm model file, which the Rust engine
+    and the server load unchanged (and ``pdm_engine.load`` here)."""
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Writes the fitted model (with everything it has learnt) as a pdm model file."""
+        check_fitted(self, "model_")
+        self.model_.save(os.fspath(path))
+
+    def to_bytes(self) -> bytes:
+        """The fitted model as the bytes of a pdm model file."""
+        check_fitted(self, "model_")
+        return self.model_.to_bytes()
+
+
 def _samples_param(value: Any) -> tuple:
     if isinstance(value, str):
         if value != "auto":
@@ -165,7 +180,7 @@ def _threads(n_jobs: Any) -> int:
     raise ParameterError(f"n_jobs must be None, -1 or an int >= 1, got {n_jobs!r}")
 
 
-class IsolationForest(_Params):
+class IsolationForest(_Persisted, _Params):
     """Isolation Forest with scikit-learn's semantics and parameter names.
 
     ``score_samples`` is the negated anomaly score (lower is more abnormal), ``offset_`` the
@@ -251,15 +266,6 @@ class IsolationForest(_Params):
         """``fit(X)`` then ``predict(X)``."""
         return self.fit(X).predict(X)
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
-        """Writes the fitted model as a pdm model file (the server loads it unchanged)."""
-        check_fitted(self, "model_")
-        self.model_.save(os.fspath(path))
-
-    def to_bytes(self) -> bytes:
-        """The fitted model as the bytes of a pdm model file."""
-        check_fitted(self, "model_")
-        return self.model_.to_bytes()
 
     @classmethod
     def _from_model(cls, model: Any) -> "IsolationForest":
@@ -279,7 +285,7 @@ class IsolationForest(_Params):
         return est
 
 
-class _Scaler(_Params):
+class _Scaler(_Persisted, _Params):
     """Shared by the scalers: fit learns per-column statistics, transform applies them."""
 
     _fit_native: Any = None
@@ -314,15 +320,6 @@ class _Scaler(_Params):
         """``fit(X)`` then ``transform(X)``."""
         return self.fit(X).transform(X)
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
-        """Writes the fitted scaler as a pdm model file."""
-        check_fitted(self, "model_")
-        self.model_.save(os.fspath(path))
-
-    def to_bytes(self) -> bytes:
-        """The fitted scaler as the bytes of a pdm model file."""
-        check_fitted(self, "model_")
-        return self.model_.to_bytes()
 
     @classmethod
     def _from_model(cls, model: Any) -> "_Scaler":
@@ -366,7 +363,7 @@ class RobustScaler(_Scaler):
         self.center_ = model.center
 
 
-class PcaDetector(_Params):
+class PcaDetector(_Persisted, _Params):
     """Multivariate statistical detector: PCA with Hotelling's T² (distance within the model)
     and Q (squared prediction error, distance to the model), each with a control limit.
 
@@ -409,15 +406,6 @@ class PcaDetector(_Params):
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
-        """Writes the fitted detector as a pdm model file."""
-        check_fitted(self, "model_")
-        self.model_.save(os.fspath(path))
-
-    def to_bytes(self) -> bytes:
-        """The fitted detector as the bytes of a pdm model file."""
-        check_fitted(self, "model_")
-        return self.model_.to_bytes()
 
     @classmethod
     def _from_model(cls, model: Any) -> "PcaDetector":
@@ -456,7 +444,7 @@ class PcaDetector(_Params):
         return self.model_.contributions(arr[0])
 
 
-class Pipeline(_Params):
+class Pipeline(_Persisted, _Params):
     """pdm's default multivariate pipeline, the one the server runs on a machine's sensors.
 
     Trailing mean of each channel over ``window`` samples, standard scaler, PCA keeping
@@ -558,15 +546,6 @@ class Pipeline(_Params):
         _, events = self.model_.decide(arr)
         return [Event(*e) for e in events]
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
-        """Writes the fitted pipeline as a pdm model file (the server loads it unchanged)."""
-        check_fitted(self, "model_")
-        self.model_.save(os.fspath(path))
-
-    def to_bytes(self) -> bytes:
-        """The fitted pipeline as the bytes of a pdm model file."""
-        check_fitted(self, "model_")
-        return self.model_.to_bytes()
 
     @classmethod
     def _from_model(cls, model: Any) -> "Pipeline":
@@ -621,7 +600,7 @@ def _as_row(row: Any) -> np.ndarray:
     return as_vector(arr, name="row")
 
 
-class _Streaming(_Params):
+class _Streaming(_Persisted, _Params):
     """A detector that learns as it scores. ``update(row)`` scores one row, then learns from it;
     ``score_one(row)`` scores a row the same way without learning from it; ``score_series(X)``
     updates with every row of ``X`` in order. Higher scores are more anomalous; ``threshold_`` is
@@ -667,16 +646,6 @@ class _Streaming(_Params):
         self._ensure(arr.shape[1])
         return self.model_.score_series(arr)
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
-        """Writes the detector with everything it has learnt as a pdm model file: loaded back
-        (here or in the server) it carries on exactly where it stopped."""
-        check_fitted(self, "model_")
-        self.model_.save(os.fspath(path))
-
-    def to_bytes(self) -> bytes:
-        """The detector with its learnt state as the bytes of a pdm model file."""
-        check_fitted(self, "model_")
-        return self.model_.to_bytes()
 
     @classmethod
     def _from_model(cls, model: Any) -> "_Streaming":
