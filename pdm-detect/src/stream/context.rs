@@ -1,7 +1,7 @@
 //! Contextual anomaly detector: learns which quantised values follow which contexts, and scores a
 //! row by how little of what it recognises it could have expected.
 
-use super::{check_row, ensure, score_series, StreamParamsError};
+use super::{check_feature_ranges, check_row, ensure, score_series, StreamParamsError};
 use crate::Result;
 use ndarray::{Array1, ArrayView2};
 use pdm_core::detector::{self, StreamingDetector};
@@ -261,13 +261,7 @@ impl ContextDetectorParams {
             "in [1, 2^31 - 1]",
             p.max_contexts as f64,
         )?;
-        if let Some(ranges) = &p.feature_ranges {
-            for (index, &(min, max)) in ranges.iter().enumerate() {
-                if !(min.is_finite() && max.is_finite() && min < max) {
-                    return Err(StreamParamsError::FeatureRange { index, min, max });
-                }
-            }
-        }
+        check_feature_ranges(p.feature_ranges.as_deref())?;
         Ok(p)
     }
 
@@ -1109,50 +1103,47 @@ mod tests {
         };
         let p = ContextDetector::params;
         assert_eq!(err(p()), "accepted");
-        assert_eq!(
-            err(p().value_bits(0)),
-            "value_bits must be in [1, 16], got 0"
-        );
-        assert_eq!(
-            err(p().value_bits(17)),
-            "value_bits must be in [1, 16], got 17"
-        );
-        assert_eq!(
-            err(p().max_left_facts(0)),
-            "max_left_facts must be in [1, 1000], got 0"
-        );
-        assert_eq!(
-            err(p().max_active(1001)),
-            "max_active must be in [1, 1000], got 1001"
-        );
-        assert_eq!(
-            err(p().threshold(f64::NAN)),
-            "threshold must be in (0, 1], got NaN"
-        );
-        assert_eq!(
-            err(p().threshold(0.0)),
-            "threshold must be in (0, 1], got 0"
-        );
-        assert_eq!(
-            err(p().rest_period(1_000_001)),
-            "rest_period must be in [0, 1000000], got 1000001"
-        );
-        assert_eq!(
-            err(p().range_rows(1)),
-            "range_rows must be in [2, 1000000], got 1"
-        );
-        assert_eq!(
-            err(p().max_contexts(0)),
-            "max_contexts must be in [1, 2^31 - 1], got 0"
-        );
-        assert_eq!(
-            err(p().value_range(1.0, 1.0)),
-            "feature_ranges[0] must be finite with min < max, got (1, 1)"
-        );
-        assert_eq!(
-            err(p().value_range(0.0, f64::INFINITY)),
-            "feature_ranges[0] must be finite with min < max, got (0, inf)"
-        );
+        let cases: [(ContextDetectorParams, &str); 12] = [
+            (p(), "accepted"),
+            (p().value_bits(0), "value_bits must be in [1, 16], got 0"),
+            (p().value_bits(17), "value_bits must be in [1, 16], got 17"),
+            (
+                p().max_left_facts(0),
+                "max_left_facts must be in [1, 1000], got 0",
+            ),
+            (
+                p().max_active(1001),
+                "max_active must be in [1, 1000], got 1001",
+            ),
+            (
+                p().threshold(f64::NAN),
+                "threshold must be in (0, 1], got NaN",
+            ),
+            (p().threshold(0.0), "threshold must be in (0, 1], got 0"),
+            (
+                p().rest_period(1_000_001),
+                "rest_period must be in [0, 1000000], got 1000001",
+            ),
+            (
+                p().range_rows(1),
+                "range_rows must be in [2, 1000000], got 1",
+            ),
+            (
+                p().max_contexts(0),
+                "max_contexts must be in [1, 2^31 - 1], got 0",
+            ),
+            (
+                p().value_range(1.0, 1.0),
+                "feature_ranges[0] must be finite with min < max, got (1, 1)",
+            ),
+            (
+                p().value_range(0.0, f64::INFINITY),
+                "feature_ranges[0] must be finite with min < max, got (0, inf)",
+            ),
+        ];
+        for (params, message) in cases {
+            assert_eq!(err(params), message);
+        }
         assert_eq!(
             p().value_range(0.0, 1.0)
                 .build(2)

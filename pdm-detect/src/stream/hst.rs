@@ -1,7 +1,7 @@
 //! Streaming half-space trees (Tan, Ting & Liu, "Fast anomaly detection for streaming data",
 //! IJCAI 2011).
 
-use super::{check_row, ensure, score_series, StreamParamsError};
+use super::{check_feature_ranges, check_row, ensure, score_series, StreamParamsError};
 use crate::Result;
 use ndarray::{Array1, ArrayView2};
 use pdm_core::detector::{self, StreamingDetector};
@@ -306,13 +306,7 @@ impl HalfSpaceTreesParams {
             "in (0, 1)",
             p.threshold,
         )?;
-        if let Some(ranges) = &p.feature_ranges {
-            for (index, &(min, max)) in ranges.iter().enumerate() {
-                if !(min.is_finite() && max.is_finite() && min < max) {
-                    return Err(StreamParamsError::FeatureRange { index, min, max });
-                }
-            }
-        }
+        check_feature_ranges(p.feature_ranges.as_deref())?;
         Ok(p)
     }
 

@@ -98,6 +98,18 @@ pub(crate) fn ensure(
     }
 }
 
+/// `Err(FeatureRange)` for the first given range that is not finite with `min < max`.
+pub(crate) fn check_feature_ranges(
+    ranges: Option<&[(f64, f64)]>,
+) -> std::result::Result<(), StreamParamsError> {
+    for (index, &(min, max)) in ranges.unwrap_or_default().iter().enumerate() {
+        if !(min.is_finite() && max.is_finite() && min < max) {
+            return Err(StreamParamsError::FeatureRange { index, min, max });
+        }
+    }
+    Ok(())
+}
+
 /// Checks one row before a detector touches its state, so a bad row leaves it unchanged.
 /// The row index in [`detector::DetectError::NotFinite`] is 0: the row given.
 pub(crate) fn check_row(
