@@ -46,6 +46,29 @@ pub(super) struct Forest {
     roots: Vec<u32>,
     /// Steps that reach a leaf from any root: the deepest leaf's depth.
     depth: usize,
+    /// The same trees laid out for scoring; `None` when the forest is too deep or has too many
+    /// features for it, and the nodes above are walked instead.
+    complete: Option<Complete>,
+}
+
+/// The deepest forest scored through [`Complete`]: a tree of depth 16 takes 17 bytes x 2^16 in
+/// it, never more than about twice the nodes it pads (a tree grown on `m` rows is at most
+/// `ceil(log2(m))` deep and has up to `2m - 1` nodes of 24 bytes).
+const MAX_COMPLETE_DEPTH: usize = 16;
+
+/// The forest for scoring: every tree padded to a complete binary tree of the forest's depth
+/// `D`, heap-ordered (node `h` has children `2h` and `2h + 1`, the root is 1), in arrays of
+/// `2^D` entries per tree. A leaf above the bottom has its path length copied to every bottom
+/// slot below it, so a row takes exactly `D` steps, `h = 2h + (x > threshold[h])`, and lands on
+/// `leaf[h - 2^D]`: no child indices to load, and with `2^D` a constant of the kernel
+/// (`h & (2^D - 1)` in range by construction) no bounds checks either. Slot 0 and the padding
+/// below a leaf hold feature 0, threshold +inf; where those rows go does not matter.
+#[derive(Debug, Clone, PartialEq)]
+struct Complete {
+    depth: usize,
+    feature: Vec<u8>,
+    threshold: Vec<f64>,
+    leaf: Vec<f64>,
 }
 
 /// One node, packed into 16 bytes: a step down the tree reads one cache line and checks one
@@ -63,6 +86,10 @@ struct Packed {
 /// Rows scored together against one tree before moving to the next, so the tree's nodes stay in
 /// cache across the block.
 const BLOCK: usize = 256;
+
+/// Values in the block buffer of [`Complete`] scoring: rows copied at a power-of-two stride, as
+/// many as fit (256 rows of 8 features, 16 KiB: the block stays in L1 while the trees pass).
+const BUF: usize = 2048;
 
 /// Rows walking one tree in lockstep.
 const LANES: usize = 8;
@@ -117,6 +144,7 @@ impl Forest {
             path_length: p.path_length,
             roots: p.roots,
             depth: 0,
+            complete: None,
         };
         for t in 0..forest.roots.len() {
             let start = forest.roots[t] as usize;
@@ -158,6 +186,7 @@ impl Forest {
                 depth_of[left + 1 - start] = d;
             }
         }
+        forest.complete = Complete::build(&forest);
         Ok(forest)
     }
 
@@ -211,6 +240,7 @@ impl Forest {
         for t in trees {
             forest.push(t);
         }
+        forest.complete = Complete::build(&forest);
         forest
     }
 
@@ -226,6 +256,15 @@ impl Forest {
     /// Writes into `out[k]` the summed path length over all trees of row `k` of `data`
     /// (row-major, `n_cols` per row). The caller has checked the shape and finiteness.
     pub(super) fn path_length_sums(&self, data: &[f64], n_cols: usize, out: &mut [f64]) {
+        match &self.complete {
+            Some(c) if n_cols <= 256 => c.path_length_sums(data, n_cols, out),
+            _ => self.walk_nodes(data, n_cols, out),
+        }
+    }
+
+    /// [`path_length_sums`](Self::path_length_sums) over the nodes, for forests too deep for
+    /// [`Complete`].
+    fn walk_nodes(&self, data: &[f64], n_cols: usize, out: &mut [f64]) {
         for (b, sums) in out.chunks_mut(BLOCK).enumerate() {
             let rows = &data[b * BLOCK * n_cols..(b * BLOCK + sums.len()) * n_cols];
             sums.fill(0.0);
@@ -277,6 +316,111 @@ impl Forest {
             }
         }
         deepest
+    }
+}
+
+impl Complete {
+    /// Pads the forest's trees; `None` when it is deeper than [`MAX_COMPLETE_DEPTH`] or splits
+    /// on a feature past 255.
+    fn build(forest: &Forest) -> Option<Self> {
+        let depth = forest.depth;
+        if depth > MAX_COMPLETE_DEPTH || forest.nodes.iter().any(|n| n.feature > 255) {
+            return None;
+        }
+        let size = 1usize << depth;
+        let n = forest.roots.len() * size;
+        let mut c = Complete {
+            depth,
+            feature: vec![0; n],
+            threshold: vec![f64::INFINITY; n],
+            leaf: vec![0.0; n],
+        };
+        let mut stack = Vec::new();
+        for (t, &root) in forest.roots.iter().enumerate() {
+            let base = t * size;
+            // (node, heap index, depth)
+            stack.push((root as usize, 1usize, 0usize));
+            while let Some((i, h, d)) = stack.pop() {
+                let node = forest.nodes[i];
+                let left = node.left as usize;
+                if left == i {
+                    let below = depth - d;
+                    let first = (h << below) - size;
+                    c.leaf[base + first..base + first + (1 << below)].fill(forest.path_length[i]);
+                } else {
+                    c.feature[base + h] = node.feature as u8;
+                    c.threshold[base + h] = node.threshold;
+                    stack.push((left, 2 * h, d + 1));
+                    stack.push((left + 1, 2 * h + 1, d + 1));
+                }
+            }
+        }
+        Some(c)
+    }
+
+    /// [`Forest::path_length_sums`] for `n_cols <= 256`.
+    fn path_length_sums(&self, data: &[f64], n_cols: usize, out: &mut [f64]) {
+        let shift = n_cols.next_power_of_two().trailing_zeros();
+        let block = BUF >> shift;
+        let mut buf = [0.0; BUF];
+        for (rows, sums) in data.chunks(block * n_cols).zip(out.chunks_mut(block)) {
+            for (k, row) in rows.chunks_exact(n_cols).enumerate() {
+                buf[k << shift..][..n_cols].copy_from_slice(row);
+            }
+            sums.fill(0.0);
+            macro_rules! dispatch {
+                ($($d:literal)*) => {
+                    match self.depth {
+                        $($d => self.block::<{ 1 << $d }>(&buf, shift, sums),)*
+                        _ => unreachable!("depth checked when the layout was built"),
+                    }
+                };
+            }
+            dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+        }
+    }
+
+    /// Adds every tree's path length to `sums[k]` for the row at `buf[k << shift..]`, with `N`
+    /// = 2^depth.
+    fn block<const N: usize>(&self, buf: &[f64; BUF], shift: u32, sums: &mut [f64]) {
+        let depth = N.trailing_zeros();
+        let trees = (self.feature.chunks_exact(N))
+            .zip(self.threshold.chunks_exact(N))
+            .zip(self.leaf.chunks_exact(N));
+        for ((feature, threshold), leaf) in trees {
+            let (Ok(feature), Ok(threshold), Ok(leaf)) = (
+                <&[u8; N]>::try_from(feature),
+                <&[f64; N]>::try_from(threshold),
+                <&[f64; N]>::try_from(leaf),
+            ) else {
+                unreachable!("chunks of N");
+            };
+            let done = sums.len() - sums.len() % LANES;
+            let mut groups = sums.chunks_exact_mut(LANES);
+            for (g, group) in (&mut groups).enumerate() {
+                let base = (g * LANES) << shift;
+                let mut at = [1usize; LANES];
+                for _ in 0..depth {
+                    for (l, h) in at.iter_mut().enumerate() {
+                        let k = *h & (N - 1);
+                        let x = buf[(base + (l << shift) + feature[k] as usize) & (BUF - 1)];
+                        *h = 2 * k + usize::from(x > threshold[k]);
+                    }
+                }
+                for (sum, h) in group.iter_mut().zip(at) {
+                    *sum += leaf[h & (N - 1)];
+                }
+            }
+            for (r, sum) in sums.iter_mut().enumerate().skip(done) {
+                let mut h = 1;
+                for _ in 0..depth {
+                    let k = h & (N - 1);
+                    let x = buf[((r << shift) + feature[k] as usize) & (BUF - 1)];
+                    h = 2 * k + usize::from(x > threshold[k]);
+                }
+                *sum += leaf[h & (N - 1)];
+            }
+        }
     }
 }
 
