@@ -87,12 +87,15 @@ struct Packed {
 /// cache across the block.
 const BLOCK: usize = 256;
 
-/// Values in the block buffer of [`Complete`] scoring: rows copied at a power-of-two stride, as
-/// many as fit (256 rows of 8 features, 16 KiB: the block stays in L1 while the trees pass).
-const BUF: usize = 2048;
 
 /// Rows walking one tree in lockstep.
 const LANES: usize = 8;
+
+/// Rows walking one tree in lockstep in [`Complete`] scoring.
+const GROUP: usize = 16;
+
+/// Groups scored together against one tree in [`Complete`] scoring.
+const GROUPS: usize = 16;
 
 /// The forest's arrays as a model file holds them (leaf thresholds, +inf in memory, are written
 /// as 0: JSON has no infinity, and a leaf is known by pointing to itself).
@@ -360,18 +363,27 @@ impl Complete {
 
     /// [`Forest::path_length_sums`] for `n_cols <= 256`.
     fn path_length_sums(&self, data: &[f64], n_cols: usize, out: &mut [f64]) {
-        let shift = n_cols.next_power_of_two().trailing_zeros();
-        let block = BUF >> shift;
-        let mut buf = [0.0; BUF];
-        for (rows, sums) in data.chunks(block * n_cols).zip(out.chunks_mut(block)) {
+        // Rows are copied group by group, lane-interleaved: feature `f` of lane `l` of group `g`
+        // at `g * n_cols * GROUP + f * GROUP + l`. A group's window of 256 x GROUP values is
+        // then in bounds for any u8 feature, so the step reads `x` with no check and no per-lane
+        // base (the lane is a constant offset). The tail past the last group is never read.
+        let group = n_cols * GROUP;
+        let mut buf = vec![0.0; GROUPS * group + 256 * GROUP];
+        let mut at = [[0usize; GROUP]; GROUPS];
+        for (rows, sums) in (data.chunks(GROUPS * group)).zip(out.chunks_mut(GROUPS * GROUP)) {
             for (k, row) in rows.chunks_exact(n_cols).enumerate() {
-                buf[k << shift..][..n_cols].copy_from_slice(row);
+                let (g, l) = (k / GROUP, k % GROUP);
+                for (f, &v) in row.iter().enumerate() {
+                    buf[g * group + f * GROUP + l] = v;
+                }
             }
+            let groups = sums.len().div_ceil(GROUP);
+            let at = &mut at[..groups];
             sums.fill(0.0);
             macro_rules! dispatch {
                 ($($d:literal)*) => {
                     match self.depth {
-                        $($d => self.block::<{ 1 << $d }>(&buf, shift, sums),)*
+                        $($d => self.block::<{ 1 << $d }>(&buf, group, at, sums),)*
                         _ => unreachable!("depth checked when the layout was built"),
                     }
                 };
@@ -380,9 +392,16 @@ impl Complete {
         }
     }
 
-    /// Adds every tree's path length to `sums[k]` for the row at `buf[k << shift..]`, with `N`
-    /// = 2^depth.
-    fn block<const N: usize>(&self, buf: &[f64; BUF], shift: u32, sums: &mut [f64]) {
+    /// Adds every tree's path length to `sums`, for rows in `buf` as
+    /// [`path_length_sums`](Self::path_length_sums) lays them out; `N` = 2^depth. A last,
+    /// partial group walks on whatever its missing lanes hold, and their sums are dropped.
+    fn block<const N: usize>(
+        &self,
+        buf: &[f64],
+        group: usize,
+        at: &mut [[usize; GROUP]],
+        sums: &mut [f64],
+    ) {
         let depth = N.trailing_zeros();
         let trees = (self.feature.chunks_exact(N))
             .zip(self.threshold.chunks_exact(N))
@@ -395,30 +414,25 @@ impl Complete {
             ) else {
                 unreachable!("chunks of N");
             };
-            let done = sums.len() - sums.len() % LANES;
-            let mut groups = sums.chunks_exact_mut(LANES);
-            for (g, group) in (&mut groups).enumerate() {
-                let base = (g * LANES) << shift;
-                let mut at = [1usize; LANES];
+            for (g, at) in at.iter_mut().enumerate() {
+                let Ok(x) = <&[f64; 256 * GROUP]>::try_from(&buf[g * group..][..256 * GROUP])
+                else {
+                    unreachable!("the buffer has a window's tail");
+                };
+                let mut hs = [1; GROUP];
                 for _ in 0..depth {
-                    for (l, h) in at.iter_mut().enumerate() {
+                    for (l, h) in hs.iter_mut().enumerate() {
                         let k = *h & (N - 1);
-                        let x = buf[(base + (l << shift) + feature[k] as usize) & (BUF - 1)];
-                        *h = 2 * k + usize::from(x > threshold[k]);
+                        let v = x[usize::from(feature[k]) * GROUP + l];
+                        *h = 2 * k + usize::from(v > threshold[k]);
                     }
                 }
-                for (sum, h) in group.iter_mut().zip(at) {
+                *at = hs;
+            }
+            for (sums, at) in sums.chunks_mut(GROUP).zip(at.iter()) {
+                for (sum, h) in sums.iter_mut().zip(at) {
                     *sum += leaf[h & (N - 1)];
                 }
-            }
-            for (r, sum) in sums.iter_mut().enumerate().skip(done) {
-                let mut h = 1;
-                for _ in 0..depth {
-                    let k = h & (N - 1);
-                    let x = buf[((r << shift) + feature[k] as usize) & (BUF - 1)];
-                    h = 2 * k + usize::from(x > threshold[k]);
-                }
-                *sum += leaf[h & (N - 1)];
             }
         }
     }
