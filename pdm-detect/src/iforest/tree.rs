@@ -87,7 +87,6 @@ struct Packed {
 /// cache across the block.
 const BLOCK: usize = 256;
 
-
 /// Rows walking one tree in lockstep.
 const LANES: usize = 8;
 
@@ -656,6 +655,75 @@ mod tests {
         let mut out = [0.0];
         forest.path_length_sums(&[5.0, 5.0], 2, &mut out);
         assert_eq!(out[0], average_path_length(4));
+    }
+
+    /// Sums over the trees of a plain walk from each root, leaf test and child index per step.
+    fn plain_sums(forest: &Forest, data: &[f64], n_cols: usize) -> Vec<f64> {
+        let mut out = Vec::new();
+        for row in data.chunks_exact(n_cols) {
+            let mut sum = 0.0;
+            for &root in &forest.roots {
+                let mut i = root as usize;
+                while forest.nodes[i].left as usize != i {
+                    let n = forest.nodes[i];
+                    i = n.left as usize + usize::from(row[n.feature as usize] > n.threshold);
+                }
+                sum += forest.path_length[i];
+            }
+            out.push(sum);
+        }
+        out
+    }
+
+    #[test]
+    fn complete_and_node_walks_match_a_plain_walk_bit_for_bit() {
+        // Depths 0 (constant column), 1, 5, 8 and 10; widths below, at and past 16 features;
+        // row counts that leave partial groups and blocks.
+        for (n, n_cols, max_samples, constant) in [
+            (37, 1, 16, true),
+            (300, 1, 2, false),
+            (517, 5, 32, false),
+            (1003, 16, 256, false),
+            (611, 40, 1000, false),
+        ] {
+            let data: Vec<f64> = (0..n * n_cols)
+                .map(|i| {
+                    if constant {
+                        3.0
+                    } else {
+                        ((i * 7919) % 1009) as f64 - 500.0
+                    }
+                })
+                .collect();
+            let spec = TreeSpec {
+                data: &data,
+                n_rows: n,
+                n_cols,
+                max_samples: max_samples.min(n),
+                max_features: n_cols,
+                bootstrap: false,
+                max_depth: depth_limit(max_samples.min(n)),
+            };
+            let forest = Forest::from_trees((0..7).map(|s| spec.grow(s)));
+            assert!(forest.complete.is_some());
+            let plain = plain_sums(&forest, &data, n_cols);
+            let mut complete = vec![0.0; n];
+            forest.path_length_sums(&data, n_cols, &mut complete);
+            let mut nodes = vec![0.0; n];
+            forest.walk_nodes(&data, n_cols, &mut nodes);
+            for k in 0..n {
+                assert_eq!(
+                    complete[k].to_bits(),
+                    plain[k].to_bits(),
+                    "{n_cols} cols, row {k}"
+                );
+                assert_eq!(
+                    nodes[k].to_bits(),
+                    plain[k].to_bits(),
+                    "{n_cols} cols, row {k}"
+                );
+            }
+        }
     }
 
     #[test]
