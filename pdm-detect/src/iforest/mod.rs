@@ -70,6 +70,7 @@ pub struct IsolationForest {
     depth_limit: usize,
     offset: f64,
     notes: Vec<FitNote>,
+    n_training_rows: Option<usize>,
 }
 
 impl IsolationForest {
@@ -140,6 +141,7 @@ impl IsolationForest {
             depth_limit,
             offset: -0.5,
             notes,
+            n_training_rows: Some(n_rows),
         };
         if let Contamination::Fraction(c) = p.contamination {
             let mut scores = model.score_samples_slice(&data, n_rows);
@@ -190,6 +192,11 @@ impl IsolationForest {
     /// anomalous. The same as [`Detector::score`].
     pub fn anomaly_score(&self, x: &ArrayView2<'_, f64>) -> Result<Array1<f64>> {
         Ok(-self.score_samples(x)?)
+    }
+
+    /// Rows the forest was fitted on, when known.
+    pub fn n_training_rows(&self) -> Option<usize> {
+        self.n_training_rows
     }
 
     /// Decision boundary on [`score_samples`](Self::score_samples): -0.5 with
@@ -636,6 +643,14 @@ impl crate::persist::Persist for IsolationForest {
         self.feature_names.clone()
     }
 
+    fn n_training_rows(&self) -> Option<usize> {
+        self.n_training_rows
+    }
+
+    fn restore_training_rows(&mut self, n: Option<usize>) {
+        self.n_training_rows = n;
+    }
+
     fn state(&self) -> IsolationForestState {
         let p = &self.params;
         let parts = self.forest.to_parts();
@@ -737,6 +752,7 @@ impl crate::persist::Persist for IsolationForest {
             depth_limit: s.depth_limit,
             offset: s.offset,
             notes: Vec::new(),
+            n_training_rows: None,
         })
     }
 }
