@@ -187,6 +187,11 @@ impl HealthIndex {
         self.smoothed.map(|s| self.health_of(s))
     }
 
+    /// The parameters the index runs with.
+    pub fn valid_params(&self) -> &HealthIndexValidParams {
+        &self.params
+    }
+
     /// Smoothed score in units of the threshold, `None` before the first.
     pub fn smoothed(&self) -> Option<f64> {
         self.smoothed
@@ -511,6 +516,48 @@ fn t_quantile(p: f64, nu: f64) -> f64 {
         + (5.0 * z5 + 16.0 * z3 + 3.0 * z) / (96.0 * nu * nu)
         + (3.0 * z7 + 19.0 * z5 + 17.0 * z3 - 15.0 * z) / (384.0 * nu.powi(3))
 }
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HealthIndexState {
+    alpha: f64,
+    failure_level: f64,
+    /// Smoothed score in thresholds; null before the first score.
+    smoothed: Option<f64>,
+}
+
+impl crate::persist::Persist for HealthIndex {
+    const KIND: &'static str = "health_index";
+    type State = HealthIndexState;
+
+    fn feature_names(&self) -> Vec<String> {
+        vec!["score".to_owned()]
+    }
+
+    fn state(&self) -> HealthIndexState {
+        HealthIndexState {
+            alpha: self.params.alpha,
+            failure_level: self.params.failure_level,
+            smoothed: self.smoothed,
+        }
+    }
+
+    fn from_state(s: HealthIndexState, _names: Vec<String>) -> std::result::Result<Self, String> {
+        let params = HealthIndex::params()
+            .alpha(s.alpha)
+            .failure_level(s.failure_level)
+            .check()
+            .map_err(|e| e.to_string())?;
+        if s.smoothed.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+            return Err("the smoothed score must be finite and >= 0".into());
+        }
+        let mut index = params.build();
+        index.smoothed = s.smoothed;
+        Ok(index)
+    }
+}
+
+crate::persist::persistable!(HealthIndex);
 
 #[cfg(test)]
 mod tests {

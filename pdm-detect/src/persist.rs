@@ -31,6 +31,7 @@ use std::path::Path;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::health::HealthIndex;
 use crate::stream::{ContextDetector, EwmaChart, HalfSpaceTrees, RobustZScore};
 
 use crate::{
@@ -108,12 +109,14 @@ pub enum Model {
     HalfSpaceTrees(Box<HalfSpaceTrees>),
     /// A context detector, with the contexts it has learnt.
     ContextDetector(Box<ContextDetector>),
+    /// A health index, with its smoothed score.
+    HealthIndex(HealthIndex),
 }
 
 impl Model {
     /// The kind as written in files (`isolation_forest`, `standard_scaler`, `robust_scaler`,
     /// `pca_detector`, `pipeline`, `robust_zscore`, `ewma_chart`, `half_space_trees`,
-    /// `context_detector`).
+    /// `context_detector`, `health_index`).
     pub fn kind(&self) -> &'static str {
         match self {
             Model::IsolationForest(_) => IsolationForest::KIND,
@@ -125,6 +128,7 @@ impl Model {
             Model::EwmaChart(_) => EwmaChart::KIND,
             Model::HalfSpaceTrees(_) => HalfSpaceTrees::KIND,
             Model::ContextDetector(_) => ContextDetector::KIND,
+            Model::HealthIndex(_) => HealthIndex::KIND,
         }
     }
 }
@@ -253,6 +257,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
         EwmaChart::KIND => Model::EwmaChart(Box::new(decode(envelope)?)),
         HalfSpaceTrees::KIND => Model::HalfSpaceTrees(Box::new(decode(envelope)?)),
         ContextDetector::KIND => Model::ContextDetector(Box::new(decode(envelope)?)),
+        HealthIndex::KIND => Model::HealthIndex(decode(envelope)?),
         other => return Err(ModelFileError::UnknownKind(other.to_owned()).into()),
     })
 }
@@ -572,6 +577,15 @@ mod tests {
             v["checksum"] = sum.into();
         });
         assert!(ContextDetector::from_bytes(&damaged).is_err());
+        // A health index carries on from its smoothed score.
+        let mut health = HealthIndex::params().check().expect("params").build();
+        health.series(&[0.5, 2.0, 3.0], 1.0).expect("scores");
+        let mut health2 = HealthIndex::from_bytes(&health.to_bytes()).expect("load");
+        assert_eq!(health2, health);
+        assert_eq!(
+            health2.series(&[4.0, 0.1], 1.0).expect("scores"),
+            health.series(&[4.0, 0.1], 1.0).expect("scores")
+        );
         // Saved while the first window is still learning the ranges.
         let mut young = HalfSpaceTrees::params()
             .window_size(100)

@@ -6,6 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pdm_detect::health::{HealthIndex, RulParams, TrendModel};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::path::PathBuf;
 
 use crate::error::detect_err;
 
@@ -14,6 +16,14 @@ use crate::error::detect_err;
 #[pyclass(name = "HealthIndexModel", module = "pdm_engine._native", frozen)]
 pub struct PyHealthIndexModel {
     inner: Mutex<HealthIndex>,
+}
+
+impl From<HealthIndex> for PyHealthIndexModel {
+    fn from(index: HealthIndex) -> Self {
+        Self {
+            inner: Mutex::new(index),
+        }
+    }
 }
 
 impl PyHealthIndexModel {
@@ -39,6 +49,23 @@ pub fn health_index(alpha: f64, failure_level: f64) -> PyResult<PyHealthIndexMod
 
 #[pymethods]
 impl PyHealthIndexModel {
+    /// (alpha, failure_level).
+    fn params(&self) -> (f64, f64) {
+        let index = self.lock();
+        let p = index.valid_params();
+        (p.alpha(), p.failure_level())
+    }
+
+    /// The index with its smoothed score as the bytes of a pdm model file.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.lock().to_bytes())
+    }
+
+    /// Writes the model file to `path`.
+    fn save(&self, path: PathBuf) -> PyResult<()> {
+        self.lock().save(path).map_err(detect_err)
+    }
+
     /// Takes the next score and returns the health.
     fn update(&self, score: f64, threshold: f64) -> PyResult<f64> {
         self.lock().update(score, threshold).map_err(detect_err)

@@ -288,6 +288,7 @@ fn wrap(py: Python<'_>, model: Model) -> PyResult<Py<PyAny>> {
         Model::ContextDetector(m) => {
             Ok(Py::new(py, more::PyStreamingModel::from(more::Stream::Context(m)))?.into_any())
         }
+        Model::HealthIndex(m) => Ok(Py::new(py, health::PyHealthIndexModel::from(m))?.into_any()),
         other => Err(error::model_file_error(format!(
             "this version of the Python module cannot wrap a {} model",
             other.kind()

@@ -172,3 +172,13 @@ def test_context_detector_flags_a_break_in_a_learnt_pattern():
     assert det.score_one(np.array([0.0])) == det.score_one(np.array([0.0]))
     with pytest.raises(pe.ParameterError):
         pe.ContextDetector(value_bits=0).update(0.0)
+
+
+def test_health_index_resumes_from_a_model_file(tmp_path):
+    index = pe.HealthIndex(alpha=0.2)
+    index.transform([0.2, 1.5, 2.5], threshold=1.0)
+    index.save(tmp_path / "health.json")
+    back = pe.load(tmp_path / "health.json")
+    assert isinstance(back, pe.HealthIndex) and back.alpha == 0.2
+    assert back.smoothed_ == index.smoothed_
+    np.testing.assert_array_equal(back.transform([3.0, 0.0], 1.0), index.transform([3.0, 0.0], 1.0))

@@ -784,6 +784,8 @@ def load(path: Union[str, os.PathLike, bytes]) -> Any:
     ):
         if isinstance(model, native):
             return cls._from_model(model)
+    if isinstance(model, _native.HealthIndexModel):
+        return HealthIndex._from_model(model)
     if isinstance(model, _native.StreamingModel):
         streaming = {
             "robust_zscore": RobustZScore,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -77,6 +78,22 @@ class HealthIndex:
         health = self._index().series(arr, as_real(threshold, name="threshold"))
         self._sync()
         return health
+
+    def save(self, path: Any) -> None:
+        """Writes the index with its smoothed score as a pdm model file."""
+        self._index().save(os.fspath(path))
+
+    def to_bytes(self) -> bytes:
+        """The index with its smoothed score as the bytes of a pdm model file."""
+        return self._index().to_bytes()
+
+    @classmethod
+    def _from_model(cls, model: Any) -> "HealthIndex":
+        alpha, failure_level = model.params()
+        index = cls(alpha=alpha, failure_level=failure_level)
+        index.model_ = model
+        index._sync()
+        return index
 
     def reset(self) -> "HealthIndex":
         """Forgets the scores seen (and applies the current parameters); returns ``self``."""
