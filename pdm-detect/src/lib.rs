@@ -240,13 +240,27 @@ pub enum DetectError {
 /// Result of this crate.
 pub type Result<T> = std::result::Result<T, DetectError>;
 
-fn check_finite(x: &ArrayView2<'_, f64>) -> Result<()> {
-    for ((row, col), v) in x.indexed_iter() {
-        if !v.is_finite() {
+fn check_finite<T: Value>(x: &ArrayView2<'_, T>) -> Result<()> {
+    for ((row, col), &v) in x.indexed_iter() {
+        if !v.into().is_finite() {
             return Err(DetectError::NotFinite { row, col });
         }
     }
     Ok(())
+}
+
+/// An element type models read without converting the whole matrix first: `f64`, and `f32`
+/// (widened exactly to `f64` as it is read, block by block, e.g. by
+/// [`IsolationForest::score_samples`]).
+pub trait Value: Copy + Into<f64> + Send + Sync + 'static + sealed::Sealed {}
+
+impl Value for f64 {}
+impl Value for f32 {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f64 {}
+    impl Sealed for f32 {}
 }
 
 /// numpy's default ("linear") quantile of sorted, non-empty data, `q` in [0, 1].

@@ -26,6 +26,13 @@ use pyo3::types::PyBytes;
 
 use crate::error::{detect_err, parameter_error};
 
+/// A matrix from numpy, read in place: float64 or float32, C or Fortran order.
+#[derive(FromPyObject)]
+enum Matrix<'py> {
+    F64(PyReadonlyArray2<'py, f64>),
+    F32(PyReadonlyArray2<'py, f32>),
+}
+
 /// A fitted Isolation Forest (scikit-learn semantics), as the pdm server runs it.
 #[pyclass(name = "IsolationForestModel", module = "pdm_engine._native", frozen)]
 pub struct PyIsolationForestModel {
@@ -47,6 +54,23 @@ fn features_param(kind: &str, value: f64) -> PyResult<MaxFeatures> {
         "fraction" => MaxFeatures::Fraction(value),
         other => return Err(parameter_error(format!("max_features kind {other:?}"))),
     })
+}
+
+impl PyIsolationForestModel {
+    /// `score_samples` of a float64 or float32 matrix, read in place, the GIL released.
+    fn scores(&self, py: Python<'_>, x: &Matrix<'_>) -> PyResult<numpy::ndarray::Array1<f64>> {
+        match x {
+            Matrix::F64(a) => {
+                let view = a.as_array();
+                py.detach(|| self.inner.score_samples(&view))
+            }
+            Matrix::F32(a) => {
+                let view = a.as_array();
+                py.detach(|| self.inner.score_samples(&view))
+            }
+        }
+        .map_err(detect_err)
+    }
 }
 
 /// Fits an Isolation Forest on `x` (rows = samples). Parameters arrive normalised by the Python
@@ -91,42 +115,28 @@ impl PyIsolationForestModel {
     fn score_samples<'py>(
         &self,
         py: Python<'py>,
-        x: PyReadonlyArray2<'py, f64>,
+        x: Matrix<'py>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let view = x.as_array();
-        let s = py
-            .detach(|| self.inner.score_samples(&view))
-            .map_err(detect_err)?;
-        Ok(s.into_pyarray(py))
+        Ok(self.scores(py, &x)?.into_pyarray(py))
     }
 
     /// `score_samples - offset`: negative for outliers.
     fn decision_function<'py>(
         &self,
         py: Python<'py>,
-        x: PyReadonlyArray2<'py, f64>,
+        x: Matrix<'py>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let view = x.as_array();
-        let s = py
-            .detach(|| self.inner.decision_function(&view))
-            .map_err(detect_err)?;
-        Ok(s.into_pyarray(py))
+        let offset = self.inner.offset();
+        Ok((self.scores(py, &x)? - offset).into_pyarray(py))
     }
 
     /// +1 for inliers, -1 for outliers.
-    fn predict<'py>(
-        &self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, f64>,
-    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let view = x.as_array();
-        let p = py
-            .detach(|| self.inner.predict(&view))
-            .map_err(detect_err)?;
-        Ok(p.mapv(i64::from).into_pyarray(py))
+    fn predict<'py>(&self, py: Python<'py>, x: Matrix<'py>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let offset = self.inner.offset();
+        let d = self.scores(py, &x)? - offset;
+        Ok(d.mapv(|d| if d < 0.0 { -1i64 } else { 1 }).into_pyarray(py))
     }
 
-    /// The decision boundary of `score_samples`.
     #[getter]
     fn offset(&self) -> f64 {
         self.inner.offset()

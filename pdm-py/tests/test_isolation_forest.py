@@ -198,3 +198,19 @@ def test_python_models_score_identically_in_rust_and_back(tmp_path):
     rust_fit_scores = cargo_example("fit", csv, tmp_path / "rust.json")
     loaded = pe.load(tmp_path / "rust.json")
     np.testing.assert_array_equal(loaded.score_samples(np.loadtxt(csv, delimiter=",")), rust_fit_scores)
+
+
+def test_float32_is_read_in_place_and_scores_as_its_float64_widening():
+    rng = np.random.default_rng(12)
+    X32 = rng.normal(size=(2000, 3)).astype(np.float32)
+    X64 = X32.astype(np.float64)
+    model = pe.IsolationForest(n_estimators=50, random_state=1, contamination=0.05).fit(X64)
+    want = model.score_samples(X64)
+    for X in (X32, np.asfortranarray(X32)):
+        np.testing.assert_array_equal(model.score_samples(X), want)
+        np.testing.assert_array_equal(model.decision_function(X), want - model.offset_)
+        np.testing.assert_array_equal(model.predict(X), model.predict(X64))
+    bad = X32.copy()
+    bad[7, 2] = np.inf
+    with pytest.raises(pe.DataError, match="row 7, column 2"):
+        model.score_samples(bad)

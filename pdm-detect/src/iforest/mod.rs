@@ -14,8 +14,8 @@ pub use params::{
 };
 pub use tree::{average_path_length, depth_limit};
 
-use crate::{check_finite, DetectError, Result};
-use ndarray::{Array1, ArrayView2};
+use crate::{check_finite, DetectError, Result, Value};
+use ndarray::{Array1, ArrayView2, Axis};
 use pdm_core::detector::{self, Detector, Rows};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -144,7 +144,7 @@ impl IsolationForest {
             n_training_rows: Some(n_rows),
         };
         if let Contamination::Fraction(c) = p.contamination {
-            let mut scores = model.score_samples_slice(&data, n_rows);
+            let mut scores = model.score_samples_of(x);
             scores.sort_unstable_by(f64::total_cmp);
             // scikit-learn: np.percentile(score_samples(X), 100 * contamination).
             model.offset = percentile_linear(&scores, 100.0 * c);
@@ -170,19 +170,21 @@ impl IsolationForest {
     ///
     /// Errors when `x` has another number of columns than the training set or holds a
     /// non-finite value; zero rows give an empty result.
-    pub fn score_samples(&self, x: &ArrayView2<'_, f64>) -> Result<Array1<f64>> {
+    ///
+    /// `x` may be `f64` or `f32` (widened exactly), in any memory layout: rows are read block by
+    /// block, the matrix is not copied first.
+    pub fn score_samples<T: Value>(&self, x: &ArrayView2<'_, T>) -> Result<Array1<f64>> {
         self.check_input(x)?;
-        let data = row_major(x);
-        Ok(Array1::from(self.score_samples_slice(&data, x.nrows())))
+        Ok(Array1::from(self.score_samples_of(x)))
     }
 
     /// `score_samples - offset`: negative for outliers, positive for inliers.
-    pub fn decision_function(&self, x: &ArrayView2<'_, f64>) -> Result<Array1<f64>> {
+    pub fn decision_function<T: Value>(&self, x: &ArrayView2<'_, T>) -> Result<Array1<f64>> {
         Ok(self.score_samples(x)? - self.offset)
     }
 
     /// +1 for an inlier, -1 for an outlier (a negative [`decision_function`](Self::decision_function)).
-    pub fn predict(&self, x: &ArrayView2<'_, f64>) -> Result<Array1<i8>> {
+    pub fn predict<T: Value>(&self, x: &ArrayView2<'_, T>) -> Result<Array1<i8>> {
         Ok(self
             .decision_function(x)?
             .mapv(|d| if d < 0.0 { -1 } else { 1 }))
@@ -190,7 +192,7 @@ impl IsolationForest {
 
     /// The paper's anomaly score `2^(-E[h(x)] / c(max_samples))`, in (0, 1]; higher is more
     /// anomalous. The same as [`Detector::score`].
-    pub fn anomaly_score(&self, x: &ArrayView2<'_, f64>) -> Result<Array1<f64>> {
+    pub fn anomaly_score<T: Value>(&self, x: &ArrayView2<'_, T>) -> Result<Array1<f64>> {
         Ok(-self.score_samples(x)?)
     }
 
@@ -245,7 +247,7 @@ impl IsolationForest {
         &self.notes
     }
 
-    fn check_input(&self, x: &ArrayView2<'_, f64>) -> Result<()> {
+    fn check_input<T: Value>(&self, x: &ArrayView2<'_, T>) -> Result<()> {
         if x.ncols() != self.n_features {
             return Err(DetectError::Columns {
                 expected: self.n_features,
@@ -255,25 +257,25 @@ impl IsolationForest {
         check_finite(x)
     }
 
-    /// Scores validated row-major data, on `n_threads` threads when there are enough rows.
-    fn score_samples_slice(&self, data: &[f64], n_rows: usize) -> Vec<f64> {
+    /// Scores validated rows, on `n_threads` threads when there are enough rows.
+    fn score_samples_of<T: Value>(&self, x: &ArrayView2<'_, T>) -> Vec<f64> {
+        let n_rows = x.nrows();
         let mut out = vec![0.0; n_rows];
         let threads = self
             .params
             .n_threads
             .min(n_rows / MIN_ROWS_PER_THREAD)
             .max(1);
-        let n_cols = self.n_features;
         if threads == 1 {
-            self.forest.path_length_sums(data, n_cols, &mut out);
+            self.forest.path_length_sums_of(x, &mut out);
         } else {
             let per_thread = n_rows.div_ceil(threads);
             let forest = &self.forest;
             std::thread::scope(|scope| {
                 let handles: Vec<_> = out
                     .chunks_mut(per_thread)
-                    .zip(data.chunks(per_thread * n_cols))
-                    .map(|(o, d)| scope.spawn(move || forest.path_length_sums(d, n_cols, o)))
+                    .zip(x.axis_chunks_iter(Axis(0), per_thread))
+                    .map(|(o, d)| scope.spawn(move || forest.path_length_sums_of(&d, o)))
                     .collect();
                 handles.into_iter().for_each(join);
             });
@@ -311,7 +313,14 @@ impl Detector for IsolationForest {
                 col: i % self.n_features,
             });
         }
-        let mut scores = self.score_samples_slice(data, rows.n_rows());
+        let view =
+            ArrayView2::from_shape((rows.n_rows(), self.n_features), data).map_err(|_| {
+                detector::DetectError::FeatureCount {
+                    expected: self.n_features,
+                    got: rows.n_cols(),
+                }
+            })?;
+        let mut scores = self.score_samples_of(&view);
         for s in &mut scores {
             *s = -*s;
         }
@@ -544,7 +553,7 @@ mod tests {
             .expect_err("nan");
         assert_eq!(e, DetectError::NotFinite { row: 1, col: 0 });
         let none = model
-            .score_samples(&Array2::zeros((0, 2)).view())
+            .score_samples(&Array2::<f64>::zeros((0, 2)).view())
             .expect("empty");
         assert!(none.is_empty());
 
@@ -578,6 +587,34 @@ mod tests {
         assert_eq!(
             model.score_samples(&column_major.view()).expect("score"),
             model.score_samples(&x.view()).expect("score")
+        );
+    }
+
+    #[test]
+    fn f32_input_scores_as_its_exact_f64_widening_in_any_layout() {
+        let x = blob(1000, 3, 8).mapv(|v| v as f32);
+        let wide = x.mapv(f64::from);
+        let model = params().n_threads(2).fit(&wide.view()).expect("fit");
+        let want = model.score_samples(&wide.view()).expect("f64");
+        let mut column_major = Array2::<f32>::zeros((1000, 3).f());
+        column_major.assign(&x);
+        for got in [
+            model.score_samples(&x.view()).expect("f32"),
+            model
+                .score_samples(&column_major.view())
+                .expect("f32, column-major"),
+            model.score_samples(&x.t().t()).expect("f32, view"),
+        ] {
+            assert!(got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+        let mut bad = x.clone();
+        bad[[3, 1]] = f32::NAN;
+        assert_eq!(
+            model.score_samples(&bad.view()),
+            Err(DetectError::NotFinite { row: 3, col: 1 })
         );
     }
 

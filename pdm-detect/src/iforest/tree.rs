@@ -1,7 +1,10 @@
 //! Isolation trees: growing one tree on a subsample, and the flat forest they are stored in.
 
+use ndarray::{ArrayView2, Axis};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+use crate::Value;
 
 /// Euler–Mascheroni constant, as numpy's `np.euler_gamma`.
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
@@ -270,10 +273,25 @@ impl Forest {
 
     /// Writes into `out[k]` the summed path length over all trees of row `k` of `data`
     /// (row-major, `n_cols` per row). The caller has checked the shape and finiteness.
+    #[cfg(test)]
     pub(super) fn path_length_sums(&self, data: &[f64], n_cols: usize, out: &mut [f64]) {
         match &self.complete {
             Some(c) if n_cols <= 256 => c.path_length_sums(data, n_cols, out),
             _ => self.walk_nodes(data, n_cols, out),
+        }
+    }
+
+    /// [`path_length_sums`](Self::path_length_sums) of the rows of `x`, in any layout and as
+    /// `f64` or `f32`: the complete-tree walk copies (and widens) rows block by block into its
+    /// own buffer anyway, so the matrix is never copied whole. The node walk, for forests too
+    /// deep for it, reads one row-major `f64` copy.
+    pub(super) fn path_length_sums_of<T: Value>(&self, x: &ArrayView2<'_, T>, out: &mut [f64]) {
+        match &self.complete {
+            Some(c) if x.ncols() <= 256 => c.path_length_sums_of(x, out),
+            _ => {
+                let data: Vec<f64> = x.iter().map(|&v| v.into()).collect();
+                self.walk_nodes(&data, x.ncols(), out);
+            }
         }
     }
 
@@ -374,19 +392,28 @@ impl Complete {
     }
 
     /// [`Forest::path_length_sums`] for `n_cols <= 256`.
+    #[cfg(test)]
     fn path_length_sums(&self, data: &[f64], n_cols: usize, out: &mut [f64]) {
+        match ArrayView2::from_shape((out.len(), n_cols), data) {
+            Ok(x) => self.path_length_sums_of(&x, out),
+            Err(_) => unreachable!("callers pass out.len() rows of n_cols values"),
+        }
+    }
+
+    fn path_length_sums_of<T: Value>(&self, x: &ArrayView2<'_, T>, out: &mut [f64]) {
         // Rows are copied group by group, lane-interleaved: feature `f` of lane `l` of group `g`
         // at `g * n_cols * GROUP + f * GROUP + l`. A group's window of 256 x GROUP values is
         // then in bounds for any u8 feature, so the step reads `x` with no check and no per-lane
         // base (the lane is a constant offset). The tail past the last group is never read.
-        let group = n_cols * GROUP;
+        let group = x.ncols() * GROUP;
         let mut buf = vec![0.0; GROUPS * group + 256 * GROUP];
         let mut at = [[0usize; GROUP]; GROUPS];
-        for (rows, sums) in (data.chunks(GROUPS * group)).zip(out.chunks_mut(GROUPS * GROUP)) {
-            for (k, row) in rows.chunks_exact(n_cols).enumerate() {
+        let blocks = x.axis_chunks_iter(Axis(0), GROUPS * GROUP);
+        for (rows, sums) in blocks.zip(out.chunks_mut(GROUPS * GROUP)) {
+            for (k, row) in rows.rows().into_iter().enumerate() {
                 let (g, l) = (k / GROUP, k % GROUP);
                 for (f, &v) in row.iter().enumerate() {
-                    buf[g * group + f * GROUP + l] = v;
+                    buf[g * group + f * GROUP + l] = v.into();
                 }
             }
             let groups = sums.len().div_ceil(GROUP);

@@ -242,8 +242,9 @@ class IsolationForest(_Persisted, _Params):
             del self.feature_names_in_
 
     def _input(self, X: Any) -> np.ndarray:
+        # The forest reads float32 (and float64), C or Fortran order, in place.
         check_fitted(self, "model_")
-        arr, names = as_matrix(X)
+        arr, names = as_matrix(X, keep_float32=True)
         check_features(self, arr, names)
         return arr
 

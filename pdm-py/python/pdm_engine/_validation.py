@@ -11,9 +11,10 @@ import numpy as np
 from .exceptions import DataError, NotFittedError, ParameterError
 
 
-def as_matrix(X: Any, *, name: str = "X") -> Tuple[np.ndarray, Optional[List[str]]]:
+def as_matrix(X: Any, *, name: str = "X", keep_float32: bool = False) -> Tuple[np.ndarray, Optional[List[str]]]:
     """Returns ``X`` as a 2-D float64 array (without a copy when it already is one, C or Fortran
-    order) and its column names when it is a pandas DataFrame."""
+    order) and its column names when it is a pandas DataFrame. With ``keep_float32`` (for the
+    engine functions that read float32 in place) a float32 array is passed on as it is too."""
     names = None
     columns = getattr(X, "columns", None)
     if columns is not None and hasattr(X, "to_numpy"):
@@ -31,7 +32,8 @@ def as_matrix(X: Any, *, name: str = "X") -> Tuple[np.ndarray, Optional[List[str
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise DataError(f"{name} is empty (shape {arr.shape})")
-    if arr.dtype != np.float64:
+    keep = arr.dtype == np.float64 or (keep_float32 and arr.dtype == np.float32)
+    if not keep:
         arr = arr.astype(np.float64)
     elif not (arr.flags.c_contiguous or arr.flags.f_contiguous):
         arr = np.ascontiguousarray(arr)
