@@ -42,7 +42,7 @@
 //! # Ok::<(), pdm_detect::DetectError>(())
 //! ```
 
-use crate::{check_finite, quantile_sorted, stats, DetectError, Result};
+use crate::{check_finite, quantile_sorted, stats, DetectError, Result, Value};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use pdm_core::detector::{self, Detector, Rows};
 
@@ -408,13 +408,15 @@ impl PcaDetector {
     ///
     /// Errors when `x` has another number of columns than the training set or holds a
     /// non-finite value.
-    pub fn statistics(&self, x: &ArrayView2<'_, f64>) -> Result<PcaStatistics> {
+    ///
+    /// `x` may be `f64` or `f32` (widened exactly), in any layout.
+    pub fn statistics<T: Value>(&self, x: &ArrayView2<'_, T>) -> Result<PcaStatistics> {
         self.check_input(x)?;
         Ok(self.statistics_unchecked(x))
     }
 
     /// `max(T² / T²_lim, Q / Q_lim)` per row, the [`Detector::score`] of this model.
-    pub fn scores(&self, x: &ArrayView2<'_, f64>) -> Result<Array1<f64>> {
+    pub fn scores<T: Value>(&self, x: &ArrayView2<'_, T>) -> Result<Array1<f64>> {
         let s = self.statistics(x)?;
         Ok(self.combine(&s))
     }
@@ -444,7 +446,7 @@ impl PcaDetector {
             .map_collect(|&t2, &q| (t2 / self.t2_limit).max(q / self.q_limit))
     }
 
-    fn check_input(&self, x: &ArrayView2<'_, f64>) -> Result<()> {
+    fn check_input<T: Value>(&self, x: &ArrayView2<'_, T>) -> Result<()> {
         if x.ncols() != self.n_features() {
             return Err(DetectError::Columns {
                 expected: self.n_features(),
@@ -454,8 +456,9 @@ impl PcaDetector {
         check_finite(x)
     }
 
-    fn statistics_unchecked(&self, x: &ArrayView2<'_, f64>) -> PcaStatistics {
-        let centred = x - &self.mean;
+    fn statistics_unchecked<T: Value>(&self, x: &ArrayView2<'_, T>) -> PcaStatistics {
+        let mut centred = x.mapv(Into::into);
+        centred -= &self.mean;
         let t = centred.dot(&self.components);
         let lambdas = self
             .eigenvalues

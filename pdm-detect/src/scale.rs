@@ -3,7 +3,7 @@
 //! Both scalers refuse non-finite values and leave constant columns unscaled (scale 1) rather
 //! than dividing by zero.
 
-use crate::{check_finite, quantile_sorted, DetectError, Result};
+use crate::{check_finite, quantile_sorted, DetectError, Result, Value};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 /// Centres each column on its mean and scales it to unit (population) standard deviation.
@@ -33,8 +33,8 @@ impl StandardScaler {
         })
     }
 
-    /// Scales `x` with the learned statistics.
-    pub fn transform(&self, x: &ArrayView2<'_, f64>) -> Result<Array2<f64>> {
+    /// Scales `x` (`f64`, or `f32` widened exactly, any layout) with the learned statistics.
+    pub fn transform<T: Value>(&self, x: &ArrayView2<'_, T>) -> Result<Array2<f64>> {
         transform(&self.mean, &self.scale, x)
     }
 
@@ -115,8 +115,9 @@ impl RobustScaler {
         self.n_training_rows
     }
 
-    /// Scales `x` with the learned statistics: `(x - median) / iqr` per column.
-    pub fn transform(&self, x: &ArrayView2<'_, f64>) -> Result<Array2<f64>> {
+    /// Scales `x` (`f64`, or `f32` widened exactly, any layout) with the learned statistics:
+    /// `(x - median) / iqr` per column.
+    pub fn transform<T: Value>(&self, x: &ArrayView2<'_, T>) -> Result<Array2<f64>> {
         transform(&self.center, &self.scale, x)
     }
 
@@ -131,10 +132,10 @@ impl RobustScaler {
     }
 }
 
-fn transform(
+fn transform<T: Value>(
     center: &Array1<f64>,
     scale: &Array1<f64>,
-    x: &ArrayView2<'_, f64>,
+    x: &ArrayView2<'_, T>,
 ) -> Result<Array2<f64>> {
     if x.ncols() != center.len() {
         return Err(DetectError::Columns {
@@ -143,7 +144,11 @@ fn transform(
         });
     }
     check_finite(x)?;
-    Ok((x - center) / scale)
+    // One pass that reads `x` in place and writes the result: `(x - center) / scale`.
+    let mut out = x.mapv(Into::into);
+    out -= center;
+    out /= scale;
+    Ok(out)
 }
 
 /// Checks stored scaler statistics (model files): one finite centre and one finite, positive

@@ -10,6 +10,22 @@
 
 mod attribution;
 mod decide;
+/// Runs `$body` on the view of a [`Matrix`] (bound to `$v`, f64 or f32) with the GIL released.
+macro_rules! on_matrix {
+    ($py:expr, $x:expr, |$v:ident| $body:expr) => {
+        match $x {
+            crate::Matrix::F64(a) => {
+                let $v = a.as_array();
+                $py.detach(|| $body)
+            }
+            crate::Matrix::F32(a) => {
+                let $v = a.as_array();
+                $py.detach(|| $body)
+            }
+        }
+    };
+}
+
 mod error;
 mod eval;
 mod health;
@@ -26,9 +42,10 @@ use pyo3::types::PyBytes;
 
 use crate::error::{detect_err, parameter_error};
 
-/// A matrix from numpy, read in place: float64 or float32, C or Fortran order.
+/// A matrix from numpy, read in place: float64 or float32, C or Fortran order (the engine widens
+/// float32 exactly as it reads).
 #[derive(FromPyObject)]
-enum Matrix<'py> {
+pub(crate) enum Matrix<'py> {
     F64(PyReadonlyArray2<'py, f64>),
     F32(PyReadonlyArray2<'py, f32>),
 }
@@ -59,17 +76,7 @@ fn features_param(kind: &str, value: f64) -> PyResult<MaxFeatures> {
 impl PyIsolationForestModel {
     /// `score_samples` of a float64 or float32 matrix, read in place, the GIL released.
     fn scores(&self, py: Python<'_>, x: &Matrix<'_>) -> PyResult<numpy::ndarray::Array1<f64>> {
-        match x {
-            Matrix::F64(a) => {
-                let view = a.as_array();
-                py.detach(|| self.inner.score_samples(&view))
-            }
-            Matrix::F32(a) => {
-                let view = a.as_array();
-                py.detach(|| self.inner.score_samples(&view))
-            }
-        }
-        .map_err(detect_err)
+        on_matrix!(py, x, |view| self.inner.score_samples(&view)).map_err(detect_err)
     }
 }
 
@@ -243,12 +250,9 @@ impl PyStandardScalerModel {
     fn transform<'py>(
         &self,
         py: Python<'py>,
-        x: PyReadonlyArray2<'py, f64>,
+        x: Matrix<'py>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let view = x.as_array();
-        let t = py
-            .detach(|| self.inner.transform(&view))
-            .map_err(detect_err)?;
+        let t = on_matrix!(py, &x, |view| self.inner.transform(&view)).map_err(detect_err)?;
         Ok(t.into_pyarray(py))
     }
 

@@ -13,6 +13,7 @@ use pyo3::types::PyBytes;
 use std::path::PathBuf;
 
 use crate::error::{detect_err, parameter_error};
+use crate::Matrix;
 
 /// A fitted robust scaler (median / IQR).
 #[pyclass(name = "RobustScalerModel", module = "pdm_engine._native", frozen)]
@@ -37,12 +38,9 @@ impl PyRobustScalerModel {
     fn transform<'py>(
         &self,
         py: Python<'py>,
-        x: PyReadonlyArray2<'py, f64>,
+        x: Matrix<'py>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let view = x.as_array();
-        let t = py
-            .detach(|| self.inner.transform(&view))
-            .map_err(detect_err)?;
+        let t = on_matrix!(py, &x, |view| self.inner.transform(&view)).map_err(detect_err)?;
         Ok(t.into_pyarray(py))
     }
 
@@ -119,26 +117,14 @@ pub fn fit_pca(
 #[pymethods]
 impl PyPcaModel {
     /// (T², Q) per row.
-    fn statistics<'py>(
-        &self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, f64>,
-    ) -> PyResult<Pair<'py>> {
-        let view = x.as_array();
-        let s = py
-            .detach(|| self.inner.statistics(&view))
-            .map_err(detect_err)?;
+    fn statistics<'py>(&self, py: Python<'py>, x: Matrix<'py>) -> PyResult<Pair<'py>> {
+        let s = on_matrix!(py, &x, |view| self.inner.statistics(&view)).map_err(detect_err)?;
         Ok((s.t2.into_pyarray(py), s.q.into_pyarray(py)))
     }
 
     /// `max(T²/T²_limit, Q/Q_limit)` per row: above 1 is anomalous.
-    fn scores<'py>(
-        &self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, f64>,
-    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let view = x.as_array();
-        let s = py.detach(|| self.inner.scores(&view)).map_err(detect_err)?;
+    fn scores<'py>(&self, py: Python<'py>, x: Matrix<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let s = on_matrix!(py, &x, |view| self.inner.scores(&view)).map_err(detect_err)?;
         Ok(s.into_pyarray(py))
     }
 

@@ -182,3 +182,18 @@ def test_health_index_resumes_from_a_model_file(tmp_path):
     assert isinstance(back, pe.HealthIndex) and back.alpha == 0.2
     assert back.smoothed_ == index.smoothed_
     np.testing.assert_array_equal(back.transform([3.0, 0.0], 1.0), index.transform([3.0, 0.0], 1.0))
+
+
+def test_scalers_and_pca_read_float32_as_its_float64_widening():
+    rng = np.random.default_rng(13)
+    X32 = rng.normal(size=(500, 4)).astype(np.float32)
+    X64 = X32.astype(np.float64)
+    for scaler in (pe.StandardScaler().fit(X64), pe.RobustScaler().fit(X64)):
+        np.testing.assert_array_equal(scaler.transform(X32), scaler.transform(X64))
+        np.testing.assert_array_equal(scaler.transform(np.asfortranarray(X32)), scaler.transform(X64))
+    pca = pe.PcaDetector(n_components=2).fit(X64)
+    np.testing.assert_array_equal(pca.score_samples(X32), pca.score_samples(X64))
+    t2a, qa = pca.statistics(X32)
+    t2b, qb = pca.statistics(X64)
+    np.testing.assert_array_equal(t2a, t2b)
+    np.testing.assert_array_equal(qa, qb)

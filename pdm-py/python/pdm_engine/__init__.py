@@ -311,9 +311,9 @@ class _Scaler(_Persisted, _Params):
             self.feature_names_in_ = np.asarray(names, dtype=object)
 
     def transform(self, X: Any) -> np.ndarray:
-        """Scales ``X`` with the learned statistics."""
+        """Scales ``X`` with the learned statistics (float32 is read in place)."""
         check_fitted(self, "model_")
-        arr, names = as_matrix(X)
+        arr, names = as_matrix(X, keep_float32=True)
         check_features(self, arr, names)
         return self.model_.transform(arr)
 
@@ -417,8 +417,9 @@ class PcaDetector(_Persisted, _Params):
         return est
 
     def _input(self, X: Any) -> np.ndarray:
+        # Scoring reads float32 (and float64), C or Fortran order, in place.
         check_fitted(self, "model_")
-        arr, names = as_matrix(X)
+        arr, names = as_matrix(X, keep_float32=True)
         check_features(self, arr, names)
         return arr
 
