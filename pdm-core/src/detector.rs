@@ -91,6 +91,10 @@ pub trait StreamingDetector: Send {
     fn n_features(&self) -> usize;
     /// Scores `row` and then learns from it; higher is more anomalous.
     fn update(&mut self, row: &[f64]) -> Result<f64, DetectError>;
+    /// The score [`update`](Self::update) would give `row`, without learning from it: the state
+    /// is unchanged. For a what-if, or to keep anomalous rows out of what the detector learns
+    /// (score, then `update` only the rows that look normal).
+    fn score(&self, row: &[f64]) -> Result<f64, DetectError>;
     /// Scores above this are anomalous.
     fn threshold(&self) -> f64;
 }

@@ -232,9 +232,7 @@ pub fn window_features<'py>(
     Ok((m.into_values().into_pyarray(py), names, ends))
 }
 
-/// One of the engine's streaming detectors, kept by its concrete type so that `score_one` can
-/// score a copy (the engine's trait has no scoring without learning).
-#[derive(Clone)]
+/// One of the engine's streaming detectors, kept by its concrete type so that it can be saved.
 pub(crate) enum Stream {
     Robust(RobustZScore),
     Ewma(EwmaChart),
@@ -421,12 +419,11 @@ impl PyStreamingModel {
             .map_err(|e| detect_err(e.into()))
     }
 
-    /// Scores `row` as `update` would, without learning from it: a copy of the detector takes
-    /// the update (each detector scores a row against its state before the row), so the cost
-    /// is that of copying the state as well.
+    /// Scores `row` as `update` would, without learning from it (the engine's
+    /// `StreamingDetector::score`; the context detector scores a copy of itself).
     fn score_one(&self, py: Python<'_>, row: PyReadonlyArray1<'_, f64>) -> PyResult<f64> {
         let row = row.as_array().to_vec();
-        py.detach(|| self.lock().clone().as_dyn().update(&row))
+        py.detach(|| self.lock().as_dyn().score(&row))
             .map_err(|e| detect_err(e.into()))
     }
 

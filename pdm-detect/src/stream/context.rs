@@ -553,6 +553,13 @@ impl StreamingDetector for ContextDetector {
         Ok(reported)
     }
 
+    /// Scoring learns contexts as it goes (the crossing state and the confirmations move), so
+    /// this scores a copy: it costs a copy of everything learnt.
+    fn score(&self, row: &[f64]) -> std::result::Result<f64, detector::DetectError> {
+        check_row(row, self.n_features)?;
+        self.clone().update(row)
+    }
+
     fn threshold(&self) -> f64 {
         self.params.threshold
     }

@@ -275,6 +275,25 @@ impl StreamingDetector for EwmaChart {
         Ok(score)
     }
 
+    fn score(&self, row: &[f64]) -> std::result::Result<f64, detector::DetectError> {
+        check_row(row, self.state.len())?;
+        let p = &self.params;
+        if self.seen < p.warm_up {
+            return Ok(0.0);
+        }
+        // As `update` computes it, from the state before the row; `seen >= warm_up >= 2` here,
+        // so the row is not the first.
+        let mut score = 0.0f64;
+        for (s, &x) in self.state.iter().zip(row) {
+            let z = p.lambda * x + (1.0 - p.lambda) * s.z;
+            let sigma = s.var.sqrt().max(p.min_std);
+            let ewma = (z - s.mean).abs() / (p.limit * sigma * self.stat_scale);
+            let shewhart = (x - s.mean).abs() / (p.shewhart_limit * sigma);
+            score = score.max(ewma).max(shewhart);
+        }
+        Ok(score)
+    }
+
     fn threshold(&self) -> f64 {
         1.0
     }

@@ -506,6 +506,36 @@ impl StreamingDetector for HalfSpaceTrees {
         Ok(score)
     }
 
+    fn score(&self, row: &[f64]) -> std::result::Result<f64, detector::DetectError> {
+        check_row(row, self.n_features)?;
+        if !self.ranges_ready || self.windows_done == 0 {
+            return Ok(0.0);
+        }
+        // `walk` without learning, scaling each split's feature where it is read (the same
+        // expression as `scale`, so the same value).
+        let mut mass = 0.0;
+        for t in 0..self.params.n_trees {
+            let (nodes, splits) = (t * self.n_nodes, t * self.n_internal);
+            let mut node = 0usize;
+            for depth in 0..=self.params.height {
+                let r = f64::from(self.reference[nodes + node]);
+                if r < self.size_limit || depth == self.params.height {
+                    mass += r * (depth as f64).exp2();
+                    break;
+                }
+                let q = self.split_dim[splits + node] as usize;
+                let x = (row[q] - self.lo[q]) / self.span[q];
+                node = if x < self.split_value[splits + node] {
+                    2 * node + 1
+                } else {
+                    2 * node + 2
+                };
+            }
+        }
+        let density = mass / (self.params.n_trees as f64 * self.params.window_size as f64);
+        Ok(1.0 / (1.0 + density))
+    }
+
     fn threshold(&self) -> f64 {
         self.params.threshold
     }

@@ -406,6 +406,31 @@ mod tests {
     }
 
     #[test]
+    fn score_is_what_update_gives_and_learns_nothing() {
+        let rows: Vec<[f64; 2]> = (0..1200)
+            .map(|i| {
+                let x = (i as f64 * 0.3).sin() + ((i * 7) % 11) as f64 / 50.0;
+                let y = if i == 1000 { 9.0 } else { 0.5 * x };
+                [x, y]
+            })
+            .collect();
+        for name in StreamSpec::NAMES {
+            let spec = StreamSpec::by_name(name).expect("known name");
+            let mut det = spec.build(2).expect("build");
+            let mut twin = spec.build(2).expect("build");
+            for row in &rows {
+                let peek = det.score(row).expect("score");
+                assert_eq!(det.score(row), Ok(peek), "{name}: score changed the state");
+                let got = det.update(row).expect("update");
+                assert_eq!(peek.to_bits(), got.to_bits(), "{name}");
+                // The twin never peeks: scoring must leave no trace in what follows.
+                assert_eq!(twin.update(row).expect("update").to_bits(), got.to_bits());
+            }
+            assert!(det.score(&[1.0]).is_err(), "{name}: wrong width refused");
+        }
+    }
+
+    #[test]
     fn detectors_are_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<RobustZScore>();

@@ -193,6 +193,15 @@ impl StreamingDetector for RobustZScore {
     }
 
     fn update(&mut self, row: &[f64]) -> std::result::Result<f64, detector::DetectError> {
+        let score = self.score(row)?;
+        for (w, &x) in self.windows.iter_mut().zip(row) {
+            w.push(x);
+        }
+        self.seen = self.seen.saturating_add(1);
+        Ok(score)
+    }
+
+    fn score(&self, row: &[f64]) -> std::result::Result<f64, detector::DetectError> {
         check_row(row, self.windows.len())?;
         let mut score = 0.0f64;
         if self.seen >= self.params.warm_up {
@@ -203,10 +212,6 @@ impl StreamingDetector for RobustZScore {
                 }
             }
         }
-        for (w, &x) in self.windows.iter_mut().zip(row) {
-            w.push(x);
-        }
-        self.seen = self.seen.saturating_add(1);
         Ok(score)
     }
 

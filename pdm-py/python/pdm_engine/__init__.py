@@ -631,9 +631,10 @@ class _Streaming(_Persisted, _Params):
 
     def score_one(self, row: Any) -> float:
         """The score ``update(row)`` would return, without learning from ``row``: the detector's
-        state is unchanged (a check of a candidate row, or a what-if). It scores a copy of the
-        detector, so it costs the copy of its state on top of an update (for ``HalfSpaceTrees``,
-        the mass profiles: about ``n_trees * 2**(height + 5)`` bytes, 0.8 MB by default)."""
+        state is unchanged (a check of a candidate row, a what-if, or keeping anomalous rows out
+        of what the detector learns: ``update`` only the rows that look normal). It costs no
+        more than an update; only ``ContextDetector``, whose scoring moves its learnt state,
+        scores a copy of itself."""
         arr = _as_row(row)
         self._ensure(arr.shape[0])
         return self.model_.score_one(arr)
