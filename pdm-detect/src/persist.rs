@@ -618,6 +618,42 @@ mod tests {
                 "{field}"
             );
         }
+        // State that no detector can reach is refused, not trusted: masses past the window
+        // (they would overflow as rows are counted), a window shorter than the rows seen, a
+        // semi-context stored twice.
+        let refit = |bytes: &[u8], f: &dyn Fn(&mut Value)| {
+            edit(bytes, |v| {
+                f(v);
+                let sum = checksum(&v["model"]);
+                v["checksum"] = sum.into();
+            })
+        };
+        let heavy = refit(&hst.to_bytes(), &|v| {
+            v["model"]["latest"][0] = u32::MAX.into()
+        });
+        assert!(HalfSpaceTrees::from_bytes(&heavy).is_err());
+        let short = refit(&robust.to_bytes(), &|v| {
+            v["model"]["values"] = serde_json::json!([[1.0], [2.0]]);
+        });
+        assert!(RobustZScore::from_bytes(&short).is_err());
+        let twice = refit(&ctx.to_bytes(), &|v| {
+            let last = v["model"]["left"]
+                .as_array()
+                .and_then(|a| a.last().cloned());
+            if let (Some(last), Some(left)) = (last, v["model"]["left"].as_array_mut()) {
+                left.push(last);
+            }
+        });
+        assert!(ContextDetector::from_bytes(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("stored twice"));
+        // Ranges too wide for a finite width cannot be given in the first place.
+        assert!(HalfSpaceTrees::params()
+            .feature_ranges(vec![(-1e308, 1e308)])
+            .build(1)
+            .is_err());
+
         let damaged = edit(&hst.to_bytes(), |v| {
             v["model"]["split_dim"][0] = 7.into();
             let sum = checksum(&v["model"]);

@@ -294,14 +294,16 @@ impl Pipeline {
 
     /// The score index of row `row`, `None` for rows before the first full window.
     pub fn window_index(&self, row: usize) -> Option<usize> {
-        (row + 1).checked_sub(self.params.window)
+        row.checked_sub(self.params.window - 1)
     }
 
     /// One score per full window of `x` (rows = samples, the channels of training in the same
     /// order): score `i` belongs to row [`row_of(i)`](Self::row_of). 1.0 is the alarm limit.
     ///
     /// To score new rows as they come, pass the last `window - 1` rows before them too, so that
-    /// their windows are full. Errors on another number of columns or a non-finite value.
+    /// their windows are full (for [`decide`](Self::decide) to flag them as a single call over
+    /// everything would, `window - 1 + n - 1` rows: the k-of-n smoothing starts afresh with each
+    /// call). Errors on another number of columns or a non-finite value.
     pub fn scores(&self, x: &ArrayView2<'_, f64>) -> Result<Array1<f64>> {
         if x.ncols() != self.channels.len() {
             return Err(DetectError::Columns {
@@ -364,7 +366,7 @@ impl crate::persist::Persist for Pipeline {
     fn restore_training_rows(&mut self, n: Option<usize>) {
         self.n_training_rows = n;
         // The scaler and the PCA model were fitted on the training rows' windows.
-        let windows = n.and_then(|n| (n + 1).checked_sub(self.params.window));
+        let windows = n.and_then(|n| n.checked_sub(self.params.window - 1));
         self.scaler.restore_training_rows(windows);
         self.pca.restore_training_rows(windows);
     }
@@ -593,6 +595,12 @@ mod tests {
             crate::persist::Model::Pipeline(p) => assert_eq!(p.channels(), ["flow", "current"]),
             other => panic!("{other:?}"),
         }
+        // Training metadata from a file cannot overflow the window arithmetic.
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        v["n_training_rows"] = u64::MAX.into();
+        let huge = Pipeline::from_bytes(&serde_json::to_vec(&v).expect("json")).expect("load");
+        assert_eq!(huge.n_training_rows(), Some(u64::MAX as usize));
+        assert_eq!(huge.window_index(usize::MAX), Some(usize::MAX - 9));
         // A damaged limit behind a valid checksum is refused, not trusted.
         let mut v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
         v["model"]["margin"] = 0.5.into();

@@ -151,6 +151,19 @@ fn transform<T: Value>(
     Ok(out)
 }
 
+/// A model file's feature names must name every column of its scaler.
+fn same_width(names: &[String], columns: &[f64]) -> std::result::Result<(), String> {
+    if names.len() == columns.len() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} feature names for a scaler of {} columns",
+            names.len(),
+            columns.len()
+        ))
+    }
+}
+
 /// Checks stored scaler statistics (model files): one finite centre and one finite, positive
 /// scale per column.
 fn checked_parts(
@@ -208,10 +221,8 @@ impl crate::persist::Persist for StandardScaler {
         }
     }
 
-    fn from_state(
-        s: StandardScalerState,
-        _names: Vec<String>,
-    ) -> std::result::Result<Self, String> {
+    fn from_state(s: StandardScalerState, names: Vec<String>) -> std::result::Result<Self, String> {
+        same_width(&names, &s.mean)?;
         Self::from_parts(s.mean, s.scale)
     }
 }
@@ -248,7 +259,8 @@ impl crate::persist::Persist for RobustScaler {
         }
     }
 
-    fn from_state(s: RobustScalerState, _names: Vec<String>) -> std::result::Result<Self, String> {
+    fn from_state(s: RobustScalerState, names: Vec<String>) -> std::result::Result<Self, String> {
+        same_width(&names, &s.center)?;
         let (center, scale) = checked_parts(s.center, s.scale)?;
         Ok(Self {
             center,

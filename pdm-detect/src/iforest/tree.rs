@@ -360,6 +360,13 @@ impl Complete {
         if depth > MAX_COMPLETE_DEPTH || forest.nodes.iter().any(|n| n.feature > 255) {
             return None;
         }
+        // Padding a tree to 2^depth slots costs about twice its nodes for trees grown by `fit`;
+        // a forest of long, thin trees (possible in a crafted model file) would cost far more,
+        // so it keeps the node walk instead.
+        let slots = forest.roots.len().checked_shl(depth as u32)?;
+        if slots > 4 * forest.nodes.len() {
+            return None;
+        }
         let size = 1usize << depth;
         let n = forest.roots.len() * size;
         let mut c = Complete {

@@ -830,6 +830,9 @@ impl crate::persist::Persist for ContextDetector {
                 s.ranges_ready
             ));
         }
+        if det.ranges_ready && !s.ranges_ready {
+            return Err("the detector was given its ranges, so they cannot still be learnt".into());
+        }
         if s.contexts.len() > det.params.max_contexts {
             return Err(format!(
                 "{} contexts stored, above max_contexts {}",
@@ -850,9 +853,10 @@ impl crate::persist::Persist for ContextDetector {
         let mem = &mut det.memory;
         for (side, sets) in [(&mut mem.left, &s.left), (&mut mem.right, &s.right)] {
             for set in sets {
-                if side.get_or_insert(set) as usize != side.facts.len() - 1 {
+                if side.id(set).is_some() {
                     return Err("a semi-context is stored twice".into());
                 }
+                side.get_or_insert(set);
             }
         }
         mem.by_left = vec![Vec::new(); mem.left.facts.len()];
@@ -1141,11 +1145,11 @@ mod tests {
             ),
             (
                 p().value_range(1.0, 1.0),
-                "feature_ranges[0] must be finite with min < max, got (1, 1)",
+                "feature_ranges[0] must be finite with min < max and a finite max - min, got (1, 1)",
             ),
             (
                 p().value_range(0.0, f64::INFINITY),
-                "feature_ranges[0] must be finite with min < max, got (0, inf)",
+                "feature_ranges[0] must be finite with min < max and a finite max - min, got (0, inf)",
             ),
         ];
         for (params, message) in cases {

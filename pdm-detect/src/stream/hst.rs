@@ -631,6 +631,21 @@ impl crate::persist::Persist for HalfSpaceTrees {
         if s.reference.len() != nodes || s.latest.len() != nodes {
             return Err(format!("the mass profiles need {nodes} nodes each"));
         }
+        // Masses count rows of one window; the latest profile's roots count the rows of the
+        // current window once the ranges are known (before, rows wait in `first_window`).
+        let window = det.params.window_size;
+        let too_heavy = |m: &u32| *m as usize > window;
+        let roots_ok = (0..det.params.n_trees).all(|t| {
+            let root = s.latest[t * det.n_nodes] as usize;
+            root == if s.ranges_ready { s.in_window } else { 0 }
+        });
+        if s.reference.iter().any(too_heavy) || s.latest.iter().any(too_heavy) || !roots_ok {
+            return Err(format!(
+                "the masses must count at most the window's {window} rows, and the latest \
+                 roots the {} rows of the current window",
+                s.in_window
+            ));
+        }
         let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
         if s.lo.len() != n_features
             || s.span.len() != n_features
@@ -642,7 +657,6 @@ impl crate::persist::Persist for HalfSpaceTrees {
                 "the working ranges need {n_features} finite lower ends and positive spans"
             ));
         }
-        let window = det.params.window_size;
         let first_ok = if s.ranges_ready {
             s.first_window.is_empty()
         } else {
@@ -810,7 +824,7 @@ mod tests {
                 .check()
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            Err("feature_ranges[0] must be finite with min < max, got (1, 1)".to_owned())
+            Err("feature_ranges[0] must be finite with min < max and a finite max - min, got (1, 1)".to_owned())
         );
     }
 

@@ -73,7 +73,10 @@ pub enum StreamParamsError {
         n_features: usize,
     },
     /// A given feature range is empty or not finite.
-    #[error("feature_ranges[{index}] must be finite with min < max, got ({min}, {max})")]
+    #[error(
+        "feature_ranges[{index}] must be finite with min < max and a finite max - min, \
+         got ({min}, {max})"
+    )]
     FeatureRange {
         /// Feature index.
         index: usize,
@@ -103,7 +106,8 @@ pub(crate) fn check_feature_ranges(
     ranges: Option<&[(f64, f64)]>,
 ) -> std::result::Result<(), StreamParamsError> {
     for (index, &(min, max)) in ranges.unwrap_or_default().iter().enumerate() {
-        if !(min.is_finite() && max.is_finite() && min < max) {
+        // The width must be finite too: the detectors divide by it.
+        if !(min.is_finite() && max.is_finite() && min < max && (max - min).is_finite()) {
             return Err(StreamParamsError::FeatureRange { index, min, max });
         }
     }

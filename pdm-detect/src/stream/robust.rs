@@ -391,13 +391,16 @@ impl crate::persist::Persist for RobustZScore {
             .threshold(s.threshold)
             .build(s.values.len())
             .map_err(|e| e.to_string())?;
-        let kept = s.values[0].len();
+        // A window holds the latest rows: as many as were seen, up to its length.
+        let kept = s.seen.min(s.window);
         for (w, values) in det.windows.iter_mut().zip(&s.values) {
-            if values.len() != kept || kept > s.window || kept > s.seen {
+            if values.len() != kept {
                 return Err(format!(
-                    "every window must hold the same number of values, at most the window \
-                     ({}) and the rows seen ({})",
-                    s.window, s.seen
+                    "every window must hold min(rows seen {}, window {}) = {kept} values, \
+                     got {}",
+                    s.seen,
+                    s.window,
+                    values.len()
                 ));
             }
             if values.iter().any(|v| !v.is_finite()) {

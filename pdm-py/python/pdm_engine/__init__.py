@@ -457,7 +457,9 @@ class Pipeline(_Persisted, _Params):
 
     Every method returns one value per row of ``X``; the first ``window - 1`` rows have no full
     window: their score is NaN and they are never flagged. To score new rows as they arrive,
-    pass the ``window - 1`` rows before them as well.
+    pass the ``window - 1`` rows before them as well (``window - 1 + n - 1`` for ``predict`` and
+    ``events`` to flag them as one call over everything would: the k-of-n smoothing starts afresh
+    with each call).
 
     On SKAB's valve files the defaults reach F1 0.79 at a false-alarm rate of 11 % (the
     leaderboard's best, Conv-AE, 0.78 at 13.6 %).

@@ -38,11 +38,13 @@ __all__ = ["IsolationForest", "StandardScaler", "RobustScaler", "PcaDetector"]
 
 
 def _validate(est: BaseEstimator, X: Any, reset: bool, **check: Any) -> np.ndarray:
-    """scikit-learn's own input validation: 2-D, finite, numeric, not sparse, float64; sets
-    (``reset``) or checks ``n_features_in_`` and ``feature_names_in_``."""
+    """scikit-learn's own input validation: 2-D, finite, numeric, not sparse, float64 unless
+    ``dtype`` says otherwise; sets (``reset``) or checks ``n_features_in_`` and
+    ``feature_names_in_``."""
+    check.setdefault("dtype", np.float64)
     if _sk_validate_data is not None:
-        return _sk_validate_data(est, X, reset=reset, dtype=np.float64, **check)
-    return est._validate_data(X, reset=reset, dtype=np.float64, **check)  # pragma: no cover
+        return _sk_validate_data(est, X, reset=reset, **check)
+    return est._validate_data(X, reset=reset, **check)  # pragma: no cover
 
 
 class _PdmEstimator(BaseEstimator):
@@ -65,7 +67,8 @@ class _PdmEstimator(BaseEstimator):
 
     def _fitted_input(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
-        return _validate(self, X, reset=False)
+        # float32 stays float32: the engine scores and transforms it in place.
+        return _validate(self, X, reset=False, dtype=(np.float64, np.float32))
 
 
 class IsolationForest(OutlierMixin, _PdmEstimator):
