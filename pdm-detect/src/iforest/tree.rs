@@ -416,11 +416,23 @@ impl Complete {
         let mut buf = vec![0.0; GROUPS * group + 256 * GROUP];
         let mut at = [[0usize; GROUP]; GROUPS];
         let blocks = x.axis_chunks_iter(Axis(0), GROUPS * GROUP);
+        let n_cols = x.ncols().max(1);
         for (rows, sums) in blocks.zip(out.chunks_mut(GROUPS * GROUP)) {
-            for (k, row) in rows.rows().into_iter().enumerate() {
+            let mut put = |k: usize, f: usize, v: T| {
                 let (g, l) = (k / GROUP, k % GROUP);
-                for (f, &v) in row.iter().enumerate() {
-                    buf[g * group + f * GROUP + l] = v.into();
+                buf[g * group + f * GROUP + l] = v.into();
+            };
+            match rows.as_slice() {
+                // Row-major: one pass over the block's memory.
+                Some(data) => {
+                    for (k, row) in data.chunks_exact(n_cols).enumerate() {
+                        row.iter().enumerate().for_each(|(f, &v)| put(k, f, v));
+                    }
+                }
+                None => {
+                    for (k, row) in rows.rows().into_iter().enumerate() {
+                        row.iter().enumerate().for_each(|(f, &v)| put(k, f, v));
+                    }
                 }
             }
             let groups = sums.len().div_ceil(GROUP);
