@@ -164,6 +164,27 @@ pub enum PcaStatistic {
     Dominant,
 }
 
+impl PcaStatistic {
+    /// Every statistic, in the order of [`NAMES`](Self::NAMES).
+    pub const ALL: [PcaStatistic; 3] = [PcaStatistic::T2, PcaStatistic::Q, PcaStatistic::Dominant];
+    /// Their names, as model files and the Python module write them.
+    pub const NAMES: [&'static str; 3] = ["t2", "q", "dominant"];
+
+    /// The statistic's name: `t2`, `q` or `dominant`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PcaStatistic::T2 => "t2",
+            PcaStatistic::Q => "q",
+            PcaStatistic::Dominant => "dominant",
+        }
+    }
+
+    /// The statistic called `name` (one of [`NAMES`](Self::NAMES)), or `None`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
 /// The PCA detector's own contributions for one row, divided by the statistic's limit so that
 /// they sum to that statistic's ratio (with [`PcaStatistic::Dominant`], to the detector score).
 pub fn pca_attribution(

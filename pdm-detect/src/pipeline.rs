@@ -376,12 +376,7 @@ impl crate::persist::Persist for Pipeline {
         PipelineState {
             window: p.window,
             n_components: p.n_components.into(),
-            statistic: match p.statistic {
-                PcaStatistic::T2 => "t2",
-                PcaStatistic::Q => "q",
-                PcaStatistic::Dominant => "dominant",
-            }
-            .into(),
+            statistic: p.statistic.name().into(),
             margin: p.margin,
             k: p.k,
             n: p.n,
@@ -393,12 +388,8 @@ impl crate::persist::Persist for Pipeline {
     }
 
     fn from_state(s: PipelineState, channels: Vec<String>) -> std::result::Result<Self, String> {
-        let statistic = match s.statistic.as_str() {
-            "t2" => PcaStatistic::T2,
-            "q" => PcaStatistic::Q,
-            "dominant" => PcaStatistic::Dominant,
-            other => return Err(format!("unknown pipeline statistic {other:?}")),
-        };
+        let statistic = PcaStatistic::from_name(&s.statistic)
+            .ok_or_else(|| format!("unknown pipeline statistic {:?}", s.statistic))?;
         let params = Pipeline::params()
             .window(s.window)
             .n_components(s.n_components.into())

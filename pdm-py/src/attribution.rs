@@ -3,7 +3,7 @@
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
 use pdm_core::detector::Detector;
-use pdm_detect::attribution::{self, Attribution, MedianReplacement, PcaStatistic};
+use pdm_detect::attribution::{self, Attribution, MedianReplacement};
 use pyo3::prelude::*;
 
 use crate::error::{detect_err, parameter_error};
@@ -26,16 +26,7 @@ pub fn pca_attribution(
     row: PyReadonlyArray1<'_, f64>,
     statistic: &str,
 ) -> PyResult<AttributionPair> {
-    let statistic = match statistic {
-        "t2" => PcaStatistic::T2,
-        "q" => PcaStatistic::Q,
-        "dominant" => PcaStatistic::Dominant,
-        other => {
-            return Err(parameter_error(format!(
-                "statistic must be 'dominant', 't2' or 'q', got {other:?}"
-            )))
-        }
-    };
+    let statistic = crate::pipeline::pca_statistic(statistic)?;
     let row = row.as_slice()?;
     let model = &model.inner;
     py.detach(|| attribution::pca_attribution(model, row, statistic))

@@ -16,15 +16,14 @@ pub struct PyPipelineModel {
     pub(crate) inner: Pipeline,
 }
 
-fn statistic(name: &str) -> PyResult<PcaStatistic> {
-    match name {
-        "t2" => Ok(PcaStatistic::T2),
-        "q" => Ok(PcaStatistic::Q),
-        "dominant" => Ok(PcaStatistic::Dominant),
-        other => Err(parameter_error(format!(
-            "statistic must be 't2', 'q' or 'dominant', got {other:?}"
-        ))),
-    }
+/// The PCA statistic called `name`, or a `ParameterError` listing the names.
+pub(crate) fn pca_statistic(name: &str) -> PyResult<PcaStatistic> {
+    PcaStatistic::from_name(name).ok_or_else(|| {
+        parameter_error(format!(
+            "statistic must be one of {}, got {name:?}",
+            PcaStatistic::NAMES.map(|n| format!("'{n}'")).join(", ")
+        ))
+    })
 }
 
 /// Fits the pipeline on training rows (rows = samples, columns = `channels`).
@@ -50,7 +49,7 @@ pub fn fit_pipeline(
     let params = Pipeline::params()
         .window(window)
         .n_components(components)
-        .statistic(statistic(statistic_name)?)
+        .statistic(pca_statistic(statistic_name)?)
         .margin(margin)
         .k_of_n(k, n);
     let view = x.as_array();
@@ -107,11 +106,7 @@ impl PyPipelineModel {
             NComponents::Count(k) => ("count", k as f64),
             NComponents::Variance(f) => ("variance", f),
         };
-        let statistic = match p.statistic() {
-            PcaStatistic::T2 => "t2",
-            PcaStatistic::Q => "q",
-            PcaStatistic::Dominant => "dominant",
-        };
+        let statistic = p.statistic().name();
         let (k, n) = p.k_of_n();
         (p.window(), components, statistic, p.margin(), k, n)
     }
