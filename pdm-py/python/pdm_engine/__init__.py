@@ -485,6 +485,8 @@ class Pipeline(_Persisted, _Params):
         """Learns normal operation from ``X`` (a DataFrame's columns, else ``channels``, else
         ``c0``, ``c1``, ... name the channels); returns ``self``."""
         arr, names = as_matrix(X)
+        if names is not None and channels is not None and list(channels) != names:
+            raise DataError(f"channels {list(channels)} differ from the DataFrame's columns {names}")
         names = names or (list(channels) if channels is not None else [f"c{i}" for i in range(arr.shape[1])])
         if len(names) != arr.shape[1]:
             raise DataError(f"{len(names)} channel names for {arr.shape[1]} columns")
