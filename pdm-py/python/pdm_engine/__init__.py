@@ -157,6 +157,18 @@ def _contamination_param(value: Any) -> Optional[float]:
     raise ParameterError(f"contamination must be 'auto' or a float in (0, 0.5], got {value!r}")
 
 
+def _components_param(n: Any) -> tuple:
+    """``n_components`` as the engine takes it: ("count", k) for an int, ("variance", f) for a
+    float (the share of the variance to explain)."""
+    if isinstance(n, numbers.Integral) and not isinstance(n, bool):
+        if n < 1:
+            raise ParameterError(f"n_components must be at least 1, got {n}")
+        return ("count", float(n))
+    if isinstance(n, numbers.Real) and not isinstance(n, bool):
+        return ("variance", float(n))
+    raise ParameterError(f"n_components must be an int or a float in (0, 1], got {n!r}")
+
+
 def _seed(random_state: Any) -> Optional[int]:
     if random_state is None:
         return int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
@@ -383,15 +395,7 @@ class PcaDetector(_Persisted, _Params):
     def fit(self, X: Any, y: Any = None) -> "PcaDetector":
         """Fits on (scaled) training rows; returns ``self``."""
         arr, names = as_matrix(X)
-        n = self.n_components
-        if isinstance(n, numbers.Integral) and not isinstance(n, bool):
-            if n < 1:
-                raise ParameterError(f"n_components must be at least 1, got {n}")
-            spec = ("count", float(n))
-        elif isinstance(n, numbers.Real) and not isinstance(n, bool):
-            spec = ("variance", float(n))
-        else:
-            raise ParameterError(f"n_components must be an int or a float in (0, 1], got {n!r}")
+        spec = _components_param(self.n_components)
         if not isinstance(self.alpha, numbers.Real) or isinstance(self.alpha, bool):
             raise ParameterError(f"alpha must be a float in (0, 1), got {self.alpha!r}")
         self._set_model(_native.fit_pca(arr, spec, float(self.alpha), str(self.limits), names), names)
@@ -494,15 +498,7 @@ class Pipeline(_Persisted, _Params):
             value = getattr(self, key)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
                 raise ParameterError(f"{key} must be a non-negative int, got {value!r}")
-        n = self.n_components
-        if isinstance(n, numbers.Integral) and not isinstance(n, bool):
-            if n < 1:
-                raise ParameterError(f"n_components must be at least 1, got {n}")
-            spec = ("count", float(n))
-        elif isinstance(n, numbers.Real) and not isinstance(n, bool):
-            spec = ("variance", float(n))
-        else:
-            raise ParameterError(f"n_components must be an int or a float in (0, 1], got {n!r}")
+        spec = _components_param(self.n_components)
         if not isinstance(self.margin, numbers.Real) or isinstance(self.margin, bool):
             raise ParameterError(f"margin must be a number >= 1, got {self.margin!r}")
         model = _native.fit_pipeline(
