@@ -37,12 +37,12 @@ pub mod source;
 pub mod store;
 
 pub use catalog::{Catalog, InputContext};
-pub use engine::{Engine, EngineConfig};
+pub use engine::{DeadLetterRetention, Engine, EngineConfig};
 pub use ids::{KeyError, MachineKey, SensorKey};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use model::{
-    Batch, Bucket, DeadLetter, DeadLetterQuery, Latest, Machine, MachineUpdate, NewMachine,
-    NewSensor, Origin, Point, RangeQuery, Reading, RejectKind, Sensor, SensorUpdate,
+    Batch, Bucket, DeadLetter, DeadLetterPrune, DeadLetterQuery, Latest, Machine, MachineUpdate,
+    NewMachine, NewSensor, Origin, Point, RangeQuery, Reading, RejectKind, Sensor, SensorUpdate,
     StoredDeadLetter, Timestamp,
 };
 pub use redact::redact_url;

@@ -19,6 +19,7 @@ pub struct Metrics {
     batches_written: AtomicU64,
     write_errors: AtomicU64,
     write_micros_total: AtomicU64,
+    dead_letters_pruned: AtomicU64,
 }
 
 /// A point-in-time copy of [`Metrics`].
@@ -44,6 +45,8 @@ pub struct MetricsSnapshot {
     pub write_errors: u64,
     /// Total time spent in committed store writes, in microseconds.
     pub write_micros_total: u64,
+    /// Dead letters deleted by retention.
+    pub dead_letters_pruned: u64,
 }
 
 impl Metrics {
@@ -84,6 +87,11 @@ impl Metrics {
         self.write_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts dead letters deleted by retention.
+    pub fn dead_letters_pruned(&self, n: u64) {
+        self.dead_letters_pruned.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Copies the counters.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -102,6 +110,7 @@ impl Metrics {
             batches_written: get(&self.batches_written),
             write_errors: get(&self.write_errors),
             write_micros_total: get(&self.write_micros_total),
+            dead_letters_pruned: get(&self.dead_letters_pruned),
         }
     }
 }

@@ -390,6 +390,17 @@ pub struct RangeQuery {
     pub limit: u32,
 }
 
+/// Which dead letters [`TelemetryStore::prune_dead_letters`](crate::TelemetryStore::prune_dead_letters)
+/// deletes: those received before `received_before`, then all but the newest `keep_newest`.
+/// Each limit is off when `None`; with both off nothing is deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeadLetterPrune {
+    /// Delete letters received (server time) strictly before this.
+    pub received_before: Option<Timestamp>,
+    /// Then keep at most this many, the newest (highest id); `Some(0)` deletes them all.
+    pub keep_newest: Option<u64>,
+}
+
 /// Filter for listing dead letters, newest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeadLetterQuery {

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use crate::ids::{MachineKey, SensorKey};
 use crate::model::{
-    Batch, Bucket, DeadLetterQuery, Latest, Machine, MachineUpdate, NewMachine, NewSensor, Point,
-    RangeQuery, Sensor, SensorUpdate, StoredDeadLetter,
+    Batch, Bucket, DeadLetterPrune, DeadLetterQuery, Latest, Machine, MachineUpdate, NewMachine,
+    NewSensor, Point, RangeQuery, Sensor, SensorUpdate, StoredDeadLetter,
 };
 
 /// A boxed error from a backend.
@@ -90,6 +90,12 @@ pub trait TelemetryStore: Send + Sync + 'static {
 
     /// Number of readings stored for `machine` (all sensors), for operators and tests.
     async fn count_readings(&self, machine: &MachineKey) -> StoreResult<u64>;
+
+    /// Deletes dead letters as `p` says (received before a time, then all but the newest `n`),
+    /// returning how many it deleted. Deletes in chunks of bounded size, each its own
+    /// transaction, so concurrent writes wait at most one chunk; readings are never touched.
+    /// Idempotent: a second call with the same `p` deletes nothing more.
+    async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64>;
 
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;

@@ -16,6 +16,10 @@
 //!
 //! [engine]
 //! max_batch_readings = 20000
+//!
+//! [engine.dead_letters]
+//! max_age_days = 30
+//! max_count = 100000
 //! ```
 
 use std::net::SocketAddr;
@@ -143,10 +147,27 @@ mod tests {
             .expect_err("bad addr")
             .to_string();
         assert!(err.contains("http"), "{err}");
-        std::fs::write(&path, "http = \"0.0.0.0:9000\"\n[engine]\nlinger_ms = 5\n").expect("write");
+        std::fs::write(
+            &path,
+            "http = \"0.0.0.0:9000\"\n[engine]\nlinger_ms = 5\n\
+             [engine.dead_letters]\nmax_age_days = 7\n",
+        )
+        .expect("write");
         let cfg = ServerConfig::from_file(&path).expect("valid");
         assert_eq!(cfg.http.port(), 9000);
         assert_eq!(cfg.engine.linger_ms, 5);
+        assert_eq!(cfg.engine.dead_letters.max_age_days, 7);
+        assert_eq!(
+            cfg.engine.dead_letters.max_count, 100_000,
+            "the rest keep defaults"
+        );
+        std::fs::write(&path, "[engine.dead_letters]\ninterval_s = 0\n").expect("write");
+        let err = ServerConfig::from_file(&path)
+            .expect("parses")
+            .check()
+            .expect_err("zero interval")
+            .to_string();
+        assert!(err.contains("engine.dead_letters.interval_s"), "{err}");
     }
 
     #[test]

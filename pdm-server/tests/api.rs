@@ -526,5 +526,9 @@ async fn bad_http_input_is_refused_and_kept(cfg: ServerConfig) {
         text.contains("pdm_dead_letters_total{reason=\"out_of_range\"} 1"),
         "{text}"
     );
+    assert!(
+        text.contains("pdm_dead_letters_pruned_total 0"),
+        "retention keeps fresh letters: {text}"
+    );
     server.shutdown().await.expect("shutdown");
 }

@@ -244,6 +244,54 @@ pub(crate) fn dead_letter_sql(
     sql
 }
 
+/// Most dead letters one pruning statement deletes: each chunk is its own transaction, so a
+/// large pass never holds the writers up for long.
+pub(crate) const PRUNE_CHUNK: i64 = 10_000;
+
+/// Deletes a chunk of the oldest dead letters received before `{mark}1` (epoch milliseconds,
+/// turned into the column's type by `cutoff`), at most `{mark}2` of them.
+pub(crate) fn prune_by_age_sql(cutoff: &str, mark: char) -> String {
+    format!(
+        "DELETE FROM dead_letters WHERE id IN \
+         (SELECT id FROM dead_letters WHERE received_at < {cutoff} ORDER BY id LIMIT {mark}2)"
+    )
+}
+
+/// Deletes a chunk of the dead letters with an id below `{mark}1`, at most `{mark}2` of them.
+pub(crate) fn prune_by_id_sql(mark: char) -> String {
+    format!(
+        "DELETE FROM dead_letters WHERE id IN \
+         (SELECT id FROM dead_letters WHERE id < {mark}1 ORDER BY id LIMIT {mark}2)"
+    )
+}
+
+/// The id of the oldest dead letter kept when keeping the newest `{mark}1 + 1`.
+pub(crate) fn oldest_kept_sql(mark: char) -> String {
+    format!("SELECT id FROM dead_letters ORDER BY id DESC LIMIT 1 OFFSET {mark}1")
+}
+
+/// The `OFFSET` of [`oldest_kept_sql`] keeping the newest `keep` (at least 1).
+pub(crate) fn oldest_kept_offset(keep: u64) -> i64 {
+    i64::try_from(keep.saturating_sub(1)).unwrap_or(i64::MAX)
+}
+
+/// Runs `chunk` (one pruning statement, returning the rows it deleted) until a chunk deletes
+/// fewer than [`PRUNE_CHUNK`]; returns the total.
+pub(crate) async fn in_chunks<F, Fut>(mut chunk: F) -> StoreResult<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<u64>>,
+{
+    let mut total = 0;
+    loop {
+        let n = chunk().await?;
+        total += n;
+        if n < PRUNE_CHUNK as u64 {
+            return Ok(total);
+        }
+    }
+}
+
 /// Count as returned by SQL (`int8`) to the trait's `u64`.
 pub(crate) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)

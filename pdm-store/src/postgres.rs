@@ -10,9 +10,9 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use pdm_core::{
-    Batch, Bucket, CatalogStore, DeadLetterQuery, Latest, Machine, MachineKey, MachineUpdate,
-    NewMachine, NewSensor, Point, RangeQuery, Sensor, SensorKey, SensorUpdate, StoreError,
-    StoreResult, StoredDeadLetter, TelemetryStore, Timestamp, WriteOutcome,
+    Batch, Bucket, CatalogStore, DeadLetterPrune, DeadLetterQuery, Latest, Machine, MachineKey,
+    MachineUpdate, NewMachine, NewSensor, Point, RangeQuery, Sensor, SensorKey, SensorUpdate,
+    StoreError, StoreResult, StoredDeadLetter, TelemetryStore, Timestamp, WriteOutcome,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor as _, Row};
@@ -519,6 +519,54 @@ impl TelemetryStore for PgStore {
         .await
         .map_err(db)?;
         Ok(common::count(n))
+    }
+
+    async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64> {
+        let pool = &self.pool;
+        let mut deleted = 0;
+        if let Some(before) = p.received_before {
+            let sql = common::prune_by_age_sql(
+                "timestamptz 'epoch' + $1::int8 * interval '1 millisecond'",
+                '$',
+            );
+            let cutoff = clamp(before);
+            deleted += common::in_chunks(|| async {
+                let done = sqlx::query(&sql)
+                    .bind(cutoff)
+                    .bind(common::PRUNE_CHUNK)
+                    .execute(pool)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected())
+            })
+            .await?;
+        }
+        let Some(keep) = p.keep_newest else {
+            return Ok(deleted);
+        };
+        let oldest_kept: Option<i64> = if keep == 0 {
+            Some(i64::MAX)
+        } else {
+            sqlx::query_scalar(&common::oldest_kept_sql('$'))
+                .bind(common::oldest_kept_offset(keep))
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
+        };
+        if let Some(id) = oldest_kept {
+            let sql = common::prune_by_id_sql('$');
+            deleted += common::in_chunks(|| async {
+                let done = sqlx::query(&sql)
+                    .bind(id)
+                    .bind(common::PRUNE_CHUNK)
+                    .execute(pool)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected())
+            })
+            .await?;
+        }
+        Ok(deleted)
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -12,9 +12,9 @@ use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use pdm_core::{
-    Batch, Bucket, CatalogStore, DeadLetterQuery, Latest, Machine, MachineKey, MachineUpdate,
-    NewMachine, NewSensor, Point, RangeQuery, Sensor, SensorKey, SensorUpdate, StoreError,
-    StoreResult, StoredDeadLetter, TelemetryStore, WriteOutcome,
+    Batch, Bucket, CatalogStore, DeadLetterPrune, DeadLetterQuery, Latest, Machine, MachineKey,
+    MachineUpdate, NewMachine, NewSensor, Point, RangeQuery, Sensor, SensorKey, SensorUpdate,
+    StoreError, StoreResult, StoredDeadLetter, TelemetryStore, WriteOutcome,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -484,6 +484,51 @@ impl TelemetryStore for SqliteStore {
         .await
         .map_err(db)?;
         Ok(common::count(n))
+    }
+
+    async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64> {
+        let pool = &self.writer;
+        let mut deleted = 0;
+        if let Some(before) = p.received_before {
+            let sql = common::prune_by_age_sql("?1", '?');
+            let cutoff = before.as_millis();
+            deleted += common::in_chunks(|| async {
+                let done = sqlx::query(&sql)
+                    .bind(cutoff)
+                    .bind(common::PRUNE_CHUNK)
+                    .execute(pool)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected())
+            })
+            .await?;
+        }
+        let Some(keep) = p.keep_newest else {
+            return Ok(deleted);
+        };
+        let oldest_kept: Option<i64> = if keep == 0 {
+            Some(i64::MAX)
+        } else {
+            sqlx::query_scalar(&common::oldest_kept_sql('?'))
+                .bind(common::oldest_kept_offset(keep))
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
+        };
+        if let Some(id) = oldest_kept {
+            let sql = common::prune_by_id_sql('?');
+            deleted += common::in_chunks(|| async {
+                let done = sqlx::query(&sql)
+                    .bind(id)
+                    .bind(common::PRUNE_CHUNK)
+                    .execute(pool)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected())
+            })
+            .await?;
+        }
+        Ok(deleted)
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use anyhow::{ensure, Context as _, Result};
 use pdm_core::{
-    Batch, CatalogStore, DeadLetter, DeadLetterQuery, MachineKey, MachineUpdate, NewMachine,
-    NewSensor, Origin, Point, RangeQuery, Reading, RejectKind, SensorKey, SensorUpdate, Store,
-    StoreError, TelemetryStore, Timestamp,
+    Batch, CatalogStore, DeadLetter, DeadLetterPrune, DeadLetterQuery, MachineKey, MachineUpdate,
+    NewMachine, NewSensor, Origin, Point, RangeQuery, Reading, RejectKind, SensorKey, SensorUpdate,
+    Store, StoreError, TelemetryStore, Timestamp,
 };
 use pdm_store::StoreOptions;
 
@@ -73,6 +73,7 @@ conformance!(
     unregistered_sensor_fails_the_whole_write,
     non_finite_values_are_invalid,
     dead_letters_round_trip,
+    dead_letters_are_pruned_by_age_then_count,
     million_timestamps_are_exact,
     negative_and_distant_timestamps_are_exact,
     values_round_trip_exactly,
@@ -807,6 +808,91 @@ mod rules {
         ensure!(got.len() == 2 && got[0].letter == letters[0] && got[1].letter == letters[2]);
         ensure!(st.dead_letters(&q(Some("zz"), None, 10)).await?.is_empty());
         ensure!(st.dead_letters(&q(None, None, 0)).await?.is_empty());
+        Ok(())
+    }
+
+    pub async fn dead_letters_are_pruned_by_age_then_count(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        sensor(st, "m", "v").await?;
+        // More than two pruning chunks, received one millisecond apart.
+        let base = 1_700_000_000_000i64;
+        let letter = |i: i64| DeadLetter {
+            received_at: Timestamp::from_millis(base + i),
+            origin: Origin::Mqtt,
+            channel: "pdm/m/telemetry".into(),
+            machine: Some("m".into()),
+            kind: RejectKind::Malformed,
+            reason: format!("letter {i}"),
+            payload_head: vec![],
+        };
+        let out = st
+            .write(&Batch {
+                readings: vec![r("m", "v", 1, 1.0)],
+                dead_letters: (0..21_000).map(letter).collect(),
+            })
+            .await?;
+        ensure!(out.dead_letters == 21_000, "{out:?}");
+        let prune = |before: Option<i64>, keep: Option<u64>| DeadLetterPrune {
+            received_before: before.map(|ms| Timestamp::from_millis(base + ms)),
+            keep_newest: keep,
+        };
+        let all = DeadLetterQuery {
+            limit: 100_000,
+            ..DeadLetterQuery::default()
+        };
+
+        ensure!(st.prune_dead_letters(&prune(None, None)).await? == 0);
+        let n = st.prune_dead_letters(&prune(Some(20_500), None)).await?;
+        ensure!(n == 20_500, "by age: {n}");
+        let left = st.dead_letters(&all).await?;
+        ensure!(left.len() == 500, "{}", left.len());
+        ensure!(
+            left.iter()
+                .all(|d| d.letter.received_at.as_millis() >= base + 20_500),
+            "only letters received before the cutoff go"
+        );
+
+        let n = st.prune_dead_letters(&prune(None, Some(100))).await?;
+        ensure!(n == 400, "by count: {n}");
+        let left = st.dead_letters(&all).await?;
+        let reasons: Vec<String> = left.iter().map(|d| d.letter.reason.clone()).collect();
+        let newest: Vec<String> = (20_900..21_000)
+            .rev()
+            .map(|i| format!("letter {i}"))
+            .collect();
+        ensure!(reasons == newest, "the newest 100 are kept: {reasons:?}");
+
+        // Idempotent, a generous limit deletes nothing, and neither limit touches readings.
+        ensure!(
+            st.prune_dead_letters(&prune(Some(20_500), Some(100)))
+                .await?
+                == 0
+        );
+        ensure!(
+            st.prune_dead_letters(&prune(Some(-1), Some(1_000_000)))
+                .await?
+                == 0
+        );
+        ensure!(st.prune_dead_letters(&prune(None, Some(0))).await? == 100);
+        ensure!(st.dead_letters(&all).await?.is_empty());
+        ensure!(st.count_readings(&m("m")).await? == 1);
+
+        // Cutoffs outside what a backend can represent are clamped, not errors.
+        st.write(&Batch {
+            readings: vec![],
+            dead_letters: vec![letter(0)],
+        })
+        .await?;
+        ensure!(
+            st.prune_dead_letters(&prune(Some(i64::MIN / 2), None))
+                .await?
+                == 0
+        );
+        let far = DeadLetterPrune {
+            received_before: Some(Timestamp::from_millis(i64::MAX)),
+            keep_newest: None,
+        };
+        ensure!(st.prune_dead_letters(&far).await? == 1);
         Ok(())
     }
 

@@ -307,3 +307,59 @@ async fn admit_keeps_input_order_in_both_outputs() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_past_their_age_or_count_are_pruned_every_interval() {
+    use pdm_core::{DeadLetter, DeadLetterQuery, DeadLetterRetention, Origin, RejectKind};
+    let config = EngineConfig {
+        dead_letters: DeadLetterRetention {
+            max_age_days: 1,
+            max_count: 3,
+            interval_s: 1,
+        },
+        ..EngineConfig::default()
+    };
+    let s = setup(config, StoreOptions::default()).await;
+    let now = Timestamp::now();
+    let letter = |received_at: Timestamp, i: usize| DeadLetter {
+        received_at,
+        origin: Origin::Http,
+        channel: "/api/v1/machines/m/telemetry".into(),
+        machine: Some("m".into()),
+        kind: RejectKind::Malformed,
+        reason: format!("letter {i}"),
+        payload_head: vec![],
+    };
+    // Five two days old, then six fresh: the age limit takes the first five, the count limit
+    // three of the fresh ones.
+    let two_days_ago = now.add_millis(-2 * 86_400_000);
+    let letters = (0..11)
+        .map(|i| letter(if i < 5 { two_days_ago } else { now }, i))
+        .collect();
+    s.engine
+        .sink()
+        .send_and_wait(Batch {
+            readings: vec![],
+            dead_letters: letters,
+        })
+        .await
+        .expect("stored");
+    let all = DeadLetterQuery {
+        limit: 100,
+        ..DeadLetterQuery::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let kept = loop {
+        let kept = s.store.dead_letters(&all).await.expect("list");
+        if kept.len() == 3 || tokio::time::Instant::now() > deadline {
+            break kept;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reasons: Vec<&str> = kept.iter().map(|d| d.letter.reason.as_str()).collect();
+    assert_eq!(reasons, ["letter 10", "letter 9", "letter 8"]);
+    assert_eq!(s.metrics.snapshot().dead_letters_pruned, 8);
+    tokio::time::timeout(Duration::from_secs(10), s.engine.shutdown())
+        .await
+        .expect("shutdown does not wait for the next pass");
+}

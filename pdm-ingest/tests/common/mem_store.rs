@@ -10,9 +10,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use pdm_core::{
-    Batch, Bucket, CatalogStore, DeadLetter, DeadLetterQuery, Latest, Machine, MachineKey,
-    MachineUpdate, NewMachine, NewSensor, Point, RangeQuery, Sensor, SensorKey, SensorUpdate,
-    StoreError, StoreResult, StoredDeadLetter, TelemetryStore, Timestamp, WriteOutcome,
+    Batch, Bucket, CatalogStore, DeadLetter, DeadLetterPrune, DeadLetterQuery, Latest, Machine,
+    MachineKey, MachineUpdate, NewMachine, NewSensor, Point, RangeQuery, Sensor, SensorKey,
+    SensorUpdate, StoreError, StoreResult, StoredDeadLetter, TelemetryStore, Timestamp,
+    WriteOutcome,
 };
 
 #[derive(Default)]
@@ -227,6 +228,20 @@ impl TelemetryStore for MemStore {
             .filter(|((m, _), _)| m == machine)
             .map(|(_, p)| p.len() as u64)
             .sum())
+    }
+
+    async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64> {
+        let mut inner = self.lock();
+        let before = inner.dead_letters.len();
+        if let Some(t) = p.received_before {
+            inner.dead_letters.retain(|d| d.received_at >= t);
+        }
+        if let Some(keep) = p.keep_newest {
+            let n = inner.dead_letters.len();
+            let dropped = n.saturating_sub(usize::try_from(keep).unwrap_or(usize::MAX));
+            inner.dead_letters.drain(..dropped);
+        }
+        Ok((before - inner.dead_letters.len()) as u64)
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -89,6 +89,11 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         "Time spent in committed store writes, in whole seconds.",
         m.write_micros_total / 1_000_000,
     );
+    counter(
+        "pdm_dead_letters_pruned_total",
+        "Dead letters deleted by retention.",
+        m.dead_letters_pruned,
+    );
     let _ = writeln!(
         out,
         "# HELP pdm_messages_total Input messages by origin.\n# TYPE pdm_messages_total counter"
