@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import numbers
 import os
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -112,6 +112,8 @@ class _Persisted:
     """``save`` and ``to_bytes`` of every fitted model: the pdm model file, which the Rust engine
     and the server load unchanged (and ``pdm_engine.load`` here)."""
 
+    model_: Any  # the fitted native model, set by ``fit`` or ``load``
+
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Writes the fitted model (with everything it has learnt) as a pdm model file."""
         check_fitted(self, "model_")
@@ -185,10 +187,11 @@ def _threads(n_jobs: Any) -> int:
     if n_jobs is None:
         return 1
     if isinstance(n_jobs, numbers.Integral) and not isinstance(n_jobs, bool):
-        if n_jobs == -1:
+        n = int(n_jobs)
+        if n == -1:
             return os.cpu_count() or 1
-        if n_jobs >= 1:
-            return int(n_jobs)
+        if n >= 1:
+            return n
     raise ParameterError(f"n_jobs must be None, -1 or an int >= 1, got {n_jobs!r}")
 
 
@@ -778,19 +781,20 @@ def load(path: Union[str, os.PathLike, bytes]) -> Any:
         model = _native.model_from_bytes(bytes(path))
     else:
         model = _native.load_model(os.fspath(path))
-    for native, cls in (
+    wrappers: Tuple[Tuple[Any, Any], ...] = (
         (_native.IsolationForestModel, IsolationForest),
         (_native.StandardScalerModel, StandardScaler),
         (_native.RobustScalerModel, RobustScaler),
         (_native.PcaModel, PcaDetector),
         (_native.PipelineModel, Pipeline),
-    ):
+    )
+    for native, cls in wrappers:
         if isinstance(model, native):
             return cls._from_model(model)
     if isinstance(model, _native.HealthIndexModel):
         return HealthIndex._from_model(model)
     if isinstance(model, _native.StreamingModel):
-        streaming = {
+        streaming: Dict[str, Any] = {
             "robust_zscore": RobustZScore,
             "ewma_chart": EwmaChart,
             "half_space_trees": HalfSpaceTrees,
