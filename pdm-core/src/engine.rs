@@ -66,9 +66,12 @@ pub struct DeadLetterRetention {
     pub max_age_days: u32,
     /// Most dead letters kept, the newest; `0` keeps them however many there are.
     pub max_count: u64,
-    /// Seconds between pruning passes.
+    /// Seconds between pruning passes, 1 to [`MAX_PRUNE_INTERVAL_S`].
     pub interval_s: u64,
 }
+
+/// The longest interval between pruning passes: a year.
+pub const MAX_PRUNE_INTERVAL_S: u64 = 365 * 86_400;
 
 impl Default for DeadLetterRetention {
     fn default() -> Self {
@@ -122,8 +125,10 @@ impl EngineConfig {
         if matches!(self.writers, Some(0) | Some(65..)) {
             return Err("engine.writers must be between 1 and 64".into());
         }
-        if self.dead_letters.interval_s == 0 {
-            return Err("engine.dead_letters.interval_s must be at least 1".into());
+        if !(1..=MAX_PRUNE_INTERVAL_S).contains(&self.dead_letters.interval_s) {
+            return Err(format!(
+                "engine.dead_letters.interval_s must be between 1 and {MAX_PRUNE_INTERVAL_S} (a year)"
+            ));
         }
         Ok(())
     }
@@ -188,7 +193,6 @@ impl Engine {
                     store.clone(),
                     metrics.clone(),
                     config.dead_letters.clone(),
-                    writer_trigger.subscribe(),
                 ))
             });
         Engine {
@@ -238,6 +242,17 @@ impl Engine {
 
     /// Stops intake, writes and acknowledges everything queued, and returns.
     pub async fn shutdown(self) {
+        if let Some(janitor) = self.janitor {
+            // First, so that a pruning pass never competes with the writers draining the queue
+            // (SQLite has one writer connection). Each chunk commits on its own: stopping between
+            // or during chunks loses nothing.
+            janitor.abort();
+            if let Err(e) = janitor.await {
+                if e.is_panic() {
+                    tracing::error!("the dead-letter pruning task panicked");
+                }
+            }
+        }
         let timeout = Duration::from_millis(self.config.shutdown_timeout_ms);
         self.sources_trigger.trigger();
         for (name, handle) in self.sources {
@@ -251,30 +266,21 @@ impl Engine {
         if tokio::time::timeout(timeout, writers).await.is_err() {
             tracing::warn!("writers did not finish in time; unwritten batches stay unacknowledged");
         }
-        if let Some(janitor) = self.janitor {
-            // A pass in progress deletes chunk by chunk; stopping it between chunks loses nothing.
-            janitor.abort();
-            let _ = janitor.await;
-        }
     }
 }
 
-/// Prunes dead letters now and then every `retention.interval_s` seconds until `stop`. A failed
-/// pass is logged and tried again at the next interval: retention is housekeeping, and the
-/// store's own errors already show in the writers' logs and metrics.
+/// Prunes dead letters now and then every `retention.interval_s` seconds, until shutdown aborts
+/// it. A failed pass is logged, counted (`dead_letter_prune_errors`) and tried again at the next
+/// interval: retention is housekeeping, never a reason to stop ingesting.
 async fn prune_dead_letters(
     store: Arc<dyn TelemetryStore>,
     metrics: Arc<Metrics>,
     retention: DeadLetterRetention,
-    mut stop: Shutdown,
 ) {
     let mut every = tokio::time::interval(Duration::from_secs(retention.interval_s.max(1)));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            _ = stop.wait() => return,
-        }
+        every.tick().await;
         let Some(p) = retention.prune_at(Timestamp::now()) else {
             return;
         };
@@ -289,7 +295,10 @@ async fn prune_dead_letters(
                     "pruned dead letters"
                 );
             }
-            Err(e) => tracing::warn!(error = %e, "cannot prune dead letters; trying again later"),
+            Err(e) => {
+                metrics.dead_letter_prune_error();
+                tracing::warn!(error = %e, "cannot prune dead letters; trying again next interval");
+            }
         }
     }
 }

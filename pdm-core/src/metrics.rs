@@ -20,6 +20,7 @@ pub struct Metrics {
     write_errors: AtomicU64,
     write_micros_total: AtomicU64,
     dead_letters_pruned: AtomicU64,
+    dead_letter_prune_errors: AtomicU64,
 }
 
 /// A point-in-time copy of [`Metrics`].
@@ -47,6 +48,8 @@ pub struct MetricsSnapshot {
     pub write_micros_total: u64,
     /// Dead letters deleted by retention.
     pub dead_letters_pruned: u64,
+    /// Pruning passes that failed.
+    pub dead_letter_prune_errors: u64,
 }
 
 impl Metrics {
@@ -92,6 +95,12 @@ impl Metrics {
         self.dead_letters_pruned.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts a failed pruning pass.
+    pub fn dead_letter_prune_error(&self) {
+        self.dead_letter_prune_errors
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Copies the counters.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -111,6 +120,7 @@ impl Metrics {
             write_errors: get(&self.write_errors),
             write_micros_total: get(&self.write_micros_total),
             dead_letters_pruned: get(&self.dead_letters_pruned),
+            dead_letter_prune_errors: get(&self.dead_letter_prune_errors),
         }
     }
 }

@@ -275,21 +275,57 @@ pub(crate) fn oldest_kept_offset(keep: u64) -> i64 {
     i64::try_from(keep.saturating_sub(1)).unwrap_or(i64::MAX)
 }
 
-/// Runs `chunk` (one pruning statement, returning the rows it deleted) until a chunk deletes
-/// fewer than [`PRUNE_CHUNK`]; returns the total.
-pub(crate) async fn in_chunks<F, Fut>(mut chunk: F) -> StoreResult<u64>
+/// Which rows a pruning statement deletes: a chunk of those received before a time (epoch
+/// milliseconds), or of those with an id below a bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PruneBy {
+    ReceivedBefore,
+    IdBelow,
+}
+
+/// [`TelemetryStore::prune_dead_letters`](pdm_core::TelemetryStore::prune_dead_letters) over a
+/// backend's two statements: `delete(by, bound)` runs one chunk (at most [`PRUNE_CHUNK`] rows)
+/// and returns the rows it deleted; `oldest_kept(offset)` runs [`oldest_kept_sql`]. The count
+/// limit is applied even when the age limit failed, so one failing statement does not lift the
+/// cap; the first error is returned.
+pub(crate) async fn prune_dead_letters<D, DF, K, KF>(
+    p: &pdm_core::DeadLetterPrune,
+    delete: D,
+    oldest_kept: K,
+) -> StoreResult<u64>
 where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = StoreResult<u64>>,
+    D: Fn(PruneBy, i64) -> DF,
+    DF: std::future::Future<Output = StoreResult<u64>>,
+    K: FnOnce(i64) -> KF,
+    KF: std::future::Future<Output = StoreResult<Option<i64>>>,
 {
-    let mut total = 0;
-    loop {
-        let n = chunk().await?;
-        total += n;
-        if n < PRUNE_CHUNK as u64 {
-            return Ok(total);
+    let chunks = |by: PruneBy, bound: i64| {
+        let delete = &delete;
+        async move {
+            let mut total = 0;
+            loop {
+                let n = delete(by, bound).await?;
+                total += n;
+                if n < PRUNE_CHUNK as u64 {
+                    return Ok::<u64, StoreError>(total);
+                }
+            }
         }
-    }
+    };
+    let by_age = match p.received_before {
+        Some(t) => chunks(PruneBy::ReceivedBefore, t.as_millis()).await,
+        None => Ok(0),
+    };
+    let by_count = match p.keep_newest {
+        None => Ok(0),
+        Some(0) => chunks(PruneBy::IdBelow, i64::MAX).await,
+        Some(keep) => match oldest_kept(oldest_kept_offset(keep)).await {
+            Ok(Some(id)) => chunks(PruneBy::IdBelow, id).await,
+            Ok(None) => Ok(0),
+            Err(e) => Err(e),
+        },
+    };
+    Ok(by_age? + by_count?)
 }
 
 /// Count as returned by SQL (`int8`) to the trait's `u64`.

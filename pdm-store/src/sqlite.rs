@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 use sqlx::{Executor as _, Row, SqliteConnection};
 
 use crate::cache::SensorIds;
-use crate::common::{self, LoadSensorIds, Schema};
+use crate::common::{self, LoadSensorIds, PruneBy, Schema};
 use crate::error::{db, db_ctx, is_foreign_key_violation, is_unique_violation};
 use crate::migrate::{self, MigrationReport, SQLITE_MIGRATIONS};
 use crate::StoreOptions;
@@ -487,48 +487,31 @@ impl TelemetryStore for SqliteStore {
     }
 
     async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64> {
-        let pool = &self.writer;
-        let mut deleted = 0;
-        if let Some(before) = p.received_before {
-            let sql = common::prune_by_age_sql("?1", '?');
-            let cutoff = before.as_millis();
-            deleted += common::in_chunks(|| async {
-                let done = sqlx::query(&sql)
-                    .bind(cutoff)
+        let by_age = common::prune_by_age_sql("?1", '?');
+        let by_id = common::prune_by_id_sql('?');
+        let delete = |by: PruneBy, bound: i64| {
+            let (sql, bound) = match by {
+                PruneBy::ReceivedBefore => (&by_age, bound),
+                PruneBy::IdBelow => (&by_id, bound),
+            };
+            async move {
+                let done = sqlx::query(sql)
+                    .bind(bound)
                     .bind(common::PRUNE_CHUNK)
-                    .execute(pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(db)?;
                 Ok(done.rows_affected())
-            })
-            .await?;
-        }
-        let Some(keep) = p.keep_newest else {
-            return Ok(deleted);
+            }
         };
-        let oldest_kept: Option<i64> = if keep == 0 {
-            Some(i64::MAX)
-        } else {
+        let oldest_kept = |offset: i64| async move {
             sqlx::query_scalar(&common::oldest_kept_sql('?'))
-                .bind(common::oldest_kept_offset(keep))
-                .fetch_optional(pool)
+                .bind(offset)
+                .fetch_optional(&self.reader)
                 .await
-                .map_err(db)?
+                .map_err(db)
         };
-        if let Some(id) = oldest_kept {
-            let sql = common::prune_by_id_sql('?');
-            deleted += common::in_chunks(|| async {
-                let done = sqlx::query(&sql)
-                    .bind(id)
-                    .bind(common::PRUNE_CHUNK)
-                    .execute(pool)
-                    .await
-                    .map_err(db)?;
-                Ok(done.rows_affected())
-            })
-            .await?;
-        }
-        Ok(deleted)
+        common::prune_dead_letters(p, delete, oldest_kept).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -893,6 +893,17 @@ mod rules {
             keep_newest: None,
         };
         ensure!(st.prune_dead_letters(&far).await? == 1);
+
+        // Age goes by receive time, not by id: an old letter stored last still goes.
+        st.write(&Batch {
+            readings: vec![],
+            dead_letters: vec![letter(30_000), letter(0), letter(30_001)],
+        })
+        .await?;
+        ensure!(st.prune_dead_letters(&prune(Some(1), None)).await? == 1);
+        let left = st.dead_letters(&all).await?;
+        let reasons: Vec<&str> = left.iter().map(|d| d.letter.reason.as_str()).collect();
+        ensure!(reasons == ["letter 30001", "letter 30000"], "{reasons:?}");
         Ok(())
     }
 

@@ -308,11 +308,52 @@ async fn admit_keeps_input_order_in_both_outputs() {
     );
 }
 
+fn letter(received_at: Timestamp, reason: &str) -> pdm_core::DeadLetter {
+    pdm_core::DeadLetter {
+        received_at,
+        origin: pdm_core::Origin::Http,
+        channel: "/api/v1/machines/m/telemetry".into(),
+        machine: Some("m".into()),
+        kind: pdm_core::RejectKind::Malformed,
+        reason: reason.into(),
+        payload_head: vec![],
+    }
+}
+
+async fn store_letters(engine: &Engine, letters: Vec<pdm_core::DeadLetter>) {
+    engine
+        .sink()
+        .send_and_wait(Batch {
+            readings: vec![],
+            dead_letters: letters,
+        })
+        .await
+        .expect("stored");
+}
+
+/// Waits until the engine has pruned `n` letters in all, then lists what is left.
+async fn after_pruning(s: &Setup, n: u64) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while s.metrics.snapshot().dead_letters_pruned < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pruned {} of {n} after 20 s",
+            s.metrics.snapshot().dead_letters_pruned
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all = pdm_core::DeadLetterQuery {
+        limit: 100,
+        ..pdm_core::DeadLetterQuery::default()
+    };
+    let left = s.store.dead_letters(&all).await.expect("list");
+    left.into_iter().map(|d| d.letter.reason).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_past_their_age_or_count_are_pruned_every_interval() {
-    use pdm_core::{DeadLetter, DeadLetterQuery, DeadLetterRetention, Origin, RejectKind};
     let config = EngineConfig {
-        dead_letters: DeadLetterRetention {
+        dead_letters: pdm_core::DeadLetterRetention {
             max_age_days: 1,
             max_count: 3,
             interval_s: 1,
@@ -321,45 +362,48 @@ async fn dead_letters_past_their_age_or_count_are_pruned_every_interval() {
     };
     let s = setup(config, StoreOptions::default()).await;
     let now = Timestamp::now();
-    let letter = |received_at: Timestamp, i: usize| DeadLetter {
-        received_at,
-        origin: Origin::Http,
-        channel: "/api/v1/machines/m/telemetry".into(),
-        machine: Some("m".into()),
-        kind: RejectKind::Malformed,
-        reason: format!("letter {i}"),
-        payload_head: vec![],
-    };
-    // Five two days old, then six fresh: the age limit takes the first five, the count limit
-    // three of the fresh ones.
     let two_days_ago = now.add_millis(-2 * 86_400_000);
-    let letters = (0..11)
-        .map(|i| letter(if i < 5 { two_days_ago } else { now }, i))
-        .collect();
-    s.engine
-        .sink()
-        .send_and_wait(Batch {
-            readings: vec![],
-            dead_letters: letters,
-        })
-        .await
-        .expect("stored");
-    let all = DeadLetterQuery {
-        limit: 100,
-        ..DeadLetterQuery::default()
+    // Fresh letters first, then old ones: the old have the highest ids, so only the age limit
+    // can remove them (the count limit alone would keep them as the newest).
+    let mut letters: Vec<_> = (0..4).map(|i| letter(now, &format!("fresh {i}"))).collect();
+    letters.extend((0..5).map(|i| letter(two_days_ago, &format!("old {i}"))));
+    store_letters(&s.engine, letters).await;
+    assert_eq!(
+        after_pruning(&s, 6).await,
+        ["fresh 3", "fresh 2", "fresh 1"],
+        "age, then count"
+    );
+    // Letters arriving later are pruned by a later pass.
+    store_letters(
+        &s.engine,
+        vec![letter(now, "fresh 4"), letter(now, "fresh 5")],
+    )
+    .await;
+    assert_eq!(
+        after_pruning(&s, 8).await,
+        ["fresh 5", "fresh 4", "fresh 3"]
+    );
+    assert_eq!(s.metrics.snapshot().dead_letter_prune_errors, 0);
+    s.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_the_next_pruning_pass() {
+    let config = EngineConfig {
+        dead_letters: pdm_core::DeadLetterRetention {
+            interval_s: pdm_core::engine::MAX_PRUNE_INTERVAL_S,
+            ..pdm_core::DeadLetterRetention::default()
+        },
+        ..EngineConfig::default()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let kept = loop {
-        let kept = s.store.dead_letters(&all).await.expect("list");
-        if kept.len() == 3 || tokio::time::Instant::now() > deadline {
-            break kept;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let reasons: Vec<&str> = kept.iter().map(|d| d.letter.reason.as_str()).collect();
-    assert_eq!(reasons, ["letter 10", "letter 9", "letter 8"]);
-    assert_eq!(s.metrics.snapshot().dead_letters_pruned, 8);
+    let s = setup(config, StoreOptions::default()).await;
+    store_letters(&s.engine, vec![letter(Timestamp::now(), "kept")]).await;
     tokio::time::timeout(Duration::from_secs(10), s.engine.shutdown())
         .await
-        .expect("shutdown does not wait for the next pass");
+        .expect("shutdown returns without waiting a year");
+    let all = pdm_core::DeadLetterQuery {
+        limit: 10,
+        ..pdm_core::DeadLetterQuery::default()
+    };
+    assert_eq!(s.store.dead_letters(&all).await.expect("list").len(), 1);
 }

@@ -94,6 +94,11 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         "Dead letters deleted by retention.",
         m.dead_letters_pruned,
     );
+    counter(
+        "pdm_dead_letter_prune_errors_total",
+        "Dead-letter pruning passes that failed (retried next interval).",
+        m.dead_letter_prune_errors,
+    );
     let _ = writeln!(
         out,
         "# HELP pdm_messages_total Input messages by origin.\n# TYPE pdm_messages_total counter"
