@@ -5,7 +5,7 @@
 //! ```
 //!
 //! A writer gathers queued batches into one store transaction of at most
-//! [`EngineConfig::max_batch_readings`] readings, waiting at most [`EngineConfig::linger`] for
+//! [`EngineConfig::max_batch_readings`] readings, waiting at most [`EngineConfig::linger_ms`] for
 //! more to arrive (group commit: under load, batches grow while the previous one commits; when
 //! idle, a lone batch is written at once). Only after the commit does it fire the acks.
 //! A failed write is retried with backoff; its acks are never fired before it succeeds.
@@ -15,8 +15,8 @@
 //! Shutdown stops the sources (they stop taking input), then drains the queue, writes what is
 //! left, fires its acks and returns.
 //!
-//! Beside the writers, a housekeeping task prunes dead letters by age and count
-//! ([`DeadLetterRetention`], [`EngineConfig::dead_letters`]).
+//! Beside the writers, a housekeeping task prunes dead letters and (when asked) old readings
+//! ([`Retention`], [`EngineConfig::retention`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,7 +27,8 @@ use tokio::task::JoinHandle;
 
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
-use crate::model::{Batch, DeadLetterPrune, Timestamp};
+use crate::model::Batch;
+use crate::retention::Retention;
 use crate::source::{
     Ack, BatchSink, Shutdown, ShutdownTrigger, Source, SourceBatch, SourceContext,
 };
@@ -51,49 +52,8 @@ pub struct EngineConfig {
     /// Writers committing batches concurrently; the store's
     /// [`write_concurrency`](TelemetryStore::write_concurrency) when absent.
     pub writers: Option<usize>,
-    /// How long dead letters are kept (`[engine.dead_letters]` in the server's file).
-    pub dead_letters: DeadLetterRetention,
-}
-
-/// What the engine keeps of the dead letters: those younger than `max_age_days`, and of those
-/// at most the newest `max_count`. Bad input keeps arriving for as long as a device is
-/// misconfigured, so without a bound the table grows until the disk is full. A pruning pass
-/// runs when the engine starts and then every `interval_s` seconds.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DeadLetterRetention {
-    /// Days a dead letter is kept after it was received; `0` keeps them whatever their age.
-    pub max_age_days: u32,
-    /// Most dead letters kept, the newest; `0` keeps them however many there are.
-    pub max_count: u64,
-    /// Seconds between pruning passes, 1 to [`MAX_PRUNE_INTERVAL_S`].
-    pub interval_s: u64,
-}
-
-/// The longest interval between pruning passes: a year.
-pub const MAX_PRUNE_INTERVAL_S: u64 = 365 * 86_400;
-
-impl Default for DeadLetterRetention {
-    fn default() -> Self {
-        Self {
-            max_age_days: 30,
-            max_count: 100_000,
-            interval_s: 3_600,
-        }
-    }
-}
-
-impl DeadLetterRetention {
-    /// What a pass at `now` deletes; `None` when both limits are off.
-    pub fn prune_at(&self, now: Timestamp) -> Option<DeadLetterPrune> {
-        const DAY_MS: i64 = 86_400_000;
-        let p = DeadLetterPrune {
-            received_before: (self.max_age_days > 0)
-                .then(|| now.add_millis(-i64::from(self.max_age_days) * DAY_MS)),
-            keep_newest: (self.max_count > 0).then_some(self.max_count),
-        };
-        (p != DeadLetterPrune::default()).then_some(p)
-    }
+    /// How long dead letters and readings are kept (`[engine.retention]` in the server's file).
+    pub retention: Retention,
 }
 
 impl Default for EngineConfig {
@@ -105,7 +65,7 @@ impl Default for EngineConfig {
             max_retry_delay_ms: 5_000,
             shutdown_timeout_ms: 30_000,
             writers: None,
-            dead_letters: DeadLetterRetention::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -125,12 +85,7 @@ impl EngineConfig {
         if matches!(self.writers, Some(0) | Some(65..)) {
             return Err("engine.writers must be between 1 and 64".into());
         }
-        if !(1..=MAX_PRUNE_INTERVAL_S).contains(&self.dead_letters.interval_s) {
-            return Err(format!(
-                "engine.dead_letters.interval_s must be between 1 and {MAX_PRUNE_INTERVAL_S} (a year)"
-            ));
-        }
-        Ok(())
+        self.retention.check()
     }
 }
 
@@ -141,7 +96,7 @@ pub struct Engine {
     sources_trigger: ShutdownTrigger,
     writer_trigger: ShutdownTrigger,
     writers: Vec<JoinHandle<()>>,
-    /// The task pruning dead letters, when a retention limit is set.
+    /// The task pruning dead letters and readings, when a retention limit is set.
     janitor: Option<JoinHandle<()>>,
     sources: Vec<(String, JoinHandle<()>)>,
     config: EngineConfig,
@@ -184,17 +139,13 @@ impl Engine {
                 tokio::spawn(writer.run(queue.clone(), writer_trigger.subscribe()))
             })
             .collect();
-        let janitor = config
-            .dead_letters
-            .prune_at(Timestamp::now())
-            .is_some()
-            .then(|| {
-                tokio::spawn(prune_dead_letters(
-                    store.clone(),
-                    metrics.clone(),
-                    config.dead_letters.clone(),
-                ))
-            });
+        let janitor = (!config.retention.is_off()).then(|| {
+            tokio::spawn(crate::retention::run(
+                store.clone(),
+                metrics.clone(),
+                config.retention.clone(),
+            ))
+        });
         Engine {
             sink: BatchSink::new(tx, metrics),
             catalog,
@@ -249,7 +200,7 @@ impl Engine {
             janitor.abort();
             if let Err(e) = janitor.await {
                 if e.is_panic() {
-                    tracing::error!("the dead-letter pruning task panicked");
+                    tracing::error!("the retention task panicked");
                 }
             }
         }
@@ -265,40 +216,6 @@ impl Engine {
         let writers = futures_join_all(self.writers);
         if tokio::time::timeout(timeout, writers).await.is_err() {
             tracing::warn!("writers did not finish in time; unwritten batches stay unacknowledged");
-        }
-    }
-}
-
-/// Prunes dead letters now and then every `retention.interval_s` seconds, until shutdown aborts
-/// it. A failed pass is logged, counted (`dead_letter_prune_errors`) and tried again at the next
-/// interval: retention is housekeeping, never a reason to stop ingesting.
-async fn prune_dead_letters(
-    store: Arc<dyn TelemetryStore>,
-    metrics: Arc<Metrics>,
-    retention: DeadLetterRetention,
-) {
-    let mut every = tokio::time::interval(Duration::from_secs(retention.interval_s.max(1)));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        let Some(p) = retention.prune_at(Timestamp::now()) else {
-            return;
-        };
-        match store.prune_dead_letters(&p).await {
-            Ok(0) => tracing::debug!("no dead letters to prune"),
-            Ok(n) => {
-                metrics.dead_letters_pruned(n);
-                tracing::info!(
-                    deleted = n,
-                    max_age_days = retention.max_age_days,
-                    max_count = retention.max_count,
-                    "pruned dead letters"
-                );
-            }
-            Err(e) => {
-                metrics.dead_letter_prune_error();
-                tracing::warn!(error = %e, "cannot prune dead letters; trying again next interval");
-            }
         }
     }
 }
@@ -421,41 +338,5 @@ impl Writer {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retention_turns_into_a_prune_relative_to_now() {
-        let now = Timestamp::from_millis(10 * 86_400_000);
-        let r = DeadLetterRetention::default();
-        assert_eq!(
-            r.prune_at(now),
-            Some(DeadLetterPrune {
-                received_before: Some(Timestamp::from_millis(-20 * 86_400_000)),
-                keep_newest: Some(100_000),
-            })
-        );
-        let by_count = DeadLetterRetention {
-            max_age_days: 0,
-            ..r.clone()
-        };
-        assert_eq!(by_count.prune_at(now).and_then(|p| p.received_before), None);
-        let off = DeadLetterRetention {
-            max_count: 0,
-            ..by_count
-        };
-        assert_eq!(off.prune_at(now), None, "both limits off: no pass at all");
-        let far = DeadLetterRetention {
-            max_age_days: u32::MAX,
-            ..r
-        };
-        assert!(
-            far.prune_at(Timestamp::from_millis(i64::MIN + 1)).is_some(),
-            "saturates"
-        );
     }
 }

@@ -33,11 +33,12 @@ pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod redact;
+pub mod retention;
 pub mod source;
 pub mod store;
 
 pub use catalog::{Catalog, InputContext};
-pub use engine::{DeadLetterRetention, Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig};
 pub use ids::{KeyError, MachineKey, SensorKey};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use model::{
@@ -46,5 +47,6 @@ pub use model::{
     StoredDeadLetter, Timestamp,
 };
 pub use redact::redact_url;
+pub use retention::Retention;
 pub use source::{Ack, BatchSink, Committed, Shutdown, ShutdownTrigger, Source, SourceContext};
 pub use store::{CatalogStore, Store, StoreError, StoreResult, TelemetryStore, WriteOutcome};

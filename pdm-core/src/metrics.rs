@@ -20,7 +20,8 @@ pub struct Metrics {
     write_errors: AtomicU64,
     write_micros_total: AtomicU64,
     dead_letters_pruned: AtomicU64,
-    dead_letter_prune_errors: AtomicU64,
+    readings_pruned: AtomicU64,
+    retention_errors: AtomicU64,
 }
 
 /// A point-in-time copy of [`Metrics`].
@@ -48,8 +49,10 @@ pub struct MetricsSnapshot {
     pub write_micros_total: u64,
     /// Dead letters deleted by retention.
     pub dead_letters_pruned: u64,
-    /// Pruning passes that failed.
-    pub dead_letter_prune_errors: u64,
+    /// Readings deleted by retention.
+    pub readings_pruned: u64,
+    /// Retention deletes that failed (and are tried again at the next pass).
+    pub retention_errors: u64,
 }
 
 impl Metrics {
@@ -95,10 +98,14 @@ impl Metrics {
         self.dead_letters_pruned.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Counts a failed pruning pass.
-    pub fn dead_letter_prune_error(&self) {
-        self.dead_letter_prune_errors
-            .fetch_add(1, Ordering::Relaxed);
+    /// Counts readings deleted by retention.
+    pub fn readings_pruned(&self, n: u64) {
+        self.readings_pruned.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a failed retention delete.
+    pub fn retention_error(&self) {
+        self.retention_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Copies the counters.
@@ -120,7 +127,8 @@ impl Metrics {
             write_errors: get(&self.write_errors),
             write_micros_total: get(&self.write_micros_total),
             dead_letters_pruned: get(&self.dead_letters_pruned),
-            dead_letter_prune_errors: get(&self.dead_letter_prune_errors),
+            readings_pruned: get(&self.readings_pruned),
+            retention_errors: get(&self.retention_errors),
         }
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::ids::{MachineKey, SensorKey};
 use crate::model::{
     Batch, Bucket, DeadLetterPrune, DeadLetterQuery, Latest, Machine, MachineUpdate, NewMachine,
-    NewSensor, Point, RangeQuery, Sensor, SensorUpdate, StoredDeadLetter,
+    NewSensor, Point, RangeQuery, Sensor, SensorUpdate, StoredDeadLetter, Timestamp,
 };
 
 /// A boxed error from a backend.
@@ -96,6 +96,11 @@ pub trait TelemetryStore: Send + Sync + 'static {
     /// transaction, so concurrent writes wait at most one chunk; readings are never touched.
     /// Idempotent: a second call with the same `p` deletes nothing more.
     async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64>;
+
+    /// Deletes the readings of every sensor with a timestamp before `before`, returning how many
+    /// it deleted; in chunks like [`prune_dead_letters`](Self::prune_dead_letters). A reading
+    /// replayed later with such an old timestamp is stored again (and pruned by the next pass).
+    async fn prune_readings(&self, before: Timestamp) -> StoreResult<u64>;
 
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;

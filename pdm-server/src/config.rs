@@ -17,9 +17,9 @@
 //! [engine]
 //! max_batch_readings = 20000
 //!
-//! [engine.dead_letters]
-//! max_age_days = 30
-//! max_count = 100000
+//! [engine.retention]
+//! dead_letters_max_age_days = 30
+//! readings_max_age_days = 365
 //! ```
 
 use std::net::SocketAddr;
@@ -150,24 +150,24 @@ mod tests {
         std::fs::write(
             &path,
             "http = \"0.0.0.0:9000\"\n[engine]\nlinger_ms = 5\n\
-             [engine.dead_letters]\nmax_age_days = 7\n",
+             [engine.retention]\nreadings_max_age_days = 7\n",
         )
         .expect("write");
         let cfg = ServerConfig::from_file(&path).expect("valid");
         assert_eq!(cfg.http.port(), 9000);
         assert_eq!(cfg.engine.linger_ms, 5);
-        assert_eq!(cfg.engine.dead_letters.max_age_days, 7);
+        assert_eq!(cfg.engine.retention.readings_max_age_days, 7);
         assert_eq!(
-            cfg.engine.dead_letters.max_count, 100_000,
+            cfg.engine.retention.dead_letters_max_count, 100_000,
             "the rest keep defaults"
         );
-        std::fs::write(&path, "[engine.dead_letters]\ninterval_s = 0\n").expect("write");
+        std::fs::write(&path, "[engine.retention]\ninterval_s = 0\n").expect("write");
         let err = ServerConfig::from_file(&path)
             .expect("parses")
             .check()
             .expect_err("zero interval")
             .to_string();
-        assert!(err.contains("engine.dead_letters.interval_s"), "{err}");
+        assert!(err.contains("engine.retention.interval_s"), "{err}");
     }
 
     #[test]

@@ -527,8 +527,10 @@ async fn bad_http_input_is_refused_and_kept(cfg: ServerConfig) {
         "{text}"
     );
     assert!(
-        text.contains("pdm_dead_letters_pruned_total 0"),
-        "retention keeps fresh letters: {text}"
+        text.contains("pdm_dead_letters_pruned_total 0")
+            && text.contains("pdm_readings_pruned_total 0")
+            && text.contains("pdm_retention_errors_total 0"),
+        "retention keeps fresh letters and, by default, every reading: {text}"
     );
     server.shutdown().await.expect("shutdown");
 }

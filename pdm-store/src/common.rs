@@ -328,6 +328,40 @@ where
     Ok(by_age? + by_count?)
 }
 
+/// Deletes a chunk of the oldest readings of sensor `{mark}1` timed before `{mark}2` (epoch
+/// milliseconds, turned into the column's type by `cutoff`), at most `{mark}3` of them; one
+/// range of the `(sensor_id, ts)` primary key.
+pub(crate) fn prune_readings_sql(cutoff: &str, mark: char) -> String {
+    format!(
+        "DELETE FROM readings WHERE sensor_id = {mark}1 AND ts IN \
+         (SELECT ts FROM readings WHERE sensor_id = {mark}1 AND ts < {cutoff} \
+          ORDER BY ts LIMIT {mark}3)"
+    )
+}
+
+/// [`TelemetryStore::prune_readings`](pdm_core::TelemetryStore::prune_readings) over a
+/// backend's statements: `sensors()` lists every sensor id, `delete(sensor)` deletes one chunk
+/// of that sensor's old readings (at most [`PRUNE_CHUNK`]) and returns the rows it deleted.
+pub(crate) async fn prune_readings<S, SF, D, DF>(sensors: S, delete: D) -> StoreResult<u64>
+where
+    S: FnOnce() -> SF,
+    SF: std::future::Future<Output = StoreResult<Vec<i64>>>,
+    D: Fn(i64) -> DF,
+    DF: std::future::Future<Output = StoreResult<u64>>,
+{
+    let mut total = 0;
+    for sensor in sensors().await? {
+        loop {
+            let n = delete(sensor).await?;
+            total += n;
+            if n < PRUNE_CHUNK as u64 {
+                break;
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Count as returned by SQL (`int8`) to the trait's `u64`.
 pub(crate) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)

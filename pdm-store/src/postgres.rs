@@ -552,6 +552,34 @@ impl TelemetryStore for PgStore {
         common::prune_dead_letters(p, delete, oldest_kept).await
     }
 
+    async fn prune_readings(&self, before: Timestamp) -> StoreResult<u64> {
+        let sql = common::prune_readings_sql(
+            "timestamptz 'epoch' + $2::int8 * interval '1 millisecond'",
+            '$',
+        );
+        let cutoff = clamp(before);
+        let sensors = || async {
+            sqlx::query_scalar("SELECT id FROM sensors ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)
+        };
+        let delete = |sensor: i64| {
+            let sql = &sql;
+            async move {
+                let done = sqlx::query(sql)
+                    .bind(sensor)
+                    .bind(cutoff)
+                    .bind(common::PRUNE_CHUNK)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected())
+            }
+        };
+        common::prune_readings(sensors, delete).await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

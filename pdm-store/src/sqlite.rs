@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use pdm_core::{
     Batch, Bucket, CatalogStore, DeadLetterPrune, DeadLetterQuery, Latest, Machine, MachineKey,
     MachineUpdate, NewMachine, NewSensor, Point, RangeQuery, Sensor, SensorKey, SensorUpdate,
-    StoreError, StoreResult, StoredDeadLetter, TelemetryStore, WriteOutcome,
+    StoreError, StoreResult, StoredDeadLetter, TelemetryStore, Timestamp, WriteOutcome,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -512,6 +512,31 @@ impl TelemetryStore for SqliteStore {
                 .map_err(db)
         };
         common::prune_dead_letters(p, delete, oldest_kept).await
+    }
+
+    async fn prune_readings(&self, before: Timestamp) -> StoreResult<u64> {
+        let sql = common::prune_readings_sql("?2", '?');
+        let cutoff = before.as_millis();
+        let sensors = || async {
+            sqlx::query_scalar("SELECT id FROM sensors ORDER BY id")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db)
+        };
+        let delete = |sensor: i64| {
+            let sql = &sql;
+            async move {
+                let done = sqlx::query(sql)
+                    .bind(sensor)
+                    .bind(cutoff)
+                    .bind(common::PRUNE_CHUNK)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected())
+            }
+        };
+        common::prune_readings(sensors, delete).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -74,6 +74,7 @@ conformance!(
     non_finite_values_are_invalid,
     dead_letters_round_trip,
     dead_letters_are_pruned_by_age_then_count,
+    readings_are_pruned_by_age_on_every_sensor,
     million_timestamps_are_exact,
     negative_and_distant_timestamps_are_exact,
     values_round_trip_exactly,
@@ -904,6 +905,39 @@ mod rules {
         let left = st.dead_letters(&all).await?;
         let reasons: Vec<&str> = left.iter().map(|d| d.letter.reason.as_str()).collect();
         ensure!(reasons == ["letter 30001", "letter 30000"], "{reasons:?}");
+        Ok(())
+    }
+
+    pub async fn readings_are_pruned_by_age_on_every_sensor(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        sensor(st, "m", "a").await?;
+        sensor(st, "m", "b").await?;
+        sensor(st, "n", "a").await?;
+        // Sensor m/a: more than two chunks of old readings; the others a few each.
+        let readings = (0..21_000)
+            .map(|i| r("m", "a", i, 1.0))
+            .chain((0..10).map(|i| r("m", "b", i * 5_000, 2.0)))
+            .chain((0..10).map(|i| r("n", "a", 20_995 + i, 3.0)))
+            .collect();
+        st.write(&batch(readings)).await?;
+        let deleted = st.prune_readings(Timestamp::from_millis(21_000)).await?;
+        // m/a: 0..21000 all go; m/b: 0, 5000, 10000, 15000, 20000 go; n/a: 20995..20999 go.
+        ensure!(deleted == 21_000 + 5 + 5, "{deleted}");
+        ensure!(st.count_readings(&m("m")).await? == 5);
+        ensure!(st.count_readings(&m("n")).await? == 5);
+        let left = st.raw(&range("n", "a", 0, 1_000_000, 100)).await?;
+        ensure!(
+            left.iter().map(|p| p.ts.as_millis()).eq(21_000..21_005),
+            "the cutoff is exclusive: {left:?}"
+        );
+        ensure!(
+            st.prune_readings(Timestamp::from_millis(21_000)).await? == 0,
+            "idempotent"
+        );
+        // Cutoffs outside what a backend can represent are clamped, not errors.
+        ensure!(st.prune_readings(Timestamp::from_millis(i64::MIN)).await? == 0);
+        ensure!(st.prune_readings(Timestamp::from_millis(i64::MAX)).await? == 10);
+        ensure!(st.count_readings(&m("m")).await? == 0);
         Ok(())
     }
 

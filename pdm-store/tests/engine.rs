@@ -353,10 +353,11 @@ async fn after_pruning(s: &Setup, n: u64) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_past_their_age_or_count_are_pruned_every_interval() {
     let config = EngineConfig {
-        dead_letters: pdm_core::DeadLetterRetention {
-            max_age_days: 1,
-            max_count: 3,
+        retention: pdm_core::Retention {
             interval_s: 1,
+            dead_letters_max_age_days: 1,
+            dead_letters_max_count: 3,
+            readings_max_age_days: 0,
         },
         ..EngineConfig::default()
     };
@@ -383,16 +384,16 @@ async fn dead_letters_past_their_age_or_count_are_pruned_every_interval() {
         after_pruning(&s, 8).await,
         ["fresh 5", "fresh 4", "fresh 3"]
     );
-    assert_eq!(s.metrics.snapshot().dead_letter_prune_errors, 0);
+    assert_eq!(s.metrics.snapshot().retention_errors, 0);
     s.engine.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_wait_for_the_next_pruning_pass() {
     let config = EngineConfig {
-        dead_letters: pdm_core::DeadLetterRetention {
-            interval_s: pdm_core::engine::MAX_PRUNE_INTERVAL_S,
-            ..pdm_core::DeadLetterRetention::default()
+        retention: pdm_core::Retention {
+            interval_s: pdm_core::retention::MAX_INTERVAL_S,
+            ..pdm_core::Retention::default()
         },
         ..EngineConfig::default()
     };
@@ -406,4 +407,52 @@ async fn shutdown_does_not_wait_for_the_next_pruning_pass() {
         ..pdm_core::DeadLetterQuery::default()
     };
     assert_eq!(s.store.dead_letters(&all).await.expect("list").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_past_their_age_are_pruned_only_when_asked() {
+    let now = Timestamp::now().as_millis();
+    let day = 86_400_000;
+    // Ten readings a day apart, the newest an hour from now (an hour of slack for the pass's own
+    // clock: "3 days old" is then 2 days 23 hours old).
+    let ten_days = |s: &Setup| {
+        let mut b = batch(0, 10);
+        for (i, r) in b.readings.iter_mut().enumerate() {
+            r.ts = Timestamp::from_millis(now - (9 - i as i64) * day + day / 24);
+        }
+        let sink = s.engine.sink();
+        async move { sink.send_and_wait(b).await.expect("stored") }
+    };
+
+    // By default readings are kept, whatever their age.
+    let s = setup(EngineConfig::default(), StoreOptions::default()).await;
+    ten_days(&s).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stored(&s.store).await, 10);
+    assert_eq!(s.metrics.snapshot().readings_pruned, 0);
+    s.engine.shutdown().await;
+
+    let config = EngineConfig {
+        retention: pdm_core::Retention {
+            interval_s: 1,
+            readings_max_age_days: 3,
+            ..pdm_core::Retention::default()
+        },
+        ..EngineConfig::default()
+    };
+    let s = setup(config, StoreOptions::default()).await;
+    ten_days(&s).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while s.metrics.snapshot().readings_pruned < 6 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not pruned after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Older than three days: the first six (9 to 4 days old) go; 3, 2, 1 and 0 days old stay.
+    assert_eq!(stored(&s.store).await, 4);
+    assert_eq!(s.metrics.snapshot().readings_pruned, 6);
+    assert_eq!(s.metrics.snapshot().retention_errors, 0);
+    s.engine.shutdown().await;
 }

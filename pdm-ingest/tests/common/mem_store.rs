@@ -244,6 +244,17 @@ impl TelemetryStore for MemStore {
         Ok((before - inner.dead_letters.len()) as u64)
     }
 
+    async fn prune_readings(&self, before: Timestamp) -> StoreResult<u64> {
+        let mut inner = self.lock();
+        let mut deleted = 0;
+        for points in inner.readings.values_mut() {
+            let kept = points.split_off(&before.as_millis());
+            deleted += points.len() as u64;
+            *points = kept;
+        }
+        Ok(deleted)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
     }

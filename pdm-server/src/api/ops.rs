@@ -95,9 +95,14 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         m.dead_letters_pruned,
     );
     counter(
-        "pdm_dead_letter_prune_errors_total",
-        "Dead-letter pruning passes that failed (retried next interval).",
-        m.dead_letter_prune_errors,
+        "pdm_readings_pruned_total",
+        "Readings deleted by retention.",
+        m.readings_pruned,
+    );
+    counter(
+        "pdm_retention_errors_total",
+        "Retention deletes that failed (tried again at the next pass).",
+        m.retention_errors,
     );
     let _ = writeln!(
         out,
