@@ -116,6 +116,27 @@ impl ServerConfig {
         self.codec
             .check()
             .map_err(|e| ConfigError::new("codec", e.to_string()))?;
+        let keep_days = self.engine.retention.readings_max_age_days;
+        if keep_days > 0 {
+            let keep_secs = u64::from(keep_days) * 86_400;
+            let past = self.codec.max_past_secs;
+            if past == 0 || past > keep_secs {
+                let accepts = if past == 0 {
+                    "readings of any age".to_owned()
+                } else {
+                    format!("readings up to {past} s old")
+                };
+                return Err(ConfigError::new(
+                    "codec.max_past_secs",
+                    format!(
+                        "accepts {accepts}, older than engine.retention.readings_max_age_days \
+                         ({keep_days} days): they would be stored and acknowledged, then deleted \
+                         at the next retention pass; set codec.max_past_secs to at most \
+                         {keep_secs} so that they become bad_timestamp dead letters instead"
+                    ),
+                ));
+            }
+        }
         if let Some(url) = &self.database_url {
             let known = ["sqlite:", "postgres://", "postgresql://"];
             if !known.iter().any(|p| url.starts_with(p)) {
@@ -168,6 +189,29 @@ mod tests {
             .expect_err("zero interval")
             .to_string();
         assert!(err.contains("engine.retention.interval_s"), "{err}");
+    }
+
+    #[test]
+    fn readings_retention_must_not_be_shorter_than_the_accepted_past() {
+        let mut cfg = ServerConfig::default();
+        cfg.engine.retention.readings_max_age_days = 30;
+        let err = cfg
+            .check()
+            .expect_err("a year accepted, 30 days kept")
+            .to_string();
+        assert!(
+            err.contains("codec.max_past_secs") && err.contains("2592000"),
+            "{err}"
+        );
+        cfg.codec.max_past_secs = 0;
+        let err = cfg.check().expect_err("any age accepted").to_string();
+        assert!(err.contains("any age"), "{err}");
+        cfg.codec.max_past_secs = 30 * 86_400;
+        cfg.check().expect("consistent");
+        cfg.engine.retention.readings_max_age_days = 0;
+        cfg.codec.max_past_secs = 0;
+        cfg.check()
+            .expect("readings kept forever: any past is fine");
     }
 
     #[test]

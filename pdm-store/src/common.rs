@@ -329,19 +329,32 @@ where
 }
 
 /// Deletes a chunk of the oldest readings of sensor `{mark}1` timed before `{mark}2` (epoch
-/// milliseconds, turned into the column's type by `cutoff`), at most `{mark}3` of them; one
-/// range of the `(sensor_id, ts)` primary key.
+/// milliseconds, turned into the column's type by `cutoff`), at most `{mark}3` of them: one range
+/// of the `(sensor_id, ts)` primary key, bounded above by the chunk's last timestamp. (An
+/// `ts IN (subquery)` form made PostgreSQL probe the key once per row, or hash-join the whole
+/// sensor, per chunk.)
 pub(crate) fn prune_readings_sql(cutoff: &str, mark: char) -> String {
     format!(
-        "DELETE FROM readings WHERE sensor_id = {mark}1 AND ts IN \
-         (SELECT ts FROM readings WHERE sensor_id = {mark}1 AND ts < {cutoff} \
-          ORDER BY ts LIMIT {mark}3)"
+        "DELETE FROM readings WHERE sensor_id = {mark}1 AND ts < {cutoff} AND ts <= \
+         (SELECT max(ts) FROM (SELECT ts FROM readings WHERE sensor_id = {mark}1 \
+          AND ts < {cutoff} ORDER BY ts LIMIT {mark}3) AS chunk)"
+    )
+}
+
+/// The sensors that have readings timed before `{mark}1` (through `cutoff`), by id: one probe
+/// of the primary key per sensor, so that a pass does not issue a delete per sensor.
+pub(crate) fn sensors_with_readings_before_sql(cutoff: &str) -> String {
+    format!(
+        "SELECT id FROM sensors s WHERE EXISTS \
+         (SELECT 1 FROM readings r WHERE r.sensor_id = s.id AND r.ts < {cutoff}) ORDER BY id"
     )
 }
 
 /// [`TelemetryStore::prune_readings`](pdm_core::TelemetryStore::prune_readings) over a
-/// backend's statements: `sensors()` lists every sensor id, `delete(sensor)` deletes one chunk
-/// of that sensor's old readings (at most [`PRUNE_CHUNK`]) and returns the rows it deleted.
+/// backend's statements: `sensors()` lists the sensors with old readings, `delete(sensor)`
+/// deletes one chunk of that sensor's old readings (at most [`PRUNE_CHUNK`]) and returns the
+/// rows it deleted. A sensor whose delete fails does not stop the others; the first error is
+/// returned once every sensor was tried.
 pub(crate) async fn prune_readings<S, SF, D, DF>(sensors: S, delete: D) -> StoreResult<u64>
 where
     S: FnOnce() -> SF,
@@ -350,16 +363,27 @@ where
     DF: std::future::Future<Output = StoreResult<u64>>,
 {
     let mut total = 0;
+    let mut first_error = None;
     for sensor in sensors().await? {
         loop {
-            let n = delete(sensor).await?;
-            total += n;
-            if n < PRUNE_CHUNK as u64 {
-                break;
+            match delete(sensor).await {
+                Ok(n) => {
+                    total += n;
+                    if n < PRUNE_CHUNK as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    break;
+                }
             }
         }
     }
-    Ok(total)
+    match first_error {
+        None => Ok(total),
+        Some(e) => Err(e),
+    }
 }
 
 /// Count as returned by SQL (`int8`) to the trait's `u64`.

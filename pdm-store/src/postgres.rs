@@ -559,10 +559,13 @@ impl TelemetryStore for PgStore {
         );
         let cutoff = clamp(before);
         let sensors = || async {
-            sqlx::query_scalar("SELECT id FROM sensors ORDER BY id")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)
+            sqlx::query_scalar(&common::sensors_with_readings_before_sql(
+                "timestamptz 'epoch' + $1::int8 * interval '1 millisecond'",
+            ))
+            .bind(cutoff)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
         };
         let delete = |sensor: i64| {
             let sql = &sql;

@@ -518,7 +518,8 @@ impl TelemetryStore for SqliteStore {
         let sql = common::prune_readings_sql("?2", '?');
         let cutoff = before.as_millis();
         let sensors = || async {
-            sqlx::query_scalar("SELECT id FROM sensors ORDER BY id")
+            sqlx::query_scalar(&common::sensors_with_readings_before_sql("?1"))
+                .bind(cutoff)
                 .fetch_all(&self.reader)
                 .await
                 .map_err(db)

@@ -424,10 +424,20 @@ async fn readings_past_their_age_are_pruned_only_when_asked() {
         async move { sink.send_and_wait(b).await.expect("stored") }
     };
 
-    // By default readings are kept, whatever their age.
-    let s = setup(EngineConfig::default(), StoreOptions::default()).await;
+    // By default readings are kept, whatever their age: a pass that has run after they were
+    // stored (it pruned the old dead letter written after them) left them alone.
+    let config = EngineConfig {
+        retention: pdm_core::Retention {
+            interval_s: 1,
+            ..pdm_core::Retention::default()
+        },
+        ..EngineConfig::default()
+    };
+    let s = setup(config, StoreOptions::default()).await;
     ten_days(&s).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sixty_days_ago = Timestamp::from_millis(now - 60 * day);
+    store_letters(&s.engine, vec![letter(sixty_days_ago, "old")]).await;
+    assert!(after_pruning(&s, 1).await.is_empty());
     assert_eq!(stored(&s.store).await, 10);
     assert_eq!(s.metrics.snapshot().readings_pruned, 0);
     s.engine.shutdown().await;
