@@ -97,7 +97,7 @@ pub struct Engine {
     writer_trigger: ShutdownTrigger,
     writers: Vec<JoinHandle<()>>,
     /// The task pruning dead letters and readings, when a retention limit is set.
-    janitor: Option<JoinHandle<()>>,
+    janitor: Option<AbortOnDrop>,
     sources: Vec<(String, JoinHandle<()>)>,
     config: EngineConfig,
 }
@@ -140,11 +140,11 @@ impl Engine {
             })
             .collect();
         let janitor = (!config.retention.is_off()).then(|| {
-            tokio::spawn(crate::retention::run(
+            AbortOnDrop(Some(tokio::spawn(crate::retention::run(
                 store.clone(),
                 metrics.clone(),
                 config.retention.clone(),
-            ))
+            ))))
         });
         Engine {
             sink: BatchSink::new(tx, metrics),
@@ -197,12 +197,7 @@ impl Engine {
             // First, so that a pruning pass never competes with the writers draining the queue
             // (SQLite has one writer connection). Each chunk commits on its own: stopping between
             // or during chunks loses nothing.
-            janitor.abort();
-            if let Err(e) = janitor.await {
-                if e.is_panic() {
-                    tracing::error!("the retention task panicked");
-                }
-            }
+            janitor.stop().await;
         }
         let timeout = Duration::from_millis(self.config.shutdown_timeout_ms);
         self.sources_trigger.trigger();
@@ -216,6 +211,32 @@ impl Engine {
         let writers = futures_join_all(self.writers);
         if tokio::time::timeout(timeout, writers).await.is_err() {
             tracing::warn!("writers did not finish in time; unwritten batches stay unacknowledged");
+        }
+    }
+}
+
+/// A task aborted when dropped: an engine dropped without [`Engine::shutdown`] leaves no
+/// retention task running against the store.
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    /// Aborts the task and waits until it is gone.
+    async fn stop(mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+            if let Err(e) = task.await {
+                if e.is_panic() {
+                    tracing::error!("the retention task panicked");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
         }
     }
 }

@@ -466,3 +466,39 @@ async fn readings_past_their_age_are_pruned_only_when_asked() {
     assert_eq!(s.metrics.snapshot().retention_errors, 0);
     s.engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_dropped_without_shutdown_stops_pruning() {
+    let config = EngineConfig {
+        retention: pdm_core::Retention {
+            interval_s: 1,
+            ..pdm_core::Retention::default()
+        },
+        ..EngineConfig::default()
+    };
+    let s = setup(config, StoreOptions::default()).await;
+    let Setup {
+        _dir,
+        store,
+        engine,
+        metrics,
+        ..
+    } = s;
+    drop(engine);
+    let old = Timestamp::now().add_millis(-60 * 86_400_000);
+    store
+        .write(&Batch {
+            readings: vec![],
+            dead_letters: vec![letter(old, "written after the drop")],
+        })
+        .await
+        .expect("write");
+    // Two intervals: a task still running would have pruned the letter.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let all = pdm_core::DeadLetterQuery {
+        limit: 10,
+        ..pdm_core::DeadLetterQuery::default()
+    };
+    assert_eq!(store.dead_letters(&all).await.expect("list").len(), 1);
+    assert_eq!(metrics.snapshot().dead_letters_pruned, 0);
+}
