@@ -275,6 +275,23 @@ pub(crate) fn oldest_kept_offset(keep: u64) -> i64 {
     i64::try_from(keep.saturating_sub(1)).unwrap_or(i64::MAX)
 }
 
+/// Runs `chunk` (one pruning statement, returning the rows it deleted, at most [`PRUNE_CHUNK`])
+/// until a chunk comes back short; returns the total.
+async fn in_chunks<F, Fut>(chunk: F) -> StoreResult<u64>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<u64>>,
+{
+    let mut total = 0;
+    loop {
+        let n = chunk().await?;
+        total += n;
+        if n < PRUNE_CHUNK as u64 {
+            return Ok(total);
+        }
+    }
+}
+
 /// Which rows a pruning statement deletes: a chunk of those received before a time (epoch
 /// milliseconds), or of those with an id below a bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,19 +316,8 @@ where
     K: FnOnce(i64) -> KF,
     KF: std::future::Future<Output = StoreResult<Option<i64>>>,
 {
-    let chunks = |by: PruneBy, bound: i64| {
-        let delete = &delete;
-        async move {
-            let mut total = 0;
-            loop {
-                let n = delete(by, bound).await?;
-                total += n;
-                if n < PRUNE_CHUNK as u64 {
-                    return Ok::<u64, StoreError>(total);
-                }
-            }
-        }
-    };
+    let delete = &delete;
+    let chunks = |by: PruneBy, bound: i64| in_chunks(move || delete(by, bound));
     let by_age = match p.received_before {
         Some(t) => chunks(PruneBy::ReceivedBefore, t.as_millis()).await,
         None => Ok(0),
@@ -365,18 +371,10 @@ where
     let mut total = 0;
     let mut first_error = None;
     for sensor in sensors().await? {
-        loop {
-            match delete(sensor).await {
-                Ok(n) => {
-                    total += n;
-                    if n < PRUNE_CHUNK as u64 {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    break;
-                }
+        match in_chunks(|| delete(sensor)).await {
+            Ok(n) => total += n,
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
         }
     }
