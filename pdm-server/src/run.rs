@@ -74,7 +74,7 @@ impl Server {
         if let Some(mqtt) = &config.mqtt {
             let source = mqtt
                 .build(intake.clone())
-                .context("invalid MQTT settings")?;
+                .map_err(crate::config::ConfigError::from)?;
             tracing::info!(broker = %redact_url(&mqtt.url), "MQTT ingestion on");
             engine.add_source(Box::new(source));
         }

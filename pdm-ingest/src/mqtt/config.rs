@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pdm_core::{ConfigError, ConfigResult};
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -147,7 +148,7 @@ impl MqttSourceConfig {
 
     /// Checks the settings (reading the TLS files) and builds the source, which decodes
     /// through `intake`. Needs no runtime; connecting happens when the source runs.
-    pub fn build(&self, intake: Arc<Intake>) -> Result<MqttSource, IngestError> {
+    pub fn build(&self, intake: Arc<Intake>) -> ConfigResult<MqttSource> {
         let conn = Connection::resolve(&Common {
             section: "mqtt",
             url: &self.url,
@@ -163,28 +164,28 @@ impl MqttSourceConfig {
             backoff_max_ms: self.reconnect_backoff_max_ms,
         })?;
         if !rumqttc::valid_filter(&self.topic) || self.topic.starts_with('$') {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "mqtt.topic",
                 format!("{:?} is not a valid MQTT topic filter", self.topic),
             ));
         }
         if let Some(group) = &self.shared_group {
             if group.is_empty() || group.contains(['/', '+', '#']) {
-                return Err(IngestError::config(
+                return Err(ConfigError::new(
                     "mqtt.shared_group",
                     format!("{group:?} must be non-empty and hold no '/', '+' or '#'"),
                 ));
             }
         }
         if self.max_inflight == 0 || self.max_inflight > usize::from(u16::MAX) {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "mqtt.max_inflight",
                 "must be between 1 and 65535 (MQTT packet ids are 16 bits)",
             ));
         }
         let min_packet = intake.codec().max_payload_bytes;
         if self.max_packet_bytes < min_packet {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "mqtt.max_packet_bytes",
                 format!(
                     "must be at least codec.max_payload_bytes ({min_packet}), so that oversized \
@@ -193,7 +194,7 @@ impl MqttSourceConfig {
             ));
         }
         if self.shutdown_timeout_ms == 0 {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "mqtt.shutdown_timeout_ms",
                 "must be at least 1",
             ));
@@ -346,10 +347,9 @@ impl MqttPublisherConfig {
             backoff_max_ms: self.reconnect_backoff_max_ms,
         })?;
         if self.max_inflight == 0 {
-            return Err(IngestError::config(
-                "publisher.max_inflight",
-                "must be at least 1",
-            ));
+            return Err(
+                ConfigError::new("publisher.max_inflight", "must be at least 1 (got 0)").into(),
+            );
         }
         let mut options = conn.options(&self.client_id, self.persistent_session);
         options
@@ -396,18 +396,18 @@ struct Connection {
 }
 
 impl Connection {
-    fn resolve(c: &Common<'_>) -> Result<Self, IngestError> {
+    fn resolve(c: &Common<'_>) -> ConfigResult<Self> {
         let setting = |name: &str| format!("{}.{name}", c.section);
-        let url = BrokerUrl::parse(c.url).map_err(|e| IngestError::config(setting("url"), e))?;
+        let url = BrokerUrl::parse(c.url).map_err(|e| ConfigError::new(setting("url"), e))?;
         if c.client_id.is_empty() || c.client_id.len() > 65_535 {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 setting("client_id"),
                 "must be between 1 and 65535 bytes",
             ));
         }
         let username = match (url.username, c.username) {
             (Some(_), Some(_)) => {
-                return Err(IngestError::config(
+                return Err(ConfigError::new(
                     setting("username"),
                     "the URL holds a user name already; give it in one place only",
                 ))
@@ -417,7 +417,7 @@ impl Connection {
         };
         let password = match (url.password, c.password) {
             (Some(_), Some(_)) => {
-                return Err(IngestError::config(
+                return Err(ConfigError::new(
                     setting("password"),
                     "the URL holds a password already; give it in one place only",
                 ))
@@ -428,7 +428,7 @@ impl Connection {
         let credentials = match (username, password) {
             (Some(u), p) => Some((u, p.unwrap_or_default())),
             (None, Some(_)) => {
-                return Err(IngestError::config(
+                return Err(ConfigError::new(
                     setting("password"),
                     "a password needs a user name",
                 ))
@@ -436,19 +436,19 @@ impl Connection {
             (None, None) => None,
         };
         if !(1..=65_535).contains(&c.keep_alive_secs) {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 setting("keep_alive_secs"),
                 "must be between 1 and 65535",
             ));
         }
         if c.connect_timeout_secs == 0 {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 setting("connect_timeout_secs"),
                 "must be at least 1",
             ));
         }
         if c.backoff_min_ms == 0 || c.backoff_max_ms < c.backoff_min_ms {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 setting("reconnect_backoff_min_ms"),
                 "must be at least 1 and at most reconnect_backoff_max_ms",
             ));
@@ -457,7 +457,7 @@ impl Connection {
             Some(tls_config(c, &setting)?)
         } else {
             if c.ca_file.is_some() || c.client_cert_file.is_some() {
-                return Err(IngestError::config(
+                return Err(ConfigError::new(
                     setting("ca_file"),
                     "TLS files are given but the URL is not mqtts://",
                 ));
@@ -634,7 +634,7 @@ fn install_ring_provider() {
 fn tls_config(
     c: &Common<'_>,
     setting: &dyn Fn(&str) -> String,
-) -> Result<Arc<rustls::ClientConfig>, IngestError> {
+) -> ConfigResult<Arc<rustls::ClientConfig>> {
     install_ring_provider();
     let (ca_path, ca_setting) = match c.ca_file {
         Some(p) => (p.to_path_buf(), setting("ca_file")),
@@ -645,7 +645,7 @@ fn tls_config(
                 .chain(SYSTEM_CA_BUNDLES.iter().map(PathBuf::from))
                 .find(|p| p.is_file())
                 .ok_or_else(|| {
-                    IngestError::config(
+                    ConfigError::new(
                         setting("ca_file"),
                         "not set, and no system certificate bundle was found (looked at \
                          SSL_CERT_FILE and the usual paths); give the broker's CA file",
@@ -657,7 +657,7 @@ fn tls_config(
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&ca_path)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| {
-            IngestError::config(
+            ConfigError::new(
                 &ca_setting,
                 format!("cannot read {}: {e}", ca_path.display()),
             )
@@ -665,7 +665,7 @@ fn tls_config(
     let mut roots = rustls::RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(IngestError::config(
+        return Err(ConfigError::new(
             &ca_setting,
             format!("{} holds no usable certificate", ca_path.display()),
         ));
@@ -673,7 +673,7 @@ fn tls_config(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| IngestError::config(setting("url"), format!("TLS setup failed: {e}")))?
+        .map_err(|e| ConfigError::new(setting("url"), format!("TLS setup failed: {e}")))?
         .with_root_certificates(roots);
     let config = match (c.client_cert_file, c.client_key_file) {
         (None, None) => builder.with_no_client_auth(),
@@ -681,29 +681,29 @@ fn tls_config(
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
                 .and_then(|it| it.collect::<Result<_, _>>())
                 .map_err(|e| {
-                    IngestError::config(
+                    ConfigError::new(
                         setting("client_cert_file"),
                         format!("cannot read {}: {e}", cert.display()),
                     )
                 })?;
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                IngestError::config(
+                ConfigError::new(
                     setting("client_key_file"),
                     format!("cannot read a private key from {}: {e}", key.display()),
                 )
             })?;
             builder.with_client_auth_cert(chain, key).map_err(|e| {
-                IngestError::config(setting("client_cert_file"), format!("unusable: {e}"))
+                ConfigError::new(setting("client_cert_file"), format!("unusable: {e}"))
             })?
         }
         (Some(_), None) => {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 setting("client_key_file"),
                 "needed with client_cert_file",
             ))
         }
         (None, Some(_)) => {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 setting("client_cert_file"),
                 "needed with client_key_file",
             ))
