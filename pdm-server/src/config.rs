@@ -197,6 +197,28 @@ mod tests {
         assert!(err.contains("engine.retention.interval_s"), "{err}");
     }
 
+    /// `[mqtt]` keeps its connection keys (`url`, `username`, ...) at the top level, as before
+    /// they moved into `MqttConnectionConfig`.
+    #[cfg(feature = "mqtt")]
+    #[test]
+    fn the_mqtt_section_is_read_flat_from_toml() {
+        let cfg: ServerConfig = toml::from_str(
+            "[mqtt]\nurl = \"mqtt://broker:1884\"\nclient_id = \"pdm-7\"\n\
+             keep_alive_secs = 15\nreconnect_backoff_max_ms = 2000\nmax_inflight = 50\n",
+        )
+        .expect("flat [mqtt]");
+        let mqtt = cfg.mqtt.expect("mqtt on");
+        assert_eq!(mqtt.connection.url, "mqtt://broker:1884");
+        assert_eq!(mqtt.connection.keep_alive_secs, 15);
+        assert_eq!(mqtt.connection.reconnect_backoff_max_ms, 2000);
+        assert_eq!(mqtt.connection.connect_timeout_secs, 10, "default kept");
+        assert_eq!((mqtt.client_id.as_str(), mqtt.max_inflight), ("pdm-7", 50));
+        let err = toml::from_str::<ServerConfig>("[mqtt]\nurll = \"mqtt://h\"\n")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("urll"), "{err}");
+    }
+
     #[test]
     fn engine_and_codec_errors_have_the_server_shape() {
         let mut cfg = ServerConfig::default();

@@ -75,7 +75,7 @@ impl Server {
             let source = mqtt
                 .build(intake.clone())
                 .map_err(crate::config::ConfigError::from)?;
-            tracing::info!(broker = %redact_url(&mqtt.url), "MQTT ingestion on");
+            tracing::info!(broker = %redact_url(&mqtt.connection.url), "MQTT ingestion on");
             engine.add_source(Box::new(source));
         }
         let state = AppState {
