@@ -74,16 +74,14 @@ impl Default for EngineConfig {
 impl EngineConfig {
     /// Checks the settings, naming the first bad one.
     pub fn check(&self) -> ConfigResult {
-        let at_least_one = |setting: &str, got: u64| {
-            if got == 0 {
-                Err(ConfigError::new(setting, "must be at least 1 (got 0)"))
-            } else {
-                Ok(())
-            }
-        };
-        at_least_one("engine.queue_capacity", self.queue_capacity as u64)?;
-        at_least_one("engine.max_batch_readings", self.max_batch_readings as u64)?;
-        at_least_one("engine.max_retry_delay_ms", self.max_retry_delay_ms)?;
+        let zero = [
+            ("engine.queue_capacity", self.queue_capacity == 0),
+            ("engine.max_batch_readings", self.max_batch_readings == 0),
+            ("engine.max_retry_delay_ms", self.max_retry_delay_ms == 0),
+        ];
+        if let Some((setting, _)) = zero.into_iter().find(|(_, is_zero)| *is_zero) {
+            return Err(ConfigError::new(setting, "must be at least 1 (got 0)"));
+        }
         if let Some(n @ (0 | 65..)) = self.writers {
             return Err(ConfigError::new(
                 "engine.writers",
