@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::catalog::Catalog;
+use crate::config::{ConfigError, ConfigResult};
 use crate::metrics::Metrics;
 use crate::model::Batch;
 use crate::retention::Retention;
@@ -72,18 +73,20 @@ impl Default for EngineConfig {
 
 impl EngineConfig {
     /// Checks the settings, naming the first bad one.
-    pub fn check(&self) -> Result<(), String> {
-        if self.queue_capacity == 0 {
-            return Err("engine.queue_capacity must be at least 1".into());
+    pub fn check(&self) -> ConfigResult {
+        let zero = [
+            ("engine.queue_capacity", self.queue_capacity == 0),
+            ("engine.max_batch_readings", self.max_batch_readings == 0),
+            ("engine.max_retry_delay_ms", self.max_retry_delay_ms == 0),
+        ];
+        if let Some((setting, _)) = zero.into_iter().find(|(_, is_zero)| *is_zero) {
+            return Err(ConfigError::new(setting, "must be at least 1 (got 0)"));
         }
-        if self.max_batch_readings == 0 {
-            return Err("engine.max_batch_readings must be at least 1".into());
-        }
-        if self.max_retry_delay_ms == 0 {
-            return Err("engine.max_retry_delay_ms must be at least 1".into());
-        }
-        if matches!(self.writers, Some(0) | Some(65..)) {
-            return Err("engine.writers must be between 1 and 64".into());
+        if let Some(n @ (0 | 65..)) = self.writers {
+            return Err(ConfigError::new(
+                "engine.writers",
+                format!("must be between 1 and 64, or absent for the store's suggestion (got {n})"),
+            ));
         }
         self.retention.check()
     }
@@ -358,6 +361,61 @@ impl Writer {
                     delay = (delay * 2).min(max_delay);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_names_the_bad_setting() {
+        assert_eq!(EngineConfig::default().check(), Ok(()));
+        let cases = [
+            (
+                EngineConfig {
+                    queue_capacity: 0,
+                    ..EngineConfig::default()
+                },
+                "engine.queue_capacity",
+            ),
+            (
+                EngineConfig {
+                    max_batch_readings: 0,
+                    ..EngineConfig::default()
+                },
+                "engine.max_batch_readings",
+            ),
+            (
+                EngineConfig {
+                    max_retry_delay_ms: 0,
+                    ..EngineConfig::default()
+                },
+                "engine.max_retry_delay_ms",
+            ),
+            (
+                EngineConfig {
+                    writers: Some(65),
+                    ..EngineConfig::default()
+                },
+                "engine.writers",
+            ),
+            (
+                EngineConfig {
+                    retention: Retention {
+                        interval_s: 0,
+                        ..Retention::default()
+                    },
+                    ..EngineConfig::default()
+                },
+                "engine.retention.interval_s",
+            ),
+        ];
+        for (config, setting) in cases {
+            let e = config.check().expect_err(setting);
+            assert_eq!(e.setting, setting);
+            assert!(e.to_string().starts_with(&format!("{setting}: ")), "{e}");
         }
     }
 }

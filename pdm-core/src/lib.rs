@@ -26,6 +26,7 @@
 //! - [`notify::Notifier`] delivers alarm events.
 
 pub mod catalog;
+pub mod config;
 pub mod detector;
 pub mod engine;
 pub mod ids;
@@ -38,6 +39,7 @@ pub mod source;
 pub mod store;
 
 pub use catalog::{Catalog, InputContext};
+pub use config::{ConfigError, ConfigResult};
 pub use engine::{Engine, EngineConfig};
 pub use ids::{KeyError, MachineKey, SensorKey};
 pub use metrics::{Metrics, MetricsSnapshot};

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::{ConfigError, ConfigResult};
 use crate::metrics::Metrics;
 use crate::model::{DeadLetterPrune, Timestamp};
 use crate::store::TelemetryStore;
@@ -49,10 +50,14 @@ impl Default for Retention {
 
 impl Retention {
     /// Checks the settings, naming the first bad one.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> ConfigResult {
         if !(1..=MAX_INTERVAL_S).contains(&self.interval_s) {
-            return Err(format!(
-                "engine.retention.interval_s must be between 1 and {MAX_INTERVAL_S} (a year)"
+            return Err(ConfigError::new(
+                "engine.retention.interval_s",
+                format!(
+                    "must be between 1 and {MAX_INTERVAL_S} seconds (a year) (got {})",
+                    self.interval_s
+                ),
             ));
         }
         Ok(())
@@ -183,7 +188,8 @@ mod tests {
                 ..Retention::default()
             };
             let err = r.check().expect_err("out of range");
-            assert!(err.contains("engine.retention.interval_s"), "{err}");
+            assert_eq!(err.setting, "engine.retention.interval_s");
+            assert!(err.to_string().contains(&format!("(got {bad})")), "{err}");
         }
         assert_eq!(Retention::default().check(), Ok(()));
     }

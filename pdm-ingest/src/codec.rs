@@ -22,14 +22,12 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
-use pdm_core::{MachineKey, Reading, RejectKind, SensorKey, Timestamp};
+use pdm_core::{ConfigError, ConfigResult, MachineKey, Reading, RejectKind, SensorKey, Timestamp};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-
-use crate::error::IngestError;
 
 /// Topics of telemetry start with this.
 pub const TOPIC_PREFIX: &str = "pdm/";
@@ -105,26 +103,35 @@ const MQTT_MAX_PACKET: usize = 268_435_455;
 
 impl CodecConfig {
     /// Checks the settings, naming the first bad one.
-    pub fn check(&self) -> Result<(), IngestError> {
+    pub fn check(&self) -> ConfigResult {
         if self.max_payload_bytes < 2 {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "codec.max_payload_bytes",
-                "must be at least 2 (the smallest payload is `{}`)",
+                format!(
+                    "must be at least 2 (the smallest payload is `{{}}`) (got {})",
+                    self.max_payload_bytes
+                ),
             ));
         }
         if self.max_payload_bytes > MQTT_MAX_PACKET {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "codec.max_payload_bytes",
-                format!("must be at most {MQTT_MAX_PACKET} (the MQTT packet limit)"),
+                format!(
+                    "must be at most {MQTT_MAX_PACKET} (the MQTT packet limit) (got {})",
+                    self.max_payload_bytes
+                ),
             ));
         }
         if self.max_items == 0 {
-            return Err(IngestError::config("codec.max_items", "must be at least 1"));
+            return Err(ConfigError::new(
+                "codec.max_items",
+                "must be at least 1 (got 0)",
+            ));
         }
         if self.max_dead_letters_per_message == 0 {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "codec.max_dead_letters_per_message",
-                "must be at least 1",
+                "must be at least 1 (got 0)",
             ));
         }
         // Windows beyond a few thousand years overflow millisecond arithmetic for nothing.
@@ -134,9 +141,11 @@ impl CodecConfig {
             ("codec.max_future_secs", self.max_future_secs),
         ] {
             if v > MAX_WINDOW {
-                return Err(IngestError::config(
+                return Err(ConfigError::new(
                     name,
-                    format!("must be at most {MAX_WINDOW} (100 years), or 0 for no limit"),
+                    format!(
+                        "must be at most {MAX_WINDOW} (100 years), or 0 for no limit (got {v})"
+                    ),
                 ));
             }
         }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use common::mem_store::MemStore;
 use common::{eventually, init_tracing, mqtt_url, unique};
 use pdm_core::{Catalog, Engine, EngineConfig, Metrics, RejectKind, TelemetryStore, Timestamp};
-use pdm_ingest::mqtt::{MqttPublisherConfig, MqttSourceConfig, MqttState, MqttStatus};
+use pdm_ingest::mqtt::{
+    MqttConnectionConfig, MqttPublisherConfig, MqttSourceConfig, MqttState, MqttStatus,
+};
 use pdm_ingest::{CodecConfig, Intake};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -62,11 +64,14 @@ async fn start(store: &Arc<MemStore>, config: MqttSourceConfig, codec: CodecConf
 
 fn source_config(url: &str, client_id: &str, topic: &str) -> MqttSourceConfig {
     MqttSourceConfig {
+        connection: MqttConnectionConfig {
+            reconnect_backoff_min_ms: 100,
+            reconnect_backoff_max_ms: 1_000,
+            ..MqttConnectionConfig::new(url)
+        },
         client_id: client_id.to_owned(),
         topic: topic.to_owned(),
-        reconnect_backoff_min_ms: 100,
-        reconnect_backoff_max_ms: 1_000,
-        ..MqttSourceConfig::new(url)
+        ..MqttSourceConfig::default()
     }
 }
 
@@ -389,10 +394,13 @@ async fn an_unreachable_broker_is_retried_and_shutdown_is_prompt() {
         EngineConfig::default(),
     );
     let config = MqttSourceConfig {
-        connect_timeout_secs: 1,
-        reconnect_backoff_min_ms: 50,
-        reconnect_backoff_max_ms: 200,
-        ..MqttSourceConfig::new("mqtt://user:hunter2@127.0.0.1:1")
+        connection: MqttConnectionConfig {
+            connect_timeout_secs: 1,
+            reconnect_backoff_min_ms: 50,
+            reconnect_backoff_max_ms: 200,
+            ..MqttConnectionConfig::new("mqtt://user:hunter2@127.0.0.1:1")
+        },
+        ..MqttSourceConfig::default()
     };
     assert!(!format!("{config:?}").contains("hunter2"));
     let source = config

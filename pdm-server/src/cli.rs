@@ -223,7 +223,7 @@ pub fn apply_listen(config: &mut ServerConfig, args: ListenArgs) -> anyhow::Resu
     {
         if let Some(url) = args.mqtt_url {
             let mut mqtt = config.mqtt.take().unwrap_or_default();
-            mqtt.url = url;
+            mqtt.connection.url = url;
             config.mqtt = Some(mqtt);
         }
         if let Some(mqtt) = config.mqtt.as_mut() {

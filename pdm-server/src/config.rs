@@ -42,6 +42,16 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+/// The checks of the engine crates name their settings the same way.
+impl From<pdm_core::ConfigError> for ConfigError {
+    fn from(e: pdm_core::ConfigError) -> Self {
+        Self {
+            setting: e.setting,
+            problem: e.problem,
+        }
+    }
+}
+
 impl ConfigError {
     /// An error naming `setting`.
     pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
@@ -110,12 +120,8 @@ impl ServerConfig {
 
     /// Checks the settings together, naming the first bad one.
     pub fn check(&self) -> Result<(), ConfigError> {
-        self.engine
-            .check()
-            .map_err(|e| ConfigError::new("engine", e))?;
-        self.codec
-            .check()
-            .map_err(|e| ConfigError::new("codec", e.to_string()))?;
+        self.engine.check()?;
+        self.codec.check()?;
         let keep_days = self.engine.retention.readings_max_age_days;
         if keep_days > 0 {
             let keep_secs = u64::from(keep_days) * 86_400;
@@ -189,6 +195,44 @@ mod tests {
             .expect_err("zero interval")
             .to_string();
         assert!(err.contains("engine.retention.interval_s"), "{err}");
+    }
+
+    /// `[mqtt]` keeps its connection keys (`url`, `username`, ...) at the top level, as before
+    /// they moved into `MqttConnectionConfig`.
+    #[cfg(feature = "mqtt")]
+    #[test]
+    fn the_mqtt_section_is_read_flat_from_toml() {
+        let cfg: ServerConfig = toml::from_str(
+            "[mqtt]\nurl = \"mqtt://broker:1884\"\nclient_id = \"pdm-7\"\n\
+             keep_alive_secs = 15\nreconnect_backoff_max_ms = 2000\nmax_inflight = 50\n",
+        )
+        .expect("flat [mqtt]");
+        let mqtt = cfg.mqtt.expect("mqtt on");
+        assert_eq!(mqtt.connection.url, "mqtt://broker:1884");
+        assert_eq!(mqtt.connection.keep_alive_secs, 15);
+        assert_eq!(mqtt.connection.reconnect_backoff_max_ms, 2000);
+        assert_eq!(mqtt.connection.connect_timeout_secs, 10, "default kept");
+        assert_eq!((mqtt.client_id.as_str(), mqtt.max_inflight), ("pdm-7", 50));
+        let err = toml::from_str::<ServerConfig>("[mqtt]\nurll = \"mqtt://h\"\n")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn engine_and_codec_errors_have_the_server_shape() {
+        let mut cfg = ServerConfig::default();
+        cfg.engine.queue_capacity = 0;
+        let err = cfg.check().expect_err("zero queue");
+        assert_eq!(err.setting, "engine.queue_capacity");
+        assert_eq!(
+            err.to_string(),
+            "configuration: engine.queue_capacity: must be at least 1 (got 0)"
+        );
+        let mut cfg = ServerConfig::default();
+        cfg.codec.max_items = 0;
+        let err = cfg.check().expect_err("zero items").to_string();
+        assert!(err.starts_with("configuration: codec.max_items: "), "{err}");
     }
 
     #[test]

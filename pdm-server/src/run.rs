@@ -74,8 +74,8 @@ impl Server {
         if let Some(mqtt) = &config.mqtt {
             let source = mqtt
                 .build(intake.clone())
-                .context("invalid MQTT settings")?;
-            tracing::info!(broker = %redact_url(&mqtt.url), "MQTT ingestion on");
+                .map_err(crate::config::ConfigError::from)?;
+            tracing::info!(broker = %redact_url(&mqtt.connection.url), "MQTT ingestion on");
             engine.add_source(Box::new(source));
         }
         let state = AppState {

@@ -27,9 +27,8 @@ async fn published_readings_come_back_exactly_and_bad_messages_become_dead_lette
     let mut cfg = common::config(dir.path(), None, false);
     cfg.codec.max_payload_bytes = 8 * 1024;
     cfg.mqtt = Some(MqttSourceConfig {
-        url: url.clone(),
         client_id: client_id.clone(),
-        ..MqttSourceConfig::default()
+        ..MqttSourceConfig::new(url.clone())
     });
     let server = Server::start(cfg).await.expect("start");
     let machine = format!("e2e-{}", unique().replace('_', "-"));

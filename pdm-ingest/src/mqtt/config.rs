@@ -1,10 +1,11 @@
 //! Settings of the MQTT source and publisher, the broker URL, and TLS.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pdm_core::{ConfigError, ConfigResult};
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -16,33 +17,26 @@ use crate::codec::DEFAULT_TOPIC_FILTER;
 use crate::error::IngestError;
 use crate::Intake;
 
-/// Settings of the MQTT source (`[mqtt]` in the server's configuration file).
+/// How to reach the broker and authenticate: the settings the [`MqttSourceConfig`] and the
+/// [`MqttPublisherConfig`] share. Flattened into each, so its keys sit at the top level of
+/// `[mqtt]` (`url`, `username`, ...), next to the settings of the source or publisher itself.
 ///
 /// ```
-/// use pdm_ingest::mqtt::MqttSourceConfig;
-/// let config: MqttSourceConfig =
-///     serde_json::from_str(r#"{"url": "mqtt://pdm:s3cret@broker:1883", "shared_group": "pdm"}"#)?;
-/// assert_eq!(config.client_id, "pdm-server");
-/// assert_eq!(config.subscription(), "$share/pdm/pdm/+/telemetry");
-/// // Debug output never shows the password.
-/// assert!(!format!("{config:?}").contains("s3cret"));
+/// use pdm_ingest::mqtt::MqttConnectionConfig;
+/// let connection: MqttConnectionConfig =
+///     serde_json::from_str(r#"{"url": "mqtts://broker:8883", "password": "s3cret"}"#)?;
+/// assert_eq!(connection.keep_alive_secs, 30);
+/// // Debug output never shows the password, in the URL or on its own.
+/// assert!(!format!("{connection:?}").contains("s3cret"));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct MqttSourceConfig {
+pub struct MqttConnectionConfig {
     /// The broker: `mqtt://[user[:password]@]host[:port]` (port 1883 by default), or
     /// `mqtts://...` for TLS (port 8883 by default). Percent-encode `@`, `:` and `%` in the
     /// user name and password.
     pub url: String,
-    /// Client id. Keep it stable: the broker keeps the session (the subscription and the
-    /// messages that arrive while pdm is down) under it. Each server needs its own.
-    pub client_id: String,
-    /// Topic filter to subscribe to.
-    pub topic: String,
-    /// When set, subscribe as a member of this shared-subscription group
-    /// (`$share/<group>/<topic>`), so several servers split the messages between them.
-    pub shared_group: Option<String>,
     /// User name, when not in the URL.
     pub username: Option<String>,
     /// Password, when not in the URL. Never logged.
@@ -64,6 +58,80 @@ pub struct MqttSourceConfig {
     pub reconnect_backoff_min_ms: u64,
     /// Longest pause between reconnection attempts, in milliseconds.
     pub reconnect_backoff_max_ms: u64,
+}
+
+impl Default for MqttConnectionConfig {
+    fn default() -> Self {
+        Self {
+            url: "mqtt://127.0.0.1:1883".to_owned(),
+            username: None,
+            password: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            keep_alive_secs: 30,
+            connect_timeout_secs: 10,
+            reconnect_backoff_min_ms: 500,
+            reconnect_backoff_max_ms: 30_000,
+        }
+    }
+}
+
+impl fmt::Debug for MqttConnectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttConnectionConfig")
+            .field("url", &redact_url(&self.url))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
+            .field("keep_alive_secs", &self.keep_alive_secs)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("reconnect_backoff_min_ms", &self.reconnect_backoff_min_ms)
+            .field("reconnect_backoff_max_ms", &self.reconnect_backoff_max_ms)
+            .finish()
+    }
+}
+
+impl MqttConnectionConfig {
+    /// Default settings for the broker at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Settings of the MQTT source (`[mqtt]` in the server's configuration file).
+///
+/// ```
+/// use pdm_ingest::mqtt::MqttSourceConfig;
+/// let config: MqttSourceConfig =
+///     serde_json::from_str(r#"{"url": "mqtt://pdm:s3cret@broker:1883", "shared_group": "pdm"}"#)?;
+/// assert_eq!(config.client_id, "pdm-server");
+/// assert_eq!(config.connection.url, "mqtt://pdm:s3cret@broker:1883");
+/// assert_eq!(config.subscription(), "$share/pdm/pdm/+/telemetry");
+/// // Debug output never shows the password.
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSourceConfig {
+    /// The broker and how to authenticate to it (`url`, `username`, `password`, TLS files,
+    /// keep-alive, connect timeout, reconnection backoff), at the top level of `[mqtt]`.
+    #[serde(flatten)]
+    pub connection: MqttConnectionConfig,
+    /// Client id. Keep it stable: the broker keeps the session (the subscription and the
+    /// messages that arrive while pdm is down) under it. Each server needs its own.
+    pub client_id: String,
+    /// Topic filter to subscribe to.
+    pub topic: String,
+    /// When set, subscribe as a member of this shared-subscription group
+    /// (`$share/<group>/<topic>`), so several servers split the messages between them.
+    pub shared_group: Option<String>,
     /// Places in the MQTT client's request queue (acknowledgements, subscriptions); raised to
     /// `max_inflight + 16` when lower, so acknowledgements never wait for room.
     pub request_channel_capacity: usize,
@@ -82,19 +150,10 @@ pub struct MqttSourceConfig {
 impl Default for MqttSourceConfig {
     fn default() -> Self {
         Self {
-            url: "mqtt://127.0.0.1:1883".to_owned(),
+            connection: MqttConnectionConfig::default(),
             client_id: "pdm-server".to_owned(),
             topic: DEFAULT_TOPIC_FILTER.to_owned(),
             shared_group: None,
-            username: None,
-            password: None,
-            ca_file: None,
-            client_cert_file: None,
-            client_key_file: None,
-            keep_alive_secs: 30,
-            connect_timeout_secs: 10,
-            reconnect_backoff_min_ms: 500,
-            reconnect_backoff_max_ms: 30_000,
             request_channel_capacity: 128,
             max_inflight: 1000,
             max_packet_bytes: 2 << 20,
@@ -103,35 +162,11 @@ impl Default for MqttSourceConfig {
     }
 }
 
-impl fmt::Debug for MqttSourceConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MqttSourceConfig")
-            .field("url", &redact_url(&self.url))
-            .field("client_id", &self.client_id)
-            .field("topic", &self.topic)
-            .field("shared_group", &self.shared_group)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("ca_file", &self.ca_file)
-            .field("client_cert_file", &self.client_cert_file)
-            .field("client_key_file", &self.client_key_file)
-            .field("keep_alive_secs", &self.keep_alive_secs)
-            .field("connect_timeout_secs", &self.connect_timeout_secs)
-            .field("reconnect_backoff_min_ms", &self.reconnect_backoff_min_ms)
-            .field("reconnect_backoff_max_ms", &self.reconnect_backoff_max_ms)
-            .field("request_channel_capacity", &self.request_channel_capacity)
-            .field("max_inflight", &self.max_inflight)
-            .field("max_packet_bytes", &self.max_packet_bytes)
-            .field("shutdown_timeout_ms", &self.shutdown_timeout_ms)
-            .finish()
-    }
-}
-
 impl MqttSourceConfig {
     /// Default settings for the broker at `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            connection: MqttConnectionConfig::new(url),
             ..Self::default()
         }
     }
@@ -147,55 +182,46 @@ impl MqttSourceConfig {
 
     /// Checks the settings (reading the TLS files) and builds the source, which decodes
     /// through `intake`. Needs no runtime; connecting happens when the source runs.
-    pub fn build(&self, intake: Arc<Intake>) -> Result<MqttSource, IngestError> {
-        let conn = Connection::resolve(&Common {
-            section: "mqtt",
-            url: &self.url,
-            client_id: &self.client_id,
-            username: self.username.as_deref(),
-            password: self.password.as_deref(),
-            ca_file: self.ca_file.as_deref(),
-            client_cert_file: self.client_cert_file.as_deref(),
-            client_key_file: self.client_key_file.as_deref(),
-            keep_alive_secs: self.keep_alive_secs,
-            connect_timeout_secs: self.connect_timeout_secs,
-            backoff_min_ms: self.reconnect_backoff_min_ms,
-            backoff_max_ms: self.reconnect_backoff_max_ms,
-        })?;
+    pub fn build(&self, intake: Arc<Intake>) -> ConfigResult<MqttSource> {
+        let conn = Connection::resolve("mqtt", &self.client_id, &self.connection)?;
         if !rumqttc::valid_filter(&self.topic) || self.topic.starts_with('$') {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "mqtt.topic",
                 format!("{:?} is not a valid MQTT topic filter", self.topic),
             ));
         }
         if let Some(group) = &self.shared_group {
             if group.is_empty() || group.contains(['/', '+', '#']) {
-                return Err(IngestError::config(
+                return Err(ConfigError::new(
                     "mqtt.shared_group",
                     format!("{group:?} must be non-empty and hold no '/', '+' or '#'"),
                 ));
             }
         }
         if self.max_inflight == 0 || self.max_inflight > usize::from(u16::MAX) {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "mqtt.max_inflight",
-                "must be between 1 and 65535 (MQTT packet ids are 16 bits)",
+                format!(
+                    "must be between 1 and 65535 (MQTT packet ids are 16 bits) (got {})",
+                    self.max_inflight
+                ),
             ));
         }
         let min_packet = intake.codec().max_payload_bytes;
         if self.max_packet_bytes < min_packet {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "mqtt.max_packet_bytes",
                 format!(
                     "must be at least codec.max_payload_bytes ({min_packet}), so that oversized \
-                     payloads become dead letters instead of breaking the connection"
+                     payloads become dead letters instead of breaking the connection (got {})",
+                    self.max_packet_bytes
                 ),
             ));
         }
         if self.shutdown_timeout_ms == 0 {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "mqtt.shutdown_timeout_ms",
-                "must be at least 1",
+                "must be at least 1 (got 0)",
             ));
         }
         // Headroom over the payload for the fixed header, topic and packet id.
@@ -230,7 +256,7 @@ fn source_settings(c: &MqttSourceConfig, conn: Connection, options: MqttOptions)
         options,
         subscription: c.subscription(),
         broker: conn.display,
-        connect_timeout_secs: c.connect_timeout_secs,
+        connect_timeout_secs: c.connection.connect_timeout_secs,
         backoff_min: conn.backoff_min,
         backoff_max: conn.backoff_max,
         request_capacity: c.request_channel_capacity.max(c.max_inflight + 16),
@@ -240,11 +266,12 @@ fn source_settings(c: &MqttSourceConfig, conn: Connection, options: MqttOptions)
 }
 
 /// Settings of the [`MqttPublisher`] (used by `pdm-server simulate`, tests and benchmarks).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttPublisherConfig {
-    /// The broker, as in [`MqttSourceConfig::url`].
-    pub url: String,
+    /// The broker and how to authenticate to it, as for the source, at the top level.
+    #[serde(flatten)]
+    pub connection: MqttConnectionConfig,
     /// Client id.
     pub client_id: String,
     /// Keep a persistent session, so that messages not yet acknowledged when the connection
@@ -252,24 +279,6 @@ pub struct MqttPublisherConfig {
     /// default: the broker then keeps nothing for the publisher, and messages in flight when
     /// the connection drops are lost (and reported by [`MqttPublisher::wait_acked`]).
     pub persistent_session: bool,
-    /// User name, when not in the URL.
-    pub username: Option<String>,
-    /// Password, when not in the URL. Never logged.
-    pub password: Option<String>,
-    /// PEM file of the certificate authorities to trust for `mqtts://`.
-    pub ca_file: Option<PathBuf>,
-    /// PEM file of a client certificate.
-    pub client_cert_file: Option<PathBuf>,
-    /// PEM file of the client certificate's private key.
-    pub client_key_file: Option<PathBuf>,
-    /// Seconds between keep-alive pings.
-    pub keep_alive_secs: u64,
-    /// Seconds allowed to connect.
-    pub connect_timeout_secs: u64,
-    /// First pause before reconnecting, in milliseconds.
-    pub reconnect_backoff_min_ms: u64,
-    /// Longest pause between reconnection attempts, in milliseconds.
-    pub reconnect_backoff_max_ms: u64,
     /// Most messages published and not yet acknowledged by the broker; publishing waits
     /// while this many are in flight.
     pub max_inflight: u16,
@@ -280,42 +289,12 @@ pub struct MqttPublisherConfig {
 impl Default for MqttPublisherConfig {
     fn default() -> Self {
         Self {
-            url: "mqtt://127.0.0.1:1883".to_owned(),
+            connection: MqttConnectionConfig::default(),
             client_id: "pdm-publisher".to_owned(),
             persistent_session: false,
-            username: None,
-            password: None,
-            ca_file: None,
-            client_cert_file: None,
-            client_key_file: None,
-            keep_alive_secs: 30,
-            connect_timeout_secs: 10,
-            reconnect_backoff_min_ms: 500,
-            reconnect_backoff_max_ms: 30_000,
             max_inflight: 100,
             max_packet_bytes: 2 << 20,
         }
-    }
-}
-
-impl fmt::Debug for MqttPublisherConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MqttPublisherConfig")
-            .field("url", &redact_url(&self.url))
-            .field("client_id", &self.client_id)
-            .field("persistent_session", &self.persistent_session)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("ca_file", &self.ca_file)
-            .field("client_cert_file", &self.client_cert_file)
-            .field("client_key_file", &self.client_key_file)
-            .field("keep_alive_secs", &self.keep_alive_secs)
-            .field("connect_timeout_secs", &self.connect_timeout_secs)
-            .field("reconnect_backoff_min_ms", &self.reconnect_backoff_min_ms)
-            .field("reconnect_backoff_max_ms", &self.reconnect_backoff_max_ms)
-            .field("max_inflight", &self.max_inflight)
-            .field("max_packet_bytes", &self.max_packet_bytes)
-            .finish()
     }
 }
 
@@ -323,7 +302,7 @@ impl MqttPublisherConfig {
     /// Default settings for the broker at `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            connection: MqttConnectionConfig::new(url),
             ..Self::default()
         }
     }
@@ -331,25 +310,11 @@ impl MqttPublisherConfig {
     /// Checks the settings and starts the publisher's connection task. Must be called inside
     /// a Tokio runtime.
     pub fn connect(&self) -> Result<MqttPublisher, IngestError> {
-        let conn = Connection::resolve(&Common {
-            section: "publisher",
-            url: &self.url,
-            client_id: &self.client_id,
-            username: self.username.as_deref(),
-            password: self.password.as_deref(),
-            ca_file: self.ca_file.as_deref(),
-            client_cert_file: self.client_cert_file.as_deref(),
-            client_key_file: self.client_key_file.as_deref(),
-            keep_alive_secs: self.keep_alive_secs,
-            connect_timeout_secs: self.connect_timeout_secs,
-            backoff_min_ms: self.reconnect_backoff_min_ms,
-            backoff_max_ms: self.reconnect_backoff_max_ms,
-        })?;
+        let conn = Connection::resolve("publisher", &self.client_id, &self.connection)?;
         if self.max_inflight == 0 {
-            return Err(IngestError::config(
-                "publisher.max_inflight",
-                "must be at least 1",
-            ));
+            return Err(
+                ConfigError::new("publisher.max_inflight", "must be at least 1 (got 0)").into(),
+            );
         }
         let mut options = conn.options(&self.client_id, self.persistent_session);
         options
@@ -359,27 +324,11 @@ impl MqttPublisherConfig {
             options,
             conn.display,
             usize::from(self.max_inflight),
-            self.connect_timeout_secs,
+            self.connection.connect_timeout_secs,
             conn.backoff_min,
             conn.backoff_max,
         ))
     }
-}
-
-/// The connection settings source and publisher share, before checking.
-struct Common<'a> {
-    section: &'static str,
-    url: &'a str,
-    client_id: &'a str,
-    username: Option<&'a str>,
-    password: Option<&'a str>,
-    ca_file: Option<&'a Path>,
-    client_cert_file: Option<&'a Path>,
-    client_key_file: Option<&'a Path>,
-    keep_alive_secs: u64,
-    connect_timeout_secs: u64,
-    backoff_min_ms: u64,
-    backoff_max_ms: u64,
 }
 
 /// Checked connection settings.
@@ -396,18 +345,20 @@ struct Connection {
 }
 
 impl Connection {
-    fn resolve(c: &Common<'_>) -> Result<Self, IngestError> {
-        let setting = |name: &str| format!("{}.{name}", c.section);
-        let url = BrokerUrl::parse(c.url).map_err(|e| IngestError::config(setting("url"), e))?;
-        if c.client_id.is_empty() || c.client_id.len() > 65_535 {
-            return Err(IngestError::config(
+    /// Checks the connection settings of the `section` (`mqtt` or `publisher`, for the names
+    /// in errors) for a client named `client_id`.
+    fn resolve(section: &str, client_id: &str, c: &MqttConnectionConfig) -> ConfigResult<Self> {
+        let setting = |name: &str| format!("{section}.{name}");
+        let url = BrokerUrl::parse(&c.url).map_err(|e| ConfigError::new(setting("url"), e))?;
+        if client_id.is_empty() || client_id.len() > 65_535 {
+            return Err(ConfigError::new(
                 setting("client_id"),
                 "must be between 1 and 65535 bytes",
             ));
         }
-        let username = match (url.username, c.username) {
+        let username = match (url.username, c.username.as_deref()) {
             (Some(_), Some(_)) => {
-                return Err(IngestError::config(
+                return Err(ConfigError::new(
                     setting("username"),
                     "the URL holds a user name already; give it in one place only",
                 ))
@@ -415,9 +366,9 @@ impl Connection {
             (u, None) => u,
             (None, Some(u)) => Some(u.to_owned()),
         };
-        let password = match (url.password, c.password) {
+        let password = match (url.password, c.password.as_deref()) {
             (Some(_), Some(_)) => {
-                return Err(IngestError::config(
+                return Err(ConfigError::new(
                     setting("password"),
                     "the URL holds a password already; give it in one place only",
                 ))
@@ -428,7 +379,7 @@ impl Connection {
         let credentials = match (username, password) {
             (Some(u), p) => Some((u, p.unwrap_or_default())),
             (None, Some(_)) => {
-                return Err(IngestError::config(
+                return Err(ConfigError::new(
                     setting("password"),
                     "a password needs a user name",
                 ))
@@ -436,19 +387,21 @@ impl Connection {
             (None, None) => None,
         };
         if !(1..=65_535).contains(&c.keep_alive_secs) {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 setting("keep_alive_secs"),
                 "must be between 1 and 65535",
             ));
         }
         if c.connect_timeout_secs == 0 {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 setting("connect_timeout_secs"),
                 "must be at least 1",
             ));
         }
-        if c.backoff_min_ms == 0 || c.backoff_max_ms < c.backoff_min_ms {
-            return Err(IngestError::config(
+        if c.reconnect_backoff_min_ms == 0
+            || c.reconnect_backoff_max_ms < c.reconnect_backoff_min_ms
+        {
+            return Err(ConfigError::new(
                 setting("reconnect_backoff_min_ms"),
                 "must be at least 1 and at most reconnect_backoff_max_ms",
             ));
@@ -457,7 +410,7 @@ impl Connection {
             Some(tls_config(c, &setting)?)
         } else {
             if c.ca_file.is_some() || c.client_cert_file.is_some() {
-                return Err(IngestError::config(
+                return Err(ConfigError::new(
                     setting("ca_file"),
                     "TLS files are given but the URL is not mqtts://",
                 ));
@@ -472,8 +425,8 @@ impl Connection {
             credentials,
             tls,
             keep_alive: Duration::from_secs(c.keep_alive_secs),
-            backoff_min: Duration::from_millis(c.backoff_min_ms),
-            backoff_max: Duration::from_millis(c.backoff_max_ms),
+            backoff_min: Duration::from_millis(c.reconnect_backoff_min_ms),
+            backoff_max: Duration::from_millis(c.reconnect_backoff_max_ms),
         })
     }
 
@@ -632,12 +585,12 @@ fn install_ring_provider() {
 }
 
 fn tls_config(
-    c: &Common<'_>,
+    c: &MqttConnectionConfig,
     setting: &dyn Fn(&str) -> String,
-) -> Result<Arc<rustls::ClientConfig>, IngestError> {
+) -> ConfigResult<Arc<rustls::ClientConfig>> {
     install_ring_provider();
-    let (ca_path, ca_setting) = match c.ca_file {
-        Some(p) => (p.to_path_buf(), setting("ca_file")),
+    let (ca_path, ca_setting) = match &c.ca_file {
+        Some(p) => (p.clone(), setting("ca_file")),
         None => {
             let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
             let found = from_env
@@ -645,7 +598,7 @@ fn tls_config(
                 .chain(SYSTEM_CA_BUNDLES.iter().map(PathBuf::from))
                 .find(|p| p.is_file())
                 .ok_or_else(|| {
-                    IngestError::config(
+                    ConfigError::new(
                         setting("ca_file"),
                         "not set, and no system certificate bundle was found (looked at \
                          SSL_CERT_FILE and the usual paths); give the broker's CA file",
@@ -657,7 +610,7 @@ fn tls_config(
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&ca_path)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| {
-            IngestError::config(
+            ConfigError::new(
                 &ca_setting,
                 format!("cannot read {}: {e}", ca_path.display()),
             )
@@ -665,7 +618,7 @@ fn tls_config(
     let mut roots = rustls::RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(IngestError::config(
+        return Err(ConfigError::new(
             &ca_setting,
             format!("{} holds no usable certificate", ca_path.display()),
         ));
@@ -673,37 +626,37 @@ fn tls_config(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| IngestError::config(setting("url"), format!("TLS setup failed: {e}")))?
+        .map_err(|e| ConfigError::new(setting("url"), format!("TLS setup failed: {e}")))?
         .with_root_certificates(roots);
-    let config = match (c.client_cert_file, c.client_key_file) {
+    let config = match (&c.client_cert_file, &c.client_key_file) {
         (None, None) => builder.with_no_client_auth(),
         (Some(cert), Some(key)) => {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
                 .and_then(|it| it.collect::<Result<_, _>>())
                 .map_err(|e| {
-                    IngestError::config(
+                    ConfigError::new(
                         setting("client_cert_file"),
                         format!("cannot read {}: {e}", cert.display()),
                     )
                 })?;
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                IngestError::config(
+                ConfigError::new(
                     setting("client_key_file"),
                     format!("cannot read a private key from {}: {e}", key.display()),
                 )
             })?;
             builder.with_client_auth_cert(chain, key).map_err(|e| {
-                IngestError::config(setting("client_cert_file"), format!("unusable: {e}"))
+                ConfigError::new(setting("client_cert_file"), format!("unusable: {e}"))
             })?
         }
         (Some(_), None) => {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 setting("client_key_file"),
                 "needed with client_cert_file",
             ))
         }
         (None, Some(_)) => {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 setting("client_cert_file"),
                 "needed with client_key_file",
             ))
@@ -714,6 +667,8 @@ fn tls_config(
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn parse(url: &str) -> Result<BrokerUrl, String> {
@@ -806,88 +761,62 @@ mod tests {
         }
     }
 
+    /// `base` changed by `f`.
+    fn with(base: &MqttSourceConfig, f: impl FnOnce(&mut MqttSourceConfig)) -> MqttSourceConfig {
+        let mut c = base.clone();
+        f(&mut c);
+        c
+    }
+
     #[test]
     fn build_names_the_bad_setting() {
         let base = MqttSourceConfig::new("mqtt://h");
         assert!(base.build(intake()).is_ok());
+        let tls = MqttSourceConfig::new("mqtts://h");
         let cases: Vec<(MqttSourceConfig, &str)> = vec![
             (MqttSourceConfig::new("tcp://h"), "mqtt.url"),
+            (with(&base, |c| c.client_id.clear()), "mqtt.client_id"),
+            (with(&base, |c| c.topic = "pdm/#/x".into()), "mqtt.topic"),
             (
-                MqttSourceConfig {
-                    client_id: String::new(),
-                    ..base.clone()
-                },
-                "mqtt.client_id",
-            ),
-            (
-                MqttSourceConfig {
-                    topic: "pdm/#/x".into(),
-                    ..base.clone()
-                },
-                "mqtt.topic",
-            ),
-            (
-                MqttSourceConfig {
-                    shared_group: Some("a/b".into()),
-                    ..base.clone()
-                },
+                with(&base, |c| c.shared_group = Some("a/b".into())),
                 "mqtt.shared_group",
             ),
             (
-                MqttSourceConfig {
-                    username: Some("x".into()),
-                    ..MqttSourceConfig::new("mqtt://u:secret@h")
-                },
+                with(&MqttSourceConfig::new("mqtt://u:secret@h"), |c| {
+                    c.connection.username = Some("x".into())
+                }),
                 "mqtt.username",
             ),
             (
-                MqttSourceConfig {
-                    password: Some("secret".into()),
-                    ..base.clone()
-                },
+                with(&base, |c| c.connection.password = Some("secret".into())),
                 "mqtt.password",
             ),
             (
-                MqttSourceConfig {
-                    keep_alive_secs: 0,
-                    ..base.clone()
-                },
+                with(&base, |c| c.connection.keep_alive_secs = 0),
                 "mqtt.keep_alive_secs",
             ),
+            (with(&base, |c| c.max_inflight = 0), "mqtt.max_inflight"),
             (
-                MqttSourceConfig {
-                    max_inflight: 0,
-                    ..base.clone()
-                },
-                "mqtt.max_inflight",
-            ),
-            (
-                MqttSourceConfig {
-                    max_packet_bytes: 1000,
-                    ..base.clone()
-                },
+                with(&base, |c| c.max_packet_bytes = 1000),
                 "mqtt.max_packet_bytes",
             ),
             (
-                MqttSourceConfig {
-                    reconnect_backoff_min_ms: 10,
-                    reconnect_backoff_max_ms: 5,
-                    ..base.clone()
-                },
+                with(&base, |c| {
+                    c.connection.reconnect_backoff_min_ms = 10;
+                    c.connection.reconnect_backoff_max_ms = 5;
+                }),
                 "mqtt.reconnect_backoff_min_ms",
             ),
             (
-                MqttSourceConfig {
-                    ca_file: Some("/nonexistent/ca.pem".into()),
-                    ..MqttSourceConfig::new("mqtts://h")
-                },
+                with(&tls, |c| {
+                    c.connection.ca_file = Some("/nonexistent/ca.pem".into())
+                }),
                 "mqtt.ca_file",
             ),
             (
-                MqttSourceConfig {
-                    ca_file: Some("/nonexistent/ca.pem".into()),
-                    ..base.clone()
-                },
+                with(&base, |c| {
+                    c.connection.ca_file = Some("/nonexistent/ca.pem".into())
+                }),
                 "mqtt.ca_file",
             ),
         ];
@@ -918,18 +847,15 @@ mod tests {
             eprintln!("no system CA bundle on this machine; TLS build check skipped");
             return;
         };
-        let config = MqttSourceConfig {
-            ca_file: Some(PathBuf::from(bundle)),
-            ..MqttSourceConfig::new("mqtts://broker.example")
-        };
+        let mut config = MqttSourceConfig::new("mqtts://broker.example");
+        config.connection.ca_file = Some(PathBuf::from(bundle));
         assert!(config.build(intake()).is_ok());
         assert!(rustls::crypto::CryptoProvider::get_default().is_some());
         let empty = std::env::temp_dir().join(format!("pdm-empty-{}.pem", std::process::id()));
         std::fs::write(&empty, "not a certificate").expect("write temp file");
-        let e = build_err(MqttSourceConfig {
-            ca_file: Some(empty.clone()),
-            ..MqttSourceConfig::new("mqtts://broker.example")
-        });
+        let e = build_err(with(&config, |c| {
+            c.connection.ca_file = Some(empty.clone())
+        }));
         let _ = std::fs::remove_file(&empty);
         assert!(e.contains("no usable certificate"), "{e}");
     }
@@ -939,5 +865,98 @@ mod tests {
         let e = serde_json::from_str::<MqttSourceConfig>(r#"{"urll": "mqtt://h"}"#)
             .expect_err("unknown key");
         assert!(e.to_string().contains("urll"));
+        let e = serde_json::from_str::<MqttPublisherConfig>(r#"{"topic": "pdm/#"}"#)
+            .expect_err("a source key");
+        assert!(e.to_string().contains("topic"), "{e}");
+        let e = serde_json::from_str::<MqttConnectionConfig>(r#"{"client_id": "x"}"#)
+            .expect_err("not a connection key");
+        assert!(e.to_string().contains("client_id"), "{e}");
+    }
+
+    /// The `[mqtt]` section as written before the connection settings were factored out:
+    /// every key at the top level, still read into the same values.
+    #[test]
+    fn the_flat_format_is_unchanged() {
+        let source: MqttSourceConfig = serde_json::from_str(
+            r#"{"url": "mqtts://pdm@broker:8883", "client_id": "pdm-1", "topic": "pdm/+/telemetry",
+                "shared_group": "g", "username": null, "password": "pw", "ca_file": "/ca.pem",
+                "client_cert_file": "/c.pem", "client_key_file": "/k.pem", "keep_alive_secs": 5,
+                "connect_timeout_secs": 6, "reconnect_backoff_min_ms": 7,
+                "reconnect_backoff_max_ms": 8, "request_channel_capacity": 9, "max_inflight": 10,
+                "max_packet_bytes": 11, "shutdown_timeout_ms": 12}"#,
+        )
+        .expect("every key of the old format");
+        assert_eq!(
+            source,
+            MqttSourceConfig {
+                connection: MqttConnectionConfig {
+                    url: "mqtts://pdm@broker:8883".into(),
+                    username: None,
+                    password: Some("pw".into()),
+                    ca_file: Some("/ca.pem".into()),
+                    client_cert_file: Some("/c.pem".into()),
+                    client_key_file: Some("/k.pem".into()),
+                    keep_alive_secs: 5,
+                    connect_timeout_secs: 6,
+                    reconnect_backoff_min_ms: 7,
+                    reconnect_backoff_max_ms: 8,
+                },
+                client_id: "pdm-1".into(),
+                topic: "pdm/+/telemetry".into(),
+                shared_group: Some("g".into()),
+                request_channel_capacity: 9,
+                max_inflight: 10,
+                max_packet_bytes: 11,
+                shutdown_timeout_ms: 12,
+            }
+        );
+        let partial: MqttSourceConfig =
+            serde_json::from_str(r#"{"url": "mqtt://h", "keep_alive_secs": 3}"#).expect("partial");
+        assert_eq!(
+            partial,
+            MqttSourceConfig {
+                connection: MqttConnectionConfig {
+                    keep_alive_secs: 3,
+                    ..MqttConnectionConfig::new("mqtt://h")
+                },
+                ..MqttSourceConfig::default()
+            },
+            "the rest keep their defaults"
+        );
+        let publisher: MqttPublisherConfig = serde_json::from_str(
+            r#"{"url": "mqtt://h", "client_id": "p", "persistent_session": true,
+                "reconnect_backoff_max_ms": 1000, "max_inflight": 5, "max_packet_bytes": 100}"#,
+        )
+        .expect("publisher keys");
+        assert_eq!(
+            publisher,
+            MqttPublisherConfig {
+                connection: MqttConnectionConfig {
+                    reconnect_backoff_max_ms: 1000,
+                    ..MqttConnectionConfig::new("mqtt://h")
+                },
+                client_id: "p".into(),
+                persistent_session: true,
+                max_inflight: 5,
+                max_packet_bytes: 100,
+            }
+        );
+        assert_eq!(
+            MqttPublisherConfig::default().client_id,
+            "pdm-publisher",
+            "each keeps its own client id default"
+        );
+    }
+
+    #[test]
+    fn debug_redacts_the_connection_secrets_once_for_both() {
+        let mut source = MqttSourceConfig::new("mqtt://u:hunter2@h");
+        source.connection.password = None;
+        let mut publisher = MqttPublisherConfig::new("mqtt://u@h");
+        publisher.connection.password = Some("hunter2".into());
+        for shown in [format!("{source:?}"), format!("{publisher:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
     }
 }

@@ -15,6 +15,6 @@ mod config;
 mod publisher;
 mod source;
 
-pub use config::{redact_url, MqttPublisherConfig, MqttSourceConfig};
+pub use config::{redact_url, MqttConnectionConfig, MqttPublisherConfig, MqttSourceConfig};
 pub use publisher::MqttPublisher;
 pub use source::{MqttSource, MqttState, MqttStatus};

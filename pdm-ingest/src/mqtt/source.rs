@@ -17,6 +17,7 @@
 //! since given to another message.
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -29,6 +30,7 @@ use rumqttc::{
     SubscribeReasonCode,
 };
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::config::SourceSettings;
@@ -197,6 +199,7 @@ impl AckGate {
     }
 }
 
+/// What woke the session's loop.
 enum Step {
     Stop,
     Reconnect,
@@ -206,10 +209,56 @@ enum Step {
 
 impl MqttSource {
     async fn run_until_shutdown(self, ctx: SourceContext) {
-        let SourceContext {
-            sink, mut shutdown, ..
-        } = ctx;
+        let SourceContext { sink, shutdown, .. } = ctx;
         let s = &self.settings;
+        let mut session = Session::start(s, &self.intake, &self.status, sink, shutdown);
+        tracing::info!(broker = %s.broker, subscription = %s.subscription, "MQTT source starting");
+        session.serve().await;
+        session.finish().await;
+        tracing::info!(broker = %s.broker, "MQTT source stopped");
+    }
+}
+
+/// One run of the source: the connection, the processor and acker tasks, and the state of the
+/// loop that serves the connection.
+struct Session<'a> {
+    s: &'a SourceSettings,
+    status: &'a watch::Sender<MqttState>,
+    sink: BatchSink,
+    shutdown: Shutdown,
+    client: AsyncClient,
+    eventloop: EventLoop,
+    gate: Arc<AckGate>,
+    permits: Arc<Semaphore>,
+    reconnect: Arc<Notify>,
+    stored_any: Arc<AtomicBool>,
+    work_tx: mpsc::Sender<Work>,
+    processor: JoinHandle<()>,
+    acker: JoinHandle<()>,
+    backoff: Duration,
+    failures: u32,
+    /// Pause before a reconnection asked for redelivery: grows while nothing gets stored,
+    /// so a store that keeps failing is not hammered with redeliveries.
+    redelivery_pause: Duration,
+    /// Messages received while every in-flight permit is taken, with the connection they
+    /// came on. The loop must keep polling the event loop even then: rumqttc sends the
+    /// queued PUBACKs (which free permits) only while it is polled, so waiting for a permit
+    /// without polling would starve the acknowledgements and stall the session. The queue
+    /// stays within the broker's own in-flight window (see docs/ingestion.md).
+    overflow: VecDeque<(Publish, u64)>,
+    overflow_warned: bool,
+}
+
+impl<'a> Session<'a> {
+    /// Creates the client and spawns the processor and the acker; connecting happens when
+    /// the event loop is first polled.
+    fn start(
+        s: &'a SourceSettings,
+        intake: &Arc<Intake>,
+        status: &'a watch::Sender<MqttState>,
+        sink: BatchSink,
+        shutdown: Shutdown,
+    ) -> Self {
         let (client, mut eventloop) = AsyncClient::new(s.options.clone(), s.request_capacity);
         let mut network = NetworkOptions::new();
         network.set_connection_timeout(s.connect_timeout_secs);
@@ -226,166 +275,229 @@ impl MqttSource {
         let processor = tokio::spawn(process(
             work_rx,
             ack_tx,
-            self.intake.clone(),
+            intake.clone(),
             sink.clone(),
             shutdown.clone(),
             reconnect.clone(),
         ));
-        let mut acker = tokio::spawn(acknowledge(
+        let acker = tokio::spawn(acknowledge(
             ack_rx,
             client.clone(),
             gate.clone(),
             reconnect.clone(),
             stored_any.clone(),
         ));
+        Self {
+            s,
+            status,
+            sink,
+            shutdown,
+            client,
+            eventloop,
+            gate,
+            permits,
+            reconnect,
+            stored_any,
+            work_tx,
+            processor,
+            acker,
+            backoff: s.backoff_min,
+            failures: 0,
+            redelivery_pause: s.backoff_min,
+            overflow: VecDeque::new(),
+            overflow_warned: false,
+        }
+    }
 
-        tracing::info!(broker = %s.broker, subscription = %s.subscription, "MQTT source starting");
-        let mut backoff = s.backoff_min;
-        let mut failures: u32 = 0;
-        // Pause before a reconnection asked for redelivery: grows while nothing gets stored,
-        // so a store that keeps failing is not hammered with redeliveries.
-        let mut redelivery_pause = s.backoff_min;
-        // Messages received while every in-flight permit is taken, with the connection they
-        // came on. The loop must keep polling the event loop even then: rumqttc sends the
-        // queued PUBACKs (which free permits) only while it is polled, so waiting for a permit
-        // without polling would starve the acknowledgements and stall the session. The queue
-        // stays within the broker's own in-flight window (see docs/ingestion.md).
-        let mut overflow: VecDeque<(Publish, u64)> = VecDeque::new();
-        let mut overflow_warned = false;
-        'running: loop {
+    /// Serves the connection until shutdown, or until the engine stops taking batches.
+    async fn serve(&mut self) {
+        loop {
             let step = tokio::select! {
                 biased;
-                _ = shutdown.wait() => Step::Stop,
-                _ = reconnect.notified() => Step::Reconnect,
-                permit = permits.clone().acquire_owned(), if !overflow.is_empty() => {
+                _ = self.shutdown.wait() => Step::Stop,
+                _ = self.reconnect.notified() => Step::Reconnect,
+                permit = self.permits.clone().acquire_owned(), if !self.overflow.is_empty() => {
                     Step::Permit(permit)
                 }
-                polled = eventloop.poll() => Step::Polled(polled),
+                polled = self.eventloop.poll() => Step::Polled(polled),
             };
-            match step {
-                Step::Stop => break 'running,
-                Step::Reconnect => {
-                    if stored_any.swap(false, Ordering::Relaxed) {
-                        redelivery_pause = s.backoff_min;
-                    }
-                    tracing::warn!(
-                        broker = %s.broker,
-                        retry_in_ms = u64::try_from(redelivery_pause.as_millis()).unwrap_or(u64::MAX),
-                        "reconnecting so the broker redelivers messages that were not stored"
-                    );
-                    gate.new_connection(&mut eventloop);
-                    // Not acknowledged: the broker redelivers them on the new connection.
-                    overflow.clear();
-                    self.status.send_replace(MqttState::Disconnected);
-                    if sleep_or_shutdown(redelivery_pause, &mut shutdown).await {
-                        break 'running;
-                    }
-                    redelivery_pause = (redelivery_pause * 2).min(s.backoff_max);
-                }
-                Step::Polled(Err(e)) => {
-                    gate.new_connection(&mut eventloop);
-                    overflow.clear();
-                    self.status.send_replace(MqttState::Disconnected);
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(
-                        broker = %s.broker,
-                        attempt = failures,
-                        retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
-                        error = %e,
-                        "MQTT connection failed"
-                    );
-                    if sleep_or_shutdown(backoff, &mut shutdown).await {
-                        break 'running;
-                    }
-                    backoff = (backoff * 2).min(s.backoff_max);
-                }
+            let flow = match step {
+                Step::Stop => ControlFlow::Break(()),
+                Step::Reconnect => self.reconnect_for_redelivery().await,
+                Step::Polled(Err(e)) => self.connection_failed(e).await,
                 Step::Polled(Ok(Event::Incoming(Incoming::ConnAck(ack)))) => {
-                    backoff = s.backoff_min;
-                    failures = 0;
-                    tracing::info!(
-                        broker = %s.broker,
-                        session_present = ack.session_present,
-                        "MQTT connected"
-                    );
-                    self.status.send_replace(MqttState::Connected);
-                    // Subscribing again on a resumed session is harmless and picks up a changed
-                    // topic filter.
-                    if let Err(e) = client.try_subscribe(&s.subscription, QoS::AtLeastOnce) {
-                        tracing::error!(error = %e, "cannot queue the MQTT subscription");
-                    }
+                    self.connected(&ack);
+                    ControlFlow::Continue(())
                 }
                 Step::Polled(Ok(Event::Incoming(Incoming::SubAck(ack)))) => {
-                    let refused = ack
-                        .return_codes
-                        .iter()
-                        .any(|c| matches!(c, SubscribeReasonCode::Failure));
-                    if refused {
-                        tracing::error!(
-                            subscription = %s.subscription,
-                            "the broker refused the subscription (check its access control)"
-                        );
-                    } else {
-                        tracing::info!(subscription = %s.subscription, "MQTT subscribed");
-                        self.status.send_replace(MqttState::Subscribed);
-                    }
+                    self.subscribed(&ack);
+                    ControlFlow::Continue(())
                 }
-                Step::Permit(Err(_)) => break 'running,
-                Step::Permit(Ok(permit)) => {
-                    let Some((publish, generation)) = overflow.pop_front() else {
-                        continue;
-                    };
-                    let work = Work {
-                        publish,
-                        permit,
-                        generation,
-                    };
-                    // The work channel holds as many items as there are permits: never full
-                    // for a holder of one.
-                    if work_tx.send(work).await.is_err() {
-                        break 'running;
-                    }
-                }
+                Step::Permit(Err(_)) => ControlFlow::Break(()),
+                Step::Permit(Ok(permit)) => self.take_from_overflow(permit).await,
                 Step::Polled(Ok(Event::Incoming(Incoming::Publish(publish)))) => {
-                    sink.metrics().message(Origin::Mqtt);
-                    let generation = gate.current();
-                    let permit = if overflow.is_empty() {
-                        permits.clone().try_acquire_owned().ok()
-                    } else {
-                        None
-                    };
-                    match permit {
-                        Some(permit) => {
-                            let work = Work {
-                                publish,
-                                permit,
-                                generation,
-                            };
-                            if work_tx.send(work).await.is_err() {
-                                // The processor stopped: the engine is closing.
-                                break 'running;
-                            }
-                        }
-                        None => {
-                            overflow.push_back((publish, generation));
-                            if overflow.len() > s.max_inflight && !overflow_warned {
-                                overflow_warned = true;
-                                tracing::warn!(
-                                    held = overflow.len() + s.max_inflight,
-                                    max_inflight = s.max_inflight,
-                                    "the broker sends more unacknowledged messages than \
-                                     mqtt.max_inflight; set its in-flight limit (Mosquitto: \
-                                     max_inflight_messages) at or below it to bound memory"
-                                );
-                            }
-                        }
-                    }
+                    self.received(publish).await
                 }
-                Step::Polled(Ok(_)) => {}
+                Step::Polled(Ok(_)) => ControlFlow::Continue(()),
+            };
+            if flow.is_break() {
+                return;
             }
         }
+    }
 
-        // Shutdown: take no new messages, but keep serving the connection until the
-        // acknowledgements of those already taken are sent, within the timeout.
+    /// Drops the connection so that the broker redelivers what was not stored, after a pause
+    /// that grows while nothing gets stored.
+    async fn reconnect_for_redelivery(&mut self) -> ControlFlow<()> {
+        let s = self.s;
+        if self.stored_any.swap(false, Ordering::Relaxed) {
+            self.redelivery_pause = s.backoff_min;
+        }
+        tracing::warn!(
+            broker = %s.broker,
+            retry_in_ms = u64::try_from(self.redelivery_pause.as_millis()).unwrap_or(u64::MAX),
+            "reconnecting so the broker redelivers messages that were not stored"
+        );
+        self.drop_connection();
+        if sleep_or_shutdown(self.redelivery_pause, &mut self.shutdown).await {
+            return ControlFlow::Break(());
+        }
+        self.redelivery_pause = (self.redelivery_pause * 2).min(s.backoff_max);
+        ControlFlow::Continue(())
+    }
+
+    /// Waits with exponential backoff before the event loop connects again.
+    async fn connection_failed(&mut self, e: rumqttc::ConnectionError) -> ControlFlow<()> {
+        let s = self.s;
+        self.drop_connection();
+        self.failures = self.failures.saturating_add(1);
+        tracing::warn!(
+            broker = %s.broker,
+            attempt = self.failures,
+            retry_in_ms = u64::try_from(self.backoff.as_millis()).unwrap_or(u64::MAX),
+            error = %e,
+            "MQTT connection failed"
+        );
+        if sleep_or_shutdown(self.backoff, &mut self.shutdown).await {
+            return ControlFlow::Break(());
+        }
+        self.backoff = (self.backoff * 2).min(s.backoff_max);
+        ControlFlow::Continue(())
+    }
+
+    /// Starts a new connection generation; the messages held in overflow are not
+    /// acknowledged, so the broker redelivers them on the new connection.
+    fn drop_connection(&mut self) {
+        self.gate.new_connection(&mut self.eventloop);
+        self.overflow.clear();
+        self.status.send_replace(MqttState::Disconnected);
+    }
+
+    /// Resets the backoff and (re)subscribes.
+    fn connected(&mut self, ack: &rumqttc::ConnAck) {
+        let s = self.s;
+        self.backoff = s.backoff_min;
+        self.failures = 0;
+        tracing::info!(
+            broker = %s.broker,
+            session_present = ack.session_present,
+            "MQTT connected"
+        );
+        self.status.send_replace(MqttState::Connected);
+        // Subscribing again on a resumed session is harmless and picks up a changed
+        // topic filter.
+        if let Err(e) = self.client.try_subscribe(&s.subscription, QoS::AtLeastOnce) {
+            tracing::error!(error = %e, "cannot queue the MQTT subscription");
+        }
+    }
+
+    fn subscribed(&mut self, ack: &rumqttc::SubAck) {
+        let s = self.s;
+        let refused = ack
+            .return_codes
+            .iter()
+            .any(|c| matches!(c, SubscribeReasonCode::Failure));
+        if refused {
+            tracing::error!(
+                subscription = %s.subscription,
+                "the broker refused the subscription (check its access control)"
+            );
+        } else {
+            tracing::info!(subscription = %s.subscription, "MQTT subscribed");
+            self.status.send_replace(MqttState::Subscribed);
+        }
+    }
+
+    /// A permit came free while messages waited: the oldest one goes to the processor.
+    async fn take_from_overflow(&mut self, permit: OwnedSemaphorePermit) -> ControlFlow<()> {
+        let Some((publish, generation)) = self.overflow.pop_front() else {
+            return ControlFlow::Continue(());
+        };
+        let work = Work {
+            publish,
+            permit,
+            generation,
+        };
+        // The work channel holds as many items as there are permits: never full
+        // for a holder of one.
+        if self.work_tx.send(work).await.is_err() {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A message arrived: to the processor when a permit is free and none waits before it,
+    /// else into overflow.
+    async fn received(&mut self, publish: Publish) -> ControlFlow<()> {
+        let s = self.s;
+        self.sink.metrics().message(Origin::Mqtt);
+        let generation = self.gate.current();
+        let permit = if self.overflow.is_empty() {
+            self.permits.clone().try_acquire_owned().ok()
+        } else {
+            None
+        };
+        match permit {
+            Some(permit) => {
+                let work = Work {
+                    publish,
+                    permit,
+                    generation,
+                };
+                if self.work_tx.send(work).await.is_err() {
+                    // The processor stopped: the engine is closing.
+                    return ControlFlow::Break(());
+                }
+            }
+            None => {
+                self.overflow.push_back((publish, generation));
+                if self.overflow.len() > s.max_inflight && !self.overflow_warned {
+                    self.overflow_warned = true;
+                    tracing::warn!(
+                        held = self.overflow.len() + s.max_inflight,
+                        max_inflight = s.max_inflight,
+                        "the broker sends more unacknowledged messages than \
+                         mqtt.max_inflight; set its in-flight limit (Mosquitto: \
+                         max_inflight_messages) at or below it to bound memory"
+                    );
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Shutdown: take no new messages, but keep serving the connection until the
+    /// acknowledgements of those already taken are sent, within the timeout; then disconnect.
+    async fn finish(self) {
+        let Session {
+            s,
+            client,
+            mut eventloop,
+            work_tx,
+            mut acker,
+            processor,
+            ..
+        } = self;
         drop(work_tx);
         let deadline = Instant::now() + s.shutdown_timeout;
         let drained = loop {
@@ -409,7 +521,6 @@ impl MqttSource {
         }
         processor.abort();
         disconnect(&client, &mut eventloop).await;
-        tracing::info!(broker = %s.broker, "MQTT source stopped");
     }
 }
 

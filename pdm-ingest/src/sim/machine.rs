@@ -143,123 +143,143 @@ impl MachineSim {
         (0.78 * shift + daily + self.drift).clamp(0.2, 1.0)
     }
 
+    /// The sample at `ts`, `dt` seconds after the previous one.
     pub(super) fn step(&mut self, ts: i64, dt: f64) -> Sample {
         let load = self.load(ts, dt);
-        let active = self
-            .fault
+        let active = self.active_fault(ts);
+        let effects = Effects::of(active, ts);
+        let noise = Noise::draw(&mut self.rng);
+        let mut values = match self.kind {
+            MachineKind::Pump => self.pump(load, dt, &effects, &noise),
+            MachineKind::Motor => self.motor(load, dt, &effects, &noise),
+            MachineKind::Compressor => self.compressor(load, dt, &effects, &noise),
+        };
+        let dropped = self.apply_sensor_fault(active, &mut values, &noise);
+        self.sample(ts, values, dropped, active)
+    }
+
+    /// The fault whose window holds `ts`.
+    fn active_fault(&self, ts: i64) -> Option<ActiveFault> {
+        self.fault
             .as_ref()
             .filter(|f| ts >= f.start && f.end.is_none_or(|end| ts < end))
-            .map(|f| (f.kind, f.start, f.end));
-        let progress = |start: i64, end: Option<i64>| {
-            let span = end.map_or(DEFAULT_WEAR_SECS * 1000.0, |e| (e - start) as f64);
-            ((ts - start) as f64 / span.max(1.0)).clamp(0.0, 1.0)
-        };
-        // Bearing wear grows exponentially: barely visible at first, then fast.
-        let wear = match active {
-            Some((FaultKind::BearingWear, start, end)) => {
-                let p = progress(start, end);
-                ((4.0 * p).exp() - 1.0) / (4.0f64.exp() - 1.0)
-            }
-            _ => 0.0,
-        };
-        let overheat = match active {
-            Some((FaultKind::Overheating, _, _)) => 30.0,
-            _ => 0.0,
-        };
-        let heat = 15.0 * wear + overheat;
-        let vib = self.vib_scale * (1.0 + 5.0 * wear);
+            .map(|f| ActiveFault {
+                kind: f.kind,
+                start: f.start,
+                end: f.end,
+            })
+    }
 
-        // The noise draws happen on every step, fault or not, so a fault changes only the
-        // channels it affects and the rest of the stream stays identical.
-        let mut noise = [0.0; 5];
-        for n in &mut noise {
-            *n = normal(&mut self.rng);
+    fn pump(&mut self, load: f64, dt: f64, e: &Effects, noise: &Noise) -> Vec<f64> {
+        let n = &noise.normal;
+        let target = 42.0 + 20.0 * load + self.temp_offset + e.heat;
+        let temp = lagged(&mut self.temp, target, lag(dt, 1200.0));
+        let vib = self.vib_scale * e.vib;
+        vec![
+            temp + 0.15 * n[0],
+            (1.0 + 1.6 * load) * vib + 0.06 * (1.0 + 2.0 * e.wear) * n[1],
+            8.5 + 11.0 * load + 1.5 * e.wear + 0.2 * n[2],
+            3.8 + 2.0 * load + 0.04 * n[3],
+            28.0 + 22.0 * load + 0.5 * n[4],
+        ]
+    }
+
+    fn motor(&mut self, load: f64, dt: f64, e: &Effects, noise: &Noise) -> Vec<f64> {
+        let n = &noise.normal;
+        let target = 38.0 + 32.0 * load + self.temp_offset + e.heat;
+        let temp = lagged(&mut self.temp, target, lag(dt, 1800.0));
+        let vib = self.vib_scale * e.vib;
+        vec![
+            temp + 0.15 * n[0],
+            (0.8 + 1.2 * load) * vib + 0.05 * (1.0 + 2.0 * e.wear) * n[1],
+            12.0 + 30.0 * load + 2.0 * e.wear + 0.4 * n[2],
+            1495.0 - 25.0 * load + 1.0 * n[3],
+        ]
+    }
+
+    fn compressor(&mut self, load: f64, dt: f64, e: &Effects, noise: &Noise) -> Vec<f64> {
+        let n = &noise.normal;
+        self.cycle(load, dt);
+        let target = 50.0 + 18.0 * self.duty + self.temp_offset + e.heat;
+        let temp = lagged(&mut self.temp, target, lag(dt, 1200.0));
+        let discharge_target = if self.loaded { 82.0 + 8.0 * load } else { 68.0 };
+        let discharge = lagged(
+            &mut self.temp2,
+            discharge_target + 1.2 * e.heat,
+            lag(dt, 120.0),
+        );
+        let running = if self.loaded { 2.2 + 0.8 * load } else { 1.4 };
+        let current = if self.loaded {
+            42.0 + 12.0 * load
+        } else {
+            16.0
+        };
+        let vib = self.vib_scale * e.vib;
+        vec![
+            temp + 0.15 * n[0],
+            running * vib + 0.08 * (1.0 + 2.0 * e.wear) * n[1],
+            current + 2.0 * e.wear + 0.4 * n[2],
+            self.pressure + 0.02 * n[3],
+            discharge + 0.3 * n[4],
+        ]
+    }
+
+    /// The compressor's load/unload cycle: the receiver fills while loaded (slower under high
+    /// demand) and drains while unloaded, between 6.5 and 7.5 bar; the duty cycle follows.
+    fn cycle(&mut self, load: f64, dt: f64) {
+        let rate = if self.loaded {
+            0.9 - 0.5 * load
+        } else {
+            -(0.2 + 0.6 * load)
+        };
+        self.pressure = (self.pressure + rate * dt / 60.0).clamp(6.2, 7.8);
+        if self.loaded && self.pressure >= 7.5 {
+            self.loaded = false;
+        } else if !self.loaded && self.pressure <= 6.5 {
+            self.loaded = true;
         }
-        let spike_roll: f64 = self.rng.random();
-        let spike_size: f64 = self.rng.random();
+        let on = if self.loaded { 1.0 } else { 0.0 };
+        self.duty += (on - self.duty) * lag(dt, 600.0);
+    }
 
-        let mut values: Vec<f64> = match self.kind {
-            MachineKind::Pump => {
-                let target = 42.0 + 20.0 * load + self.temp_offset + heat;
-                let temp = lagged(&mut self.temp, target, lag(dt, 1200.0));
-                vec![
-                    temp + 0.15 * noise[0],
-                    (1.0 + 1.6 * load) * vib + 0.06 * (1.0 + 2.0 * wear) * noise[1],
-                    8.5 + 11.0 * load + 1.5 * wear + 0.2 * noise[2],
-                    3.8 + 2.0 * load + 0.04 * noise[3],
-                    28.0 + 22.0 * load + 0.5 * noise[4],
-                ]
-            }
-            MachineKind::Motor => {
-                let target = 38.0 + 32.0 * load + self.temp_offset + heat;
-                let temp = lagged(&mut self.temp, target, lag(dt, 1800.0));
-                vec![
-                    temp + 0.15 * noise[0],
-                    (0.8 + 1.2 * load) * vib + 0.05 * (1.0 + 2.0 * wear) * noise[1],
-                    12.0 + 30.0 * load + 2.0 * wear + 0.4 * noise[2],
-                    1495.0 - 25.0 * load + 1.0 * noise[3],
-                ]
-            }
-            MachineKind::Compressor => {
-                // Load/unload cycle: the receiver fills while loaded (slower under high
-                // demand) and drains while unloaded, between 6.5 and 7.5 bar.
-                let rate = if self.loaded {
-                    0.9 - 0.5 * load
-                } else {
-                    -(0.2 + 0.6 * load)
-                };
-                self.pressure = (self.pressure + rate * dt / 60.0).clamp(6.2, 7.8);
-                if self.loaded && self.pressure >= 7.5 {
-                    self.loaded = false;
-                } else if !self.loaded && self.pressure <= 6.5 {
-                    self.loaded = true;
-                }
-                let on = if self.loaded { 1.0 } else { 0.0 };
-                self.duty += (on - self.duty) * lag(dt, 600.0);
-                let target = 50.0 + 18.0 * self.duty + self.temp_offset + heat;
-                let temp = lagged(&mut self.temp, target, lag(dt, 1200.0));
-                let discharge_target = if self.loaded { 82.0 + 8.0 * load } else { 68.0 };
-                let discharge = lagged(
-                    &mut self.temp2,
-                    discharge_target + 1.2 * heat,
-                    lag(dt, 120.0),
-                );
-                let running = if self.loaded { 2.2 + 0.8 * load } else { 1.4 };
-                let current = if self.loaded {
-                    42.0 + 12.0 * load
-                } else {
-                    16.0
-                };
-                vec![
-                    temp + 0.15 * noise[0],
-                    running * vib + 0.08 * (1.0 + 2.0 * wear) * noise[1],
-                    current + 2.0 * wear + 0.4 * noise[2],
-                    self.pressure + 0.02 * noise[3],
-                    discharge + 0.3 * noise[4],
-                ]
-            }
+    /// Applies a fault that affects one channel (stuck, spikes) to `values`; returns what a
+    /// dropout removes: `Some(None)` every value, `Some(Some(i))` channel `i`.
+    fn apply_sensor_fault(
+        &mut self,
+        active: Option<ActiveFault>,
+        values: &mut [f64],
+        noise: &Noise,
+    ) -> Option<Option<usize>> {
+        let (Some(active), Some(fault)) = (active, self.fault.as_mut()) else {
+            return None;
         };
-
         let specs = self.kind.sensors();
-        let mut dropped: Option<Option<usize>> = None;
-        if let (Some((kind, _, _)), Some(fault)) = (active, self.fault.as_mut()) {
-            match (kind, fault.sensor) {
-                (FaultKind::StuckSensor, Some(i)) => {
-                    if let Some(v) = values.get_mut(i) {
-                        *v = *fault.frozen.get_or_insert(*v);
-                    }
+        match (active.kind, fault.sensor) {
+            (FaultKind::StuckSensor, Some(i)) => {
+                if let Some(v) = values.get_mut(i) {
+                    *v = *fault.frozen.get_or_insert(*v);
                 }
-                (FaultKind::Spikes, Some(i)) if spike_roll < SPIKE_PROBABILITY => {
-                    if let (Some(v), Some(spec)) = (values.get_mut(i), specs.get(i)) {
-                        let span = spec.healthy.1 - spec.healthy.0;
-                        *v += (1.5 + 1.5 * spike_size) * span;
-                    }
-                }
-                (FaultKind::Dropout, sensor) => dropped = Some(sensor),
-                _ => {}
             }
+            (FaultKind::Spikes, Some(i)) if noise.spike_roll < SPIKE_PROBABILITY => {
+                if let (Some(v), Some(spec)) = (values.get_mut(i), specs.get(i)) {
+                    let span = spec.healthy.1 - spec.healthy.0;
+                    *v += (1.5 + 1.5 * noise.spike_size) * span;
+                }
+            }
+            (FaultKind::Dropout, sensor) => return Some(sensor),
+            _ => {}
         }
+        None
+    }
 
+    /// The sample of `values` (rounded to three decimals), without the dropped ones.
+    fn sample(
+        &self,
+        ts: i64,
+        values: Vec<f64>,
+        dropped: Option<Option<usize>>,
+        active: Option<ActiveFault>,
+    ) -> Sample {
         let values = self
             .sensors
             .iter()
@@ -276,7 +296,84 @@ impl MachineSim {
             machine: self.key.clone(),
             ts: Timestamp::from_millis(ts),
             values,
-            fault: active.map(|(kind, _, _)| kind),
+            fault: active.map(|f| f.kind),
+        }
+    }
+}
+
+/// The fault in effect at a sample.
+#[derive(Debug, Clone, Copy)]
+struct ActiveFault {
+    kind: FaultKind,
+    start: i64,
+    end: Option<i64>,
+}
+
+/// What the fault in effect does to the physics of every kind.
+#[derive(Debug, Clone, Copy)]
+struct Effects {
+    /// Bearing wear, 0 (none) to 1 (full severity).
+    wear: f64,
+    /// Extra heat, in °C before the thermal lag.
+    heat: f64,
+    /// Factor on the healthy vibration (before the machine's own scale).
+    vib: f64,
+}
+
+impl Effects {
+    fn of(active: Option<ActiveFault>, ts: i64) -> Self {
+        let progress = |start: i64, end: Option<i64>| {
+            let span = end.map_or(DEFAULT_WEAR_SECS * 1000.0, |e| (e - start) as f64);
+            ((ts - start) as f64 / span.max(1.0)).clamp(0.0, 1.0)
+        };
+        // Bearing wear grows exponentially: barely visible at first, then fast.
+        let wear = match active {
+            Some(ActiveFault {
+                kind: FaultKind::BearingWear,
+                start,
+                end,
+            }) => {
+                let p = progress(start, end);
+                ((4.0 * p).exp() - 1.0) / (4.0f64.exp() - 1.0)
+            }
+            _ => 0.0,
+        };
+        let overheat = match active {
+            Some(ActiveFault {
+                kind: FaultKind::Overheating,
+                ..
+            }) => 30.0,
+            _ => 0.0,
+        };
+        Self {
+            wear,
+            heat: 15.0 * wear + overheat,
+            vib: 1.0 + 5.0 * wear,
+        }
+    }
+}
+
+/// The random draws of one step. They happen on every step, fault or not, so a fault changes
+/// only the channels it affects and the rest of the stream stays identical.
+struct Noise {
+    /// One standard normal draw per channel (compressors and pumps use five, motors four).
+    normal: [f64; 5],
+    /// Decides whether a spikes fault shows a spike on this sample.
+    spike_roll: f64,
+    /// The size of that spike.
+    spike_size: f64,
+}
+
+impl Noise {
+    fn draw(rng: &mut StdRng) -> Self {
+        let mut normal = [0.0; 5];
+        for n in &mut normal {
+            *n = self::normal(rng);
+        }
+        Self {
+            normal,
+            spike_roll: rng.random(),
+            spike_size: rng.random(),
         }
     }
 }

@@ -37,7 +37,7 @@ mod run;
 
 use std::collections::HashSet;
 
-use pdm_core::{MachineKey, SensorKey, Timestamp};
+use pdm_core::{ConfigError, ConfigResult, MachineKey, SensorKey, Timestamp};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::codec;
@@ -340,21 +340,21 @@ impl SimConfig {
     }
 
     /// Checks the settings, naming the first bad one.
-    pub fn check(&self) -> Result<(), IngestError> {
+    pub fn check(&self) -> ConfigResult {
         if self.interval_ms == 0 {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "simulator.interval_ms",
                 "must be at least 1",
             ));
         }
         if !(self.speed.is_finite() && self.speed > 0.0) {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "simulator.speed",
                 "must be a positive number of simulated seconds per real second",
             ));
         }
         if self.machines.is_empty() {
-            return Err(IngestError::config(
+            return Err(ConfigError::new(
                 "simulator.machines",
                 "must name at least one machine",
             ));
@@ -362,14 +362,14 @@ impl SimConfig {
         let mut seen = HashSet::new();
         for (i, m) in self.machines.iter().enumerate() {
             if !seen.insert(&m.key) {
-                return Err(IngestError::config(
+                return Err(ConfigError::new(
                     format!("simulator.machines[{i}].key"),
                     format!("'{}' appears more than once", m.key),
                 ));
             }
             let Some(f) = &m.fault else { continue };
             if f.duration_secs == Some(0) {
-                return Err(IngestError::config(
+                return Err(ConfigError::new(
                     format!("simulator.machines[{i}].fault.duration_secs"),
                     "must be at least 1, or absent for a fault that lasts",
                 ));
@@ -377,7 +377,7 @@ impl SimConfig {
             if let Some(s) = &f.sensor {
                 if !m.kind.sensors().iter().any(|spec| spec.key == s.as_str()) {
                     let known: Vec<&str> = m.kind.sensors().iter().map(|s| s.key).collect();
-                    return Err(IngestError::config(
+                    return Err(ConfigError::new(
                         format!("simulator.machines[{i}].fault.sensor"),
                         format!(
                             "a {} has no sensor '{s}' (it has {})",

@@ -201,7 +201,7 @@ pub async fn publish_to_mqtt(
     mut shutdown: pdm_core::Shutdown,
 ) -> Result<PublishSummary, crate::IngestError> {
     let publisher = config.connect()?;
-    let connect_wait = Duration::from_secs(config.connect_timeout_secs.max(1) * 3);
+    let connect_wait = Duration::from_secs(config.connection.connect_timeout_secs.max(1) * 3);
     tokio::select! {
         biased;
         _ = shutdown.wait() => {
