@@ -5,7 +5,7 @@
 //! wire format does not move when a core type is refactored. The tests below pin each view to
 //! the JSON the API has always answered.
 
-use pdm_core::{Bucket, Latest, Machine, Point, Sensor};
+use pdm_core::{Bucket, Latest, Machine, Point, Sensor, StoredDeadLetter};
 use pdm_ingest::{IngestReport, Rejection};
 use serde::Serialize;
 
@@ -174,6 +174,42 @@ impl From<IngestReport> for IngestReportView {
     }
 }
 
+/// A stored dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetterView {
+    /// Its id (newest is highest).
+    pub id: i64,
+    /// When it was received, epoch milliseconds.
+    pub received_at: i64,
+    /// `mqtt`, `http` or `simulator`.
+    pub origin: &'static str,
+    /// The topic or path it came on.
+    pub channel: String,
+    /// The machine it named, if it could be read.
+    pub machine: Option<String>,
+    /// The rejection kind.
+    pub kind: &'static str,
+    /// What was wrong.
+    pub reason: String,
+    /// The payload's first bytes, as text (invalid UTF-8 replaced).
+    pub payload_head: String,
+}
+
+impl From<StoredDeadLetter> for DeadLetterView {
+    fn from(r: StoredDeadLetter) -> Self {
+        Self {
+            id: r.id,
+            received_at: r.letter.received_at.as_millis(),
+            origin: r.letter.origin.as_str(),
+            channel: r.letter.channel,
+            machine: r.letter.machine,
+            kind: r.letter.kind.as_str(),
+            reason: r.letter.reason,
+            payload_head: String::from_utf8_lossy(&r.letter.payload_head).into_owned(),
+        }
+    }
+}
+
 /// Converts a list of core values into views.
 pub fn views<T, V: From<T>>(items: Vec<T>) -> Vec<V> {
     items.into_iter().map(V::from).collect()
@@ -182,7 +218,7 @@ pub fn views<T, V: From<T>>(items: Vec<T>) -> Vec<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pdm_core::{MachineKey, RejectKind, SensorKey, Timestamp};
+    use pdm_core::{DeadLetter, MachineKey, Origin, RejectKind, SensorKey, Timestamp};
     use serde_json::to_value;
 
     fn same<C: Serialize, V: Serialize + From<C>>(core: C) {
@@ -240,5 +276,21 @@ mod tests {
             });
         }
         same::<_, IngestReportView>(IngestReport::default());
+    }
+
+    #[test]
+    fn dead_letter_view_names_kinds_and_origins_as_serde_does() {
+        for origin in [Origin::Mqtt, Origin::Http, Origin::Simulator, Origin::Other] {
+            for kind in &RejectKind::ALL {
+                let letter = DeadLetter::new(origin, "t", None, *kind, "why", b"x");
+                let view = DeadLetterView::from(StoredDeadLetter {
+                    id: 1,
+                    letter: letter.clone(),
+                });
+                assert_eq!(to_value(view.kind).ok(), to_value(kind).ok());
+                assert_eq!(to_value(view.origin).ok(), to_value(origin).ok());
+                assert_eq!(view.received_at, letter.received_at.as_millis());
+            }
+        }
     }
 }

@@ -8,12 +8,13 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use pdm_core::{Catalog, DeadLetterQuery, RejectKind, Store};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{PageRule, PagedQuery};
 use crate::state::{AppState, MetricsState};
+use crate::views::{views, DeadLetterView};
 
 /// Probes and metrics, served at the root (outside the versioned API, and outside any auth).
 pub fn root_router() -> Router<AppState> {
@@ -72,19 +73,6 @@ struct DeadLetterParams {
     kind: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct DeadLetterView {
-    id: i64,
-    received_at: i64,
-    origin: &'static str,
-    channel: String,
-    machine: Option<String>,
-    kind: &'static str,
-    reason: String,
-    /// The payload's first bytes, as text (invalid UTF-8 replaced).
-    payload_head: String,
-}
-
 async fn dead_letters(
     State(catalog): State<Arc<Catalog>>,
     query: PagedQuery<DeadLetterParams, DeadLettersPage>,
@@ -103,18 +91,5 @@ async fn dead_letters(
         limit: query.page.limit,
     };
     let rows = catalog.store().dead_letters(&q).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|r| DeadLetterView {
-                id: r.id,
-                received_at: r.letter.received_at.as_millis(),
-                origin: r.letter.origin.as_str(),
-                channel: r.letter.channel,
-                machine: r.letter.machine,
-                kind: r.letter.kind.as_str(),
-                reason: r.letter.reason,
-                payload_head: String::from_utf8_lossy(&r.letter.payload_head).into_owned(),
-            })
-            .collect(),
-    ))
+    Ok(Json(views(rows)))
 }
