@@ -77,7 +77,9 @@ fn span(req: &Request) -> Span {
 
 fn answered(res: &Response<Body>, latency: Duration, span: &Span) {
     span.record("status", res.status().as_u16());
-    span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+    // Whole microseconds, shown as milliseconds: `1.421`, not `1.421541000000001`.
+    let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+    span.record("latency_ms", f64::from(micros) / 1000.0);
     tracing::debug!("answered");
 }
 
