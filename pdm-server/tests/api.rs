@@ -618,3 +618,15 @@ async fn scaffolding_on_the_wire(app: TestApp) {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_zero_request_timeout_is_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = common::config(dir.path(), None, false);
+    cfg.request_timeout_ms = 0;
+    let err = pdm_server::run::Server::start(cfg)
+        .await
+        .expect_err("a zero timeout answers nothing")
+        .to_string();
+    assert!(err.contains("request_timeout_ms"), "{err}");
+}
