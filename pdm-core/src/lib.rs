@@ -35,6 +35,7 @@ pub mod model;
 pub mod notify;
 pub mod redact;
 pub mod retention;
+pub mod rfc3339;
 pub mod source;
 pub mod store;
 
@@ -50,5 +51,6 @@ pub use model::{
 };
 pub use redact::redact_url;
 pub use retention::Retention;
+pub use rfc3339::TimestampError;
 pub use source::{Ack, BatchSink, Committed, Shutdown, ShutdownTrigger, Source, SourceContext};
 pub use store::{CatalogStore, Store, StoreError, StoreResult, TelemetryStore, WriteOutcome};

@@ -293,7 +293,8 @@ pub fn format_ts(ts: Timestamp) -> String {
         .unwrap_or_else(|| format!("{} ms", ts.as_millis()))
 }
 
-/// Parses an RFC 3339 timestamp (sub-millisecond digits are truncated).
+/// Parses an RFC 3339 timestamp with [`Timestamp::parse_rfc3339`] (sub-millisecond digits
+/// round towards the past).
 ///
 /// ```
 /// use pdm_ingest::codec::parse_rfc3339;
@@ -301,11 +302,7 @@ pub fn format_ts(ts: Timestamp) -> String {
 /// assert!(parse_rfc3339("yesterday").is_err());
 /// ```
 pub fn parse_rfc3339(s: &str) -> Result<Timestamp, String> {
-    let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| e.to_string())?;
-    let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
-    i64::try_from(ms)
-        .map(Timestamp::from_millis)
-        .map_err(|_| "out of range".to_owned())
+    Timestamp::parse_rfc3339(s).map_err(|e| e.to_string())
 }
 
 /// Decoding state, threaded through the serde visitors.

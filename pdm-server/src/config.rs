@@ -83,6 +83,8 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// Connection pool and migration settings of the database.
     pub store: StoreOptions,
+    /// Milliseconds an HTTP request may take before it is answered 503 `timeout`.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +99,7 @@ impl Default for ServerConfig {
             codec: CodecConfig::default(),
             engine: EngineConfig::default(),
             store: StoreOptions::default(),
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -142,6 +145,12 @@ impl ServerConfig {
                     ),
                 ));
             }
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "request_timeout_ms",
+                "must be at least 1 (milliseconds)",
+            ));
         }
         if let Some(url) = &self.database_url {
             let known = ["sqlite:", "postgres://", "postgresql://"];

@@ -41,7 +41,7 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
     let faults = sim.fault_windows();
     server.add_source(Box::new(SimulatorSource::new(
         sim,
-        server.state().intake.clone(),
+        server.state().ingest.intake.clone(),
     )));
 
     let base = format!("http://{addr}/api/v1");
@@ -85,7 +85,7 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
         tick.tick().await;
         loop {
             tick.tick().await;
-            let m = state.metrics.snapshot();
+            let m = state.ingest.metrics.snapshot();
             let rate = (m.readings_stored - last_stored) as f64 / last_at.elapsed().as_secs_f64();
             last_stored = m.readings_stored;
             last_at = Instant::now();
@@ -96,7 +96,7 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
                 m.dead_letters_total()
             );
             for (key, _) in &machines {
-                if let Ok(latest) = state.telemetry.latest(key).await {
+                if let Ok(latest) = state.store.latest(key).await {
                     let temp = latest.iter().find(|l| l.sensor.as_str() == "temperature");
                     let vib = latest.iter().find(|l| l.sensor.as_str() == "vibration_rms");
                     if let (Some(t), Some(v)) = (temp, vib) {
@@ -113,8 +113,8 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
         _ = sleep_or_forever(args.duration) => {}
     }
     println!("stopping: writing what is queued...");
-    let stored_before = server.state().metrics.snapshot().readings_stored;
-    let metrics = server.state().metrics.clone();
+    let stored_before = server.state().ingest.metrics.snapshot().readings_stored;
+    let metrics = server.state().ingest.metrics.clone();
     server.shutdown().await?;
     let m = metrics.snapshot();
     println!(

@@ -1,10 +1,15 @@
 //! Extractors that answer bad requests with the API's JSON errors instead of plain text.
 
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use std::marker::PhantomData;
+
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::Json;
 use pdm_core::{MachineKey, SensorKey};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use crate::error::ApiError;
 
@@ -21,7 +26,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             Ok(Json(v)) => Ok(JsonBody(v)),
             Err(rejection) => {
                 let status = rejection.status();
-                Err(ApiError::new(status, "bad_request", rejection.body_text()))
+                Err(ApiError::new(
+                    status,
+                    crate::error::ErrorCode::BadRequest,
+                    rejection.body_text(),
+                ))
             }
         }
     }
@@ -42,12 +51,175 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
-/// Parses a machine key from a path segment (422 with the reason when it is not a slug).
-pub fn machine_key(s: &str) -> Result<MachineKey, ApiError> {
-    MachineKey::new(s).map_err(|e| ApiError::unprocessable(e.to_string()))
+/// Validated keys from the path: `Keys<MachineKey>` for `/machines/{machine}`,
+/// `Keys<(MachineKey, SensorKey)>` for `/machines/{machine}/sensors/{sensor}`.
+///
+/// A segment that is not a valid key is answered 422 with the key's reason (`machine key
+/// "Pump 1" ...`), the same as a bad key in a body.
+#[derive(Debug)]
+pub struct Keys<T>(pub T);
+
+/// The path of a machine: `/machines/{machine}`.
+pub type MachinePath = Keys<MachineKey>;
+/// The path of a sensor: `/machines/{machine}/sensors/{sensor}`.
+pub type SensorPath = Keys<(MachineKey, SensorKey)>;
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Keys<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(keys)) => Ok(Keys(keys)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => match e.into_kind() {
+                // The key types' own validation (`KeyError`), passed through serde.
+                ErrorKind::Message(reason) => Err(ApiError::unprocessable(reason)),
+                kind @ (ErrorKind::WrongNumberOfParameters { .. }
+                | ErrorKind::UnsupportedType { .. }) => Err(ApiError::internal(format!(
+                    "route and extractor disagree: {kind}"
+                ))),
+                kind => Err(ApiError::bad_request(kind.to_string())),
+            },
+            Err(other) => Err(ApiError::internal(format!(
+                "path parameters unavailable: {}",
+                other.body_text()
+            ))),
+        }
+    }
 }
 
-/// Parses a sensor key from a path segment.
-pub fn sensor_key(s: &str) -> Result<SensorKey, ApiError> {
-    SensorKey::new(s).map_err(|e| ApiError::unprocessable(e.to_string()))
+/// The paging rule of one list: its default and largest `limit`, and whether it takes a
+/// `cursor`.
+pub trait PageRule: Send + Sync + 'static {
+    /// The `limit` when the caller gives none.
+    const DEFAULT_LIMIT: u32;
+    /// The largest `limit` accepted.
+    const MAX_LIMIT: u32;
+    /// Whether the list continues from a `cursor` (otherwise a `cursor` is refused).
+    const CURSORS: bool = false;
+}
+
+/// One page of a list, from the query: `limit` and `cursor`.
+///
+/// The one rule for `limit`: absent means the list's default; `0` or more than the list's
+/// maximum is refused with a 400 naming the range (never clamped: a silently shortened answer
+/// reads like the end of the data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// How many items at most.
+    pub limit: u32,
+    /// Where to continue, as given by the previous page (opaque to the caller).
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    /// Applies `R` to the raw parameters.
+    pub fn new<R: PageRule>(limit: Option<u32>, cursor: Option<String>) -> Result<Page, ApiError> {
+        let limit = limit.unwrap_or(R::DEFAULT_LIMIT);
+        if limit == 0 || limit > R::MAX_LIMIT {
+            return Err(ApiError::bad_request(format!(
+                "limit must be between 1 and {}",
+                R::MAX_LIMIT
+            )));
+        }
+        if cursor.is_some() && !R::CURSORS {
+            return Err(ApiError::bad_request(format!(
+                "cursor is not supported here: this list answers in one page of at most {} items",
+                R::MAX_LIMIT
+            )));
+        }
+        Ok(Page { limit, cursor })
+    }
+}
+
+/// A list's query: its own parameters `T` (with their `deny_unknown_fields`) and its [`Page`]
+/// under rule `R`.
+pub struct PagedQuery<T, R> {
+    /// The list's own parameters.
+    pub params: T,
+    /// `limit` and `cursor`.
+    pub page: Page,
+    rule: PhantomData<R>,
+}
+
+impl<T: std::fmt::Debug, R> std::fmt::Debug for PagedQuery<T, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PagedQuery")
+            .field("params", &self.params)
+            .field("page", &self.page)
+            .finish()
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned, R: PageRule> FromRequestParts<S> for PagedQuery<T, R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let unreadable = |e: serde_urlencoded::de::Error| {
+            ApiError::bad_request(format!("Failed to deserialize query string: {e}"))
+        };
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(unreadable)?;
+        let (paging, rest): (Vec<_>, Vec<_>) = pairs
+            .into_iter()
+            .partition(|(k, _)| k == "limit" || k == "cursor");
+        let rest = serde_urlencoded::to_string(&rest)
+            .map_err(|e| ApiError::internal(format!("re-encoding a query: {e}")))?;
+        let params: T = serde_urlencoded::from_str(&rest).map_err(unreadable)?;
+        let paging = serde_urlencoded::to_string(&paging)
+            .map_err(|e| ApiError::internal(format!("re-encoding a query: {e}")))?;
+        let raw: RawPage = serde_urlencoded::from_str(&paging).map_err(unreadable)?;
+        Ok(PagedQuery {
+            params,
+            page: Page::new::<R>(raw.limit, raw.cursor)?,
+            rule: PhantomData,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPage {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+
+    struct Rule;
+    impl PageRule for Rule {
+        const DEFAULT_LIMIT: u32 = 10;
+        const MAX_LIMIT: u32 = 50;
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Params {
+        kind: Option<String>,
+    }
+
+    async fn extract(uri: &str) -> Result<PagedQuery<Params, Rule>, ApiError> {
+        let (mut parts, ()) = Request::get(uri).body(()).expect("request").into_parts();
+        PagedQuery::<Params, Rule>::from_request_parts(&mut parts, &()).await
+    }
+
+    #[tokio::test]
+    async fn one_rule_for_limits() {
+        let q = extract("/x").await.expect("defaults");
+        assert_eq!((q.page.limit, q.params.kind), (10, None));
+        let q = extract("/x?kind=a&limit=50").await.expect("max");
+        assert_eq!((q.page.limit, q.params.kind.as_deref()), (50, Some("a")));
+        for bad in ["/x?limit=0", "/x?limit=51", "/x?limit=-1", "/x?limit=ten"] {
+            let e = extract(bad).await.expect_err(bad);
+            assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST, "{bad}");
+        }
+        let e = extract("/x?cursor=abc").await.expect_err("no cursors here");
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+        let e = extract("/x?knid=a").await.expect_err("unknown parameter");
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+        let e = extract("/x?limit=1&limit=2").await.expect_err("twice");
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+    }
 }

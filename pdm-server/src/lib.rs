@@ -21,18 +21,25 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod layers;
+pub mod metrics;
 pub mod run;
 pub mod state;
 pub mod time;
+pub mod views;
 
 use axum::Router;
 pub use state::AppState;
 
-/// The whole HTTP app: `/api/v1/...`, `/health/...` and `/metrics`.
+/// The whole HTTP app: `/api/v1/...`, `/health/...` and `/metrics`, behind the request-id,
+/// tracing, metrics and timeout [`layers`].
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let metrics = state.metrics.clone();
+    let timeout = state.request_timeout;
+    let router = Router::new()
         .nest("/api/v1", api::api_router())
         .merge(api::ops::root_router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
-        .with_state(state)
+        .with_state(state);
+    layers::apply(router, metrics, timeout)
 }

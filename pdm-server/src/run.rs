@@ -78,13 +78,8 @@ impl Server {
             tracing::info!(broker = %redact_url(&mqtt.connection.url), "MQTT ingestion on");
             engine.add_source(Box::new(source));
         }
-        let state = AppState {
-            catalog,
-            telemetry: store,
-            sink: engine.sink(),
-            intake,
-            metrics,
-        };
+        let state = AppState::new(store, catalog, engine.sink(), intake, metrics)
+            .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms));
         let listener = TcpListener::bind(config.http).await.with_context(|| {
             format!(
                 "cannot listen on {} (setting http, PDM_HTTP, --http)",

@@ -1,23 +1,62 @@
-//! What every handler can reach.
+//! What handlers can reach, as sub-states.
+//!
+//! [`AppState`] is the router's state; a handler asks only for the part it needs
+//! (`State<Arc<Catalog>>`, `State<IngestState>`, ...) through [`FromRef`]. A new resource adds
+//! its own sub-state (a field here and one `FromRef` impl) instead of growing a shared struct
+//! that every handler sees.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use pdm_core::{BatchSink, Catalog, Metrics, TelemetryStore};
+use axum::extract::FromRef;
+use pdm_core::{BatchSink, Catalog, Metrics, Store};
 use pdm_ingest::Intake;
+
+use crate::metrics::HttpMetrics;
 
 /// Shared state of the HTTP app: cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
+    /// The whole store: readings, and the relational state behind the catalog.
+    pub store: Arc<dyn Store>,
     /// Machines and sensors (registration goes through it so validation stays current).
     pub catalog: Arc<Catalog>,
-    /// Readings.
-    pub telemetry: Arc<dyn TelemetryStore>,
-    /// Where ingested batches go; answers only after the durable write.
-    pub sink: BatchSink,
-    /// Decoding and validation of telemetry payloads.
-    pub intake: Arc<Intake>,
-    /// Ingestion counters.
-    pub metrics: Arc<Metrics>,
+    /// Telemetry ingestion over HTTP.
+    pub ingest: IngestState,
+    /// What `/metrics` exposes, and the HTTP request series the middleware records.
+    pub metrics: MetricsState,
+    /// How long a request may take before it is answered 503 `timeout`.
+    pub request_timeout: Duration,
+}
+
+impl AppState {
+    /// Assembles the state of a running engine: its store, catalog, sink, intake and counters.
+    pub fn new(
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        sink: BatchSink,
+        intake: Arc<Intake>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let exposed = MetricsState::new(metrics.clone(), sink.clone());
+        Self {
+            store,
+            catalog,
+            ingest: IngestState {
+                sink,
+                intake,
+                metrics,
+            },
+            metrics: exposed,
+            request_timeout: crate::layers::DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The same state with another request timeout.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -25,5 +64,66 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("catalog", &self.catalog)
             .finish_non_exhaustive()
+    }
+}
+
+/// What HTTP ingestion needs.
+#[derive(Clone)]
+pub struct IngestState {
+    /// Where ingested batches go; answers only after the durable write.
+    pub sink: BatchSink,
+    /// Decoding and validation of telemetry payloads.
+    pub intake: Arc<Intake>,
+    /// Ingestion counters (pdm-core's plain counters, read by embedders and `/metrics`).
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for IngestState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestState").finish_non_exhaustive()
+    }
+}
+
+/// The Prometheus registry behind `/metrics` and the HTTP series recorded into it.
+#[derive(Clone, Debug)]
+pub struct MetricsState {
+    /// The registry `/metrics` encodes.
+    pub registry: Arc<prometheus_client::registry::Registry>,
+    /// HTTP request count and latency, recorded by the middleware.
+    pub http: HttpMetrics,
+}
+
+impl MetricsState {
+    /// A registry exposing `metrics` and the queue depth of `sink`, plus the HTTP series.
+    pub fn new(metrics: Arc<Metrics>, sink: BatchSink) -> Self {
+        let (registry, http) = crate::metrics::registry(metrics, sink);
+        Self {
+            registry: Arc::new(registry),
+            http,
+        }
+    }
+}
+
+impl FromRef<AppState> for Arc<dyn Store> {
+    fn from_ref(s: &AppState) -> Self {
+        s.store.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Catalog> {
+    fn from_ref(s: &AppState) -> Self {
+        s.catalog.clone()
+    }
+}
+
+impl FromRef<AppState> for IngestState {
+    fn from_ref(s: &AppState) -> Self {
+        s.ingest.clone()
+    }
+}
+
+impl FromRef<AppState> for MetricsState {
+    fn from_ref(s: &AppState) -> Self {
+        s.metrics.clone()
     }
 }

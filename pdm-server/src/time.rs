@@ -1,20 +1,17 @@
 //! Parsing of times and durations in query parameters.
 
 use pdm_core::Timestamp;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
-/// Epoch milliseconds (`1700000000000`) or RFC 3339 (`2026-01-01T00:00:00Z`).
+/// Epoch milliseconds (`1700000000000`) or RFC 3339 (`2026-01-01T00:00:00Z`), read by
+/// [`Timestamp::parse_rfc3339`] like payload timestamps (sub-milliseconds round towards the past).
 pub fn parse_time(s: &str) -> Result<Timestamp, String> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(Timestamp::from_millis(ms));
     }
-    let t = OffsetDateTime::parse(s, &Rfc3339)
-        .map_err(|e| format!("{s:?} is neither epoch milliseconds nor an RFC 3339 time ({e})"))?;
-    let ms = t.unix_timestamp_nanos() / 1_000_000;
-    i64::try_from(ms)
-        .map(Timestamp::from_millis)
-        .map_err(|_| format!("{s:?} is out of range"))
+    Timestamp::parse_rfc3339(s).map_err(|e| match e {
+        pdm_core::TimestampError::OutOfRange => format!("{s:?} is out of range"),
+        e => format!("{s:?} is neither epoch milliseconds nor an RFC 3339 time ({e})"),
+    })
 }
 
 /// A duration: whole milliseconds (`60000`) or a number with a unit: `ms`, `s`, `m`, `h`, `d`.
@@ -62,6 +59,11 @@ mod tests {
             Ok(1_700_000_000_000)
         );
         assert!(parse_time("yesterday").is_err());
+        // The codec's rule: before 1970 too, sub-milliseconds round towards the past.
+        assert_eq!(
+            parse_time("1969-12-31T23:59:59.9995Z").map(Timestamp::as_millis),
+            Ok(-1)
+        );
     }
 
     #[test]

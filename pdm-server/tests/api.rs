@@ -3,9 +3,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{call, now_ms};
-use pdm_server::config::ServerConfig;
-use pdm_server::run::Server;
+use common::{now_ms, TestApp};
 use serde_json::{json, Value};
 
 /// Runs a scenario on SQLite, and on PostgreSQL when one is configured.
@@ -14,17 +12,14 @@ macro_rules! on_both_backends {
         mod $scenario {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let dir = tempfile::tempdir().expect("tempdir");
-                super::$scenario(super::common::config(dir.path(), None, false)).await;
+                super::$scenario(super::TestApp::sqlite().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let dir = tempfile::tempdir().expect("tempdir");
                 let test = concat!(stringify!($scenario), "::postgres");
-                if let Some(url) = super::common::fresh_pg_database(test).await {
-                    super::$scenario(super::common::config(dir.path(), Some(url.clone()), false)).await;
-                    super::common::drop_pg_database(&url).await;
+                if let Some(app) = super::TestApp::postgres(test).await {
+                    super::$scenario(app).await;
                 }
             }
         }
@@ -34,24 +29,23 @@ macro_rules! on_both_backends {
 on_both_backends!(
     machines_and_sensors_crud,
     ingest_then_query_exact,
-    bad_http_input_is_refused_and_kept
+    bad_http_input_is_refused_and_kept,
+    scaffolding_on_the_wire
 );
 
-async fn machines_and_sensors_crud(cfg: ServerConfig) {
-    let server = Server::start(cfg).await.expect("start");
-    let s = &server;
+async fn machines_and_sensors_crud(app: TestApp) {
+    let s = &app;
 
-    let (st, m) = call(
-        s,
-        "POST",
-        "/api/v1/machines",
-        Some(r#"{"key":"pump-1","name":"Feed pump","kind":"pump"}"#),
-    )
-    .await;
+    let (st, m) = s
+        .post(
+            "/api/v1/machines",
+            r#"{"key":"pump-1","name":"Feed pump","kind":"pump"}"#,
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{m}");
     assert_eq!(m["key"], "pump-1");
     assert_eq!(m["name"], "Feed pump");
-    let (st, e) = call(s, "POST", "/api/v1/machines", Some(r#"{"key":"pump-1"}"#)).await;
+    let (st, e) = s.post("/api/v1/machines", r#"{"key":"pump-1"}"#).await;
     assert_eq!(st, StatusCode::CONFLICT, "{e}");
     assert!(
         e["error"]["message"]
@@ -60,7 +54,7 @@ async fn machines_and_sensors_crud(cfg: ServerConfig) {
             .contains("pump-1"),
         "{e}"
     );
-    let (st, e) = call(s, "POST", "/api/v1/machines", Some(r#"{"key":"Pump 1"}"#)).await;
+    let (st, e) = s.post("/api/v1/machines", r#"{"key":"Pump 1"}"#).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert!(
         e["error"]["message"]
@@ -69,13 +63,9 @@ async fn machines_and_sensors_crud(cfg: ServerConfig) {
             .contains("machine key"),
         "{e}"
     );
-    let (st, e) = call(
-        s,
-        "POST",
-        "/api/v1/machines",
-        Some(r#"{"key":"pump-2","nmae":"typo"}"#),
-    )
-    .await;
+    let (st, e) = s
+        .post("/api/v1/machines", r#"{"key":"pump-2","nmae":"typo"}"#)
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert!(
         e["error"]["message"]
@@ -84,71 +74,62 @@ async fn machines_and_sensors_crud(cfg: ServerConfig) {
             .contains("nmae"),
         "{e}"
     );
-    let (st, _) = call(s, "POST", "/api/v1/machines", Some("{not json")).await;
+    let (st, _) = s.post("/api/v1/machines", "{not json").await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 
-    let (st, m) = call(
-        s,
-        "PATCH",
-        "/api/v1/machines/pump-1",
-        Some(r#"{"name":"Pump one","kind":null}"#),
-    )
-    .await;
+    let (st, m) = s
+        .patch(
+            "/api/v1/machines/pump-1",
+            r#"{"name":"Pump one","kind":null}"#,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{m}");
     assert_eq!(m["name"], "Pump one");
     assert_eq!(m["kind"], Value::Null);
-    let (st, list) = call(s, "GET", "/api/v1/machines", None).await;
+    let (st, list) = s.get("/api/v1/machines").await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(list.as_array().map(Vec::len), Some(1));
-    let (st, _) = call(s, "GET", "/api/v1/machines/nope", None).await;
+    let (st, _) = s.get("/api/v1/machines/nope").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, _) = call(s, "GET", "/api/v1/machines/BAD%20KEY", None).await;
+    let (st, _) = s.get("/api/v1/machines/BAD%20KEY").await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
 
-    let (st, e) = call(
-        s,
-        "POST",
-        "/api/v1/machines/pump-1/sensors",
-        Some(r#"{"key":"temperature","min":10,"max":5}"#),
-    )
-    .await;
+    let (st, e) = s
+        .post(
+            "/api/v1/machines/pump-1/sensors",
+            r#"{"key":"temperature","min":10,"max":5}"#,
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert!(
         e["error"]["message"].as_str().unwrap_or("").contains("min"),
         "{e}"
     );
-    let (st, sensor) = call(
-        s,
-        "POST",
-        "/api/v1/machines/pump-1/sensors",
-        Some(r#"{"key":"temperature","unit":"degC","min":-20,"max":150}"#),
-    )
-    .await;
+    let (st, sensor) = s
+        .post(
+            "/api/v1/machines/pump-1/sensors",
+            r#"{"key":"temperature","unit":"degC","min":-20,"max":150}"#,
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{sensor}");
     assert_eq!(sensor["unit"], "degC");
-    let (st, _) = call(
-        s,
-        "POST",
-        "/api/v1/machines/pump-1/sensors",
-        Some(r#"{"key":"temperature"}"#),
-    )
-    .await;
+    let (st, _) = s
+        .post(
+            "/api/v1/machines/pump-1/sensors",
+            r#"{"key":"temperature"}"#,
+        )
+        .await;
     assert_eq!(st, StatusCode::CONFLICT);
-    let (st, _) = call(
-        s,
-        "POST",
-        "/api/v1/machines/nope/sensors",
-        Some(r#"{"key":"temperature"}"#),
-    )
-    .await;
+    let (st, _) = s
+        .post("/api/v1/machines/nope/sensors", r#"{"key":"temperature"}"#)
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, sensor) = call(
-        s,
-        "PATCH",
-        "/api/v1/machines/pump-1/sensors/temperature",
-        Some(r#"{"max":null,"unit":"K"}"#),
-    )
-    .await;
+    let (st, sensor) = s
+        .patch(
+            "/api/v1/machines/pump-1/sensors/temperature",
+            r#"{"max":null,"unit":"K"}"#,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{sensor}");
     assert_eq!(
         (
@@ -158,73 +139,53 @@ async fn machines_and_sensors_crud(cfg: ServerConfig) {
         ),
         (json!("K"), Value::Null, json!(-20.0))
     );
-    let (st, _) = call(
-        s,
-        "PATCH",
-        "/api/v1/machines/pump-1/sensors/temperature",
-        Some(r#"{"max":-30}"#),
-    )
-    .await;
+    let (st, _) = s
+        .patch(
+            "/api/v1/machines/pump-1/sensors/temperature",
+            r#"{"max":-30}"#,
+        )
+        .await;
     assert_eq!(
         st,
         StatusCode::UNPROCESSABLE_ENTITY,
         "max below the existing min"
     );
-    let (st, list) = call(s, "GET", "/api/v1/machines/pump-1/sensors", None).await;
+    let (st, list) = s.get("/api/v1/machines/pump-1/sensors").await;
     assert_eq!(
         (st, list.as_array().map(Vec::len)),
         (StatusCode::OK, Some(1))
     );
-    let (st, _) = call(
-        s,
-        "DELETE",
-        "/api/v1/machines/pump-1/sensors/temperature",
-        None,
-    )
-    .await;
+    let (st, _) = s
+        .delete("/api/v1/machines/pump-1/sensors/temperature")
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    let (st, _) = call(
-        s,
-        "GET",
-        "/api/v1/machines/pump-1/sensors/temperature",
-        None,
-    )
-    .await;
+    let (st, _) = s.get("/api/v1/machines/pump-1/sensors/temperature").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, _) = call(s, "DELETE", "/api/v1/machines/pump-1", None).await;
+    let (st, _) = s.delete("/api/v1/machines/pump-1").await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    let (st, _) = call(s, "GET", "/api/v1/machines/pump-1", None).await;
+    let (st, _) = s.get("/api/v1/machines/pump-1").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, _) = call(s, "GET", "/api/v1/no-such-route", None).await;
+    let (st, _) = s.get("/api/v1/no-such-route").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    server.shutdown().await.expect("shutdown");
+    app.stop().await;
 }
 
-async fn register(s: &Server, machine: &str, sensors: &[(&str, Option<f64>, Option<f64>)]) {
-    let (st, body) = call(
-        s,
-        "POST",
-        "/api/v1/machines",
-        Some(&json!({ "key": machine }).to_string()),
-    )
-    .await;
+async fn register(s: &TestApp, machine: &str, sensors: &[(&str, Option<f64>, Option<f64>)]) {
+    let (st, body) = s
+        .post("/api/v1/machines", &json!({ "key": machine }).to_string())
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     for (key, min, max) in sensors {
         let body = json!({ "key": key, "min": min, "max": max }).to_string();
-        let (st, b) = call(
-            s,
-            "POST",
-            &format!("/api/v1/machines/{machine}/sensors"),
-            Some(&body),
-        )
-        .await;
+        let (st, b) = s
+            .post(&format!("/api/v1/machines/{machine}/sensors"), &body)
+            .await;
         assert_eq!(st, StatusCode::CREATED, "{b}");
     }
 }
 
-async fn ingest_then_query_exact(cfg: ServerConfig) {
-    let server = Server::start(cfg).await.expect("start");
-    let s = &server;
+async fn ingest_then_query_exact(app: TestApp) {
+    let s = &app;
     register(
         s,
         "motor-1",
@@ -238,12 +199,12 @@ async fn ingest_then_query_exact(cfg: ServerConfig) {
         .collect();
     let body = Value::Array(items).to_string();
     let uri = "/api/v1/machines/motor-1/telemetry";
-    let (st, report) = call(s, "POST", uri, Some(&body)).await;
+    let (st, report) = s.post(uri, &body).await;
     assert_eq!(st, StatusCode::ACCEPTED, "{report}");
     assert_eq!(report["accepted"], 240);
     assert_eq!(report["rejected"].as_array().map(Vec::len), Some(0));
     // A replay stores nothing twice.
-    let (st, _) = call(s, "POST", uri, Some(&body)).await;
+    let (st, _) = s.post(uri, &body).await;
     assert_eq!(st, StatusCode::ACCEPTED);
     // RFC 3339 timestamps are accepted too.
     let rfc = time::OffsetDateTime::from_unix_timestamp((t0 + 120_000) / 1000)
@@ -251,7 +212,7 @@ async fn ingest_then_query_exact(cfg: ServerConfig) {
         .format(&time::format_description::well_known::Rfc3339)
         .expect("format");
     let one = json!({ "ts": rfc, "values": { "temperature": 120.0 } }).to_string();
-    let (st, report) = call(s, "POST", uri, Some(&one)).await;
+    let (st, report) = s.post(uri, &one).await;
     assert_eq!(
         (st, report["accepted"].clone()),
         (StatusCode::ACCEPTED, json!(1)),
@@ -262,7 +223,7 @@ async fn ingest_then_query_exact(cfg: ServerConfig) {
         "/api/v1/machines/motor-1/readings?sensor=temperature&from={t0}&to={}&limit=100000",
         t0 + 3_600_000
     );
-    let (st, r) = call(s, "GET", &q, None).await;
+    let (st, r) = s.get(&q).await;
     assert_eq!(st, StatusCode::OK, "{r}");
     let points = r["points"].as_array().expect("points");
     assert_eq!(points.len(), 121);
@@ -274,7 +235,7 @@ async fn ingest_then_query_exact(cfg: ServerConfig) {
         t0 + 10_000,
         t0 + 20_000
     );
-    let (_, r) = call(s, "GET", &q, None).await;
+    let (_, r) = s.get(&q).await;
     let points = r["points"].as_array().expect("points");
     assert_eq!(points.len(), 5);
     assert_eq!(points[0]["value"], 10.0);
@@ -283,7 +244,7 @@ async fn ingest_then_query_exact(cfg: ServerConfig) {
         t0 + 10_000,
         t0 + 20_000
     );
-    let (_, r) = call(s, "GET", &q, None).await;
+    let (_, r) = s.get(&q).await;
     assert_eq!(r["points"].as_array().map(Vec::len), Some(10));
 
     // Minute buckets: 0..59, 60..119, 120.
@@ -291,7 +252,7 @@ async fn ingest_then_query_exact(cfg: ServerConfig) {
         "/api/v1/machines/motor-1/readings?sensor=temperature&from={t0}&to={}&bucket=1m",
         t0 + 3_600_000
     );
-    let (st, r) = call(s, "GET", &q, None).await;
+    let (st, r) = s.get(&q).await;
     assert_eq!(st, StatusCode::OK, "{r}");
     assert_eq!(r["bucket_ms"], 60_000);
     let b = r["buckets"].as_array().expect("buckets");
@@ -312,13 +273,13 @@ async fn ingest_then_query_exact(cfg: ServerConfig) {
         "/api/v1/machines/motor-1/readings?sensor=current&from={t0}&to={}&bucket=2m",
         t0 + 3_600_000
     );
-    let (_, r) = call(s, "GET", &q, None).await;
+    let (_, r) = s.get(&q).await;
     assert_eq!(
         r["buckets"][0],
         json!({ "start": t0, "avg": 10.5, "min": 10.0, "max": 11.0, "count": 120 })
     );
 
-    let (st, latest) = call(s, "GET", "/api/v1/machines/motor-1/latest", None).await;
+    let (st, latest) = s.get("/api/v1/machines/motor-1/latest").await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(
         latest["values"],
@@ -337,28 +298,24 @@ async fn ingest_then_query_exact(cfg: ServerConfig) {
         ("sensor=Bad%20Key", StatusCode::UNPROCESSABLE_ENTITY),
         ("", StatusCode::BAD_REQUEST),
     ] {
-        let (st, e) = call(
-            s,
-            "GET",
-            &format!("/api/v1/machines/motor-1/readings?{q}"),
-            None,
-        )
-        .await;
+        let (st, e) = s
+            .get(&format!("/api/v1/machines/motor-1/readings?{q}"))
+            .await;
         assert_eq!(st, want, "{q}: {e}");
         assert!(e["error"]["message"].is_string(), "{q}: {e}");
     }
-    let (st, _) = call(s, "GET", "/api/v1/machines/nope/latest", None).await;
+    let (st, _) = s.get("/api/v1/machines/nope/latest").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 
-    let (_, metrics) = call(s, "GET", "/metrics", None).await;
+    let (_, metrics) = s.get("/metrics").await;
     let text = metrics.as_str().expect("text");
     assert!(text.contains("pdm_readings_stored_total 241"), "{text}");
     assert!(text.contains("pdm_readings_duplicate_total 240"), "{text}");
-    server.shutdown().await.expect("shutdown");
+    app.stop().await;
 }
 
-async fn dead_letter_kinds(s: &Server) -> Vec<String> {
-    let (st, list) = call(s, "GET", "/api/v1/dead-letters?limit=1000", None).await;
+async fn dead_letter_kinds(s: &TestApp) -> Vec<String> {
+    let (st, list) = s.get("/api/v1/dead-letters?limit=1000").await;
     assert_eq!(st, StatusCode::OK, "{list}");
     list.as_array()
         .expect("list")
@@ -367,10 +324,9 @@ async fn dead_letter_kinds(s: &Server) -> Vec<String> {
         .collect()
 }
 
-async fn bad_http_input_is_refused_and_kept(cfg: ServerConfig) {
-    let limit = cfg.codec.max_payload_bytes;
-    let server = Server::start(cfg).await.expect("start");
-    let s = &server;
+async fn bad_http_input_is_refused_and_kept(app: TestApp) {
+    let limit = app.config().codec.max_payload_bytes;
+    let s = &app;
     register(
         s,
         "pump-1",
@@ -416,7 +372,7 @@ async fn bad_http_input_is_refused_and_kept(cfg: ServerConfig) {
         ),
     ];
     for (path, body, status, kind) in &cases {
-        let (st, e) = call(s, "POST", path, Some(body)).await;
+        let (st, e) = s.post(path, body).await;
         assert_eq!(st, *status, "{kind}: {e}");
         assert!(
             !e["error"]["message"].as_str().unwrap_or("").is_empty(),
@@ -443,7 +399,7 @@ async fn bad_http_input_is_refused_and_kept(cfg: ServerConfig) {
         mixed.trim_end_matches(']'),
         now + 6
     );
-    let (st, report) = call(s, "POST", uri, Some(&mixed)).await;
+    let (st, report) = s.post(uri, &mixed).await;
     assert_eq!(st, StatusCode::ACCEPTED, "{report}");
     assert_eq!(report["accepted"], 2, "{report}");
     let kinds: Vec<&str> = report["rejected"]
@@ -472,13 +428,12 @@ async fn bad_http_input_is_refused_and_kept(cfg: ServerConfig) {
     }
 
     // Every value of a payload bad: 422 and nothing stored.
-    let (st, report) = call(
-        s,
-        "POST",
-        uri,
-        Some(&json!({ "ts": now + 9, "values": { "temperature": "hot" } }).to_string()),
-    )
-    .await;
+    let (st, report) = s
+        .post(
+            uri,
+            &json!({ "ts": now + 9, "values": { "temperature": "hot" } }).to_string(),
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{report}");
 
     // The valid readings went through, the rest are dead letters.
@@ -487,7 +442,7 @@ async fn bad_http_input_is_refused_and_kept(cfg: ServerConfig) {
         now - 1,
         now + 10
     );
-    let (_, r) = call(s, "GET", &q, None).await;
+    let (_, r) = s.get(&q).await;
     assert_eq!(r["points"], json!([{ "ts": now, "value": 50.5 }]));
     let kinds = dead_letter_kinds(s).await;
     for kind in [
@@ -505,7 +460,7 @@ async fn bad_http_input_is_refused_and_kept(cfg: ServerConfig) {
             "no {kind} dead letter in {kinds:?}"
         );
     }
-    let (st, list) = call(s, "GET", "/api/v1/dead-letters?kind=out_of_range", None).await;
+    let (st, list) = s.get("/api/v1/dead-letters?kind=out_of_range").await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     assert_eq!(list[0]["origin"], "http");
@@ -515,12 +470,12 @@ async fn bad_http_input_is_refused_and_kept(cfg: ServerConfig) {
             .is_some_and(|p| p.starts_with('[')),
         "{list}"
     );
-    let (st, _) = call(s, "GET", "/api/v1/dead-letters?kind=nonsense", None).await;
+    let (st, _) = s.get("/api/v1/dead-letters?kind=nonsense").await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 
-    let (st, _) = call(s, "GET", "/health/ready", None).await;
+    let (st, _) = s.get("/health/ready").await;
     assert_eq!(st, StatusCode::OK, "still up and ready");
-    let (_, metrics) = call(s, "GET", "/metrics", None).await;
+    let (_, metrics) = s.get("/metrics").await;
     let text = metrics.as_str().expect("text");
     assert!(
         text.contains("pdm_dead_letters_total{reason=\"out_of_range\"} 1"),
@@ -532,5 +487,146 @@ async fn bad_http_input_is_refused_and_kept(cfg: ServerConfig) {
             && text.contains("pdm_retention_errors_total 0"),
         "retention keeps fresh letters and, by default, every reading: {text}"
     );
-    server.shutdown().await.expect("shutdown");
+    app.stop().await;
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    k.sort_unstable();
+    k
+}
+
+/// Request ids, error codes, path keys, the paging rule, view shapes and HTTP metrics, as a
+/// client sees them.
+async fn scaffolding_on_the_wire(app: TestApp) {
+    let s = &app;
+    register(s, "pump-1", &[("temperature", None, None)]).await;
+
+    // Request ids: made when absent, kept when given.
+    let (st, headers, _) = s.request("GET", "/api/v1/machines", None, &[]).await;
+    assert_eq!(st, StatusCode::OK);
+    let made = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert_eq!(made.len(), 36, "a UUID: {made:?}");
+    let (_, headers, _) = s
+        .request(
+            "GET",
+            "/api/v1/machines/nope",
+            None,
+            &[("x-request-id", "req-42")],
+        )
+        .await;
+    assert_eq!(
+        headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+        Some("req-42")
+    );
+
+    // The error body: code and message, nothing else.
+    let (st, e) = s.get("/api/v1/machines/nope").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(keys(&e), ["error"], "{e}");
+    assert_eq!(keys(&e["error"]), ["code", "message"], "{e}");
+    assert_eq!(e["error"]["code"], "not_found", "{e}");
+
+    // Keys in the path are validated by the extractor, with the key's reason.
+    for (uri, what) in [
+        ("/api/v1/machines/Bad%20Key/latest", "machine key"),
+        ("/api/v1/machines/Bad%20Key/sensors", "machine key"),
+        ("/api/v1/machines/pump-1/sensors/Bad%20Key", "sensor key"),
+        (
+            "/api/v1/machines/Bad%20Key/readings?sensor=temperature",
+            "machine key",
+        ),
+    ] {
+        let (st, e) = s.get(uri).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {e}");
+        assert_eq!(e["error"]["code"], "unprocessable", "{uri}: {e}");
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(what)),
+            "{uri}: {e}"
+        );
+    }
+    let (st, e) = s.delete("/api/v1/machines/pump-1/sensors/Bad%20Key").await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+
+    // One paging rule: out-of-range limits are refused everywhere. (GET /dead-letters clamped
+    // them to 1..10000 before; that is the one deliberate change of behaviour.)
+    for (uri, want) in [
+        ("/api/v1/dead-letters?limit=10000", StatusCode::OK),
+        ("/api/v1/dead-letters?limit=10001", StatusCode::BAD_REQUEST),
+        ("/api/v1/dead-letters?limit=0", StatusCode::BAD_REQUEST),
+        ("/api/v1/dead-letters?cursor=abc", StatusCode::BAD_REQUEST),
+        (
+            "/api/v1/dead-letters?kind=bad_value&limit=5",
+            StatusCode::OK,
+        ),
+        (
+            "/api/v1/machines/pump-1/readings?sensor=temperature&limit=100000",
+            StatusCode::OK,
+        ),
+        (
+            "/api/v1/machines/pump-1/readings?sensor=temperature&limit=100001",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (st, e) = s.get(uri).await;
+        assert_eq!(st, want, "{uri}: {e}");
+        if want == StatusCode::BAD_REQUEST {
+            assert_eq!(e["error"]["code"], "bad_request", "{uri}: {e}");
+        }
+    }
+
+    // Views answer the same fields the core types did.
+    let (_, m) = s.get("/api/v1/machines/pump-1").await;
+    assert_eq!(
+        keys(&m),
+        ["created_at", "description", "key", "kind", "name"],
+        "{m}"
+    );
+    assert!(m["created_at"].is_i64(), "{m}");
+    let (_, sensor) = s.get("/api/v1/machines/pump-1/sensors/temperature").await;
+    assert_eq!(
+        keys(&sensor),
+        ["created_at", "key", "machine", "max", "min", "unit"],
+        "{sensor}"
+    );
+
+    // HTTP metrics by matched route and status class.
+    let (_, _) = s.get("/api/v1/no-such-route").await;
+    let (st, headers, metrics) = s.request("GET", "/metrics", None, &[]).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("text/plain; version=0.0.4")
+    );
+    let text = metrics.as_str().expect("text");
+    for series in [
+        "pdm_http_requests_total{method=\"GET\",route=\"/api/v1/machines/{machine}\",status=\"4xx\"} 2",
+        "pdm_http_requests_total{method=\"POST\",route=\"/api/v1/machines\",status=\"2xx\"} 1",
+        "pdm_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"4xx\"} 1",
+        "pdm_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/dead-letters\",status=\"2xx\"} 2",
+        "# TYPE pdm_http_request_duration_seconds histogram",
+    ] {
+        assert!(text.contains(series), "{series} missing from\n{text}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_zero_request_timeout_is_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = common::config(dir.path(), None, false);
+    cfg.request_timeout_ms = 0;
+    let err = pdm_server::run::Server::start(cfg)
+        .await
+        .expect_err("a zero timeout answers nothing")
+        .to_string();
+    assert!(err.contains("request_timeout_ms"), "{err}");
 }

@@ -1,14 +1,17 @@
 //! Machines and their sensors: register, list, read, update, delete.
 
-use axum::extract::{Path, State};
+use std::sync::Arc;
+
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use pdm_core::{Machine, MachineUpdate, NewMachine, NewSensor, Sensor, SensorUpdate};
+use pdm_core::{Catalog, MachineUpdate, NewMachine, NewSensor, SensorUpdate};
 
 use crate::error::ApiResult;
-use crate::extract::{machine_key, sensor_key, JsonBody};
+use crate::extract::{JsonBody, Keys, MachinePath, SensorPath};
 use crate::state::AppState;
+use crate::views::{views, MachineView, SensorView};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -30,90 +33,82 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-async fn list_machines(State(s): State<AppState>) -> ApiResult<Json<Vec<Machine>>> {
-    Ok(Json(s.catalog.store().list_machines().await?))
+async fn list_machines(State(c): State<Arc<Catalog>>) -> ApiResult<Json<Vec<MachineView>>> {
+    Ok(Json(views(c.store().list_machines().await?)))
 }
 
 async fn create_machine(
-    State(s): State<AppState>,
+    State(c): State<Arc<Catalog>>,
     JsonBody(new): JsonBody<NewMachine>,
-) -> ApiResult<(StatusCode, Json<Machine>)> {
+) -> ApiResult<(StatusCode, Json<MachineView>)> {
     Ok((
         StatusCode::CREATED,
-        Json(s.catalog.create_machine(&new).await?),
+        Json(c.create_machine(&new).await?.into()),
     ))
 }
 
 async fn get_machine(
-    State(s): State<AppState>,
-    Path(machine): Path<String>,
-) -> ApiResult<Json<Machine>> {
-    let key = machine_key(&machine)?;
-    Ok(Json(s.catalog.store().get_machine(&key).await?))
+    State(c): State<Arc<Catalog>>,
+    Keys(key): MachinePath,
+) -> ApiResult<Json<MachineView>> {
+    Ok(Json(c.store().get_machine(&key).await?.into()))
 }
 
 async fn update_machine(
-    State(s): State<AppState>,
-    Path(machine): Path<String>,
+    State(c): State<Arc<Catalog>>,
+    Keys(key): MachinePath,
     JsonBody(update): JsonBody<MachineUpdate>,
-) -> ApiResult<Json<Machine>> {
-    let key = machine_key(&machine)?;
-    Ok(Json(s.catalog.update_machine(&key, &update).await?))
+) -> ApiResult<Json<MachineView>> {
+    Ok(Json(c.update_machine(&key, &update).await?.into()))
 }
 
 async fn delete_machine(
-    State(s): State<AppState>,
-    Path(machine): Path<String>,
+    State(c): State<Arc<Catalog>>,
+    Keys(key): MachinePath,
 ) -> ApiResult<StatusCode> {
-    let key = machine_key(&machine)?;
-    s.catalog.delete_machine(&key).await?;
+    c.delete_machine(&key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_sensors(
-    State(s): State<AppState>,
-    Path(machine): Path<String>,
-) -> ApiResult<Json<Vec<Sensor>>> {
-    let key = machine_key(&machine)?;
+    State(c): State<Arc<Catalog>>,
+    Keys(key): MachinePath,
+) -> ApiResult<Json<Vec<SensorView>>> {
     // Distinguishes "no such machine" (404) from "no sensors yet" (empty list).
-    s.catalog.store().get_machine(&key).await?;
-    Ok(Json(s.catalog.store().list_sensors(&key).await?))
+    c.store().get_machine(&key).await?;
+    Ok(Json(views(c.store().list_sensors(&key).await?)))
 }
 
 async fn create_sensor(
-    State(s): State<AppState>,
-    Path(machine): Path<String>,
+    State(c): State<Arc<Catalog>>,
+    Keys(key): MachinePath,
     JsonBody(new): JsonBody<NewSensor>,
-) -> ApiResult<(StatusCode, Json<Sensor>)> {
-    let key = machine_key(&machine)?;
+) -> ApiResult<(StatusCode, Json<SensorView>)> {
     Ok((
         StatusCode::CREATED,
-        Json(s.catalog.create_sensor(&key, &new).await?),
+        Json(c.create_sensor(&key, &new).await?.into()),
     ))
 }
 
 async fn get_sensor(
-    State(s): State<AppState>,
-    Path((machine, sensor)): Path<(String, String)>,
-) -> ApiResult<Json<Sensor>> {
-    let (m, k) = (machine_key(&machine)?, sensor_key(&sensor)?);
-    Ok(Json(s.catalog.store().get_sensor(&m, &k).await?))
+    State(c): State<Arc<Catalog>>,
+    Keys((m, k)): SensorPath,
+) -> ApiResult<Json<SensorView>> {
+    Ok(Json(c.store().get_sensor(&m, &k).await?.into()))
 }
 
 async fn update_sensor(
-    State(s): State<AppState>,
-    Path((machine, sensor)): Path<(String, String)>,
+    State(c): State<Arc<Catalog>>,
+    Keys((m, k)): SensorPath,
     JsonBody(update): JsonBody<SensorUpdate>,
-) -> ApiResult<Json<Sensor>> {
-    let (m, k) = (machine_key(&machine)?, sensor_key(&sensor)?);
-    Ok(Json(s.catalog.update_sensor(&m, &k, &update).await?))
+) -> ApiResult<Json<SensorView>> {
+    Ok(Json(c.update_sensor(&m, &k, &update).await?.into()))
 }
 
 async fn delete_sensor(
-    State(s): State<AppState>,
-    Path((machine, sensor)): Path<(String, String)>,
+    State(c): State<Arc<Catalog>>,
+    Keys((m, k)): SensorPath,
 ) -> ApiResult<StatusCode> {
-    let (m, k) = (machine_key(&machine)?, sensor_key(&sensor)?);
-    s.catalog.delete_sensor(&m, &k).await?;
+    c.delete_sensor(&m, &k).await?;
     Ok(StatusCode::NO_CONTENT)
 }

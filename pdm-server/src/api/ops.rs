@@ -1,19 +1,20 @@
 //! Operations: health probes, metrics and dead letters.
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use pdm_core::{DeadLetterQuery, RejectKind, Timestamp};
-use serde::{Deserialize, Serialize};
+use pdm_core::{Catalog, DeadLetterQuery, RejectKind, Store};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::QueryParams;
-use crate::state::AppState;
+use crate::extract::{PageRule, PagedQuery};
+use crate::state::{AppState, MetricsState};
+use crate::views::{views, DeadLetterView};
 
 /// Probes and metrics, served at the root (outside the versioned API, and outside any auth).
 pub fn root_router() -> Router<AppState> {
@@ -33,8 +34,8 @@ async fn live() -> Json<serde_json::Value> {
 }
 
 /// Ready only when the database answers.
-async fn ready(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    match s.telemetry.ping().await {
+async fn ready(State(store): State<Arc<dyn Store>>) -> (StatusCode, Json<serde_json::Value>) {
+    match store.ping().await {
         Ok(()) => (
             StatusCode::OK,
             Json(json!({ "status": "ok", "database": "ok" })),
@@ -49,89 +50,20 @@ async fn ready(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Value
     }
 }
 
-/// Prometheus text exposition of the ingestion counters.
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let m = s.metrics.snapshot();
-    let mut out = String::with_capacity(2048);
-    let mut counter = |name: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    };
-    counter(
-        "pdm_readings_received_total",
-        "Valid readings handed to the engine.",
-        m.readings_received,
-    );
-    counter(
-        "pdm_readings_stored_total",
-        "Readings newly stored.",
-        m.readings_stored,
-    );
-    counter(
-        "pdm_readings_duplicate_total",
-        "Readings skipped as already stored.",
-        m.readings_duplicate,
-    );
-    counter(
-        "pdm_store_batches_total",
-        "Store transactions committed.",
-        m.batches_written,
-    );
-    counter(
-        "pdm_store_write_errors_total",
-        "Store writes that failed and were retried.",
-        m.write_errors,
-    );
-    counter(
-        "pdm_store_write_seconds_total",
-        "Time spent in committed store writes, in whole seconds.",
-        m.write_micros_total / 1_000_000,
-    );
-    counter(
-        "pdm_dead_letters_pruned_total",
-        "Dead letters deleted by retention.",
-        m.dead_letters_pruned,
-    );
-    counter(
-        "pdm_readings_pruned_total",
-        "Readings deleted by retention.",
-        m.readings_pruned,
-    );
-    counter(
-        "pdm_retention_errors_total",
-        "Retention deletes that failed (tried again at the next pass).",
-        m.retention_errors,
-    );
-    let _ = writeln!(
-        out,
-        "# HELP pdm_messages_total Input messages by origin.\n# TYPE pdm_messages_total counter"
-    );
-    for (origin, n) in [
-        ("mqtt", m.messages_mqtt),
-        ("http", m.messages_http),
-        ("other", m.messages_other),
-    ] {
-        let _ = writeln!(out, "pdm_messages_total{{origin=\"{origin}\"}} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP pdm_dead_letters_total Rejected inputs by reason.\n# TYPE pdm_dead_letters_total counter"
-    );
-    for (kind, n) in &m.dead_letters {
-        let _ = writeln!(
-            out,
-            "pdm_dead_letters_total{{reason=\"{}\"}} {n}",
-            kind.as_str()
-        );
-    }
-    let queued = s.sink.max_capacity() - s.sink.capacity();
-    let _ = writeln!(
-        out,
-        "# HELP pdm_ingest_queue_depth Batches waiting for the writer.\n# TYPE pdm_ingest_queue_depth gauge\npdm_ingest_queue_depth {queued}"
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+/// The Prometheus text exposition of the registry: the engine's counters and the HTTP series.
+async fn metrics(State(m): State<MetricsState>) -> ApiResult<impl IntoResponse> {
+    let text = crate::metrics::encode(&m.registry)
+        .map_err(|e| ApiError::internal(format!("encoding metrics: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text))
+}
+
+/// Paging of `GET /dead-letters`: `limit` 1 to 10000, 100 by default.
+#[derive(Debug)]
+pub struct DeadLettersPage;
+
+impl PageRule for DeadLettersPage {
+    const DEFAULT_LIMIT: u32 = 100;
+    const MAX_LIMIT: u32 = 10_000;
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,26 +71,13 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 struct DeadLetterParams {
     machine: Option<String>,
     kind: Option<String>,
-    limit: Option<u32>,
-}
-
-#[derive(Debug, Serialize)]
-struct DeadLetterView {
-    id: i64,
-    received_at: Timestamp,
-    origin: &'static str,
-    channel: String,
-    machine: Option<String>,
-    kind: RejectKind,
-    reason: String,
-    /// The payload's first bytes, as text (invalid UTF-8 replaced).
-    payload_head: String,
 }
 
 async fn dead_letters(
-    State(s): State<AppState>,
-    QueryParams(p): QueryParams<DeadLetterParams>,
+    State(catalog): State<Arc<Catalog>>,
+    query: PagedQuery<DeadLetterParams, DeadLettersPage>,
 ) -> ApiResult<Json<Vec<DeadLetterView>>> {
+    let p = query.params;
     let kind = match p.kind.as_deref() {
         None => None,
         Some(k) => Some(RejectKind::parse(k).ok_or_else(|| {
@@ -166,25 +85,11 @@ async fn dead_letters(
             ApiError::bad_request(format!("unknown kind {k:?}; one of {}", all.join(", ")))
         })?),
     };
-    let limit = p.limit.unwrap_or(100).clamp(1, 10_000);
     let q = DeadLetterQuery {
         machine: p.machine,
         kind,
-        limit,
+        limit: query.page.limit,
     };
-    let rows = s.catalog.store().dead_letters(&q).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|r| DeadLetterView {
-                id: r.id,
-                received_at: r.letter.received_at,
-                origin: r.letter.origin.as_str(),
-                channel: r.letter.channel,
-                machine: r.letter.machine,
-                kind: r.letter.kind,
-                reason: r.letter.reason,
-                payload_head: String::from_utf8_lossy(&r.letter.payload_head).into_owned(),
-            })
-            .collect(),
-    ))
+    let rows = catalog.store().dead_letters(&q).await?;
+    Ok(Json(views(rows)))
 }

@@ -1,26 +1,37 @@
 //! Telemetry: ingestion over HTTP and the queries of stored readings.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pdm_core::{
-    Batch, Bucket, DeadLetter, Latest, MachineKey, Origin, Point, RangeQuery, RejectKind,
-    SensorKey, StoreError, Timestamp,
+    Batch, Catalog, DeadLetter, Origin, RangeQuery, RejectKind, SensorKey, Store, StoreError,
+    Timestamp,
 };
-use pdm_ingest::IngestReport;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{machine_key, sensor_key, QueryParams};
-use crate::state::AppState;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{Keys, MachinePath, PageRule, PagedQuery};
+use crate::state::{AppState, IngestState};
 use crate::time::{parse_duration_ms, parse_time};
+use crate::views::{views, BucketView, IngestReportView, LatestView, PointView};
 
 /// Most raw points or buckets one query returns.
 pub const MAX_QUERY_LIMIT: u32 = 100_000;
 const DEFAULT_QUERY_LIMIT: u32 = 1_000;
 const DEFAULT_RANGE_MS: i64 = 3_600_000;
+
+/// Paging of `GET .../readings`: `limit` 1 to [`MAX_QUERY_LIMIT`], 1000 by default.
+#[derive(Debug)]
+pub struct ReadingsPage;
+
+impl PageRule for ReadingsPage {
+    const DEFAULT_LIMIT: u32 = DEFAULT_QUERY_LIMIT;
+    const MAX_LIMIT: u32 = MAX_QUERY_LIMIT;
+}
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -33,12 +44,15 @@ pub fn router() -> Router<AppState> {
 /// Takes a telemetry payload (same format as MQTT) and answers once its valid readings are
 /// durably stored: 202 with the accepted and rejected counts and reasons; 400, 413 or 422 with
 /// the reason when nothing of it could be taken. Every rejection is also kept as a dead letter.
+///
+/// The machine stays a raw path segment here: a bad key is not refused by the extractor but
+/// kept as a `bad_key` dead letter, like any other bad input.
 async fn ingest(
-    State(s): State<AppState>,
+    State(s): State<IngestState>,
     Path(machine): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<IngestReport>)> {
+) -> ApiResult<(StatusCode, Json<IngestReportView>)> {
     s.metrics.message(Origin::Http);
     let channel = format!("/api/v1/machines/{machine}/telemetry");
     let limit = s.intake.codec().max_payload_bytes;
@@ -91,30 +105,22 @@ async fn ingest(
         } else {
             StatusCode::UNPROCESSABLE_ENTITY
         };
-        let details = serde_json::to_value(&report).unwrap_or_default();
-        return Err(ApiError::new(status, kind.as_str(), message).with_details(details));
+        let details = serde_json::to_value(IngestReportView::from(report)).unwrap_or_default();
+        return Err(ApiError::new(status, ErrorCode::Rejected(kind), message).with_details(details));
     }
     s.sink.send_and_wait(prepared.batch).await.map_err(|_| {
         ApiError::unavailable("the server is shutting down; the payload was not stored")
     })?;
-    Ok((StatusCode::ACCEPTED, Json(report)))
+    Ok((StatusCode::ACCEPTED, Json(report.into())))
 }
 
 fn status_of(kind: RejectKind) -> StatusCode {
-    match kind {
-        RejectKind::Oversized => StatusCode::PAYLOAD_TOO_LARGE,
-        RejectKind::Malformed => StatusCode::BAD_REQUEST,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    }
+    ErrorCode::Rejected(kind).status()
 }
 
 /// Keeps the dead letter of a payload refused whole, then answers with its reason.
-async fn reject_whole(s: &AppState, letter: DeadLetter) -> ApiError {
-    let err = ApiError::new(
-        status_of(letter.kind),
-        letter.kind.as_str(),
-        letter.reason.clone(),
-    );
+async fn reject_whole(s: &IngestState, letter: DeadLetter) -> ApiError {
+    let err = ApiError::of(ErrorCode::Rejected(letter.kind), letter.reason.clone());
     let batch = Batch {
         readings: Vec::new(),
         dead_letters: vec![letter],
@@ -125,7 +131,7 @@ async fn reject_whole(s: &AppState, letter: DeadLetter) -> ApiError {
     err
 }
 
-async fn store_dead_letters(s: &AppState, batch: Batch) -> ApiResult<()> {
+async fn store_dead_letters(s: &IngestState, batch: Batch) -> ApiResult<()> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -141,32 +147,33 @@ struct ReadingsParams {
     sensor: String,
     from: Option<String>,
     to: Option<String>,
-    limit: Option<u32>,
     bucket: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 struct ReadingsResponse {
-    machine: MachineKey,
-    sensor: SensorKey,
-    from: Timestamp,
-    to: Timestamp,
+    machine: String,
+    sensor: String,
+    from: i64,
+    to: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     bucket_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    points: Option<Vec<Point>>,
+    points: Option<Vec<PointView>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    buckets: Option<Vec<Bucket>>,
+    buckets: Option<Vec<BucketView>>,
 }
 
 /// Readings of one sensor in `[from, to)`: raw points, or buckets with `bucket=1m`.
 async fn readings(
-    State(s): State<AppState>,
-    Path(machine): Path<String>,
-    QueryParams(p): QueryParams<ReadingsParams>,
+    State(catalog): State<Arc<Catalog>>,
+    State(store): State<Arc<dyn Store>>,
+    Keys(machine): MachinePath,
+    query: PagedQuery<ReadingsParams, ReadingsPage>,
 ) -> ApiResult<Json<ReadingsResponse>> {
-    let machine = machine_key(&machine)?;
-    let sensor = sensor_key(&p.sensor)?;
+    let p = query.params;
+    let limit = query.page.limit;
+    let sensor = SensorKey::new(&p.sensor).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let to = match &p.to {
         Some(t) => parse_time(t).map_err(|e| ApiError::bad_request(format!("to: {e}")))?,
         None => Timestamp::now().add_millis(1),
@@ -178,14 +185,8 @@ async fn readings(
     if from >= to {
         return Err(ApiError::bad_request("from must be earlier than to"));
     }
-    let limit = p.limit.unwrap_or(DEFAULT_QUERY_LIMIT);
-    if limit == 0 || limit > MAX_QUERY_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_QUERY_LIMIT}"
-        )));
-    }
     // 404 for an unknown sensor rather than an empty series that hides a typo.
-    s.catalog.store().get_sensor(&machine, &sensor).await?;
+    catalog.store().get_sensor(&machine, &sensor).await?;
     let q = RangeQuery {
         machine: machine.clone(),
         sensor: sensor.clone(),
@@ -194,10 +195,10 @@ async fn readings(
         limit,
     };
     let mut resp = ReadingsResponse {
-        machine,
-        sensor,
-        from,
-        to,
+        machine: machine.as_str().to_owned(),
+        sensor: sensor.as_str().to_owned(),
+        from: from.as_millis(),
+        to: to.as_millis(),
         bucket_ms: None,
         points: None,
         buckets: None,
@@ -207,32 +208,35 @@ async fn readings(
             let width =
                 parse_duration_ms(b).map_err(|e| ApiError::bad_request(format!("bucket: {e}")))?;
             resp.bucket_ms = Some(width);
-            resp.buckets = Some(s.telemetry.buckets(&q, width).await?);
+            resp.buckets = Some(views(store.buckets(&q, width).await?));
         }
-        None => resp.points = Some(s.telemetry.raw(&q).await?),
+        None => resp.points = Some(views(store.raw(&q).await?)),
     }
     Ok(Json(resp))
 }
 
 #[derive(Debug, Serialize)]
 struct LatestResponse {
-    machine: MachineKey,
-    values: Vec<Latest>,
+    machine: String,
+    values: Vec<LatestView>,
 }
 
 /// The latest value of each sensor of a machine.
 async fn latest(
-    State(s): State<AppState>,
-    Path(machine): Path<String>,
+    State(catalog): State<Arc<Catalog>>,
+    State(store): State<Arc<dyn Store>>,
+    Keys(machine): MachinePath,
 ) -> ApiResult<Json<LatestResponse>> {
-    let machine = machine_key(&machine)?;
-    match s.catalog.store().get_machine(&machine).await {
+    match catalog.store().get_machine(&machine).await {
         Ok(_) => {}
         Err(StoreError::NotFound(what)) => {
             return Err(ApiError::not_found(format!("{what} not found")))
         }
         Err(e) => return Err(e.into()),
     }
-    let values = s.telemetry.latest(&machine).await?;
-    Ok(Json(LatestResponse { machine, values }))
+    let values = views(store.latest(&machine).await?);
+    Ok(Json(LatestResponse {
+        machine: machine.as_str().to_owned(),
+        values,
+    }))
 }

@@ -1,10 +1,11 @@
-//! Shared helpers of the server tests: databases, brokers and requests through `app()`.
+//! Shared helpers of the server tests: databases, brokers, requests through `app()`, and the
+//! [`TestApp`] fixture.
 #![allow(dead_code)]
 
 use std::path::Path;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use pdm_server::config::ServerConfig;
 use pdm_server::run::Server;
 use serde_json::Value;
@@ -99,7 +100,23 @@ pub async fn call(
     uri: &str,
     body: Option<&str>,
 ) -> (StatusCode, Value) {
-    let builder = Request::builder().method(method).uri(uri);
+    let (status, _, json) = exchange(server, method, uri, body, &[]).await;
+    (status, json)
+}
+
+/// Sends one request (with extra headers) through the app; returns status, headers and the body
+/// as JSON (a body that is not JSON as a JSON string, an empty one as `null`).
+pub async fn exchange(
+    server: &Server,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Value) {
+    let mut builder = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
     let req = match body {
         Some(b) => builder
             .header("content-type", "application/json")
@@ -110,6 +127,7 @@ pub async fn call(
     let app = pdm_server::app(server.state().clone());
     let resp = app.oneshot(req).await.expect("infallible");
     let status = resp.status();
+    let headers = resp.headers().clone();
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
         .expect("body");
@@ -119,7 +137,98 @@ pub async fn call(
         serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
-    (status, json)
+    (status, headers, json)
+}
+
+/// A running server for one test, on a temporary data directory with SQLite or on a fresh
+/// PostgreSQL database, driven through `app()` (no network).
+pub struct TestApp {
+    server: Server,
+    config: ServerConfig,
+    pg_url: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// A server on SQLite in a temporary directory.
+    pub async fn sqlite() -> TestApp {
+        Self::sqlite_with(|_| {}).await
+    }
+
+    /// A server on SQLite, with `tweak` applied to its configuration first.
+    pub async fn sqlite_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = config(dir.path(), None, false);
+        tweak(&mut cfg);
+        Self::start(cfg, None, dir).await
+    }
+
+    /// A server on a fresh PostgreSQL database, or `None` (after a loud message) without one.
+    pub async fn postgres(test: &str) -> Option<TestApp> {
+        let url = fresh_pg_database(test).await?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path(), Some(url.clone()), false);
+        Some(Self::start(cfg, Some(url), dir).await)
+    }
+
+    async fn start(cfg: ServerConfig, pg_url: Option<String>, dir: tempfile::TempDir) -> TestApp {
+        let server = Server::start(cfg.clone()).await.expect("start");
+        TestApp {
+            server,
+            config: cfg,
+            pg_url,
+            _dir: dir,
+        }
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The server.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// `GET uri`: status and JSON body.
+    pub async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        call(&self.server, "GET", uri, None).await
+    }
+
+    /// `POST uri` with a JSON body.
+    pub async fn post(&self, uri: &str, body: &str) -> (StatusCode, Value) {
+        call(&self.server, "POST", uri, Some(body)).await
+    }
+
+    /// `PATCH uri` with a JSON body.
+    pub async fn patch(&self, uri: &str, body: &str) -> (StatusCode, Value) {
+        call(&self.server, "PATCH", uri, Some(body)).await
+    }
+
+    /// `DELETE uri`.
+    pub async fn delete(&self, uri: &str) -> (StatusCode, Value) {
+        call(&self.server, "DELETE", uri, None).await
+    }
+
+    /// Any request, with extra headers; the answer's headers too.
+    pub async fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Value) {
+        exchange(&self.server, method, uri, body, headers).await
+    }
+
+    /// Shuts the server down gracefully and drops its PostgreSQL database.
+    pub async fn stop(self) {
+        self.server.shutdown().await.expect("shutdown");
+        if let Some(url) = &self.pg_url {
+            drop_pg_database(url).await;
+        }
+    }
 }
 
 /// Current time in epoch milliseconds.

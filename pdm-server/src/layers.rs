@@ -1,0 +1,173 @@
+//! The layers every request goes through, outermost first:
+//!
+//! 1. request id: an `x-request-id` is set when the client sent none (a UUID v4);
+//! 2. tracing: one span per request with method, matched route and request id, and status and
+//!    latency recorded when it is answered (a `debug` event "answered");
+//! 3. the request id is copied to the response;
+//! 4. HTTP metrics: count and latency per method, matched route and status class;
+//! 5. timeout: a request not answered within the configured time gets a 503 `timeout` JSON
+//!    error.
+//!
+//! 5xx answers are logged by [`ApiError`](crate::error::ApiError) inside the span, so the
+//! tracing layer logs no failures of its own.
+//!
+//! The timeout and ingestion: a telemetry payload is written by the engine's writer task, not
+//! by the request; dropping a timed-out request never cuts a write in the middle. It can only
+//! drop the answer: the payload may then be stored without the client knowing, and the client,
+//! told 503, sends it again, which stores nothing twice (writes are idempotent). Nothing that
+//! was acknowledged (answered 202) is lost.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, Response};
+use axum::middleware::{self, Next};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::MetricsState;
+
+/// The request-id header.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// How long a request may take unless configured otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Wraps every route of `router` (so that the matched route is known) in the layers above.
+pub fn apply(router: Router, metrics: MetricsState, timeout: Duration) -> Router {
+    router
+        .layer(middleware::from_fn_with_state(timeout, time_limit))
+        .layer(middleware::from_fn_with_state(metrics, record))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(span)
+                .on_request(())
+                .on_response(answered)
+                .on_failure(()),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+fn route(req: &Request) -> Option<&str> {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+}
+
+fn span(req: &Request) -> Span {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route = route(req).unwrap_or("unmatched"),
+        request_id = id,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    )
+}
+
+fn answered(res: &Response<Body>, latency: Duration, span: &Span) {
+    span.record("status", res.status().as_u16());
+    // Whole microseconds, shown as milliseconds: `1.421`, not `1.421541000000001`.
+    let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+    span.record("latency_ms", f64::from(micros) / 1000.0);
+    tracing::debug!("answered");
+}
+
+async fn record(State(m): State<MetricsState>, req: Request, next: Next) -> Response<Body> {
+    let method = req.method().clone();
+    let route = route(&req).map(str::to_owned);
+    let start = std::time::Instant::now();
+    let res = next.run(req).await;
+    m.http
+        .record(&method, route.as_deref(), res.status(), start.elapsed());
+    res
+}
+
+async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response<Body> {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => axum::response::IntoResponse::into_response(ApiError::of(
+            ErrorCode::Timeout,
+            format!(
+                "the request was not answered within {} ms; retry later",
+                limit.as_millis()
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn slow_requests_get_the_json_timeout() {
+        let (registry, http) = crate::metrics::test_registry();
+        let metrics = MetricsState {
+            registry: std::sync::Arc::new(registry),
+            http,
+        };
+        let app = apply(
+            Router::new()
+                .route(
+                    "/slow",
+                    get(|| async {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        "late"
+                    }),
+                )
+                .route("/fast", get(|| async { "ok" })),
+            metrics.clone(),
+            Duration::from_millis(50),
+        );
+        let req = Request::get("/slow")
+            .header("x-request-id", "abc-1")
+            .body(Body::empty())
+            .expect("request");
+        let res = app.clone().oneshot(req).await.expect("infallible");
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            res.headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+            Some("abc-1"),
+            "a given request id is propagated"
+        );
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(body["error"]["code"], "timeout", "{body}");
+        let res = app
+            .oneshot(Request::get("/fast").body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        assert_eq!(res.status(), StatusCode::OK);
+        let id = res
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(id.len(), 36, "a missing id is made: {id:?}");
+        let text = crate::metrics::encode(&metrics.registry).expect("encode");
+        assert!(
+            text.contains(
+                "pdm_http_requests_total{method=\"GET\",route=\"/slow\",status=\"5xx\"} 1"
+            ),
+            "{text}"
+        );
+    }
+}
