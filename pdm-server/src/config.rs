@@ -32,33 +32,23 @@ use pdm_ingest::CodecConfig;
 use pdm_store::{redact_url, StoreOptions};
 use serde::Deserialize;
 
-/// A setting that cannot be used, named so the operator knows what to fix.
+/// A setting that cannot be used, named so the operator knows what to fix: the engine crates'
+/// [`pdm_core::ConfigError`] (one shape for every setting), shown as `configuration: ...`.
 #[derive(Debug, thiserror::Error)]
-#[error("configuration: {setting}: {problem}")]
-pub struct ConfigError {
-    /// The setting (file key, `PDM_*` variable or flag).
-    pub setting: String,
-    /// What is wrong with it.
-    pub problem: String,
-}
+#[error("configuration: {0}")]
+pub struct ConfigError(pub pdm_core::ConfigError);
 
 /// The checks of the engine crates name their settings the same way.
 impl From<pdm_core::ConfigError> for ConfigError {
     fn from(e: pdm_core::ConfigError) -> Self {
-        Self {
-            setting: e.setting,
-            problem: e.problem,
-        }
+        Self(e)
     }
 }
 
 impl ConfigError {
     /// An error naming `setting`.
     pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self {
-            setting: setting.into(),
-            problem: problem.into(),
-        }
+        Self(pdm_core::ConfigError::new(setting, problem))
     }
 }
 
@@ -233,7 +223,7 @@ mod tests {
         let mut cfg = ServerConfig::default();
         cfg.engine.queue_capacity = 0;
         let err = cfg.check().expect_err("zero queue");
-        assert_eq!(err.setting, "engine.queue_capacity");
+        assert_eq!(err.0.setting, "engine.queue_capacity");
         assert_eq!(
             err.to_string(),
             "configuration: engine.queue_capacity: must be at least 1 (got 0)"

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use axum::extract::path::ErrorKind;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::Json;
 use pdm_core::{MachineKey, SensorKey};
@@ -32,21 +32,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                     rejection.body_text(),
                 ))
             }
-        }
-    }
-}
-
-/// Query parameters; unreadable ones get a 400 naming the problem.
-#[derive(Debug)]
-pub struct QueryParams<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(v)) => Ok(QueryParams(v)),
-            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
         }
     }
 }
@@ -164,7 +149,17 @@ impl<S: Send + Sync, T: DeserializeOwned, R: PageRule> FromRequestParts<S> for P
             .partition(|(k, _)| k == "limit" || k == "cursor");
         let rest = serde_urlencoded::to_string(&rest)
             .map_err(|e| ApiError::internal(format!("re-encoding a query: {e}")))?;
-        let params: T = serde_urlencoded::from_str(&rest).map_err(unreadable)?;
+        let params: T = serde_urlencoded::from_str(&rest).map_err(|e| {
+            // The list's own parameters do not know the paging ones, taken out above: name
+            // them too, so a misspelt `limt` is answered with every parameter it could mean.
+            let paging = if R::CURSORS { "limit, cursor" } else { "limit" };
+            match e.to_string() {
+                m if m.starts_with("unknown field") => ApiError::bad_request(format!(
+                    "Failed to deserialize query string: {m}, or {paging}"
+                )),
+                _ => unreadable(e),
+            }
+        })?;
         let paging = serde_urlencoded::to_string(&paging)
             .map_err(|e| ApiError::internal(format!("re-encoding a query: {e}")))?;
         let raw: RawPage = serde_urlencoded::from_str(&paging).map_err(unreadable)?;
@@ -219,6 +214,8 @@ mod tests {
         assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
         let e = extract("/x?knid=a").await.expect_err("unknown parameter");
         assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+        let shown = format!("{e:?}");
+        assert!(shown.contains("kind") && shown.contains("limit"), "{shown}");
         let e = extract("/x?limit=1&limit=2").await.expect_err("twice");
         assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
     }

@@ -51,6 +51,26 @@ pub fn apply(router: Router, metrics: MetricsState, timeout: Duration) -> Router
                 .on_failure(()),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(refuse_unusable_request_id))
+}
+
+/// Longest request id taken from a client.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A client's `x-request-id` goes into every log line of its request, so only a short id of
+/// `[A-Za-z0-9._-]` is kept; any other is replaced by a new one (the answer carries it).
+async fn refuse_unusable_request_id(mut req: Request, next: Next) -> Response<Body> {
+    let usable = |v: &axum::http::HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID_LEN
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+    };
+    if req.headers().get(&REQUEST_ID).is_some_and(|v| !usable(v)) {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    next.run(req).await
 }
 
 fn route(req: &Request) -> Option<&str> {

@@ -24,10 +24,11 @@ use prometheus_client::registry::{Registry, Unit};
 /// The `Content-Type` of `/metrics`: the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
-/// Upper bounds of the HTTP latency buckets, in seconds: 1 ms to 30 s (a timed-out request
-/// lands in the last finite bucket's neighbour, `+Inf`, only past the longest timeout).
-const LATENCY_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+/// Upper bounds of the HTTP latency buckets, in seconds: 1 ms to 120 s. A request cut by the
+/// default 30 s timeout takes a little over 30 s, so it falls in the 60 s bucket, apart from
+/// the requests that finished in time; only timeouts configured above 120 s reach `+Inf`.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
 /// Labels of the HTTP series: few values each, so the number of series stays bounded.

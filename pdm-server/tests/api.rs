@@ -525,6 +525,18 @@ async fn scaffolding_on_the_wire(app: TestApp) {
         headers.get("x-request-id").and_then(|v| v.to_str().ok()),
         Some("req-42")
     );
+    // An id unfit for a log line (too long, or odd characters) is replaced by a new one.
+    let long = "a".repeat(129);
+    for unfit in ["a b", "<id>", long.as_str()] {
+        let (_, headers, _) = s
+            .request("GET", "/api/v1/machines", None, &[("x-request-id", unfit)])
+            .await;
+        let id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(id.len(), 36, "{unfit:?} replaced by a UUID: {id:?}");
+    }
 
     // The error body: code and message, nothing else.
     let (st, e) = s.get("/api/v1/machines/nope").await;

@@ -18,7 +18,7 @@ use crate::error::IngestError;
 use crate::Intake;
 
 /// How to reach the broker and authenticate: the settings the [`MqttSourceConfig`] and the
-/// [`MqttPublisherConfig`] share. Flattened into each, so its keys sit at the top level of
+/// [`MqttPublisherConfig`] share. In a configuration file its keys sit at the top level of
 /// `[mqtt]` (`url`, `username`, ...), next to the settings of the source or publisher itself.
 ///
 /// ```
@@ -118,11 +118,10 @@ impl MqttConnectionConfig {
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "MqttSourceFile")]
 pub struct MqttSourceConfig {
     /// The broker and how to authenticate to it (`url`, `username`, `password`, TLS files,
     /// keep-alive, connect timeout, reconnection backoff), at the top level of `[mqtt]`.
-    #[serde(flatten)]
     pub connection: MqttConnectionConfig,
     /// Client id. Keep it stable: the broker keeps the session (the subscription and the
     /// messages that arrive while pdm is down) under it. Each server needs its own.
@@ -239,6 +238,99 @@ impl MqttSourceConfig {
     }
 }
 
+/// The connection's keys sit at the top level of `[mqtt]`, beside the source's or publisher's
+/// own. `#[serde(flatten)]` would say so in one line, but it buffers the table and so loses
+/// what serde reports on a bad value: the key's line and, for a wrong type, the key's name
+/// (and flatten does not honour `deny_unknown_fields` reliably). So each config reads through a
+/// flat file struct generated here from the connection's field list, written once.
+macro_rules! flat_file {
+    ($file:ident => $config:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        #[derive(Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct $file {
+            url: String,
+            username: Option<String>,
+            password: Option<String>,
+            ca_file: Option<PathBuf>,
+            client_cert_file: Option<PathBuf>,
+            client_key_file: Option<PathBuf>,
+            keep_alive_secs: u64,
+            connect_timeout_secs: u64,
+            reconnect_backoff_min_ms: u64,
+            reconnect_backoff_max_ms: u64,
+            $($field: $ty),*
+        }
+
+        impl Default for $file {
+            fn default() -> Self {
+                let c = $config::default();
+                let MqttConnectionConfig {
+                    url,
+                    username,
+                    password,
+                    ca_file,
+                    client_cert_file,
+                    client_key_file,
+                    keep_alive_secs,
+                    connect_timeout_secs,
+                    reconnect_backoff_min_ms,
+                    reconnect_backoff_max_ms,
+                } = c.connection;
+                Self {
+                    url,
+                    username,
+                    password,
+                    ca_file,
+                    client_cert_file,
+                    client_key_file,
+                    keep_alive_secs,
+                    connect_timeout_secs,
+                    reconnect_backoff_min_ms,
+                    reconnect_backoff_max_ms,
+                    $($field: c.$field),*
+                }
+            }
+        }
+
+        impl From<$file> for $config {
+            fn from(f: $file) -> Self {
+                Self {
+                    connection: MqttConnectionConfig {
+                        url: f.url,
+                        username: f.username,
+                        password: f.password,
+                        ca_file: f.ca_file,
+                        client_cert_file: f.client_cert_file,
+                        client_key_file: f.client_key_file,
+                        keep_alive_secs: f.keep_alive_secs,
+                        connect_timeout_secs: f.connect_timeout_secs,
+                        reconnect_backoff_min_ms: f.reconnect_backoff_min_ms,
+                        reconnect_backoff_max_ms: f.reconnect_backoff_max_ms,
+                    },
+                    $($field: f.$field),*
+                }
+            }
+        }
+    };
+}
+
+flat_file!(MqttSourceFile => MqttSourceConfig {
+    client_id: String,
+    topic: String,
+    shared_group: Option<String>,
+    request_channel_capacity: usize,
+    max_inflight: usize,
+    max_packet_bytes: usize,
+    shutdown_timeout_ms: u64,
+});
+
+flat_file!(MqttPublisherFile => MqttPublisherConfig {
+    client_id: String,
+    persistent_session: bool,
+    max_inflight: u16,
+    max_packet_bytes: usize,
+});
+
 pub(super) struct SourceSettings {
     pub options: MqttOptions,
     pub subscription: String,
@@ -267,10 +359,9 @@ fn source_settings(c: &MqttSourceConfig, conn: Connection, options: MqttOptions)
 
 /// Settings of the [`MqttPublisher`] (used by `pdm-server simulate`, tests and benchmarks).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "MqttPublisherFile")]
 pub struct MqttPublisherConfig {
     /// The broker and how to authenticate to it, as for the source, at the top level.
-    #[serde(flatten)]
     pub connection: MqttConnectionConfig,
     /// Client id.
     pub client_id: String,
@@ -946,6 +1037,36 @@ mod tests {
             "pdm-publisher",
             "each keeps its own client id default"
         );
+    }
+
+    /// A bad key or value in the file is reported at its own line and by its own name, for
+    /// connection keys as for the others (what `#[serde(flatten)]` would lose).
+    #[test]
+    fn file_errors_name_the_key_and_its_line() {
+        let wrong_type = "[mqtt]\nurl = \"mqtt://h\"\nkeep_alive_secs = \"x\"\n";
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct File {
+            mqtt: MqttSourceConfig,
+        }
+        let e = toml::from_str::<File>(wrong_type).expect_err("a string for a number");
+        let shown = e.to_string();
+        assert!(shown.contains("line 3"), "{shown}");
+        assert!(shown.contains("keep_alive_secs"), "{shown}");
+        let unknown = "[mqtt]\nurll = \"mqtt://h\"\n";
+        let e = toml::from_str::<File>(unknown).expect_err("a misspelt key");
+        let shown = e.to_string();
+        assert!(
+            shown.contains("line 2") && shown.contains("urll"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("`url`") && shown.contains("`client_id`"),
+            "{shown}"
+        );
+        let e = toml::from_str::<MqttPublisherConfig>("url = 5\n").expect_err("a number for a URL");
+        let shown = e.to_string();
+        assert!(shown.contains("line 1") && shown.contains("url"), "{shown}");
     }
 
     #[test]
