@@ -61,6 +61,8 @@ mod migrate;
 mod options;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod repo;
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -72,9 +74,10 @@ pub use migrate::SQLITE_MIGRATIONS;
 pub use migrate::{Migration, MigrationReport};
 pub use options::StoreOptions;
 #[cfg(feature = "postgres")]
-pub use postgres::{PgStore, PG_MAX_MS, PG_MIN_MS};
+pub use postgres::{PgDb, PgStore, PG_MAX_MS, PG_MIN_MS};
+pub use sql::SqlStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteDb, SqliteStore};
 
 /// Opens the store named by `url`, picking the backend from its scheme: `sqlite:PATH`,
 /// `sqlite://PATH` (relative) or `sqlite:///PATH` (absolute) for SQLite;
