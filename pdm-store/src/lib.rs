@@ -58,6 +58,8 @@ mod common;
 mod dburl;
 mod error;
 mod migrate;
+#[cfg(test)]
+mod migration_files;
 mod options;
 #[cfg(feature = "postgres")]
 mod postgres;
