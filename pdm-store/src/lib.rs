@@ -67,6 +67,7 @@ mod repo;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod telemetry;
 
 pub use dburl::{redact_url, BackendKind};
 #[cfg(feature = "postgres")]

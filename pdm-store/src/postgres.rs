@@ -15,7 +15,7 @@ use pdm_core::{
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor as _, Postgres};
 
-use crate::common::{self, PruneBy, Schema};
+use crate::common::{self, Schema};
 use crate::dburl::redact_url;
 use crate::error::{db, db_ctx};
 use crate::migrate::{self, MigrationReport, POSTGRES_MIGRATIONS};
@@ -70,6 +70,14 @@ impl Backend for PgDb {
 
     fn millis(column: &str) -> String {
         format!("(extract(epoch FROM {column}) * 1000)::int8")
+    }
+
+    fn at_millis(param: &str) -> String {
+        format!("timestamptz 'epoch' + {param}::int8 * interval '1 millisecond'")
+    }
+
+    fn clamp_millis(ms: i64) -> i64 {
+        ms.clamp(PG_MIN_MS, PG_MAX_MS)
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
@@ -444,89 +452,19 @@ impl TelemetryStore for PgStore {
     }
 
     async fn count_readings(&self, machine: &MachineKey) -> StoreResult<u64> {
-        if !self.machine_exists(machine).await? {
-            return Err(common::machine_not_found(machine));
-        }
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM readings WHERE sensor_id IN (\
-                 SELECT s.id FROM sensors s JOIN machines m ON m.id = s.machine_id \
-                 WHERE m.key = $1)",
-        )
-        .bind(machine.as_str())
-        .fetch_one(&self.db.pool)
-        .await
-        .map_err(db)?;
-        Ok(common::count(n))
+        self.count_readings_of(machine).await
     }
 
     async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64> {
-        let by_age = common::prune_by_age_sql(
-            "timestamptz 'epoch' + $1::int8 * interval '1 millisecond'",
-            '$',
-        );
-        let by_id = common::prune_by_id_sql('$');
-        let delete = |by: PruneBy, bound: i64| {
-            let (sql, bound) = match by {
-                PruneBy::ReceivedBefore => (&by_age, clamp(Timestamp::from_millis(bound))),
-                PruneBy::IdBelow => (&by_id, bound),
-            };
-            async move {
-                let done = sqlx::query(sql)
-                    .bind(bound)
-                    .bind(common::PRUNE_CHUNK)
-                    .execute(&self.db.pool)
-                    .await
-                    .map_err(db)?;
-                Ok(done.rows_affected())
-            }
-        };
-        let oldest_kept = |offset: i64| async move {
-            sqlx::query_scalar(&common::oldest_kept_sql('$'))
-                .bind(offset)
-                .fetch_optional(&self.db.pool)
-                .await
-                .map_err(db)
-        };
-        common::prune_dead_letters(p, delete, oldest_kept).await
+        self.prune_dead_letters_by(p).await
     }
 
     async fn prune_readings(&self, before: Timestamp) -> StoreResult<u64> {
-        let sql = common::prune_readings_sql(
-            "timestamptz 'epoch' + $2::int8 * interval '1 millisecond'",
-            '$',
-        );
-        let cutoff = clamp(before);
-        let sensors = || async {
-            sqlx::query_scalar(&common::sensors_with_readings_before_sql(
-                "timestamptz 'epoch' + $1::int8 * interval '1 millisecond'",
-            ))
-            .bind(cutoff)
-            .fetch_all(&self.db.pool)
-            .await
-            .map_err(db)
-        };
-        let delete = |sensor: i64| {
-            let sql = &sql;
-            async move {
-                let done = sqlx::query(sql)
-                    .bind(sensor)
-                    .bind(cutoff)
-                    .bind(common::PRUNE_CHUNK)
-                    .execute(&self.db.pool)
-                    .await
-                    .map_err(db)?;
-                Ok(done.rows_affected())
-            }
-        };
-        common::prune_readings(sensors, delete).await
+        self.prune_readings_before(before).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.db.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
+        self.ping_reader().await
     }
 
     /// PostgreSQL runs each session on its own core: two concurrent transactions nearly double

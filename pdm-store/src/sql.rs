@@ -257,6 +257,15 @@ pub trait Backend: std::fmt::Debug + Send + Sync + 'static {
     /// SQL yielding the time stored in `column` as epoch milliseconds (`int8`).
     fn millis(column: &str) -> String;
 
+    /// SQL turning the epoch-millisecond parameter `param` (`$1`) into a stored time.
+    fn at_millis(param: &str) -> String;
+
+    /// A bound of a query, in epoch milliseconds, clamped to the times the database can store
+    /// (stored times can only lie inside).
+    fn clamp_millis(ms: i64) -> i64 {
+        ms
+    }
+
     /// Begins a write transaction on the writer: `BEGIN IMMEDIATE` on SQLite, which takes the
     /// write lock up front so that another process writing the file makes it wait
     /// (busy_timeout) instead of failing mid-transaction.

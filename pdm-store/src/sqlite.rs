@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Executor as _, Sqlite};
 
-use crate::common::{self, PruneBy, Schema};
+use crate::common::{self, Schema};
 use crate::error::{db, db_ctx, is_foreign_key_violation};
 use crate::migrate::{self, MigrationReport, SQLITE_MIGRATIONS};
 use crate::sql::{Backend, SqlStore};
@@ -93,6 +93,10 @@ impl Backend for SqliteDb {
     /// Times are stored as epoch milliseconds already.
     fn millis(column: &str) -> String {
         column.to_owned()
+    }
+
+    fn at_millis(param: &str) -> String {
+        param.to_owned()
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
@@ -430,81 +434,19 @@ impl TelemetryStore for SqliteStore {
     }
 
     async fn count_readings(&self, machine: &MachineKey) -> StoreResult<u64> {
-        if !self.machine_exists(machine).await? {
-            return Err(common::machine_not_found(machine));
-        }
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM readings WHERE sensor_id IN (\
-                 SELECT s.id FROM sensors s JOIN machines m ON m.id = s.machine_id \
-                 WHERE m.key = ?)",
-        )
-        .bind(machine.as_str())
-        .fetch_one(&self.db.reader)
-        .await
-        .map_err(db)?;
-        Ok(common::count(n))
+        self.count_readings_of(machine).await
     }
 
     async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64> {
-        let by_age = common::prune_by_age_sql("?1", '?');
-        let by_id = common::prune_by_id_sql('?');
-        let delete = |by: PruneBy, bound: i64| {
-            let (sql, bound) = match by {
-                PruneBy::ReceivedBefore => (&by_age, bound),
-                PruneBy::IdBelow => (&by_id, bound),
-            };
-            async move {
-                let done = sqlx::query(sql)
-                    .bind(bound)
-                    .bind(common::PRUNE_CHUNK)
-                    .execute(&self.db.writer)
-                    .await
-                    .map_err(db)?;
-                Ok(done.rows_affected())
-            }
-        };
-        let oldest_kept = |offset: i64| async move {
-            sqlx::query_scalar(&common::oldest_kept_sql('?'))
-                .bind(offset)
-                .fetch_optional(&self.db.reader)
-                .await
-                .map_err(db)
-        };
-        common::prune_dead_letters(p, delete, oldest_kept).await
+        self.prune_dead_letters_by(p).await
     }
 
     async fn prune_readings(&self, before: Timestamp) -> StoreResult<u64> {
-        let sql = common::prune_readings_sql("?2", '?');
-        let cutoff = before.as_millis();
-        let sensors = || async {
-            sqlx::query_scalar(&common::sensors_with_readings_before_sql("?1"))
-                .bind(cutoff)
-                .fetch_all(&self.db.reader)
-                .await
-                .map_err(db)
-        };
-        let delete = |sensor: i64| {
-            let sql = &sql;
-            async move {
-                let done = sqlx::query(sql)
-                    .bind(sensor)
-                    .bind(cutoff)
-                    .bind(common::PRUNE_CHUNK)
-                    .execute(&self.db.writer)
-                    .await
-                    .map_err(db)?;
-                Ok(done.rows_affected())
-            }
-        };
-        common::prune_readings(sensors, delete).await
+        self.prune_readings_before(before).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.db.reader)
-            .await
-            .map_err(db)?;
-        Ok(())
+        self.ping_reader().await
     }
 }
 
