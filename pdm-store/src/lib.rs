@@ -40,7 +40,10 @@
 //!
 //! [`connect`] returns an `Arc<dyn Store>`, which upcasts to `Arc<dyn TelemetryStore>` and
 //! `Arc<dyn CatalogStore>`; embedders wanting backend-specific calls use `SqliteStore` or
-//! `PgStore` directly. [`migrate`] runs the migrations alone, for a `migrate` command.
+//! `PgStore` directly. Both are a [`SqlStore`] over their backend's connections: the relational
+//! repositories (machines, sensors, dead letters) are one implementation for both backends,
+//! and only the telemetry hot path and the migration runner are written per backend (see the
+//! crate's README). [`migrate`] runs the migrations alone, for a `migrate` command.
 //!
 //! Guarantees, per backend:
 //! - a write is one transaction; when it returns `Ok`, the batch survives a crash of the process
