@@ -7,10 +7,9 @@
 
 use std::str::FromStr;
 
-use async_trait::async_trait;
 use pdm_core::{
-    Batch, Bucket, DeadLetterPrune, Latest, MachineKey, Point, RangeQuery, StoreError, StoreResult,
-    TelemetryStore, Timestamp, WriteOutcome,
+    Batch, Bucket, Latest, MachineKey, Point, RangeQuery, StoreError, StoreResult, Timestamp,
+    WriteOutcome,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor as _, Postgres};
@@ -20,6 +19,7 @@ use crate::dburl::redact_url;
 use crate::error::{db, db_ctx};
 use crate::migrate::{self, MigrationReport, POSTGRES_MIGRATIONS};
 use crate::sql::{Backend, SqlStore};
+use crate::telemetry::HotPath;
 use crate::StoreOptions;
 
 /// Earliest storable instant in ms: 4714-11-24 BC, the start of PostgreSQL's timestamp range.
@@ -341,9 +341,8 @@ async fn migrate_locked(conn: &mut PgConnection) -> StoreResult<MigrationReport>
     Ok(report)
 }
 
-#[async_trait]
-impl TelemetryStore for PgStore {
-    async fn write(&self, batch: &Batch) -> StoreResult<WriteOutcome> {
+impl HotPath for PgDb {
+    async fn write(store: &PgStore, batch: &Batch) -> StoreResult<WriteOutcome> {
         common::check_readings(batch, Some((PG_MIN_MS, PG_MAX_MS)))?;
         if batch.is_empty() {
             return Ok(WriteOutcome::default());
@@ -354,14 +353,14 @@ impl TelemetryStore for PgStore {
             duplicates: total.saturating_sub(inserted),
             dead_letters: batch.dead_letters.len() as u64,
         };
-        let ids = common::resolve_ids(self, &self.ids, batch).await?;
-        match self.write_resolved(batch, &ids).await {
+        let ids = common::resolve_ids(store, &store.ids, batch).await?;
+        match store.write_resolved(batch, &ids).await {
             Ok(Some(inserted)) => Ok(outcome(inserted)),
             Ok(None) => {
                 // A cached id whose sensor another worker deleted: reload and retry once.
-                self.ids.clear();
-                let ids = common::resolve_ids(self, &self.ids, batch).await?;
-                match self.write_resolved(batch, &ids).await {
+                store.ids.clear();
+                let ids = common::resolve_ids(store, &store.ids, batch).await?;
+                match store.write_resolved(batch, &ids).await {
                     Ok(Some(inserted)) => Ok(outcome(inserted)),
                     Ok(None) => Err(common::sensor_deleted_during_write()),
                     Err(e) => Err(db(e)),
@@ -371,7 +370,7 @@ impl TelemetryStore for PgStore {
         }
     }
 
-    async fn raw(&self, q: &RangeQuery) -> StoreResult<Vec<Point>> {
+    async fn raw(store: &PgStore, q: &RangeQuery) -> StoreResult<Vec<Point>> {
         // The sensor id comes from the database, not the write cache, so that a sensor
         // registered again by another worker is read under its current id.
         let rows = sqlx::query(
@@ -387,16 +386,16 @@ impl TelemetryStore for PgStore {
         .bind(clamp(q.from))
         .bind(clamp(q.to))
         .bind(common::limit(q.limit))
-        .fetch_all(&self.db.pool)
+        .fetch_all(&store.db.pool)
         .await
         .map_err(db)?;
         if rows.is_empty() {
-            self.check_sensor(&q.machine, &q.sensor).await?;
+            store.check_sensor(&q.machine, &q.sensor).await?;
         }
         rows.iter().map(common::point).collect()
     }
 
-    async fn buckets(&self, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>> {
+    async fn buckets(store: &PgStore, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>> {
         common::check_width(width_ms)?;
         // The same integer arithmetic as on SQLite, so both backends cut buckets identically:
         // floor division, with `%` truncating toward zero for negative timestamps.
@@ -421,16 +420,16 @@ impl TelemetryStore for PgStore {
         .bind(clamp(q.from))
         .bind(clamp(q.to))
         .bind(common::limit(q.limit))
-        .fetch_all(&self.db.pool)
+        .fetch_all(&store.db.pool)
         .await
         .map_err(db)?;
         if rows.is_empty() {
-            self.check_sensor(&q.machine, &q.sensor).await?;
+            store.check_sensor(&q.machine, &q.sensor).await?;
         }
         rows.iter().map(common::bucket).collect()
     }
 
-    async fn latest(&self, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
+    async fn latest(store: &PgStore, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
         // Per sensor, one descent of the primary key to its newest row.
         let rows = sqlx::query(
             "SELECT s.key, (extract(epoch FROM r.ts) * 1000)::int8, r.value \
@@ -442,34 +441,16 @@ impl TelemetryStore for PgStore {
              WHERE m.key = $1 ORDER BY s.key",
         )
         .bind(machine.as_str())
-        .fetch_all(&self.db.pool)
+        .fetch_all(&store.db.pool)
         .await
         .map_err(db)?;
-        if rows.is_empty() && !self.machine_exists(machine).await? {
+        if rows.is_empty() && !store.machine_exists(machine).await? {
             return Err(common::machine_not_found(machine));
         }
         rows.iter().map(common::latest).collect()
     }
 
-    async fn count_readings(&self, machine: &MachineKey) -> StoreResult<u64> {
-        self.count_readings_of(machine).await
-    }
-
-    async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64> {
-        self.prune_dead_letters_by(p).await
-    }
-
-    async fn prune_readings(&self, before: Timestamp) -> StoreResult<u64> {
-        self.prune_readings_before(before).await
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        self.ping_reader().await
-    }
-
     /// PostgreSQL runs each session on its own core: two concurrent transactions nearly double
     /// the insert rate of one on a two-core server (docs/benchmarks.md); more mostly contend.
-    fn write_concurrency(&self) -> usize {
-        2
-    }
+    const WRITE_CONCURRENCY: usize = 2;
 }

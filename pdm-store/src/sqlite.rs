@@ -9,10 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use async_trait::async_trait;
 use pdm_core::{
-    Batch, Bucket, DeadLetterPrune, Latest, MachineKey, Point, RangeQuery, StoreError, StoreResult,
-    TelemetryStore, Timestamp, WriteOutcome,
+    Batch, Bucket, Latest, MachineKey, Point, RangeQuery, StoreError, StoreResult, WriteOutcome,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -23,6 +21,7 @@ use crate::common::{self, Schema};
 use crate::error::{db, db_ctx, is_foreign_key_violation};
 use crate::migrate::{self, MigrationReport, SQLITE_MIGRATIONS};
 use crate::sql::{Backend, SqlStore};
+use crate::telemetry::HotPath;
 use crate::StoreOptions;
 
 /// Most readings per INSERT statement. Multi-row statements cut the per-statement overhead
@@ -327,9 +326,8 @@ async fn migrate_sqlite(pool: &SqlitePool) -> StoreResult<MigrationReport> {
     Ok(report)
 }
 
-#[async_trait]
-impl TelemetryStore for SqliteStore {
-    async fn write(&self, batch: &Batch) -> StoreResult<WriteOutcome> {
+impl HotPath for SqliteDb {
+    async fn write(store: &SqliteStore, batch: &Batch) -> StoreResult<WriteOutcome> {
         common::check_readings(batch, None)?;
         let total = batch.readings.len() as u64;
         let outcome = |inserted: u64| WriteOutcome {
@@ -340,14 +338,14 @@ impl TelemetryStore for SqliteStore {
         if batch.is_empty() {
             return Ok(WriteOutcome::default());
         }
-        let ids = common::resolve_ids(self, &self.ids, batch).await?;
-        match self.write_resolved(batch, &ids).await {
+        let ids = common::resolve_ids(store, &store.ids, batch).await?;
+        match store.write_resolved(batch, &ids).await {
             Ok(inserted) => Ok(outcome(inserted)),
             Err(e) if is_foreign_key_violation(&e) => {
                 // A cached id whose sensor was deleted behind our back: reload and retry once.
-                self.ids.clear();
-                let ids = common::resolve_ids(self, &self.ids, batch).await?;
-                match self.write_resolved(batch, &ids).await {
+                store.ids.clear();
+                let ids = common::resolve_ids(store, &store.ids, batch).await?;
+                match store.write_resolved(batch, &ids).await {
                     Ok(inserted) => Ok(outcome(inserted)),
                     Err(e) if is_foreign_key_violation(&e) => {
                         Err(common::sensor_deleted_during_write())
@@ -359,7 +357,7 @@ impl TelemetryStore for SqliteStore {
         }
     }
 
-    async fn raw(&self, q: &RangeQuery) -> StoreResult<Vec<Point>> {
+    async fn raw(store: &SqliteStore, q: &RangeQuery) -> StoreResult<Vec<Point>> {
         // The sensor id comes from the database, not the write cache, so that a sensor
         // registered again by another process is read under its current id.
         let rows = sqlx::query(
@@ -374,16 +372,20 @@ impl TelemetryStore for SqliteStore {
         .bind(q.from.as_millis())
         .bind(q.to.as_millis())
         .bind(common::limit(q.limit))
-        .fetch_all(&self.db.reader)
+        .fetch_all(&store.db.reader)
         .await
         .map_err(db)?;
         if rows.is_empty() {
-            self.check_sensor(&q.machine, &q.sensor).await?;
+            store.check_sensor(&q.machine, &q.sensor).await?;
         }
         rows.iter().map(common::point).collect()
     }
 
-    async fn buckets(&self, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>> {
+    async fn buckets(
+        store: &SqliteStore,
+        q: &RangeQuery,
+        width_ms: i64,
+    ) -> StoreResult<Vec<Bucket>> {
         common::check_width(width_ms)?;
         // Floor division: `%` truncates toward zero, so negative timestamps not on a boundary
         // step one bucket further down.
@@ -404,16 +406,16 @@ impl TelemetryStore for SqliteStore {
         .bind(q.from.as_millis())
         .bind(q.to.as_millis())
         .bind(common::limit(q.limit))
-        .fetch_all(&self.db.reader)
+        .fetch_all(&store.db.reader)
         .await
         .map_err(db)?;
         if rows.is_empty() {
-            self.check_sensor(&q.machine, &q.sensor).await?;
+            store.check_sensor(&q.machine, &q.sensor).await?;
         }
         rows.iter().map(common::bucket).collect()
     }
 
-    async fn latest(&self, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
+    async fn latest(store: &SqliteStore, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
         // Per sensor, one descent of the primary key to its newest row.
         let rows = sqlx::query(
             "SELECT s.key, r.ts, r.value \
@@ -424,30 +426,16 @@ impl TelemetryStore for SqliteStore {
              WHERE m.key = ? ORDER BY s.key",
         )
         .bind(machine.as_str())
-        .fetch_all(&self.db.reader)
+        .fetch_all(&store.db.reader)
         .await
         .map_err(db)?;
-        if rows.is_empty() && !self.machine_exists(machine).await? {
+        if rows.is_empty() && !store.machine_exists(machine).await? {
             return Err(common::machine_not_found(machine));
         }
         rows.iter().map(common::latest).collect()
     }
 
-    async fn count_readings(&self, machine: &MachineKey) -> StoreResult<u64> {
-        self.count_readings_of(machine).await
-    }
-
-    async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64> {
-        self.prune_dead_letters_by(p).await
-    }
-
-    async fn prune_readings(&self, before: Timestamp) -> StoreResult<u64> {
-        self.prune_readings_before(before).await
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        self.ping_reader().await
-    }
+    const WRITE_CONCURRENCY: usize = 1;
 }
 
 #[cfg(test)]

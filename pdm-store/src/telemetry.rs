@@ -1,13 +1,90 @@
-//! The parts of [`TelemetryStore`](pdm_core::TelemetryStore) that do not depend on the dialect
-//! (counting, pruning, ping), written once for both backends like the repositories. The hot
-//! path (writes, range queries, latest values) stays per backend, in `sqlite.rs` and
-//! `postgres.rs`, where the dialect matters.
+//! [`TelemetryStore`] on both backends: the parts that do not depend on the dialect (counting,
+//! pruning, ping) are written here once, like the repositories; the hot path (writes, range
+//! queries, latest values) is each backend's [`HotPath`], in `sqlite.rs` and `postgres.rs`,
+//! where the dialect matters.
 
-use pdm_core::{DeadLetterPrune, MachineKey, StoreResult, Timestamp};
+use std::future::Future;
+
+use async_trait::async_trait;
+use pdm_core::{
+    Batch, Bucket, DeadLetterPrune, Latest, MachineKey, Point, RangeQuery, StoreResult,
+    TelemetryStore, Timestamp, WriteOutcome,
+};
 
 use crate::common::{self, PruneBy};
 use crate::error::db;
 use crate::sql::{Arg, Backend, Cols, SqlStore};
+
+/// The telemetry hot path of a backend, in its own dialect.
+pub trait HotPath: Backend + Sized {
+    /// How many writes the store can usefully run at once
+    /// ([`TelemetryStore::write_concurrency`]).
+    const WRITE_CONCURRENCY: usize;
+
+    /// [`TelemetryStore::write`].
+    fn write(
+        store: &SqlStore<Self>,
+        batch: &Batch,
+    ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
+
+    /// [`TelemetryStore::raw`].
+    fn raw(
+        store: &SqlStore<Self>,
+        q: &RangeQuery,
+    ) -> impl Future<Output = StoreResult<Vec<Point>>> + Send;
+
+    /// [`TelemetryStore::buckets`].
+    fn buckets(
+        store: &SqlStore<Self>,
+        q: &RangeQuery,
+        width_ms: i64,
+    ) -> impl Future<Output = StoreResult<Vec<Bucket>>> + Send;
+
+    /// [`TelemetryStore::latest`].
+    fn latest(
+        store: &SqlStore<Self>,
+        machine: &MachineKey,
+    ) -> impl Future<Output = StoreResult<Vec<Latest>>> + Send;
+}
+
+#[async_trait]
+impl<B: HotPath> TelemetryStore for SqlStore<B> {
+    async fn write(&self, batch: &Batch) -> StoreResult<WriteOutcome> {
+        B::write(self, batch).await
+    }
+
+    async fn raw(&self, q: &RangeQuery) -> StoreResult<Vec<Point>> {
+        B::raw(self, q).await
+    }
+
+    async fn buckets(&self, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>> {
+        B::buckets(self, q, width_ms).await
+    }
+
+    async fn latest(&self, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
+        B::latest(self, machine).await
+    }
+
+    async fn count_readings(&self, machine: &MachineKey) -> StoreResult<u64> {
+        self.count_readings_of(machine).await
+    }
+
+    async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64> {
+        self.prune_dead_letters_by(p).await
+    }
+
+    async fn prune_readings(&self, before: Timestamp) -> StoreResult<u64> {
+        self.prune_readings_before(before).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.ping_reader().await
+    }
+
+    fn write_concurrency(&self) -> usize {
+        B::WRITE_CONCURRENCY
+    }
+}
 
 impl<B: Backend> SqlStore<B> {
     /// [`TelemetryStore::count_readings`](pdm_core::TelemetryStore::count_readings).
