@@ -21,7 +21,9 @@
 //!
 //! The seams:
 //! - [`source::Source`] pushes [`Batch`]es with an [`source::Ack`] into a [`source::BatchSink`];
-//! - [`store::TelemetryStore`] and [`store::CatalogStore`] store them;
+//! - [`store::TelemetryStore`] stores them, and one trait per relational aggregate
+//!   ([`store::MachineStore`], [`store::SensorStore`], ...; together [`store::CatalogStore`])
+//!   keeps the rest;
 //! - [`detector::Detector`] and [`detector::StreamingDetector`] score feature rows;
 //! - [`notify::Notifier`] delivers alarm events.
 
@@ -53,4 +55,7 @@ pub use redact::redact_url;
 pub use retention::Retention;
 pub use rfc3339::TimestampError;
 pub use source::{Ack, BatchSink, Committed, Shutdown, ShutdownTrigger, Source, SourceContext};
-pub use store::{CatalogStore, Store, StoreError, StoreResult, TelemetryStore, WriteOutcome};
+pub use store::{
+    CatalogStore, DeadLetterStore, MachineStore, SensorStore, Store, StoreError, StoreResult,
+    TelemetryStore, WriteOutcome,
+};

@@ -5,8 +5,8 @@
 //! cargo run -p pdm-ingest --release --example decode_throughput
 //! ```
 
-#[path = "../tests/common/mem_store.rs"]
-mod mem_store;
+#[path = "../tests/common/store.rs"]
+mod store;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,13 +110,15 @@ fn main() -> anyhow::Result<()> {
     });
     println!("codec::decode, arrays of 100 items:    {batched:>12.0} readings/s");
 
-    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-    let store = Arc::new(mem_store::MemStore::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let store = runtime.block_on(store::TestStore::new());
     let limits: Vec<(&str, Option<f64>, Option<f64>)> = SENSORS
         .iter()
         .map(|s| (*s, Some(-1000.0), Some(1000.0)))
         .collect();
-    store.seed_machine("pump-1", &limits);
+    runtime.block_on(store.seed_machine("pump-1", &limits));
     let catalog = Arc::new(runtime.block_on(Catalog::load(store, false))?);
     let intake = Intake::new(catalog, config.clone());
     let prepared = rate(budget, per_pass, || {

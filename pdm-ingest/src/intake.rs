@@ -323,20 +323,22 @@ impl Letters {
 mod tests {
     use super::*;
 
-    use crate::mem_store::MemStore;
-    use pdm_core::CatalogStore;
+    use crate::test_store::TestStore;
+    use pdm_core::{MachineStore, SensorStore};
 
     const NOW: i64 = 1_767_225_600_000;
 
-    async fn intake(auto_register: bool, codec: CodecConfig) -> (Intake, Arc<MemStore>) {
-        let store = Arc::new(MemStore::default());
-        store.seed_machine(
-            "pump-1",
-            &[
-                ("temperature", Some(-20.0), Some(150.0)),
-                ("flow", None, None),
-            ],
-        );
+    async fn intake(auto_register: bool, codec: CodecConfig) -> (Intake, Arc<TestStore>) {
+        let store = TestStore::new().await;
+        store
+            .seed_machine(
+                "pump-1",
+                &[
+                    ("temperature", Some(-20.0), Some(150.0)),
+                    ("flow", None, None),
+                ],
+            )
+            .await;
         let catalog = Catalog::load(store.clone(), auto_register)
             .await
             .expect("catalog loads");

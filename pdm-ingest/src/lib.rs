@@ -37,8 +37,8 @@ pub mod mqtt;
 pub mod sim;
 
 #[cfg(test)]
-#[path = "../tests/common/mem_store.rs"]
-mod mem_store;
+#[path = "../tests/common/store.rs"]
+mod test_store;
 
 pub use codec::CodecConfig;
 pub use error::{IngestError, Result};

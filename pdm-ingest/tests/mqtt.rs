@@ -10,24 +10,24 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::mem_store::MemStore;
-use common::{eventually, init_tracing, mqtt_url, unique};
+use common::store::TestStore;
 use pdm_core::{Catalog, Engine, EngineConfig, Metrics, RejectKind, TelemetryStore, Timestamp};
 use pdm_ingest::mqtt::{
     MqttConnectionConfig, MqttPublisherConfig, MqttSourceConfig, MqttState, MqttStatus,
 };
 use pdm_ingest::{CodecConfig, Intake};
+use pdm_testkit::{eventually, init_tracing, mqtt_url, unique};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// An engine with an MQTT source, writing into a shared in-memory store.
+/// An engine with an MQTT source, writing into a shared SQLite store.
 struct Running {
     engine: Engine,
     metrics: Arc<Metrics>,
     status: MqttStatus,
 }
 
-async fn start(store: &Arc<MemStore>, config: MqttSourceConfig, codec: CodecConfig) -> Running {
+async fn start(store: &Arc<TestStore>, config: MqttSourceConfig, codec: CodecConfig) -> Running {
     init_tracing();
     let catalog = Arc::new(
         Catalog::load(store.clone(), true)
@@ -116,7 +116,7 @@ async fn messages_are_stored_then_acknowledged() {
     let machine = unique("m");
     let topic = format!("pdm/{machine}/telemetry");
     let client_id = unique("pdm-test-src");
-    let store = Arc::new(MemStore::default());
+    let store = TestStore::new().await;
     let run = start(
         &store,
         source_config(&url, &client_id, &topic),
@@ -133,7 +133,7 @@ async fn messages_are_stored_then_acknowledged() {
         .collect();
     publish_all(&url, &messages).await;
     eventually(WAIT, "100 readings stored", || async {
-        store.readings_of(&machine).len() == 100
+        store.readings_of(&machine).await.len() == 100
     })
     .await;
     assert_eq!(run.metrics.snapshot().messages_mqtt, 50);
@@ -157,7 +157,7 @@ async fn messages_are_stored_then_acknowledged() {
     )
     .await;
     eventually(WAIT, "the 5 queued messages", || async {
-        store.readings_of(&machine).len() == 105
+        store.readings_of(&machine).await.len() == 105
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -178,7 +178,7 @@ async fn unstored_messages_are_not_acknowledged_and_come_back_after_restart() {
     let machine = unique("m");
     let topic = format!("pdm/{machine}/telemetry");
     let client_id = unique("pdm-test-src");
-    let store = Arc::new(MemStore::default());
+    let store = TestStore::new().await;
     store.fail_writes(true);
     let run = start(
         &store,
@@ -203,7 +203,7 @@ async fn unstored_messages_are_not_acknowledged_and_come_back_after_restart() {
     })
     .await;
     run.engine.shutdown().await;
-    assert_eq!(store.total_readings(), 0);
+    assert_eq!(store.total_readings().await, 0);
 
     store.fail_writes(false);
     let again = start(
@@ -213,7 +213,7 @@ async fn unstored_messages_are_not_acknowledged_and_come_back_after_restart() {
     )
     .await;
     eventually(WAIT, "redelivered readings stored", || async {
-        store.readings_of(&machine).len() == 3
+        store.readings_of(&machine).await.len() == 3
     })
     .await;
     assert!(again.metrics.snapshot().messages_mqtt >= 3);
@@ -227,7 +227,7 @@ async fn the_source_reconnects_by_itself_to_get_unstored_messages_again() {
     let machine = unique("m");
     let topic = format!("pdm/{machine}/telemetry");
     let client_id = unique("pdm-test-src");
-    let store = Arc::new(MemStore::default());
+    let store = TestStore::new().await;
     store.fail_writes(true);
     let run = start(
         &store,
@@ -247,7 +247,7 @@ async fn the_source_reconnects_by_itself_to_get_unstored_messages_again() {
     .await;
     store.fail_writes(false);
     eventually(WAIT, "the reading stored after redelivery", || async {
-        store.readings_of(&machine).len() == 1
+        store.readings_of(&machine).await.len() == 1
     })
     .await;
     let snapshot = run.metrics.snapshot();
@@ -265,7 +265,7 @@ async fn bad_payloads_become_dead_letters_and_valid_items_still_arrive() {
     let machine = unique("m");
     let telemetry = format!("pdm/{machine}/telemetry");
     let client_id = unique("pdm-test-src");
-    let store = Arc::new(MemStore::default());
+    let store = TestStore::new().await;
     let codec = CodecConfig {
         max_payload_bytes: 4096,
         ..CodecConfig::default()
@@ -293,17 +293,17 @@ async fn bad_payloads_become_dead_letters_and_valid_items_still_arrive() {
     ];
     publish_all(&url, &messages).await;
     eventually(WAIT, "5 dead letters", || async {
-        store.all_dead_letters().len() == 5
+        store.all_dead_letters().await.len() == 5
     })
     .await;
     assert_eq!(
-        store.readings_of(&machine),
+        store.readings_of(&machine).await,
         vec![
             ("temperature".to_owned(), now - 1000, 62.0),
             ("temperature".to_owned(), now, 61.5)
         ]
     );
-    let letters = store.all_dead_letters();
+    let letters = store.all_dead_letters().await;
     let mut kinds: Vec<&str> = letters.iter().map(|d| d.kind.as_str()).collect();
     kinds.sort_unstable();
     assert_eq!(
@@ -335,7 +335,7 @@ async fn a_shared_group_splits_the_messages() {
     let topic = format!("pdm/{machine}/telemetry");
     let group = unique("g");
     let ids = [unique("pdm-test-a"), unique("pdm-test-b")];
-    let store = Arc::new(MemStore::default());
+    let store = TestStore::new().await;
     let mut running = Vec::new();
     for id in &ids {
         let config = MqttSourceConfig {
@@ -356,7 +356,7 @@ async fn a_shared_group_splits_the_messages() {
         .collect();
     publish_all(&url, &messages).await;
     eventually(WAIT, "40 readings", || async {
-        store.readings_of(&machine).len() == 40
+        store.readings_of(&machine).await.len() == 40
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -384,7 +384,7 @@ async fn a_shared_group_splits_the_messages() {
 /// Needs no broker: nothing listens on port 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_broker_is_retried_and_shutdown_is_prompt() {
-    let store = Arc::new(MemStore::default());
+    let store = TestStore::new().await;
     let catalog = Arc::new(Catalog::load(store.clone(), true).await.expect("loads"));
     let telemetry: Arc<dyn TelemetryStore> = store.clone();
     let mut engine = Engine::start(
@@ -428,7 +428,7 @@ async fn the_simulator_publishes_through_the_broker_into_the_store() {
     let machine = unique("m");
     let topic = format!("pdm/{machine}/telemetry");
     let client_id = unique("pdm-test-src");
-    let store = Arc::new(MemStore::default());
+    let store = TestStore::new().await;
     let run = start(
         &store,
         source_config(&url, &client_id, &topic),
@@ -462,7 +462,7 @@ async fn the_simulator_publishes_through_the_broker_into_the_store() {
     assert_eq!(summary.messages, 30);
     assert_eq!(summary.readings, 150);
     eventually(WAIT, "150 readings stored", || async {
-        store.readings_of(&machine).len() == 150
+        store.readings_of(&machine).await.len() == 150
     })
     .await;
     run.engine.shutdown().await;

@@ -1,13 +1,11 @@
-//! What both backends share: row decoding (both return the same column shapes, with times as
-//! int8 milliseconds), validation done before touching the database, and id resolution.
+//! What both backends' telemetry paths share: row decoding (both return the same column shapes,
+//! with times as int8 milliseconds), validation done before touching the database, pruning in
+//! chunks, and id resolution.
 
 use std::collections::HashMap;
 use std::future::Future;
 
-use pdm_core::{
-    Batch, Bucket, DeadLetter, Machine, MachineKey, Origin, Point, RejectKind, Sensor, SensorKey,
-    StoreError, StoreResult, StoredDeadLetter, Timestamp,
-};
+use pdm_core::{Batch, Bucket, MachineKey, Point, SensorKey, StoreError, StoreResult, Timestamp};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::cache::SensorIds;
@@ -52,89 +50,6 @@ where
 /// A key read back from the database.
 pub(crate) fn key<K: TryFrom<String, Error = pdm_core::KeyError>>(s: String) -> StoreResult<K> {
     K::try_from(s).map_err(|e| StoreError::Backend(format!("invalid key in database: {e}").into()))
-}
-
-/// A machine from `key, name, kind, description, created_at`.
-pub(crate) fn machine<'r, R>(row: &'r R) -> StoreResult<Machine>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(Machine {
-        key: key(get::<R, String>(row, 0)?)?,
-        name: get(row, 1)?,
-        kind: get(row, 2)?,
-        description: get(row, 3)?,
-        created_at: Timestamp::from_millis(get(row, 4)?),
-    })
-}
-
-/// A sensor of `machine` from `key, unit, min_value, max_value, created_at`.
-pub(crate) fn sensor<'r, R>(row: &'r R, machine: MachineKey) -> StoreResult<Sensor>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    sensor_from(row, machine, 0)
-}
-
-/// A sensor of `machine` with its id from `id, key, unit, min_value, max_value, created_at`.
-pub(crate) fn sensor_with_id<'r, R>(row: &'r R, machine: MachineKey) -> StoreResult<(i64, Sensor)>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok((get(row, 0)?, sensor_from(row, machine, 1)?))
-}
-
-fn sensor_from<'r, R>(row: &'r R, machine: MachineKey, first: usize) -> StoreResult<Sensor>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(Sensor {
-        machine,
-        key: key(get::<R, String>(row, first)?)?,
-        unit: get(row, first + 1)?,
-        min: get(row, first + 2)?,
-        max: get(row, first + 3)?,
-        created_at: Timestamp::from_millis(get(row, first + 4)?),
-    })
-}
-
-/// A sensor from `machine_key, key, unit, min_value, max_value, created_at`.
-pub(crate) fn sensor_with_machine<'r, R>(row: &'r R) -> StoreResult<Sensor>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(Sensor {
-        machine: key(get::<R, String>(row, 0)?)?,
-        key: key(get::<R, String>(row, 1)?)?,
-        unit: get(row, 2)?,
-        min: get(row, 3)?,
-        max: get(row, 4)?,
-        created_at: Timestamp::from_millis(get(row, 5)?),
-    })
 }
 
 /// A point from `ts, value`.
@@ -182,66 +97,6 @@ where
         ts: Timestamp::from_millis(get(row, 1)?),
         value: get(row, 2)?,
     })
-}
-
-/// A dead letter from
-/// `id, received_at, origin, channel, machine, kind, reason, payload_head`.
-pub(crate) fn dead_letter<'r, R>(row: &'r R) -> StoreResult<StoredDeadLetter>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let id: i64 = get(row, 0)?;
-    let origin: String = get(row, 2)?;
-    let kind: String = get(row, 5)?;
-    let unknown = |what: &str, v: &str| {
-        StoreError::Backend(format!("dead letter {id} has unknown {what} '{v}'").into())
-    };
-    Ok(StoredDeadLetter {
-        id,
-        letter: DeadLetter {
-            received_at: Timestamp::from_millis(get(row, 1)?),
-            origin: Origin::parse(&origin).ok_or_else(|| unknown("origin", &origin))?,
-            channel: get(row, 3)?,
-            machine: get(row, 4)?,
-            kind: RejectKind::parse(&kind).ok_or_else(|| unknown("kind", &kind))?,
-            reason: get(row, 6)?,
-            payload_head: get(row, 7)?,
-        },
-    })
-}
-
-/// The query listing dead letters, newest first, with a condition only for the filters that
-/// are set (so that the `(machine, id)` index serves the machine filter) and numbered
-/// placeholders (`?1` on SQLite, `$1` on PostgreSQL: `mark`) in the order machine, kind,
-/// limit. `received_at` is the SQL yielding the receive time in epoch milliseconds.
-pub(crate) fn dead_letter_sql(
-    q: &pdm_core::DeadLetterQuery,
-    received_at: &str,
-    mark: char,
-) -> String {
-    let mut sql = format!(
-        "SELECT id, {received_at}, origin, channel, machine, kind, reason, payload_head \
-         FROM dead_letters"
-    );
-    let mut n = 0;
-    let mut next = || {
-        n += 1;
-        n
-    };
-    if q.machine.is_some() {
-        sql.push_str(&format!(" WHERE machine = {mark}{}", next()));
-    }
-    if q.kind.is_some() {
-        let glue = if q.machine.is_some() { "AND" } else { "WHERE" };
-        sql.push_str(&format!(" {glue} kind = {mark}{}", next()));
-    }
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT {mark}{}", next()));
-    sql
 }
 
 /// Most dead letters one pruning statement deletes: each chunk is its own transaction, so a

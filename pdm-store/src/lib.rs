@@ -40,7 +40,10 @@
 //!
 //! [`connect`] returns an `Arc<dyn Store>`, which upcasts to `Arc<dyn TelemetryStore>` and
 //! `Arc<dyn CatalogStore>`; embedders wanting backend-specific calls use `SqliteStore` or
-//! `PgStore` directly. [`migrate`] runs the migrations alone, for a `migrate` command.
+//! `PgStore` directly. Both are a [`SqlStore`] over their backend's connections: the relational
+//! repositories (machines, sensors, dead letters) are one implementation for both backends,
+//! and only the telemetry hot path and the migration runner are written per backend (see the
+//! crate's README). [`migrate`] runs the migrations alone, for a `migrate` command.
 //!
 //! Guarantees, per backend:
 //! - a write is one transaction; when it returns `Ok`, the batch survives a crash of the process
@@ -58,11 +61,16 @@ mod common;
 mod dburl;
 mod error;
 mod migrate;
+#[cfg(test)]
+mod migration_files;
 mod options;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod repo;
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod telemetry;
 
 pub use dburl::{redact_url, BackendKind};
 #[cfg(feature = "postgres")]
@@ -72,9 +80,10 @@ pub use migrate::SQLITE_MIGRATIONS;
 pub use migrate::{Migration, MigrationReport};
 pub use options::StoreOptions;
 #[cfg(feature = "postgres")]
-pub use postgres::{PgStore, PG_MAX_MS, PG_MIN_MS};
+pub use postgres::{PgDb, PgStore, PG_MAX_MS, PG_MIN_MS};
+pub use sql::SqlStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteDb, SqliteStore};
 
 /// Opens the store named by `url`, picking the backend from its scheme: `sqlite:PATH`,
 /// `sqlite://PATH` (relative) or `sqlite:///PATH` (absolute) for SQLite;

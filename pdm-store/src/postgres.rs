@@ -5,23 +5,21 @@
 //! `(extract(epoch FROM ts) * 1000)::int8` the other, exact on PostgreSQL 14 and later where
 //! `extract` returns numeric).
 
-use std::collections::HashMap;
 use std::str::FromStr;
 
-use async_trait::async_trait;
 use pdm_core::{
-    Batch, Bucket, CatalogStore, DeadLetterPrune, DeadLetterQuery, Latest, Machine, MachineKey,
-    MachineUpdate, NewMachine, NewSensor, Point, RangeQuery, Sensor, SensorKey, SensorUpdate,
-    StoreError, StoreResult, StoredDeadLetter, TelemetryStore, Timestamp, WriteOutcome,
+    Batch, Bucket, Latest, MachineKey, Point, RangeQuery, StoreError, StoreResult, Timestamp,
+    WriteOutcome,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Connection, Executor as _, Row};
+use sqlx::{Connection, Executor as _, Postgres};
 
-use crate::cache::SensorIds;
-use crate::common::{self, LoadSensorIds, PruneBy, Schema};
+use crate::common::{self, Schema};
 use crate::dburl::redact_url;
-use crate::error::{db, db_ctx, is_foreign_key_violation, is_unique_violation};
+use crate::error::{db, db_ctx};
 use crate::migrate::{self, MigrationReport, POSTGRES_MIGRATIONS};
+use crate::sql::{Backend, SqlStore};
+use crate::telemetry::HotPath;
 use crate::StoreOptions;
 
 /// Earliest storable instant in ms: 4714-11-24 BC, the start of PostgreSQL's timestamp range.
@@ -37,11 +35,6 @@ const MAX_ROWS_PER_INSERT: usize = 50_000;
 /// Key of the session advisory lock held while migrating ("pdm_migr" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7064_6d5f_6d69_6772;
 
-const MACHINE_COLUMNS: &str =
-    "key, name, kind, description, (extract(epoch FROM created_at) * 1000)::int8";
-const SENSOR_COLUMNS: &str = "key, unit, min_value, max_value, \
-     (extract(epoch FROM created_at) * 1000)::int8";
-
 const INSERT_READINGS: &str = "INSERT INTO readings (sensor_id, ts, value) \
      SELECT s, timestamptz 'epoch' + t * interval '1 millisecond', v \
      FROM UNNEST($1::int8[], $2::int8[], $3::float8[]) AS u (s, t, v) \
@@ -51,19 +44,45 @@ const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters \
      (received_at, origin, channel, machine, kind, reason, payload_head) \
      VALUES (timestamptz 'epoch' + $1::int8 * interval '1 millisecond', $2, $3, $4, $5, $6, $7)";
 
-/// How many times the insert-if-absent operations retry when a row they saw vanishes before
-/// they read it back (a concurrent delete).
-const ENSURE_ATTEMPTS: usize = 3;
-
 /// A store in a PostgreSQL database.
 ///
 /// Cheap to share behind an `Arc`; all methods take `&self`.
+pub type PgStore = SqlStore<PgDb>;
+
+/// The connections of a [`PgStore`]: one pool for reads and writes.
 #[derive(Debug)]
-pub struct PgStore {
+pub struct PgDb {
     pool: PgPool,
-    ids: SensorIds,
     timescale: bool,
     url: String,
+}
+
+impl Backend for PgDb {
+    type Db = Postgres;
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn millis(column: &str) -> String {
+        format!("(extract(epoch FROM {column}) * 1000)::int8")
+    }
+
+    fn at_millis(param: &str) -> String {
+        format!("timestamptz 'epoch' + {param}::int8 * interval '1 millisecond'")
+    }
+
+    fn clamp_millis(ms: i64) -> i64 {
+        ms.clamp(PG_MIN_MS, PG_MAX_MS)
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
 }
 
 impl PgStore {
@@ -130,41 +149,40 @@ impl PgStore {
             }
         };
         tracing::debug!(url = %shown, timescale, "PostgreSQL store connected");
-        Ok(Self {
+        Ok(SqlStore::new(PgDb {
             pool,
-            ids: SensorIds::default(),
             timescale,
             url: shown,
-        })
+        }))
     }
 
     /// Applies pending migrations; a no-op when the schema is current. Safe to run from
     /// several processes at once: they take turns on an advisory lock.
     pub async fn migrate(&self) -> StoreResult<MigrationReport> {
-        let report = migrate_pg(&self.pool).await?;
-        log_report(&self.url, &report);
+        let report = migrate_pg(&self.db.pool).await?;
+        log_report(&self.db.url, &report);
         Ok(report)
     }
 
     /// The schema version recorded in the database (0 for an empty database).
     pub async fn schema_version(&self) -> StoreResult<i64> {
-        schema_version(&self.pool).await
+        schema_version(&self.db.pool).await
     }
 
     /// Whether the TimescaleDB extension was installed when the store connected (readings
     /// are then a hypertable).
     pub fn uses_timescale(&self) -> bool {
-        self.timescale
+        self.db.timescale
     }
 
     /// The database URL, password redacted.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.db.url
     }
 
     /// Closes every connection; later calls fail as unavailable.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.pool.close().await;
     }
 
     /// Writes in one transaction; `None` when a sensor of the batch no longer exists.
@@ -174,7 +192,7 @@ impl PgStore {
         let mut distinct = ids.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         // One lock per sensor instead of a foreign-key check per row (migration 0002): a
         // concurrent delete of the sensor waits for this transaction, or has already removed
         // the row and the batch is refused.
@@ -213,83 +231,11 @@ impl PgStore {
         tx.commit().await?;
         Ok(Some(inserted))
     }
-
-    fn cache_sensor(&self, (id, sensor): (i64, Sensor)) -> StoreResult<Sensor> {
-        self.ids.put(&sensor.machine, &sensor.key, id);
-        Ok(sensor)
-    }
-
-    /// [`StoreError::NotFound`] unless the sensor is registered.
-    async fn check_sensor(&self, machine: &MachineKey, sensor: &SensorKey) -> StoreResult<()> {
-        sqlx::query(
-            "SELECT 1 FROM sensors s JOIN machines m ON m.id = s.machine_id \
-             WHERE m.key = $1 AND s.key = $2",
-        )
-        .bind(machine.as_str())
-        .bind(sensor.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?
-        .map(|_| ())
-        .ok_or_else(|| common::sensor_not_found(machine, sensor))
-    }
-
-    async fn machine_exists(&self, key: &MachineKey) -> StoreResult<bool> {
-        let row = sqlx::query("SELECT 1 FROM machines WHERE key = $1")
-            .bind(key.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(row.is_some())
-    }
-
-    /// Inserts the machine unless it exists and returns its id.
-    async fn ensure_machine_id(&self, key: &MachineKey) -> StoreResult<i64> {
-        for _ in 0..ENSURE_ATTEMPTS {
-            sqlx::query(
-                "INSERT INTO machines (key, name) VALUES ($1, $1) ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(key.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-            // A separate statement: under READ COMMITTED it sees a row committed by a
-            // concurrent insert that made ours do nothing.
-            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM machines WHERE key = $1")
-                .bind(key.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-            if let Some(id) = id {
-                return Ok(id);
-            }
-        }
-        Err(common::machine_not_found(key))
-    }
 }
 
 /// Query bounds clamped to what the database can hold; readings can only lie inside.
 fn clamp(ts: Timestamp) -> i64 {
     ts.as_millis().clamp(PG_MIN_MS, PG_MAX_MS)
-}
-
-impl LoadSensorIds for PgStore {
-    async fn load_sensor_ids(&self, machine: &MachineKey) -> StoreResult<HashMap<SensorKey, i64>> {
-        let rows = sqlx::query(
-            "SELECT s.key, s.id FROM sensors s JOIN machines m ON m.id = s.machine_id \
-             WHERE m.key = $1",
-        )
-        .bind(machine.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        let mut out = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let key = common::key(row.try_get(0).map_err(db)?)?;
-            out.insert(key, row.try_get(1).map_err(db)?);
-        }
-        Ok(out)
-    }
 }
 
 fn log_report(url: &str, report: &MigrationReport) {
@@ -395,9 +341,8 @@ async fn migrate_locked(conn: &mut PgConnection) -> StoreResult<MigrationReport>
     Ok(report)
 }
 
-#[async_trait]
-impl TelemetryStore for PgStore {
-    async fn write(&self, batch: &Batch) -> StoreResult<WriteOutcome> {
+impl HotPath for PgDb {
+    async fn write(store: &PgStore, batch: &Batch) -> StoreResult<WriteOutcome> {
         common::check_readings(batch, Some((PG_MIN_MS, PG_MAX_MS)))?;
         if batch.is_empty() {
             return Ok(WriteOutcome::default());
@@ -408,14 +353,14 @@ impl TelemetryStore for PgStore {
             duplicates: total.saturating_sub(inserted),
             dead_letters: batch.dead_letters.len() as u64,
         };
-        let ids = common::resolve_ids(self, &self.ids, batch).await?;
-        match self.write_resolved(batch, &ids).await {
+        let ids = common::resolve_ids(store, &store.ids, batch).await?;
+        match store.write_resolved(batch, &ids).await {
             Ok(Some(inserted)) => Ok(outcome(inserted)),
             Ok(None) => {
                 // A cached id whose sensor another worker deleted: reload and retry once.
-                self.ids.clear();
-                let ids = common::resolve_ids(self, &self.ids, batch).await?;
-                match self.write_resolved(batch, &ids).await {
+                store.ids.clear();
+                let ids = common::resolve_ids(store, &store.ids, batch).await?;
+                match store.write_resolved(batch, &ids).await {
                     Ok(Some(inserted)) => Ok(outcome(inserted)),
                     Ok(None) => Err(common::sensor_deleted_during_write()),
                     Err(e) => Err(db(e)),
@@ -425,7 +370,7 @@ impl TelemetryStore for PgStore {
         }
     }
 
-    async fn raw(&self, q: &RangeQuery) -> StoreResult<Vec<Point>> {
+    async fn raw(store: &PgStore, q: &RangeQuery) -> StoreResult<Vec<Point>> {
         // The sensor id comes from the database, not the write cache, so that a sensor
         // registered again by another worker is read under its current id.
         let rows = sqlx::query(
@@ -441,16 +386,16 @@ impl TelemetryStore for PgStore {
         .bind(clamp(q.from))
         .bind(clamp(q.to))
         .bind(common::limit(q.limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&store.db.pool)
         .await
         .map_err(db)?;
         if rows.is_empty() {
-            self.check_sensor(&q.machine, &q.sensor).await?;
+            store.check_sensor(&q.machine, &q.sensor).await?;
         }
         rows.iter().map(common::point).collect()
     }
 
-    async fn buckets(&self, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>> {
+    async fn buckets(store: &PgStore, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>> {
         common::check_width(width_ms)?;
         // The same integer arithmetic as on SQLite, so both backends cut buckets identically:
         // floor division, with `%` truncating toward zero for negative timestamps.
@@ -475,16 +420,16 @@ impl TelemetryStore for PgStore {
         .bind(clamp(q.from))
         .bind(clamp(q.to))
         .bind(common::limit(q.limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&store.db.pool)
         .await
         .map_err(db)?;
         if rows.is_empty() {
-            self.check_sensor(&q.machine, &q.sensor).await?;
+            store.check_sensor(&q.machine, &q.sensor).await?;
         }
         rows.iter().map(common::bucket).collect()
     }
 
-    async fn latest(&self, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
+    async fn latest(store: &PgStore, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
         // Per sensor, one descent of the primary key to its newest row.
         let rows = sqlx::query(
             "SELECT s.key, (extract(epoch FROM r.ts) * 1000)::int8, r.value \
@@ -496,385 +441,16 @@ impl TelemetryStore for PgStore {
              WHERE m.key = $1 ORDER BY s.key",
         )
         .bind(machine.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&store.db.pool)
         .await
         .map_err(db)?;
-        if rows.is_empty() && !self.machine_exists(machine).await? {
+        if rows.is_empty() && !store.machine_exists(machine).await? {
             return Err(common::machine_not_found(machine));
         }
         rows.iter().map(common::latest).collect()
     }
 
-    async fn count_readings(&self, machine: &MachineKey) -> StoreResult<u64> {
-        if !self.machine_exists(machine).await? {
-            return Err(common::machine_not_found(machine));
-        }
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM readings WHERE sensor_id IN (\
-                 SELECT s.id FROM sensors s JOIN machines m ON m.id = s.machine_id \
-                 WHERE m.key = $1)",
-        )
-        .bind(machine.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(common::count(n))
-    }
-
-    async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64> {
-        let by_age = common::prune_by_age_sql(
-            "timestamptz 'epoch' + $1::int8 * interval '1 millisecond'",
-            '$',
-        );
-        let by_id = common::prune_by_id_sql('$');
-        let delete = |by: PruneBy, bound: i64| {
-            let (sql, bound) = match by {
-                PruneBy::ReceivedBefore => (&by_age, clamp(Timestamp::from_millis(bound))),
-                PruneBy::IdBelow => (&by_id, bound),
-            };
-            async move {
-                let done = sqlx::query(sql)
-                    .bind(bound)
-                    .bind(common::PRUNE_CHUNK)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db)?;
-                Ok(done.rows_affected())
-            }
-        };
-        let oldest_kept = |offset: i64| async move {
-            sqlx::query_scalar(&common::oldest_kept_sql('$'))
-                .bind(offset)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)
-        };
-        common::prune_dead_letters(p, delete, oldest_kept).await
-    }
-
-    async fn prune_readings(&self, before: Timestamp) -> StoreResult<u64> {
-        let sql = common::prune_readings_sql(
-            "timestamptz 'epoch' + $2::int8 * interval '1 millisecond'",
-            '$',
-        );
-        let cutoff = clamp(before);
-        let sensors = || async {
-            sqlx::query_scalar(&common::sensors_with_readings_before_sql(
-                "timestamptz 'epoch' + $1::int8 * interval '1 millisecond'",
-            ))
-            .bind(cutoff)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)
-        };
-        let delete = |sensor: i64| {
-            let sql = &sql;
-            async move {
-                let done = sqlx::query(sql)
-                    .bind(sensor)
-                    .bind(cutoff)
-                    .bind(common::PRUNE_CHUNK)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db)?;
-                Ok(done.rows_affected())
-            }
-        };
-        common::prune_readings(sensors, delete).await
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
     /// PostgreSQL runs each session on its own core: two concurrent transactions nearly double
     /// the insert rate of one on a two-core server (docs/benchmarks.md); more mostly contend.
-    fn write_concurrency(&self) -> usize {
-        2
-    }
-}
-
-#[async_trait]
-impl CatalogStore for PgStore {
-    async fn create_machine(&self, m: &NewMachine) -> StoreResult<Machine> {
-        let sql = format!(
-            "INSERT INTO machines (key, name, kind, description) VALUES ($1, $2, $3, $4) \
-             RETURNING {MACHINE_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(m.key.as_str())
-            .bind(m.name.as_deref().unwrap_or(m.key.as_str()))
-            .bind(m.kind.as_deref())
-            .bind(m.description.as_deref())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict(format!("machine '{}' already exists", m.key))
-                } else {
-                    db(e)
-                }
-            })?;
-        common::machine(&row)
-    }
-
-    async fn ensure_machine(&self, key: &MachineKey) -> StoreResult<Machine> {
-        let insert = format!(
-            "INSERT INTO machines (key, name) VALUES ($1, $1) ON CONFLICT (key) DO NOTHING \
-             RETURNING {MACHINE_COLUMNS}"
-        );
-        let select = format!("SELECT {MACHINE_COLUMNS} FROM machines WHERE key = $1");
-        for _ in 0..ENSURE_ATTEMPTS {
-            let row = sqlx::query(&insert)
-                .bind(key.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-            if let Some(row) = row {
-                return common::machine(&row);
-            }
-            // Another statement, hence a fresh snapshot that sees the concurrent insert.
-            let row = sqlx::query(&select)
-                .bind(key.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-            if let Some(row) = row {
-                return common::machine(&row);
-            }
-        }
-        Err(common::machine_not_found(key))
-    }
-
-    async fn get_machine(&self, key: &MachineKey) -> StoreResult<Machine> {
-        let sql = format!("SELECT {MACHINE_COLUMNS} FROM machines WHERE key = $1");
-        let row = sqlx::query(&sql)
-            .bind(key.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| common::machine_not_found(key))?;
-        common::machine(&row)
-    }
-
-    async fn list_machines(&self) -> StoreResult<Vec<Machine>> {
-        let sql = format!("SELECT {MACHINE_COLUMNS} FROM machines ORDER BY key");
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await.map_err(db)?;
-        rows.iter().map(common::machine).collect()
-    }
-
-    async fn update_machine(&self, key: &MachineKey, u: &MachineUpdate) -> StoreResult<Machine> {
-        let sql = format!(
-            "UPDATE machines SET \
-                 name = coalesce($2, name), \
-                 kind = CASE WHEN $3 THEN $4::text ELSE kind END, \
-                 description = CASE WHEN $5 THEN $6::text ELSE description END \
-             WHERE key = $1 RETURNING {MACHINE_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(key.as_str())
-            .bind(u.name.as_deref())
-            .bind(u.kind.is_some())
-            .bind(u.kind.as_ref().and_then(|k| k.as_deref()))
-            .bind(u.description.is_some())
-            .bind(u.description.as_ref().and_then(|d| d.as_deref()))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| common::machine_not_found(key))?;
-        common::machine(&row)
-    }
-
-    async fn delete_machine(&self, key: &MachineKey) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM machines WHERE key = $1")
-            .bind(key.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        self.ids.forget_machine(key);
-        if done.rows_affected() == 0 {
-            return Err(common::machine_not_found(key));
-        }
-        Ok(())
-    }
-
-    async fn create_sensor(&self, machine: &MachineKey, s: &NewSensor) -> StoreResult<Sensor> {
-        common::check_sensor_range(s.min, s.max)?;
-        let sql = format!(
-            "INSERT INTO sensors (machine_id, key, unit, min_value, max_value) \
-             SELECT id, $2, $3, $4, $5 FROM machines WHERE key = $1 \
-             RETURNING id, {SENSOR_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(machine.as_str())
-            .bind(s.key.as_str())
-            .bind(s.unit.as_deref())
-            .bind(s.min)
-            .bind(s.max)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict(format!(
-                        "sensor '{}' of machine '{machine}' already exists",
-                        s.key
-                    ))
-                } else {
-                    db(e)
-                }
-            })?
-            .ok_or_else(|| common::machine_not_found(machine))?;
-        self.cache_sensor(common::sensor_with_id(&row, machine.clone())?)
-    }
-
-    async fn ensure_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<Sensor> {
-        let insert = format!(
-            "INSERT INTO sensors (machine_id, key) VALUES ($1, $2) \
-             ON CONFLICT (machine_id, key) DO NOTHING RETURNING id, {SENSOR_COLUMNS}"
-        );
-        let select =
-            format!("SELECT id, {SENSOR_COLUMNS} FROM sensors WHERE machine_id = $1 AND key = $2");
-        for _ in 0..ENSURE_ATTEMPTS {
-            let machine_id = self.ensure_machine_id(machine).await?;
-            let row = match sqlx::query(&insert)
-                .bind(machine_id)
-                .bind(key.as_str())
-                .fetch_optional(&self.pool)
-                .await
-            {
-                Ok(row) => row,
-                // The machine was deleted between the two statements: start over.
-                Err(e) if is_foreign_key_violation(&e) => continue,
-                Err(e) => return Err(db(e)),
-            };
-            if let Some(row) = row {
-                return self.cache_sensor(common::sensor_with_id(&row, machine.clone())?);
-            }
-            let row = sqlx::query(&select)
-                .bind(machine_id)
-                .bind(key.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-            if let Some(row) = row {
-                return self.cache_sensor(common::sensor_with_id(&row, machine.clone())?);
-            }
-        }
-        Err(common::sensor_not_found(machine, key))
-    }
-
-    async fn get_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<Sensor> {
-        let sql = format!(
-            "SELECT {SENSOR_COLUMNS} FROM sensors \
-             WHERE machine_id = (SELECT id FROM machines WHERE key = $1) AND key = $2"
-        );
-        let row = sqlx::query(&sql)
-            .bind(machine.as_str())
-            .bind(key.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| common::sensor_not_found(machine, key))?;
-        common::sensor(&row, machine.clone())
-    }
-
-    async fn list_sensors(&self, machine: &MachineKey) -> StoreResult<Vec<Sensor>> {
-        let sql = format!(
-            "SELECT {SENSOR_COLUMNS} FROM sensors \
-             WHERE machine_id = (SELECT id FROM machines WHERE key = $1) ORDER BY key"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(machine.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        if rows.is_empty() && !self.machine_exists(machine).await? {
-            return Err(common::machine_not_found(machine));
-        }
-        rows.iter()
-            .map(|r| common::sensor(r, machine.clone()))
-            .collect()
-    }
-
-    async fn list_all_sensors(&self) -> StoreResult<Vec<Sensor>> {
-        let rows = sqlx::query(
-            "SELECT m.key, s.key, s.unit, s.min_value, s.max_value, \
-                    (extract(epoch FROM s.created_at) * 1000)::int8 \
-             FROM sensors s JOIN machines m ON m.id = s.machine_id ORDER BY m.key, s.key",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter().map(common::sensor_with_machine).collect()
-    }
-
-    async fn update_sensor(
-        &self,
-        machine: &MachineKey,
-        key: &SensorKey,
-        u: &SensorUpdate,
-    ) -> StoreResult<Sensor> {
-        common::check_sensor_range(u.min.flatten(), None)?;
-        common::check_sensor_range(None, u.max.flatten())?;
-        let sql = format!(
-            "UPDATE sensors SET \
-                 unit = CASE WHEN $3 THEN $4::text ELSE unit END, \
-                 min_value = CASE WHEN $5 THEN $6::float8 ELSE min_value END, \
-                 max_value = CASE WHEN $7 THEN $8::float8 ELSE max_value END \
-             WHERE machine_id = (SELECT id FROM machines WHERE key = $1) AND key = $2 \
-             RETURNING {SENSOR_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(machine.as_str())
-            .bind(key.as_str())
-            .bind(u.unit.is_some())
-            .bind(u.unit.as_ref().and_then(|x| x.as_deref()))
-            .bind(u.min.is_some())
-            .bind(u.min.flatten())
-            .bind(u.max.is_some())
-            .bind(u.max.flatten())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| common::sensor_not_found(machine, key))?;
-        common::sensor(&row, machine.clone())
-    }
-
-    async fn delete_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<()> {
-        let done = sqlx::query(
-            "DELETE FROM sensors \
-             WHERE machine_id = (SELECT id FROM machines WHERE key = $1) AND key = $2",
-        )
-        .bind(machine.as_str())
-        .bind(key.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        self.ids.forget_sensor(machine, key);
-        if done.rows_affected() == 0 {
-            return Err(common::sensor_not_found(machine, key));
-        }
-        Ok(())
-    }
-
-    async fn dead_letters(&self, q: &DeadLetterQuery) -> StoreResult<Vec<StoredDeadLetter>> {
-        let sql = common::dead_letter_sql(q, "(extract(epoch FROM received_at) * 1000)::int8", '$');
-        let mut query = sqlx::query(&sql);
-        if let Some(machine) = &q.machine {
-            query = query.bind(machine.as_str());
-        }
-        if let Some(kind) = q.kind {
-            query = query.bind(kind.as_str());
-        }
-        let rows = query
-            .bind(common::limit(q.limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        rows.iter().map(common::dead_letter).collect()
-    }
+    const WRITE_CONCURRENCY: usize = 2;
 }

@@ -6,25 +6,22 @@
 //! memory instead of failing with SQLITE_BUSY), while reads use a separate pool and, thanks to
 //! WAL, never wait for writes.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use async_trait::async_trait;
 use pdm_core::{
-    Batch, Bucket, CatalogStore, DeadLetterPrune, DeadLetterQuery, Latest, Machine, MachineKey,
-    MachineUpdate, NewMachine, NewSensor, Point, RangeQuery, Sensor, SensorKey, SensorUpdate,
-    StoreError, StoreResult, StoredDeadLetter, TelemetryStore, Timestamp, WriteOutcome,
+    Batch, Bucket, Latest, MachineKey, Point, RangeQuery, StoreError, StoreResult, WriteOutcome,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Executor as _, Row, SqliteConnection};
+use sqlx::{Executor as _, Sqlite};
 
-use crate::cache::SensorIds;
-use crate::common::{self, LoadSensorIds, PruneBy, Schema};
-use crate::error::{db, db_ctx, is_foreign_key_violation, is_unique_violation};
+use crate::common::{self, Schema};
+use crate::error::{db, db_ctx, is_foreign_key_violation};
 use crate::migrate::{self, MigrationReport, SQLITE_MIGRATIONS};
+use crate::sql::{Backend, SqlStore};
+use crate::telemetry::HotPath;
 use crate::StoreOptions;
 
 /// Most readings per INSERT statement. Multi-row statements cut the per-statement overhead
@@ -68,19 +65,42 @@ const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters \
      (received_at, origin, channel, machine, kind, reason, payload_head) \
      VALUES (?, ?, ?, ?, ?, ?, ?)";
 
-const SENSOR_COLUMNS: &str = "key, unit, min_value, max_value, created_at";
-
-const MACHINE_COLUMNS: &str = "key, name, kind, description, created_at";
-
 /// A store in one SQLite file.
 ///
 /// Cheap to share behind an `Arc`; all methods take `&self`.
+pub type SqliteStore = SqlStore<SqliteDb>;
+
+/// The connections of a [`SqliteStore`]: one writer, a pool of readers.
 #[derive(Debug)]
-pub struct SqliteStore {
+pub struct SqliteDb {
     writer: SqlitePool,
     reader: SqlitePool,
-    ids: SensorIds,
     path: PathBuf,
+}
+
+impl Backend for SqliteDb {
+    type Db = Sqlite;
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// Times are stored as epoch milliseconds already.
+    fn millis(column: &str) -> String {
+        column.to_owned()
+    }
+
+    fn at_millis(param: &str) -> String {
+        param.to_owned()
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await
+    }
 }
 
 impl SqliteStore {
@@ -171,41 +191,40 @@ impl SqliteStore {
             }
         };
         tracing::debug!(path = %path.display(), "SQLite store open");
-        Ok(Self {
+        Ok(SqlStore::new(SqliteDb {
             writer: store_writer,
             reader,
-            ids: SensorIds::default(),
             path: path.to_owned(),
-        })
+        }))
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.db.path
     }
 
     /// Applies pending migrations; a no-op when the schema is current.
     pub async fn migrate(&self) -> StoreResult<MigrationReport> {
-        let report = migrate_sqlite(&self.writer).await?;
-        log_report(&self.path, &report);
+        let report = migrate_sqlite(&self.db.writer).await?;
+        log_report(&self.db.path, &report);
         Ok(report)
     }
 
     /// The schema version recorded in the database (0 for an empty database).
     pub async fn schema_version(&self) -> StoreResult<i64> {
-        schema_version(&self.writer).await
+        schema_version(&self.db.writer).await
     }
 
     /// Closes every connection; later calls fail as unavailable.
     pub async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
+        self.db.writer.close().await;
+        self.db.reader.close().await;
     }
 
     async fn write_resolved(&self, batch: &Batch, ids: &[i64]) -> Result<u64, sqlx::Error> {
         // IMMEDIATE takes the write lock up front: another process writing the same file makes
         // us wait (busy_timeout) instead of failing mid-transaction.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.writer.begin_with("BEGIN IMMEDIATE").await?;
         let mut inserted = 0;
         let mut rows = batch.readings.iter().zip(ids);
         let mut remaining = batch.readings.len();
@@ -232,63 +251,6 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(inserted)
-    }
-
-    fn cache_sensor(&self, (id, sensor): (i64, Sensor)) -> StoreResult<Sensor> {
-        self.ids.put(&sensor.machine, &sensor.key, id);
-        Ok(sensor)
-    }
-
-    /// [`StoreError::NotFound`] unless the sensor is registered.
-    async fn check_sensor(&self, machine: &MachineKey, sensor: &SensorKey) -> StoreResult<()> {
-        sqlx::query(
-            "SELECT 1 FROM sensors s JOIN machines m ON m.id = s.machine_id \
-             WHERE m.key = ? AND s.key = ?",
-        )
-        .bind(machine.as_str())
-        .bind(sensor.as_str())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(db)?
-        .map(|_| ())
-        .ok_or_else(|| common::sensor_not_found(machine, sensor))
-    }
-
-    async fn machine_exists(&self, key: &MachineKey) -> StoreResult<bool> {
-        let row = sqlx::query("SELECT 1 FROM machines WHERE key = ?")
-            .bind(key.as_str())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db)?;
-        Ok(row.is_some())
-    }
-
-    async fn machine_id(conn: &mut SqliteConnection, key: &MachineKey) -> StoreResult<Option<i64>> {
-        let row = sqlx::query("SELECT id FROM machines WHERE key = ?")
-            .bind(key.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
-        row.map(|r| r.try_get::<i64, _>(0).map_err(db)).transpose()
-    }
-}
-
-impl LoadSensorIds for SqliteStore {
-    async fn load_sensor_ids(&self, machine: &MachineKey) -> StoreResult<HashMap<SensorKey, i64>> {
-        let rows = sqlx::query(
-            "SELECT s.key, s.id FROM sensors s JOIN machines m ON m.id = s.machine_id \
-             WHERE m.key = ?",
-        )
-        .bind(machine.as_str())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db)?;
-        let mut out = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let key = common::key(row.try_get(0).map_err(db)?)?;
-            out.insert(key, row.try_get(1).map_err(db)?);
-        }
-        Ok(out)
     }
 }
 
@@ -364,9 +326,8 @@ async fn migrate_sqlite(pool: &SqlitePool) -> StoreResult<MigrationReport> {
     Ok(report)
 }
 
-#[async_trait]
-impl TelemetryStore for SqliteStore {
-    async fn write(&self, batch: &Batch) -> StoreResult<WriteOutcome> {
+impl HotPath for SqliteDb {
+    async fn write(store: &SqliteStore, batch: &Batch) -> StoreResult<WriteOutcome> {
         common::check_readings(batch, None)?;
         let total = batch.readings.len() as u64;
         let outcome = |inserted: u64| WriteOutcome {
@@ -377,14 +338,14 @@ impl TelemetryStore for SqliteStore {
         if batch.is_empty() {
             return Ok(WriteOutcome::default());
         }
-        let ids = common::resolve_ids(self, &self.ids, batch).await?;
-        match self.write_resolved(batch, &ids).await {
+        let ids = common::resolve_ids(store, &store.ids, batch).await?;
+        match store.write_resolved(batch, &ids).await {
             Ok(inserted) => Ok(outcome(inserted)),
             Err(e) if is_foreign_key_violation(&e) => {
                 // A cached id whose sensor was deleted behind our back: reload and retry once.
-                self.ids.clear();
-                let ids = common::resolve_ids(self, &self.ids, batch).await?;
-                match self.write_resolved(batch, &ids).await {
+                store.ids.clear();
+                let ids = common::resolve_ids(store, &store.ids, batch).await?;
+                match store.write_resolved(batch, &ids).await {
                     Ok(inserted) => Ok(outcome(inserted)),
                     Err(e) if is_foreign_key_violation(&e) => {
                         Err(common::sensor_deleted_during_write())
@@ -396,7 +357,7 @@ impl TelemetryStore for SqliteStore {
         }
     }
 
-    async fn raw(&self, q: &RangeQuery) -> StoreResult<Vec<Point>> {
+    async fn raw(store: &SqliteStore, q: &RangeQuery) -> StoreResult<Vec<Point>> {
         // The sensor id comes from the database, not the write cache, so that a sensor
         // registered again by another process is read under its current id.
         let rows = sqlx::query(
@@ -411,16 +372,20 @@ impl TelemetryStore for SqliteStore {
         .bind(q.from.as_millis())
         .bind(q.to.as_millis())
         .bind(common::limit(q.limit))
-        .fetch_all(&self.reader)
+        .fetch_all(&store.db.reader)
         .await
         .map_err(db)?;
         if rows.is_empty() {
-            self.check_sensor(&q.machine, &q.sensor).await?;
+            store.check_sensor(&q.machine, &q.sensor).await?;
         }
         rows.iter().map(common::point).collect()
     }
 
-    async fn buckets(&self, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>> {
+    async fn buckets(
+        store: &SqliteStore,
+        q: &RangeQuery,
+        width_ms: i64,
+    ) -> StoreResult<Vec<Bucket>> {
         common::check_width(width_ms)?;
         // Floor division: `%` truncates toward zero, so negative timestamps not on a boundary
         // step one bucket further down.
@@ -441,16 +406,16 @@ impl TelemetryStore for SqliteStore {
         .bind(q.from.as_millis())
         .bind(q.to.as_millis())
         .bind(common::limit(q.limit))
-        .fetch_all(&self.reader)
+        .fetch_all(&store.db.reader)
         .await
         .map_err(db)?;
         if rows.is_empty() {
-            self.check_sensor(&q.machine, &q.sensor).await?;
+            store.check_sensor(&q.machine, &q.sensor).await?;
         }
         rows.iter().map(common::bucket).collect()
     }
 
-    async fn latest(&self, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
+    async fn latest(store: &SqliteStore, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
         // Per sensor, one descent of the primary key to its newest row.
         let rows = sqlx::query(
             "SELECT s.key, r.ts, r.value \
@@ -461,367 +426,16 @@ impl TelemetryStore for SqliteStore {
              WHERE m.key = ? ORDER BY s.key",
         )
         .bind(machine.as_str())
-        .fetch_all(&self.reader)
+        .fetch_all(&store.db.reader)
         .await
         .map_err(db)?;
-        if rows.is_empty() && !self.machine_exists(machine).await? {
+        if rows.is_empty() && !store.machine_exists(machine).await? {
             return Err(common::machine_not_found(machine));
         }
         rows.iter().map(common::latest).collect()
     }
 
-    async fn count_readings(&self, machine: &MachineKey) -> StoreResult<u64> {
-        if !self.machine_exists(machine).await? {
-            return Err(common::machine_not_found(machine));
-        }
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM readings WHERE sensor_id IN (\
-                 SELECT s.id FROM sensors s JOIN machines m ON m.id = s.machine_id \
-                 WHERE m.key = ?)",
-        )
-        .bind(machine.as_str())
-        .fetch_one(&self.reader)
-        .await
-        .map_err(db)?;
-        Ok(common::count(n))
-    }
-
-    async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64> {
-        let by_age = common::prune_by_age_sql("?1", '?');
-        let by_id = common::prune_by_id_sql('?');
-        let delete = |by: PruneBy, bound: i64| {
-            let (sql, bound) = match by {
-                PruneBy::ReceivedBefore => (&by_age, bound),
-                PruneBy::IdBelow => (&by_id, bound),
-            };
-            async move {
-                let done = sqlx::query(sql)
-                    .bind(bound)
-                    .bind(common::PRUNE_CHUNK)
-                    .execute(&self.writer)
-                    .await
-                    .map_err(db)?;
-                Ok(done.rows_affected())
-            }
-        };
-        let oldest_kept = |offset: i64| async move {
-            sqlx::query_scalar(&common::oldest_kept_sql('?'))
-                .bind(offset)
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(db)
-        };
-        common::prune_dead_letters(p, delete, oldest_kept).await
-    }
-
-    async fn prune_readings(&self, before: Timestamp) -> StoreResult<u64> {
-        let sql = common::prune_readings_sql("?2", '?');
-        let cutoff = before.as_millis();
-        let sensors = || async {
-            sqlx::query_scalar(&common::sensors_with_readings_before_sql("?1"))
-                .bind(cutoff)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(db)
-        };
-        let delete = |sensor: i64| {
-            let sql = &sql;
-            async move {
-                let done = sqlx::query(sql)
-                    .bind(sensor)
-                    .bind(cutoff)
-                    .bind(common::PRUNE_CHUNK)
-                    .execute(&self.writer)
-                    .await
-                    .map_err(db)?;
-                Ok(done.rows_affected())
-            }
-        };
-        common::prune_readings(sensors, delete).await
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl CatalogStore for SqliteStore {
-    async fn create_machine(&self, m: &NewMachine) -> StoreResult<Machine> {
-        let sql = format!(
-            "INSERT INTO machines (key, name, kind, description) VALUES (?, ?, ?, ?) \
-             RETURNING {MACHINE_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(m.key.as_str())
-            .bind(m.name.as_deref().unwrap_or(m.key.as_str()))
-            .bind(m.kind.as_deref())
-            .bind(m.description.as_deref())
-            .fetch_one(&self.writer)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict(format!("machine '{}' already exists", m.key))
-                } else {
-                    db(e)
-                }
-            })?;
-        common::machine(&row)
-    }
-
-    async fn ensure_machine(&self, key: &MachineKey) -> StoreResult<Machine> {
-        let mut conn = self.writer.acquire().await.map_err(db)?;
-        sqlx::query(
-            "INSERT INTO machines (key, name) VALUES (?1, ?1) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-        let sql = format!("SELECT {MACHINE_COLUMNS} FROM machines WHERE key = ?");
-        let row = sqlx::query(&sql)
-            .bind(key.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| common::machine_not_found(key))?;
-        common::machine(&row)
-    }
-
-    async fn get_machine(&self, key: &MachineKey) -> StoreResult<Machine> {
-        let sql = format!("SELECT {MACHINE_COLUMNS} FROM machines WHERE key = ?");
-        let row = sqlx::query(&sql)
-            .bind(key.as_str())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| common::machine_not_found(key))?;
-        common::machine(&row)
-    }
-
-    async fn list_machines(&self) -> StoreResult<Vec<Machine>> {
-        let sql = format!("SELECT {MACHINE_COLUMNS} FROM machines ORDER BY key");
-        let rows = sqlx::query(&sql)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db)?;
-        rows.iter().map(common::machine).collect()
-    }
-
-    async fn update_machine(&self, key: &MachineKey, u: &MachineUpdate) -> StoreResult<Machine> {
-        let sql = format!(
-            "UPDATE machines SET \
-                 name = coalesce(?2, name), \
-                 kind = CASE WHEN ?3 THEN ?4 ELSE kind END, \
-                 description = CASE WHEN ?5 THEN ?6 ELSE description END \
-             WHERE key = ?1 RETURNING {MACHINE_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(key.as_str())
-            .bind(u.name.as_deref())
-            .bind(u.kind.is_some())
-            .bind(u.kind.as_ref().and_then(|k| k.as_deref()))
-            .bind(u.description.is_some())
-            .bind(u.description.as_ref().and_then(|d| d.as_deref()))
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| common::machine_not_found(key))?;
-        common::machine(&row)
-    }
-
-    async fn delete_machine(&self, key: &MachineKey) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM machines WHERE key = ?")
-            .bind(key.as_str())
-            .execute(&self.writer)
-            .await
-            .map_err(db)?;
-        self.ids.forget_machine(key);
-        if done.rows_affected() == 0 {
-            return Err(common::machine_not_found(key));
-        }
-        Ok(())
-    }
-
-    async fn create_sensor(&self, machine: &MachineKey, s: &NewSensor) -> StoreResult<Sensor> {
-        common::check_sensor_range(s.min, s.max)?;
-        let sql = format!(
-            "INSERT INTO sensors (machine_id, key, unit, min_value, max_value) \
-             SELECT id, ?2, ?3, ?4, ?5 FROM machines WHERE key = ?1 \
-             RETURNING id, {SENSOR_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(machine.as_str())
-            .bind(s.key.as_str())
-            .bind(s.unit.as_deref())
-            .bind(s.min)
-            .bind(s.max)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict(format!(
-                        "sensor '{}' of machine '{machine}' already exists",
-                        s.key
-                    ))
-                } else {
-                    db(e)
-                }
-            })?
-            .ok_or_else(|| common::machine_not_found(machine))?;
-        self.cache_sensor(common::sensor_with_id(&row, machine.clone())?)
-    }
-
-    async fn ensure_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<Sensor> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db)?;
-        sqlx::query(
-            "INSERT INTO machines (key, name) VALUES (?1, ?1) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(machine.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        let machine_id = Self::machine_id(&mut tx, machine)
-            .await?
-            .ok_or_else(|| common::machine_not_found(machine))?;
-        sqlx::query(
-            "INSERT INTO sensors (machine_id, key) VALUES (?, ?) \
-             ON CONFLICT (machine_id, key) DO NOTHING",
-        )
-        .bind(machine_id)
-        .bind(key.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        let sql =
-            format!("SELECT id, {SENSOR_COLUMNS} FROM sensors WHERE machine_id = ? AND key = ?");
-        let row = sqlx::query(&sql)
-            .bind(machine_id)
-            .bind(key.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        self.cache_sensor(common::sensor_with_id(&row, machine.clone())?)
-    }
-
-    async fn get_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<Sensor> {
-        let sql = format!(
-            "SELECT {SENSOR_COLUMNS} FROM sensors \
-             WHERE machine_id = (SELECT id FROM machines WHERE key = ?) AND key = ?"
-        );
-        let row = sqlx::query(&sql)
-            .bind(machine.as_str())
-            .bind(key.as_str())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| common::sensor_not_found(machine, key))?;
-        common::sensor(&row, machine.clone())
-    }
-
-    async fn list_sensors(&self, machine: &MachineKey) -> StoreResult<Vec<Sensor>> {
-        let sql = format!(
-            "SELECT {SENSOR_COLUMNS} FROM sensors \
-             WHERE machine_id = (SELECT id FROM machines WHERE key = ?) ORDER BY key"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(machine.as_str())
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db)?;
-        if rows.is_empty() && !self.machine_exists(machine).await? {
-            return Err(common::machine_not_found(machine));
-        }
-        rows.iter()
-            .map(|r| common::sensor(r, machine.clone()))
-            .collect()
-    }
-
-    async fn list_all_sensors(&self) -> StoreResult<Vec<Sensor>> {
-        let rows = sqlx::query(
-            "SELECT m.key, s.key, s.unit, s.min_value, s.max_value, s.created_at \
-             FROM sensors s JOIN machines m ON m.id = s.machine_id ORDER BY m.key, s.key",
-        )
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db)?;
-        rows.iter().map(common::sensor_with_machine).collect()
-    }
-
-    async fn update_sensor(
-        &self,
-        machine: &MachineKey,
-        key: &SensorKey,
-        u: &SensorUpdate,
-    ) -> StoreResult<Sensor> {
-        common::check_sensor_range(u.min.flatten(), None)?;
-        common::check_sensor_range(None, u.max.flatten())?;
-        let sql = format!(
-            "UPDATE sensors SET \
-                 unit = CASE WHEN ?3 THEN ?4 ELSE unit END, \
-                 min_value = CASE WHEN ?5 THEN ?6 ELSE min_value END, \
-                 max_value = CASE WHEN ?7 THEN ?8 ELSE max_value END \
-             WHERE machine_id = (SELECT id FROM machines WHERE key = ?1) AND key = ?2 \
-             RETURNING {SENSOR_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(machine.as_str())
-            .bind(key.as_str())
-            .bind(u.unit.is_some())
-            .bind(u.unit.as_ref().and_then(|x| x.as_deref()))
-            .bind(u.min.is_some())
-            .bind(u.min.flatten())
-            .bind(u.max.is_some())
-            .bind(u.max.flatten())
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| common::sensor_not_found(machine, key))?;
-        common::sensor(&row, machine.clone())
-    }
-
-    async fn delete_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<()> {
-        let done = sqlx::query(
-            "DELETE FROM sensors \
-             WHERE machine_id = (SELECT id FROM machines WHERE key = ?) AND key = ?",
-        )
-        .bind(machine.as_str())
-        .bind(key.as_str())
-        .execute(&self.writer)
-        .await
-        .map_err(db)?;
-        self.ids.forget_sensor(machine, key);
-        if done.rows_affected() == 0 {
-            return Err(common::sensor_not_found(machine, key));
-        }
-        Ok(())
-    }
-
-    async fn dead_letters(&self, q: &DeadLetterQuery) -> StoreResult<Vec<StoredDeadLetter>> {
-        let sql = common::dead_letter_sql(q, "received_at", '?');
-        let mut query = sqlx::query(&sql);
-        if let Some(machine) = &q.machine {
-            query = query.bind(machine.as_str());
-        }
-        if let Some(kind) = q.kind {
-            query = query.bind(kind.as_str());
-        }
-        let rows = query
-            .bind(common::limit(q.limit))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db)?;
-        rows.iter().map(common::dead_letter).collect()
-    }
+    const WRITE_CONCURRENCY: usize = 1;
 }
 
 #[cfg(test)]
@@ -851,7 +465,7 @@ mod tests {
         let store = SqliteStore::open_path(dir.path().join("pdm.db"), &StoreOptions::default())
             .await
             .expect("open");
-        for pool in [&store.writer, &store.reader] {
+        for pool in [&store.db.writer, &store.db.reader] {
             let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
                 .fetch_one(pool)
                 .await

@@ -53,7 +53,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $rule() {
-                    crate::harness::run_postgres(stringify!($rule), crate::rules::$rule).await;
+                    crate::harness::run_postgres(crate::rules::$rule).await;
                 }
             )*
         }
@@ -1215,15 +1215,6 @@ mod rules {
 }
 
 mod harness {
-    #[cfg(feature = "postgres")]
-    use std::io::Write as _;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    #[cfg(feature = "postgres")]
-    use std::sync::Mutex;
-
-    #[cfg(feature = "postgres")]
-    use sqlx::Connection as _;
-
     use super::*;
 
     /// Makes empty databases of the backend under test and removes them at the end.
@@ -1231,38 +1222,7 @@ mod harness {
     pub enum Fresh {
         Sqlite(Arc<tempfile::TempDir>),
         #[cfg(feature = "postgres")]
-        Postgres {
-            admin_url: String,
-            created: Arc<Mutex<Vec<String>>>,
-        },
-    }
-
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-    fn unique_suffix() -> String {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        format!(
-            "{}_{}_{}",
-            std::process::id(),
-            nanos,
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    /// `url` with its database name replaced.
-    #[cfg(feature = "postgres")]
-    fn with_database(url: &str, name: &str) -> String {
-        let (base, query) = match url.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (url, String::new()),
-        };
-        let after_scheme = base.find("://").map_or(0, |i| i + 3);
-        let host_end = base[after_scheme..]
-            .find('/')
-            .map_or(base.len(), |i| after_scheme + i);
-        format!("{}/{name}{query}", &base[..host_end])
+        Postgres(Arc<pdm_testkit::pg::TestDatabases>),
     }
 
     impl Fresh {
@@ -1271,62 +1231,19 @@ mod harness {
                 Fresh::Sqlite(dir) => Ok(format!(
                     "sqlite://{}/{}/pdm.db",
                     dir.path().display(),
-                    unique_suffix()
+                    pdm_testkit::unique_ident("db")
                 )),
                 #[cfg(feature = "postgres")]
-                Fresh::Postgres { admin_url, created } => {
-                    let name = format!("pdm_test_{}", unique_suffix());
-                    let mut admin = sqlx::PgConnection::connect(admin_url)
-                        .await
-                        .context("connecting to PDM_TEST_DATABASE_URL")?;
-                    // A locale collation (ICU, where the server has it) that orders
-                    // punctuation unlike bytes, so that tests see any ordering that forgets
-                    // the stores' bytewise key order.
-                    let icu = format!(
-                        "CREATE DATABASE {name} TEMPLATE template0 \
-                         LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
-                    );
-                    if sqlx::query(&icu).execute(&mut admin).await.is_err() {
-                        sqlx::query(&format!("CREATE DATABASE {name}"))
-                            .execute(&mut admin)
-                            .await?;
-                    }
-                    admin.close().await?;
-                    created
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(name.clone());
-                    Ok(with_database(admin_url, &name))
-                }
+                Fresh::Postgres(databases) => databases.create("pdm_test").await,
             }
         }
 
         async fn cleanup(&self) {
             #[cfg(feature = "postgres")]
-            if let Fresh::Postgres { admin_url, created } = self {
-                drop_databases(admin_url, created).await;
+            if let Fresh::Postgres(databases) = self {
+                databases.drop_all().await;
             }
         }
-    }
-
-    #[cfg(feature = "postgres")]
-    async fn drop_databases(admin_url: &str, created: &Mutex<Vec<String>>) {
-        let names = std::mem::take(&mut *created.lock().unwrap_or_else(|e| e.into_inner()));
-        let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await else {
-            return;
-        };
-        for name in names {
-            let dropped = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut admin)
-                .await;
-            if let Err(e) = dropped {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "could not drop test database {name}: {e}"
-                );
-            }
-        }
-        let _ = admin.close().await;
     }
 
     async fn run<F, Fut>(fresh: Fresh, rule: F)
@@ -1365,47 +1282,17 @@ mod harness {
         run(Fresh::Sqlite(Arc::new(dir)), rule).await;
     }
 
+    /// Runs `rule` on PostgreSQL; skips loudly (or fails under `PDM_TEST_REQUIRE_SERVICES=1`)
+    /// without `PDM_TEST_DATABASE_URL`.
     #[cfg(feature = "postgres")]
-    pub async fn run_postgres<F, Fut>(name: &str, rule: F)
+    pub async fn run_postgres<F, Fut>(rule: F)
     where
         F: FnOnce(Ctx) -> Fut,
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
-        let Ok(admin_url) = std::env::var("PDM_TEST_DATABASE_URL") else {
-            if std::env::var("PDM_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!(
-                    "PDM_TEST_DATABASE_URL is not set but PDM_TEST_REQUIRE_SERVICES=1: \
-                     point it at a PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/test"
-                );
-            }
-            // Straight to stderr: the test harness captures print macros of passing tests.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED (PDM_TEST_DATABASE_URL not set): postgres::{name}"
-            );
+        let Some(databases) = pdm_testkit::pg::TestDatabases::from_env() else {
             return;
         };
-        run(
-            Fresh::Postgres {
-                admin_url,
-                created: Arc::default(),
-            },
-            rule,
-        )
-        .await;
-    }
-
-    #[cfg(feature = "postgres")]
-    #[test]
-    fn replaces_the_database_of_a_url() {
-        assert_eq!(
-            with_database("postgres://u@h:5432/test", "x"),
-            "postgres://u@h:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://u@h/test?sslmode=disable", "x"),
-            "postgres://u@h/x?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+        run(Fresh::Postgres(Arc::new(databases)), rule).await;
     }
 }

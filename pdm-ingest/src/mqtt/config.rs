@@ -833,9 +833,10 @@ mod tests {
 
     fn intake() -> Arc<Intake> {
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .expect("runtime");
-        let store = Arc::new(crate::mem_store::MemStore::default());
+        let store = rt.block_on(crate::test_store::TestStore::new());
         let catalog = rt
             .block_on(pdm_core::Catalog::load(store, false))
             .expect("loads");

@@ -1,6 +1,6 @@
-//! The engine of pdm-core against a real SQLite store: acknowledgement after commit, several
-//! writers, draining on shutdown, backpressure, and retries while the database is locked.
-#![cfg(feature = "sqlite")]
+//! The engine against a real SQLite store (pdm-store, a dev-dependency): acknowledgement after
+//! commit, several writers, draining on shutdown, backpressure, and retries while the database
+//! is locked.
 
 use std::sync::Arc;
 use std::time::Duration;

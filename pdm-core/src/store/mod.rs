@@ -1,0 +1,69 @@
+//! The storage seam: one trait per aggregate, one module per aggregate.
+//!
+//! - [`TelemetryStore`] ([`telemetry`]): readings, the hot path;
+//! - [`MachineStore`] ([`machines`]), [`SensorStore`] ([`sensors`]), [`DeadLetterStore`]
+//!   ([`dead_letters`]): relational state.
+//!
+//! [`CatalogStore`] bundles the relational aggregates and [`Store`] adds telemetry; both are
+//! implemented for every type implementing their parts, so a backend implements only the
+//! aggregate traits. A new aggregate (table) gets its own module and trait here, is added to
+//! [`CatalogStore`]'s supertraits, and gets one implementation in `pdm-store` (written once for
+//! both backends) checked by the conformance suite.
+//!
+//! Implementations live in `pdm-store` (SQLite, PostgreSQL). Every implementation must pass the
+//! conformance suite there; the rules it checks are written on each method here.
+
+pub mod dead_letters;
+pub mod machines;
+pub mod sensors;
+pub mod telemetry;
+
+pub use dead_letters::DeadLetterStore;
+pub use machines::MachineStore;
+pub use sensors::SensorStore;
+pub use telemetry::{TelemetryStore, WriteOutcome};
+
+/// A boxed error from a backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The named thing exists already, or is still referenced.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request cannot be carried out as given.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database cannot be reached; retrying later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// Any other failure of the backend.
+    #[error("database error: {0}")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// True when a retry may succeed (connection lost, pool exhausted, lock timeout).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Stores machines, sensors and dead letters: every relational aggregate. Implemented for every
+/// type implementing its supertraits.
+pub trait CatalogStore: MachineStore + SensorStore + DeadLetterStore {}
+
+impl<T: MachineStore + SensorStore + DeadLetterStore> CatalogStore for T {}
+
+/// A database holding both telemetry and catalog.
+pub trait Store: TelemetryStore + CatalogStore {}
+
+impl<T: TelemetryStore + CatalogStore> Store for T {}

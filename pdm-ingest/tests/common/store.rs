@@ -1,0 +1,222 @@
+//! A real SQLite store (pdm-store, a dev-dependency) in a temporary directory, for the tests of
+//! this crate's own logic (sources, intake, simulator), with one thing a real database cannot do
+//! on demand: failing writes (non-transiently) while a test says so. Everything else is the
+//! SQLite backend that the conformance suite in pdm-store checks.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pdm_core::{
+    Batch, Bucket, DeadLetter, DeadLetterPrune, DeadLetterQuery, DeadLetterStore, Latest, Machine,
+    MachineKey, MachineStore, MachineUpdate, NewMachine, NewSensor, Point, RangeQuery, Sensor,
+    SensorKey, SensorStore, SensorUpdate, Store, StoreError, StoreResult, StoredDeadLetter,
+    TelemetryStore, Timestamp, WriteOutcome,
+};
+
+/// A SQLite store in a temporary directory that can be told to fail writes.
+pub struct TestStore {
+    store: Arc<dyn Store>,
+    fail_writes: AtomicBool,
+    write_attempts: AtomicU64,
+    writes_ok: AtomicU64,
+    _dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    /// An empty, migrated store.
+    pub async fn new() -> Arc<Self> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("pdm.db").display());
+        let store = pdm_store::connect(&url, &pdm_store::StoreOptions::default())
+            .await
+            .expect("SQLite store opens");
+        Arc::new(Self {
+            store,
+            fail_writes: AtomicBool::new(false),
+            write_attempts: AtomicU64::new(0),
+            writes_ok: AtomicU64::new(0),
+            _dir: dir,
+        })
+    }
+
+    /// Makes every write fail (non-transiently) until called with `false`.
+    pub fn fail_writes(&self, fail: bool) {
+        self.fail_writes.store(fail, Ordering::SeqCst);
+    }
+
+    /// Writes attempted so far.
+    pub fn write_attempts(&self) -> u64 {
+        self.write_attempts.load(Ordering::SeqCst)
+    }
+
+    /// Writes committed so far.
+    pub fn writes_ok(&self) -> u64 {
+        self.writes_ok.load(Ordering::SeqCst)
+    }
+
+    /// Every stored reading of `machine` as (sensor, ts, value), ordered by sensor then time;
+    /// empty for an unknown machine.
+    pub async fn readings_of(&self, machine: &str) -> Vec<(String, i64, f64)> {
+        let Ok(key) = MachineKey::new(machine) else {
+            return Vec::new();
+        };
+        let Ok(sensors) = self.store.list_sensors(&key).await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for s in sensors {
+            let q = RangeQuery {
+                machine: key.clone(),
+                sensor: s.key.clone(),
+                from: Timestamp::from_millis(i64::MIN),
+                to: Timestamp::from_millis(i64::MAX),
+                limit: u32::MAX,
+            };
+            let points = self.store.raw(&q).await.expect("raw readings");
+            out.extend(
+                points
+                    .into_iter()
+                    .map(|p| (s.key.to_string(), p.ts.as_millis(), p.value)),
+            );
+        }
+        out
+    }
+
+    /// Every stored reading.
+    pub async fn total_readings(&self) -> usize {
+        let mut total = 0;
+        for m in self.store.list_machines().await.expect("machines") {
+            total += self.store.count_readings(&m.key).await.expect("count") as usize;
+        }
+        total
+    }
+
+    /// Every stored dead letter, oldest first.
+    pub async fn all_dead_letters(&self) -> Vec<DeadLetter> {
+        let q = DeadLetterQuery {
+            machine: None,
+            kind: None,
+            limit: u32::MAX,
+        };
+        let mut letters = self.store.dead_letters(&q).await.expect("dead letters");
+        letters.reverse();
+        letters.into_iter().map(|d| d.letter).collect()
+    }
+
+    /// Registers a machine with the given sensors (and plausible ranges).
+    pub async fn seed_machine(&self, machine: &str, sensors: &[(&str, Option<f64>, Option<f64>)]) {
+        let key = MachineKey::new(machine).expect("valid machine key");
+        self.store.ensure_machine(&key).await.expect("machine");
+        for (s, min, max) in sensors {
+            let sensor = NewSensor {
+                key: SensorKey::new(s).expect("valid sensor key"),
+                unit: None,
+                min: *min,
+                max: *max,
+            };
+            self.store
+                .create_sensor(&key, &sensor)
+                .await
+                .expect("sensor");
+        }
+    }
+}
+
+#[async_trait]
+impl TelemetryStore for TestStore {
+    async fn write(&self, batch: &Batch) -> StoreResult<WriteOutcome> {
+        self.write_attempts.fetch_add(1, Ordering::SeqCst);
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("injected write failure".into()));
+        }
+        let outcome = self.store.write(batch).await?;
+        self.writes_ok.fetch_add(1, Ordering::SeqCst);
+        Ok(outcome)
+    }
+    async fn raw(&self, q: &RangeQuery) -> StoreResult<Vec<Point>> {
+        self.store.raw(q).await
+    }
+    async fn buckets(&self, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>> {
+        self.store.buckets(q, width_ms).await
+    }
+    async fn latest(&self, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
+        self.store.latest(machine).await
+    }
+    async fn count_readings(&self, machine: &MachineKey) -> StoreResult<u64> {
+        self.store.count_readings(machine).await
+    }
+    async fn prune_dead_letters(&self, p: &DeadLetterPrune) -> StoreResult<u64> {
+        self.store.prune_dead_letters(p).await
+    }
+    async fn prune_readings(&self, before: Timestamp) -> StoreResult<u64> {
+        self.store.prune_readings(before).await
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.store.ping().await
+    }
+    fn write_concurrency(&self) -> usize {
+        self.store.write_concurrency()
+    }
+}
+
+#[async_trait]
+impl MachineStore for TestStore {
+    async fn create_machine(&self, m: &NewMachine) -> StoreResult<Machine> {
+        self.store.create_machine(m).await
+    }
+    async fn ensure_machine(&self, key: &MachineKey) -> StoreResult<Machine> {
+        self.store.ensure_machine(key).await
+    }
+    async fn get_machine(&self, key: &MachineKey) -> StoreResult<Machine> {
+        self.store.get_machine(key).await
+    }
+    async fn list_machines(&self) -> StoreResult<Vec<Machine>> {
+        self.store.list_machines().await
+    }
+    async fn update_machine(&self, key: &MachineKey, u: &MachineUpdate) -> StoreResult<Machine> {
+        self.store.update_machine(key, u).await
+    }
+    async fn delete_machine(&self, key: &MachineKey) -> StoreResult<()> {
+        self.store.delete_machine(key).await
+    }
+}
+
+#[async_trait]
+impl SensorStore for TestStore {
+    async fn create_sensor(&self, machine: &MachineKey, s: &NewSensor) -> StoreResult<Sensor> {
+        self.store.create_sensor(machine, s).await
+    }
+    async fn ensure_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<Sensor> {
+        self.store.ensure_sensor(machine, key).await
+    }
+    async fn get_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<Sensor> {
+        self.store.get_sensor(machine, key).await
+    }
+    async fn list_sensors(&self, machine: &MachineKey) -> StoreResult<Vec<Sensor>> {
+        self.store.list_sensors(machine).await
+    }
+    async fn list_all_sensors(&self) -> StoreResult<Vec<Sensor>> {
+        self.store.list_all_sensors().await
+    }
+    async fn update_sensor(
+        &self,
+        machine: &MachineKey,
+        key: &SensorKey,
+        u: &SensorUpdate,
+    ) -> StoreResult<Sensor> {
+        self.store.update_sensor(machine, key, u).await
+    }
+    async fn delete_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<()> {
+        self.store.delete_sensor(machine, key).await
+    }
+}
+
+#[async_trait]
+impl DeadLetterStore for TestStore {
+    async fn dead_letters(&self, q: &DeadLetterQuery) -> StoreResult<Vec<StoredDeadLetter>> {
+        self.store.dead_letters(q).await
+    }
+}
