@@ -17,8 +17,7 @@ macro_rules! on_both_backends {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let test = concat!(stringify!($scenario), "::postgres");
-                if let Some(app) = super::TestApp::postgres(test).await {
+                if let Some(app) = super::TestApp::postgres().await {
                     super::$scenario(app).await;
                 }
             }

@@ -135,7 +135,7 @@ fn configuration_errors_name_the_setting_and_hide_secrets() {
 
 #[test]
 fn simulate_publishes_to_the_broker() {
-    let Some(url) = common::mqtt_url("simulate") else {
+    let Some(url) = common::mqtt_url() else {
         return;
     };
     let out = pdm(&[

@@ -2,8 +2,10 @@
 
 mod common;
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
-use common::{call, eventually, forget_session, mqtt_url, now_ms, publish_all, unique};
+use common::{call, eventually_some, forget_session, mqtt_url, now_ms, publish_all, unique};
 use pdm_ingest::mqtt::MqttSourceConfig;
 use pdm_server::run::Server;
 use serde_json::json;
@@ -19,11 +21,11 @@ async fn count(server: &Server, machine: &str, sensor: &str, from: i64, to: i64)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_readings_come_back_exactly_and_bad_messages_become_dead_letters() {
-    let Some(url) = mqtt_url("mqtt end to end") else {
+    let Some(url) = mqtt_url() else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let client_id = format!("pdm-e2e-{}", unique());
+    let client_id = unique("pdm-e2e");
     let mut cfg = common::config(dir.path(), None, false);
     cfg.codec.max_payload_bytes = 8 * 1024;
     cfg.mqtt = Some(MqttSourceConfig {
@@ -31,7 +33,7 @@ async fn published_readings_come_back_exactly_and_bad_messages_become_dead_lette
         ..MqttSourceConfig::new(url.clone())
     });
     let server = Server::start(cfg).await.expect("start");
-    let machine = format!("e2e-{}", unique().replace('_', "-"));
+    let machine = unique("e2e");
     let (st, _) = call(
         &server,
         "POST",
@@ -55,17 +57,12 @@ async fn published_readings_come_back_exactly_and_bad_messages_become_dead_lette
     // Wait until the source's subscription is in place: a probe message must arrive.
     let topic = format!("pdm/{machine}/telemetry");
     let probe_ts = now_ms() - 3_600_000;
-    eventually(20, "the MQTT subscription", || {
+    eventually_some(Duration::from_secs(20), "the MQTT subscription", || {
         let (url, topic, server) = (url.clone(), topic.clone(), &server);
         let m = machine.clone();
         async move {
             let probe = json!({ "ts": probe_ts, "values": { "s0": -1.0 } }).to_string();
-            publish_all(
-                &url,
-                &format!("probe-{}", unique()),
-                vec![(topic, probe.into_bytes())],
-            )
-            .await;
+            publish_all(&url, &unique("probe"), vec![(topic, probe.into_bytes())]).await;
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             (count(server, &m, "s0", probe_ts, probe_ts + 1).await == 1).then_some(())
         }
@@ -102,7 +99,7 @@ async fn published_readings_come_back_exactly_and_bad_messages_become_dead_lette
             format!(r#"{{"ts":{later},"values":{{"s0":1}}}}"#),
         ),
         (
-            format!("pdm/ghost-{}/telemetry", unique().replace('_', "-")),
+            format!("pdm/{}/telemetry", unique("ghost")),
             format!(r#"{{"ts":{later},"values":{{"s0":1}}}}"#),
         ),
         (
@@ -116,11 +113,11 @@ async fn published_readings_come_back_exactly_and_bad_messages_become_dead_lette
         ),
     ];
     messages.extend(bad.into_iter().map(|(t, p)| (t, p.into_bytes())));
-    publish_all(&url, &format!("pub-{}", unique()), messages).await;
+    publish_all(&url, &unique("pub"), messages).await;
 
     let to = t0 + 100_000;
-    eventually(
-        60,
+    eventually_some(
+        Duration::from_secs(60),
         "5000 readings of s0..s9 plus the valid one of the mixed message",
         || async {
             let mut n = 0;
@@ -140,7 +137,7 @@ async fn published_readings_come_back_exactly_and_bad_messages_become_dead_lette
     assert_eq!(points[499], json!({ "ts": t0 + 499, "value": 4993.0 }));
     assert_eq!(points[500], json!({ "ts": later + 1, "value": 7.0 }));
 
-    let kinds = eventually(20, "the dead letters", || async {
+    let kinds = eventually_some(Duration::from_secs(20), "the dead letters", || async {
         let (_, list) = call(&server, "GET", "/api/v1/dead-letters?limit=10000", None).await;
         let mine: Vec<String> = list
             .as_array()

@@ -107,10 +107,24 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
+    eventually_some(timeout, what, || {
+        let done = check();
+        async move { done.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `check` every 20 ms until it gives a value, and returns it; panics naming `what` after
+/// `timeout`.
+pub async fn eventually_some<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if check().await {
-            return;
+        if let Some(value) = check().await {
+            return value;
         }
         if tokio::time::Instant::now() > deadline {
             panic!("timed out after {timeout:?} waiting for: {what}");

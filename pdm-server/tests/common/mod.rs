@@ -9,77 +9,16 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use pdm_server::config::ServerConfig;
 use pdm_server::run::Server;
 use serde_json::Value;
-use sqlx::Connection;
 use tower::ServiceExt;
 
-/// True when missing services must fail the tests instead of skipping them.
-pub fn services_required() -> bool {
-    std::env::var("PDM_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
+// Each test binary uses some of them.
+#[allow(unused_imports)]
+pub use pdm_testkit::{eventually_some, mqtt_url, services_required, unique};
 
-/// The test broker's URL, or `None` (after a loud message) when there is none.
-pub fn mqtt_url(test: &str) -> Option<String> {
-    match std::env::var("PDM_TEST_MQTT_URL") {
-        Ok(url) => Some(url),
-        Err(_) if services_required() => panic!("{test}: PDM_TEST_MQTT_URL is not set"),
-        Err(_) => {
-            eprintln!("SKIPPED {test}: PDM_TEST_MQTT_URL not set (no MQTT broker)");
-            None
-        }
-    }
-}
-
-/// A fresh PostgreSQL database for one test, or `None` (after a loud message).
-pub async fn fresh_pg_database(test: &str) -> Option<String> {
-    let base = match std::env::var("PDM_TEST_DATABASE_URL") {
-        Ok(url) => url,
-        Err(_) if services_required() => panic!("{test}: PDM_TEST_DATABASE_URL is not set"),
-        Err(_) => {
-            eprintln!("SKIPPED {test} on PostgreSQL: PDM_TEST_DATABASE_URL not set");
-            return None;
-        }
-    };
-    let name = format!("pdm_server_test_{}", unique());
-    let mut admin = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("connect to PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create db");
-    let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
-    Some(format!("{prefix}/{name}"))
-}
-
-/// Drops a database made by [`fresh_pg_database`] (closing its remaining connections).
-pub async fn drop_pg_database(url: &str) {
-    let Ok(base) = std::env::var("PDM_TEST_DATABASE_URL") else {
-        return;
-    };
-    let Some((_, name)) = url.rsplit_once('/') else {
-        return;
-    };
-    if let Ok(mut admin) = sqlx::PgConnection::connect(&base).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await;
-    }
-}
-
-/// A value unique in this test run.
-pub fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}_{}_{}",
-        std::process::id(),
-        nanos,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+/// Fresh PostgreSQL databases for this test binary's tests, on `PDM_TEST_DATABASE_URL`, or
+/// `None` after a loud SKIPPED line.
+fn pg_databases() -> Option<pdm_testkit::pg::TestDatabases> {
+    pdm_testkit::pg::TestDatabases::from_env()
 }
 
 /// A server config on a data dir, listening on a free port.
@@ -145,7 +84,7 @@ pub async fn exchange(
 pub struct TestApp {
     server: Server,
     config: ServerConfig,
-    pg_url: Option<String>,
+    databases: Option<pdm_testkit::pg::TestDatabases>,
     _dir: tempfile::TempDir,
 }
 
@@ -163,20 +102,29 @@ impl TestApp {
         Self::start(cfg, None, dir).await
     }
 
-    /// A server on a fresh PostgreSQL database, or `None` (after a loud message) without one.
-    pub async fn postgres(test: &str) -> Option<TestApp> {
-        let url = fresh_pg_database(test).await?;
+    /// A server on a fresh PostgreSQL database, or `None` (after a loud SKIPPED line) without
+    /// `PDM_TEST_DATABASE_URL`.
+    pub async fn postgres() -> Option<TestApp> {
+        let databases = pg_databases()?;
+        let url = databases
+            .create("pdm_server_test")
+            .await
+            .expect("a fresh PostgreSQL database");
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = config(dir.path(), Some(url.clone()), false);
-        Some(Self::start(cfg, Some(url), dir).await)
+        let cfg = config(dir.path(), Some(url), false);
+        Some(Self::start(cfg, Some(databases), dir).await)
     }
 
-    async fn start(cfg: ServerConfig, pg_url: Option<String>, dir: tempfile::TempDir) -> TestApp {
+    async fn start(
+        cfg: ServerConfig,
+        databases: Option<pdm_testkit::pg::TestDatabases>,
+        dir: tempfile::TempDir,
+    ) -> TestApp {
         let server = Server::start(cfg.clone()).await.expect("start");
         TestApp {
             server,
             config: cfg,
-            pg_url,
+            databases,
             _dir: dir,
         }
     }
@@ -225,8 +173,8 @@ impl TestApp {
     /// Shuts the server down gracefully and drops its PostgreSQL database.
     pub async fn stop(self) {
         self.server.shutdown().await.expect("shutdown");
-        if let Some(url) = &self.pg_url {
-            drop_pg_database(url).await;
+        if let Some(databases) = &self.databases {
+            databases.drop_all().await;
         }
     }
 }
@@ -295,23 +243,4 @@ pub async fn forget_session(url: &str, client_id: &str) {
     }
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), eventloop.poll()).await;
-}
-
-/// Polls `f` until it returns `Some`, or panics after `secs` seconds naming `what`.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
