@@ -32,7 +32,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::health::HealthIndex;
-use crate::stream::{ContextDetector, EwmaChart, HalfSpaceTrees, RobustZScore};
+use crate::stream::{StreamKind, StreamModel};
 
 use crate::{
     DetectError, IsolationForest, PcaDetector, Pipeline, Result, RobustScaler, StandardScaler,
@@ -101,22 +101,17 @@ pub enum Model {
     PcaDetector(Box<PcaDetector>),
     /// The default pipeline.
     Pipeline(Box<Pipeline>),
-    /// A streaming robust z-score, with its windows.
-    RobustZScore(Box<RobustZScore>),
-    /// A streaming EWMA chart, with its statistics.
-    EwmaChart(Box<EwmaChart>),
-    /// Streaming half-space trees, with their mass profiles.
-    HalfSpaceTrees(Box<HalfSpaceTrees>),
-    /// A context detector, with the contexts it has learnt.
-    ContextDetector(Box<ContextDetector>),
+    /// A streaming detector of any registered kind ([`StreamKind`]), with its learnt state.
+    Streaming(StreamModel),
     /// A health index, with its smoothed score.
     HealthIndex(HealthIndex),
 }
 
 impl Model {
     /// The kind as written in files (`isolation_forest`, `standard_scaler`, `robust_scaler`,
-    /// `pca_detector`, `pipeline`, `robust_zscore`, `ewma_chart`, `half_space_trees`,
-    /// `context_detector`, `health_index`).
+    /// `pca_detector`, `pipeline`, `health_index`, and the streaming kinds'
+    /// [`StreamKind::file_kind`]: `robust_zscore`, `ewma_chart`, `half_space_trees`,
+    /// `context_detector`).
     pub fn kind(&self) -> &'static str {
         match self {
             Model::IsolationForest(_) => IsolationForest::KIND,
@@ -124,10 +119,7 @@ impl Model {
             Model::RobustScaler(_) => RobustScaler::KIND,
             Model::PcaDetector(_) => PcaDetector::KIND,
             Model::Pipeline(_) => Pipeline::KIND,
-            Model::RobustZScore(_) => RobustZScore::KIND,
-            Model::EwmaChart(_) => EwmaChart::KIND,
-            Model::HalfSpaceTrees(_) => HalfSpaceTrees::KIND,
-            Model::ContextDetector(_) => ContextDetector::KIND,
+            Model::Streaming(m) => m.kind().file_kind(),
             Model::HealthIndex(_) => HealthIndex::KIND,
         }
     }
@@ -154,9 +146,10 @@ pub(crate) trait Persist: Sized {
     fn restore_training_rows(&mut self, _n: Option<usize>) {}
 }
 
+/// The envelope of every model file; `model` holds the kind's state.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Envelope {
+pub(crate) struct Envelope {
     format: String,
     format_version: u32,
     kind: String,
@@ -224,7 +217,8 @@ fn open(bytes: &[u8]) -> std::result::Result<Envelope, ModelFileError> {
     Ok(envelope)
 }
 
-fn decode<M: Persist>(envelope: Envelope) -> std::result::Result<M, ModelFileError> {
+/// The model of kind `M` in a checked envelope.
+pub(crate) fn decode<M: Persist>(envelope: Envelope) -> std::result::Result<M, ModelFileError> {
     let state: M::State = serde_json::from_value(envelope.model)
         .map_err(|e| ModelFileError::Corrupt(format!("{} state: {e}", M::KIND)))?;
     let mut model =
@@ -253,12 +247,11 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
         RobustScaler::KIND => Model::RobustScaler(decode(envelope)?),
         PcaDetector::KIND => Model::PcaDetector(Box::new(decode(envelope)?)),
         Pipeline::KIND => Model::Pipeline(Box::new(decode(envelope)?)),
-        RobustZScore::KIND => Model::RobustZScore(Box::new(decode(envelope)?)),
-        EwmaChart::KIND => Model::EwmaChart(Box::new(decode(envelope)?)),
-        HalfSpaceTrees::KIND => Model::HalfSpaceTrees(Box::new(decode(envelope)?)),
-        ContextDetector::KIND => Model::ContextDetector(Box::new(decode(envelope)?)),
         HealthIndex::KIND => Model::HealthIndex(decode(envelope)?),
-        other => return Err(ModelFileError::UnknownKind(other.to_owned()).into()),
+        other => match StreamKind::by_file_kind(other) {
+            Some(kind) => Model::Streaming(kind.decode(envelope)?),
+            None => return Err(ModelFileError::UnknownKind(other.to_owned()).into()),
+        },
     })
 }
 
@@ -326,6 +319,7 @@ pub(crate) use persistable;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::{ContextDetector, EwmaChart, HalfSpaceTrees, RobustZScore};
     use crate::{Contamination, MaxFeatures, MaxSamples};
     use ndarray::Array2;
     use rand::rngs::StdRng;

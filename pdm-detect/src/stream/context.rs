@@ -2,6 +2,7 @@
 //! row by how little of what it recognises it could have expected.
 
 use super::{check_feature_ranges, check_row, ensure, score_series, StreamParamsError};
+use crate::eval::nab::{probation_rows, PROBATION_PERCENT};
 use crate::Result;
 use ndarray::{Array1, ArrayView2};
 use pdm_core::detector::{self, StreamingDetector};
@@ -892,6 +893,55 @@ impl crate::persist::Persist for ContextDetector {
 }
 
 crate::persist::persistable!(ContextDetector);
+
+impl super::registry::Registered for ContextDetector {
+    const NAME: &'static str = "context";
+    const SUMMARY: &'static str =
+        "Streaming contextual anomaly detector (after CAD OSE); on NAB it \
+                                   gets each file's value range and a rest period of a fifth of \
+                                   the probation, NAB's protocol.";
+    type Params = ContextDetectorParams;
+
+    fn build(params: &ContextDetectorParams, n_features: usize) -> Result<Self> {
+        params.build(n_features)
+    }
+
+    fn valid(&self) -> &ContextDetectorValidParams {
+        self.valid_params()
+    }
+
+    /// The file's minimum and maximum as the value range (a constant file gets `(min, min + 1)`)
+    /// and a rest period of a fifth of the probation, as the reference NAB runner does.
+    fn for_nab_file(params: &ContextDetectorParams, values: &[f64]) -> ContextDetectorParams {
+        let (min, max) = values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        let mut p = params.clone();
+        if min.is_finite() && max.is_finite() {
+            p = p.value_range(min, if max > min { max } else { min + 1.0 });
+        }
+        let probation = probation_rows(values.len(), PROBATION_PERCENT);
+        p.rest_period(probation / 5)
+    }
+
+    /// Its scores are already in [0, 1], and its rest period already thins its alarms.
+    fn nab_mapping() -> super::ScoreMapping {
+        super::ScoreMapping::Raw
+    }
+}
+
+super::registry::keyed_params!(ContextDetectorParams => ContextDetectorValidParams {
+    "value_bits" => value_bits,
+    "max_left_facts" => max_left_facts,
+    "max_active" => max_active,
+    "threshold" => threshold,
+    "rest_period" => rest_period,
+    "feature_ranges" => feature_ranges,
+    "range_rows" => range_rows,
+    "max_contexts" => max_contexts,
+});
 
 #[cfg(test)]
 mod tests {

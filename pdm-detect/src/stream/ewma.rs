@@ -377,6 +377,34 @@ impl crate::persist::Persist for EwmaChart {
 
 crate::persist::persistable!(EwmaChart);
 
+impl super::registry::Registered for EwmaChart {
+    const NAME: &'static str = "ewma_chart";
+    const SUMMARY: &'static str = "Streaming Shewhart–EWMA control chart.";
+    type Params = EwmaChartParams;
+
+    fn build(params: &EwmaChartParams, n_features: usize) -> Result<Self> {
+        params.build(n_features)
+    }
+
+    fn valid(&self) -> &EwmaChartValidParams {
+        self.valid_params()
+    }
+
+    fn nab_params() -> EwmaChartParams {
+        EwmaChart::params().alpha(0.002)
+    }
+}
+
+// The chart's λ goes by `smoothing` in keyed parameters (and Python): `lambda` is a keyword there.
+super::registry::keyed_params!(EwmaChartParams => EwmaChartValidParams {
+    "smoothing" => lambda,
+    "limit" => limit,
+    "alpha" => alpha,
+    "warm_up" => warm_up,
+    "min_std" => min_std,
+    "shewhart_limit" => shewhart_limit,
+});
+
 #[cfg(test)]
 mod tests {
     use super::super::test_util::{

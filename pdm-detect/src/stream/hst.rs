@@ -688,6 +688,34 @@ impl crate::persist::Persist for HalfSpaceTrees {
 
 crate::persist::persistable!(HalfSpaceTrees);
 
+impl super::registry::Registered for HalfSpaceTrees {
+    const NAME: &'static str = "half_space_trees";
+    const SUMMARY: &'static str = "Streaming half-space trees.";
+    type Params = HalfSpaceTreesParams;
+
+    fn build(params: &HalfSpaceTreesParams, n_features: usize) -> Result<Self> {
+        params.build(n_features)
+    }
+
+    fn valid(&self) -> &HalfSpaceTreesValidParams {
+        self.valid_params()
+    }
+
+    fn nab_params() -> HalfSpaceTreesParams {
+        HalfSpaceTrees::params().random_state(42)
+    }
+}
+
+// `feature_ranges` is not a key (yet): the Python class has never taken it.
+super::registry::keyed_params!(HalfSpaceTreesParams => HalfSpaceTreesValidParams {
+    "n_trees" => n_trees,
+    "height" => height,
+    "window_size" => window_size,
+    "size_limit" => size_limit,
+    "threshold" => threshold,
+    "random_state" => random_state,
+});
+
 #[cfg(test)]
 mod tests {
     use super::super::test_util::{assert_flags_changes, behaviour, gaussian, run};

@@ -415,6 +415,31 @@ impl crate::persist::Persist for RobustZScore {
 
 crate::persist::persistable!(RobustZScore);
 
+impl super::registry::Registered for RobustZScore {
+    const NAME: &'static str = "robust_zscore";
+    const SUMMARY: &'static str = "Streaming robust z-score (rolling median / MAD).";
+    type Params = RobustZScoreParams;
+
+    fn build(params: &RobustZScoreParams, n_features: usize) -> Result<Self> {
+        params.build(n_features)
+    }
+
+    fn valid(&self) -> &RobustZScoreValidParams {
+        self.valid_params()
+    }
+
+    fn nab_params() -> RobustZScoreParams {
+        RobustZScore::params().window(1000)
+    }
+}
+
+super::registry::keyed_params!(RobustZScoreParams => RobustZScoreValidParams {
+    "window" => window,
+    "warm_up" => warm_up,
+    "mad_floor" => mad_floor,
+    "threshold" => threshold,
+});
+
 #[cfg(test)]
 mod tests {
     use super::super::test_util::{
