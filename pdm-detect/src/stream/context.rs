@@ -3,6 +3,7 @@
 
 use super::{check_feature_ranges, check_row, ensure, score_series, StreamParamsError};
 use crate::eval::nab::{probation_rows, PROBATION_PERCENT};
+use crate::persist::StateError;
 use crate::Result;
 use ndarray::{Array1, ArrayView2};
 use pdm_core::detector::{self, StreamingDetector};
@@ -794,7 +795,7 @@ impl crate::persist::Persist for ContextDetector {
     fn from_state(
         s: ContextDetectorState,
         names: Vec<String>,
-    ) -> std::result::Result<Self, String> {
+    ) -> std::result::Result<Self, StateError> {
         let n = names.len();
         let mut params = ContextDetector::params()
             .value_bits(s.value_bits)
@@ -807,15 +808,16 @@ impl crate::persist::Persist for ContextDetector {
         if let Some(r) = s.feature_ranges {
             params = params.feature_ranges(r);
         }
-        let mut det = params.build(n).map_err(|e| e.to_string())?;
+        let mut det = params.build(n).map_err(StateError::params)?;
         let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
         if s.lo.len() != n || s.step.len() != n || !finite(&s.lo) || !finite(&s.step) {
-            return Err(format!(
-                "the ranges need {n} finite lower ends and level widths"
+            return Err(StateError::new(
+                "lo",
+                format!("the ranges need {n} finite lower ends and level widths"),
             ));
         }
         if s.step.iter().any(|&w| w <= 0.0) {
-            return Err("level widths must be positive".into());
+            return Err(StateError::new("step", "level widths must be positive"));
         }
         let first_ok = if s.ranges_ready {
             s.first_rows.is_empty()
@@ -825,20 +827,29 @@ impl crate::persist::Persist for ContextDetector {
                 && finite(&s.first_rows)
         };
         if !first_ok {
-            return Err(format!(
-                "{} values of the first rows kept (ranges learnt: {})",
-                s.first_rows.len(),
-                s.ranges_ready
+            return Err(StateError::new(
+                "first_rows",
+                format!(
+                    "{} values of the first rows kept (ranges learnt: {})",
+                    s.first_rows.len(),
+                    s.ranges_ready
+                ),
             ));
         }
         if det.ranges_ready && !s.ranges_ready {
-            return Err("the detector was given its ranges, so they cannot still be learnt".into());
+            return Err(StateError::new(
+                "ranges_ready",
+                "the detector was given its ranges, so they cannot still be learnt",
+            ));
         }
         if s.contexts.len() > det.params.max_contexts {
-            return Err(format!(
-                "{} contexts stored, above max_contexts {}",
-                s.contexts.len(),
-                det.params.max_contexts
+            return Err(StateError::new(
+                "contexts",
+                format!(
+                    "{} contexts stored, above max_contexts {}",
+                    s.contexts.len(),
+                    det.params.max_contexts
+                ),
             ));
         }
         // Sensor facts stay below the neuron facts; neuron facts name stored contexts.
@@ -849,13 +860,16 @@ impl crate::persist::Persist for ContextDetector {
         let set_ok =
             |set: &[Fact]| set.windows(2).all(|w| w[0] < w[1]) && set.iter().all(|&f| fact_ok(f));
         if !s.left.iter().chain(&s.right).all(|set| set_ok(set)) || !set_ok(&s.group) {
-            return Err("a fact set is unsorted, repeated or names an unknown fact".into());
+            return Err(StateError::new(
+                "left",
+                "a fact set is unsorted, repeated or names an unknown fact",
+            ));
         }
         let mem = &mut det.memory;
         for (side, sets) in [(&mut mem.left, &s.left), (&mut mem.right, &s.right)] {
             for set in sets {
                 if side.id(set).is_some() {
-                    return Err("a semi-context is stored twice".into());
+                    return Err(StateError::new("left", "a semi-context is stored twice"));
                 }
                 side.get_or_insert(set);
             }
@@ -864,12 +878,16 @@ impl crate::persist::Persist for ContextDetector {
         for (c, ctx) in s.contexts.iter().enumerate() {
             let (l, r) = (ctx.left as usize, ctx.right as usize);
             if l >= mem.left.facts.len() || r >= mem.right.facts.len() {
-                return Err(format!(
-                    "context {c} names a semi-context that is not stored"
+                return Err(StateError::new(
+                    "contexts",
+                    format!("context {c} names a semi-context that is not stored"),
                 ));
             }
             if mem.ids.insert((ctx.left, ctx.right), c as u32).is_some() {
-                return Err(format!("context {c} is stored twice"));
+                return Err(StateError::new(
+                    "contexts",
+                    format!("context {c} is stored twice"),
+                ));
             }
             mem.by_left[l].push(c as u32);
             mem.contexts.push(Context {
