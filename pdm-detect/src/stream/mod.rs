@@ -12,7 +12,7 @@
 //! them and `build(n_features)` returns the running detector. [`nab_scores`] runs one over a
 //! univariate series and maps its scores into [0, 1] for the Numenta Anomaly Benchmark.
 //!
-//! The kinds are registered once, in the [`registry`](StreamKind): [`StreamKind`] lists them
+//! The kinds are registered once, in one list (`stream_kinds!`): [`StreamKind`] lists them
 //! with their names, model-file kinds and parameter keys, [`StreamSpec`] is a kind with its
 //! parameters (set by key too), [`StreamModel`] a running detector of any kind that can be saved.
 //! Model files, the Python bindings and the evaluation binary go through them.
