@@ -255,7 +255,7 @@ impl PyStreamingModel {
     }
 }
 
-/// A keyword argument as the value of a parameter of type `ty`; `None` for an absent or `None`
+/// The keyword argument of `key`, extracted as the key's type; `None` for an absent or `None`
 /// keyword (the engine's default then applies).
 fn param_value(params: Option<&Bound<'_, PyDict>>, key: ParamKey) -> PyResult<Option<ParamValue>> {
     let Some(v) = params

@@ -865,4 +865,42 @@ mod tests {
         );
         assert_eq!(corpus_key(root, Path::new("/d/summary.csv")), None);
     }
+
+    #[test]
+    fn every_registered_streaming_kind_is_a_detector_name() {
+        for kind in StreamKind::ALL {
+            let name = kind.name().replace('_', "-");
+            assert_eq!(
+                DetectorName::from_str(&name, false),
+                Ok(DetectorName::Stream(kind))
+            );
+            assert_eq!(
+                DetectorName::Stream(kind).label(),
+                format!("pdm {}", kind.name())
+            );
+        }
+        assert_eq!(
+            DetectorName::from_str("pipeline", false),
+            Ok(DetectorName::Pipeline)
+        );
+        assert_eq!(
+            DetectorName::from_str("iforest", false),
+            Ok(DetectorName::Iforest)
+        );
+        assert!(DetectorName::from_str("nope", false).is_err());
+    }
+
+    #[test]
+    fn streaming_specs_are_the_nab_ones_with_the_seed_for_the_trees() {
+        use pdm_detect::HalfSpaceTrees;
+        for kind in StreamKind::ALL {
+            let expected = match kind {
+                StreamKind::HalfSpaceTrees => {
+                    StreamSpec::HalfSpaceTrees(HalfSpaceTrees::params().random_state(3))
+                }
+                other => StreamSpec::by_name(other.name()).expect("registered"),
+            };
+            assert_eq!(stream_spec(kind, 3), expected, "{kind:?}");
+        }
+    }
 }

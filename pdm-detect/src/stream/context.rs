@@ -915,9 +915,8 @@ crate::persist::persistable!(ContextDetector);
 impl super::registry::Registered for ContextDetector {
     const NAME: &'static str = "context";
     const SUMMARY: &'static str =
-        "Streaming contextual anomaly detector (after CAD OSE); on NAB it \
-                                   gets each file's value range and a rest period of a fifth of \
-                                   the probation, NAB's protocol.";
+        "Streaming contextual anomaly detector (after CAD OSE); on NAB it gets each file's value \
+         range and a rest period of a fifth of the probation, NAB's protocol";
     type Params = ContextDetectorParams;
 
     fn build(params: &ContextDetectorParams, n_features: usize) -> Result<Self> {

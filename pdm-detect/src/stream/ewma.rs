@@ -384,7 +384,7 @@ crate::persist::persistable!(EwmaChart);
 
 impl super::registry::Registered for EwmaChart {
     const NAME: &'static str = "ewma_chart";
-    const SUMMARY: &'static str = "Streaming Shewhart–EWMA control chart.";
+    const SUMMARY: &'static str = "Streaming Shewhart–EWMA control chart";
     type Params = EwmaChartParams;
 
     fn build(params: &EwmaChartParams, n_features: usize) -> Result<Self> {

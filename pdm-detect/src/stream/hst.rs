@@ -710,7 +710,7 @@ crate::persist::persistable!(HalfSpaceTrees);
 
 impl super::registry::Registered for HalfSpaceTrees {
     const NAME: &'static str = "half_space_trees";
-    const SUMMARY: &'static str = "Streaming half-space trees.";
+    const SUMMARY: &'static str = "Streaming half-space trees";
     type Params = HalfSpaceTreesParams;
 
     fn build(params: &HalfSpaceTreesParams, n_features: usize) -> Result<Self> {

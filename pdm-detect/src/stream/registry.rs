@@ -265,7 +265,8 @@ pub(crate) trait Registered:
 {
     /// The kind's name ([`StreamKind::name`]): the Python `kind`, the evaluation's detector.
     const NAME: &'static str;
-    /// One line on what the detector does, for listings such as the evaluation's `--help`.
+    /// One line on what the detector does, without a final period, for listings such as the
+    /// evaluation's `--help`.
     const SUMMARY: &'static str;
     /// Its unchecked parameters, settable by key.
     type Params: KeyedParams + Default + Clone + Debug + PartialEq + Send + Sync;

@@ -427,7 +427,7 @@ crate::persist::persistable!(RobustZScore);
 
 impl super::registry::Registered for RobustZScore {
     const NAME: &'static str = "robust_zscore";
-    const SUMMARY: &'static str = "Streaming robust z-score (rolling median / MAD).";
+    const SUMMARY: &'static str = "Streaming robust z-score (rolling median / MAD)";
     type Params = RobustZScoreParams;
 
     fn build(params: &RobustZScoreParams, n_features: usize) -> Result<Self> {
