@@ -26,6 +26,7 @@
 //! # Ok::<(), pdm_detect::DetectError>(())
 //! ```
 
+use crate::persist::StateError;
 use crate::stats::normal_quantile;
 use crate::{DetectError, Result};
 
@@ -542,14 +543,20 @@ impl crate::persist::Persist for HealthIndex {
         }
     }
 
-    fn from_state(s: HealthIndexState, _names: Vec<String>) -> std::result::Result<Self, String> {
+    fn from_state(
+        s: HealthIndexState,
+        _names: Vec<String>,
+    ) -> std::result::Result<Self, StateError> {
         let params = HealthIndex::params()
             .alpha(s.alpha)
             .failure_level(s.failure_level)
             .check()
-            .map_err(|e| e.to_string())?;
+            .map_err(StateError::params)?;
         if s.smoothed.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-            return Err("the smoothed score must be finite and >= 0".into());
+            return Err(StateError::new(
+                "smoothed",
+                "the smoothed score must be finite and >= 0",
+            ));
         }
         let mut index = params.build();
         index.smoothed = s.smoothed;

@@ -4,7 +4,8 @@
 //! [`features`], scalers ([`scale`]), detectors (the [`pca`] detector with Hotelling's T² and Q,
 //! an Isolation Forest with scikit-learn's semantics), [`decide`] (thresholds, "k of n"
 //! smoothing, events) and [`attribution`] (which sensor)); streaming detectors ([`stream`]:
-//! robust z-score, EWMA chart, half-space trees); [`health`] index and remaining useful life;
+//! robust z-score, EWMA chart, half-space trees, context detector, registered once as
+//! [`StreamKind`]s); [`health`] index and remaining useful life;
 //! versioned model files ([`persist`]); and the NAB and SKAB evaluation ([`eval`]). Models follow
 //! the validated-parameters pattern: parameters are built unchecked, checked once, fitting returns
 //! a model, and the model scores or transforms.
@@ -142,8 +143,8 @@ pub use iforest::{
 };
 pub use stream::{
     nab_scores, nab_scores_with, AnomalyLikelihood, EwmaChart, EwmaChartParams, HalfSpaceTrees,
-    HalfSpaceTreesParams, RobustZScore, RobustZScoreParams, ScoreMapping, StreamParamsError,
-    StreamSpec,
+    HalfSpaceTreesParams, RobustZScore, RobustZScoreParams, ScoreMapping, StreamKind, StreamModel,
+    StreamParamsError, StreamSpec,
 };
 
 /// Errors of this crate.

@@ -42,6 +42,7 @@
 //! # Ok::<(), pdm_detect::DetectError>(())
 //! ```
 
+use crate::persist::StateError;
 use crate::{check_finite, quantile_sorted, stats, DetectError, Result, Value};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use pdm_core::detector::{self, Detector, Rows};
@@ -717,49 +718,75 @@ impl crate::persist::Persist for PcaDetector {
     fn from_state(
         s: PcaDetectorState,
         feature_names: Vec<String>,
-    ) -> std::result::Result<Self, String> {
+    ) -> std::result::Result<Self, StateError> {
         let limits = match s.limits.as_str() {
             "empirical" => PcaLimits::Empirical,
             "parametric" => PcaLimits::Parametric,
-            other => return Err(format!("unknown PCA limits {other:?}")),
+            other => {
+                return Err(StateError::new(
+                    "limits",
+                    format!("unknown PCA limits {other:?}"),
+                ))
+            }
         };
         let params = PcaDetector::params()
             .n_components(s.n_components.into())
             .alpha(s.alpha)
             .limits(limits)
             .check()
-            .map_err(|e| e.to_string())?;
+            .map_err(StateError::params)?;
         let d = s.mean.len();
         let k = s.components.len();
         if d == 0 || feature_names.len() != d {
-            return Err(format!(
-                "the PCA model has {d} means for {} feature names",
-                feature_names.len()
+            return Err(StateError::new(
+                "mean",
+                format!(
+                    "the PCA model has {d} means for {} feature names",
+                    feature_names.len()
+                ),
             ));
         }
         if s.eigenvalues.len() != d || k == 0 || k > d {
-            return Err(format!(
-                "a PCA model of {d} features needs {d} eigenvalues and 1 to {d} components, \
+            return Err(StateError::new(
+                "eigenvalues",
+                format!(
+                    "a PCA model of {d} features needs {d} eigenvalues and 1 to {d} components, \
                  got {} and {k}",
-                s.eigenvalues.len()
+                    s.eigenvalues.len()
+                ),
             ));
         }
         let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
         if !finite(&s.mean) || !finite(&s.eigenvalues) {
-            return Err("the PCA means and eigenvalues must be finite".into());
+            return Err(StateError::new(
+                "mean",
+                "the PCA means and eigenvalues must be finite",
+            ));
         }
         if s.eigenvalues.windows(2).any(|w| w[0] < w[1]) || s.eigenvalues.iter().any(|&l| l < 0.0) {
-            return Err("the PCA eigenvalues must be non-negative and descending".into());
+            return Err(StateError::new(
+                "eigenvalues",
+                "the PCA eigenvalues must be non-negative and descending",
+            ));
         }
         if s.eigenvalues[..k].iter().any(|&l| l <= 0.0) {
-            return Err("every kept PCA component needs a positive eigenvalue".into());
+            return Err(StateError::new(
+                "eigenvalues",
+                "every kept PCA component needs a positive eigenvalue",
+            ));
         }
         if s.components.iter().any(|c| c.len() != d || !finite(c)) {
-            return Err(format!("every PCA component must hold {d} finite loadings"));
+            return Err(StateError::new(
+                "components",
+                format!("every PCA component must hold {d} finite loadings"),
+            ));
         }
         let positive = |l: f64| l.is_finite() && l > 0.0;
         if !positive(s.t2_limit) || !positive(s.q_limit) {
-            return Err("the PCA limits must be finite and positive".into());
+            return Err(StateError::new(
+                "t2_limit",
+                "the PCA limits must be finite and positive",
+            ));
         }
         let components = Array2::from_shape_fn((d, k), |(i, j)| s.components[j][i]);
         Ok(Self {

@@ -32,7 +32,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::health::HealthIndex;
-use crate::stream::{ContextDetector, EwmaChart, HalfSpaceTrees, RobustZScore};
+use crate::stream::{StreamKind, StreamModel};
 
 use crate::{
     DetectError, IsolationForest, PcaDetector, Pipeline, Result, RobustScaler, StandardScaler,
@@ -82,9 +82,48 @@ pub enum ModelFileError {
     /// The checksum does not match the content: the file was altered or damaged.
     #[error("the model's checksum does not match its content: the file is damaged or was edited")]
     Checksum,
-    /// The content is inconsistent.
+    /// The content is inconsistent: which field, and what is wrong with it.
     #[error("the model file is damaged: {0}")]
-    Corrupt(String),
+    Corrupt(StateError),
+}
+
+/// Why the content of a model file cannot be used: the field at fault and what is wrong with it.
+/// Every kind's check of its stored state (`from_state`) reports this one shape, which
+/// [`ModelFileError::Corrupt`] carries into the crate's [`DetectError`].
+///
+/// It displays as the problem alone, which names the field in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{problem}")]
+pub struct StateError {
+    field: &'static str,
+    problem: String,
+}
+
+impl StateError {
+    /// `field` (as named in the file's `model` object; `envelope` and `model` for the envelope
+    /// and the state as a whole) is wrong, as `problem` says.
+    pub(crate) fn new(field: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            field,
+            problem: problem.into(),
+        }
+    }
+
+    /// The parameters stored with the state are out of range; `e` says which.
+    pub(crate) fn params(e: impl std::fmt::Display) -> Self {
+        Self::new("parameters", e.to_string())
+    }
+
+    /// The field at fault: the first of the fields the failed check covers, `parameters` for
+    /// the stored parameters as a whole.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// What is wrong with it.
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
 }
 
 /// A loaded model of any kind.
@@ -101,22 +140,17 @@ pub enum Model {
     PcaDetector(Box<PcaDetector>),
     /// The default pipeline.
     Pipeline(Box<Pipeline>),
-    /// A streaming robust z-score, with its windows.
-    RobustZScore(Box<RobustZScore>),
-    /// A streaming EWMA chart, with its statistics.
-    EwmaChart(Box<EwmaChart>),
-    /// Streaming half-space trees, with their mass profiles.
-    HalfSpaceTrees(Box<HalfSpaceTrees>),
-    /// A context detector, with the contexts it has learnt.
-    ContextDetector(Box<ContextDetector>),
+    /// A streaming detector of any registered kind ([`StreamKind`]), with its learnt state.
+    Streaming(StreamModel),
     /// A health index, with its smoothed score.
     HealthIndex(HealthIndex),
 }
 
 impl Model {
     /// The kind as written in files (`isolation_forest`, `standard_scaler`, `robust_scaler`,
-    /// `pca_detector`, `pipeline`, `robust_zscore`, `ewma_chart`, `half_space_trees`,
-    /// `context_detector`, `health_index`).
+    /// `pca_detector`, `pipeline`, `health_index`, and the streaming kinds'
+    /// [`StreamKind::file_kind`]: `robust_zscore`, `ewma_chart`, `half_space_trees`,
+    /// `context_detector`).
     pub fn kind(&self) -> &'static str {
         match self {
             Model::IsolationForest(_) => IsolationForest::KIND,
@@ -124,10 +158,7 @@ impl Model {
             Model::RobustScaler(_) => RobustScaler::KIND,
             Model::PcaDetector(_) => PcaDetector::KIND,
             Model::Pipeline(_) => Pipeline::KIND,
-            Model::RobustZScore(_) => RobustZScore::KIND,
-            Model::EwmaChart(_) => EwmaChart::KIND,
-            Model::HalfSpaceTrees(_) => HalfSpaceTrees::KIND,
-            Model::ContextDetector(_) => ContextDetector::KIND,
+            Model::Streaming(m) => m.kind().file_kind(),
             Model::HealthIndex(_) => HealthIndex::KIND,
         }
     }
@@ -145,18 +176,20 @@ pub(crate) trait Persist: Sized {
         None
     }
     fn state(&self) -> Self::State;
+    /// Rebuilds the model from its stored state, checking everything scoring relies on.
     fn from_state(
         state: Self::State,
         feature_names: Vec<String>,
-    ) -> std::result::Result<Self, String>;
+    ) -> std::result::Result<Self, StateError>;
     /// Restores the envelope's `n_training_rows` after [`from_state`](Self::from_state), for
     /// models that keep it.
     fn restore_training_rows(&mut self, _n: Option<usize>) {}
 }
 
+/// The envelope of every model file; `model` holds the kind's state.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Envelope {
+pub(crate) struct Envelope {
     format: String,
     format_version: u32,
     kind: String,
@@ -216,17 +249,19 @@ fn open(bytes: &[u8]) -> std::result::Result<Envelope, ModelFileError> {
     if version > u64::from(FORMAT_VERSION) {
         return Err(ModelFileError::NewerVersion { found: version });
     }
-    let envelope: Envelope =
-        serde_json::from_value(value).map_err(|e| ModelFileError::Corrupt(e.to_string()))?;
+    let envelope: Envelope = serde_json::from_value(value)
+        .map_err(|e| ModelFileError::Corrupt(StateError::new("envelope", e.to_string())))?;
     if envelope.checksum != checksum(&envelope.model) {
         return Err(ModelFileError::Checksum);
     }
     Ok(envelope)
 }
 
-fn decode<M: Persist>(envelope: Envelope) -> std::result::Result<M, ModelFileError> {
-    let state: M::State = serde_json::from_value(envelope.model)
-        .map_err(|e| ModelFileError::Corrupt(format!("{} state: {e}", M::KIND)))?;
+/// The model of kind `M` in a checked envelope.
+pub(crate) fn decode<M: Persist>(envelope: Envelope) -> std::result::Result<M, ModelFileError> {
+    let state: M::State = serde_json::from_value(envelope.model).map_err(|e| {
+        ModelFileError::Corrupt(StateError::new("model", format!("{} state: {e}", M::KIND)))
+    })?;
     let mut model =
         M::from_state(state, envelope.feature_names).map_err(ModelFileError::Corrupt)?;
     model.restore_training_rows(envelope.n_training_rows);
@@ -253,12 +288,11 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
         RobustScaler::KIND => Model::RobustScaler(decode(envelope)?),
         PcaDetector::KIND => Model::PcaDetector(Box::new(decode(envelope)?)),
         Pipeline::KIND => Model::Pipeline(Box::new(decode(envelope)?)),
-        RobustZScore::KIND => Model::RobustZScore(Box::new(decode(envelope)?)),
-        EwmaChart::KIND => Model::EwmaChart(Box::new(decode(envelope)?)),
-        HalfSpaceTrees::KIND => Model::HalfSpaceTrees(Box::new(decode(envelope)?)),
-        ContextDetector::KIND => Model::ContextDetector(Box::new(decode(envelope)?)),
         HealthIndex::KIND => Model::HealthIndex(decode(envelope)?),
-        other => return Err(ModelFileError::UnknownKind(other.to_owned()).into()),
+        other => match StreamKind::by_file_kind(other) {
+            Some(kind) => Model::Streaming(kind.decode(envelope)?),
+            None => return Err(ModelFileError::UnknownKind(other.to_owned()).into()),
+        },
     })
 }
 
@@ -326,6 +360,7 @@ pub(crate) use persistable;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::{ContextDetector, EwmaChart, HalfSpaceTrees, RobustZScore};
     use crate::{Contamination, MaxFeatures, MaxSamples};
     use ndarray::Array2;
     use rand::rngs::StdRng;
@@ -663,5 +698,58 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("dimension below 2"));
+    }
+}
+
+#[cfg(test)]
+mod state_error_tests {
+    use super::*;
+    use crate::stream::RobustZScore;
+
+    fn refit(bytes: &[u8], f: impl FnOnce(&mut Value)) -> Vec<u8> {
+        let mut v: Value = serde_json::from_slice(bytes).expect("json");
+        f(&mut v);
+        let sum = checksum(&v["model"]);
+        v["checksum"] = sum.into();
+        serde_json::to_vec(&v).expect("json")
+    }
+
+    fn state_error(r: Result<impl std::fmt::Debug>) -> StateError {
+        match r {
+            Err(DetectError::ModelFile(ModelFileError::Corrupt(e))) => e,
+            other => panic!("expected a damaged state, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn state_errors_name_the_field_and_keep_their_message() {
+        let bytes = RobustZScore::params()
+            .window(10)
+            .warm_up(5)
+            .build(1)
+            .expect("build")
+            .to_bytes();
+        let e = state_error(RobustZScore::from_bytes(&refit(&bytes, |v| {
+            v["model"]["values"] = serde_json::json!([[1.0], [2.0]]);
+        })));
+        assert_eq!(e.field(), "values");
+        assert_eq!(e.problem(), "2 windows of values for 1 features");
+        assert_eq!(
+            DetectError::from(ModelFileError::Corrupt(e)).to_string(),
+            "model file: the model file is damaged: 2 windows of values for 1 features"
+        );
+        let e = state_error(RobustZScore::from_bytes(&refit(&bytes, |v| {
+            v["model"]["window"] = 0.into();
+        })));
+        assert_eq!(e.field(), "parameters");
+        assert_eq!(
+            e.problem(),
+            "invalid parameter: window must be in [3, 1000000], got 0"
+        );
+        let e = state_error(RobustZScore::from_bytes(&refit(&bytes, |v| {
+            v["model"]["seen"] = "many".into();
+        })));
+        assert_eq!(e.field(), "model");
+        assert!(e.problem().starts_with("robust_zscore state: "), "{e}");
     }
 }

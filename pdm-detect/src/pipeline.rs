@@ -47,6 +47,7 @@ use crate::attribution::PcaStatistic;
 use crate::decide::{DecisionParams, Decisions};
 use crate::features::{Feature, WindowFeatures, WindowFeaturesValidParams};
 use crate::pca::{NComponents, PcaDetector, PcaDetectorValidParams};
+use crate::persist::StateError;
 use crate::scale::StandardScaler;
 use crate::{DetectError, Result};
 use ndarray::{Array1, ArrayView2};
@@ -387,9 +388,16 @@ impl crate::persist::Persist for Pipeline {
         }
     }
 
-    fn from_state(s: PipelineState, channels: Vec<String>) -> std::result::Result<Self, String> {
-        let statistic = PcaStatistic::from_name(&s.statistic)
-            .ok_or_else(|| format!("unknown pipeline statistic {:?}", s.statistic))?;
+    fn from_state(
+        s: PipelineState,
+        channels: Vec<String>,
+    ) -> std::result::Result<Self, StateError> {
+        let statistic = PcaStatistic::from_name(&s.statistic).ok_or_else(|| {
+            StateError::new(
+                "statistic",
+                format!("unknown pipeline statistic {:?}", s.statistic),
+            )
+        })?;
         let params = Pipeline::params()
             .window(s.window)
             .n_components(s.n_components.into())
@@ -397,21 +405,27 @@ impl crate::persist::Persist for Pipeline {
             .margin(s.margin)
             .k_of_n(s.k, s.n)
             .check()
-            .map_err(|e| e.to_string())?;
+            .map_err(StateError::params)?;
         let features = params.features();
         let names = features.feature_names(&channels);
         let scaler = StandardScaler::from_state(s.scaler, names.clone())?;
         let pca = PcaDetector::from_state(s.pca, names)?;
         if scaler.mean().len() != channels.len() {
-            return Err(format!(
-                "the pipeline's scaler has {} columns for {} channels",
-                scaler.mean().len(),
-                channels.len()
+            return Err(StateError::new(
+                "scaler",
+                format!(
+                    "the pipeline's scaler has {} columns for {} channels",
+                    scaler.mean().len(),
+                    channels.len()
+                ),
             ));
         }
         let positive = |l: f64| l.is_finite() && l > 0.0;
         if !positive(s.t2_limit) || !positive(s.q_limit) {
-            return Err("the pipeline's limits must be finite and positive".into());
+            return Err(StateError::new(
+                "t2_limit",
+                "the pipeline's limits must be finite and positive",
+            ));
         }
         Ok(Self {
             params,

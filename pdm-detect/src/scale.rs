@@ -3,6 +3,7 @@
 //! Both scalers refuse non-finite values and leave constant columns unscaled (scale 1) rather
 //! than dividing by zero.
 
+use crate::persist::StateError;
 use crate::{check_finite, quantile_sorted, DetectError, Result, Value};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
@@ -152,14 +153,21 @@ fn transform<T: Value>(
 }
 
 /// A model file's feature names must name every column of its scaler.
-fn same_width(names: &[String], columns: &[f64]) -> std::result::Result<(), String> {
+fn same_width(
+    names: &[String],
+    field: &'static str,
+    columns: &[f64],
+) -> std::result::Result<(), StateError> {
     if names.len() == columns.len() {
         Ok(())
     } else {
-        Err(format!(
-            "{} feature names for a scaler of {} columns",
-            names.len(),
-            columns.len()
+        Err(StateError::new(
+            field,
+            format!(
+                "{} feature names for a scaler of {} columns",
+                names.len(),
+                columns.len()
+            ),
         ))
     }
 }
@@ -167,22 +175,37 @@ fn same_width(names: &[String], columns: &[f64]) -> std::result::Result<(), Stri
 /// Checks stored scaler statistics (model files): one finite centre and one finite, positive
 /// scale per column.
 fn checked_parts(
+    center_field: &'static str,
     center: Vec<f64>,
     scale: Vec<f64>,
-) -> std::result::Result<(Array1<f64>, Array1<f64>), String> {
+) -> std::result::Result<(Array1<f64>, Array1<f64>), StateError> {
     if center.is_empty() || center.len() != scale.len() {
-        return Err("a scaler needs as many centres as scales, at least one".into());
+        return Err(StateError::new(
+            "scale",
+            "a scaler needs as many centres as scales, at least one",
+        ));
     }
-    if center.iter().any(|m| !m.is_finite()) || scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-        return Err("a scaler's centres must be finite and its scales finite and positive".into());
+    let finite_centres = center.iter().all(|m| m.is_finite());
+    if !finite_centres || scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(StateError::new(
+            if finite_centres {
+                "scale"
+            } else {
+                center_field
+            },
+            "a scaler's centres must be finite and its scales finite and positive",
+        ));
     }
     Ok((Array1::from(center), Array1::from(scale)))
 }
 
 impl StandardScaler {
     /// A scaler from stored statistics (model files), checked by [`checked_parts`].
-    pub(crate) fn from_parts(mean: Vec<f64>, scale: Vec<f64>) -> std::result::Result<Self, String> {
-        let (mean, scale) = checked_parts(mean, scale)?;
+    pub(crate) fn from_parts(
+        mean: Vec<f64>,
+        scale: Vec<f64>,
+    ) -> std::result::Result<Self, StateError> {
+        let (mean, scale) = checked_parts("mean", mean, scale)?;
         Ok(Self {
             mean,
             scale,
@@ -221,8 +244,11 @@ impl crate::persist::Persist for StandardScaler {
         }
     }
 
-    fn from_state(s: StandardScalerState, names: Vec<String>) -> std::result::Result<Self, String> {
-        same_width(&names, &s.mean)?;
+    fn from_state(
+        s: StandardScalerState,
+        names: Vec<String>,
+    ) -> std::result::Result<Self, StateError> {
+        same_width(&names, "mean", &s.mean)?;
         Self::from_parts(s.mean, s.scale)
     }
 }
@@ -259,9 +285,12 @@ impl crate::persist::Persist for RobustScaler {
         }
     }
 
-    fn from_state(s: RobustScalerState, names: Vec<String>) -> std::result::Result<Self, String> {
-        same_width(&names, &s.center)?;
-        let (center, scale) = checked_parts(s.center, s.scale)?;
+    fn from_state(
+        s: RobustScalerState,
+        names: Vec<String>,
+    ) -> std::result::Result<Self, StateError> {
+        same_width(&names, "center", &s.center)?;
+        let (center, scale) = checked_parts("center", s.center, s.scale)?;
         Ok(Self {
             center,
             scale,

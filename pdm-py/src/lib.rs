@@ -290,18 +290,7 @@ fn wrap(py: Python<'_>, model: Model) -> PyResult<Py<PyAny>> {
         }
         Model::PcaDetector(m) => Ok(Py::new(py, more::PyPcaModel { inner: *m })?.into_any()),
         Model::Pipeline(m) => Ok(Py::new(py, pipeline::PyPipelineModel { inner: *m })?.into_any()),
-        Model::RobustZScore(m) => {
-            Ok(Py::new(py, more::PyStreamingModel::from(more::Stream::Robust(*m)))?.into_any())
-        }
-        Model::EwmaChart(m) => {
-            Ok(Py::new(py, more::PyStreamingModel::from(more::Stream::Ewma(*m)))?.into_any())
-        }
-        Model::HalfSpaceTrees(m) => {
-            Ok(Py::new(py, more::PyStreamingModel::from(more::Stream::Hst(m)))?.into_any())
-        }
-        Model::ContextDetector(m) => {
-            Ok(Py::new(py, more::PyStreamingModel::from(more::Stream::Context(m)))?.into_any())
-        }
+        Model::Streaming(m) => Ok(Py::new(py, more::PyStreamingModel::from(m))?.into_any()),
         Model::HealthIndex(m) => Ok(Py::new(py, health::PyHealthIndexModel::from(m))?.into_any()),
         other => Err(error::model_file_error(format!(
             "this version of the Python module cannot wrap a {} model",
@@ -342,6 +331,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(more::fit_pca, m)?)?;
     m.add_function(wrap_pyfunction!(more::window_features, m)?)?;
     m.add_function(wrap_pyfunction!(more::streaming_detector, m)?)?;
+    m.add_function(wrap_pyfunction!(more::streaming_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(decide::calibrate_threshold, m)?)?;
     m.add_function(wrap_pyfunction!(decide::k_of_n, m)?)?;
     m.add_function(wrap_pyfunction!(decide::events, m)?)?;

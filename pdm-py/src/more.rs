@@ -6,13 +6,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pdm_core::detector::StreamingDetector;
-use pdm_detect::stream::{self, ContextDetector, EwmaChart, HalfSpaceTrees, RobustZScore};
+use pdm_detect::stream::{ParamKey, ParamType, ParamValue, StreamKind, StreamModel, StreamSpec};
 use pdm_detect::{Feature, NComponents, PcaDetector, PcaLimits, RobustScaler, WindowFeatures};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 use std::path::PathBuf;
 
-use crate::error::{detect_err, parameter_error};
+use crate::error::{detect_err, model_file_error, parameter_error};
 use crate::Matrix;
 
 /// A fitted robust scaler (median / IQR).
@@ -232,34 +232,15 @@ pub fn window_features<'py>(
     Ok((m.into_values().into_pyarray(py), names, ends))
 }
 
-/// One of the engine's streaming detectors, kept by its concrete type so that it can be saved.
-pub(crate) enum Stream {
-    Robust(RobustZScore),
-    Ewma(EwmaChart),
-    Hst(Box<HalfSpaceTrees>),
-    Context(Box<ContextDetector>),
-}
-
-impl Stream {
-    fn as_dyn(&mut self) -> &mut dyn StreamingDetector {
-        match self {
-            Self::Robust(d) => d,
-            Self::Ewma(d) => d,
-            Self::Hst(d) => d.as_mut(),
-            Self::Context(d) => d.as_mut(),
-        }
-    }
-}
-
 /// A streaming detector: scores a row, then learns from it. The mutex makes it shareable across
 /// threads (free-threaded Python); each call holds it for one update or one series.
 #[pyclass(name = "StreamingModel", module = "pdm_engine._native", frozen)]
 pub struct PyStreamingModel {
-    inner: Mutex<Stream>,
+    inner: Mutex<StreamModel>,
 }
 
-impl From<Stream> for PyStreamingModel {
-    fn from(s: Stream) -> Self {
+impl From<StreamModel> for PyStreamingModel {
+    fn from(s: StreamModel) -> Self {
         Self {
             inner: Mutex::new(s),
         }
@@ -267,145 +248,95 @@ impl From<Stream> for PyStreamingModel {
 }
 
 impl PyStreamingModel {
-    fn lock(&self) -> MutexGuard<'_, Stream> {
+    fn lock(&self) -> MutexGuard<'_, StreamModel> {
         // A panic inside an update cannot happen on checked input; if one did, the detector's
         // state is still a valid detector state.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Builds a streaming detector: `kind` is "robust_zscore", "ewma_chart" or "half_space_trees";
-/// `params` holds its parameters by name (absent ones keep the engine's defaults).
+/// The keyword argument of `key`, extracted as the key's type; `None` for an absent or `None`
+/// keyword (the engine's default then applies).
+fn param_value(params: Option<&Bound<'_, PyDict>>, key: ParamKey) -> PyResult<Option<ParamValue>> {
+    let Some(v) = params
+        .map(|p| p.get_item(key.name()))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(None);
+    };
+    if v.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(match key.param_type() {
+        ParamType::Count => ParamValue::Count(v.extract()?),
+        ParamType::Real => ParamValue::Real(v.extract()?),
+        ParamType::Seed => ParamValue::Seed(v.extract()?),
+        ParamType::Ranges => ParamValue::Ranges(v.extract()?),
+        other => {
+            return Err(parameter_error(format!(
+                "{}: this version of the Python module cannot pass {}",
+                key.name(),
+                other.name()
+            )))
+        }
+    }))
+}
+
+/// A parameter value as Python sees it: an int, a float, a list of (min, max) tuples, or None.
+fn py_value<'py>(py: Python<'py>, value: Option<ParamValue>) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        None => py.None().into_bound(py),
+        Some(ParamValue::Count(n)) => n.into_pyobject(py)?.into_any(),
+        Some(ParamValue::Real(x)) => x.into_pyobject(py)?.into_any(),
+        Some(ParamValue::Seed(s)) => s.into_pyobject(py)?.into_any(),
+        Some(ParamValue::Ranges(r)) => r.into_pyobject(py)?.into_any(),
+        Some(other) => {
+            return Err(model_file_error(format!(
+                "this version of the Python module cannot read a parameter of {}",
+                other.param_type().name()
+            )))
+        }
+    })
+}
+
+/// Builds a streaming detector: `kind` is one of the engine's registered kinds
+/// (`StreamKind::ALL`: "robust_zscore", "ewma_chart", "half_space_trees", "context"); `params`
+/// holds its parameters by name (absent ones keep the engine's defaults, unknown ones are
+/// ignored).
 #[pyfunction]
 #[pyo3(signature = (kind, n_features, **params))]
 pub fn streaming_detector(
     kind: &str,
     n_features: usize,
-    params: Option<&Bound<'_, pyo3::types::PyDict>>,
+    params: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<PyStreamingModel> {
-    let get_f = |k: &str| -> PyResult<Option<f64>> {
-        match params.map(|p| p.get_item(k)).transpose()?.flatten() {
-            Some(v) if !v.is_none() => Ok(Some(v.extract()?)),
-            _ => Ok(None),
+    let kind = StreamKind::by_name(kind).ok_or_else(|| {
+        parameter_error(format!(
+            "unknown streaming detector {kind:?}; one of {}",
+            StreamSpec::NAMES.join(", ")
+        ))
+    })?;
+    let mut spec = kind.default_spec();
+    for &key in kind.params() {
+        if let Some(value) = param_value(params, key)? {
+            spec = spec.set(key.name(), value).map_err(detect_err)?;
         }
-    };
-    let get_u = |k: &str| -> PyResult<Option<usize>> {
-        match params.map(|p| p.get_item(k)).transpose()?.flatten() {
-            Some(v) if !v.is_none() => Ok(Some(v.extract()?)),
-            _ => Ok(None),
-        }
-    };
-    let inner = match kind {
-        "robust_zscore" => {
-            let mut p = RobustZScore::params();
-            if let Some(v) = get_u("window")? {
-                p = p.window(v)
-            }
-            if let Some(v) = get_u("warm_up")? {
-                p = p.warm_up(v)
-            }
-            if let Some(v) = get_f("mad_floor")? {
-                p = p.mad_floor(v)
-            }
-            if let Some(v) = get_f("threshold")? {
-                p = p.threshold(v)
-            }
-            Stream::Robust(p.build(n_features).map_err(detect_err)?)
-        }
-        "ewma_chart" => {
-            let mut p = EwmaChart::params();
-            if let Some(v) = get_f("smoothing")? {
-                p = p.lambda(v)
-            }
-            if let Some(v) = get_f("limit")? {
-                p = p.limit(v)
-            }
-            if let Some(v) = get_f("alpha")? {
-                p = p.alpha(v)
-            }
-            if let Some(v) = get_u("warm_up")? {
-                p = p.warm_up(v)
-            }
-            if let Some(v) = get_f("min_std")? {
-                p = p.min_std(v)
-            }
-            if let Some(v) = get_f("shewhart_limit")? {
-                p = p.shewhart_limit(v)
-            }
-            Stream::Ewma(p.build(n_features).map_err(detect_err)?)
-        }
-        "half_space_trees" => {
-            let mut p = HalfSpaceTrees::params();
-            if let Some(v) = get_u("n_trees")? {
-                p = p.n_trees(v)
-            }
-            if let Some(v) = get_u("height")? {
-                p = p.height(v)
-            }
-            if let Some(v) = get_u("window_size")? {
-                p = p.window_size(v)
-            }
-            if let Some(v) = get_f("size_limit")? {
-                p = p.size_limit(v)
-            }
-            if let Some(v) = get_f("threshold")? {
-                p = p.threshold(v)
-            }
-            if let Some(v) = params
-                .map(|d| d.get_item("random_state"))
-                .transpose()?
-                .flatten()
-            {
-                if !v.is_none() {
-                    p = p.random_state(v.extract()?);
-                }
-            }
-            Stream::Hst(Box::new(p.build(n_features).map_err(detect_err)?))
-        }
-        "context" => {
-            let mut p = ContextDetector::params();
-            if let Some(v) = get_u("value_bits")? {
-                p = p.value_bits(v)
-            }
-            if let Some(v) = get_u("max_left_facts")? {
-                p = p.max_left_facts(v)
-            }
-            if let Some(v) = get_u("max_active")? {
-                p = p.max_active(v)
-            }
-            if let Some(v) = get_f("threshold")? {
-                p = p.threshold(v)
-            }
-            if let Some(v) = get_u("rest_period")? {
-                p = p.rest_period(v)
-            }
-            if let Some(v) = get_u("range_rows")? {
-                p = p.range_rows(v)
-            }
-            if let Some(v) = get_u("max_contexts")? {
-                p = p.max_contexts(v)
-            }
-            if let Some(v) = params
-                .map(|d| d.get_item("feature_ranges"))
-                .transpose()?
-                .flatten()
-            {
-                if !v.is_none() {
-                    p = p.feature_ranges(v.extract()?);
-                }
-            }
-            Stream::Context(Box::new(p.build(n_features).map_err(detect_err)?))
-        }
-        other => {
-            return Err(parameter_error(format!(
-                "unknown streaming detector {other:?}; one of {}",
-                stream::StreamSpec::NAMES.join(", ")
-            )))
-        }
-    };
-    Ok(PyStreamingModel {
-        inner: Mutex::new(inner),
-    })
+    }
+    Ok(spec.build_model(n_features).map_err(detect_err)?.into())
+}
+
+/// The registered streaming kinds: (name, model-file kind, parameter names), in registration
+/// order.
+#[pyfunction]
+pub fn streaming_kinds() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    StreamKind::ALL
+        .into_iter()
+        .map(|k| {
+            let keys = k.params().iter().map(ParamKey::name).collect();
+            (k.name(), k.file_kind(), keys)
+        })
+        .collect()
 }
 
 #[pymethods]
@@ -413,17 +344,14 @@ impl PyStreamingModel {
     /// Scores `row`, then learns from it.
     fn update(&self, row: PyReadonlyArray1<'_, f64>) -> PyResult<f64> {
         let row = row.as_array().to_vec();
-        self.lock()
-            .as_dyn()
-            .update(&row)
-            .map_err(|e| detect_err(e.into()))
+        self.lock().update(&row).map_err(|e| detect_err(e.into()))
     }
 
     /// Scores `row` as `update` would, without learning from it (the engine's
     /// `StreamingDetector::score`; the context detector scores a copy of itself).
     fn score_one(&self, py: Python<'_>, row: PyReadonlyArray1<'_, f64>) -> PyResult<f64> {
         let row = row.as_array().to_vec();
-        py.detach(|| self.lock().as_dyn().score(&row))
+        py.detach(|| self.lock().score(&row))
             .map_err(|e| detect_err(e.into()))
     }
 
@@ -435,7 +363,7 @@ impl PyStreamingModel {
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let view = x.as_array();
         let s = py
-            .detach(|| stream::score_series(self.lock().as_dyn(), &view))
+            .detach(|| self.lock().score_series(&view))
             .map_err(detect_err)?;
         Ok(s.into_pyarray(py))
     }
@@ -443,89 +371,37 @@ impl PyStreamingModel {
     /// Scores above this are anomalous.
     #[getter]
     fn threshold(&self) -> f64 {
-        self.lock().as_dyn().threshold()
+        self.lock().threshold()
     }
 
     /// Values per row.
     #[getter]
     fn n_features(&self) -> usize {
-        self.lock().as_dyn().n_features()
+        self.lock().n_features()
     }
 
     /// The detector's kind: "robust_zscore", "ewma_chart", "half_space_trees" or "context".
     #[getter]
     fn kind(&self) -> &'static str {
-        match &*self.lock() {
-            Stream::Robust(_) => "robust_zscore",
-            Stream::Ewma(_) => "ewma_chart",
-            Stream::Hst(_) => "half_space_trees",
-            Stream::Context(_) => "context",
-        }
+        self.lock().kind().name()
     }
 
     /// The parameters by their Python names (EwmaChart's lambda is `smoothing`).
-    fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
-        let d = pyo3::types::PyDict::new(py);
-        match &*self.lock() {
-            Stream::Robust(m) => {
-                let p = m.valid_params();
-                d.set_item("window", p.window())?;
-                d.set_item("warm_up", p.warm_up())?;
-                d.set_item("mad_floor", p.mad_floor())?;
-                d.set_item("threshold", p.threshold())?;
-            }
-            Stream::Ewma(m) => {
-                let p = m.valid_params();
-                d.set_item("smoothing", p.lambda())?;
-                d.set_item("limit", p.limit())?;
-                d.set_item("alpha", p.alpha())?;
-                d.set_item("warm_up", p.warm_up())?;
-                d.set_item("min_std", p.min_std())?;
-                d.set_item("shewhart_limit", p.shewhart_limit())?;
-            }
-            Stream::Hst(m) => {
-                let p = m.valid_params();
-                d.set_item("n_trees", p.n_trees())?;
-                d.set_item("height", p.height())?;
-                d.set_item("window_size", p.window_size())?;
-                d.set_item("size_limit", p.size_limit())?;
-                d.set_item("threshold", p.threshold())?;
-                d.set_item("random_state", p.random_state())?;
-            }
-            Stream::Context(m) => {
-                let p = m.valid_params();
-                d.set_item("value_bits", p.value_bits())?;
-                d.set_item("max_left_facts", p.max_left_facts())?;
-                d.set_item("max_active", p.max_active())?;
-                d.set_item("threshold", p.threshold())?;
-                d.set_item("rest_period", p.rest_period())?;
-                d.set_item("feature_ranges", p.feature_ranges().map(<[_]>::to_vec))?;
-                d.set_item("range_rows", p.range_rows())?;
-                d.set_item("max_contexts", p.max_contexts())?;
-            }
+    fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (key, value) in self.lock().params() {
+            d.set_item(key, py_value(py, value)?)?;
         }
         Ok(d)
     }
 
     /// The detector with its learnt state as the bytes of a pdm model file.
     fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let bytes = match &*self.lock() {
-            Stream::Robust(m) => m.to_bytes(),
-            Stream::Ewma(m) => m.to_bytes(),
-            Stream::Hst(m) => m.to_bytes(),
-            Stream::Context(m) => m.to_bytes(),
-        };
-        PyBytes::new(py, &bytes)
+        PyBytes::new(py, &self.lock().to_bytes())
     }
 
     /// Writes the model file to `path`.
     fn save(&self, path: PathBuf) -> PyResult<()> {
-        match &*self.lock() {
-            Stream::Robust(m) => m.save(path),
-            Stream::Ewma(m) => m.save(path),
-            Stream::Hst(m) => m.save(path),
-            Stream::Context(m) => m.save(path),
-        }
-        .map_err(detect_err)
+        self.lock().save(path).map_err(detect_err)
     }
 }

@@ -16,8 +16,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{bail, Context as _};
+use clap::builder::PossibleValue;
 use clap::{Parser, Subcommand, ValueEnum};
 use ndarray::{Array2, ArrayView2, Axis, Slice};
 use pdm_detect::eval::nab::{
@@ -29,10 +31,8 @@ use pdm_detect::eval::skab::{
     CpOutcome, CpProfile, CP_WINDOW_SECONDS, TRAIN_ROWS,
 };
 use pdm_detect::eval::text::{parse_nab_data, parse_nab_results, parse_nab_windows, parse_skab};
-use pdm_detect::stream::{self, StreamSpec};
-use pdm_detect::{
-    calibrate_threshold, Contamination, HalfSpaceTrees, IsolationForest, Pipeline, StandardScaler,
-};
+use pdm_detect::stream::{self, ParamValue, StreamKind, StreamSpec};
+use pdm_detect::{calibrate_threshold, Contamination, IsolationForest, Pipeline, StandardScaler};
 
 #[derive(Debug, Parser)]
 #[command(about = "Score pdm detectors on NAB and SKAB, beside the published leaderboards")]
@@ -102,35 +102,65 @@ enum Command {
     },
 }
 
-/// The detectors this binary can run. Add a variant and its arms in `series` and
-/// `multivariate` to evaluate another one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// The detectors this binary can run: the pipeline, the Isolation Forest, and every streaming
+/// detector registered in pdm-detect (`StreamKind::ALL`), which needs nothing here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DetectorName {
-    /// pdm's default pipeline: trailing means, standard scaler, PCA T², limit from the
-    /// training rows, 3 of 5 smoothing (`pdm_detect::pipeline`).
+    /// pdm's default pipeline.
     Pipeline,
-    /// Isolation Forest (100 trees, scikit-learn semantics) on standardised features.
+    /// Isolation Forest.
     Iforest,
-    /// Streaming robust z-score (rolling median / MAD).
-    RobustZscore,
-    /// Streaming Shewhart–EWMA control chart.
-    EwmaChart,
-    /// Streaming half-space trees.
-    HalfSpaceTrees,
-    /// Streaming contextual anomaly detector (after CAD OSE); on NAB it gets each file's value
-    /// range and a rest period of a fifth of the probation, NAB's protocol.
-    Context,
+    /// A registered streaming detector, named on the command line with `-` for `_`.
+    Stream(StreamKind),
+}
+
+impl ValueEnum for DetectorName {
+    fn value_variants<'a>() -> &'a [Self] {
+        static ALL: OnceLock<Vec<DetectorName>> = OnceLock::new();
+        ALL.get_or_init(|| {
+            [Self::Pipeline, Self::Iforest]
+                .into_iter()
+                .chain(StreamKind::ALL.into_iter().map(Self::Stream))
+                .collect()
+        })
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Self::Pipeline => PossibleValue::new("pipeline").help(
+                "pdm's default pipeline: trailing means, standard scaler, PCA T², limit from the \
+                 training rows, 3 of 5 smoothing (`pdm_detect::pipeline`)",
+            ),
+            Self::Iforest => PossibleValue::new("iforest").help(
+                "Isolation Forest (100 trees, scikit-learn semantics) on standardised features",
+            ),
+            Self::Stream(kind) => PossibleValue::new(cli_name(*kind)).help(kind.summary()),
+        })
+    }
+}
+
+/// The command-line name of a streaming kind: its name with `-` for `_` (`robust-zscore`).
+fn cli_name(kind: StreamKind) -> &'static str {
+    // clap wants names that live as long as the program; there are a handful, made once.
+    static NAMES: OnceLock<Vec<(StreamKind, &'static str)>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        StreamKind::ALL
+            .into_iter()
+            .map(|k| (k, &*Box::leak(k.name().replace('_', "-").into_boxed_str())))
+            .collect()
+    });
+    names
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or("?", |(_, name)| name)
 }
 
 impl DetectorName {
-    fn label(self) -> &'static str {
+    fn label(self) -> String {
         match self {
-            Self::Pipeline => "pdm pipeline",
-            Self::Iforest => "pdm iforest",
-            Self::RobustZscore => "pdm robust_zscore",
-            Self::EwmaChart => "pdm ewma_chart",
-            Self::HalfSpaceTrees => "pdm half_space_trees",
-            Self::Context => "pdm context",
+            Self::Pipeline => "pdm pipeline".to_owned(),
+            Self::Iforest => "pdm iforest".to_owned(),
+            Self::Stream(kind) => format!("pdm {}", kind.name()),
         }
     }
 
@@ -138,8 +168,8 @@ impl DetectorName {
         match self {
             Self::Iforest => Box::new(IforestSeries { seed }),
             Self::Pipeline => Box::new(PipelineSeries),
-            _ => Box::new(StreamSeries {
-                spec: self.stream_spec(seed),
+            Self::Stream(kind) => Box::new(StreamSeries {
+                spec: stream_spec(kind, seed),
             }),
         }
     }
@@ -151,24 +181,24 @@ impl DetectorName {
                 contamination,
             }),
             Self::Pipeline => Box::new(PipelineMultivariate),
-            _ => Box::new(StreamMultivariate {
-                spec: self.stream_spec(seed),
+            Self::Stream(kind) => Box::new(StreamMultivariate {
+                spec: stream_spec(kind, seed),
                 contamination,
             }),
         }
     }
+}
 
-    /// The streaming detector's specification (NAB-leaning defaults, the seed for the trees).
-    fn stream_spec(self, seed: u64) -> StreamSpec {
-        let spec = match self {
-            Self::RobustZscore => StreamSpec::by_name("robust_zscore"),
-            Self::EwmaChart => StreamSpec::by_name("ewma_chart"),
-            Self::Context => StreamSpec::by_name("context"),
-            _ => None,
-        };
-        spec.unwrap_or_else(|| {
-            StreamSpec::HalfSpaceTrees(HalfSpaceTrees::params().random_state(seed))
-        })
+/// The streaming detector's specification: the NAB-leaning parameters of `StreamSpec::by_name`,
+/// with `seed` as the random state of the detectors that have one.
+fn stream_spec(kind: StreamKind, seed: u64) -> StreamSpec {
+    let spec = kind.nab_spec();
+    match kind.param("random_state") {
+        Some(_) => spec
+            .clone()
+            .set("random_state", ParamValue::Seed(seed))
+            .unwrap_or(spec),
+        None => spec,
     }
 }
 
@@ -319,9 +349,11 @@ struct PipelineSeries;
 
 impl SeriesDetector for PipelineSeries {
     fn score_series(&self, _values: &[f64], _train: usize) -> anyhow::Result<Vec<f64>> {
+        let streaming: Vec<&str> = StreamKind::ALL.into_iter().map(cli_name).collect();
         bail!(
             "the pipeline detector is for multivariate machine data (SKAB); for NAB's univariate \
-             series use --detector robust-zscore, ewma-chart, half-space-trees or iforest"
+             series use --detector {} or iforest",
+            streaming.join(", ")
         )
     }
 }
@@ -832,5 +864,43 @@ mod tests {
             Some(("realKnownCause".to_owned(), "nyc_taxi.csv".to_owned()))
         );
         assert_eq!(corpus_key(root, Path::new("/d/summary.csv")), None);
+    }
+
+    #[test]
+    fn every_registered_streaming_kind_is_a_detector_name() {
+        for kind in StreamKind::ALL {
+            let name = kind.name().replace('_', "-");
+            assert_eq!(
+                DetectorName::from_str(&name, false),
+                Ok(DetectorName::Stream(kind))
+            );
+            assert_eq!(
+                DetectorName::Stream(kind).label(),
+                format!("pdm {}", kind.name())
+            );
+        }
+        assert_eq!(
+            DetectorName::from_str("pipeline", false),
+            Ok(DetectorName::Pipeline)
+        );
+        assert_eq!(
+            DetectorName::from_str("iforest", false),
+            Ok(DetectorName::Iforest)
+        );
+        assert!(DetectorName::from_str("nope", false).is_err());
+    }
+
+    #[test]
+    fn streaming_specs_are_the_nab_ones_with_the_seed_for_the_trees() {
+        use pdm_detect::HalfSpaceTrees;
+        for kind in StreamKind::ALL {
+            let expected = match kind {
+                StreamKind::HalfSpaceTrees => {
+                    StreamSpec::HalfSpaceTrees(HalfSpaceTrees::params().random_state(3))
+                }
+                other => StreamSpec::by_name(other.name()).expect("registered"),
+            };
+            assert_eq!(stream_spec(kind, 3), expected, "{kind:?}");
+        }
     }
 }

@@ -14,6 +14,7 @@ pub use params::{
 };
 pub use tree::{average_path_length, depth_limit};
 
+use crate::persist::StateError;
 use crate::{check_finite, DetectError, Result, Value};
 use ndarray::{Array1, ArrayView2, Axis};
 use pdm_core::detector::{self, Detector, Rows};
@@ -724,7 +725,7 @@ impl crate::persist::Persist for IsolationForest {
     fn from_state(
         s: IsolationForestState,
         feature_names: Vec<String>,
-    ) -> std::result::Result<Self, String> {
+    ) -> std::result::Result<Self, StateError> {
         let mut params = IsolationForest::params()
             .n_estimators(s.n_estimators)
             .max_samples(match s.max_samples_param {
@@ -744,22 +745,33 @@ impl crate::persist::Persist for IsolationForest {
         if let Some(seed) = s.random_state {
             params = params.random_state(seed);
         }
-        let params = params.check().map_err(|e| format!("parameters: {e}"))?;
+        let params = params
+            .check()
+            .map_err(|e| StateError::new("parameters", format!("parameters: {e}")))?;
         if s.n_features == 0 || feature_names.len() != s.n_features {
-            return Err(format!(
-                "{} feature names for {} features",
-                feature_names.len(),
-                s.n_features
+            return Err(StateError::new(
+                "n_features",
+                format!(
+                    "{} feature names for {} features",
+                    feature_names.len(),
+                    s.n_features
+                ),
             ));
         }
         if s.max_samples == 0 || s.depth_limit != tree::depth_limit(s.max_samples) {
-            return Err(format!(
-                "depth limit {} does not follow from max_samples {}",
-                s.depth_limit, s.max_samples
+            return Err(StateError::new(
+                "depth_limit",
+                format!(
+                    "depth limit {} does not follow from max_samples {}",
+                    s.depth_limit, s.max_samples
+                ),
             ));
         }
         if s.max_features == 0 || s.max_features > s.n_features || !s.offset.is_finite() {
-            return Err("max_features or offset out of range".into());
+            return Err(StateError::new(
+                "max_features",
+                "max_features or offset out of range",
+            ));
         }
         let parts = ForestParts {
             feature: s.feature,
@@ -770,14 +782,20 @@ impl crate::persist::Persist for IsolationForest {
         };
         let forest = Forest::from_parts(parts, s.n_features)?;
         if forest.n_trees() != s.n_estimators {
-            return Err(format!(
-                "{} trees for n_estimators {}",
-                forest.n_trees(),
-                s.n_estimators
+            return Err(StateError::new(
+                "roots",
+                format!(
+                    "{} trees for n_estimators {}",
+                    forest.n_trees(),
+                    s.n_estimators
+                ),
             ));
         }
         if forest.depth() > s.depth_limit {
-            return Err(format!("a tree is deeper than the limit {}", s.depth_limit));
+            return Err(StateError::new(
+                "depth_limit",
+                format!("a tree is deeper than the limit {}", s.depth_limit),
+            ));
         }
         Ok(IsolationForest {
             forest,

@@ -1,5 +1,6 @@
 //! Isolation trees: growing one tree on a subsample, and the flat forest they are stored in.
 
+use crate::persist::StateError;
 use ndarray::{ArrayView2, Axis};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -148,15 +149,19 @@ impl Forest {
     /// Rebuilds a forest from a model file's arrays, checking every invariant scoring relies on
     /// (indices in range, children after their parent within the same tree, finite values), so
     /// that no file, however damaged, can make scoring read out of bounds or loop.
-    pub(crate) fn from_parts(p: ForestParts, n_features: usize) -> Result<Self, String> {
+    pub(crate) fn from_parts(p: ForestParts, n_features: usize) -> Result<Self, StateError> {
         let n = p.feature.len();
         if [p.threshold.len(), p.left.len(), p.path_length.len()] != [n, n, n] {
-            return Err("the forest's node arrays differ in length".into());
+            return Err(StateError::new(
+                "feature",
+                "the forest's node arrays differ in length",
+            ));
         }
         if p.roots.is_empty() || p.roots[0] != 0 {
-            return Err(
-                "the forest has no trees, or its first tree does not start at node 0".into(),
-            );
+            return Err(StateError::new(
+                "roots",
+                "the forest has no trees, or its first tree does not start at node 0",
+            ));
         }
         let nodes = (p.feature.iter().zip(&p.threshold).zip(&p.left))
             .map(|((&feature, &threshold), &left)| Packed {
@@ -176,8 +181,9 @@ impl Forest {
             let start = forest.roots[t] as usize;
             let end = forest.roots.get(t + 1).map_or(n, |&r| r as usize);
             if start >= end || end > n {
-                return Err(format!(
-                    "tree {t} has no nodes or ends past the node arrays"
+                return Err(StateError::new(
+                    "roots",
+                    format!("tree {t} has no nodes or ends past the node arrays"),
                 ));
             }
             let mut depth_of = vec![0usize; end - start];
@@ -186,7 +192,10 @@ impl Forest {
                 if left == i {
                     let pl = forest.path_length[i];
                     if !(pl.is_finite() && pl >= 0.0) {
-                        return Err(format!("leaf {i} has path length {pl}"));
+                        return Err(StateError::new(
+                            "path_length",
+                            format!("leaf {i} has path length {pl}"),
+                        ));
                     }
                     forest.nodes[i].threshold = f64::INFINITY;
                     forest.nodes[i].feature = 0;
@@ -194,18 +203,25 @@ impl Forest {
                     continue;
                 }
                 if left <= i || left + 1 >= end {
-                    return Err(format!(
-                        "node {i} of tree {t} has children outside the tree"
+                    return Err(StateError::new(
+                        "left",
+                        format!("node {i} of tree {t} has children outside the tree"),
                     ));
                 }
                 if forest.nodes[i].feature as usize >= n_features {
-                    return Err(format!(
-                        "node {i} splits on feature {} of {n_features}",
-                        forest.nodes[i].feature
+                    return Err(StateError::new(
+                        "feature",
+                        format!(
+                            "node {i} splits on feature {} of {n_features}",
+                            forest.nodes[i].feature
+                        ),
                     ));
                 }
                 if !forest.nodes[i].threshold.is_finite() {
-                    return Err(format!("node {i} has a non-finite threshold"));
+                    return Err(StateError::new(
+                        "threshold",
+                        format!("node {i} has a non-finite threshold"),
+                    ));
                 }
                 let d = depth_of[i - start] + 1;
                 depth_of[left - start] = d;

@@ -2,6 +2,8 @@
 //! row by how little of what it recognises it could have expected.
 
 use super::{check_feature_ranges, check_row, ensure, score_series, StreamParamsError};
+use crate::eval::nab::{probation_rows, PROBATION_PERCENT};
+use crate::persist::StateError;
 use crate::Result;
 use ndarray::{Array1, ArrayView2};
 use pdm_core::detector::{self, StreamingDetector};
@@ -793,7 +795,7 @@ impl crate::persist::Persist for ContextDetector {
     fn from_state(
         s: ContextDetectorState,
         names: Vec<String>,
-    ) -> std::result::Result<Self, String> {
+    ) -> std::result::Result<Self, StateError> {
         let n = names.len();
         let mut params = ContextDetector::params()
             .value_bits(s.value_bits)
@@ -806,15 +808,16 @@ impl crate::persist::Persist for ContextDetector {
         if let Some(r) = s.feature_ranges {
             params = params.feature_ranges(r);
         }
-        let mut det = params.build(n).map_err(|e| e.to_string())?;
+        let mut det = params.build(n).map_err(StateError::params)?;
         let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
         if s.lo.len() != n || s.step.len() != n || !finite(&s.lo) || !finite(&s.step) {
-            return Err(format!(
-                "the ranges need {n} finite lower ends and level widths"
+            return Err(StateError::new(
+                "lo",
+                format!("the ranges need {n} finite lower ends and level widths"),
             ));
         }
         if s.step.iter().any(|&w| w <= 0.0) {
-            return Err("level widths must be positive".into());
+            return Err(StateError::new("step", "level widths must be positive"));
         }
         let first_ok = if s.ranges_ready {
             s.first_rows.is_empty()
@@ -824,20 +827,29 @@ impl crate::persist::Persist for ContextDetector {
                 && finite(&s.first_rows)
         };
         if !first_ok {
-            return Err(format!(
-                "{} values of the first rows kept (ranges learnt: {})",
-                s.first_rows.len(),
-                s.ranges_ready
+            return Err(StateError::new(
+                "first_rows",
+                format!(
+                    "{} values of the first rows kept (ranges learnt: {})",
+                    s.first_rows.len(),
+                    s.ranges_ready
+                ),
             ));
         }
         if det.ranges_ready && !s.ranges_ready {
-            return Err("the detector was given its ranges, so they cannot still be learnt".into());
+            return Err(StateError::new(
+                "ranges_ready",
+                "the detector was given its ranges, so they cannot still be learnt",
+            ));
         }
         if s.contexts.len() > det.params.max_contexts {
-            return Err(format!(
-                "{} contexts stored, above max_contexts {}",
-                s.contexts.len(),
-                det.params.max_contexts
+            return Err(StateError::new(
+                "contexts",
+                format!(
+                    "{} contexts stored, above max_contexts {}",
+                    s.contexts.len(),
+                    det.params.max_contexts
+                ),
             ));
         }
         // Sensor facts stay below the neuron facts; neuron facts name stored contexts.
@@ -848,13 +860,16 @@ impl crate::persist::Persist for ContextDetector {
         let set_ok =
             |set: &[Fact]| set.windows(2).all(|w| w[0] < w[1]) && set.iter().all(|&f| fact_ok(f));
         if !s.left.iter().chain(&s.right).all(|set| set_ok(set)) || !set_ok(&s.group) {
-            return Err("a fact set is unsorted, repeated or names an unknown fact".into());
+            return Err(StateError::new(
+                "left",
+                "a fact set is unsorted, repeated or names an unknown fact",
+            ));
         }
         let mem = &mut det.memory;
         for (side, sets) in [(&mut mem.left, &s.left), (&mut mem.right, &s.right)] {
             for set in sets {
                 if side.id(set).is_some() {
-                    return Err("a semi-context is stored twice".into());
+                    return Err(StateError::new("left", "a semi-context is stored twice"));
                 }
                 side.get_or_insert(set);
             }
@@ -863,12 +878,16 @@ impl crate::persist::Persist for ContextDetector {
         for (c, ctx) in s.contexts.iter().enumerate() {
             let (l, r) = (ctx.left as usize, ctx.right as usize);
             if l >= mem.left.facts.len() || r >= mem.right.facts.len() {
-                return Err(format!(
-                    "context {c} names a semi-context that is not stored"
+                return Err(StateError::new(
+                    "contexts",
+                    format!("context {c} names a semi-context that is not stored"),
                 ));
             }
             if mem.ids.insert((ctx.left, ctx.right), c as u32).is_some() {
-                return Err(format!("context {c} is stored twice"));
+                return Err(StateError::new(
+                    "contexts",
+                    format!("context {c} is stored twice"),
+                ));
             }
             mem.by_left[l].push(c as u32);
             mem.contexts.push(Context {
@@ -892,6 +911,54 @@ impl crate::persist::Persist for ContextDetector {
 }
 
 crate::persist::persistable!(ContextDetector);
+
+impl super::registry::Registered for ContextDetector {
+    const NAME: &'static str = "context";
+    const SUMMARY: &'static str =
+        "Streaming contextual anomaly detector (after CAD OSE); on NAB it gets each file's value \
+         range and a rest period of a fifth of the probation, NAB's protocol";
+    type Params = ContextDetectorParams;
+
+    fn build(params: &ContextDetectorParams, n_features: usize) -> Result<Self> {
+        params.build(n_features)
+    }
+
+    fn valid(&self) -> &ContextDetectorValidParams {
+        self.valid_params()
+    }
+
+    /// The file's minimum and maximum as the value range (a constant file gets `(min, min + 1)`)
+    /// and a rest period of a fifth of the probation, as the reference NAB runner does.
+    fn for_nab_file(params: &ContextDetectorParams, values: &[f64]) -> ContextDetectorParams {
+        let (min, max) = values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        let mut p = params.clone();
+        if min.is_finite() && max.is_finite() {
+            p = p.value_range(min, if max > min { max } else { min + 1.0 });
+        }
+        let probation = probation_rows(values.len(), PROBATION_PERCENT);
+        p.rest_period(probation / 5)
+    }
+
+    /// Its scores are already in [0, 1], and its rest period already thins its alarms.
+    fn nab_mapping() -> super::ScoreMapping {
+        super::ScoreMapping::Raw
+    }
+}
+
+super::registry::keyed_params!(ContextDetectorParams => ContextDetectorValidParams {
+    "value_bits" => value_bits,
+    "max_left_facts" => max_left_facts,
+    "max_active" => max_active,
+    "threshold" => threshold,
+    "rest_period" => rest_period,
+    "feature_ranges" => feature_ranges,
+    "range_rows" => range_rows,
+    "max_contexts" => max_contexts,
+});
 
 #[cfg(test)]
 mod tests {

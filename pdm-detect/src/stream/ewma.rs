@@ -1,6 +1,7 @@
 //! EWMA control chart with exponentially weighted estimates of the in-control mean and variance.
 
 use super::{check_row, ensure, score_series, StreamParamsError};
+use crate::persist::StateError;
 use crate::Result;
 use ndarray::{Array1, ArrayView2};
 use pdm_core::detector::{self, StreamingDetector};
@@ -343,16 +344,20 @@ impl crate::persist::Persist for EwmaChart {
         }
     }
 
-    fn from_state(s: EwmaChartState, names: Vec<String>) -> std::result::Result<Self, String> {
+    fn from_state(s: EwmaChartState, names: Vec<String>) -> std::result::Result<Self, StateError> {
         let n = names.len();
         if n == 0 || [s.z.len(), s.mean.len(), s.var.len()] != [n, n, n] {
-            return Err(format!(
-                "the chart needs one z, mean and variance per feature ({n})"
+            return Err(StateError::new(
+                "z",
+                format!("the chart needs one z, mean and variance per feature ({n})"),
             ));
         }
         let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
         if !finite(&s.z) || !finite(&s.mean) || !finite(&s.var) || s.var.iter().any(|&v| v < 0.0) {
-            return Err("the chart's statistics must be finite and its variances >= 0".into());
+            return Err(StateError::new(
+                "var",
+                "the chart's statistics must be finite and its variances >= 0",
+            ));
         }
         let mut chart = EwmaChart::params()
             .lambda(s.lambda)
@@ -362,7 +367,7 @@ impl crate::persist::Persist for EwmaChart {
             .min_std(s.min_std)
             .shewhart_limit(s.shewhart_limit)
             .build(n)
-            .map_err(|e| e.to_string())?;
+            .map_err(StateError::params)?;
         for (i, st) in chart.state.iter_mut().enumerate() {
             *st = FeatureState {
                 z: s.z[i],
@@ -376,6 +381,34 @@ impl crate::persist::Persist for EwmaChart {
 }
 
 crate::persist::persistable!(EwmaChart);
+
+impl super::registry::Registered for EwmaChart {
+    const NAME: &'static str = "ewma_chart";
+    const SUMMARY: &'static str = "Streaming Shewhart–EWMA control chart";
+    type Params = EwmaChartParams;
+
+    fn build(params: &EwmaChartParams, n_features: usize) -> Result<Self> {
+        params.build(n_features)
+    }
+
+    fn valid(&self) -> &EwmaChartValidParams {
+        self.valid_params()
+    }
+
+    fn nab_params() -> EwmaChartParams {
+        EwmaChart::params().alpha(0.002)
+    }
+}
+
+// The chart's λ goes by `smoothing` in keyed parameters (and Python): `lambda` is a keyword there.
+super::registry::keyed_params!(EwmaChartParams => EwmaChartValidParams {
+    "smoothing" => lambda,
+    "limit" => limit,
+    "alpha" => alpha,
+    "warm_up" => warm_up,
+    "min_std" => min_std,
+    "shewhart_limit" => shewhart_limit,
+});
 
 #[cfg(test)]
 mod tests {

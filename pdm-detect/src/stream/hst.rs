@@ -2,6 +2,7 @@
 //! IJCAI 2011).
 
 use super::{check_feature_ranges, check_row, ensure, score_series, StreamParamsError};
+use crate::persist::StateError;
 use crate::Result;
 use ndarray::{Array1, ArrayView2};
 use pdm_core::detector::{self, StreamingDetector};
@@ -598,7 +599,10 @@ impl crate::persist::Persist for HalfSpaceTrees {
         }
     }
 
-    fn from_state(s: HalfSpaceTreesState, names: Vec<String>) -> std::result::Result<Self, String> {
+    fn from_state(
+        s: HalfSpaceTreesState,
+        names: Vec<String>,
+    ) -> std::result::Result<Self, StateError> {
         let n_features = names.len();
         let mut params = HalfSpaceTrees::params()
             .n_trees(s.n_trees)
@@ -613,23 +617,30 @@ impl crate::persist::Persist for HalfSpaceTrees {
             params = params.random_state(seed);
         }
         // Building checks the parameters and sizes; its random trees are then replaced.
-        let mut det = params.build(n_features).map_err(|e| e.to_string())?;
+        let mut det = params.build(n_features).map_err(StateError::params)?;
         let (internal, nodes) = (
             det.params.n_trees * det.n_internal,
             det.params.n_trees * det.n_nodes,
         );
         if s.split_dim.len() != internal || s.split_value.len() != internal {
-            return Err(format!("the trees need {internal} splits"));
+            return Err(StateError::new(
+                "split_dim",
+                format!("the trees need {internal} splits"),
+            ));
         }
         if s.split_dim.iter().any(|&d| d as usize >= n_features)
             || s.split_value.iter().any(|v| !v.is_finite())
         {
-            return Err(format!(
-                "every split needs a dimension below {n_features} and a finite value"
+            return Err(StateError::new(
+                "split_dim",
+                format!("every split needs a dimension below {n_features} and a finite value"),
             ));
         }
         if s.reference.len() != nodes || s.latest.len() != nodes {
-            return Err(format!("the mass profiles need {nodes} nodes each"));
+            return Err(StateError::new(
+                "reference",
+                format!("the mass profiles need {nodes} nodes each"),
+            ));
         }
         // Masses count rows of one window; the latest profile's roots count the rows of the
         // current window once the ranges are known (before, rows wait in `first_window`).
@@ -640,10 +651,13 @@ impl crate::persist::Persist for HalfSpaceTrees {
             root == if s.ranges_ready { s.in_window } else { 0 }
         });
         if s.reference.iter().any(too_heavy) || s.latest.iter().any(too_heavy) || !roots_ok {
-            return Err(format!(
-                "the masses must count at most the window's {window} rows, and the latest \
+            return Err(StateError::new(
+                "latest",
+                format!(
+                    "the masses must count at most the window's {window} rows, and the latest \
                  roots the {} rows of the current window",
-                s.in_window
+                    s.in_window
+                ),
             ));
         }
         let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
@@ -653,8 +667,11 @@ impl crate::persist::Persist for HalfSpaceTrees {
             || !finite(&s.span)
             || s.span.iter().any(|&w| w <= 0.0)
         {
-            return Err(format!(
-                "the working ranges need {n_features} finite lower ends and positive spans"
+            return Err(StateError::new(
+                "lo",
+                format!(
+                    "the working ranges need {n_features} finite lower ends and positive spans"
+                ),
             ));
         }
         let first_ok = if s.ranges_ready {
@@ -663,10 +680,13 @@ impl crate::persist::Persist for HalfSpaceTrees {
             s.first_window.len() == s.in_window * n_features && finite(&s.first_window)
         };
         if s.in_window >= window || !first_ok {
-            return Err(format!(
-                "{} rows into a window of {window}, with {} values of the first window kept",
-                s.in_window,
-                s.first_window.len()
+            return Err(StateError::new(
+                "in_window",
+                format!(
+                    "{} rows into a window of {window}, with {} values of the first window kept",
+                    s.in_window,
+                    s.first_window.len()
+                ),
             ));
         }
         det.split_dim = s.split_dim;
@@ -687,6 +707,34 @@ impl crate::persist::Persist for HalfSpaceTrees {
 }
 
 crate::persist::persistable!(HalfSpaceTrees);
+
+impl super::registry::Registered for HalfSpaceTrees {
+    const NAME: &'static str = "half_space_trees";
+    const SUMMARY: &'static str = "Streaming half-space trees";
+    type Params = HalfSpaceTreesParams;
+
+    fn build(params: &HalfSpaceTreesParams, n_features: usize) -> Result<Self> {
+        params.build(n_features)
+    }
+
+    fn valid(&self) -> &HalfSpaceTreesValidParams {
+        self.valid_params()
+    }
+
+    fn nab_params() -> HalfSpaceTreesParams {
+        HalfSpaceTrees::params().random_state(42)
+    }
+}
+
+// `feature_ranges` is not a key (yet): the Python class has never taken it.
+super::registry::keyed_params!(HalfSpaceTreesParams => HalfSpaceTreesValidParams {
+    "n_trees" => n_trees,
+    "height" => height,
+    "window_size" => window_size,
+    "size_limit" => size_limit,
+    "threshold" => threshold,
+    "random_state" => random_state,
+});
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,11 @@
 //! them and `build(n_features)` returns the running detector. [`nab_scores`] runs one over a
 //! univariate series and maps its scores into [0, 1] for the Numenta Anomaly Benchmark.
 //!
+//! The kinds are registered once, in one list (`stream_kinds!`): [`StreamKind`] lists them
+//! with their names, model-file kinds and parameter keys, [`StreamSpec`] is a kind with its
+//! parameters (set by key too), [`StreamModel`] a running detector of any kind that can be saved.
+//! Model files, the Python bindings and the evaluation binary go through them.
+//!
 //! ```
 //! use pdm_core::detector::StreamingDetector;
 //! use pdm_detect::stream::RobustZScore;
@@ -32,6 +37,7 @@ mod context;
 mod ewma;
 mod hst;
 mod likelihood;
+pub(crate) mod registry;
 mod robust;
 
 #[cfg(test)]
@@ -43,9 +49,9 @@ pub use context::{ContextDetector, ContextDetectorParams, ContextDetectorValidPa
 pub use ewma::{EwmaChart, EwmaChartParams, EwmaChartValidParams};
 pub use hst::{HalfSpaceTrees, HalfSpaceTreesParams, HalfSpaceTreesValidParams};
 pub use likelihood::{AnomalyLikelihood, ScoreMapping};
+pub use registry::{ParamKey, ParamType, ParamValue, StreamKind, StreamModel, StreamSpec};
 pub use robust::{RobustZScore, RobustZScoreParams, RobustZScoreValidParams};
 
-use crate::eval::nab::{probation_rows, PROBATION_PERCENT};
 use crate::{check_finite, DetectError, Result};
 use ndarray::{Array1, ArrayView2};
 use pdm_core::detector::{self, StreamingDetector};
@@ -72,6 +78,24 @@ pub enum StreamParamsError {
         /// Features of the detector.
         n_features: usize,
     },
+    /// A parameter set by key ([`StreamSpec::set`]) that the detector does not have.
+    #[error("unknown parameter {key:?}; one of {}", key_names(known))]
+    UnknownParam {
+        /// The key given.
+        key: String,
+        /// The detector's keys.
+        known: &'static [ParamKey],
+    },
+    /// A parameter set by key with a value of another type.
+    #[error("{key} must be {}, got {}", expected.name(), got.name())]
+    ParamType {
+        /// The key.
+        key: &'static str,
+        /// The type of its values.
+        expected: ParamType,
+        /// The type of the value given.
+        got: ParamType,
+    },
     /// A given feature range is empty or not finite.
     #[error(
         "feature_ranges[{index}] must be finite with min < max and a finite max - min, \
@@ -85,6 +109,14 @@ pub enum StreamParamsError {
         /// Upper end given.
         max: f64,
     },
+}
+
+/// The keys, comma-separated.
+fn key_names(keys: &[ParamKey]) -> String {
+    keys.iter()
+        .map(ParamKey::name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `Err(OutOfRange)` unless `ok`; keeps the checks one line each.
@@ -177,91 +209,6 @@ pub fn squash(score: f64, threshold: f64) -> f64 {
         return 0.0;
     }
     (1.0 - (-score / threshold).exp2()).clamp(0.0, 1.0)
-}
-
-/// Which streaming detector to run, with its parameters: what an evaluation names.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum StreamSpec {
-    /// A [`RobustZScore`].
-    RobustZScore(RobustZScoreParams),
-    /// An [`EwmaChart`].
-    EwmaChart(EwmaChartParams),
-    /// [`HalfSpaceTrees`].
-    HalfSpaceTrees(HalfSpaceTreesParams),
-    /// A [`ContextDetector`].
-    Context(ContextDetectorParams),
-}
-
-impl StreamSpec {
-    /// Names accepted by [`by_name`](Self::by_name).
-    pub const NAMES: [&'static str; 4] =
-        ["robust_zscore", "ewma_chart", "half_space_trees", "context"];
-
-    /// The detector called `name` (one of [`NAMES`](Self::NAMES)) with parameters for NAB-like
-    /// univariate series, or `None` for an unknown name.
-    ///
-    /// The parameters were picked among a few candidates by the pointwise ROC AUC of the
-    /// labelled windows on NAB's own files: a robust z-score over 1000 rows, an EWMA chart whose
-    /// in-control statistics remember about 500 rows (`alpha` 0.002), half-space trees with the
-    /// paper's settings and seed 42. A NAB score with them is therefore somewhat optimistic.
-    /// The context detector has the reference detector's parameters, untuned.
-    pub fn by_name(name: &str) -> Option<Self> {
-        match name {
-            "robust_zscore" => Some(Self::RobustZScore(RobustZScore::params().window(1000))),
-            "ewma_chart" => Some(Self::EwmaChart(EwmaChart::params().alpha(0.002))),
-            "half_space_trees" => Some(Self::HalfSpaceTrees(
-                HalfSpaceTrees::params().random_state(42),
-            )),
-            "context" => Some(Self::Context(ContextDetector::params())),
-            _ => None,
-        }
-    }
-
-    /// Checks the parameters and builds the detector for rows of `n_features` values.
-    pub fn build(&self, n_features: usize) -> Result<Box<dyn StreamingDetector>> {
-        Ok(match self {
-            Self::RobustZScore(p) => Box::new(p.build(n_features)?),
-            Self::EwmaChart(p) => Box::new(p.build(n_features)?),
-            Self::HalfSpaceTrees(p) => Box::new(p.build(n_features)?),
-            Self::Context(p) => Box::new(p.build(n_features)?),
-        })
-    }
-
-    /// The specification as NAB runs it on one file of `values`: NAB hands every detector the
-    /// file's minimum and maximum and its probation period (the first
-    /// [`probation_rows`](crate::eval::nab::probation_rows) rows). The context detector takes
-    /// them as its value range (a constant file gets `(min, min + 1)`) and a rest period of a
-    /// fifth of the probation, as the reference NAB runner does; the other detectors are returned
-    /// unchanged.
-    pub fn for_nab_file(&self, values: &[f64]) -> Self {
-        match self {
-            Self::Context(p) => {
-                let (min, max) = values
-                    .iter()
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-                        (a.min(x), b.max(x))
-                    });
-                let mut p = p.clone();
-                if min.is_finite() && max.is_finite() {
-                    p = p.value_range(min, if max > min { max } else { min + 1.0 });
-                }
-                let probation = probation_rows(values.len(), PROBATION_PERCENT);
-                Self::Context(p.rest_period(probation / 5))
-            }
-            other => other.clone(),
-        }
-    }
-
-    /// How [`nab_scores`] maps this detector's raw scores into [0, 1]: as they are for the
-    /// context detector (already in [0, 1], its rest period already thins its alarms), the
-    /// default [`AnomalyLikelihood`] otherwise.
-    pub fn nab_mapping(&self) -> ScoreMapping {
-        match self {
-            Self::Context(_) => ScoreMapping::Raw,
-            _ => ScoreMapping::default(),
-        }
-    }
 }
 
 /// Runs the detector `spec` over a univariate series and returns one score in [0, 1] per value,

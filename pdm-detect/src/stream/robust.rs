@@ -1,6 +1,7 @@
 //! Rolling robust z-score: median and MAD of the last `window` values of each feature.
 
 use super::{check_row, ensure, score_series, StreamParamsError};
+use crate::persist::StateError;
 use crate::Result;
 use ndarray::{Array1, ArrayView2};
 use pdm_core::detector::{self, StreamingDetector};
@@ -376,12 +377,18 @@ impl crate::persist::Persist for RobustZScore {
         }
     }
 
-    fn from_state(s: RobustZScoreState, names: Vec<String>) -> std::result::Result<Self, String> {
+    fn from_state(
+        s: RobustZScoreState,
+        names: Vec<String>,
+    ) -> std::result::Result<Self, StateError> {
         if s.values.is_empty() || s.values.len() != names.len() {
-            return Err(format!(
-                "{} windows of values for {} features",
-                s.values.len(),
-                names.len()
+            return Err(StateError::new(
+                "values",
+                format!(
+                    "{} windows of values for {} features",
+                    s.values.len(),
+                    names.len()
+                ),
             ));
         }
         let mut det = RobustZScore::params()
@@ -390,21 +397,24 @@ impl crate::persist::Persist for RobustZScore {
             .mad_floor(s.mad_floor)
             .threshold(s.threshold)
             .build(s.values.len())
-            .map_err(|e| e.to_string())?;
+            .map_err(StateError::params)?;
         // A window holds the latest rows: as many as were seen, up to its length.
         let kept = s.seen.min(s.window);
         for (w, values) in det.windows.iter_mut().zip(&s.values) {
             if values.len() != kept {
-                return Err(format!(
-                    "every window must hold min(rows seen {}, window {}) = {kept} values, \
+                return Err(StateError::new(
+                    "values",
+                    format!(
+                        "every window must hold min(rows seen {}, window {}) = {kept} values, \
                      got {}",
-                    s.seen,
-                    s.window,
-                    values.len()
+                        s.seen,
+                        s.window,
+                        values.len()
+                    ),
                 ));
             }
             if values.iter().any(|v| !v.is_finite()) {
-                return Err("window values must be finite".into());
+                return Err(StateError::new("values", "window values must be finite"));
             }
             values.iter().for_each(|&v| w.push(v));
         }
@@ -414,6 +424,31 @@ impl crate::persist::Persist for RobustZScore {
 }
 
 crate::persist::persistable!(RobustZScore);
+
+impl super::registry::Registered for RobustZScore {
+    const NAME: &'static str = "robust_zscore";
+    const SUMMARY: &'static str = "Streaming robust z-score (rolling median / MAD)";
+    type Params = RobustZScoreParams;
+
+    fn build(params: &RobustZScoreParams, n_features: usize) -> Result<Self> {
+        params.build(n_features)
+    }
+
+    fn valid(&self) -> &RobustZScoreValidParams {
+        self.valid_params()
+    }
+
+    fn nab_params() -> RobustZScoreParams {
+        RobustZScore::params().window(1000)
+    }
+}
+
+super::registry::keyed_params!(RobustZScoreParams => RobustZScoreValidParams {
+    "window" => window,
+    "warm_up" => warm_up,
+    "mad_floor" => mad_floor,
+    "threshold" => threshold,
+});
 
 #[cfg(test)]
 mod tests {

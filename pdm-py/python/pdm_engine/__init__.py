@@ -770,6 +770,14 @@ class ContextDetector(_Streaming):
         return params
 
 
+def _streaming_classes() -> Dict[str, Any]:
+    """The estimator class of each streaming kind, by the engine's kind name (``_kind``).
+
+    A kind registered in the engine (``_native.streaming_kinds()``) needs a class here; a test
+    checks that every one has it."""
+    return {cls._kind: cls for cls in _Streaming.__subclasses__()}
+
+
 def load(path: Union[str, os.PathLike, bytes]) -> Any:
     """Reads a pdm model file (written by Python or by Rust) into a fitted estimator of its kind:
     :class:`IsolationForest`, :class:`StandardScaler`, :class:`RobustScaler`,
@@ -794,11 +802,7 @@ def load(path: Union[str, os.PathLike, bytes]) -> Any:
     if isinstance(model, _native.HealthIndexModel):
         return HealthIndex._from_model(model)
     if isinstance(model, _native.StreamingModel):
-        streaming: Dict[str, Any] = {
-            "robust_zscore": RobustZScore,
-            "ewma_chart": EwmaChart,
-            "half_space_trees": HalfSpaceTrees,
-            "context": ContextDetector,
-        }
-        return streaming[model.kind]._from_model(model)
+        streaming = _streaming_classes()
+        if model.kind in streaming:
+            return streaming[model.kind]._from_model(model)
     raise ModelFileError(f"this version of pdm_engine cannot wrap a {type(model).__name__}")

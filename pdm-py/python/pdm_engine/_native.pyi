@@ -138,6 +138,9 @@ def window_features(
 def streaming_detector(kind: str, n_features: int, **params: object) -> StreamingModel:
     """kind: robust_zscore, ewma_chart, half_space_trees or context."""
     ...
+def streaming_kinds() -> List[Tuple[str, str, List[str]]]:
+    """The registered streaming kinds: (name, model-file kind, parameter names)."""
+    ...
 
 # Decisions (pdm_detect::decide). Events cross as (start, end, peak_index, peak_score).
 def calibrate_threshold(scores: npt.NDArray[np.float64], quantile: float) -> float: ...
