@@ -44,6 +44,18 @@ def test_every_registered_kind_is_a_python_estimator(name, file_kind, keys):
     assert loaded.to_bytes() == data
     np.testing.assert_array_equal(loaded.score_series(X[300:]), est.score_series(X[300:]))
 
+    # Every parameter passed by keyword, with the values the engine reports: the same detector.
+    # This takes each key's value through the bindings' conversion of its type.
+    # (A seeded kind is seeded alike on both sides, since its default seed is fresh entropy.)
+    seed = {"random_state": 7} if "random_state" in keys else {}
+    given = {k: v for k, v in est.model_.params().items() if v is not None}
+    explicit = cls(**{**given, **seed})
+    default = cls(**seed)
+    explicit.score_series(X[:300])
+    default.score_series(X[:300])
+    assert explicit.model_.params() == default.model_.params()
+    assert explicit.to_bytes() == default.to_bytes()
+
 
 def test_an_unknown_kind_is_refused_with_the_registered_names():
     with pytest.raises(pe.ParameterError, match="one of robust_zscore, ewma_chart"):

@@ -76,7 +76,14 @@ mod tests {
     #[test]
     fn file_names_follow_the_rule() {
         use crate::migration_files::check;
-        let ok = check(&names(&["0002_b.sql", "0001_a_2.sql", ".gitkeep"])).expect("valid");
+        let ok = check(&names(&[
+            "0002_b.sql",
+            "0001_a_2.sql",
+            ".gitkeep",
+            "0002_b.sql~",
+            "#0001_a_2.sql#",
+        ]))
+        .expect("valid");
         assert_eq!(
             ok.iter()
                 .map(|m| (m.version, m.name.as_str()))
@@ -91,6 +98,7 @@ mod tests {
                 &["0001_a.sql", "0001_b.sql"][..],
                 "two migrations have version 1",
             ),
+            (&["0000_a.sql", "0001_b.sql"][..], "has version 0"),
             (&["001_a.sql"][..], "not named"),
             (&["0001-a.sql"][..], "not named"),
             (&["0001_A.sql"][..], "not named"),

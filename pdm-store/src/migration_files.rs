@@ -15,10 +15,12 @@ pub(crate) struct MigrationFile {
 }
 
 /// The migrations named by `files` (file names of one directory, in any order), sorted by
-/// version; or a sentence naming what breaks the rule. Hidden files (`.gitkeep`) are ignored.
+/// version; or a sentence naming what breaks the rule. Hidden files (`.gitkeep`) and editors'
+/// backup and lock files (`name~`, `#name#`) are ignored.
 pub(crate) fn check(files: &[String]) -> Result<Vec<MigrationFile>, String> {
     let mut found = Vec::new();
-    for file in files.iter().filter(|f| !f.starts_with('.')) {
+    let ignored = |f: &str| f.starts_with('.') || f.starts_with('#') || f.ends_with('~');
+    for file in files.iter().filter(|f| !ignored(f)) {
         let bad = || format!("migration file '{file}' is not named NNNN_name.sql");
         let stem = file.strip_suffix(".sql").ok_or_else(bad)?;
         let (digits, name) = stem.split_once('_').ok_or_else(bad)?;
@@ -39,6 +41,12 @@ pub(crate) fn check(files: &[String]) -> Result<Vec<MigrationFile>, String> {
     found.sort_by(|a, b| (a.version, &a.file).cmp(&(b.version, &b.file)));
     for (i, m) in found.iter().enumerate() {
         let expected = i as i64 + 1;
+        if m.version == 0 {
+            return Err(format!(
+                "'{}' has version 0; versions run from 1 without gaps",
+                m.file
+            ));
+        }
         if m.version < expected {
             return Err(format!(
                 "two migrations have version {}: '{}' and '{}'",

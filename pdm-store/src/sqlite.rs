@@ -222,9 +222,9 @@ impl SqliteStore {
     }
 
     async fn write_resolved(&self, batch: &Batch, ids: &[i64]) -> Result<u64, sqlx::Error> {
-        // IMMEDIATE takes the write lock up front: another process writing the same file makes
-        // us wait (busy_timeout) instead of failing mid-transaction.
-        let mut tx = self.db.writer.begin_with("BEGIN IMMEDIATE").await?;
+        // IMMEDIATE (begin_write) takes the write lock up front: another process writing the
+        // same file makes us wait (busy_timeout) instead of failing mid-transaction.
+        let mut tx = self.db.begin_write().await?;
         let mut inserted = 0;
         let mut rows = batch.readings.iter().zip(ids);
         let mut remaining = batch.readings.len();

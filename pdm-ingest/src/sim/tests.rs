@@ -417,8 +417,13 @@ async fn the_source_feeds_the_engine_through_the_intake() {
     let source = SimulatorSource::new(Simulator::new(&c).expect("valid"), intake);
     let started = tokio::time::Instant::now();
     engine.add_source(Box::new(source));
-    // 60 simulated seconds at 10x: about 6 seconds.
-    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    // 60 simulated seconds at 10x: about 6 seconds, longer on a busy machine.
+    pdm_testkit::eventually(
+        std::time::Duration::from_secs(60),
+        "the simulation's 500 readings stored",
+        || async { metrics.snapshot().readings_stored >= 500 },
+    )
+    .await;
     engine.shutdown().await;
     assert!(started.elapsed() >= std::time::Duration::from_secs(5));
 

@@ -775,7 +775,14 @@ def _streaming_classes() -> Dict[str, Any]:
 
     A kind registered in the engine (``_native.streaming_kinds()``) needs a class here; a test
     checks that every one has it."""
-    return {cls._kind: cls for cls in _Streaming.__subclasses__()}
+    found: Dict[str, Any] = {}
+    pending = list(_Streaming.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if getattr(cls, "_kind", None):
+            found.setdefault(cls._kind, cls)
+    return found
 
 
 def load(path: Union[str, os.PathLike, bytes]) -> Any:

@@ -131,6 +131,8 @@ impl<B: Backend> SensorStore for SqlStore<B> {
             "SELECT id, {} FROM sensors WHERE machine_id = $1 AND key = $2",
             columns::<B>()
         );
+        // Which row vanished on the last attempt, to name it when every attempt fails.
+        let mut machine_vanished = false;
         for _ in 0..ENSURE_ATTEMPTS {
             // One write transaction per attempt: the machine and the sensor are registered
             // together or not at all. A transaction dropped without commit rolls back.
@@ -150,8 +152,10 @@ impl<B: Backend> SensorStore for SqlStore<B> {
                     .await
                     .map_err(db)?;
                 let Some(machine_row) = machine_row else {
+                    machine_vanished = true;
                     continue;
                 };
+                machine_vanished = false;
                 let args = [Arg::Int(machine_row.int(0)?), Arg::Text(key.as_str())];
                 let row = match on.fetch_optional(&insert, &args).await {
                     Ok(Some(row)) => row,
@@ -168,7 +172,11 @@ impl<B: Backend> SensorStore for SqlStore<B> {
             tx.commit().await.map_err(db)?;
             return Ok(self.cache_sensor(registered));
         }
-        Err(common::sensor_not_found(machine, key))
+        Err(if machine_vanished {
+            common::machine_not_found(machine)
+        } else {
+            common::sensor_not_found(machine, key)
+        })
     }
 
     async fn get_sensor(&self, machine: &MachineKey, key: &SensorKey) -> StoreResult<Sensor> {
