@@ -17,8 +17,9 @@
 //!    arrives on any channel. Waiting one period tolerates channels that arrive up to a period
 //!    apart (separate messages) and costs one period of latency; it depends only on the
 //!    readings' timestamps, never on arrival times, so it is deterministic.
-//! 4. **Late.** A reading at or before the last finalized instant cannot change anything that
-//!    is still open: it is not used, and counted as late. (The store keeps it.)
+//! 4. **Late.** A reading at or before the last finalized instant (the instant before the first
+//!    one counts as finalized) cannot change anything that is still open: it is not used, and
+//!    counted as late. (The store keeps it.)
 //! 5. **Batches.** Within a batch, readings are taken in timestamp order (stable), so a batch
 //!    gives the same rows whatever its order; batches that follow each other in time give the
 //!    same rows however the readings are split among them.
@@ -31,6 +32,8 @@
 //!    `max_gap_ms / sample_period_ms + 1` rows, then one [`Stale`] item per channel that goes
 //!    stale, however long it lasts; a far-future timestamp cannot make the aligner emit
 //!    without bound.
+//! 8. **Restart.** [`Aligner::resume_from`] rebuilds an aligner from the latest stored value of
+//!    each channel (`TelemetryStore::latest`, one read); see there.
 //!
 //! ```
 //! use pdm_core::align::{align, AlignConfig, Aligned, Row};
