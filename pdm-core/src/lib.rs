@@ -26,7 +26,11 @@
 //!   keeps the rest;
 //! - [`detector::Detector`] and [`detector::StreamingDetector`] score feature rows;
 //! - [`notify::Notifier`] delivers alarm events.
+//!
+//! Row alignment ([`align`](mod@align)) turns a machine's readings into the rows its model
+//! scores, by one rule shared by the live path and training.
 
+pub mod align;
 pub mod catalog;
 pub mod config;
 pub mod detector;
@@ -41,6 +45,7 @@ pub mod rfc3339;
 pub mod source;
 pub mod store;
 
+pub use align::{AlignConfig, Aligned, Aligner, AlignerStats, Row, Stale};
 pub use catalog::{Catalog, InputContext};
 pub use config::{ConfigError, ConfigResult};
 pub use engine::{Engine, EngineConfig};
