@@ -22,8 +22,8 @@
 //! The seams:
 //! - [`source::Source`] pushes [`Batch`]es with an [`source::Ack`] into a [`source::BatchSink`];
 //! - [`store::TelemetryStore`] stores them, and one trait per relational aggregate
-//!   ([`store::MachineStore`], [`store::SensorStore`], ...; together [`store::CatalogStore`])
-//!   keeps the rest;
+//!   ([`store::MachineStore`], [`store::SensorStore`], [`store::ModelStore`],
+//!   [`store::JobStore`], ...; together [`store::CatalogStore`]) keeps the rest;
 //! - [`detector::Detector`] and [`detector::StreamingDetector`] score feature rows;
 //! - [`notify::Notifier`] delivers alarm events.
 //!
@@ -61,6 +61,7 @@ pub use retention::Retention;
 pub use rfc3339::TimestampError;
 pub use source::{Ack, BatchSink, Committed, Shutdown, ShutdownTrigger, Source, SourceContext};
 pub use store::{
-    CatalogStore, DeadLetterStore, MachineStore, SensorStore, Store, StoreError, StoreResult,
-    TelemetryStore, WriteOutcome,
+    Activation, CatalogStore, DeadLetterStore, Job, JobId, JobOutcome, JobQuery, JobStatus,
+    JobStore, MachineStore, ModelId, ModelQuery, ModelRecord, ModelStatus, ModelStore, NewJob,
+    NewModel, SensorStore, Store, StoreError, StoreResult, TelemetryStore, WriteOutcome,
 };

@@ -60,6 +60,9 @@ pub struct PgDb {
 impl Backend for PgDb {
     type Db = Postgres;
 
+    const LOCK_ROWS: &'static str = " FOR NO KEY UPDATE";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+
     fn writer(&self) -> &PgPool {
         &self.pool
     }

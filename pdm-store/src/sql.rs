@@ -31,6 +31,8 @@ pub enum Arg<'a> {
     OptReal(Option<f64>),
     /// `BOOLEAN` (an integer on SQLite).
     Flag(bool),
+    /// `BYTEA` / `BLOB`.
+    Bytes(&'a [u8]),
 }
 
 /// Typed access to the columns of a result row, by position.
@@ -41,6 +43,10 @@ pub trait Cols {
     fn opt_text(&self, i: usize) -> StoreResult<Option<String>>;
     /// An integer column.
     fn int(&self, i: usize) -> StoreResult<i64>;
+    /// An integer column that may be NULL.
+    fn opt_int(&self, i: usize) -> StoreResult<Option<i64>>;
+    /// A floating-point column.
+    fn real(&self, i: usize) -> StoreResult<f64>;
     /// A floating-point column that may be NULL.
     fn opt_real(&self, i: usize) -> StoreResult<Option<f64>>;
     /// A binary column.
@@ -54,8 +60,9 @@ where
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Option<String>: Decode<'r, R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database>,
+    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Option<f64>: Decode<'r, R::Database>,
-    f64: Type<R::Database>,
     for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
 {
     fn text(&self, i: usize) -> StoreResult<String> {
@@ -65,6 +72,12 @@ where
         self.try_get(i).map_err(db)
     }
     fn int(&self, i: usize) -> StoreResult<i64> {
+        self.try_get(i).map_err(db)
+    }
+    fn opt_int(&self, i: usize) -> StoreResult<Option<i64>> {
+        self.try_get(i).map_err(db)
+    }
+    fn real(&self, i: usize) -> StoreResult<f64> {
         self.try_get(i).map_err(db)
     }
     fn opt_real(&self, i: usize) -> StoreResult<Option<f64>> {
@@ -173,6 +186,7 @@ where
     for<'a> i64: Encode<'a, DB> + Type<DB>,
     for<'a> f64: Encode<'a, DB> + Type<DB>,
     for<'a> bool: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
     for arg in args {
         q = match *arg {
@@ -181,6 +195,7 @@ where
             Arg::Int(v) => q.bind(v),
             Arg::OptReal(v) => q.bind(v),
             Arg::Flag(v) => q.bind(v),
+            Arg::Bytes(v) => q.bind(v),
         };
     }
     q
@@ -197,6 +212,7 @@ where
     for<'a> i64: Encode<'a, DB> + Type<DB>,
     for<'a> f64: Encode<'a, DB> + Type<DB>,
     for<'a> bool: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
     fn fetch_optional<'e>(
         on: On<'e, Self>,
@@ -253,6 +269,17 @@ pub trait Backend: std::fmt::Debug + Send + Sync + 'static {
 
     /// The pool that reads: on SQLite a separate pool that never waits for writes (WAL).
     fn reader(&self) -> &Pool<Self::Db>;
+
+    /// Appended to a `SELECT` of rows the transaction is about to change, so that concurrent
+    /// transactions changing them take turns: ` FOR NO KEY UPDATE` on PostgreSQL (which does
+    /// not block foreign-key checks of inserts referring to the rows), nothing on SQLite, where
+    /// a write transaction (`begin_write`) holds the database's one write lock already.
+    const LOCK_ROWS: &'static str;
+
+    /// Appended to the `SELECT` picking a row to claim, so that concurrent claimers take
+    /// different rows instead of waiting for each other: ` FOR UPDATE SKIP LOCKED` on
+    /// PostgreSQL, nothing on SQLite (one writer at a time).
+    const SKIP_LOCKED: &'static str;
 
     /// SQL yielding the time stored in `column` as epoch milliseconds (`int8`).
     fn millis(column: &str) -> String;

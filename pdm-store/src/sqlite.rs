@@ -81,6 +81,9 @@ pub struct SqliteDb {
 impl Backend for SqliteDb {
     type Db = Sqlite;
 
+    const LOCK_ROWS: &'static str = "";
+    const SKIP_LOCKED: &'static str = "";
+
     fn writer(&self) -> &SqlitePool {
         &self.writer
     }

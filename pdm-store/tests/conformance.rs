@@ -1,5 +1,5 @@
-//! Conformance suite: every rule of `TelemetryStore` and `CatalogStore` runs against every
-//! backend, on the same code.
+//! Conformance suite: every rule of `TelemetryStore` and `CatalogStore` (models and jobs
+//! included) runs against every backend, on the same code.
 //!
 //! SQLite runs in a temporary directory. PostgreSQL needs a server: set
 //! `PDM_TEST_DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`); each test creates
@@ -83,6 +83,18 @@ conformance!(
     stale_sensor_ids_recover,
     migrations_rerun_cleanly,
     schema_check_without_migrations,
+    model_versions_count_per_machine,
+    model_versions_are_distinct_under_concurrency,
+    model_bytes_round_trip_exactly,
+    activation_swaps_the_active_model,
+    one_active_model_under_concurrent_activations,
+    models_list_newest_first_in_pages,
+    deleting_a_machine_deletes_its_models,
+    job_lifecycle,
+    jobs_cancel_only_before_they_finish,
+    jobs_are_claimed_once_under_concurrency,
+    running_jobs_fail_after_a_crash,
+    jobs_list_newest_first_with_filters,
 );
 
 fn m(s: &str) -> MachineKey {
@@ -149,6 +161,7 @@ fn is_not_found(r: &Result<impl std::fmt::Debug, StoreError>) -> bool {
 }
 
 mod rules {
+    pub use super::registry::*;
     use super::*;
 
     pub async fn writes_are_idempotent_and_count_duplicates(cx: Ctx) -> Result<()> {
@@ -1210,6 +1223,653 @@ mod rules {
         let catalog: Arc<dyn CatalogStore> = st;
         telemetry.ping().await?;
         ensure!(catalog.list_machines().await?.len() == 1);
+        Ok(())
+    }
+}
+
+/// The rules of the model registry and the job queue (`ModelStore`, `JobStore`).
+mod registry {
+    use std::collections::BTreeSet;
+
+    use pdm_core::{
+        Activation, Job, JobId, JobOutcome, JobQuery, JobStatus, ModelId, ModelQuery, ModelStatus,
+        NewJob, NewModel,
+    };
+
+    use super::*;
+
+    fn new_model(machine: &str, bytes: Vec<u8>) -> NewModel {
+        NewModel {
+            machine: m(machine),
+            kind: "pipeline".into(),
+            trained_from: Timestamp::from_millis(1_700_000_000_000),
+            trained_to: Timestamp::from_millis(1_700_086_400_000),
+            parameters: r#"{"n_trees":100}"#.into(),
+            metrics: r#"{"rows":86400,"threshold":0.61}"#.into(),
+            bytes,
+        }
+    }
+
+    fn by(who: &str, ms: i64) -> Activation {
+        Activation {
+            by: who.into(),
+            at: Timestamp::from_millis(ms),
+            machine: None,
+        }
+    }
+
+    fn all_models(machine: Option<&str>) -> ModelQuery {
+        ModelQuery {
+            machine: machine.map(m),
+            before: None,
+            limit: 1_000,
+        }
+    }
+
+    fn new_job(kind: &str, machine: Option<&str>) -> NewJob {
+        NewJob {
+            kind: kind.into(),
+            machine: machine.map(m),
+            params: r#"{"from":0,"to":1000}"#.into(),
+        }
+    }
+
+    fn all_jobs() -> JobQuery {
+        JobQuery {
+            limit: 1_000,
+            ..JobQuery::default()
+        }
+    }
+
+    fn is_conflict(r: &Result<impl std::fmt::Debug, StoreError>) -> bool {
+        matches!(r, Err(StoreError::Conflict(_)))
+    }
+
+    fn is_invalid(r: &Result<impl std::fmt::Debug, StoreError>) -> bool {
+        matches!(r, Err(StoreError::Invalid(_)))
+    }
+
+    pub async fn model_versions_count_per_machine(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        st.ensure_machine(&m("b")).await?;
+        let mut versions = Vec::new();
+        for machine in ["a", "a", "b", "a"] {
+            versions.push(st.create_model(&new_model(machine, vec![1, 2, 3])).await?);
+        }
+        let got: Vec<_> = versions
+            .iter()
+            .map(|x| (x.machine.to_string(), x.version))
+            .collect();
+        ensure!(
+            got == [
+                ("a".into(), 1),
+                ("a".into(), 2),
+                ("b".into(), 1),
+                ("a".into(), 3)
+            ],
+            "{got:?}"
+        );
+        let first = &versions[0];
+        let want = new_model("a", vec![]);
+        ensure!(
+            first.kind == want.kind
+                && first.trained_from == want.trained_from
+                && first.trained_to == want.trained_to
+                && first.parameters == want.parameters
+                && first.metrics == want.metrics
+                && first.size_bytes == 3
+                && first.status == ModelStatus::Candidate
+                && first.activated_by.is_none()
+                && first.activated_at.is_none(),
+            "{first:?}"
+        );
+        ensure!(st.get_model(first.id).await? == *first);
+        ensure!(
+            first.created_at.as_millis() > 1_600_000_000_000,
+            "{first:?}"
+        );
+
+        let unknown = st.create_model(&new_model("nope", vec![1])).await;
+        ensure!(is_not_found(&unknown), "{unknown:?}");
+        let mut bad = new_model("a", vec![1]);
+        bad.kind = " ".into();
+        let e = st.create_model(&bad).await;
+        ensure!(is_invalid(&e), "{e:?}");
+        let mut bad = new_model("a", vec![1]);
+        bad.trained_to = Timestamp::from_millis(bad.trained_from.as_millis() - 1);
+        let e = st.create_model(&bad).await;
+        ensure!(is_invalid(&e), "{e:?}");
+        let e = st.get_model(ModelId(9_999)).await;
+        ensure!(is_not_found(&e), "{e:?}");
+        let e = st.model_bytes(ModelId(9_999)).await;
+        ensure!(is_not_found(&e), "{e:?}");
+        // Refused registrations took no version.
+        let next = st.create_model(&new_model("a", vec![])).await?;
+        ensure!(next.version == 4, "{next:?}");
+        Ok(())
+    }
+
+    pub async fn model_versions_are_distinct_under_concurrency(cx: Ctx) -> Result<()> {
+        cx.store.ensure_machine(&m("racy")).await?;
+        let other = cx.reopen(&StoreOptions::default()).await?;
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let st = if i % 2 == 0 {
+                cx.store.clone()
+            } else {
+                other.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                st.create_model(&new_model("racy", vec![i as u8])).await
+            }));
+        }
+        let mut versions = BTreeSet::new();
+        for t in tasks {
+            versions.insert(t.await??.version);
+        }
+        ensure!(versions == (1..=12).collect(), "{versions:?}");
+        Ok(())
+    }
+
+    pub async fn model_bytes_round_trip_exactly(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        // Every byte value, an empty file, and 2 MiB of noise (out of line on both backends).
+        let every: Vec<u8> = (0..=255u8).cycle().take(1_000).collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let noise: Vec<u8> = (0..2 * 1024 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        for bytes in [every, Vec::new(), noise] {
+            let rec = st.create_model(&new_model("a", bytes.clone())).await?;
+            ensure!(rec.size_bytes == bytes.len() as u64, "{rec:?}");
+            let back = st.model_bytes(rec.id).await?;
+            ensure!(back == bytes, "model {} came back changed", rec.id);
+        }
+        // Listing gives sizes, never files (the type has no room for them).
+        let sizes: Vec<_> = st
+            .list_models(&all_models(Some("a")))
+            .await?
+            .into_iter()
+            .map(|r| r.size_bytes)
+            .collect();
+        ensure!(sizes == [2 * 1024 * 1024, 0, 1_000], "{sizes:?}");
+        Ok(())
+    }
+
+    pub async fn activation_swaps_the_active_model(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        st.ensure_machine(&m("b")).await?;
+        ensure!(st.active_model(&m("a")).await?.is_none());
+        let e = st.active_model(&m("nope")).await;
+        ensure!(is_not_found(&e), "{e:?}");
+        let v1 = st.create_model(&new_model("a", vec![1])).await?;
+        let v2 = st.create_model(&new_model("a", vec![2])).await?;
+        let other = st.create_model(&new_model("b", vec![3])).await?;
+        st.activate_model(other.id, &by("ops", 5)).await?;
+
+        let got = st.activate_model(v1.id, &by("alice", 1_000)).await?;
+        ensure!(
+            got.status == ModelStatus::Active
+                && got.activated_by.as_deref() == Some("alice")
+                && got.activated_at == Some(Timestamp::from_millis(1_000)),
+            "{got:?}"
+        );
+        ensure!(st.active_model(&m("a")).await? == Some(got));
+
+        let got = st.activate_model(v2.id, &by("bob", 2_000)).await?;
+        ensure!(got.status == ModelStatus::Active, "{got:?}");
+        let v1_now = st.get_model(v1.id).await?;
+        ensure!(
+            v1_now.status == ModelStatus::Retired
+                && v1_now.activated_by.as_deref() == Some("alice"),
+            "{v1_now:?}"
+        );
+        ensure!(st.active_model(&m("a")).await?.map(|x| x.id) == Some(v2.id));
+        // Another machine's active model is untouched.
+        ensure!(st.active_model(&m("b")).await?.map(|x| x.id) == Some(other.id));
+
+        // Activating the active model changes nothing, not even who and when.
+        let again = st.activate_model(v2.id, &by("carol", 3_000)).await?;
+        ensure!(again == got, "{again:?} vs {got:?}");
+
+        // A retired model may be activated again (a rollback).
+        let back = st.activate_model(v1.id, &by("dave", 4_000)).await?;
+        ensure!(
+            back.status == ModelStatus::Active && back.activated_by.as_deref() == Some("dave"),
+            "{back:?}"
+        );
+        ensure!(st.get_model(v2.id).await?.status == ModelStatus::Retired);
+
+        // The machine named by the caller must be the model's.
+        let mut wrong = by("eve", 5_000);
+        wrong.machine = Some(m("b"));
+        let e = st.activate_model(v2.id, &wrong).await;
+        ensure!(is_conflict(&e), "{e:?}");
+        ensure!(st.get_model(v2.id).await?.status == ModelStatus::Retired);
+        let mut right = by("eve", 5_000);
+        right.machine = Some(m("a"));
+        ensure!(st.activate_model(v2.id, &right).await?.status == ModelStatus::Active);
+
+        let e = st.activate_model(ModelId(9_999), &by("x", 0)).await;
+        ensure!(is_not_found(&e), "{e:?}");
+        Ok(())
+    }
+
+    pub async fn one_active_model_under_concurrent_activations(cx: Ctx) -> Result<()> {
+        cx.store.ensure_machine(&m("a")).await?;
+        let mut ids = Vec::new();
+        for i in 0..8u8 {
+            ids.push(cx.store.create_model(&new_model("a", vec![i])).await?.id);
+        }
+        let other = cx.reopen(&StoreOptions::default()).await?;
+        let mut tasks = Vec::new();
+        for round in 0..2 {
+            for (i, &id) in ids.iter().enumerate() {
+                let st = if (i + round) % 2 == 0 {
+                    cx.store.clone()
+                } else {
+                    other.clone()
+                };
+                tasks.push(tokio::spawn(async move {
+                    st.activate_model(id, &by("racer", i as i64)).await
+                }));
+            }
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let models = cx.store.list_models(&all_models(Some("a"))).await?;
+        let active: Vec<_> = models
+            .iter()
+            .filter(|x| x.status == ModelStatus::Active)
+            .collect();
+        ensure!(active.len() == 1, "{models:?}");
+        ensure!(
+            models.iter().all(|x| x.status != ModelStatus::Candidate),
+            "{models:?}"
+        );
+        ensure!(cx.store.active_model(&m("a")).await?.map(|x| x.id) == Some(active[0].id));
+        Ok(())
+    }
+
+    pub async fn models_list_newest_first_in_pages(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        st.ensure_machine(&m("b")).await?;
+        let mut a = Vec::new();
+        let mut every = Vec::new();
+        for i in 0..7 {
+            let machine = if i % 3 == 2 { "b" } else { "a" };
+            let id = st.create_model(&new_model(machine, vec![])).await?.id;
+            if machine == "a" {
+                a.push(id);
+            }
+            every.push(id);
+        }
+        a.reverse();
+        every.reverse();
+        let ids = |v: Vec<pdm_core::ModelRecord>| v.into_iter().map(|x| x.id).collect::<Vec<_>>();
+        ensure!(ids(st.list_models(&all_models(None)).await?) == every);
+        // Pages of 2 of machine a, each continuing below the last id of the previous one.
+        let mut pages = Vec::new();
+        let mut before = None;
+        loop {
+            let page = ids(st
+                .list_models(&ModelQuery {
+                    machine: Some(m("a")),
+                    before,
+                    limit: 2,
+                })
+                .await?);
+            if page.is_empty() {
+                break;
+            }
+            before = page.last().copied();
+            pages.push(page);
+        }
+        ensure!(
+            pages.len() == 3 && pages.concat() == a,
+            "{pages:?} vs {a:?}"
+        );
+        ensure!(st.list_models(&all_models(Some("nope"))).await?.is_empty());
+        Ok(())
+    }
+
+    pub async fn deleting_a_machine_deletes_its_models(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        st.ensure_machine(&m("b")).await?;
+        let gone = st.create_model(&new_model("a", vec![1, 2])).await?;
+        st.activate_model(gone.id, &by("x", 1)).await?;
+        let kept = st.create_model(&new_model("b", vec![3])).await?;
+        st.delete_machine(&m("a")).await?;
+        let e = st.get_model(gone.id).await;
+        ensure!(is_not_found(&e), "{e:?}");
+        let e = st.model_bytes(gone.id).await;
+        ensure!(is_not_found(&e), "{e:?}");
+        let left: Vec<_> = st
+            .list_models(&all_models(None))
+            .await?
+            .into_iter()
+            .map(|x| x.id)
+            .collect();
+        ensure!(left == [kept.id], "{left:?}");
+        // A machine registered again under the same key starts over at version 1.
+        st.ensure_machine(&m("a")).await?;
+        let again = st.create_model(&new_model("a", vec![])).await?;
+        ensure!(again.version == 1 && again.id > kept.id, "{again:?}");
+        ensure!(st.active_model(&m("a")).await?.is_none());
+        Ok(())
+    }
+
+    pub async fn job_lifecycle(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let e = st.create_job(&new_job("", None)).await;
+        ensure!(is_invalid(&e), "{e:?}");
+        ensure!(st
+            .claim_next_job("w1", Timestamp::from_millis(1))
+            .await?
+            .is_none());
+        let queued = st.create_job(&new_job("train", Some("pump-1"))).await?;
+        ensure!(
+            queued.status == JobStatus::Queued
+                && queued.kind == "train"
+                && queued.machine == Some(m("pump-1"))
+                && queued.params == new_job("train", None).params
+                && queued.progress == 0.0
+                && queued.message.is_none()
+                && queued.result.is_none()
+                && queued.worker.is_none()
+                && queued.started_at.is_none()
+                && queued.finished_at.is_none()
+                && queued.created_at.as_millis() > 1_600_000_000_000,
+            "{queued:?}"
+        );
+        ensure!(st.get_job(queued.id).await? == queued);
+        // Progress only while running.
+        let e = st.update_progress(queued.id, 0.5, None).await;
+        ensure!(is_conflict(&e), "{e:?}");
+
+        let running = st
+            .claim_next_job("w1", Timestamp::from_millis(10_000))
+            .await?
+            .context("a queued job")?;
+        ensure!(
+            running.id == queued.id
+                && running.status == JobStatus::Running
+                && running.worker.as_deref() == Some("w1")
+                && running.started_at == Some(Timestamp::from_millis(10_000)),
+            "{running:?}"
+        );
+        ensure!(st
+            .claim_next_job("w2", Timestamp::from_millis(1))
+            .await?
+            .is_none());
+
+        let p = st
+            .update_progress(running.id, 0.25, Some("reading"))
+            .await?;
+        ensure!(
+            p.progress == 0.25 && p.message.as_deref() == Some("reading"),
+            "{p:?}"
+        );
+        let p = st.update_progress(running.id, 0.5, None).await?;
+        ensure!(
+            p.progress == 0.5 && p.message.as_deref() == Some("reading"),
+            "{p:?}"
+        );
+        for bad in [-0.1, 1.5, f64::NAN, f64::INFINITY] {
+            let e = st.update_progress(running.id, bad, None).await;
+            ensure!(is_invalid(&e), "{bad}: {e:?}");
+        }
+
+        let done = st
+            .finish_job(
+                running.id,
+                &JobOutcome::Succeeded {
+                    result: r#"{"model":7}"#.into(),
+                    message: None,
+                },
+                Timestamp::from_millis(20_000),
+            )
+            .await?;
+        ensure!(
+            done.status == JobStatus::Succeeded
+                && done.progress == 1.0
+                && done.result.as_deref() == Some(r#"{"model":7}"#)
+                && done.message.as_deref() == Some("reading")
+                && done.finished_at == Some(Timestamp::from_millis(20_000)),
+            "{done:?}"
+        );
+        // Finished is final.
+        let failed = JobOutcome::Failed {
+            message: "late".into(),
+        };
+        let e = st
+            .finish_job(done.id, &failed, Timestamp::from_millis(1))
+            .await;
+        ensure!(is_conflict(&e), "{e:?}");
+        let e = st.update_progress(done.id, 0.5, None).await;
+        ensure!(is_conflict(&e), "{e:?}");
+        ensure!(st.get_job(done.id).await? == done);
+
+        // A failure keeps its reason and progress.
+        st.create_job(&new_job("train", None)).await?;
+        let j = st
+            .claim_next_job("w1", Timestamp::from_millis(30_000))
+            .await?
+            .context("a queued job")?;
+        st.update_progress(j.id, 0.3, None).await?;
+        let f = st
+            .finish_job(j.id, &failed, Timestamp::from_millis(31_000))
+            .await?;
+        ensure!(
+            f.status == JobStatus::Failed
+                && f.message.as_deref() == Some("late")
+                && f.progress == 0.3
+                && f.result.is_none(),
+            "{f:?}"
+        );
+
+        for e in [
+            st.get_job(JobId(9_999)).await,
+            st.update_progress(JobId(9_999), 0.1, None).await,
+            st.finish_job(JobId(9_999), &failed, Timestamp::from_millis(1))
+                .await,
+            st.cancel_job(JobId(9_999), "x", Timestamp::from_millis(1))
+                .await,
+        ] {
+            ensure!(is_not_found(&e), "{e:?}");
+        }
+        Ok(())
+    }
+
+    pub async fn jobs_cancel_only_before_they_finish(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let at = Timestamp::from_millis(5_000);
+        let queued = st.create_job(&new_job("train", None)).await?;
+        let c = st.cancel_job(queued.id, "not needed", at).await?;
+        ensure!(
+            c.status == JobStatus::Cancelled
+                && c.message.as_deref() == Some("not needed")
+                && c.finished_at == Some(at),
+            "{c:?}"
+        );
+        // A cancelled job is never claimed.
+        ensure!(st.claim_next_job("w", at).await?.is_none());
+
+        st.create_job(&new_job("train", None)).await?;
+        let running = st.claim_next_job("w", at).await?.context("a queued job")?;
+        let c = st.cancel_job(running.id, "operator", at).await?;
+        ensure!(c.status == JobStatus::Cancelled, "{c:?}");
+        // Its worker learns it at its next step, and cannot finish it.
+        let e = st.update_progress(running.id, 0.9, None).await;
+        ensure!(is_conflict(&e), "{e:?}");
+        let ok = JobOutcome::Succeeded {
+            result: "{}".into(),
+            message: None,
+        };
+        let e = st.finish_job(running.id, &ok, at).await;
+        ensure!(is_conflict(&e), "{e:?}");
+
+        st.create_job(&new_job("train", None)).await?;
+        let done = st.claim_next_job("w", at).await?.context("a queued job")?;
+        st.finish_job(done.id, &ok, at).await?;
+        for id in [queued.id, running.id, done.id] {
+            let before = st.get_job(id).await?;
+            let e = st.cancel_job(id, "again", at).await;
+            ensure!(is_conflict(&e), "{id}: {e:?}");
+            ensure!(st.get_job(id).await? == before);
+        }
+        Ok(())
+    }
+
+    pub async fn jobs_are_claimed_once_under_concurrency(cx: Ctx) -> Result<()> {
+        let mut created = BTreeSet::new();
+        for _ in 0..30 {
+            created.insert(cx.store.create_job(&new_job("train", None)).await?.id);
+        }
+        let other = cx.reopen(&StoreOptions::default()).await?;
+        let mut tasks = Vec::new();
+        for w in 0..6 {
+            let st = if w % 2 == 0 {
+                cx.store.clone()
+            } else {
+                other.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                let worker = format!("w{w}");
+                let mut mine: Vec<Job> = Vec::new();
+                while let Some(j) = st
+                    .claim_next_job(&worker, Timestamp::from_millis(1))
+                    .await?
+                {
+                    mine.push(j);
+                }
+                Ok::<_, StoreError>((worker, mine))
+            }));
+        }
+        let mut claimed = Vec::new();
+        for t in tasks {
+            let (worker, mine) = t.await??;
+            // Each claimer takes the oldest queued job each time.
+            ensure!(
+                mine.windows(2).all(|w| w[0].id < w[1].id),
+                "{worker}: {mine:?}"
+            );
+            for j in mine {
+                ensure!(j.worker.as_deref() == Some(worker.as_str()), "{j:?}");
+                claimed.push(j.id);
+            }
+        }
+        let unique: BTreeSet<_> = claimed.iter().copied().collect();
+        ensure!(
+            unique.len() == claimed.len(),
+            "a job was claimed twice: {claimed:?}"
+        );
+        ensure!(unique == created, "{unique:?} vs {created:?}");
+        Ok(())
+    }
+
+    pub async fn running_jobs_fail_after_a_crash(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        for _ in 0..4 {
+            st.create_job(&new_job("train", Some("pump-1"))).await?;
+        }
+        let at = Timestamp::from_millis(1_000);
+        let a1 = st.claim_next_job("w1", at).await?.context("job")?;
+        let b = st.claim_next_job("w2", at).await?.context("job")?;
+        let a2 = st.claim_next_job("w1", at).await?.context("job")?;
+        // w1 restarts (another process, as after kill -9): its jobs fail, w2's run on.
+        let restarted = cx.reopen(&StoreOptions::default()).await?;
+        let later = Timestamp::from_millis(2_000);
+        let n = restarted
+            .fail_running_jobs("w1", "the worker restarted while the job ran", later)
+            .await?;
+        ensure!(n == 2, "{n}");
+        for id in [a1.id, a2.id] {
+            let j = st.get_job(id).await?;
+            ensure!(
+                j.status == JobStatus::Failed
+                    && j.message.as_deref() == Some("the worker restarted while the job ran")
+                    && j.finished_at == Some(later),
+                "{j:?}"
+            );
+        }
+        ensure!(st.get_job(b.id).await?.status == JobStatus::Running);
+        ensure!(restarted.fail_running_jobs("w1", "again", later).await? == 0);
+        // The queued job is still there to claim; a retry is a new job with the same input.
+        let queued = restarted
+            .claim_next_job("w1", later)
+            .await?
+            .context("job")?;
+        ensure!(queued.id > a2.id, "{queued:?}");
+        let retry = st
+            .create_job(&NewJob {
+                kind: a1.kind.clone(),
+                machine: a1.machine.clone(),
+                params: a1.params.clone(),
+            })
+            .await?;
+        ensure!(retry.status == JobStatus::Queued && retry.params == a1.params);
+        Ok(())
+    }
+
+    pub async fn jobs_list_newest_first_with_filters(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let mut every = Vec::new();
+        for (kind, machine) in [
+            ("train", Some("a")),
+            ("import", Some("a")),
+            ("train", Some("b")),
+            ("train", None),
+            ("train", Some("a")),
+        ] {
+            every.push(st.create_job(&new_job(kind, machine)).await?.id);
+        }
+        // The oldest job runs.
+        st.claim_next_job("w", Timestamp::from_millis(1)).await?;
+        let ids = |v: Vec<Job>| v.into_iter().map(|j| j.id).collect::<Vec<_>>();
+        let list = |q: JobQuery| async move { st.list_jobs(&q).await.map(ids) };
+        let newest_first: Vec<_> = every.iter().rev().copied().collect();
+        ensure!(list(all_jobs()).await? == newest_first);
+        let q = JobQuery {
+            kind: Some("train".into()),
+            machine: Some(m("a")),
+            ..all_jobs()
+        };
+        ensure!(list(q).await? == [every[4], every[0]]);
+        let q = JobQuery {
+            status: Some(JobStatus::Running),
+            ..all_jobs()
+        };
+        ensure!(list(q).await? == [every[0]]);
+        let q = JobQuery {
+            status: Some(JobStatus::Queued),
+            kind: Some("train".into()),
+            before: Some(every[4]),
+            limit: 1,
+            ..all_jobs()
+        };
+        ensure!(list(q).await? == [every[3]]);
+        let q = JobQuery {
+            before: Some(every[2]),
+            ..all_jobs()
+        };
+        ensure!(list(q).await? == [every[1], every[0]]);
+        let q = JobQuery {
+            machine: Some(m("nope")),
+            ..all_jobs()
+        };
+        ensure!(list(q).await?.is_empty());
         Ok(())
     }
 }

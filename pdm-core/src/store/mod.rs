@@ -2,7 +2,8 @@
 //!
 //! - [`TelemetryStore`] ([`telemetry`]): readings, the hot path;
 //! - [`MachineStore`] ([`machines`]), [`SensorStore`] ([`sensors`]), [`DeadLetterStore`]
-//!   ([`dead_letters`]): relational state.
+//!   ([`dead_letters`]), [`ModelStore`] ([`models`]), [`JobStore`] ([`jobs`]): relational
+//!   state.
 //!
 //! [`CatalogStore`] bundles the relational aggregates and [`Store`] adds telemetry; both are
 //! implemented for every type implementing their parts, so a backend implements only the
@@ -14,12 +15,16 @@
 //! conformance suite there; the rules it checks are written on each method here.
 
 pub mod dead_letters;
+pub mod jobs;
 pub mod machines;
+pub mod models;
 pub mod sensors;
 pub mod telemetry;
 
 pub use dead_letters::DeadLetterStore;
+pub use jobs::{Job, JobId, JobOutcome, JobQuery, JobStatus, JobStore, NewJob};
 pub use machines::MachineStore;
+pub use models::{Activation, ModelId, ModelQuery, ModelRecord, ModelStatus, ModelStore, NewModel};
 pub use sensors::SensorStore;
 pub use telemetry::{TelemetryStore, WriteOutcome};
 
@@ -57,11 +62,14 @@ impl StoreError {
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Stores machines, sensors and dead letters: every relational aggregate. Implemented for every
-/// type implementing its supertraits.
-pub trait CatalogStore: MachineStore + SensorStore + DeadLetterStore {}
+/// Stores machines, sensors, dead letters, models and jobs: every relational aggregate.
+/// Implemented for every type implementing its supertraits.
+pub trait CatalogStore:
+    MachineStore + SensorStore + DeadLetterStore + ModelStore + JobStore
+{
+}
 
-impl<T: MachineStore + SensorStore + DeadLetterStore> CatalogStore for T {}
+impl<T: MachineStore + SensorStore + DeadLetterStore + ModelStore + JobStore> CatalogStore for T {}
 
 /// A database holding both telemetry and catalog.
 pub trait Store: TelemetryStore + CatalogStore {}

@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pdm_core::{
-    Batch, Bucket, DeadLetter, DeadLetterPrune, DeadLetterQuery, DeadLetterStore, Latest, Machine,
-    MachineKey, MachineStore, MachineUpdate, NewMachine, NewSensor, Point, RangeQuery, Sensor,
-    SensorKey, SensorStore, SensorUpdate, Store, StoreError, StoreResult, StoredDeadLetter,
-    TelemetryStore, Timestamp, WriteOutcome,
+    Activation, Batch, Bucket, DeadLetter, DeadLetterPrune, DeadLetterQuery, DeadLetterStore, Job,
+    JobId, JobOutcome, JobQuery, JobStore, Latest, Machine, MachineKey, MachineStore,
+    MachineUpdate, ModelId, ModelQuery, ModelRecord, ModelStore, NewJob, NewMachine, NewModel,
+    NewSensor, Point, RangeQuery, Sensor, SensorKey, SensorStore, SensorUpdate, Store, StoreError,
+    StoreResult, StoredDeadLetter, TelemetryStore, Timestamp, WriteOutcome,
 };
 
 /// A SQLite store in a temporary directory that can be told to fail writes.
@@ -218,5 +219,65 @@ impl SensorStore for TestStore {
 impl DeadLetterStore for TestStore {
     async fn dead_letters(&self, q: &DeadLetterQuery) -> StoreResult<Vec<StoredDeadLetter>> {
         self.store.dead_letters(q).await
+    }
+}
+
+#[async_trait]
+impl ModelStore for TestStore {
+    async fn create_model(&self, m: &NewModel) -> StoreResult<ModelRecord> {
+        self.store.create_model(m).await
+    }
+    async fn get_model(&self, id: ModelId) -> StoreResult<ModelRecord> {
+        self.store.get_model(id).await
+    }
+    async fn model_bytes(&self, id: ModelId) -> StoreResult<Vec<u8>> {
+        self.store.model_bytes(id).await
+    }
+    async fn list_models(&self, q: &ModelQuery) -> StoreResult<Vec<ModelRecord>> {
+        self.store.list_models(q).await
+    }
+    async fn active_model(&self, machine: &MachineKey) -> StoreResult<Option<ModelRecord>> {
+        self.store.active_model(machine).await
+    }
+    async fn activate_model(&self, id: ModelId, a: &Activation) -> StoreResult<ModelRecord> {
+        self.store.activate_model(id, a).await
+    }
+}
+
+#[async_trait]
+impl JobStore for TestStore {
+    async fn create_job(&self, j: &NewJob) -> StoreResult<Job> {
+        self.store.create_job(j).await
+    }
+    async fn get_job(&self, id: JobId) -> StoreResult<Job> {
+        self.store.get_job(id).await
+    }
+    async fn list_jobs(&self, q: &JobQuery) -> StoreResult<Vec<Job>> {
+        self.store.list_jobs(q).await
+    }
+    async fn claim_next_job(&self, worker: &str, at: Timestamp) -> StoreResult<Option<Job>> {
+        self.store.claim_next_job(worker, at).await
+    }
+    async fn update_progress(
+        &self,
+        id: JobId,
+        progress: f64,
+        message: Option<&str>,
+    ) -> StoreResult<Job> {
+        self.store.update_progress(id, progress, message).await
+    }
+    async fn finish_job(&self, id: JobId, outcome: &JobOutcome, at: Timestamp) -> StoreResult<Job> {
+        self.store.finish_job(id, outcome, at).await
+    }
+    async fn cancel_job(&self, id: JobId, reason: &str, at: Timestamp) -> StoreResult<Job> {
+        self.store.cancel_job(id, reason, at).await
+    }
+    async fn fail_running_jobs(
+        &self,
+        worker: &str,
+        reason: &str,
+        at: Timestamp,
+    ) -> StoreResult<u64> {
+        self.store.fail_running_jobs(worker, reason, at).await
     }
 }
