@@ -72,6 +72,29 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Keys<T>
     }
 }
 
+/// One path segment as written, not validated as a key (for the ingestion route, where a bad
+/// machine key becomes a `bad_key` dead letter rather than a refusal). A segment that is not
+/// UTF-8 after percent-decoding is answered 400 with the API's JSON error.
+#[derive(Debug)]
+pub struct RawSegment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RawSegment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(segment)) => Ok(RawSegment(segment)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                Err(ApiError::bad_request(e.into_kind().to_string()))
+            }
+            Err(other) => Err(ApiError::internal(format!(
+                "path parameters unavailable: {}",
+                other.body_text()
+            ))),
+        }
+    }
+}
+
 /// The paging rule of one list: its default and largest `limit`, and whether it takes a
 /// `cursor`.
 pub trait PageRule: Send + Sync + 'static {

@@ -566,6 +566,16 @@ async fn scaffolding_on_the_wire(app: TestApp) {
     }
     let (st, e) = s.delete("/api/v1/machines/pump-1/sensors/Bad%20Key").await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    // A segment that is not UTF-8 once decoded is the JSON error too, on every route, the
+    // ingestion route (which keeps bad keys as dead letters) included.
+    for (method, uri) in [
+        ("GET", "/api/v1/machines/%FF/latest"),
+        ("POST", "/api/v1/machines/%FF/telemetry"),
+    ] {
+        let (st, _, e) = s.request(method, uri, Some("{}"), &[]).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{method} {uri}: {e}");
+        assert_eq!(e["error"]["code"], "bad_request", "{method} {uri}: {e}");
+    }
 
     // One paging rule: out-of-range limits are refused everywhere. (GET /dead-letters clamped
     // them to 1..10000 before; that is the one deliberate change of behaviour.)

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,7 +14,7 @@ use pdm_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::{Keys, MachinePath, PageRule, PagedQuery};
+use crate::extract::{Keys, MachinePath, PageRule, PagedQuery, RawSegment};
 use crate::state::{AppState, IngestState};
 use crate::time::{parse_duration_ms, parse_time};
 use crate::views::{views, BucketView, IngestReportView, LatestView, PointView};
@@ -49,7 +49,7 @@ pub fn router() -> Router<AppState> {
 /// kept as a `bad_key` dead letter, like any other bad input.
 async fn ingest(
     State(s): State<IngestState>,
-    Path(machine): Path<String>,
+    RawSegment(machine): RawSegment,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<IngestReportView>)> {
