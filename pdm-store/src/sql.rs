@@ -35,6 +35,44 @@ pub enum Arg<'a> {
     Bytes(&'a [u8]),
 }
 
+/// A list query, newest first: a condition for each filter that is set (so that an index on
+/// the filtered column serves it), each with its parameter, numbered in the order added. The
+/// SQL and its parameters are built together, so they cannot disagree.
+#[derive(Debug)]
+pub(crate) struct ListQuery<'a> {
+    sql: String,
+    args: Vec<Arg<'a>>,
+}
+
+impl<'a> ListQuery<'a> {
+    /// `select` is the `SELECT ... FROM ...` without a condition.
+    pub(crate) fn new(select: String) -> Self {
+        Self {
+            sql: select,
+            args: Vec::with_capacity(4),
+        }
+    }
+
+    /// Adds `cond $n` (`cond` is e.g. `"status ="` or `"id <"`) when `arg` is set.
+    pub(crate) fn filter(mut self, cond: &str, arg: Option<Arg<'a>>) -> Self {
+        if let Some(arg) = arg {
+            let glue = if self.args.is_empty() { "WHERE" } else { "AND" };
+            self.args.push(arg);
+            self.sql
+                .push_str(&format!(" {glue} {cond} ${}", self.args.len()));
+        }
+        self
+    }
+
+    /// Orders by `id` descending, at most `limit` rows: the statement and its parameters.
+    pub(crate) fn newest_first(mut self, id: &str, limit: u32) -> (String, Vec<Arg<'a>>) {
+        self.args.push(Arg::Int(i64::from(limit)));
+        self.sql
+            .push_str(&format!(" ORDER BY {id} DESC LIMIT ${}", self.args.len()));
+        (self.sql, self.args)
+    }
+}
+
 /// Typed access to the columns of a result row, by position.
 pub trait Cols {
     /// A `TEXT NOT NULL` column.

@@ -7,9 +7,8 @@ use pdm_core::{
     StoredDeadLetter, Timestamp,
 };
 
-use crate::common;
 use crate::error::db;
-use crate::sql::{Arg, Backend, Cols, SqlStore};
+use crate::sql::{Arg, Backend, Cols, ListQuery, SqlStore};
 
 /// A dead letter from
 /// `id, received_at, origin, channel, machine, kind, reason, payload_head`.
@@ -34,42 +33,21 @@ fn dead_letter(row: &impl Cols) -> StoreResult<StoredDeadLetter> {
     })
 }
 
-/// The query listing dead letters, newest first, with a condition only for the filters that
-/// are set (so that the `(machine, id)` index serves the machine filter), parameters in the
-/// order machine, kind, limit.
-fn list_sql<B: Backend>(q: &DeadLetterQuery) -> String {
-    let mut sql = format!(
-        "SELECT id, {}, origin, channel, machine, kind, reason, payload_head FROM dead_letters",
-        B::millis("received_at")
-    );
-    let mut n = 0;
-    let mut next = || {
-        n += 1;
-        n
-    };
-    if q.machine.is_some() {
-        sql.push_str(&format!(" WHERE machine = ${}", next()));
-    }
-    if q.kind.is_some() {
-        let glue = if q.machine.is_some() { "AND" } else { "WHERE" };
-        sql.push_str(&format!(" {glue} kind = ${}", next()));
-    }
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", next()));
-    sql
-}
-
 #[async_trait]
 impl<B: Backend> DeadLetterStore for SqlStore<B> {
     async fn dead_letters(&self, q: &DeadLetterQuery) -> StoreResult<Vec<StoredDeadLetter>> {
-        let sql = list_sql::<B>(q);
-        let mut args = Vec::with_capacity(3);
-        if let Some(machine) = &q.machine {
-            args.push(Arg::Text(machine.as_str()));
-        }
-        if let Some(kind) = q.kind {
-            args.push(Arg::Text(kind.as_str()));
-        }
-        args.push(Arg::Int(common::limit(q.limit)));
+        // A condition only for the filters that are set, so that the `(machine, id)` index
+        // serves the machine filter.
+        let (sql, args) = ListQuery::new(format!(
+            "SELECT id, {}, origin, channel, machine, kind, reason, payload_head FROM dead_letters",
+            B::millis("received_at")
+        ))
+        .filter(
+            "machine =",
+            q.machine.as_ref().map(|m| Arg::Text(m.as_str())),
+        )
+        .filter("kind =", q.kind.map(|k| Arg::Text(k.as_str())))
+        .newest_first("id", q.limit);
         let rows = self.reader().fetch_all(&sql, &args).await.map_err(db)?;
         rows.iter().map(dead_letter).collect()
     }

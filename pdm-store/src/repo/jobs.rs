@@ -13,7 +13,7 @@ use pdm_core::{
 
 use crate::common;
 use crate::error::db;
-use crate::sql::{Arg, Backend, Cols, SqlStore};
+use crate::sql::{Arg, Backend, Cols, ListQuery, SqlStore};
 
 /// The columns [`job`] decodes.
 fn columns<B: Backend>() -> String {
@@ -49,28 +49,6 @@ fn job(row: &impl Cols) -> StoreResult<Job> {
 
 fn job_not_found(id: JobId) -> StoreError {
     StoreError::NotFound(format!("job {id}"))
-}
-
-/// The query listing jobs newest first, with a condition only for the filters that are set,
-/// parameters in the order status, kind, machine, before, limit.
-fn list_sql<B: Backend>(q: &JobQuery) -> String {
-    let mut sql = format!("SELECT {} FROM jobs", columns::<B>());
-    let mut n = 0;
-    let mut glue = " WHERE";
-    for (set, cond) in [
-        (q.status.is_some(), "status ="),
-        (q.kind.is_some(), "kind ="),
-        (q.machine.is_some(), "machine ="),
-        (q.before.is_some(), "id <"),
-    ] {
-        if set {
-            n += 1;
-            sql.push_str(&format!("{glue} {cond} ${n}"));
-            glue = " AND";
-        }
-    }
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", n + 1));
-    sql
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -139,21 +117,15 @@ impl<B: Backend> JobStore for SqlStore<B> {
     }
 
     async fn list_jobs(&self, q: &JobQuery) -> StoreResult<Vec<Job>> {
-        let sql = list_sql::<B>(q);
-        let mut args = Vec::with_capacity(5);
-        if let Some(status) = q.status {
-            args.push(Arg::Text(status.as_str()));
-        }
-        if let Some(kind) = &q.kind {
-            args.push(Arg::Text(kind));
-        }
-        if let Some(machine) = &q.machine {
-            args.push(Arg::Text(machine.as_str()));
-        }
-        if let Some(before) = q.before {
-            args.push(Arg::Int(before.0));
-        }
-        args.push(Arg::Int(common::limit(q.limit)));
+        let (sql, args) = ListQuery::new(format!("SELECT {} FROM jobs", columns::<B>()))
+            .filter("status =", q.status.map(|v| Arg::Text(v.as_str())))
+            .filter("kind =", q.kind.as_deref().map(Arg::Text))
+            .filter(
+                "machine =",
+                q.machine.as_ref().map(|m| Arg::Text(m.as_str())),
+            )
+            .filter("id <", q.before.map(|b| Arg::Int(b.0)))
+            .newest_first("id", q.limit);
         let rows = self.reader().fetch_all(&sql, &args).await.map_err(db)?;
         rows.iter().map(job).collect()
     }

@@ -13,7 +13,7 @@ use pdm_core::{
 
 use crate::common;
 use crate::error::{db, is_unique_violation};
-use crate::sql::{Arg, Backend, Cols, On, SqlStore};
+use crate::sql::{Arg, Backend, Cols, ListQuery, On, SqlStore};
 
 /// The columns [`record`] decodes, of `models mo JOIN machines m` (see [`FROM`]).
 fn columns<B: Backend>() -> String {
@@ -94,25 +94,6 @@ async fn read_on<B: Backend>(on: &mut On<'_, B::Db>, id: i64) -> StoreResult<Mod
     record(&row)
 }
 
-/// The query listing models newest first, with a condition only for the filters that are set,
-/// parameters in the order machine, before, limit.
-fn list_sql<B: Backend>(q: &ModelQuery) -> String {
-    let mut sql = format!("SELECT {} FROM {FROM}", columns::<B>());
-    let mut n = 0;
-    let mut glue = " WHERE";
-    if q.machine.is_some() {
-        n += 1;
-        sql.push_str(&format!("{glue} m.key = ${n}"));
-        glue = " AND";
-    }
-    if q.before.is_some() {
-        n += 1;
-        sql.push_str(&format!("{glue} mo.id < ${n}"));
-    }
-    sql.push_str(&format!(" ORDER BY mo.id DESC LIMIT ${}", n + 1));
-    sql
-}
-
 #[async_trait]
 impl<B: Backend> ModelStore for SqlStore<B> {
     async fn create_model(&self, m: &NewModel) -> StoreResult<ModelRecord> {
@@ -181,15 +162,10 @@ impl<B: Backend> ModelStore for SqlStore<B> {
     }
 
     async fn list_models(&self, q: &ModelQuery) -> StoreResult<Vec<ModelRecord>> {
-        let sql = list_sql::<B>(q);
-        let mut args = Vec::with_capacity(3);
-        if let Some(machine) = &q.machine {
-            args.push(Arg::Text(machine.as_str()));
-        }
-        if let Some(before) = q.before {
-            args.push(Arg::Int(before.0));
-        }
-        args.push(Arg::Int(common::limit(q.limit)));
+        let (sql, args) = ListQuery::new(format!("SELECT {} FROM {FROM}", columns::<B>()))
+            .filter("m.key =", q.machine.as_ref().map(|m| Arg::Text(m.as_str())))
+            .filter("mo.id <", q.before.map(|b| Arg::Int(b.0)))
+            .newest_first("mo.id", q.limit);
         let rows = self.reader().fetch_all(&sql, &args).await.map_err(db)?;
         rows.iter().map(record).collect()
     }
