@@ -433,13 +433,18 @@ impl<'a> Session<'a> {
         let Some((publish, generation)) = self.overflow.pop_front() else {
             return ControlFlow::Continue(());
         };
-        let work = Work {
+        self.hand_to_processor(Work {
             publish,
             permit,
             generation,
-        };
-        // The work channel holds as many items as there are permits: never full
-        // for a holder of one.
+        })
+        .await
+    }
+
+    /// Hands a message with its permit to the processor. The work channel holds as many items
+    /// as there are permits, so it is never full for a holder of one; it is closed only when
+    /// the processor stopped (the engine is closing), which breaks the loop.
+    async fn hand_to_processor(&mut self, work: Work) -> ControlFlow<()> {
         if self.work_tx.send(work).await.is_err() {
             return ControlFlow::Break(());
         }
@@ -464,8 +469,7 @@ impl<'a> Session<'a> {
                     permit,
                     generation,
                 };
-                if self.work_tx.send(work).await.is_err() {
-                    // The processor stopped: the engine is closing.
+                if self.hand_to_processor(work).await.is_break() {
                     return ControlFlow::Break(());
                 }
             }
