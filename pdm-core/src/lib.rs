@@ -36,9 +36,11 @@ pub mod config;
 pub mod detector;
 pub mod engine;
 pub mod ids;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod prediction;
 pub mod redact;
 pub mod retention;
 pub mod rfc3339;
@@ -52,10 +54,11 @@ pub use engine::{Engine, EngineConfig};
 pub use ids::{KeyError, MachineKey, SensorKey};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use model::{
-    Batch, Bucket, DeadLetter, DeadLetterPrune, DeadLetterQuery, Latest, Machine, MachineUpdate,
-    NewMachine, NewSensor, Origin, Point, RangeQuery, Reading, RejectKind, Sensor, SensorUpdate,
-    StoredDeadLetter, Timestamp,
+    Batch, Bucket, DeadLetter, DeadLetterPrune, DeadLetterQuery, Latest, Machine,
+    MachineRangeQuery, MachineUpdate, NewMachine, NewSensor, Origin, Point, RangeQuery, Reading,
+    RejectKind, Sensor, SensorUpdate, StoredDeadLetter, Timestamp,
 };
+pub use prediction::{Contribution, Prediction, PredictionBucket, PredictionQuery};
 pub use redact::redact_url;
 pub use retention::Retention;
 pub use rfc3339::TimestampError;
@@ -63,5 +66,6 @@ pub use source::{Ack, BatchSink, Committed, Shutdown, ShutdownTrigger, Source, S
 pub use store::{
     Activation, CatalogStore, DeadLetterStore, Job, JobId, JobOutcome, JobQuery, JobStatus,
     JobStore, MachineStore, ModelId, ModelQuery, ModelRecord, ModelStatus, ModelStore, NewJob,
-    NewModel, SensorStore, Store, StoreError, StoreResult, TelemetryStore, WriteOutcome,
+    NewModel, PredictionStore, SensorStore, Store, StoreError, StoreResult, TelemetryStore,
+    WriteOutcome,
 };

@@ -390,6 +390,19 @@ pub struct RangeQuery {
     pub limit: u32,
 }
 
+/// A time range of every sensor of one machine; `from` inclusive, `to` exclusive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineRangeQuery {
+    /// The machine.
+    pub machine: MachineKey,
+    /// Inclusive start.
+    pub from: Timestamp,
+    /// Exclusive end.
+    pub to: Timestamp,
+    /// At most this many readings, oldest first (by timestamp, then sensor key); at least 1.
+    pub limit: u32,
+}
+
 /// Which dead letters [`TelemetryStore::prune_dead_letters`](crate::TelemetryStore::prune_dead_letters)
 /// deletes: those received before `received_before`, then all but the newest `keep_newest`.
 /// Each limit is off when `None`; with both off nothing is deleted.

@@ -2,8 +2,8 @@
 //!
 //! - [`TelemetryStore`] ([`telemetry`]): readings, the hot path;
 //! - [`MachineStore`] ([`machines`]), [`SensorStore`] ([`sensors`]), [`DeadLetterStore`]
-//!   ([`dead_letters`]), [`ModelStore`] ([`models`]), [`JobStore`] ([`jobs`]): relational
-//!   state.
+//!   ([`dead_letters`]), [`ModelStore`] ([`models`]), [`JobStore`] ([`jobs`]),
+//!   [`PredictionStore`] ([`predictions`]): relational state.
 //!
 //! [`CatalogStore`] bundles the relational aggregates and [`Store`] adds telemetry; both are
 //! implemented for every type implementing their parts, so a backend implements only the
@@ -18,6 +18,7 @@ pub mod dead_letters;
 pub mod jobs;
 pub mod machines;
 pub mod models;
+pub mod predictions;
 pub mod sensors;
 pub mod telemetry;
 
@@ -25,6 +26,7 @@ pub use dead_letters::DeadLetterStore;
 pub use jobs::{Job, JobId, JobOutcome, JobQuery, JobStatus, JobStore, NewJob};
 pub use machines::MachineStore;
 pub use models::{Activation, ModelId, ModelQuery, ModelRecord, ModelStatus, ModelStore, NewModel};
+pub use predictions::PredictionStore;
 pub use sensors::SensorStore;
 pub use telemetry::{TelemetryStore, WriteOutcome};
 
@@ -62,14 +64,18 @@ impl StoreError {
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Stores machines, sensors, dead letters, models and jobs: every relational aggregate.
+/// Stores machines, sensors, dead letters, models, jobs and predictions: every relational
+/// aggregate.
 /// Implemented for every type implementing its supertraits.
 pub trait CatalogStore:
-    MachineStore + SensorStore + DeadLetterStore + ModelStore + JobStore
+    MachineStore + SensorStore + DeadLetterStore + ModelStore + JobStore + PredictionStore
 {
 }
 
-impl<T: MachineStore + SensorStore + DeadLetterStore + ModelStore + JobStore> CatalogStore for T {}
+impl<T> CatalogStore for T where
+    T: MachineStore + SensorStore + DeadLetterStore + ModelStore + JobStore + PredictionStore
+{
+}
 
 /// A database holding both telemetry and catalog.
 pub trait Store: TelemetryStore + CatalogStore {}

@@ -16,7 +16,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::StoreResult;
+use super::{Job, JobId, StoreResult};
 use crate::ids::MachineKey;
 use crate::model::Timestamp;
 
@@ -167,6 +167,20 @@ pub trait ModelStore: Send + Sync + 'static {
     /// The active model of a machine, if it has one.
     /// [`StoreError::NotFound`](super::StoreError::NotFound) for an unknown machine.
     async fn active_model(&self, machine: &MachineKey) -> StoreResult<Option<ModelRecord>>;
+
+    /// Ends a running training job with the model it trained, in one transaction: registers
+    /// `m` as a candidate (as [`create_model`](Self::create_model)), activates it when
+    /// `activate` is given (as [`activate_model`](Self::activate_model)), and finishes the job
+    /// as succeeded at `at` with the result `{"model": id, "version": v, "activated": bool}`.
+    /// `Conflict` (and nothing registered) unless the job is running: a job cancelled while it
+    /// trained leaves no model behind.
+    async fn register_trained_model(
+        &self,
+        job: JobId,
+        m: &NewModel,
+        activate: Option<&Activation>,
+        at: Timestamp,
+    ) -> StoreResult<(ModelRecord, Job)>;
 
     /// Makes a model its machine's active model and retires the one it replaces, in one
     /// transaction; concurrent activations on one machine take turns, so exactly one model

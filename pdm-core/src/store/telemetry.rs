@@ -4,7 +4,10 @@ use async_trait::async_trait;
 
 use super::StoreResult;
 use crate::ids::MachineKey;
-use crate::model::{Batch, Bucket, DeadLetterPrune, Latest, Point, RangeQuery, Timestamp};
+use crate::model::{
+    Batch, Bucket, DeadLetterPrune, Latest, MachineRangeQuery, Point, RangeQuery, Reading,
+    Timestamp,
+};
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,6 +48,13 @@ pub trait TelemetryStore: Send + Sync + 'static {
     /// Values of one sensor in `[from, to)` grouped in buckets of `width_ms` milliseconds aligned
     /// to the epoch, oldest first, at most `limit` buckets; empty buckets are left out.
     async fn buckets(&self, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>>;
+
+    /// Readings of every sensor of one machine in `[from, to)`, ordered by timestamp and then
+    /// sensor key, at most `limit`: the one read that rebuilds a machine's live window, and
+    /// the pages a training job reads. A caller paging through a range continues from the
+    /// timestamp of the last reading of a full page (and skips what it already has at that
+    /// timestamp), since a page can end in the middle of an instant.
+    async fn machine_readings(&self, q: &MachineRangeQuery) -> StoreResult<Vec<Reading>>;
 
     /// The latest value of every sensor of `machine` that has one, ordered by sensor key.
     async fn latest(&self, machine: &MachineKey) -> StoreResult<Vec<Latest>>;
