@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! sources ──send──▶ bounded queue ──▶ writer: gather ▶ store.write (one transaction) ▶ fire acks
+//!                                                                              ▶ live path
 //! ```
 //!
 //! A writer gathers queued batches into one store transaction of at most
@@ -11,6 +12,9 @@
 //! A failed write is retried with backoff; its acks are never fired before it succeeds.
 //! Several writers can commit concurrently ([`EngineConfig::writers`], by default what the
 //! store suggests); acknowledgements need no order, and writes are idempotent.
+//!
+//! With a live path ([`Engine::start_with_live`]), each committed batch is handed to
+//! [`Live::offer`] after its acks fired; the live path never waits on ingestion's behalf.
 //!
 //! Shutdown stops the sources (they stop taking input), then drains the queue, writes what is
 //! left, fires its acks and returns.
@@ -29,6 +33,7 @@ use crate::catalog::Catalog;
 use crate::config::{ConfigError, ConfigResult};
 use crate::metrics::Metrics;
 use crate::model::Batch;
+use crate::live::Live;
 use crate::retention::Retention;
 use crate::source::{
     Ack, BatchSink, Shutdown, ShutdownTrigger, Source, SourceBatch, SourceContext,
@@ -114,12 +119,24 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Starts the writer. Must be called inside a Tokio runtime.
+    /// Starts the writers, with no live path. Must be called inside a Tokio runtime.
     pub fn start(
         store: Arc<dyn TelemetryStore>,
         catalog: Arc<Catalog>,
         metrics: Arc<Metrics>,
         config: EngineConfig,
+    ) -> Engine {
+        Self::start_with_live(store, catalog, metrics, config, None)
+    }
+
+    /// Starts the writers; each committed batch is handed to `live` (after its acks fired),
+    /// which scores it. Must be called inside a Tokio runtime.
+    pub fn start_with_live(
+        store: Arc<dyn TelemetryStore>,
+        catalog: Arc<Catalog>,
+        metrics: Arc<Metrics>,
+        config: EngineConfig,
+        live: Option<Arc<Live>>,
     ) -> Engine {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (sources_trigger, _) = ShutdownTrigger::new();
@@ -138,6 +155,7 @@ impl Engine {
                     store: store.clone(),
                     metrics: metrics.clone(),
                     config: config.clone(),
+                    live: live.clone(),
                 };
                 tokio::spawn(writer.run(queue.clone(), writer_trigger.subscribe()))
             })
@@ -263,6 +281,7 @@ struct Writer {
     store: Arc<dyn TelemetryStore>,
     metrics: Arc<Metrics>,
     config: EngineConfig,
+    live: Option<Arc<Live>>,
 }
 
 impl Writer {
@@ -294,6 +313,10 @@ impl Writer {
             if self.write(&batch, closing).await {
                 for ack in acks.drain(..) {
                     ack.fire();
+                }
+                // After the acks, and without waiting: detection never holds back ingestion.
+                if let Some(live) = &self.live {
+                    live.offer(batch);
                 }
             } else {
                 // Not stored: dropping the acks tells the sources not to acknowledge upstream.

@@ -1,9 +1,26 @@
-//! The live path: every machine's rows scored by its active model as readings arrive.
+//! The live path: every machine's rows scored by its active model as readings arrive, and the
+//! model registry's rules and background trainings around it.
 //!
-//! - [`model`]: the seam to detection ([`ModelFactory`], [`LiveModel`]).
+//! - [`model`]: the seam to detection ([`ModelFactory`], [`LiveModel`]); pdm-detect implements
+//!   it, the engine never links a detection library;
+//! - [`runtime`]: [`Live`], the owners of the machines' live state, fed by the engine after
+//!   each durable write, and the prediction writer;
+//! - [`registry`]: what a stored model holds, import, activation, training requests;
+//! - [`jobs`]: [`JobRunner`], which runs the trainings queued in the jobs table;
+//! - [`config`]: [`LiveConfig`] (`[live]`), with the shard assignment of this worker.
 
+pub mod config;
+pub mod jobs;
+pub mod metrics;
 pub mod model;
+pub mod registry;
+pub mod runtime;
 
+pub use config::{LiveConfig, ShardAssignment};
+pub use jobs::JobRunner;
+pub use metrics::{LiveMetrics, LiveSnapshot};
 pub use model::{
     LiveModel, LiveScore, ModelError, ModelFactory, ModelInfo, TrainSpec, Trained, TrainingRows,
 };
+pub use registry::{AlignDefaults, Import, ModelParameters, Registry, RegistryError, TrainRequest};
+pub use runtime::{Live, LiveEvent, LiveState, MachineStatus};

@@ -7,9 +7,8 @@
 //! ([`ModelStore::model_bytes`]) are read separately, so that listing never loads model files.
 //! Deleting a machine deletes its models.
 //!
-//! Parameters and training metrics are JSON documents kept as text: pdm-core does not parse
-//! JSON, so the frontend that accepts them (the server, the training job) validates them and
-//! the store keeps them byte for byte.
+//! Parameters and training metrics are JSON documents kept as text: the store keeps them byte
+//! for byte; what the parameters hold is [`crate::live::ModelParameters`].
 
 use std::fmt;
 

@@ -1,0 +1,421 @@
+//! The job runner: background jobs (trainings) claimed from the jobs table and run here.
+//!
+//! Jobs live in the store, so they survive a restart: at start-up the runner marks the jobs its
+//! worker was running as failed (with the reason; the caller may queue them again), then claims
+//! queued jobs one at a time. A training reads its range from the store page by page, forms the
+//! rows as the live path does ([`crate::align`]), fits on a blocking thread, and registers the
+//! model and finishes the job in one transaction
+//! ([`ModelStore::register_trained_model`](crate::store::ModelStore::register_trained_model)),
+//! so a job cancelled while it trained leaves no model. Progress is written as it goes; a
+//! cancelled job learns it at its next progress write and stops.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::config::LiveConfig;
+use super::metrics::{add, LiveMetrics};
+use super::model::{ModelError, ModelFactory, TrainSpec, TrainingRows};
+use super::registry::{ModelParameters, TrainRequest, TRAIN_JOB};
+use super::runtime::Live;
+use crate::align::{AlignConfig, Aligned, Aligner};
+use crate::ids::{MachineKey, SensorKey};
+use crate::model::{MachineRangeQuery, Timestamp};
+use crate::store::{Activation, Job, JobOutcome, NewModel, Store, StoreError};
+
+/// Readings read per page by a training.
+const PAGE: u32 = 50_000;
+
+/// A running job runner.
+pub struct JobRunner {
+    wake: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for JobRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobRunner").finish_non_exhaustive()
+    }
+}
+
+/// Why a job ended without success; the message is stored with the job.
+enum JobEnd {
+    Failed(String),
+    /// Cancelled (or otherwise no longer running) while it ran: nothing to record.
+    Gone,
+}
+
+impl From<StoreError> for JobEnd {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(_) => JobEnd::Gone,
+            e => JobEnd::Failed(format!("store: {e}")),
+        }
+    }
+}
+
+impl From<ModelError> for JobEnd {
+    fn from(e: ModelError) -> Self {
+        JobEnd::Failed(e.to_string())
+    }
+}
+
+impl JobRunner {
+    /// Fails the jobs this worker was running when it stopped, then runs queued jobs until
+    /// [`shutdown`](Self::shutdown).
+    pub async fn start(
+        store: Arc<dyn Store>,
+        factory: Arc<dyn ModelFactory>,
+        live: Option<Arc<Live>>,
+        metrics: Arc<LiveMetrics>,
+        config: LiveConfig,
+    ) -> Result<JobRunner, StoreError> {
+        let failed = store
+            .fail_running_jobs(
+                &config.worker,
+                "the server stopped while the job was running; queue it again to retry",
+                Timestamp::now(),
+            )
+            .await?;
+        if failed > 0 {
+            tracing::warn!(
+                jobs = failed,
+                "jobs interrupted by the last stop marked failed"
+            );
+        }
+        let wake = Arc::new(Notify::new());
+        let runner = Runner {
+            store,
+            factory,
+            live,
+            metrics,
+            config,
+        };
+        let task = tokio::spawn(runner.run(wake.clone()));
+        Ok(JobRunner { wake, task })
+    }
+
+    /// Looks for queued jobs now rather than at the next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops the runner; a job running now stays running in the store and is marked failed at
+    /// the next start.
+    pub async fn shutdown(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+struct Runner {
+    store: Arc<dyn Store>,
+    factory: Arc<dyn ModelFactory>,
+    live: Option<Arc<Live>>,
+    metrics: Arc<LiveMetrics>,
+    config: LiveConfig,
+}
+
+impl Runner {
+    async fn run(self, wake: Arc<Notify>) {
+        loop {
+            match self
+                .store
+                .claim_next_job(&self.config.worker, Timestamp::now())
+                .await
+            {
+                Ok(Some(job)) => {
+                    self.run_job(job).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot claim a job; trying again"),
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    async fn run_job(&self, job: Job) {
+        let id = job.id;
+        tracing::info!(job = %id, kind = %job.kind, "job started");
+        let end = match job.kind.as_str() {
+            TRAIN_JOB => self.train(&job).await,
+            other => Err(JobEnd::Failed(format!(
+                "unknown job kind {other:?}; this worker runs {TRAIN_JOB:?} jobs"
+            ))),
+        };
+        match end {
+            Ok(()) => {
+                add(&self.metrics.jobs_succeeded, 1);
+                tracing::info!(job = %id, "job succeeded");
+            }
+            Err(JobEnd::Gone) => tracing::info!(job = %id, "job cancelled while it ran"),
+            Err(JobEnd::Failed(message)) => {
+                add(&self.metrics.jobs_failed, 1);
+                tracing::warn!(job = %id, %message, "job failed");
+                let outcome = JobOutcome::Failed { message };
+                if let Err(e) = self.store.finish_job(id, &outcome, Timestamp::now()).await {
+                    if !matches!(e, StoreError::Conflict(_)) {
+                        tracing::error!(job = %id, error = %e, "cannot record the job's failure");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn progress(&self, job: &Job, p: f64, message: &str) -> Result<(), JobEnd> {
+        self.store
+            .update_progress(job.id, p.clamp(0.0, 1.0), Some(message))
+            .await?;
+        Ok(())
+    }
+
+    async fn train(&self, job: &Job) -> Result<(), JobEnd> {
+        let request: TrainRequest = serde_json::from_str(&job.params)
+            .map_err(|e| JobEnd::Failed(format!("the job's parameters are unreadable: {e}")))?;
+        request.check()?;
+        let machine = job
+            .machine
+            .clone()
+            .ok_or_else(|| JobEnd::Failed("a training job must name its machine".into()))?;
+        let channels = match &request.channels {
+            Some(c) => c.clone(),
+            None => self.channels_with_data(&machine, &request).await?,
+        };
+        let align = AlignConfig {
+            channels,
+            sample_period_ms: request
+                .sample_period_ms
+                .unwrap_or(self.config.sample_period_ms),
+            max_gap_ms: request.max_gap_ms.unwrap_or(self.config.max_gap_ms),
+        };
+        align.check().map_err(|e| JobEnd::Failed(e.to_string()))?;
+        self.progress(job, 0.0, "reading the training range")
+            .await?;
+        let rows = self.read_rows(job, &machine, &request, &align).await?;
+        let n_rows = rows.n_rows();
+        if n_rows == 0 {
+            return Err(JobEnd::Failed(format!(
+                "the range {}..{} holds no rows where every channel of {:?} has a value (sample period {} ms, max gap {} ms)",
+                request.from.as_millis(),
+                request.to.as_millis(),
+                align.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                align.sample_period_ms,
+                align.max_gap_ms
+            )));
+        }
+        self.progress(job, 0.5, &format!("fitting on {n_rows} rows"))
+            .await?;
+        let spec = TrainSpec {
+            kind: request.kind.clone(),
+            params: request
+                .params
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "{}".into()),
+            align: align.clone(),
+        };
+        let fraction = Arc::new(AtomicU64::new(0.5f64.to_bits()));
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let factory = self.factory.clone();
+        let fit = {
+            let (fraction, cancelled) = (fraction.clone(), cancelled.clone());
+            tokio::task::spawn_blocking(move || {
+                factory.train(&spec, &rows, &mut |p| {
+                    fraction.store((0.5 + 0.4 * p.clamp(0.0, 1.0)).to_bits(), Ordering::Relaxed);
+                    !cancelled.load(Ordering::Relaxed)
+                })
+            })
+        };
+        tokio::pin!(fit);
+        let trained = loop {
+            tokio::select! {
+                done = &mut fit => break done,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    let p = f64::from_bits(fraction.load(Ordering::Relaxed));
+                    if let Err(e) = self.progress(job, p, &format!("fitting on {n_rows} rows")).await {
+                        cancelled.store(true, Ordering::Relaxed);
+                        let _ = fit.await;
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let trained = trained
+            .map_err(|e| JobEnd::Failed(format!("training stopped unexpectedly: {e}")))??;
+        let params = ModelParameters {
+            align,
+            model: serde_json::from_str(&trained.params).unwrap_or(serde_json::Value::Null),
+            source: "train".into(),
+        };
+        let by = if request.requested_by.is_empty() {
+            "train-job".to_owned()
+        } else {
+            request.requested_by.clone()
+        };
+        let activation = request.activate.then(|| Activation {
+            by,
+            at: Timestamp::now(),
+            machine: Some(machine.clone()),
+        });
+        let (record, _) = self
+            .store
+            .register_trained_model(
+                job.id,
+                &NewModel {
+                    machine: machine.clone(),
+                    kind: trained.kind,
+                    trained_from: request.from,
+                    trained_to: request.to,
+                    parameters: params.to_json(),
+                    metrics: trained.metrics,
+                    bytes: trained.bytes,
+                },
+                activation.as_ref(),
+                Timestamp::now(),
+            )
+            .await?;
+        tracing::info!(%machine, model = %record.id, version = record.version, activated = request.activate, "model trained");
+        if request.activate {
+            if let Some(live) = &self.live {
+                live.reload(&machine).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The machine's sensors that have readings in the range, by key.
+    async fn channels_with_data(
+        &self,
+        machine: &MachineKey,
+        request: &TrainRequest,
+    ) -> Result<Vec<SensorKey>, JobEnd> {
+        let sensors = self.store.list_sensors(machine).await?;
+        let mut channels = Vec::new();
+        for s in sensors {
+            let q = crate::model::RangeQuery {
+                machine: machine.clone(),
+                sensor: s.key.clone(),
+                from: request.from,
+                to: request.to,
+                limit: 1,
+            };
+            if !self.store.raw(&q).await?.is_empty() {
+                channels.push(s.key);
+            }
+        }
+        channels.sort();
+        if channels.is_empty() {
+            return Err(JobEnd::Failed(format!(
+                "{machine} has no readings in {}..{}",
+                request.from.as_millis(),
+                request.to.as_millis()
+            )));
+        }
+        Ok(channels)
+    }
+
+    /// Reads the range page by page into aligned segments (a stale condition ends a segment).
+    async fn read_rows(
+        &self,
+        job: &Job,
+        machine: &MachineKey,
+        request: &TrainRequest,
+        align: &AlignConfig,
+    ) -> Result<TrainingRows, JobEnd> {
+        let mut aligner = Aligner::new(align.clone()).map_err(|e| JobEnd::Failed(e.to_string()))?;
+        let n_cols = align.channels.len();
+        let mut rows = TrainingRows {
+            n_cols,
+            segments: vec![Vec::new()],
+        };
+        let mut out = Vec::new();
+        let mut cursor = request.from;
+        let mut skip = 0usize;
+        let span = (request.to.as_millis() - request.from.as_millis()).max(1) as f64;
+        let mut pages = 0u32;
+        loop {
+            let q = MachineRangeQuery {
+                machine: machine.clone(),
+                from: cursor,
+                to: request.to,
+                limit: PAGE,
+            };
+            let page = self.store.machine_readings(&q).await?;
+            let full = page.len() == PAGE as usize;
+            let last_ts = page.last().map(|r| r.ts);
+            let fresh = &page[skip.min(page.len())..];
+            aligner.push_batch(fresh, &mut out);
+            for item in out.drain(..) {
+                match item {
+                    Aligned::Row(r) => rows
+                        .segments
+                        .last_mut()
+                        .expect("one segment")
+                        .extend_from_slice(&r.values),
+                    Aligned::Stale(_) => {
+                        if rows.segments.last().is_some_and(|s| !s.is_empty()) {
+                            rows.segments.push(Vec::new());
+                        }
+                    }
+                }
+            }
+            pages += 1;
+            match (full, last_ts) {
+                (true, Some(ts)) => {
+                    let at_ts = fresh.iter().rev().take_while(|r| r.ts == ts).count();
+                    skip = if ts == cursor {
+                        skip + fresh.len()
+                    } else {
+                        at_ts
+                    };
+                    cursor = ts;
+                    if pages % 4 == 0 {
+                        let done = (ts.as_millis() - request.from.as_millis()) as f64 / span;
+                        self.progress(job, 0.5 * done, "reading the training range")
+                            .await?;
+                    }
+                }
+                _ => break,
+            }
+        }
+        rows.segments.retain(|s| !s.is_empty());
+        Ok(rows)
+    }
+}
+
+/// For tests and embedders: the training rows of `readings` as the job forms them.
+pub fn training_rows(
+    readings: &[crate::model::Reading],
+    align: &AlignConfig,
+) -> crate::config::ConfigResult<TrainingRows> {
+    let mut aligner = Aligner::new(align.clone())?;
+    let mut out = Vec::new();
+    aligner.push_batch(readings, &mut out);
+    let mut rows = TrainingRows {
+        n_cols: align.channels.len(),
+        segments: vec![Vec::new()],
+    };
+    for item in out {
+        match item {
+            Aligned::Row(r) => rows
+                .segments
+                .last_mut()
+                .expect("one segment")
+                .extend_from_slice(&r.values),
+            Aligned::Stale(_) => {
+                if rows.segments.last().is_some_and(|s| !s.is_empty()) {
+                    rows.segments.push(Vec::new());
+                }
+            }
+        }
+    }
+    rows.segments.retain(|s| !s.is_empty());
+    Ok(rows)
+}

@@ -1,0 +1,813 @@
+//! The owners: every machine's live state in exactly one task, fed after the durable write.
+//!
+//! ```text
+//! engine writer ── commit ▶ fire acks ▶ Live::offer(batch) ──try_send──▶ owner k (by key hash)
+//!                                                                          │ aligner ▶ model
+//!                                                                          ▼
+//!                                             prediction writer ◀── predictions (bounded)
+//! ```
+//!
+//! - **Never in the way of ingestion.** [`Live::offer`] is called after the acks are fired and
+//!   never waits: when an owner's queue is full the batch is skipped for detection (counted in
+//!   [`LiveSnapshot::readings_skipped`](super::LiveSnapshot)) and the owner marks its machines
+//!   for a catch-up. Detection never re-reads what was just written, except to catch up.
+//! - **Catch-up** is one rule for a restart, a model swap and a skipped batch: the owner reads
+//!   the machine's stored readings from a little before the last scored row (one read, at most
+//!   [`LiveConfig::catch_up_s`] of row time), feeds them to a fresh aligner, warms the model on
+//!   the rows scored before and scores the rows after. So a restart resumes within one window,
+//!   and a swap loses no row.
+//! - **Predictions** go to one writer task through a bounded queue (an owner waits when it is
+//!   full, which only slows detection) and are stored in batches, idempotently.
+//! - **Stale data**: a channel missing for longer than the model's `max_gap_ms` gives no score
+//!   and a [`LiveEvent::Stale`]; the first row after it gives [`LiveEvent::Fresh`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::config::{key_hash, LiveConfig};
+use super::metrics::{add, LiveMetrics, LiveSnapshot};
+use super::model::{LiveModel, ModelFactory};
+use super::registry::{self, ModelParameters};
+use crate::align::{Aligned, Aligner};
+use crate::ids::{MachineKey, SensorKey};
+use crate::model::{Batch, MachineRangeQuery, Reading, Timestamp};
+use crate::prediction::{Contribution, Prediction};
+use crate::store::{JobQuery, JobStatus, ModelId, NewJob, Store, StoreError};
+
+/// What happens on the live path that others (the alarm engine, live push) react to.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum LiveEvent {
+    /// Some channels of a machine have had no value for longer than the model's `max_gap_ms`
+    /// since `ts`: its rows are not scored until they come back.
+    Stale {
+        /// The machine.
+        machine: MachineKey,
+        /// The first instant without a row.
+        ts: Timestamp,
+        /// The stale channels.
+        channels: Vec<SensorKey>,
+    },
+    /// A machine's rows are scored again after a stale condition.
+    Fresh {
+        /// The machine.
+        machine: MachineKey,
+        /// The first row scored again.
+        ts: Timestamp,
+    },
+    /// A machine's active model changed (or it got its first).
+    ModelLoaded {
+        /// The machine.
+        machine: MachineKey,
+        /// The model now scoring it.
+        model: ModelId,
+    },
+}
+
+/// Where a machine is on the live path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveState {
+    /// No active model: nothing is scored (auto-training may be on its way).
+    NoModel,
+    /// The active model could not be loaded; see the log and the model's file.
+    ModelError,
+    /// The model's window is filling: the first score comes after its warm-up rows.
+    Warming,
+    /// Rows are scored.
+    Scoring,
+    /// Some channels are stale: rows are not scored.
+    Stale,
+}
+
+/// A machine's live status, as its owner sees it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MachineStatus {
+    /// The machine.
+    pub machine: MachineKey,
+    /// Where it is.
+    pub state: LiveState,
+    /// The model scoring it.
+    pub model: Option<ModelId>,
+    /// The stale channels, while stale.
+    pub stale_channels: Vec<SensorKey>,
+    /// The newest row scored.
+    pub last_scored: Option<Timestamp>,
+    /// Rows this owner scored for it since it started.
+    pub rows_scored: u64,
+    /// Readings of it that arrived late (at or before a finalized row) since the owner started.
+    pub readings_late: u64,
+}
+
+enum Msg {
+    Batch(Vec<Reading>),
+    /// The machine's active model may have changed: load it before the next batch.
+    Reload(MachineKey),
+    Status(MachineKey, oneshot::Sender<Option<MachineStatus>>),
+    /// Processed after every batch queued before it (for tests and shutdown).
+    Flush(oneshot::Sender<()>),
+}
+
+struct Owner {
+    tx: mpsc::Sender<Msg>,
+    /// Set when a batch for this owner was skipped: its machines catch up from the store.
+    skipped: Arc<AtomicBool>,
+}
+
+/// The live path of one worker: owners, the prediction writer, and the events they raise.
+pub struct Live {
+    owners: Vec<Owner>,
+    config: LiveConfig,
+    metrics: Arc<LiveMetrics>,
+    events: broadcast::Sender<LiveEvent>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("owners", &self.owners.len())
+            .field("shard", &self.config.shard)
+            .finish()
+    }
+}
+
+impl Live {
+    /// Starts the owners and the prediction writer. Must be called inside a Tokio runtime.
+    /// `config` must have passed [`LiveConfig::check`].
+    pub fn start(
+        store: Arc<dyn Store>,
+        factory: Arc<dyn ModelFactory>,
+        config: LiveConfig,
+    ) -> Arc<Live> {
+        let metrics = Arc::new(LiveMetrics::default());
+        let (events, _) = broadcast::channel(1024);
+        let (pred_tx, pred_rx) = mpsc::channel(64);
+        let mut tasks = vec![tokio::spawn(write_predictions(
+            store.clone(),
+            pred_rx,
+            metrics.clone(),
+            config.clone(),
+        ))];
+        let owners = (0..config.tasks.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+                let skipped = Arc::new(AtomicBool::new(false));
+                let task = OwnerTask {
+                    store: store.clone(),
+                    factory: factory.clone(),
+                    config: config.clone(),
+                    metrics: metrics.clone(),
+                    events: events.clone(),
+                    predictions: pred_tx.clone(),
+                    skipped: skipped.clone(),
+                    machines: HashMap::new(),
+                    pending: Vec::new(),
+                };
+                tasks.push(tokio::spawn(task.run(rx)));
+                Owner { tx, skipped }
+            })
+            .collect();
+        Arc::new(Live {
+            owners,
+            config,
+            metrics,
+            events,
+            tasks: std::sync::Mutex::new(tasks),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &LiveConfig {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> LiveSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// The shared counters, for exporters.
+    pub fn metrics_handle(&self) -> Arc<LiveMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Events of the live path (stale data, model swaps); a slow receiver misses the oldest.
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.events.subscribe()
+    }
+
+    fn owner_of(&self, machine: &MachineKey) -> &Owner {
+        // The owner within this worker: a different bit mix than the shard choice, so that the
+        // machines of one shard still spread over all owners.
+        let h = key_hash(machine.as_str()).rotate_right(17);
+        &self.owners[(h % self.owners.len() as u64) as usize]
+    }
+
+    /// Hands a durably written batch to the owners of its machines (those of this worker's
+    /// shard). Never waits: a full owner queue skips the batch for detection (counted), and
+    /// the owner catches up from the store.
+    pub fn offer(&self, batch: Batch) {
+        if batch.readings.is_empty() {
+            return;
+        }
+        let mut parts: Vec<Vec<Reading>> = (0..self.owners.len()).map(|_| Vec::new()).collect();
+        let n = self.owners.len() as u64;
+        for r in batch.readings {
+            if !self.config.shard.owns(&r.machine) {
+                continue;
+            }
+            let h = key_hash(r.machine.as_str()).rotate_right(17);
+            parts[(h % n) as usize].push(r);
+        }
+        for (owner, part) in self.owners.iter().zip(parts) {
+            if part.is_empty() {
+                continue;
+            }
+            let len = part.len() as u64;
+            add(&self.metrics.readings_in, len);
+            if let Err(e) = owner.tx.try_send(Msg::Batch(part)) {
+                if let mpsc::error::TrySendError::Full(_) = e {
+                    owner.skipped.store(true, Ordering::Release);
+                }
+                add(&self.metrics.readings_skipped, len);
+            }
+        }
+    }
+
+    /// Tells the owner of `machine` that its active model may have changed; it loads the
+    /// active model before the next batch, without losing a row.
+    pub async fn reload(&self, machine: &MachineKey) {
+        if self.config.shard.owns(machine) {
+            let _ = self
+                .owner_of(machine)
+                .tx
+                .send(Msg::Reload(machine.clone()))
+                .await;
+        }
+    }
+
+    /// The live status of `machine`: `None` when this worker does not own it or has not seen
+    /// it since it started.
+    pub async fn status(&self, machine: &MachineKey) -> Option<MachineStatus> {
+        if !self.config.shard.owns(machine) {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.owner_of(machine)
+            .tx
+            .send(Msg::Status(machine.clone(), tx))
+            .await
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Waits until every batch offered before the call has been processed and its predictions
+    /// handed to the writer, and the writer has stored them.
+    pub async fn flush(&self) {
+        for owner in &self.owners {
+            let (tx, rx) = oneshot::channel();
+            if owner.tx.send(Msg::Flush(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+    }
+
+    /// Processes what is queued, writes the last predictions and stops the tasks.
+    pub async fn shutdown(&self) {
+        self.flush().await;
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+/// A machine's model on the live path.
+struct Active {
+    id: ModelId,
+    model: Box<dyn LiveModel>,
+    aligner: Aligner,
+    stale: Option<Vec<SensorKey>>,
+    /// Rows at or before this were scored before (by this model or the one it replaced).
+    warm_until: Option<Timestamp>,
+    warmed_rows: usize,
+    warmup_rows: usize,
+    errors_logged: bool,
+}
+
+#[derive(Default)]
+struct MachineLive {
+    active: Option<Active>,
+    load_failed: bool,
+    /// The active model must be (re)loaded before the next batch.
+    reload: bool,
+    /// The machine must catch up from the store before the next batch.
+    catch_up: bool,
+    last_scored: Option<Timestamp>,
+    rows_scored: u64,
+    readings_late: u64,
+    /// Auto-training: the oldest stored reading, once looked up.
+    oldest: Option<Option<Timestamp>>,
+    auto_train_done: bool,
+}
+
+struct OwnerTask {
+    store: Arc<dyn Store>,
+    factory: Arc<dyn ModelFactory>,
+    config: LiveConfig,
+    metrics: Arc<LiveMetrics>,
+    events: broadcast::Sender<LiveEvent>,
+    predictions: mpsc::Sender<WriterMsg>,
+    skipped: Arc<AtomicBool>,
+    machines: HashMap<MachineKey, MachineLive>,
+    pending: Vec<Prediction>,
+}
+
+impl OwnerTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Msg::Batch(readings) => {
+                    if self.skipped.swap(false, Ordering::AcqRel) {
+                        for m in self.machines.values_mut() {
+                            m.catch_up = true;
+                        }
+                    }
+                    self.batch(readings).await;
+                }
+                Msg::Reload(machine) => {
+                    let m = self.machines.entry(machine).or_default();
+                    m.reload = true;
+                    m.catch_up = true;
+                }
+                Msg::Status(machine, reply) => {
+                    let _ = reply.send(self.status(&machine));
+                }
+                Msg::Flush(reply) => {
+                    self.send_pending().await;
+                    // The writer answers once everything sent before is stored.
+                    let _ = self.predictions.send(WriterMsg::Flush(reply)).await;
+                }
+            }
+        }
+        self.send_pending().await;
+    }
+
+    fn status(&self, machine: &MachineKey) -> Option<MachineStatus> {
+        let m = self.machines.get(machine)?;
+        let state = match &m.active {
+            None if m.load_failed => LiveState::ModelError,
+            None => LiveState::NoModel,
+            Some(a) if a.stale.is_some() => LiveState::Stale,
+            Some(a) if m.last_scored.is_none() || a.warmed_rows < a.warmup_rows => {
+                LiveState::Warming
+            }
+            Some(_) => LiveState::Scoring,
+        };
+        Some(MachineStatus {
+            machine: machine.clone(),
+            state,
+            model: m.active.as_ref().map(|a| a.id),
+            stale_channels: m
+                .active
+                .as_ref()
+                .and_then(|a| a.stale.clone())
+                .unwrap_or_default(),
+            last_scored: m.last_scored,
+            rows_scored: m.rows_scored,
+            readings_late: m.readings_late,
+        })
+    }
+
+    async fn batch(&mut self, readings: Vec<Reading>) {
+        let mut by_machine: HashMap<MachineKey, Vec<Reading>> = HashMap::new();
+        for r in readings {
+            by_machine.entry(r.machine.clone()).or_default().push(r);
+        }
+        for (machine, readings) in by_machine {
+            self.machine_batch(machine, readings).await;
+        }
+        if self.pending.len() >= self.config.prediction_batch {
+            self.send_pending().await;
+        } else {
+            // Hand over at every batch: the writer gathers and lingers.
+            self.send_pending().await;
+        }
+    }
+
+    async fn machine_batch(&mut self, machine: MachineKey, readings: Vec<Reading>) {
+        let first_ts = readings.iter().map(|r| r.ts).min();
+        let newest_ts = readings.iter().map(|r| r.ts).max();
+        let Some((first_ts, newest_ts)) = first_ts.zip(newest_ts) else {
+            return;
+        };
+        let known = self.machines.contains_key(&machine);
+        let entry = self.machines.entry(machine.clone()).or_default();
+        if !known {
+            entry.reload = true;
+            entry.catch_up = true;
+        }
+        if entry.reload {
+            entry.reload = false;
+            self.load(&machine).await;
+        }
+        let m = self.machines.get_mut(&machine).expect("inserted above");
+        if m.active.is_none() {
+            self.maybe_auto_train(&machine, newest_ts).await;
+            return;
+        }
+        if m.catch_up {
+            m.catch_up = false;
+            self.catch_up(&machine, first_ts).await;
+        }
+        self.feed(&machine, &readings, false);
+    }
+
+    /// Loads the machine's active model (keeping what was scored), or notes that it has none.
+    async fn load(&mut self, machine: &MachineKey) {
+        let loaded =
+            registry::load_active(self.store.as_ref(), self.factory.as_ref(), machine).await;
+        let m = self.machines.entry(machine.clone()).or_default();
+        match loaded {
+            Ok(Some((record, params, model))) => {
+                if m.active.as_ref().map(|a| a.id) == Some(record.id) {
+                    return;
+                }
+                let ModelParameters { align, .. } = params;
+                match Aligner::new(align) {
+                    Ok(aligner) => {
+                        let warmup_rows = model.warmup_rows();
+                        m.active = Some(Active {
+                            id: record.id,
+                            model,
+                            aligner,
+                            stale: None,
+                            warm_until: None,
+                            warmed_rows: 0,
+                            warmup_rows,
+                            errors_logged: false,
+                        });
+                        m.load_failed = false;
+                        m.catch_up = true;
+                        add(&self.metrics.models_loaded, 1);
+                        tracing::info!(%machine, model = %record.id, "live model loaded");
+                        let _ = self.events.send(LiveEvent::ModelLoaded {
+                            machine: machine.clone(),
+                            model: record.id,
+                        });
+                    }
+                    Err(e) => {
+                        m.active = None;
+                        m.load_failed = true;
+                        add(&self.metrics.model_load_errors, 1);
+                        tracing::error!(%machine, model = %record.id, error = %e, "the active model's alignment is invalid; the machine is not scored");
+                    }
+                }
+            }
+            Ok(None) => {
+                m.active = None;
+                m.load_failed = false;
+            }
+            Err(e) => {
+                m.active = None;
+                m.load_failed = true;
+                add(&self.metrics.model_load_errors, 1);
+                tracing::error!(%machine, error = %e, "cannot load the active model; the machine is not scored until a model is activated");
+            }
+        }
+    }
+
+    /// Rebuilds the machine's window from the store: rows up to the last scored one warm the
+    /// model, rows after it (stored but never scored) are scored now.
+    async fn catch_up(&mut self, machine: &MachineKey, before: Timestamp) {
+        add(&self.metrics.catch_ups, 1);
+        let m = self.machines.get_mut(machine).expect("known machine");
+        if m.last_scored.is_none() {
+            match self.store.last_prediction(machine).await {
+                Ok(last) => m.last_scored = last,
+                Err(e) => tracing::warn!(%machine, error = %e, "cannot read the last prediction"),
+            }
+        }
+        let Some(active) = m.active.as_mut() else {
+            return;
+        };
+        let align = active.aligner.config().clone();
+        let period = align.sample_period_ms as i64;
+        let lookback = period
+            .saturating_mul(active.warmup_rows as i64 + 2)
+            .saturating_add(align.max_gap_ms as i64);
+        let floor = before.add_millis(-(self.config.catch_up_s as i64).saturating_mul(1000));
+        let from = match m.last_scored {
+            Some(last) => last.add_millis(-lookback).max(floor),
+            None => before.add_millis(-lookback),
+        };
+        active.aligner = Aligner::new(align).expect("checked when loaded");
+        active.model.reset();
+        active.warm_until = m.last_scored;
+        active.warmed_rows = 0;
+        active.stale = None;
+        // One read in the common case; pages when a catch-up spans more.
+        let mut cursor = from;
+        let mut skip_at_cursor = 0usize;
+        loop {
+            let q = MachineRangeQuery {
+                machine: machine.clone(),
+                from: cursor,
+                to: before,
+                limit: 20_000,
+            };
+            let page = match self.store.machine_readings(&q).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(%machine, error = %e, "cannot read readings to catch up; scoring resumes from the new readings");
+                    return;
+                }
+            };
+            let full = page.len() == q.limit as usize;
+            let last_ts = page.last().map(|r| r.ts);
+            let fresh: Vec<Reading> = page.into_iter().skip(skip_at_cursor).collect();
+            self.feed(machine, &fresh, true);
+            match (full, last_ts) {
+                (true, Some(ts)) => {
+                    skip_at_cursor = if ts == cursor {
+                        skip_at_cursor + fresh.len()
+                    } else {
+                        fresh.iter().rev().take_while(|r| r.ts == ts).count()
+                    };
+                    cursor = ts;
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Feeds readings to the machine's aligner and model.
+    fn feed(&mut self, machine: &MachineKey, readings: &[Reading], catching_up: bool) {
+        let Some(m) = self.machines.get_mut(machine) else {
+            return;
+        };
+        let Some(active) = m.active.as_mut() else {
+            return;
+        };
+        let late_before = active.aligner.stats().late;
+        let unscored_before = active.aligner.stats().unscored;
+        let mut out = Vec::new();
+        active.aligner.push_batch(readings, &mut out);
+        let late = active.aligner.stats().late - late_before;
+        if !catching_up {
+            m.readings_late += late;
+            add(&self.metrics.readings_late, late);
+        }
+        add(
+            &self.metrics.rows_unscored,
+            active.aligner.stats().unscored - unscored_before,
+        );
+        let channels = active.aligner.config().channels.clone();
+        let started = Instant::now();
+        let mut scored = 0u64;
+        for item in out {
+            match item {
+                Aligned::Stale(s) => {
+                    active.model.reset();
+                    if active.stale.as_ref() != Some(&s.channels) {
+                        add(&self.metrics.stale_conditions, 1);
+                        let _ = self.events.send(LiveEvent::Stale {
+                            machine: machine.clone(),
+                            ts: s.ts,
+                            channels: s.channels.clone(),
+                        });
+                    }
+                    active.stale = Some(s.channels);
+                }
+                Aligned::Row(row) => {
+                    if active.stale.take().is_some() {
+                        let _ = self.events.send(LiveEvent::Fresh {
+                            machine: machine.clone(),
+                            ts: row.ts,
+                        });
+                    }
+                    let ts = row.ts.as_millis();
+                    if active.warm_until.is_some_and(|w| row.ts <= w) {
+                        active.model.warm(ts, &row.values);
+                        active.warmed_rows += 1;
+                        add(&self.metrics.rows_warmed, 1);
+                        continue;
+                    }
+                    match active.model.score(ts, &row.values) {
+                        Ok(None) => active.warmed_rows += 1,
+                        Ok(Some(s)) => {
+                            scored += 1;
+                            let anomalous = s.score > s.threshold;
+                            if anomalous {
+                                add(&self.metrics.rows_anomalous, 1);
+                            }
+                            m.last_scored = Some(row.ts);
+                            m.rows_scored += 1;
+                            self.pending.push(Prediction {
+                                machine: machine.clone(),
+                                ts: row.ts,
+                                model: active.id,
+                                score: s.score,
+                                threshold: s.threshold,
+                                anomalous,
+                                contributions: s
+                                    .contributions
+                                    .iter()
+                                    .filter_map(|&(c, share)| {
+                                        channels.get(c).map(|sensor| Contribution {
+                                            sensor: sensor.clone(),
+                                            share,
+                                        })
+                                    })
+                                    .take(crate::prediction::MAX_CONTRIBUTIONS)
+                                    .collect(),
+                                health: s.health,
+                                rul_s: s.rul_s,
+                            });
+                        }
+                        Err(e) => {
+                            add(&self.metrics.score_errors, 1);
+                            if !active.errors_logged {
+                                active.errors_logged = true;
+                                tracing::warn!(%machine, model = %active.id, error = %e, "the live model cannot score a row (logged once per model)");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if scored > 0 {
+            add(&self.metrics.rows_scored, scored);
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            add(&self.metrics.scoring_micros_total, micros);
+        }
+    }
+
+    async fn send_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        // Waits when the writer is behind: this slows detection, never ingestion.
+        let _ = self.predictions.send(WriterMsg::Predictions(batch)).await;
+    }
+
+    /// Queues a training job for a machine without a model once it has
+    /// [`LiveConfig::auto_train_after_s`] of history.
+    async fn maybe_auto_train(&mut self, machine: &MachineKey, newest: Timestamp) {
+        if self.config.auto_train_after_s == 0 {
+            return;
+        }
+        let m = self.machines.get_mut(machine).expect("known machine");
+        if m.auto_train_done {
+            return;
+        }
+        if m.oldest.is_none() {
+            let q = MachineRangeQuery {
+                machine: machine.clone(),
+                from: Timestamp::from_millis(i64::MIN),
+                to: Timestamp::from_millis(i64::MAX),
+                limit: 1,
+            };
+            match self.store.machine_readings(&q).await {
+                Ok(first) => m.oldest = Some(first.first().map(|r| r.ts)),
+                Err(e) => {
+                    tracing::warn!(%machine, error = %e, "cannot read the oldest reading for auto-training");
+                    return;
+                }
+            }
+        }
+        let Some(Some(oldest)) = m.oldest else { return };
+        let span = (self.config.auto_train_after_s as i64).saturating_mul(1000);
+        let to = oldest.add_millis(span);
+        if newest < to {
+            return;
+        }
+        m.auto_train_done = true;
+        let q = JobQuery {
+            kind: Some(registry::TRAIN_JOB.to_owned()),
+            machine: Some(machine.clone()),
+            limit: 20,
+            ..JobQuery::default()
+        };
+        match self.store.list_jobs(&q).await {
+            Ok(jobs)
+                if jobs.iter().any(|j| {
+                    matches!(
+                        j.status,
+                        JobStatus::Queued | JobStatus::Running | JobStatus::Succeeded
+                    )
+                }) =>
+            {
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(%machine, error = %e, "cannot list jobs for auto-training");
+                m.auto_train_done = false;
+                return;
+            }
+        }
+        let request = registry::TrainRequest {
+            from: oldest,
+            to,
+            kind: None,
+            params: None,
+            activate: true,
+            sample_period_ms: None,
+            max_gap_ms: None,
+            channels: None,
+            requested_by: "auto-train".to_owned(),
+        };
+        let job = NewJob {
+            kind: registry::TRAIN_JOB.to_owned(),
+            machine: Some(machine.clone()),
+            params: request.to_json(),
+        };
+        match self.store.create_job(&job).await {
+            Ok(j) => {
+                add(&self.metrics.auto_train_jobs, 1);
+                tracing::info!(%machine, job = %j.id, "auto-training queued");
+            }
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => {
+                tracing::warn!(%machine, error = %e, "cannot queue auto-training");
+                m.auto_train_done = false;
+            }
+        }
+    }
+}
+
+enum WriterMsg {
+    Predictions(Vec<Prediction>),
+    /// Write what is gathered now, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Stores predictions in batches: gathers what the owners send, up to
+/// [`LiveConfig::prediction_batch`], waiting at most [`LiveConfig::prediction_linger_ms`].
+async fn write_predictions(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<WriterMsg>,
+    metrics: Arc<LiveMetrics>,
+    config: LiveConfig,
+) {
+    let linger = Duration::from_millis(config.prediction_linger_ms);
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut batch = Vec::new();
+        match first {
+            WriterMsg::Predictions(p) => batch = p,
+            WriterMsg::Flush(reply) => flushes.push(reply),
+        }
+        let deadline = tokio::time::Instant::now() + linger;
+        while flushes.is_empty() && batch.len() < config.prediction_batch {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(WriterMsg::Predictions(mut more))) => batch.append(&mut more),
+                Ok(Some(WriterMsg::Flush(reply))) => flushes.push(reply),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        write_with_retries(store.as_ref(), &batch, &metrics).await;
+        for reply in flushes.drain(..) {
+            let _ = reply.send(());
+        }
+    }
+}
+
+/// Writes one batch of predictions, retrying a few times; counts what it could not store.
+async fn write_with_retries(store: &dyn Store, batch: &[Prediction], metrics: &LiveMetrics) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut attempts = 0;
+    loop {
+        match store.write_predictions(batch).await {
+            Ok(new) => {
+                add(&metrics.predictions_written, new);
+                add(
+                    &metrics.predictions_duplicate,
+                    batch.len() as u64 - new.min(batch.len() as u64),
+                );
+                break;
+            }
+            Err(e) => {
+                attempts += 1;
+                add(&metrics.prediction_write_errors, 1);
+                if attempts >= 5 || !e.is_transient() && attempts >= 2 {
+                    add(&metrics.predictions_dropped, batch.len() as u64);
+                    tracing::error!(error = %e, predictions = batch.len(), "cannot store predictions; dropped");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100 << attempts)).await;
+            }
+        }
+    }
+}
