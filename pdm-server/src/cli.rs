@@ -71,6 +71,12 @@ pub struct ListenArgs {
     /// Consume through the shared subscription $share/GROUP/pdm/+/telemetry.
     #[arg(long, env = "PDM_MQTT_SHARED_GROUP", value_name = "GROUP")]
     pub mqtt_shared_group: Option<String>,
+    /// This worker's share of the machines for live detection, INDEX/COUNT [default: 0/1].
+    #[arg(long, env = "PDM_LIVE_SHARD", value_name = "INDEX/COUNT")]
+    pub live_shard: Option<pdm_core::live::ShardAssignment>,
+    /// The name this worker claims jobs under; unique per worker [default: pdm-server].
+    #[arg(long, env = "PDM_WORKER", value_name = "NAME")]
+    pub worker: Option<String>,
 }
 
 /// `serve`.
@@ -218,6 +224,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 pub fn apply_listen(config: &mut ServerConfig, args: ListenArgs) -> anyhow::Result<()> {
     if let Some(http) = args.http {
         config.http = http;
+    }
+    if let Some(shard) = args.live_shard {
+        config.live.shard = shard;
+    }
+    if let Some(worker) = args.worker {
+        config.live.worker = worker;
     }
     #[cfg(feature = "mqtt")]
     {

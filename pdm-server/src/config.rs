@@ -20,11 +20,17 @@
 //! [engine.retention]
 //! dead_letters_max_age_days = 30
 //! readings_max_age_days = 365
+//!
+//! [live]
+//! shard = "0/1"              # this worker's share of the machines: "index/count"
+//! sample_period_ms = 1000    # rows of models trained or imported without a period
+//! auto_train_after_s = 3600  # a machine without a model trains on its first hour
 //! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use pdm_core::live::LiveConfig;
 use pdm_core::EngineConfig;
 #[cfg(feature = "mqtt")]
 use pdm_ingest::mqtt::MqttSourceConfig;
@@ -75,6 +81,8 @@ pub struct ServerConfig {
     pub store: StoreOptions,
     /// Milliseconds an HTTP request may take before it is answered 503 `timeout`.
     pub request_timeout_ms: u64,
+    /// Live detection: owners, shard of this worker, defaults of training, auto-training.
+    pub live: LiveConfig,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +98,7 @@ impl Default for ServerConfig {
             engine: EngineConfig::default(),
             store: StoreOptions::default(),
             request_timeout_ms: 30_000,
+            live: LiveConfig::default(),
         }
     }
 }
@@ -115,6 +124,7 @@ impl ServerConfig {
     pub fn check(&self) -> Result<(), ConfigError> {
         self.engine.check()?;
         self.codec.check()?;
+        self.live.check()?;
         let keep_days = self.engine.retention.readings_max_age_days;
         if keep_days > 0 {
             let keep_secs = u64::from(keep_days) * 86_400;

@@ -15,9 +15,17 @@ use crate::run::{wait_for_signal, Server};
 /// How much simulated history the demo replays before running in real time.
 const DEMO_HISTORY_MS: i64 = 2 * 3_600_000;
 
+/// How much of each machine's history its model trains on: the first ten minutes, before the
+/// first injected fault (at 15 minutes).
+const DEMO_TRAIN_S: u64 = 600;
+
 /// Runs the demo.
 pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()> {
     config.auto_register = true;
+    if config.live.auto_train_after_s == 0 {
+        config.live.auto_train_after_s = DEMO_TRAIN_S;
+    }
+    let train_s = config.live.auto_train_after_s;
     apply_listen(&mut config, args.listen)?;
     if !(args.speed.is_finite() && args.speed > 0.0) {
         anyhow::bail!("--speed must be a positive number of simulated seconds per real second");
@@ -52,6 +60,10 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
         "  machines  (two hours of history replayed at {}x, then live at 1 sample/s)",
         args.speed
     );
+    println!(
+        "  detection each machine trains on its first {} minutes (auto_train_after_s = {train_s}), then every row is scored",
+        train_s / 60
+    );
     for (key, kind) in &machines {
         let fault = faults
             .iter()
@@ -72,6 +84,10 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
         "  curl -X POST {base}/machines/{first}/telemetry -H 'content-type: application/json' \\\n       -d '{{\"ts\": \"{}\", \"values\": {{\"temperature\": 55.0}}}}'",
         pdm_ingest::codec::format_ts(Timestamp::now())
     );
+    println!("  curl '{base}/machines/{first}/predictions?bucket=5m'");
+    println!("  curl {base}/machines/{first}/live");
+    println!("  curl {base}/models");
+    println!("  curl {base}/jobs");
     println!("  curl {base}/dead-letters");
     println!("  curl http://{addr}/metrics");
     println!("press Ctrl-C to stop.");
@@ -95,14 +111,23 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
                 m.readings_stored,
                 m.dead_letters_total()
             );
+            if let Some(live) = &state.detection.live {
+                let l = live.metrics();
+                line.push_str(&format!(
+                    "; scored {} rows ({} anomalous), {} models trained",
+                    l.rows_scored, l.rows_anomalous, l.jobs_succeeded
+                ));
+            }
             for (key, _) in &machines {
+                line.push_str(&format!("\n    {key:<14}"));
                 if let Ok(latest) = state.store.latest(key).await {
                     let temp = latest.iter().find(|l| l.sensor.as_str() == "temperature");
                     let vib = latest.iter().find(|l| l.sensor.as_str() == "vibration_rms");
                     if let (Some(t), Some(v)) = (temp, vib) {
-                        line.push_str(&format!(" | {key} {:.1} degC {:.2} mm/s", t.value, v.value));
+                        line.push_str(&format!(" {:5.1} degC {:5.2} mm/s", t.value, v.value));
                     }
                 }
+                line.push_str(&detection_line(&state, key).await);
             }
             println!("{line}");
         }
@@ -124,6 +149,49 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
         m.dead_letters_total()
     );
     Ok(())
+}
+
+/// What the live path says about a machine, for the demo's report.
+async fn detection_line(state: &crate::state::AppState, key: &pdm_core::MachineKey) -> String {
+    let Some(live) = &state.detection.live else {
+        return String::new();
+    };
+    let Some(status) = live.status(key).await else {
+        return "  | waiting for readings".into();
+    };
+    let Some(last) = status.last_scored else {
+        return match status.model {
+            Some(m) => format!("  | model {m}: warming up"),
+            None => "  | no model yet (training on its first minutes)".into(),
+        };
+    };
+    let q = pdm_core::PredictionQuery {
+        machine: key.clone(),
+        from: last.add_millis(-60_000),
+        to: last.add_millis(1),
+        limit: 100,
+    };
+    match state.store.predictions(&q).await {
+        Ok(p) if !p.is_empty() => {
+            let anomalous = p.iter().filter(|p| p.anomalous).count();
+            let newest = &p[p.len() - 1];
+            let verdict = if anomalous * 2 > p.len() { "ANOMALY" } else { "normal" };
+            let blame = newest
+                .contributions
+                .first()
+                .filter(|_| newest.anomalous)
+                .map(|c| format!(", {} {:.0}%", c.sensor, c.share * 100.0))
+                .unwrap_or_default();
+            format!(
+                "  | score {:6.2} / {:.0}  health {:.2}  {verdict} ({anomalous}/{} rows in the last minute{blame})",
+                newest.score,
+                newest.threshold,
+                newest.health.unwrap_or(f64::NAN),
+                p.len()
+            )
+        }
+        _ => "  | scoring".into(),
+    }
 }
 
 /// Publishes simulated machines to a broker until the duration ends or Ctrl-C.

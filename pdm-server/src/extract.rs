@@ -36,6 +36,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// An optional JSON body (`POST .../activate`, `.../cancel`): an empty body is `None`; anything
+/// else must be valid JSON of the expected shape, answered like [`JsonBody`] otherwise.
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| OptionalJsonBody(Some(v)))
+            .map_err(|e| ApiError::bad_request(format!("Failed to deserialize the JSON body: {e}")))
+    }
+}
+
 /// Validated keys from the path: `Keys<MachineKey>` for `/machines/{machine}`,
 /// `Keys<(MachineKey, SensorKey)>` for `/machines/{machine}/sensors/{sensor}`.
 ///
@@ -136,6 +157,21 @@ impl Page {
             )));
         }
         Ok(Page { limit, cursor })
+    }
+
+    /// The cursor of a list paged by id (the last id of the previous page): 400 naming it when
+    /// it is not a number.
+    pub fn cursor_id(&self) -> Result<Option<i64>, ApiError> {
+        self.cursor
+            .as_deref()
+            .map(|c| {
+                c.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "cursor: {c:?} is not an id; pass the id of the last item of the previous page"
+                    ))
+                })
+            })
+            .transpose()
     }
 }
 

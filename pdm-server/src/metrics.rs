@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use pdm_core::live::LiveMetrics;
 use pdm_core::{BatchSink, Metrics};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -95,9 +96,36 @@ fn status_class(s: StatusCode) -> &'static str {
 
 /// A registry with the engine's counters (read from `metrics` and `sink` at each scrape) and
 /// the HTTP series, which the returned [`HttpMetrics`] records.
-pub fn registry(metrics: Arc<Metrics>, sink: BatchSink) -> (Registry, HttpMetrics) {
+pub fn registry(
+    metrics: Arc<Metrics>,
+    sink: BatchSink,
+    live: Option<Arc<LiveMetrics>>,
+) -> (Registry, HttpMetrics) {
     let queue_depth = move || sink.max_capacity().saturating_sub(sink.capacity());
-    registry_with(metrics, Box::new(queue_depth))
+    let (mut registry, http) = registry_with(metrics, Box::new(queue_depth));
+    if let Some(live) = live {
+        registry.register_collector(Box::new(LiveCollector(live)));
+    }
+    (registry, http)
+}
+
+/// Writes the live path's counters (`pdm_live_*`), read at scrape time.
+#[derive(Debug)]
+struct LiveCollector(Arc<LiveMetrics>);
+
+impl Collector for LiveCollector {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        for (name, help, v) in self.0.snapshot().fields() {
+            // `scoring_micros_total` is exported in whole seconds, like the store's write time;
+            // the encoder appends `_total` to counters, so names are given without it.
+            let (name, v) = match name {
+                "scoring_micros_total" => ("scoring_seconds".to_owned(), v / 1_000_000),
+                n => (n.to_owned(), v),
+            };
+            counter(&mut enc, &format!("pdm_live_{name}"), help, v)?;
+        }
+        Ok(())
+    }
 }
 
 fn registry_with(metrics: Arc<Metrics>, queue_depth: QueueDepth) -> (Registry, HttpMetrics) {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use pdm_core::live::{AlignDefaults, JobRunner, Live, ModelFactory};
 use pdm_core::{Catalog, Engine, Metrics, ShutdownTrigger, Source, Store};
 use pdm_ingest::Intake;
 use tokio::net::TcpListener;
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 use pdm_store::redact_url;
 
 use crate::config::ServerConfig;
-use crate::state::AppState;
+use crate::state::{AppState, DetectionState};
 
 /// Opens the configured database and applies its migrations.
 pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
@@ -40,6 +41,8 @@ pub struct Server {
     addr: SocketAddr,
     state: AppState,
     engine: Engine,
+    live: Option<Arc<Live>>,
+    jobs: Option<JobRunner>,
     http_stop: ShutdownTrigger,
     http: JoinHandle<std::io::Result<()>>,
 }
@@ -63,11 +66,41 @@ impl Server {
                 .context("cannot load machines and sensors")?,
         );
         let metrics = Arc::new(Metrics::default());
-        let mut engine = Engine::start(
+        let factory: Arc<dyn ModelFactory> = Arc::new(pdm_detect::DetectFactory::default());
+        let live = config
+            .live
+            .enabled
+            .then(|| Live::start(store.clone(), factory.clone(), config.live.clone()));
+        let jobs = match &live {
+            Some(l) => Some(
+                JobRunner::start(
+                    store.clone(),
+                    factory.clone(),
+                    Some(l.clone()),
+                    l.metrics_handle(),
+                    config.live.clone(),
+                )
+                .await
+                .context("cannot start the job runner")?,
+            ),
+            None => None,
+        };
+        let detection = DetectionState::new(
+            store.clone(),
+            factory,
+            live.clone(),
+            AlignDefaults {
+                sample_period_ms: config.live.sample_period_ms,
+                max_gap_ms: config.live.max_gap_ms,
+            },
+            jobs.as_ref().map(JobRunner::waker).unwrap_or_default(),
+        );
+        let mut engine = Engine::start_with_live(
             store.clone(),
             catalog.clone(),
             metrics.clone(),
             config.engine.clone(),
+            live.clone(),
         );
         let intake = Arc::new(Intake::new(catalog.clone(), config.codec.clone()));
         #[cfg(feature = "mqtt")]
@@ -78,7 +111,7 @@ impl Server {
             tracing::info!(broker = %redact_url(&mqtt.connection.url), "MQTT ingestion on");
             engine.add_source(Box::new(source));
         }
-        let state = AppState::new(store, catalog, engine.sink(), intake, metrics)
+        let state = AppState::new(store, catalog, engine.sink(), intake, metrics, detection)
             .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms));
         let listener = TcpListener::bind(config.http).await.with_context(|| {
             format!(
@@ -95,10 +128,15 @@ impl Server {
                 .await
         });
         tracing::info!(%addr, "HTTP API listening");
+        if let Some(l) = &live {
+            tracing::info!(shard = %l.config().shard, owners = l.config().tasks, "live detection on");
+        }
         Ok(Server {
             addr,
             state,
             engine,
+            live,
+            jobs,
             http_stop,
             http,
         })
@@ -112,6 +150,11 @@ impl Server {
     /// The shared state (catalog, store, sink, metrics).
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The live path, when this server scores.
+    pub fn live(&self) -> Option<&Arc<Live>> {
+        self.live.as_ref()
     }
 
     /// Runs another source (the demo's simulator) until shutdown.
@@ -130,7 +173,17 @@ impl Server {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.http_stop.trigger();
         let served = self.http.await;
+        if let Some(jobs) = self.jobs {
+            // A training cut here stays running in the store and is marked failed at the next
+            // start.
+            jobs.shutdown().await;
+        }
         self.engine.shutdown().await;
+        if let Some(live) = &self.live {
+            // After the engine: the last batches it wrote are scored and their predictions
+            // stored.
+            live.shutdown().await;
+        }
         match served {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(anyhow::Error::new(e).context("HTTP server failed")),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
+use pdm_core::live::{AlignDefaults, JobWaker, Live, LiveMetrics, ModelFactory, Registry};
 use pdm_core::{BatchSink, Catalog, Metrics, Store};
 use pdm_ingest::Intake;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub metrics: MetricsState,
     /// How long a request may take before it is answered 503 `timeout`.
     pub request_timeout: Duration,
+    /// Live detection, the model registry and the jobs.
+    pub detection: DetectionState,
 }
 
 impl AppState {
@@ -37,8 +40,10 @@ impl AppState {
         sink: BatchSink,
         intake: Arc<Intake>,
         metrics: Arc<Metrics>,
+        detection: DetectionState,
     ) -> Self {
-        let exposed = MetricsState::new(metrics.clone(), sink.clone());
+        let live = detection.live.as_ref().map(|l| l.metrics_handle());
+        let exposed = MetricsState::new(metrics.clone(), sink.clone(), live);
         Self {
             store,
             catalog,
@@ -49,6 +54,7 @@ impl AppState {
             },
             metrics: exposed,
             request_timeout: crate::layers::DEFAULT_REQUEST_TIMEOUT,
+            detection,
         }
     }
 
@@ -84,6 +90,48 @@ impl std::fmt::Debug for IngestState {
     }
 }
 
+/// What the model, job and prediction routes need.
+#[derive(Clone)]
+pub struct DetectionState {
+    /// The model registry's operations (import, activate, training requests).
+    pub registry: Registry,
+    /// The live path of this worker, when it scores.
+    pub live: Option<Arc<Live>>,
+    /// Wakes the job runner when a job is queued.
+    pub jobs: JobWaker,
+}
+
+impl DetectionState {
+    /// The registry over `store` with `factory`, with `live` told of activations.
+    pub fn new(
+        store: Arc<dyn Store>,
+        factory: Arc<dyn ModelFactory>,
+        live: Option<Arc<Live>>,
+        defaults: AlignDefaults,
+        jobs: JobWaker,
+    ) -> Self {
+        Self {
+            registry: Registry::new(store, factory, live.clone(), defaults),
+            live,
+            jobs,
+        }
+    }
+}
+
+impl std::fmt::Debug for DetectionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetectionState")
+            .field("live", &self.live.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromRef<AppState> for DetectionState {
+    fn from_ref(s: &AppState) -> Self {
+        s.detection.clone()
+    }
+}
+
 /// The Prometheus registry behind `/metrics` and the HTTP series recorded into it.
 #[derive(Clone, Debug)]
 pub struct MetricsState {
@@ -94,9 +142,10 @@ pub struct MetricsState {
 }
 
 impl MetricsState {
-    /// A registry exposing `metrics` and the queue depth of `sink`, plus the HTTP series.
-    pub fn new(metrics: Arc<Metrics>, sink: BatchSink) -> Self {
-        let (registry, http) = crate::metrics::registry(metrics, sink);
+    /// A registry exposing `metrics`, the queue depth of `sink` and the live path's counters,
+    /// plus the HTTP series.
+    pub fn new(metrics: Arc<Metrics>, sink: BatchSink, live: Option<Arc<LiveMetrics>>) -> Self {
+        let (registry, http) = crate::metrics::registry(metrics, sink, live);
         Self {
             registry: Arc::new(registry),
             http,

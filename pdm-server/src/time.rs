@@ -40,6 +40,29 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
     }
 }
 
+/// The `[from, to)` of a range query: `to` defaults to now (inclusive of this millisecond),
+/// `from` to `default_ms` before `to`; 400 naming the parameter when one is unreadable, and
+/// when `from` is not before `to`.
+pub fn parse_range(
+    from: Option<&str>,
+    to: Option<&str>,
+    default_ms: i64,
+) -> Result<(Timestamp, Timestamp), crate::error::ApiError> {
+    use crate::error::ApiError;
+    let to = match to {
+        Some(t) => parse_time(t).map_err(|e| ApiError::bad_request(format!("to: {e}")))?,
+        None => Timestamp::now().add_millis(1),
+    };
+    let from = match from {
+        Some(t) => parse_time(t).map_err(|e| ApiError::bad_request(format!("from: {e}")))?,
+        None => to.add_millis(-default_ms),
+    };
+    if from >= to {
+        return Err(ApiError::bad_request("from must be earlier than to"));
+    }
+    Ok((from, to))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

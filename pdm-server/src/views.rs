@@ -5,7 +5,11 @@
 //! wire format does not move when a core type is refactored. The tests below pin each view to
 //! the JSON the API has always answered.
 
-use pdm_core::{Bucket, Latest, Machine, Point, Sensor, StoredDeadLetter};
+use pdm_core::live::{LiveState, MachineStatus};
+use pdm_core::{
+    Bucket, Job, Latest, Machine, ModelRecord, Point, Prediction, PredictionBucket, Sensor,
+    StoredDeadLetter,
+};
 use pdm_ingest::{IngestReport, Rejection};
 use serde::Serialize;
 
@@ -206,6 +210,232 @@ impl From<StoredDeadLetter> for DeadLetterView {
             kind: r.letter.kind.as_str(),
             reason: r.letter.reason,
             payload_head: String::from_utf8_lossy(&r.letter.payload_head).into_owned(),
+        }
+    }
+}
+
+/// A registered model, without its file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelView {
+    /// Its id.
+    pub id: i64,
+    /// Its machine.
+    pub machine: String,
+    /// Its kind (`pipeline`, `isolation_forest`, ...).
+    pub kind: String,
+    /// 1, 2, ... per machine.
+    pub version: i64,
+    /// `candidate`, `active` or `retired`.
+    pub status: &'static str,
+    /// When it was registered, epoch milliseconds.
+    pub created_at: i64,
+    /// Start of the training range, epoch milliseconds.
+    pub trained_from: i64,
+    /// End of the training range (exclusive), epoch milliseconds.
+    pub trained_to: i64,
+    /// How rows are formed for it and what it was fitted with.
+    pub parameters: serde_json::Value,
+    /// Training metrics.
+    pub metrics: serde_json::Value,
+    /// Size of its model file in bytes.
+    pub size_bytes: u64,
+    /// Who activated it last.
+    pub activated_by: Option<String>,
+    /// When it was activated last, epoch milliseconds.
+    pub activated_at: Option<i64>,
+}
+
+/// A JSON document stored as text; a string of the text if it does not parse.
+fn json_of(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
+}
+
+impl From<ModelRecord> for ModelView {
+    fn from(m: ModelRecord) -> Self {
+        Self {
+            id: m.id.0,
+            machine: m.machine.as_str().to_owned(),
+            kind: m.kind,
+            version: m.version,
+            status: m.status.as_str(),
+            created_at: m.created_at.as_millis(),
+            trained_from: m.trained_from.as_millis(),
+            trained_to: m.trained_to.as_millis(),
+            parameters: json_of(&m.parameters),
+            metrics: json_of(&m.metrics),
+            size_bytes: m.size_bytes,
+            activated_by: m.activated_by,
+            activated_at: m.activated_at.map(|t| t.as_millis()),
+        }
+    }
+}
+
+/// A background job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobView {
+    /// Its id.
+    pub id: i64,
+    /// What it does (`train`).
+    pub kind: String,
+    /// The machine it concerns.
+    pub machine: Option<String>,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: &'static str,
+    /// How far it got, 0 to 1.
+    pub progress: f64,
+    /// What it is doing, or why it failed or was cancelled.
+    pub message: Option<String>,
+    /// Its input.
+    pub params: serde_json::Value,
+    /// What it produced, once succeeded (a training: the model's id and version).
+    pub result: Option<serde_json::Value>,
+    /// When it was queued, epoch milliseconds.
+    pub created_at: i64,
+    /// When a worker started it.
+    pub started_at: Option<i64>,
+    /// When it finished.
+    pub finished_at: Option<i64>,
+}
+
+impl From<Job> for JobView {
+    fn from(j: Job) -> Self {
+        Self {
+            id: j.id.0,
+            kind: j.kind,
+            machine: j.machine.map(|m| m.as_str().to_owned()),
+            status: j.status.as_str(),
+            progress: j.progress,
+            message: j.message,
+            params: json_of(&j.params),
+            result: j.result.as_deref().map(json_of),
+            created_at: j.created_at.as_millis(),
+            started_at: j.started_at.map(|t| t.as_millis()),
+            finished_at: j.finished_at.map(|t| t.as_millis()),
+        }
+    }
+}
+
+/// One sensor's share of a score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContributionView {
+    /// The sensor.
+    pub sensor: String,
+    /// Its share, 0 to 1.
+    pub share: f64,
+}
+
+/// A prediction: what the active model said about one row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PredictionView {
+    /// The row's instant, epoch milliseconds.
+    pub ts: i64,
+    /// The model that scored it.
+    pub model: i64,
+    /// Anomaly score; higher is more anomalous.
+    pub score: f64,
+    /// Scores above this are anomalous.
+    pub threshold: f64,
+    /// `score > threshold`.
+    pub anomalous: bool,
+    /// The sensors that explain the score most, largest first (anomalous rows).
+    pub contributions: Vec<ContributionView>,
+    /// Health index, 1 (healthy) to 0 (failure level).
+    pub health: Option<f64>,
+    /// Remaining useful life estimate, seconds.
+    pub rul_s: Option<f64>,
+}
+
+impl From<Prediction> for PredictionView {
+    fn from(p: Prediction) -> Self {
+        Self {
+            ts: p.ts.as_millis(),
+            model: p.model.0,
+            score: p.score,
+            threshold: p.threshold,
+            anomalous: p.anomalous,
+            contributions: p
+                .contributions
+                .into_iter()
+                .map(|c| ContributionView {
+                    sensor: c.sensor.as_str().to_owned(),
+                    share: c.share,
+                })
+                .collect(),
+            health: p.health,
+            rul_s: p.rul_s,
+        }
+    }
+}
+
+/// Predictions of one bucket of time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PredictionBucketView {
+    /// Start of the bucket, epoch milliseconds.
+    pub start: i64,
+    /// Predictions in it.
+    pub count: u64,
+    /// How many were anomalous.
+    pub anomalous: u64,
+    /// Mean score.
+    pub avg_score: f64,
+    /// Highest score.
+    pub max_score: f64,
+    /// Lowest health index.
+    pub min_health: Option<f64>,
+    /// Lowest remaining useful life, seconds.
+    pub min_rul_s: Option<f64>,
+}
+
+impl From<PredictionBucket> for PredictionBucketView {
+    fn from(b: PredictionBucket) -> Self {
+        Self {
+            start: b.start.as_millis(),
+            count: b.count,
+            anomalous: b.anomalous,
+            avg_score: b.avg_score,
+            max_score: b.max_score,
+            min_health: b.min_health,
+            min_rul_s: b.min_rul_s,
+        }
+    }
+}
+
+/// A machine on the live path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveStatusView {
+    /// The machine.
+    pub machine: String,
+    /// `no_model`, `model_error`, `warming`, `scoring`, `stale`, or `not_seen` (this worker
+    /// has not had a reading of it since it started) or `other_worker` (another shard's).
+    pub state: &'static str,
+    /// The model scoring it.
+    pub model: Option<i64>,
+    /// The stale channels, while stale.
+    pub stale_channels: Vec<String>,
+    /// The newest row scored, epoch milliseconds.
+    pub last_scored: Option<i64>,
+    /// Rows scored since this worker started.
+    pub rows_scored: u64,
+    /// Readings that came too late to be scored, since this worker started.
+    pub readings_late: u64,
+}
+
+impl From<MachineStatus> for LiveStatusView {
+    fn from(s: MachineStatus) -> Self {
+        Self {
+            machine: s.machine.as_str().to_owned(),
+            state: match s.state {
+                LiveState::NoModel => "no_model",
+                LiveState::ModelError => "model_error",
+                LiveState::Warming => "warming",
+                LiveState::Scoring => "scoring",
+                LiveState::Stale => "stale",
+            },
+            model: s.model.map(|m| m.0),
+            stale_channels: s.stale_channels.iter().map(|c| c.as_str().to_owned()).collect(),
+            last_scored: s.last_scored.map(|t| t.as_millis()),
+            rows_scored: s.rows_scored,
+            readings_late: s.readings_late,
         }
     }
 }

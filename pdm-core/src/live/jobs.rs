@@ -41,6 +41,18 @@ impl std::fmt::Debug for JobRunner {
     }
 }
 
+/// Wakes a [`JobRunner`] when a job was queued, so it starts at once rather than at the next
+/// poll (a second).
+#[derive(Debug, Clone, Default)]
+pub struct JobWaker(Arc<Notify>);
+
+impl JobWaker {
+    /// Wakes the runner.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
 /// Why a job ended without success; the message is stored with the job.
 enum JobEnd {
     Failed(String),
@@ -101,6 +113,11 @@ impl JobRunner {
     /// Looks for queued jobs now rather than at the next poll.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// A handle that wakes the runner, for whoever queues jobs.
+    pub fn waker(&self) -> JobWaker {
+        JobWaker(self.wake.clone())
     }
 
     /// Stops the runner; a job running now stays running in the store and is marked failed at

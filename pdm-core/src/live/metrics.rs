@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! live_counters {
-    ($($(#[$doc:meta])* $name:ident,)*) => {
+    ($($name:ident => $help:literal,)*) => {
         /// Counters of the live path.
         #[derive(Debug, Default)]
         pub struct LiveMetrics {
@@ -13,7 +13,14 @@ macro_rules! live_counters {
         /// A point-in-time copy of [`LiveMetrics`].
         #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
         pub struct LiveSnapshot {
-            $($(#[$doc])* pub $name: u64,)*
+            $(#[doc = $help] pub $name: u64,)*
+        }
+
+        impl LiveSnapshot {
+            /// Every counter with its name and description, for exporters.
+            pub fn fields(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($name), $help, self.$name),)*]
+            }
         }
 
         impl LiveMetrics {
@@ -28,46 +35,26 @@ macro_rules! live_counters {
 }
 
 live_counters! {
-    /// Readings handed to the owners (after their durable write).
-    readings_in,
-    /// Readings not scored because they were at or before the last finalized row (late).
-    readings_late,
-    /// Readings an owner never saw because its queue was full; it caught up from the store.
-    readings_skipped,
-    /// Rows scored by an active model.
-    rows_scored,
-    /// Rows that were anomalous.
-    rows_anomalous,
-    /// Rows used only to rebuild a window (after a restart, a swap or a skip).
-    rows_warmed,
-    /// Instants that gave no row because a channel was stale.
-    rows_unscored,
-    /// Stale-data conditions that started.
-    stale_conditions,
-    /// Rows a model could not score (reported once per model in the log).
-    score_errors,
-    /// Predictions newly stored.
-    predictions_written,
-    /// Predictions already stored (a row scored again after a restart).
-    predictions_duplicate,
-    /// Prediction writes that failed (retried; dropped after several failures).
-    prediction_write_errors,
-    /// Predictions dropped after failed writes.
-    predictions_dropped,
-    /// Catch-ups from the store (restart, model swap, skipped batch).
-    catch_ups,
-    /// Active models loaded into owners.
-    models_loaded,
-    /// Active models that could not be loaded (the machine is not scored until the next swap).
-    model_load_errors,
-    /// Time spent scoring rows, in microseconds.
-    scoring_micros_total,
-    /// Training jobs that succeeded.
-    jobs_succeeded,
-    /// Jobs that failed.
-    jobs_failed,
-    /// Training jobs queued by auto-training.
-    auto_train_jobs,
+    readings_in => "Readings handed to the owners (after their durable write).",
+    readings_late => "Readings not scored because they were at or before the last finalized row (late).",
+    readings_skipped => "Readings an owner never saw because its queue was full; it caught up from the store.",
+    rows_scored => "Rows scored by an active model.",
+    rows_anomalous => "Rows that were anomalous.",
+    rows_warmed => "Rows used only to rebuild a window (after a restart, a swap or a skip).",
+    rows_unscored => "Instants that gave no row because a channel was stale.",
+    stale_conditions => "Stale-data conditions that started.",
+    score_errors => "Rows a model could not score (reported once per model in the log).",
+    predictions_written => "Predictions newly stored.",
+    predictions_duplicate => "Predictions already stored (a row scored again after a restart).",
+    prediction_write_errors => "Prediction writes that failed (retried; dropped after several failures).",
+    predictions_dropped => "Predictions dropped after failed writes.",
+    catch_ups => "Catch-ups from the store (restart, model swap, skipped batch).",
+    models_loaded => "Active models loaded into owners.",
+    model_load_errors => "Active models that could not be loaded (the machine is not scored until the next swap).",
+    scoring_micros_total => "Time spent scoring rows, in microseconds.",
+    jobs_succeeded => "Training jobs that succeeded.",
+    jobs_failed => "Jobs that failed.",
+    auto_train_jobs => "Training jobs queued by auto-training.",
 }
 
 /// Adds `n` to a counter.

@@ -17,7 +17,7 @@ pub mod registry;
 pub mod runtime;
 
 pub use config::{LiveConfig, ShardAssignment};
-pub use jobs::JobRunner;
+pub use jobs::{JobRunner, JobWaker};
 pub use metrics::{LiveMetrics, LiveSnapshot};
 pub use model::{
     LiveModel, LiveScore, ModelError, ModelFactory, ModelInfo, TrainSpec, Trained, TrainingRows,

@@ -1,7 +1,10 @@
 //! The HTTP API: one router per resource, merged under `/api/v1`.
 
+pub mod jobs;
 pub mod machines;
+pub mod models;
 pub mod ops;
+pub mod predictions;
 pub mod telemetry;
 
 use axum::Router;
@@ -14,5 +17,8 @@ pub fn api_router() -> Router<AppState> {
     Router::new()
         .merge(machines::router())
         .merge(telemetry::router())
+        .merge(models::router())
+        .merge(jobs::router())
+        .merge(predictions::router())
         .merge(ops::api_router())
 }

@@ -16,13 +16,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{Keys, MachinePath, PageRule, PagedQuery, RawSegment};
 use crate::state::{AppState, IngestState};
-use crate::time::{parse_duration_ms, parse_time};
+use crate::time::{parse_duration_ms, parse_range};
 use crate::views::{views, BucketView, IngestReportView, LatestView, PointView};
 
 /// Most raw points or buckets one query returns.
 pub const MAX_QUERY_LIMIT: u32 = 100_000;
 const DEFAULT_QUERY_LIMIT: u32 = 1_000;
-const DEFAULT_RANGE_MS: i64 = 3_600_000;
+/// The range of a query without `from`: the hour before `to`.
+pub const DEFAULT_RANGE_MS: i64 = 3_600_000;
 
 /// Paging of `GET .../readings`: `limit` 1 to [`MAX_QUERY_LIMIT`], 1000 by default.
 #[derive(Debug)]
@@ -174,17 +175,7 @@ async fn readings(
     let p = query.params;
     let limit = query.page.limit;
     let sensor = SensorKey::new(&p.sensor).map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    let to = match &p.to {
-        Some(t) => parse_time(t).map_err(|e| ApiError::bad_request(format!("to: {e}")))?,
-        None => Timestamp::now().add_millis(1),
-    };
-    let from = match &p.from {
-        Some(t) => parse_time(t).map_err(|e| ApiError::bad_request(format!("from: {e}")))?,
-        None => to.add_millis(-DEFAULT_RANGE_MS),
-    };
-    if from >= to {
-        return Err(ApiError::bad_request("from must be earlier than to"));
-    }
+    let (from, to) = parse_range(p.from.as_deref(), p.to.as_deref(), DEFAULT_RANGE_MS)?;
     // 404 for an unknown sensor rather than an empty series that hides a typo.
     catalog.store().get_sensor(&machine, &sensor).await?;
     let q = RangeQuery {
