@@ -7,8 +7,8 @@ use std::future::Future;
 
 use async_trait::async_trait;
 use pdm_core::{
-    Batch, Bucket, DeadLetterPrune, Latest, MachineKey, Point, RangeQuery, StoreResult,
-    TelemetryStore, Timestamp, WriteOutcome,
+    Batch, Bucket, DeadLetterPrune, Latest, MachineKey, MachineRangeQuery, Point, RangeQuery,
+    Reading, SensorKey, StoreResult, TelemetryStore, Timestamp, WriteOutcome,
 };
 
 use crate::common::{self, PruneBy};
@@ -61,6 +61,10 @@ impl<B: HotPath> TelemetryStore for SqlStore<B> {
         B::buckets(self, q, width_ms).await
     }
 
+    async fn machine_readings(&self, q: &MachineRangeQuery) -> StoreResult<Vec<Reading>> {
+        self.machine_readings_of(q).await
+    }
+
     async fn latest(&self, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
         B::latest(self, machine).await
     }
@@ -86,7 +90,93 @@ impl<B: HotPath> TelemetryStore for SqlStore<B> {
     }
 }
 
+/// Most sensors one statement of [`SqlStore::machine_readings_of`] reads: one subquery each,
+/// below SQLite's limit of 500 terms of a compound `SELECT`.
+const SENSORS_PER_STATEMENT: usize = 100;
+
 impl<B: Backend> SqlStore<B> {
+    /// [`TelemetryStore::machine_readings`](pdm_core::TelemetryStore::machine_readings), written
+    /// once: the machine's sensors first, then per sensor one range of the `(sensor_id, ts)`
+    /// primary key of at most `limit` readings (`UNION ALL` of one subquery per sensor, so the
+    /// work per page is bounded by `limit` per sensor however long the range is), merged by
+    /// timestamp and then sensor key. A machine with more than [`SENSORS_PER_STATEMENT`] sensors
+    /// takes one statement per group of sensors, merged here.
+    pub(crate) async fn machine_readings_of(
+        &self,
+        q: &MachineRangeQuery,
+    ) -> StoreResult<Vec<Reading>> {
+        let rows = self
+            .reader()
+            .fetch_all(
+                "SELECT s.id, s.key FROM sensors s JOIN machines m ON m.id = s.machine_id \
+                 WHERE m.key = $1",
+                &[Arg::Text(q.machine.as_str())],
+            )
+            .await
+            .map_err(db)?;
+        if rows.is_empty() {
+            return if self.machine_exists(&q.machine).await? {
+                Ok(Vec::new())
+            } else {
+                Err(common::machine_not_found(&q.machine))
+            };
+        }
+        let mut sensors: Vec<(SensorKey, i64)> = rows
+            .iter()
+            .map(|r| Ok((common::key(r.text(1)?)?, r.int(0)?)))
+            .collect::<StoreResult<_>>()?;
+        // Bytewise, as keys order everywhere; the position is the tie-break within an instant.
+        sensors.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let limit = usize::try_from(q.limit).unwrap_or(usize::MAX);
+        let mut out: Vec<(i64, usize, f64)> = Vec::new();
+        for (group, chunk) in sensors.chunks(SENSORS_PER_STATEMENT).enumerate() {
+            let first = group * SENSORS_PER_STATEMENT;
+            let mut sql = String::from("SELECT o, ms, value FROM (");
+            let mut args = vec![
+                Arg::Int(B::clamp_millis(q.from.as_millis())),
+                Arg::Int(B::clamp_millis(q.to.as_millis())),
+                Arg::Int(common::limit(q.limit)),
+            ];
+            for (i, (_, id)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(" UNION ALL ");
+                }
+                args.push(Arg::Int(*id));
+                sql.push_str(&format!(
+                    "SELECT * FROM (SELECT CAST({} AS BIGINT) AS o, {} AS ms, value \
+                     FROM readings WHERE sensor_id = ${} AND ts >= {} AND ts < {} \
+                     ORDER BY ts LIMIT $3) AS s{i}",
+                    first + i,
+                    B::millis("ts"),
+                    args.len(),
+                    B::at_millis("$1"),
+                    B::at_millis("$2"),
+                ));
+            }
+            sql.push_str(") AS u ORDER BY ms, o LIMIT $3");
+            let rows = self.reader().fetch_all(&sql, &args).await.map_err(db)?;
+            for r in &rows {
+                let o = usize::try_from(r.int(0)?).map_err(|_| {
+                    pdm_core::StoreError::Backend("negative sensor position".into())
+                })?;
+                out.push((r.int(1)?, o, r.real(2)?));
+            }
+        }
+        if sensors.len() > SENSORS_PER_STATEMENT {
+            out.sort_unstable_by_key(|a| (a.0, a.1));
+            out.truncate(limit);
+        }
+        Ok(out
+            .into_iter()
+            .map(|(ms, o, value)| Reading {
+                machine: q.machine.clone(),
+                sensor: sensors[o].0.clone(),
+                ts: Timestamp::from_millis(ms),
+                value,
+            })
+            .collect())
+    }
+
     /// [`TelemetryStore::count_readings`](pdm_core::TelemetryStore::count_readings).
     pub(crate) async fn count_readings_of(&self, machine: &MachineKey) -> StoreResult<u64> {
         if !self.machine_exists(machine).await? {

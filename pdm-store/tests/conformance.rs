@@ -95,6 +95,13 @@ conformance!(
     jobs_are_claimed_once_under_concurrency,
     running_jobs_fail_after_a_crash,
     jobs_list_newest_first_with_filters,
+    predictions_are_idempotent_ordered_and_limited,
+    prediction_buckets_aggregate_exactly,
+    predictions_are_pruned_and_go_with_their_machine,
+    machine_readings_are_ordered_ranged_and_limited,
+    machine_readings_merge_many_sensors,
+    registering_a_trained_model_finishes_its_job,
+    registering_a_trained_model_needs_a_running_job,
 );
 
 fn m(s: &str) -> MachineKey {
@@ -161,6 +168,7 @@ fn is_not_found(r: &Result<impl std::fmt::Debug, StoreError>) -> bool {
 }
 
 mod rules {
+    pub use super::live::*;
     pub use super::registry::*;
     use super::*;
 
@@ -1870,6 +1878,539 @@ mod registry {
             ..all_jobs()
         };
         ensure!(list(q).await?.is_empty());
+        Ok(())
+    }
+}
+
+/// Predictions, a machine's readings in one read, and ending a training job with its model.
+mod live {
+    use pdm_core::{
+        Activation, Contribution, JobOutcome, JobStatus, MachineRangeQuery, ModelId, ModelRecord,
+        ModelStatus, NewJob, NewModel, Prediction, PredictionBucket, PredictionQuery,
+    };
+
+    use super::*;
+
+    fn new_model(machine: &str) -> NewModel {
+        NewModel {
+            machine: m(machine),
+            kind: "pipeline".into(),
+            trained_from: Timestamp::from_millis(1_000),
+            trained_to: Timestamp::from_millis(2_000),
+            parameters: "{}".into(),
+            metrics: "{}".into(),
+            bytes: vec![1, 2, 3],
+        }
+    }
+
+    async fn model(st: &dyn Store, machine: &str) -> Result<ModelRecord> {
+        st.ensure_machine(&m(machine)).await?;
+        Ok(st.create_model(&new_model(machine)).await?)
+    }
+
+    fn pred(machine: &str, ms: i64, model: ModelId, score: f64) -> Prediction {
+        Prediction {
+            machine: m(machine),
+            ts: Timestamp::from_millis(ms),
+            model,
+            score,
+            threshold: 0.5,
+            anomalous: score > 0.5,
+            contributions: vec![],
+            health: None,
+            rul_s: None,
+        }
+    }
+
+    fn pq(machine: &str, from: i64, to: i64, limit: u32) -> PredictionQuery {
+        PredictionQuery {
+            machine: m(machine),
+            from: Timestamp::from_millis(from),
+            to: Timestamp::from_millis(to),
+            limit,
+        }
+    }
+
+    fn is_conflict(r: &Result<impl std::fmt::Debug, StoreError>) -> bool {
+        matches!(r, Err(StoreError::Conflict(_)))
+    }
+
+    fn is_invalid(r: &Result<impl std::fmt::Debug, StoreError>) -> bool {
+        matches!(r, Err(StoreError::Invalid(_)))
+    }
+
+    pub async fn predictions_are_idempotent_ordered_and_limited(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let a = model(st, "a").await?;
+        let b = model(st, "b").await?;
+        ensure!(st.last_prediction(&m("a")).await?.is_none());
+        ensure!(st.last_prediction(&m("nope")).await?.is_none());
+        ensure!(st.write_predictions(&[]).await? == 0);
+
+        let mut first = pred("a", 2_000, a.id, 0.9);
+        first.contributions = vec![
+            Contribution {
+                sensor: s("temperature"),
+                share: 0.8,
+            },
+            Contribution {
+                sensor: s("vibration"),
+                share: 0.2,
+            },
+        ];
+        first.health = Some(0.75);
+        first.rul_s = Some(86_400.5);
+        // Written out of order, two machines in one call.
+        let batch = vec![
+            first.clone(),
+            pred("a", 1_000, a.id, 0.1),
+            pred("a", 3_000, a.id, 0.2),
+            pred("b", 2_000, b.id, 0.3),
+        ];
+        ensure!(st.write_predictions(&batch).await? == 4);
+        // Again, with a changed value and a duplicate inside the call: the first stays.
+        let mut changed = first.clone();
+        changed.score = 0.0;
+        let again = vec![changed.clone(), changed, pred("a", 4_000, a.id, 0.4)];
+        let n = st.write_predictions(&again).await?;
+        ensure!(n == 1, "{n}");
+
+        let got = st.predictions(&pq("a", 0, 10_000, 100)).await?;
+        let want = vec![
+            pred("a", 1_000, a.id, 0.1),
+            first.clone(),
+            pred("a", 3_000, a.id, 0.2),
+            pred("a", 4_000, a.id, 0.4),
+        ];
+        ensure!(got == want, "{got:#?}");
+        // Half open, limited, other machines apart.
+        let got = st.predictions(&pq("a", 2_000, 4_000, 100)).await?;
+        ensure!(got == want[1..3], "{got:#?}");
+        let got = st.predictions(&pq("a", 0, 10_000, 2)).await?;
+        ensure!(got == want[..2], "{got:#?}");
+        ensure!(st.predictions(&pq("a", 0, 10_000, 0)).await?.is_empty());
+        let got = st.predictions(&pq("a", i64::MIN, i64::MAX, 100)).await?;
+        ensure!(got.len() == 4, "{got:#?}");
+        let got = st.predictions(&pq("b", 0, 10_000, 100)).await?;
+        ensure!(got == [pred("b", 2_000, b.id, 0.3)], "{got:#?}");
+        ensure!(st.last_prediction(&m("a")).await? == Some(Timestamp::from_millis(4_000)));
+        ensure!(st.last_prediction(&m("b")).await? == Some(Timestamp::from_millis(2_000)));
+
+        // Unknown machine or model: NotFound, and nothing of the call is stored.
+        let e = st
+            .write_predictions(&[pred("a", 5_000, a.id, 0.1), pred("nope", 1, a.id, 0.1)])
+            .await;
+        ensure!(is_not_found(&e), "{e:?}");
+        let e = st
+            .write_predictions(&[
+                pred("a", 5_000, a.id, 0.1),
+                pred("a", 6_000, ModelId(9_999), 0.1),
+            ])
+            .await;
+        ensure!(is_not_found(&e), "{e:?}");
+        ensure!(st.last_prediction(&m("a")).await? == Some(Timestamp::from_millis(4_000)));
+        let e = st.predictions(&pq("nope", 0, 1, 1)).await;
+        ensure!(is_not_found(&e), "{e:?}");
+        let mut bad = pred("a", 5_000, a.id, f64::NAN);
+        ensure!(is_invalid(&st.write_predictions(&[bad.clone()]).await));
+        bad.score = 0.1;
+        bad.health = Some(f64::INFINITY);
+        ensure!(is_invalid(&st.write_predictions(&[bad]).await));
+
+        // The hot path: 10,000 in one call, then the same again.
+        let many: Vec<_> = (0..10_000)
+            .map(|i| pred("b", 1_000_000 + i * 1_000, b.id, (i % 10) as f64 / 10.0))
+            .collect();
+        ensure!(st.write_predictions(&many).await? == 10_000);
+        ensure!(st.write_predictions(&many).await? == 0);
+        let got = st
+            .predictions(&pq("b", 1_000_000, i64::MAX, 20_000))
+            .await?;
+        ensure!(got == many, "{} predictions came back", got.len());
+        Ok(())
+    }
+
+    pub async fn prediction_buckets_aggregate_exactly(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let a = model(st, "a").await?;
+        let with = |ms: i64, score: f64, health: Option<f64>, rul: Option<f64>| {
+            let mut p = pred("a", ms, a.id, score);
+            p.health = health;
+            p.rul_s = rul;
+            p
+        };
+        st.write_predictions(&[
+            with(-1_500, 0.25, None, None),
+            with(0, 0.25, Some(0.9), None),
+            with(400, 0.75, Some(0.5), Some(100.0)),
+            with(999, 1.0, Some(0.7), Some(50.0)),
+            with(2_000, 0.5, None, None),
+            with(3_100, 0.125, Some(0.1), Some(7.5)),
+        ])
+        .await?;
+        let b = |start: i64,
+                 count: u64,
+                 anomalous: u64,
+                 avg_score: f64,
+                 max_score: f64,
+                 min_health: Option<f64>,
+                 min_rul_s: Option<f64>| PredictionBucket {
+            start: Timestamp::from_millis(start),
+            count,
+            anomalous,
+            avg_score,
+            max_score,
+            min_health,
+            min_rul_s,
+        };
+        let got = st
+            .prediction_buckets(&pq("a", -10_000, 10_000, 100), 1_000)
+            .await?;
+        let want = vec![
+            b(-2_000, 1, 0, 0.25, 0.25, None, None),
+            b(0, 3, 2, 2.0 / 3.0, 1.0, Some(0.5), Some(50.0)),
+            b(2_000, 1, 0, 0.5, 0.5, None, None),
+            b(3_000, 1, 0, 0.125, 0.125, Some(0.1), Some(7.5)),
+        ];
+        ensure!(got.len() == want.len(), "{got:#?}");
+        for (g, w) in got.iter().zip(&want) {
+            ensure!(
+                g.start == w.start
+                    && g.count == w.count
+                    && g.anomalous == w.anomalous
+                    && (g.avg_score - w.avg_score).abs() < 1e-12
+                    && g.max_score == w.max_score
+                    && g.min_health == w.min_health
+                    && g.min_rul_s == w.min_rul_s,
+                "{g:?} != {w:?}"
+            );
+        }
+        // Limited, range half open, one wide bucket.
+        let got = st.prediction_buckets(&pq("a", 0, 10_000, 2), 1_000).await?;
+        ensure!(got.len() == 2 && got[0].start.as_millis() == 0, "{got:#?}");
+        let got = st
+            .prediction_buckets(&pq("a", 0, 2_000, 100), 10_000)
+            .await?;
+        ensure!(
+            got.len() == 1 && got[0].count == 3 && got[0].start.as_millis() == 0,
+            "{got:#?}"
+        );
+        ensure!(st
+            .prediction_buckets(&pq("a", 5_000, 9_000, 100), 1_000)
+            .await?
+            .is_empty());
+        let e = st.prediction_buckets(&pq("a", 0, 1, 1), 0).await;
+        ensure!(is_invalid(&e), "{e:?}");
+        let e = st.prediction_buckets(&pq("nope", 0, 1, 1), 1_000).await;
+        ensure!(is_not_found(&e), "{e:?}");
+        Ok(())
+    }
+
+    pub async fn predictions_are_pruned_and_go_with_their_machine(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let a = model(st, "a").await?;
+        let b = model(st, "b").await?;
+        // More than one chunk of 10,000 on one machine.
+        let many: Vec<_> = (0..12_000)
+            .map(|i| pred("a", i * 10, a.id, 0.1))
+            .chain((0..10).map(|i| pred("b", i * 10_000, b.id, 0.1)))
+            .collect();
+        ensure!(st.write_predictions(&many).await? == 12_010);
+        let n = st
+            .prune_predictions(Timestamp::from_millis(110_000))
+            .await?;
+        // a: 0..110_000 in steps of 10 (11,000); b: 0, 10_000, ..., 100_000 (10).
+        ensure!(n == 11_010, "{n}");
+        let left = st
+            .predictions(&pq("a", i64::MIN, i64::MAX, 100_000))
+            .await?;
+        ensure!(
+            left.len() == 1_000 && left[0].ts.as_millis() == 110_000,
+            "{}",
+            left.len()
+        );
+        ensure!(st
+            .predictions(&pq("b", i64::MIN, i64::MAX, 100))
+            .await?
+            .is_empty());
+        ensure!(
+            st.prune_predictions(Timestamp::from_millis(110_000))
+                .await?
+                == 0
+        );
+
+        st.write_predictions(&[pred("b", 1, b.id, 0.1)]).await?;
+        st.delete_machine(&m("a")).await?;
+        ensure!(st.last_prediction(&m("a")).await?.is_none());
+        // Registered again under the same key: nothing of the old machine comes back.
+        st.ensure_machine(&m("a")).await?;
+        ensure!(st
+            .predictions(&pq("a", i64::MIN, i64::MAX, 100))
+            .await?
+            .is_empty());
+        ensure!(st.last_prediction(&m("b")).await? == Some(Timestamp::from_millis(1)));
+        Ok(())
+    }
+
+    fn mq(machine: &str, from: i64, to: i64, limit: u32) -> MachineRangeQuery {
+        MachineRangeQuery {
+            machine: m(machine),
+            from: Timestamp::from_millis(from),
+            to: Timestamp::from_millis(to),
+            limit,
+        }
+    }
+
+    pub async fn machine_readings_are_ordered_ranged_and_limited(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        for key in ["b", "a", "a_b", "a-b"] {
+            sensor(st, "m", key).await?;
+        }
+        sensor(st, "other", "a").await?;
+        st.ensure_machine(&m("empty")).await?;
+        st.write(&batch(vec![
+            r("m", "b", 2_000, 2.1),
+            r("m", "a", 2_000, 2.0),
+            r("m", "a_b", 1_000, 1.2),
+            r("m", "a-b", 1_000, 1.1),
+            r("m", "a", 1_000, 1.0),
+            r("m", "b", 3_000, 3.1),
+            r("m", "a", 4_000, 4.0),
+            r("other", "a", 2_000, 99.0),
+        ]))
+        .await?;
+        let want = vec![
+            r("m", "a", 1_000, 1.0),
+            r("m", "a-b", 1_000, 1.1),
+            r("m", "a_b", 1_000, 1.2),
+            r("m", "a", 2_000, 2.0),
+            r("m", "b", 2_000, 2.1),
+            r("m", "b", 3_000, 3.1),
+            r("m", "a", 4_000, 4.0),
+        ];
+        let got = st.machine_readings(&mq("m", 0, 10_000, 100)).await?;
+        ensure!(got == want, "{got:#?}");
+        let got = st.machine_readings(&mq("m", 1_000, 4_000, 100)).await?;
+        ensure!(got == want[..6], "{got:#?}");
+        let got = st.machine_readings(&mq("m", 1_001, 4_001, 100)).await?;
+        ensure!(got == want[3..], "{got:#?}");
+        // A page may end inside an instant.
+        let got = st.machine_readings(&mq("m", 0, 10_000, 4)).await?;
+        ensure!(got == want[..4], "{got:#?}");
+        let got = st.machine_readings(&mq("m", 0, 10_000, 2)).await?;
+        ensure!(got == want[..2], "{got:#?}");
+        ensure!(st
+            .machine_readings(&mq("m", 0, 10_000, 0))
+            .await?
+            .is_empty());
+        let got = st
+            .machine_readings(&mq("m", i64::MIN, i64::MAX, 100))
+            .await?;
+        ensure!(got == want, "{got:#?}");
+        let got = st.machine_readings(&mq("other", 0, 10_000, 100)).await?;
+        ensure!(got == [r("other", "a", 2_000, 99.0)], "{got:#?}");
+        ensure!(st
+            .machine_readings(&mq("empty", 0, 10_000, 100))
+            .await?
+            .is_empty());
+        let e = st.machine_readings(&mq("nope", 0, 10_000, 100)).await;
+        ensure!(is_not_found(&e), "{e:?}");
+        Ok(())
+    }
+
+    pub async fn machine_readings_merge_many_sensors(cx: Ctx) -> Result<()> {
+        // More sensors than one statement reads: the groups are merged in order.
+        let st = &*cx.store;
+        let keys: Vec<String> = (0..130).map(|i| format!("s{i:03}")).collect();
+        for k in &keys {
+            sensor(st, "m", k).await?;
+        }
+        let mut readings = Vec::new();
+        for (i, k) in keys.iter().enumerate().rev() {
+            for t in 0..3 {
+                readings.push(r("m", k, t * 1_000, (i * 10 + t as usize) as f64));
+            }
+        }
+        st.write(&batch(readings)).await?;
+        let mut want = Vec::new();
+        for t in 0..3 {
+            for (i, k) in keys.iter().enumerate() {
+                want.push(r("m", k, t * 1_000, (i * 10 + t as usize) as f64));
+            }
+        }
+        let got = st.machine_readings(&mq("m", 0, 10_000, 1_000)).await?;
+        ensure!(
+            got == want,
+            "{} readings, first {:?}",
+            got.len(),
+            got.first()
+        );
+        let got = st.machine_readings(&mq("m", 0, 10_000, 200)).await?;
+        ensure!(got == want[..200], "{} readings", got.len());
+        let got = st.machine_readings(&mq("m", 1_000, 2_000, 1_000)).await?;
+        ensure!(got == want[130..260], "{} readings", got.len());
+        Ok(())
+    }
+
+    async fn running_job(st: &dyn Store, machine: &str) -> Result<pdm_core::Job> {
+        let job = st
+            .create_job(&NewJob {
+                kind: "train".into(),
+                machine: Some(m(machine)),
+                params: "{}".into(),
+            })
+            .await?;
+        let claimed = st
+            .claim_next_job("w", Timestamp::from_millis(10))
+            .await?
+            .context("a queued job")?;
+        ensure!(claimed.id == job.id, "{claimed:?}");
+        Ok(claimed)
+    }
+
+    fn by(who: &str, ms: i64) -> Activation {
+        Activation {
+            by: who.into(),
+            at: Timestamp::from_millis(ms),
+            machine: None,
+        }
+    }
+
+    pub async fn registering_a_trained_model_finishes_its_job(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        let v1 = st.create_model(&new_model("a")).await?;
+        st.activate_model(v1.id, &by("ops", 5)).await?;
+
+        // A candidate: registered, not activated.
+        let job = running_job(st, "a").await?;
+        let (rec, done) = st
+            .register_trained_model(job.id, &new_model("a"), None, Timestamp::from_millis(100))
+            .await?;
+        ensure!(
+            rec.version == 2 && rec.status == ModelStatus::Candidate && rec.size_bytes == 3,
+            "{rec:?}"
+        );
+        ensure!(st.get_model(rec.id).await? == rec);
+        let want = format!(r#"{{"model":{},"version":2,"activated":false}}"#, rec.id.0);
+        ensure!(
+            done.id == job.id
+                && done.status == JobStatus::Succeeded
+                && done.progress == 1.0
+                && done.result.as_deref() == Some(want.as_str())
+                && done.finished_at == Some(Timestamp::from_millis(100)),
+            "{done:?}"
+        );
+        ensure!(st.get_job(job.id).await? == done);
+        ensure!(st.active_model(&m("a")).await?.map(|x| x.id) == Some(v1.id));
+        // Finished: registering again for it is a conflict.
+        let e = st
+            .register_trained_model(job.id, &new_model("a"), None, Timestamp::from_millis(101))
+            .await;
+        ensure!(is_conflict(&e), "{e:?}");
+
+        // Activated: the previous active model is retired.
+        let job = running_job(st, "a").await?;
+        let (rec, done) = st
+            .register_trained_model(
+                job.id,
+                &new_model("a"),
+                Some(&Activation {
+                    by: "auto-train".into(),
+                    at: Timestamp::from_millis(200),
+                    machine: Some(m("a")),
+                }),
+                Timestamp::from_millis(201),
+            )
+            .await?;
+        ensure!(
+            rec.version == 3
+                && rec.status == ModelStatus::Active
+                && rec.activated_by.as_deref() == Some("auto-train")
+                && rec.activated_at == Some(Timestamp::from_millis(200)),
+            "{rec:?}"
+        );
+        let want = format!(r#"{{"model":{},"version":3,"activated":true}}"#, rec.id.0);
+        ensure!(
+            done.status == JobStatus::Succeeded && done.result.as_deref() == Some(want.as_str()),
+            "{done:?}"
+        );
+        ensure!(st.active_model(&m("a")).await? == Some(rec.clone()));
+        ensure!(st.get_model(v1.id).await?.status == ModelStatus::Retired);
+        ensure!(st.model_bytes(rec.id).await? == [1, 2, 3]);
+        Ok(())
+    }
+
+    pub async fn registering_a_trained_model_needs_a_running_job(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        st.ensure_machine(&m("b")).await?;
+        let at = Timestamp::from_millis(100);
+        let queued = st
+            .create_job(&NewJob {
+                kind: "train".into(),
+                machine: Some(m("a")),
+                params: "{}".into(),
+            })
+            .await?;
+        let e = st
+            .register_trained_model(queued.id, &new_model("a"), None, at)
+            .await;
+        ensure!(is_conflict(&e), "{e:?}");
+        let running = st
+            .claim_next_job("w", Timestamp::from_millis(10))
+            .await?
+            .context("a queued job")?;
+        st.cancel_job(running.id, "stop", Timestamp::from_millis(20))
+            .await?;
+        let e = st
+            .register_trained_model(running.id, &new_model("a"), Some(&by("x", 1)), at)
+            .await;
+        ensure!(is_conflict(&e), "{e:?}");
+        let e = st
+            .register_trained_model(pdm_core::JobId(9_999), &new_model("a"), None, at)
+            .await;
+        ensure!(is_not_found(&e), "{e:?}");
+        // A failing registration or activation leaves the job running and nothing registered.
+        let job = running_job(st, "a").await?;
+        let e = st
+            .register_trained_model(job.id, &new_model("nope"), None, at)
+            .await;
+        ensure!(is_not_found(&e), "{e:?}");
+        let e = st
+            .register_trained_model(
+                job.id,
+                &new_model("a"),
+                Some(&Activation {
+                    by: "x".into(),
+                    at,
+                    machine: Some(m("b")),
+                }),
+                at,
+            )
+            .await;
+        ensure!(is_conflict(&e), "{e:?}");
+        let models = st
+            .list_models(&pdm_core::ModelQuery {
+                machine: None,
+                before: None,
+                limit: 100,
+            })
+            .await?;
+        ensure!(models.is_empty(), "{models:?}");
+        let j = st.get_job(job.id).await?;
+        ensure!(
+            j.status == JobStatus::Running && j.result.is_none(),
+            "{j:?}"
+        );
+        st.finish_job(
+            job.id,
+            &JobOutcome::Failed {
+                message: "done".into(),
+            },
+            at,
+        )
+        .await?;
         Ok(())
     }
 }

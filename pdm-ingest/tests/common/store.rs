@@ -11,9 +11,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pdm_core::{
     Activation, Batch, Bucket, DeadLetter, DeadLetterPrune, DeadLetterQuery, DeadLetterStore, Job,
-    JobId, JobOutcome, JobQuery, JobStore, Latest, Machine, MachineKey, MachineStore,
-    MachineUpdate, ModelId, ModelQuery, ModelRecord, ModelStore, NewJob, NewMachine, NewModel,
-    NewSensor, Point, RangeQuery, Sensor, SensorKey, SensorStore, SensorUpdate, Store, StoreError,
+    JobId, JobOutcome, JobQuery, JobStore, Latest, Machine, MachineKey, MachineRangeQuery,
+    MachineStore, MachineUpdate, ModelId, ModelQuery, ModelRecord, ModelStore, NewJob, NewMachine,
+    NewModel, NewSensor, Point, Prediction, PredictionBucket, PredictionQuery, PredictionStore,
+    RangeQuery, Reading, Sensor, SensorKey, SensorStore, SensorUpdate, Store, StoreError,
     StoreResult, StoredDeadLetter, TelemetryStore, Timestamp, WriteOutcome,
 };
 
@@ -143,6 +144,9 @@ impl TelemetryStore for TestStore {
     async fn buckets(&self, q: &RangeQuery, width_ms: i64) -> StoreResult<Vec<Bucket>> {
         self.store.buckets(q, width_ms).await
     }
+    async fn machine_readings(&self, q: &MachineRangeQuery) -> StoreResult<Vec<Reading>> {
+        self.store.machine_readings(q).await
+    }
     async fn latest(&self, machine: &MachineKey) -> StoreResult<Vec<Latest>> {
         self.store.latest(machine).await
     }
@@ -239,8 +243,42 @@ impl ModelStore for TestStore {
     async fn active_model(&self, machine: &MachineKey) -> StoreResult<Option<ModelRecord>> {
         self.store.active_model(machine).await
     }
+    async fn register_trained_model(
+        &self,
+        job: JobId,
+        m: &NewModel,
+        activate: Option<&Activation>,
+        at: Timestamp,
+    ) -> StoreResult<(ModelRecord, Job)> {
+        self.store
+            .register_trained_model(job, m, activate, at)
+            .await
+    }
     async fn activate_model(&self, id: ModelId, a: &Activation) -> StoreResult<ModelRecord> {
         self.store.activate_model(id, a).await
+    }
+}
+
+#[async_trait]
+impl PredictionStore for TestStore {
+    async fn write_predictions(&self, predictions: &[Prediction]) -> StoreResult<u64> {
+        self.store.write_predictions(predictions).await
+    }
+    async fn predictions(&self, q: &PredictionQuery) -> StoreResult<Vec<Prediction>> {
+        self.store.predictions(q).await
+    }
+    async fn prediction_buckets(
+        &self,
+        q: &PredictionQuery,
+        width_ms: i64,
+    ) -> StoreResult<Vec<PredictionBucket>> {
+        self.store.prediction_buckets(q, width_ms).await
+    }
+    async fn last_prediction(&self, machine: &MachineKey) -> StoreResult<Option<Timestamp>> {
+        self.store.last_prediction(machine).await
+    }
+    async fn prune_predictions(&self, before: Timestamp) -> StoreResult<u64> {
+        self.store.prune_predictions(before).await
     }
 }
 

@@ -13,7 +13,7 @@ use pdm_core::{
 
 use crate::common;
 use crate::error::db;
-use crate::sql::{Arg, Backend, Cols, ListQuery, SqlStore};
+use crate::sql::{Arg, Backend, Cols, ListQuery, On, SqlStore};
 
 /// The columns [`job`] decodes.
 fn columns<B: Backend>() -> String {
@@ -47,7 +47,7 @@ fn job(row: &impl Cols) -> StoreResult<Job> {
     })
 }
 
-fn job_not_found(id: JobId) -> StoreError {
+pub(crate) fn job_not_found(id: JobId) -> StoreError {
     StoreError::NotFound(format!("job {id}"))
 }
 
@@ -65,20 +65,67 @@ impl<B: Backend> SqlStore<B> {
         if let Some(row) = self.writer().fetch_optional(sql, args).await.map_err(db)? {
             return job(&row);
         }
+        Err(self.unchanged(id, what).await)
+    }
+
+    /// Why a transition of job `id` changed nothing: `NotFound`, or a `Conflict` saying that
+    /// the job, in its current status, cannot `what`.
+    async fn unchanged(&self, id: JobId, what: &str) -> StoreError {
         // On the writer: the state that made the update do nothing, not an older snapshot.
         let sql = format!("SELECT {} FROM jobs WHERE id = $1", columns::<B>());
-        let row = self
+        let row = match self
             .writer()
             .fetch_optional(&sql, &[Arg::Int(id.0)])
             .await
-            .map_err(db)?
-            .ok_or_else(|| job_not_found(id))?;
-        let current = job(&row)?;
-        Err(StoreError::Conflict(format!(
-            "job {id} is {}: cannot {what}",
-            current.status
-        )))
+            .map_err(db)
+        {
+            Ok(Some(row)) => row,
+            Ok(None) => return job_not_found(id),
+            Err(e) => return e,
+        };
+        match job(&row) {
+            Ok(current) => {
+                StoreError::Conflict(format!("job {id} is {}: cannot {what}", current.status))
+            }
+            Err(e) => e,
+        }
     }
+}
+
+/// Finishes the running job `id` with `outcome` at `at`, on `on`; `None` when it changed
+/// nothing (the job is unknown or not running).
+pub(crate) async fn finish_on<B: Backend>(
+    on: &mut On<'_, B::Db>,
+    id: JobId,
+    outcome: &JobOutcome,
+    at: Timestamp,
+) -> StoreResult<Option<Job>> {
+    let (status, progress, message, result) = match outcome {
+        JobOutcome::Succeeded { result, message } => (
+            JobStatus::Succeeded,
+            Some(1.0),
+            message.as_deref(),
+            Some(result.as_str()),
+        ),
+        JobOutcome::Failed { message } => (JobStatus::Failed, None, Some(message.as_str()), None),
+    };
+    let sql = format!(
+        "UPDATE jobs SET status = $2, progress = coalesce($3, progress), \
+             message = coalesce($4, message), result = $5, finished_at = {} \
+         WHERE id = $1 AND status = 'running' RETURNING {}",
+        B::at_millis("$6"),
+        columns::<B>()
+    );
+    let args = [
+        Arg::Int(id.0),
+        Arg::Text(status.as_str()),
+        Arg::OptReal(progress),
+        Arg::OptText(message),
+        Arg::OptText(result),
+        Arg::Int(B::clamp_millis(at.as_millis())),
+    ];
+    let row = on.fetch_optional(&sql, &args).await.map_err(db)?;
+    row.as_ref().map(job).transpose()
 }
 
 #[async_trait]
@@ -175,34 +222,16 @@ impl<B: Backend> JobStore for SqlStore<B> {
     }
 
     async fn finish_job(&self, id: JobId, outcome: &JobOutcome, at: Timestamp) -> StoreResult<Job> {
-        let (status, progress, message, result) = match outcome {
-            JobOutcome::Succeeded { result, message } => (
-                JobStatus::Succeeded,
-                Some(1.0),
-                message.as_deref(),
-                Some(result.as_str()),
-            ),
-            JobOutcome::Failed { message } => {
-                (JobStatus::Failed, None, Some(message.as_str()), None)
+        match finish_on::<B>(&mut self.writer(), id, outcome, at).await? {
+            Some(j) => Ok(j),
+            None => {
+                let status = match outcome {
+                    JobOutcome::Succeeded { .. } => JobStatus::Succeeded,
+                    JobOutcome::Failed { .. } => JobStatus::Failed,
+                };
+                Err(self.unchanged(id, &format!("become {status}")).await)
             }
-        };
-        let sql = format!(
-            "UPDATE jobs SET status = $2, progress = coalesce($3, progress), \
-                 message = coalesce($4, message), result = $5, finished_at = {} \
-             WHERE id = $1 AND status = 'running' RETURNING {}",
-            B::at_millis("$6"),
-            columns::<B>()
-        );
-        let args = [
-            Arg::Int(id.0),
-            Arg::Text(status.as_str()),
-            Arg::OptReal(progress),
-            Arg::OptText(message),
-            Arg::OptText(result),
-            Arg::Int(B::clamp_millis(at.as_millis())),
-        ];
-        self.transition(id, &sql, &args, &format!("become {status}"))
-            .await
+        }
     }
 
     async fn cancel_job(&self, id: JobId, reason: &str, at: Timestamp) -> StoreResult<Job> {

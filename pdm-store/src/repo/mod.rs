@@ -12,6 +12,7 @@ pub(crate) mod dead_letters;
 pub(crate) mod jobs;
 pub(crate) mod machines;
 pub(crate) mod models;
+pub(crate) mod predictions;
 pub(crate) mod sensors;
 
 /// How many times the insert-if-absent operations retry when a row they saw vanishes before

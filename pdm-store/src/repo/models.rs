@@ -7,12 +7,13 @@
 
 use async_trait::async_trait;
 use pdm_core::{
-    Activation, MachineKey, ModelId, ModelQuery, ModelRecord, ModelStatus, ModelStore, NewModel,
-    StoreError, StoreResult, Timestamp,
+    Activation, Job, JobId, JobOutcome, JobStatus, MachineKey, ModelId, ModelQuery, ModelRecord,
+    ModelStatus, ModelStore, NewModel, StoreError, StoreResult, Timestamp,
 };
 
 use crate::common;
 use crate::error::{db, is_unique_violation};
+use crate::repo::jobs;
 use crate::sql::{Arg, Backend, Cols, ListQuery, On, SqlStore};
 
 /// The columns [`record`] decodes, of `models mo JOIN machines m` (see [`FROM`]).
@@ -94,9 +95,9 @@ async fn read_on<B: Backend>(on: &mut On<'_, B::Db>, id: i64) -> StoreResult<Mod
     record(&row)
 }
 
-#[async_trait]
-impl<B: Backend> ModelStore for SqlStore<B> {
-    async fn create_model(&self, m: &NewModel) -> StoreResult<ModelRecord> {
+impl<B: Backend> SqlStore<B> {
+    /// [`ModelStore::create_model`] on `on`, a write transaction.
+    async fn create_model_on(on: &mut On<'_, B::Db>, m: &NewModel) -> StoreResult<ModelRecord> {
         check_new::<B>(m)?;
         let lock = format!("SELECT id FROM machines WHERE key = $1{}", B::LOCK_ROWS);
         // The next version is read and used by one statement, after the machine's row is
@@ -109,41 +110,110 @@ impl<B: Backend> ModelStore for SqlStore<B> {
             B::at_millis("$3"),
             B::at_millis("$4"),
         );
-        let mut tx = self.db.begin_write().await.map_err(db)?;
-        let created = {
-            let mut on: On<'_, B::Db> = On::Conn(&mut *tx);
-            let machine_id = on
-                .fetch_optional(&lock, &[Arg::Text(m.machine.as_str())])
-                .await
-                .map_err(db)?
-                .ok_or_else(|| common::machine_not_found(&m.machine))?
-                .int(0)?;
-            let args = [
-                Arg::Int(machine_id),
-                Arg::Text(&m.kind),
-                Arg::Int(m.trained_from.as_millis()),
-                Arg::Int(m.trained_to.as_millis()),
-                Arg::Text(&m.parameters),
-                Arg::Text(&m.metrics),
-                Arg::Bytes(&m.bytes),
-            ];
-            let id = on
-                .fetch_optional(&insert, &args)
-                .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::Conflict(format!(
-                            "a concurrent registration took the next version of machine '{}'",
-                            m.machine
-                        ))
-                    } else {
-                        db(e)
-                    }
-                })?
-                .ok_or_else(|| StoreError::Backend("INSERT ... RETURNING returned no row".into()))?
-                .int(0)?;
-            read_on::<B>(&mut on, id).await?
+        let machine_id = on
+            .fetch_optional(&lock, &[Arg::Text(m.machine.as_str())])
+            .await
+            .map_err(db)?
+            .ok_or_else(|| common::machine_not_found(&m.machine))?
+            .int(0)?;
+        let args = [
+            Arg::Int(machine_id),
+            Arg::Text(&m.kind),
+            Arg::Int(m.trained_from.as_millis()),
+            Arg::Int(m.trained_to.as_millis()),
+            Arg::Text(&m.parameters),
+            Arg::Text(&m.metrics),
+            Arg::Bytes(&m.bytes),
+        ];
+        let id = on
+            .fetch_optional(&insert, &args)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!(
+                        "a concurrent registration took the next version of machine '{}'",
+                        m.machine
+                    ))
+                } else {
+                    db(e)
+                }
+            })?
+            .ok_or_else(|| StoreError::Backend("INSERT ... RETURNING returned no row".into()))?
+            .int(0)?;
+        read_on::<B>(on, id).await
+    }
+
+    /// [`ModelStore::activate_model`] on `on`, a write transaction.
+    async fn activate_model_on(
+        on: &mut On<'_, B::Db>,
+        id: ModelId,
+        a: &Activation,
+    ) -> StoreResult<ModelRecord> {
+        let before = read_on::<B>(on, id.0).await?;
+        if let Some(machine) = &a.machine {
+            if *machine != before.machine {
+                return Err(StoreError::Conflict(format!(
+                    "model {id} belongs to machine '{}', not '{machine}'",
+                    before.machine
+                )));
+            }
+        }
+        // Concurrent activations on this machine wait here for each other; the status is
+        // read again after the lock, by a statement that sees what they committed.
+        let machine_id = on
+            .fetch_optional(
+                &format!("SELECT id FROM machines WHERE key = $1{}", B::LOCK_ROWS),
+                &[Arg::Text(before.machine.as_str())],
+            )
+            .await
+            .map_err(db)?
+            .ok_or_else(|| model_not_found(id))?
+            .int(0)?;
+        let current = read_on::<B>(on, id.0).await?;
+        if current.status == ModelStatus::Active {
+            return Ok(current);
+        }
+        let conflict = |e: sqlx::Error| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!(
+                    "another model of machine '{}' became active concurrently",
+                    current.machine
+                ))
+            } else {
+                db(e)
+            }
         };
+        on.execute(
+            "UPDATE models SET status = 'retired' \
+             WHERE machine_id = $1 AND status = 'active'",
+            &[Arg::Int(machine_id)],
+        )
+        .await
+        .map_err(conflict)?;
+        on.execute(
+            &format!(
+                "UPDATE models SET status = 'active', activated_by = $2, \
+                 activated_at = {} WHERE id = $1",
+                B::at_millis("$3")
+            ),
+            &[
+                Arg::Int(id.0),
+                Arg::Text(&a.by),
+                Arg::Int(B::clamp_millis(a.at.as_millis())),
+            ],
+        )
+        .await
+        .map_err(conflict)?;
+        read_on::<B>(on, id.0).await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> ModelStore for SqlStore<B> {
+    async fn create_model(&self, m: &NewModel) -> StoreResult<ModelRecord> {
+        check_new::<B>(m)?;
+        let mut tx = self.db.begin_write().await.map_err(db)?;
+        let created = Self::create_model_on(&mut On::Conn(&mut *tx), m).await?;
         tx.commit().await.map_err(db)?;
         Ok(created)
     }
@@ -189,67 +259,63 @@ impl<B: Backend> ModelStore for SqlStore<B> {
 
     async fn activate_model(&self, id: ModelId, a: &Activation) -> StoreResult<ModelRecord> {
         let mut tx = self.db.begin_write().await.map_err(db)?;
-        let activated = {
+        let activated = Self::activate_model_on(&mut On::Conn(&mut *tx), id, a).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(activated)
+    }
+
+    async fn register_trained_model(
+        &self,
+        job: JobId,
+        m: &NewModel,
+        activate: Option<&Activation>,
+        at: Timestamp,
+    ) -> StoreResult<(ModelRecord, Job)> {
+        check_new::<B>(m)?;
+        let mut tx = self.db.begin_write().await.map_err(db)?;
+        let done = {
             let mut on: On<'_, B::Db> = On::Conn(&mut *tx);
-            let before = read_on::<B>(&mut on, id.0).await?;
-            if let Some(machine) = &a.machine {
-                if *machine != before.machine {
-                    return Err(StoreError::Conflict(format!(
-                        "model {id} belongs to machine '{}', not '{machine}'",
-                        before.machine
-                    )));
-                }
-            }
-            // Concurrent activations on this machine wait here for each other; the status is
-            // read again after the lock, by a statement that sees what they committed.
-            let machine_id = on
+            // The job's row first: a concurrent cancel waits for this transaction (and then
+            // finds the job finished), or has committed and the job is no longer running.
+            let status = on
                 .fetch_optional(
-                    &format!("SELECT id FROM machines WHERE key = $1{}", B::LOCK_ROWS),
-                    &[Arg::Text(before.machine.as_str())],
+                    &format!("SELECT status FROM jobs WHERE id = $1{}", B::LOCK_ROWS),
+                    &[Arg::Int(job.0)],
                 )
                 .await
                 .map_err(db)?
-                .ok_or_else(|| model_not_found(id))?
-                .int(0)?;
-            let current = read_on::<B>(&mut on, id.0).await?;
-            if current.status == ModelStatus::Active {
-                current
-            } else {
-                let conflict = |e: sqlx::Error| {
-                    if is_unique_violation(&e) {
-                        StoreError::Conflict(format!(
-                            "another model of machine '{}' became active concurrently",
-                            current.machine
-                        ))
-                    } else {
-                        db(e)
-                    }
-                };
-                on.execute(
-                    "UPDATE models SET status = 'retired' \
-                     WHERE machine_id = $1 AND status = 'active'",
-                    &[Arg::Int(machine_id)],
-                )
-                .await
-                .map_err(conflict)?;
-                on.execute(
-                    &format!(
-                        "UPDATE models SET status = 'active', activated_by = $2, \
-                         activated_at = {} WHERE id = $1",
-                        B::at_millis("$3")
-                    ),
-                    &[
-                        Arg::Int(id.0),
-                        Arg::Text(&a.by),
-                        Arg::Int(B::clamp_millis(a.at.as_millis())),
-                    ],
-                )
-                .await
-                .map_err(conflict)?;
-                read_on::<B>(&mut on, id.0).await?
+                .ok_or_else(|| jobs::job_not_found(job))?
+                .text(0)?;
+            if status != JobStatus::Running.as_str() {
+                return Err(StoreError::Conflict(format!(
+                    "job {job} is {status}: cannot register the model it trained"
+                )));
             }
+            let created = Self::create_model_on(&mut on, m).await?;
+            let (model, activated) = match activate {
+                Some(a) => (Self::activate_model_on(&mut on, created.id, a).await?, true),
+                None => (created, false),
+            };
+            let result = format!(
+                r#"{{"model":{},"version":{},"activated":{activated}}}"#,
+                model.id.0, model.version
+            );
+            let finished = jobs::finish_on::<B>(
+                &mut on,
+                job,
+                &JobOutcome::Succeeded {
+                    result,
+                    message: None,
+                },
+                at,
+            )
+            .await?
+            .ok_or_else(|| {
+                StoreError::Conflict(format!("job {job} stopped running while it was locked"))
+            })?;
+            (model, finished)
         };
         tx.commit().await.map_err(db)?;
-        Ok(activated)
+        Ok(done)
     }
 }
