@@ -6,7 +6,9 @@
 //! smoothing, events) and [`attribution`] (which sensor)); streaming detectors ([`stream`]:
 //! robust z-score, EWMA chart, half-space trees, context detector, registered once as
 //! [`StreamKind`]s); [`health`] index and remaining useful life;
-//! versioned model files ([`persist`]); and the NAB and SKAB evaluation ([`eval`]). Models follow
+//! versioned model files ([`persist`]); live scoring of any model file, one row at a time, and
+//! training from aligned rows ([`live`]: [`DetectFactory`], pdm-core's `ModelFactory`); and the
+//! NAB and SKAB evaluation ([`eval`]). Models follow
 //! the validated-parameters pattern: parameters are built unchecked, checked once, fitting returns
 //! a model, and the model scores or transforms.
 //!
@@ -114,6 +116,7 @@ pub mod eval;
 pub mod features;
 pub mod health;
 mod iforest;
+pub mod live;
 pub mod pca;
 pub mod persist;
 pub mod pipeline;
@@ -129,6 +132,7 @@ pub use features::{
     channel_of, Feature, WindowFeatureMatrix, WindowFeatures, WindowFeaturesParams,
     WindowFeaturesParamsError, WindowFeaturesValidParams,
 };
+pub use live::DetectFactory;
 pub use pca::{
     NComponents, PcaContributions, PcaDetector, PcaDetectorParams, PcaDetectorParamsError,
     PcaDetectorValidParams, PcaLimits, PcaStatistics,

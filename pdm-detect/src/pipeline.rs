@@ -56,9 +56,9 @@ use ndarray::{Array1, ArrayView2};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PipelineParamsError {
-    /// `window` is zero.
-    #[error("window must be at least 1 sample, got 0")]
-    Window,
+    /// `window` is below 2 (a trailing mean of one sample is no window feature).
+    #[error("window must be at least 2 samples, got {0}")]
+    Window(usize),
     /// `margin` is not a finite number of at least 1.
     #[error("margin must be a finite number >= 1, got {0}")]
     Margin(f64),
@@ -129,8 +129,8 @@ impl PipelineParams {
     /// Checks the parameters and borrows the valid ones.
     pub fn check_ref(&self) -> std::result::Result<&PipelineValidParams, DetectError> {
         let p = &self.0;
-        if p.window == 0 {
-            return Err(PipelineParamsError::Window.into());
+        if p.window < 2 {
+            return Err(PipelineParamsError::Window(p.window).into());
         }
         if !(p.margin.is_finite() && p.margin >= 1.0) {
             return Err(PipelineParamsError::Margin(p.margin).into());
@@ -205,13 +205,60 @@ impl PipelineValidParams {
             });
         }
         let f = features.transform(x, channels)?;
-        let scaler = StandardScaler::fit(&f.values().view())?;
-        let z = scaler.transform(&f.values().view())?;
+        self.fit_features(
+            features,
+            f.values(),
+            f.names().to_vec(),
+            channels,
+            x.nrows(),
+        )
+    }
+
+    /// Learns the model on several segments of consecutive rows (a gap in the data ends a
+    /// segment): the windows of each segment, so that no window spans a gap, fitted together.
+    /// One segment fits exactly as [`fit`](Self::fit). Segments shorter than a window give no
+    /// window; errors with [`DetectError::TooFewRows`] (in windows) when they give fewer than 2.
+    pub(crate) fn fit_segments<S: AsRef<str>>(
+        &self,
+        segments: &[ArrayView2<'_, f64>],
+        channels: &[S],
+    ) -> Result<Pipeline> {
+        let features = self.features();
+        let mut parts = Vec::with_capacity(segments.len());
+        for x in segments {
+            parts.push(features.transform(x, channels)?);
+        }
+        let n_windows: usize = parts.iter().map(|f| f.values().nrows()).sum();
+        if n_windows < 2 {
+            return Err(DetectError::TooFewRows {
+                needed: 2,
+                got: n_windows,
+            });
+        }
+        let views: Vec<_> = parts.iter().map(|f| f.values().view()).collect();
+        let values =
+            ndarray::concatenate(ndarray::Axis(0), &views).map_err(|_| DetectError::Empty)?;
+        let names = features.feature_names(channels);
+        let n_rows = segments.iter().map(|x| x.nrows()).sum();
+        self.fit_features(features, &values, names, channels, n_rows)
+    }
+
+    /// The fit after the window features: scaler, PCA and limits.
+    fn fit_features<S: AsRef<str>>(
+        &self,
+        features: WindowFeaturesValidParams,
+        values: &ndarray::Array2<f64>,
+        names: Vec<String>,
+        channels: &[S],
+        n_rows: usize,
+    ) -> Result<Pipeline> {
+        let scaler = StandardScaler::fit(&values.view())?;
+        let z = scaler.transform(&values.view())?;
         let params = PipelineParams(self.clone());
         let pca = params
             .pca_params()?
             .fit(&z.view())?
-            .with_feature_names(f.names().to_vec())?;
+            .with_feature_names(names)?;
         let stats = pca.statistics(&z.view())?;
         let largest = |v: &Array1<f64>| v.iter().fold(0.0f64, |m, &s| m.max(s));
         // A zero statistic everywhere (constant training rows) would make every change an
@@ -225,7 +272,7 @@ impl PipelineValidParams {
             t2_limit: limit(&stats.t2),
             q_limit: limit(&stats.q),
             pca,
-            n_training_rows: Some(x.nrows()),
+            n_training_rows: Some(n_rows),
         })
     }
 
@@ -323,6 +370,13 @@ impl Pipeline {
                 .and(&s.q)
                 .map_collect(|&t2, &q| (t2 / t2_lim).max(q / q_lim)),
         })
+    }
+
+    /// The scaled window means of `x` (one row per full window): what the PCA model scores,
+    /// one feature per channel, for attribution.
+    pub(crate) fn scaled_features(&self, x: &ArrayView2<'_, f64>) -> Result<ndarray::Array2<f64>> {
+        let f = self.features.transform(x, &self.channels)?;
+        self.scaler.transform(&f.values().view())
     }
 
     /// [`scores`](Self::scores), then the smoothed flags and events (indices are score
@@ -465,8 +519,10 @@ mod tests {
         let e = Pipeline::params().window(0).check().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid parameter: window must be at least 1 sample, got 0"
+            "invalid parameter: window must be at least 2 samples, got 0"
         );
+        // One sample is no window: refused here, not a panic in fit.
+        assert!(Pipeline::params().window(1).check().is_err());
         let e = Pipeline::params().margin(0.5).check().unwrap_err();
         assert!(e
             .to_string()
