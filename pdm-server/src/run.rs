@@ -66,7 +66,7 @@ impl Server {
                 .context("cannot load machines and sensors")?,
         );
         let metrics = Arc::new(Metrics::default());
-        let factory: Arc<dyn ModelFactory> = Arc::new(pdm_detect::DetectFactory::default());
+        let factory: Arc<dyn ModelFactory> = Arc::new(pdm_detect::DetectFactory);
         let live = config
             .live
             .enabled

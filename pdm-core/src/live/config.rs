@@ -191,7 +191,7 @@ mod tests {
         }
         // Every machine has exactly one owner among the shards.
         for i in 0..200 {
-            let m = MachineKey::new(format!("m-{i}")).unwrap();
+            let m = MachineKey::new(&format!("m-{i}")).unwrap();
             let owners = (0..3)
                 .filter(|&index| ShardAssignment { index, count: 3 }.owns(&m))
                 .count();
