@@ -158,6 +158,9 @@ impl ModelFactory for DetectFactory {
     }
 
     fn load(&self, bytes: &[u8], align: &AlignConfig) -> Result<Box<dyn LiveModel>, ModelError> {
+        align
+            .check()
+            .map_err(|e| ModelError::Mismatch(e.to_string()))?;
         let model = Self::read(bytes)?;
         let (names, _) = describe(&model, bytes);
         let channels: Vec<&str> = align.channels.iter().map(|c| c.as_str()).collect();
@@ -189,6 +192,9 @@ impl ModelFactory for DetectFactory {
         progress: &mut dyn FnMut(f64) -> bool,
     ) -> Result<Trained, ModelError> {
         let kind = spec.kind.as_deref().unwrap_or(self.default_kind());
+        spec.align
+            .check()
+            .map_err(|e| ModelError::Params(e.to_string()))?;
         let params = parse_params(&spec.params)?;
         let channels: Vec<String> = spec
             .align
@@ -632,7 +638,7 @@ fn parse_params(text: &str) -> Result<Map<String, Value>, ModelError> {
     }
 }
 
-/// The segments as matrices, checked against the channels.
+/// The segments as matrices, checked against the channels; empty segments are left out.
 fn segments(
     rows: &TrainingRows,
     n_channels: usize,
@@ -643,30 +649,22 @@ fn segments(
             rows.n_cols, n_channels
         )));
     }
-    rows.segments
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !s.is_empty())
-        .map(|(i, s)| {
-            ArrayView2::from_shape((s.len() / n_channels.max(1), n_channels), s)
-                .map_err(|_| {
-                    ModelError::Data(format!(
-                        "training segment {i} has {} values, not whole rows of {n_channels}",
-                        s.len()
-                    ))
-                })
-                .and_then(|v| {
-                    if v.len() == s.len() {
-                        Ok(v)
-                    } else {
-                        Err(ModelError::Data(format!(
-                            "training segment {i} has {} values, not whole rows of {n_channels}",
-                            s.len()
-                        )))
-                    }
-                })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(rows.segments.len());
+    for (i, s) in rows.segments.iter().enumerate() {
+        if s.is_empty() {
+            continue;
+        }
+        if n_channels == 0 || s.len() % n_channels != 0 {
+            return Err(ModelError::Data(format!(
+                "training segment {i} has {} values, not whole rows of {n_channels}",
+                s.len()
+            )));
+        }
+        let view = ArrayView2::from_shape((s.len() / n_channels, n_channels), s)
+            .unwrap_or_else(|_| unreachable!("a whole number of rows"));
+        out.push(view);
+    }
+    Ok(out)
 }
 
 /// Reads parameters by name, refusing unknown names.
@@ -915,7 +913,6 @@ fn train_forest(
             e => data_error(e),
         })?;
     step(0.9)?;
-    let json_num = |v: f64| json!(v);
     Ok(Trained {
         kind: "isolation_forest".into(),
         bytes: model.to_bytes(),
@@ -924,15 +921,15 @@ fn train_forest(
             "max_samples": match max_samples {
                 MaxSamples::Auto => json!("auto"),
                 MaxSamples::Count(c) => json!(c),
-                MaxSamples::Fraction(f) => json_num(f),
+                MaxSamples::Fraction(f) => json!(f),
             },
             "contamination": match contamination {
                 Contamination::Auto => json!("auto"),
-                Contamination::Fraction(f) => json_num(f),
+                Contamination::Fraction(f) => json!(f),
             },
             "max_features": match max_features {
                 MaxFeatures::Count(c) => json!(c),
-                MaxFeatures::Fraction(f) => json_num(f),
+                MaxFeatures::Fraction(f) => json!(f),
             },
             "bootstrap": bootstrap,
             "random_state": random_state,
