@@ -334,6 +334,12 @@ impl WindowFeaturesValidParams {
     }
 }
 
+/// The [`Feature::Mean`] of one window of one channel, exactly as [`WindowFeaturesValidParams::
+/// transform`] computes it (the live pipeline's window means).
+pub(crate) fn window_mean(samples: &[f64]) -> f64 {
+    Stats::of(samples).mean
+}
+
 /// Partial sums kept per pass in [`Stats::of`].
 const LANES: usize = 4;
 

@@ -4,9 +4,9 @@
 //! machine's aligned rows one at a time, and trains new model files from aligned training rows.
 //! What each kind does live (`docs/detection.md`, "Live scoring", says the same at length):
 //!
-//! - `pipeline`: a trailing buffer of the last `window` rows; each row scores its window with
-//!   [`Pipeline::scores`] itself, so the live scores of a series equal `scores` of the whole
-//!   series bit for bit. Warm-up `window - 1` rows; [`LiveModel::reset`] empties the window.
+//! - `pipeline`: a trailing buffer of the last `window` rows; each row scores its window by the
+//!   operations of [`Pipeline::scores`] on one window, without allocating, so the live scores of
+//!   a series equal `scores` of the whole series bit for bit. Warm-up `window - 1` rows; [`LiveModel::reset`] empties the window.
 //! - `isolation_forest`, `pca_detector`: each row alone through [`Detector::score`]; no
 //!   warm-up. (A `pca_detector` file scores the row as given: it must have been fitted on rows
 //!   in the same units.)
@@ -52,8 +52,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::VecDeque;
-
 use ndarray::ArrayView2;
 use pdm_core::align::AlignConfig;
 use pdm_core::detector::{Detector, Rows, StreamingDetector};
@@ -64,7 +62,9 @@ use pdm_core::prediction::MAX_CONTRIBUTIONS;
 use serde_json::{json, Map, Value};
 
 use crate::attribution::{pca_attribution, PcaStatistic};
+use crate::features::window_mean;
 use crate::health::{HealthIndex, RulParams, RulValidParams};
+use crate::pca::RowScratch;
 use crate::persist::{self, Model};
 use crate::stream::{ParamType, ParamValue, StreamKind, StreamModel, StreamSpec};
 use crate::{
@@ -158,6 +158,9 @@ impl ModelFactory for DetectFactory {
     }
 
     fn load(&self, bytes: &[u8], align: &AlignConfig) -> Result<Box<dyn LiveModel>, ModelError> {
+        align
+            .check()
+            .map_err(|e| ModelError::Mismatch(e.to_string()))?;
         let model = Self::read(bytes)?;
         let (names, _) = describe(&model, bytes);
         let channels: Vec<&str> = align.channels.iter().map(|c| c.as_str()).collect();
@@ -189,6 +192,9 @@ impl ModelFactory for DetectFactory {
         progress: &mut dyn FnMut(f64) -> bool,
     ) -> Result<Trained, ModelError> {
         let kind = spec.kind.as_deref().unwrap_or(self.default_kind());
+        spec.align
+            .check()
+            .map_err(|e| ModelError::Params(e.to_string()))?;
         let params = parse_params(&spec.params)?;
         let channels: Vec<String> = spec
             .align
@@ -236,13 +242,18 @@ enum Core {
 
 /// A pipeline with its trailing window of rows.
 ///
-/// The rows are kept twice in a buffer of `2 * window` rows (row `h` and row `h + window`), so
-/// that the last `window` rows are always one contiguous, time-ordered slice: the window is
-/// scored in place, with no copy.
+/// The rows are kept channel by channel, each value twice (slot `h` and slot `h + window` of
+/// the channel's `2 * window` slots), so that each channel's last `window` values are always
+/// one contiguous, time-ordered slice. A row then costs what [`Pipeline::scores`] costs for
+/// one window, with no allocation: the window means ([`window_mean`], the feature code
+/// itself), the scaler's `(mean - centre) / scale`, and the PCA statistics of that one row
+/// ([`PcaDetector::row_statistics`], the same operations as the batch statistics), so the
+/// scores equal `scores` of the whole series bit for bit (the tests check it).
 struct Window {
     model: Pipeline,
     window: usize,
     n_cols: usize,
+    /// Channel-major: channel `c`'s slots are `c * 2 * window ..`.
     buf: Vec<f64>,
     /// The slot the next row goes to, in `0..window`.
     head: usize,
@@ -250,12 +261,16 @@ struct Window {
     filled: usize,
     /// The row a push overwrote, to undo it.
     saved: Vec<f64>,
+    /// The scaled window means of the last scored row.
+    z: Vec<f64>,
+    scratch: RowScratch,
 }
 
 impl Window {
     fn new(model: Pipeline) -> Self {
         let window = model.fit_params().window();
         let n_cols = model.channels().len();
+        let scratch = model.pca().row_scratch();
         Self {
             model,
             window,
@@ -264,36 +279,41 @@ impl Window {
             head: 0,
             filled: 0,
             saved: vec![0.0; n_cols],
+            z: vec![0.0; n_cols],
+            scratch,
         }
     }
 
     fn push(&mut self, row: &[f64]) {
-        let (w, c, h) = (self.window, self.n_cols, self.head);
-        self.saved.copy_from_slice(&self.buf[h * c..(h + 1) * c]);
-        self.buf[h * c..(h + 1) * c].copy_from_slice(row);
-        self.buf[(h + w) * c..(h + w + 1) * c].copy_from_slice(row);
+        let (w, h) = (self.window, self.head);
+        for (c, &v) in row.iter().enumerate() {
+            let base = c * 2 * w;
+            self.saved[c] = self.buf[base + h];
+            self.buf[base + h] = v;
+            self.buf[base + h + w] = v;
+        }
         self.head = (h + 1) % w;
         self.filled = (self.filled + 1).min(w);
     }
 
     /// Undoes the last [`push`](Self::push), given the `filled` before it.
     fn undo(&mut self, filled: usize) {
-        let (w, c) = (self.window, self.n_cols);
+        let w = self.window;
         let h = (self.head + w - 1) % w;
-        self.buf[h * c..(h + 1) * c].copy_from_slice(&self.saved);
-        self.buf[(h + w) * c..(h + w + 1) * c].copy_from_slice(&self.saved);
+        for (c, &v) in self.saved.iter().enumerate() {
+            let base = c * 2 * w;
+            self.buf[base + h] = v;
+            self.buf[base + h + w] = v;
+        }
         self.head = h;
         self.filled = filled;
     }
 
-    /// The last `window` rows, oldest first (only meaningful when full).
-    fn view(&self) -> ArrayView2<'_, f64> {
-        let (w, c) = (self.window, self.n_cols);
-        // After a push at slot h, the window is rows h + 1 ..= h + window, i.e. head ..
-        // head + window (head = h + 1 mod window, and row head + window - ... mirrors it).
-        let start = self.head * c;
-        ArrayView2::from_shape((w, c), &self.buf[start..start + w * c])
-            .unwrap_or_else(|_| unreachable!("the buffer holds 2 * window rows"))
+    /// Channel `c`'s last `window` values, oldest first: after a push at slot `h`, slots
+    /// `h + 1 ..= h + window`, which start at `head`.
+    fn channel(&self, c: usize) -> &[f64] {
+        let start = c * 2 * self.window + self.head;
+        &self.buf[start..start + self.window]
     }
 
     fn score(&mut self, row: &[f64]) -> Result<Option<Scored>, ModelError> {
@@ -302,24 +322,39 @@ impl Window {
         if self.filled < self.window {
             return Ok(None);
         }
-        let scored = self
-            .model
-            .scores(&self.view())
-            .map_err(|e| ModelError::Data(e.to_string()))
-            .and_then(|s| {
-                s.first()
-                    .copied()
-                    .ok_or_else(|| ModelError::Data("no score for a full window".into()))
-            });
-        let score = match scored {
-            Ok(s) => s,
-            Err(e) => {
-                self.undo(before);
-                return Err(e);
-            }
+        let scaler = self.model.scaler();
+        for c in 0..self.n_cols {
+            // As the scaler's transform: `out -= centre; out /= scale`.
+            self.z[c] = (window_mean(self.channel(c)) - scaler.mean()[c]) / scaler.scale()[c];
+        }
+        if let Some(c) = self.z.iter().position(|v| !v.is_finite()) {
+            // As `scores` refuses it (a mean that overflows): an error, and the row is not kept.
+            self.undo(before);
+            return Err(ModelError::Data(format!(
+                "the window mean of channel {} is not a finite number",
+                self.model.channels()[c]
+            )));
+        }
+        let (t2, q) = self.model.pca().row_statistics(&self.z, &mut self.scratch);
+        let (t2_lim, q_lim) = self.model.limits();
+        let statistic = self.model.fit_params().statistic();
+        // As `Pipeline::scores` combines them.
+        let score = match statistic {
+            PcaStatistic::T2 => t2 / t2_lim,
+            PcaStatistic::Q => q / q_lim,
+            PcaStatistic::Dominant => (t2 / t2_lim).max(q / q_lim),
         };
         let contributions = if score > 1.0 {
-            self.contributions()
+            // With Dominant, the statistic that set the score, by the pipeline's own limits.
+            let which = match statistic {
+                PcaStatistic::Dominant if t2 / t2_lim >= q / q_lim => PcaStatistic::T2,
+                PcaStatistic::Dominant => PcaStatistic::Q,
+                s => s,
+            };
+            // Attribution explains a score; it is never a reason to drop one.
+            pca_attribution(self.model.pca(), &self.z, which)
+                .map(|a| shares(self.model.channels(), &a.sensors))
+                .unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -328,37 +363,6 @@ impl Window {
             threshold: 1.0,
             contributions,
         }))
-    }
-
-    /// The PCA decomposition of the window's scaled means (one feature per channel). Empty when
-    /// it cannot be computed: attribution is an explanation, never a reason to drop a score.
-    fn contributions(&self) -> Vec<(usize, f64)> {
-        let Ok(z) = self.model.scaled_features(&self.view()) else {
-            return Vec::new();
-        };
-        let Some(z) = z.as_slice() else {
-            return Vec::new();
-        };
-        let pca = self.model.pca();
-        let statistic = match self.model.fit_params().statistic() {
-            PcaStatistic::Dominant => {
-                // The pipeline's own limits decide which statistic sets its score.
-                let (t2_lim, q_lim) = self.model.limits();
-                match pca.statistics(
-                    &ArrayView2::from_shape((1, z.len()), z)
-                        .unwrap_or_else(|_| unreachable!("one row")),
-                ) {
-                    Ok(s) if s.t2[0] / t2_lim >= s.q[0] / q_lim => PcaStatistic::T2,
-                    Ok(_) => PcaStatistic::Q,
-                    Err(_) => return Vec::new(),
-                }
-            }
-            s => s,
-        };
-        match pca_attribution(pca, z, statistic) {
-            Ok(a) => shares(self.model.channels(), &a.sensors),
-            Err(_) => Vec::new(),
-        }
     }
 
     fn reset(&mut self) {
@@ -477,8 +481,56 @@ struct Live {
     names: Vec<String>,
     health: HealthIndex,
     rul: RulValidParams,
-    times: VecDeque<f64>,
-    healths: VecDeque<f64>,
+    trail: Trail,
+}
+
+/// The last `window` `(seconds, health)` points, kept twice (slot `p` and slot `p + window`) so
+/// that they are always contiguous slices for [`RulValidParams::estimate`], without moving
+/// them: O(1) per point.
+struct Trail {
+    window: usize,
+    times: Vec<f64>,
+    healths: Vec<f64>,
+    /// The slot the next point goes to, in `0..window`.
+    next: usize,
+    len: usize,
+}
+
+impl Trail {
+    fn new(window: usize) -> Self {
+        Self {
+            window,
+            times: vec![0.0; 2 * window],
+            healths: vec![0.0; 2 * window],
+            next: 0,
+            len: 0,
+        }
+    }
+
+    fn last_time(&self) -> Option<f64> {
+        (self.len > 0).then(|| self.times[self.next + self.window - 1])
+    }
+
+    fn push(&mut self, t: f64, h: f64) {
+        let (p, w) = (self.next, self.window);
+        self.times[p] = t;
+        self.times[p + w] = t;
+        self.healths[p] = h;
+        self.healths[p + w] = h;
+        self.next = (p + 1) % w;
+        self.len = (self.len + 1).min(w);
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Times and healths, oldest first.
+    fn slices(&self) -> (&[f64], &[f64]) {
+        let end = self.next + self.window;
+        let start = end - self.len;
+        (&self.times[start..end], &self.healths[start..end])
+    }
 }
 
 impl Live {
@@ -493,8 +545,7 @@ impl Live {
                 .check()
                 .unwrap_or_else(|_| unreachable!("the defaults are valid"))
                 .build(),
-            times: VecDeque::with_capacity(rul.window()),
-            healths: VecDeque::with_capacity(rul.window()),
+            trail: Trail::new(rul.window()),
             rul,
         }
     }
@@ -523,20 +574,15 @@ impl Live {
             return (self.health.health(), None);
         };
         let t = ts_ms as f64 / 1000.0;
-        if self.times.back().is_some_and(|&last| last >= t) {
+        if self.trail.last_time().is_some_and(|last| last >= t) {
             // Time went back (a replay, a clock change): the trend starts afresh.
-            self.times.clear();
-            self.healths.clear();
+            self.trail.clear();
         }
-        if self.times.len() == self.rul.window() {
-            self.times.pop_front();
-            self.healths.pop_front();
-        }
-        self.times.push_back(t);
-        self.healths.push_back(h);
+        self.trail.push(t, h);
+        let (times, healths) = self.trail.slices();
         let rul = self
             .rul
-            .estimate(self.times.make_contiguous(), self.healths.make_contiguous())
+            .estimate(times, healths)
             .ok()
             .flatten()
             .map(|e| e.rul);
@@ -592,7 +638,7 @@ fn parse_params(text: &str) -> Result<Map<String, Value>, ModelError> {
     }
 }
 
-/// The segments as matrices, checked against the channels.
+/// The segments as matrices, checked against the channels; empty segments are left out.
 fn segments(
     rows: &TrainingRows,
     n_channels: usize,
@@ -603,30 +649,22 @@ fn segments(
             rows.n_cols, n_channels
         )));
     }
-    rows.segments
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !s.is_empty())
-        .map(|(i, s)| {
-            ArrayView2::from_shape((s.len() / n_channels.max(1), n_channels), s)
-                .map_err(|_| {
-                    ModelError::Data(format!(
-                        "training segment {i} has {} values, not whole rows of {n_channels}",
-                        s.len()
-                    ))
-                })
-                .and_then(|v| {
-                    if v.len() == s.len() {
-                        Ok(v)
-                    } else {
-                        Err(ModelError::Data(format!(
-                            "training segment {i} has {} values, not whole rows of {n_channels}",
-                            s.len()
-                        )))
-                    }
-                })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(rows.segments.len());
+    for (i, s) in rows.segments.iter().enumerate() {
+        if s.is_empty() {
+            continue;
+        }
+        if n_channels == 0 || s.len() % n_channels != 0 {
+            return Err(ModelError::Data(format!(
+                "training segment {i} has {} values, not whole rows of {n_channels}",
+                s.len()
+            )));
+        }
+        let view = ArrayView2::from_shape((s.len() / n_channels, n_channels), s)
+            .unwrap_or_else(|_| unreachable!("a whole number of rows"));
+        out.push(view);
+    }
+    Ok(out)
 }
 
 /// Reads parameters by name, refusing unknown names.
@@ -875,7 +913,6 @@ fn train_forest(
             e => data_error(e),
         })?;
     step(0.9)?;
-    let json_num = |v: f64| json!(v);
     Ok(Trained {
         kind: "isolation_forest".into(),
         bytes: model.to_bytes(),
@@ -884,15 +921,15 @@ fn train_forest(
             "max_samples": match max_samples {
                 MaxSamples::Auto => json!("auto"),
                 MaxSamples::Count(c) => json!(c),
-                MaxSamples::Fraction(f) => json_num(f),
+                MaxSamples::Fraction(f) => json!(f),
             },
             "contamination": match contamination {
                 Contamination::Auto => json!("auto"),
-                Contamination::Fraction(f) => json_num(f),
+                Contamination::Fraction(f) => json!(f),
             },
             "max_features": match max_features {
                 MaxFeatures::Count(c) => json!(c),
-                MaxFeatures::Fraction(f) => json_num(f),
+                MaxFeatures::Fraction(f) => json!(f),
             },
             "bootstrap": bootstrap,
             "random_state": random_state,

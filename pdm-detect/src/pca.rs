@@ -457,6 +457,40 @@ impl PcaDetector {
         check_finite(x)
     }
 
+    /// Buffers for [`row_statistics`](Self::row_statistics), sized for this model.
+    pub(crate) fn row_scratch(&self) -> RowScratch {
+        let (d, k) = (self.n_features(), self.n_components());
+        RowScratch {
+            centred: Array2::zeros((1, d)),
+            t: Array2::zeros((1, k)),
+            back: Array2::zeros((1, d)),
+            terms: vec![0.0; d.max(k)],
+        }
+    }
+
+    /// T² and Q of one finite row of `n_features` values, without allocating: the same
+    /// operations, in the same order, as [`statistics`](Self::statistics) does on each row of a
+    /// matrix (the products go through the same matrix multiplication), so the values are the
+    /// same bit for bit. The live pipeline scores each row with it.
+    pub(crate) fn row_statistics(&self, row: &[f64], s: &mut RowScratch) -> (f64, f64) {
+        let k = self.n_components();
+        for ((c, &x), &m) in s.centred.iter_mut().zip(row).zip(&self.mean) {
+            *c = x - m;
+        }
+        ndarray::linalg::general_mat_mul(1.0, &s.centred, &self.components, 0.0, &mut s.t);
+        for ((term, &t), &lambda) in s.terms.iter_mut().zip(&s.t).zip(&self.eigenvalues) {
+            *term = t * t / lambda;
+        }
+        let t2 = ArrayView1::from(&s.terms[..k]).sum();
+        ndarray::linalg::general_mat_mul(1.0, &s.t, &self.components.t(), 0.0, &mut s.back);
+        for ((term, &c), &b) in s.terms.iter_mut().zip(&s.centred).zip(&s.back) {
+            let r = c - b;
+            *term = r * r;
+        }
+        let q = ArrayView1::from(&s.terms[..row.len()]).sum();
+        (t2, q)
+    }
+
     fn statistics_unchecked<T: Value>(&self, x: &ArrayView2<'_, T>) -> PcaStatistics {
         let mut centred = x.mapv(Into::into);
         centred -= &self.mean;
@@ -505,6 +539,15 @@ impl Detector for PcaDetector {
     fn threshold(&self) -> f64 {
         1.0
     }
+}
+
+/// Buffers of [`PcaDetector::row_statistics`].
+#[derive(Debug, Clone)]
+pub(crate) struct RowScratch {
+    centred: Array2<f64>,
+    t: Array2<f64>,
+    back: Array2<f64>,
+    terms: Vec<f64>,
 }
 
 /// Limit of T² for a new observation of a Gaussian population whose mean and covariance were

@@ -372,13 +372,6 @@ impl Pipeline {
         })
     }
 
-    /// The scaled window means of `x` (one row per full window): what the PCA model scores,
-    /// one feature per channel, for attribution.
-    pub(crate) fn scaled_features(&self, x: &ArrayView2<'_, f64>) -> Result<ndarray::Array2<f64>> {
-        let f = self.features.transform(x, &self.channels)?;
-        self.scaler.transform(&f.values().view())
-    }
-
     /// [`scores`](Self::scores), then the smoothed flags and events (indices are score
     /// indices; [`row_of`](Self::row_of) maps them to rows).
     pub fn decide(&self, x: &ArrayView2<'_, f64>) -> Result<Decisions> {

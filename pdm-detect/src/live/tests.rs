@@ -616,3 +616,72 @@ fn live_pipeline_throughput_is_printed() {
         x.nrows() as f64 / live_s
     );
 }
+
+#[test]
+fn pipeline_parity_holds_for_other_channel_counts_and_components() {
+    for (seed, n_cols, n_components) in [
+        (21u64, 1, "0.9"),
+        (22, 2, "1"),
+        (23, 8, "3"),
+        (24, 8, "0.99"),
+    ] {
+        let names: Vec<String> = (0..n_cols).map(|c| format!("s{c}")).collect();
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut gen = |n: usize| {
+            Array2::from_shape_fn((n, n_cols), |(i, c)| {
+                let load = (i as f64 * 0.07).sin();
+                // Channel 1 constant when there is one: a scale of 1.
+                if c == 1 {
+                    5.0
+                } else {
+                    (c as f64 + 1.0) * load + rng.random::<f64>() * 1e3f64.powi(c as i32 % 3)
+                }
+            })
+        };
+        let (train_x, x) = (gen(400), gen(300));
+        let spec = TrainSpec {
+            kind: None,
+            params: format!(
+                r#"{{"window": 7, "n_components": {n_components}, "statistic": "dominant"}}"#
+            ),
+            align: align(&name_refs),
+        };
+        let t = DetectFactory
+            .train(&spec, &rows_of(&train_x), &mut |_| true)
+            .expect("train");
+        let batch = Pipeline::from_bytes(&t.bytes)
+            .unwrap()
+            .scores(&x.view())
+            .unwrap();
+        let mut live = DetectFactory.load(&t.bytes, &align(&name_refs)).unwrap();
+        let scores: Vec<u64> = x
+            .rows()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| live.score(i as i64, r.as_slice().unwrap()).unwrap())
+            .map(|s| s.score.to_bits())
+            .collect();
+        let batch: Vec<u64> = batch.iter().map(|s| s.to_bits()).collect();
+        assert_eq!(
+            scores, batch,
+            "seed {seed}, {n_cols} channels, n_components {n_components}"
+        );
+    }
+}
+
+#[test]
+fn the_health_trail_keeps_the_last_points_in_order() {
+    let mut trail = Trail::new(5);
+    let mut all = Vec::new();
+    for i in 0..13 {
+        trail.push(i as f64, 1.0 - i as f64 / 100.0);
+        all.push(i as f64);
+        let from = all.len().saturating_sub(5);
+        assert_eq!(trail.slices().0, &all[from..]);
+        assert_eq!(trail.last_time(), Some(i as f64));
+    }
+    trail.clear();
+    assert_eq!(trail.slices().0.len(), 0);
+    assert_eq!(trail.last_time(), None);
+}
