@@ -163,6 +163,7 @@ impl Engine {
         let janitor = (!config.retention.is_off()).then(|| {
             AbortOnDrop(Some(tokio::spawn(crate::retention::run(
                 store.clone(),
+                catalog.store().clone(),
                 metrics.clone(),
                 config.retention.clone(),
             ))))

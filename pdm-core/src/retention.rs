@@ -1,10 +1,11 @@
-//! Retention: how long the store keeps dead letters and readings, and the engine's task that
-//! prunes them.
+//! Retention: how long the store keeps dead letters, readings and predictions, and the engine's
+//! task that prunes them.
 //!
 //! Bad input keeps arriving for as long as a device is misconfigured, so dead letters are bounded
 //! by default (30 days, 100,000 letters). Readings are kept forever unless
 //! [`Retention::readings_max_age_days`] is set: they are what models learn from, and deleting them
-//! is the operator's decision.
+//! is the operator's decision. Predictions likewise, unless [`Retention::predictions_max_age_days`]
+//! is set.
 //!
 //! A pass runs when the engine starts and then every [`Retention::interval_s`] seconds. Stores
 //! delete in chunks of bounded size, each its own transaction, so ingestion waits for at most one
@@ -16,7 +17,7 @@ use std::time::Duration;
 use crate::config::{ConfigError, ConfigResult};
 use crate::metrics::Metrics;
 use crate::model::{DeadLetterPrune, Timestamp};
-use crate::store::TelemetryStore;
+use crate::store::{CatalogStore, TelemetryStore};
 
 /// The longest interval between pruning passes: a year.
 pub const MAX_INTERVAL_S: u64 = 365 * 86_400;
@@ -35,6 +36,9 @@ pub struct Retention {
     pub dead_letters_max_count: u64,
     /// Days a reading is kept, counted from its own timestamp (device time); off by default.
     pub readings_max_age_days: u32,
+    /// Days a prediction is kept, counted from its own timestamp (the row's instant); off by
+    /// default.
+    pub predictions_max_age_days: u32,
 }
 
 impl Default for Retention {
@@ -44,6 +48,7 @@ impl Default for Retention {
             dead_letters_max_age_days: 30,
             dead_letters_max_count: 100_000,
             readings_max_age_days: 0,
+            predictions_max_age_days: 0,
         }
     }
 }
@@ -77,10 +82,17 @@ impl Retention {
         days_before(now, self.readings_max_age_days)
     }
 
+    /// Predictions older than this are deleted by a pass at `now`; `None` keeps them all.
+    pub fn predictions_before(&self, now: Timestamp) -> Option<Timestamp> {
+        days_before(now, self.predictions_max_age_days)
+    }
+
     /// True when no limit is set, and so no pass runs.
     pub fn is_off(&self) -> bool {
         let now = Timestamp::from_millis(0);
-        self.dead_letters_at(now).is_none() && self.readings_before(now).is_none()
+        self.dead_letters_at(now).is_none()
+            && self.readings_before(now).is_none()
+            && self.predictions_before(now).is_none()
     }
 }
 
@@ -91,6 +103,7 @@ fn days_before(now: Timestamp, days: u32) -> Option<Timestamp> {
 /// Prunes now and then every `retention.interval_s` seconds, until the engine aborts it.
 pub(crate) async fn run(
     store: Arc<dyn TelemetryStore>,
+    catalog: Arc<dyn CatalogStore>,
     metrics: Arc<Metrics>,
     retention: Retention,
 ) {
@@ -120,6 +133,15 @@ pub(crate) async fn run(
                 Err(e) => {
                     metrics.retention_error();
                     tracing::warn!(error = %e, "cannot prune readings; trying again next interval");
+                }
+            }
+        }
+        if let Some(before) = retention.predictions_before(now) {
+            match catalog.prune_predictions(before).await {
+                Ok(n) => log_pruned("predictions", n),
+                Err(e) => {
+                    metrics.retention_error();
+                    tracing::warn!(error = %e, "cannot prune predictions; trying again next interval");
                 }
             }
         }
@@ -163,6 +185,18 @@ mod tests {
             readings_only.readings_before(now),
             Some(Timestamp::from_millis(3 * DAY_MS))
         );
+        assert_eq!(readings_only.predictions_before(now), None);
+        let predictions_only = Retention {
+            readings_max_age_days: 0,
+            predictions_max_age_days: 2,
+            ..readings_only.clone()
+        };
+        assert_eq!(predictions_only.readings_before(now), None);
+        assert_eq!(
+            predictions_only.predictions_before(now),
+            Some(Timestamp::from_millis(8 * DAY_MS))
+        );
+        assert!(!predictions_only.is_off());
         let off = Retention {
             readings_max_age_days: 0,
             ..readings_only

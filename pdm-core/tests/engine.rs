@@ -358,6 +358,7 @@ async fn dead_letters_past_their_age_or_count_are_pruned_every_interval() {
             dead_letters_max_age_days: 1,
             dead_letters_max_count: 3,
             readings_max_age_days: 0,
+            predictions_max_age_days: 0,
         },
         ..EngineConfig::default()
     };
@@ -463,6 +464,76 @@ async fn readings_past_their_age_are_pruned_only_when_asked() {
     // Older than three days: the first six (9 to 4 days old) go; 3, 2, 1 and 0 days old stay.
     assert_eq!(stored(&s.store).await, 4);
     assert_eq!(s.metrics.snapshot().readings_pruned, 6);
+    assert_eq!(s.metrics.snapshot().retention_errors, 0);
+    s.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictions_past_their_age_are_pruned_when_asked() {
+    let now = Timestamp::now().as_millis();
+    let day = 86_400_000;
+    let config = EngineConfig {
+        retention: pdm_core::Retention {
+            interval_s: 1,
+            predictions_max_age_days: 3,
+            ..pdm_core::Retention::default()
+        },
+        ..EngineConfig::default()
+    };
+    let s = setup(config, StoreOptions::default()).await;
+    let machine = MachineKey::new("m").expect("key");
+    let model = s
+        .store
+        .create_model(&pdm_core::NewModel {
+            machine: machine.clone(),
+            kind: "pipeline".into(),
+            trained_from: Timestamp::from_millis(0),
+            trained_to: Timestamp::from_millis(1),
+            parameters: "{}".into(),
+            metrics: "{}".into(),
+            bytes: vec![],
+        })
+        .await
+        .expect("model");
+    // Ten predictions a day apart, the newest an hour from now (slack for the pass's clock).
+    let predictions: Vec<_> = (0..10)
+        .map(|i| pdm_core::Prediction {
+            machine: machine.clone(),
+            ts: Timestamp::from_millis(now - (9 - i) * day + day / 24),
+            model: model.id,
+            score: 0.1,
+            threshold: 0.5,
+            anomalous: false,
+            contributions: vec![],
+            health: None,
+            rul_s: None,
+        })
+        .collect();
+    assert_eq!(
+        s.store
+            .write_predictions(&predictions)
+            .await
+            .expect("written"),
+        10
+    );
+    let all = pdm_core::PredictionQuery {
+        machine: machine.clone(),
+        from: Timestamp::from_millis(i64::MIN),
+        to: Timestamp::from_millis(i64::MAX),
+        limit: 100,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = s.store.predictions(&all).await.expect("read").len();
+        if left == 4 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not pruned after 20 s ({left} left)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(s.metrics.snapshot().retention_errors, 0);
     s.engine.shutdown().await;
 }

@@ -296,6 +296,29 @@ where
     }
 }
 
+/// Ends a write transaction with the result of its statements: commits on success, rolls back
+/// (now, not when the connection is next used) on failure, so that the rows it locked are free
+/// again when the caller sees the error. (A dropped transaction rolls back only once its
+/// connection is back in the pool: until then, on PostgreSQL, a `SKIP LOCKED` claim would skip
+/// the rows it still locks.)
+pub(crate) async fn end_tx<DB: Database, T>(
+    tx: sqlx::Transaction<'static, DB>,
+    result: StoreResult<T>,
+) -> StoreResult<T> {
+    match result {
+        Ok(v) => {
+            tx.commit().await.map_err(db)?;
+            Ok(v)
+        }
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::debug!(error = %rollback, "rolling back a failed transaction failed");
+            }
+            Err(e)
+        }
+    }
+}
+
 /// What differs between the backends where the repositories are concerned.
 pub trait Backend: std::fmt::Debug + Send + Sync + 'static {
     /// The sqlx database.

@@ -102,6 +102,7 @@ conformance!(
     machine_readings_merge_many_sensors,
     registering_a_trained_model_finishes_its_job,
     registering_a_trained_model_needs_a_running_job,
+    a_cancel_racing_a_registration_has_one_winner,
 );
 
 fn m(s: &str) -> MachineKey {
@@ -2411,6 +2412,59 @@ mod live {
             at,
         )
         .await?;
+        Ok(())
+    }
+    pub async fn a_cancel_racing_a_registration_has_one_winner(cx: Ctx) -> Result<()> {
+        cx.store.ensure_machine(&m("a")).await?;
+        let other = cx.reopen(&StoreOptions::default()).await?;
+        let mut registered = 0;
+        for round in 0..10 {
+            let job = running_job(&*cx.store, "a").await?;
+            let st = cx.store.clone();
+            let register = tokio::spawn(async move {
+                st.register_trained_model(
+                    job.id,
+                    &new_model("a"),
+                    Some(&by("auto-train", round)),
+                    Timestamp::from_millis(100),
+                )
+                .await
+            });
+            let st = other.clone();
+            let cancel = tokio::spawn(async move {
+                st.cancel_job(job.id, "stop", Timestamp::from_millis(100))
+                    .await
+            });
+            let (reg, can) = (register.await?, cancel.await?);
+            let models = cx
+                .store
+                .list_models(&pdm_core::ModelQuery {
+                    machine: Some(m("a")),
+                    before: None,
+                    limit: 100,
+                })
+                .await?;
+            let end = cx.store.get_job(job.id).await?;
+            match (&reg, &can) {
+                (Ok((rec, done)), Err(StoreError::Conflict(_))) => {
+                    registered += 1;
+                    ensure!(
+                        done.status == JobStatus::Succeeded
+                            && end == *done
+                            && models.len() == registered
+                            && models[0].id == rec.id,
+                        "{reg:?} {can:?} {models:?}"
+                    );
+                }
+                (Err(StoreError::Conflict(_)), Ok(cancelled)) => ensure!(
+                    cancelled.status == JobStatus::Cancelled
+                        && end == *cancelled
+                        && models.len() == registered,
+                    "{reg:?} {can:?} {models:?}"
+                ),
+                _ => anyhow::bail!("not exactly one winner: {reg:?} {can:?}"),
+            }
+        }
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use pdm_core::{
 use crate::common;
 use crate::error::{db, is_unique_violation};
 use crate::repo::jobs;
-use crate::sql::{Arg, Backend, Cols, ListQuery, On, SqlStore};
+use crate::sql::{end_tx, Arg, Backend, Cols, ListQuery, On, SqlStore};
 
 /// The columns [`record`] decodes, of `models mo JOIN machines m` (see [`FROM`]).
 fn columns<B: Backend>() -> String {
@@ -206,6 +206,51 @@ impl<B: Backend> SqlStore<B> {
         .map_err(conflict)?;
         read_on::<B>(on, id.0).await
     }
+
+    /// [`ModelStore::register_trained_model`] on `on`, a write transaction.
+    async fn register_trained_model_on(
+        on: &mut On<'_, B::Db>,
+        job: JobId,
+        m: &NewModel,
+        activate: Option<&Activation>,
+        at: Timestamp,
+    ) -> StoreResult<(ModelRecord, Job)> {
+        // The job's row first: a concurrent cancel waits for this transaction (and then finds
+        // the job finished), or has committed and the job is no longer running.
+        let status = on
+            .fetch_optional(
+                &format!("SELECT status FROM jobs WHERE id = $1{}", B::LOCK_ROWS),
+                &[Arg::Int(job.0)],
+            )
+            .await
+            .map_err(db)?
+            .ok_or_else(|| jobs::job_not_found(job))?
+            .text(0)?;
+        if status != JobStatus::Running.as_str() {
+            return Err(StoreError::Conflict(format!(
+                "job {job} is {status}: cannot register the model it trained"
+            )));
+        }
+        let created = Self::create_model_on(on, m).await?;
+        let (model, activated) = match activate {
+            Some(a) => (Self::activate_model_on(on, created.id, a).await?, true),
+            None => (created, false),
+        };
+        let result = format!(
+            r#"{{"model":{},"version":{},"activated":{activated}}}"#,
+            model.id.0, model.version
+        );
+        let outcome = JobOutcome::Succeeded {
+            result,
+            message: None,
+        };
+        let finished = jobs::finish_on::<B>(on, job, &outcome, at)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Conflict(format!("job {job} stopped running while it was locked"))
+            })?;
+        Ok((model, finished))
+    }
 }
 
 #[async_trait]
@@ -213,9 +258,8 @@ impl<B: Backend> ModelStore for SqlStore<B> {
     async fn create_model(&self, m: &NewModel) -> StoreResult<ModelRecord> {
         check_new::<B>(m)?;
         let mut tx = self.db.begin_write().await.map_err(db)?;
-        let created = Self::create_model_on(&mut On::Conn(&mut *tx), m).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(created)
+        let created = Self::create_model_on(&mut On::Conn(&mut *tx), m).await;
+        end_tx(tx, created).await
     }
 
     async fn get_model(&self, id: ModelId) -> StoreResult<ModelRecord> {
@@ -259,9 +303,8 @@ impl<B: Backend> ModelStore for SqlStore<B> {
 
     async fn activate_model(&self, id: ModelId, a: &Activation) -> StoreResult<ModelRecord> {
         let mut tx = self.db.begin_write().await.map_err(db)?;
-        let activated = Self::activate_model_on(&mut On::Conn(&mut *tx), id, a).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(activated)
+        let activated = Self::activate_model_on(&mut On::Conn(&mut *tx), id, a).await;
+        end_tx(tx, activated).await
     }
 
     async fn register_trained_model(
@@ -273,49 +316,8 @@ impl<B: Backend> ModelStore for SqlStore<B> {
     ) -> StoreResult<(ModelRecord, Job)> {
         check_new::<B>(m)?;
         let mut tx = self.db.begin_write().await.map_err(db)?;
-        let done = {
-            let mut on: On<'_, B::Db> = On::Conn(&mut *tx);
-            // The job's row first: a concurrent cancel waits for this transaction (and then
-            // finds the job finished), or has committed and the job is no longer running.
-            let status = on
-                .fetch_optional(
-                    &format!("SELECT status FROM jobs WHERE id = $1{}", B::LOCK_ROWS),
-                    &[Arg::Int(job.0)],
-                )
-                .await
-                .map_err(db)?
-                .ok_or_else(|| jobs::job_not_found(job))?
-                .text(0)?;
-            if status != JobStatus::Running.as_str() {
-                return Err(StoreError::Conflict(format!(
-                    "job {job} is {status}: cannot register the model it trained"
-                )));
-            }
-            let created = Self::create_model_on(&mut on, m).await?;
-            let (model, activated) = match activate {
-                Some(a) => (Self::activate_model_on(&mut on, created.id, a).await?, true),
-                None => (created, false),
-            };
-            let result = format!(
-                r#"{{"model":{},"version":{},"activated":{activated}}}"#,
-                model.id.0, model.version
-            );
-            let finished = jobs::finish_on::<B>(
-                &mut on,
-                job,
-                &JobOutcome::Succeeded {
-                    result,
-                    message: None,
-                },
-                at,
-            )
-            .await?
-            .ok_or_else(|| {
-                StoreError::Conflict(format!("job {job} stopped running while it was locked"))
-            })?;
-            (model, finished)
-        };
-        tx.commit().await.map_err(db)?;
-        Ok(done)
+        let done =
+            Self::register_trained_model_on(&mut On::Conn(&mut *tx), job, m, activate, at).await;
+        end_tx(tx, done).await
     }
 }

@@ -22,7 +22,7 @@ use pdm_core::{
 
 use crate::common;
 use crate::error::{db, is_foreign_key_violation};
-use crate::sql::{Arg, Backend, Cols, On, SqlStore};
+use crate::sql::{end_tx, Arg, Backend, Cols, On, SqlStore};
 
 /// Most predictions per `INSERT`: 9 parameters a row stay far below the limits of both
 /// databases (32766 on SQLite, 65535 on PostgreSQL).
@@ -225,12 +225,9 @@ impl<B: Backend> PredictionStore for SqlStore<B> {
             })?);
         }
         let mut tx = self.db.begin_write().await.map_err(db)?;
-        let inserted = {
-            let mut on: On<'_, B::Db> = On::Conn(&mut *tx);
-            Self::write_predictions_on(&mut on, predictions, &contributions).await?
-        };
-        tx.commit().await.map_err(db)?;
-        Ok(inserted)
+        let inserted =
+            Self::write_predictions_on(&mut On::Conn(&mut *tx), predictions, &contributions).await;
+        end_tx(tx, inserted).await
     }
 
     async fn predictions(&self, q: &PredictionQuery) -> StoreResult<Vec<Prediction>> {
