@@ -1,5 +1,6 @@
 //! Crash safety: SIGKILL the server binary mid-stream, restart it, and find every reading
-//! published at QoS 1 stored exactly once.
+//! published at QoS 1 stored exactly once; SIGKILL it while it trains and scores, and find the
+//! training marked failed, every reading stored once, and every row scored.
 //!
 //! Runs its own Mosquitto (from `PDM_MOSQUITTO_BIN`, `mosquitto` on PATH or /usr/sbin) with
 //! unbounded queues: with Mosquitto's default `max_queued_messages 1000` the *broker* would drop
@@ -77,15 +78,19 @@ fn start_broker(dir: &Path) -> (Killed, String) {
 }
 
 fn start_server(data_dir: &Path, mqtt: &str) -> Killed {
+    start_server_on(data_dir, mqtt, "127.0.0.1:0", "pdm-crash-test")
+}
+
+fn start_server_on(data_dir: &Path, mqtt: &str, http: &str, client_id: &str) -> Killed {
     let child = Command::new(env!("CARGO_BIN_EXE_pdm-server"))
         .args([
             "serve",
             "--http",
-            "127.0.0.1:0",
+            http,
             "--auto-register",
             "true",
             "--mqtt-client-id",
-            "pdm-crash-test",
+            client_id,
         ])
         .arg("--data-dir")
         .arg(data_dir)
@@ -121,6 +126,29 @@ async fn stored(db: &Path) -> (i64, f64) {
     }
 }
 
+/// Creates the server's persistent session before anything is published, so that the broker
+/// keeps every message for it from the first one on.
+async fn pre_subscribe(url: &str, client_id: &str) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let (host, port) = common::host_port(url);
+    let mut opts = MqttOptions::new(client_id, host, port);
+    opts.set_clean_session(false);
+    let (client, mut el) = AsyncClient::new(opts, 10);
+    client
+        .subscribe("pdm/+/telemetry", QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), el.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            other => panic!("pre-subscribe failed: {other:?}"),
+        }
+    }
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), el.poll()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() {
     if mosquitto_bin().is_none() {
@@ -138,26 +166,7 @@ async fn sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() {
 
     // Create the server's persistent session before anything is published, so the broker keeps
     // every message for it from the first one on.
-    {
-        use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-        let (host, port) = common::host_port(&url);
-        let mut opts = MqttOptions::new("pdm-crash-test", host, port);
-        opts.set_clean_session(false);
-        let (client, mut el) = AsyncClient::new(opts, 10);
-        client
-            .subscribe("pdm/+/telemetry", QoS::AtLeastOnce)
-            .await
-            .expect("subscribe");
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), el.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
-                Ok(Ok(_)) => {}
-                other => panic!("pre-subscribe failed: {other:?}"),
-            }
-        }
-        let _ = client.disconnect().await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), el.poll()).await;
-    }
+    pre_subscribe(&url, "pdm-crash-test").await;
 
     let mut server = start_server(&data_dir, &url);
     let base_ts = pdm_core::Timestamp::now().as_millis() - 3_600_000;
@@ -240,4 +249,239 @@ async fn sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() {
     };
     assert!(exit.success(), "graceful shutdown exit status {exit:?}");
     forget_session(&url, "pdm-crash-test").await;
+}
+
+/// One HTTP/1.1 request to the server binary (no client library: a request, `Connection:
+/// close`, the whole answer); `None` while the server is not listening.
+async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Option<(u16, serde_json::Value)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.ok()?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, rest) = text.split_once("\r\n\r\n")?;
+    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+    // Answers are small and not chunked, except where axum chunks: take the JSON part.
+    let json = rest.find(['{', '[']).and_then(|i| {
+        let end = rest.rfind(['}', ']'])?;
+        serde_json::from_str(&rest[i..=end]).ok()
+    });
+    Some((status, json.unwrap_or(serde_json::Value::Null)))
+}
+
+/// Polls `GET path` until `done` holds for the answer, for at most `secs`.
+async fn poll_json(
+    addr: &str,
+    path: &str,
+    secs: u64,
+    mut done: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some((200, v)) = http(addr, "GET", path, None).await {
+            if done(&v) {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GET {path}: not done in {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Readings of four sensors, one row per second from `base` (row `i` at `base + i` s).
+fn rows(base: i64, range: std::ops::Range<i64>) -> Vec<(String, Vec<u8>)> {
+    range
+        .map(|i| {
+            let t = i as f64;
+            let body = format!(
+                "{{\"ts\":{},\"values\":{{\"temp\":{},\"flow\":{},\"current\":{},\"vibration\":{}}}}}",
+                base + i * 1000,
+                60.0 + (t / 97.0).sin() + ((i * 7919) % 101) as f64 / 200.0,
+                4.0 + (t / 53.0).cos() * 0.2 + ((i * 104_729) % 89) as f64 / 400.0,
+                12.0 + (t / 71.0).sin() * 0.5 + ((i * 1_299_709) % 97) as f64 / 300.0,
+                1.5 + ((i * 15_485_863) % 83) as f64 / 500.0,
+            );
+            ("pdm/crash-live/telemetry".to_owned(), body.into_bytes())
+        })
+        .collect()
+}
+
+/// SIGKILL while a training job runs and the stream is scored; after the restart the job is
+/// failed with the reason, every reading is stored once, and the predictions have no gap: the
+/// rows whose predictions were lost with the process are scored again from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_training_and_scoring_fails_the_job_and_scores_every_row() {
+    if mosquitto_bin().is_none() {
+        assert!(
+            !services_required(),
+            "crash test: no mosquitto binary (set PDM_MOSQUITTO_BIN)"
+        );
+        eprintln!("SKIPPED crash test: no mosquitto binary (set PDM_MOSQUITTO_BIN)");
+        return;
+    }
+    const HISTORY: i64 = 1_800;
+    const STREAM: i64 = 4_000;
+    const SENSORS: i64 = 4;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_broker, url) = start_broker(dir.path());
+    let data_dir = dir.path().join("data");
+    let db = data_dir.join("pdm.db");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let client = "pdm-crash-live";
+    pre_subscribe(&url, client).await;
+    let mut server = start_server_on(&data_dir, &url, &addr, client);
+    poll_json(&addr, "/health/ready", 60, |_| true).await;
+
+    // A healthy half hour, then a model trained on it and activated.
+    let base = (pdm_core::Timestamp::now().as_millis() / 1000 - 3 * 3600) * 1000;
+    publish_all(&url, "crash-live-history", rows(base, 0..HISTORY)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored(&db).await.0 < HISTORY * SENSORS {
+        assert!(Instant::now() < deadline, "history not stored in 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let train = format!(
+        "{{\"from\":{base},\"to\":{},\"activate\":true}}",
+        base + HISTORY * 1000
+    );
+    let (status, job) = http(
+        &addr,
+        "POST",
+        "/api/v1/machines/crash-live/models",
+        Some(&train),
+    )
+    .await
+    .expect("train request");
+    assert_eq!(status, 202, "{job}");
+    let job_path = format!("/api/v1/jobs/{}", job["id"]);
+    let done = poll_json(&addr, &job_path, 60, |j| {
+        j["status"] != "queued" && j["status"] != "running"
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    // The stream goes on while a long training runs; kill the server during both.
+    let publisher = tokio::spawn({
+        let url = url.clone();
+        async move {
+            publish_all(
+                &url,
+                "crash-live-stream",
+                rows(base, HISTORY..HISTORY + STREAM),
+            )
+            .await
+        }
+    });
+    let slow = format!(
+        "{{\"from\":{base},\"to\":{},\"kind\":\"isolation_forest\",\"params\":{{\"n_estimators\":20000}}}}",
+        base + HISTORY * 1000
+    );
+    let (status, job) = http(
+        &addr,
+        "POST",
+        "/api/v1/machines/crash-live/models",
+        Some(&slow),
+    )
+    .await
+    .expect("train request");
+    assert_eq!(status, 202, "{job}");
+    let slow_path = format!("/api/v1/jobs/{}", job["id"]);
+    poll_json(&addr, &slow_path, 60, |j| j["status"] == "running").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored(&db).await.0 < (HISTORY + STREAM / 4) * SENSORS {
+        assert!(Instant::now() < deadline, "stream not stored in 60 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let running = http(&addr, "GET", &slow_path, None).await.expect("job").1;
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    assert_eq!(
+        running["status"], "running",
+        "the training ended before the kill; the test proves nothing: {running}"
+    );
+    let (at_kill, _) = stored(&db).await;
+    eprintln!("killed during training with {at_kill} readings stored");
+    assert!(
+        at_kill < (HISTORY + STREAM) * SENSORS,
+        "the stream ended before the kill"
+    );
+    publisher.await.expect("publisher");
+
+    // Restart: the job is failed with the reason; the stream completes exactly once.
+    server = start_server_on(&data_dir, &url, &addr, client);
+    let failed = poll_json(&addr, &slow_path, 60, |j| j["status"] != "running").await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let message = failed["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("stopped"),
+        "the reason is given: {message}"
+    );
+    let total = (HISTORY + STREAM) * SENSORS;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (n, _) = stored(&db).await;
+        assert!(n <= total, "{n} readings stored: more than published");
+        if n == total {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after restart only {n} of {total} readings stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every row after the model's first prediction is scored, the last one excepted (it stays
+    // open until a later reading arrives).
+    let last_row = base + (HISTORY + STREAM - 2) * 1000;
+    let path = format!(
+        "/api/v1/machines/crash-live/predictions?from={base}&to={}&limit=100000",
+        last_row + 1
+    );
+    let answer = poll_json(&addr, &path, 60, |v| {
+        v["predictions"]
+            .as_array()
+            .and_then(|p| p.last())
+            .is_some_and(|p| p["ts"].as_i64() == Some(last_row))
+    })
+    .await;
+    let ts: Vec<i64> = answer["predictions"]
+        .as_array()
+        .expect("predictions")
+        .iter()
+        .filter_map(|p| p["ts"].as_i64())
+        .collect();
+    let first = ts[0];
+    assert!(
+        first <= base + (HISTORY + 10) * 1000,
+        "scoring started late: row {} ({} predictions)",
+        (first - base) / 1000,
+        ts.len()
+    );
+    let gaps: Vec<(i64, i64)> = ts
+        .windows(2)
+        .filter(|w| w[1] - w[0] != 1000)
+        .map(|w| (w[0], w[1]))
+        .collect();
+    assert!(gaps.is_empty(), "rows not scored across the kill: {gaps:?}");
+    assert_eq!(ts.len() as i64, (last_row - first) / 1000 + 1);
+
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    forget_session(&url, client).await;
 }

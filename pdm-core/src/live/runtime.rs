@@ -15,7 +15,9 @@
 //!   the machine's stored readings from a little before the last scored row (one read, at most
 //!   [`LiveConfig::catch_up_s`] of row time), feeds them to a fresh aligner, warms the model on
 //!   the rows scored before and scores the rows after. So a restart resumes within one window,
-//!   and a swap loses no row.
+//!   and a swap loses no row. A machine's first model scores from the oldest reading the owner
+//!   saw without a model (at most `catch_up_s` back): the rows that arrived between the
+//!   activation and the owner learning of it are scored too.
 //! - **Predictions** go to one writer task through a bounded queue (an owner waits when it is
 //!   full, which only slows detection) and are stored in batches, idempotently.
 //! - **Stale data**: a channel missing for longer than the model's `max_gap_ms` gives no score
@@ -313,6 +315,10 @@ struct MachineLive {
     last_scored: Option<Timestamp>,
     rows_scored: u64,
     readings_late: u64,
+    /// The oldest reading seen while the machine had no model (since it was last loaded): a
+    /// model activated later scores from there (catch-up), so the rows that arrived between
+    /// its activation and the owner learning of it are not lost.
+    unscored_from: Option<Timestamp>,
     /// Auto-training: the oldest stored reading, once looked up.
     oldest: Option<Option<Timestamp>>,
     auto_train_done: bool,
@@ -420,6 +426,7 @@ impl OwnerTask {
         }
         let m = self.machines.get_mut(&machine).expect("inserted above");
         if m.active.is_none() {
+            m.unscored_from = Some(m.unscored_from.map_or(first_ts, |t| t.min(first_ts)));
             self.maybe_auto_train(&machine, newest_ts).await;
             return;
         }
@@ -504,9 +511,14 @@ impl OwnerTask {
             .saturating_mul(active.warmup_rows as i64 + 2)
             .saturating_add(align.max_gap_ms as i64);
         let floor = before.add_millis(-(self.config.catch_up_s as i64).saturating_mul(1000));
-        let from = match m.last_scored {
-            Some(last) => last.add_millis(-lookback).max(floor),
-            None => before.add_millis(-lookback),
+        let from = match (m.last_scored, m.unscored_from.take()) {
+            (Some(last), _) => last.add_millis(-lookback).max(floor),
+            // A first model: from the oldest reading that arrived without one.
+            (None, Some(unscored)) => unscored.add_millis(-lookback).max(floor),
+            // A model with no prediction yet (activated just before a restart, or its first
+            // predictions lost with the process): every stored row it has not scored, at most
+            // `catch_up_s` back.
+            (None, None) => floor,
         };
         active.aligner = Aligner::new(align).expect("checked when loaded");
         active.model.reset();
