@@ -13,8 +13,9 @@
 //! - every streaming kind ([`StreamKind`]): `score` is [`StreamingDetector::update`] (scores,
 //!   then learns), and so is `warm`; the state stored in the file is the starting state.
 //! - all kinds: a [`HealthIndex`] (default parameters) of the scores and their threshold gives
-//!   `health`, and [`RulParams`] (defaults) over the last `window` `(seconds, health)` points
-//!   gives `rul_s`. Warm rows are not scored, so they do not move health.
+//!   `health`, and [`RulParams`] (defaults) over the last `window` health points, one per
+//!   [`TREND_STEP_S`] of row time, gives `rul_s` while the health is below [`DEGRADED_BELOW`].
+//!   Warm rows are not scored, so they do not move health.
 //! - contributions, for anomalous rows only (score above threshold): the PCA decomposition
 //!   ([`pca_attribution`]) for `pipeline` (of the scaled window means, one per channel) and
 //!   `pca_detector`; none for `isolation_forest` (median replacement needs the training rows,
@@ -482,6 +483,8 @@ struct Live {
     health: HealthIndex,
     rul: RulValidParams,
     trail: Trail,
+    /// The last estimate: the row time it was made at and the remaining life then.
+    last_rul: Option<(f64, f64)>,
 }
 
 /// The last `window` `(seconds, health)` points, kept twice (slot `p` and slot `p + window`) so
@@ -547,6 +550,7 @@ impl Live {
                 .build(),
             trail: Trail::new(rul.window()),
             rul,
+            last_rul: None,
         }
     }
 
@@ -569,26 +573,54 @@ impl Live {
     }
 
     /// Health after `score`, and the remaining useful life from the trailing health trend.
+    ///
+    /// The trend is fitted on one health point per [`TREND_STEP_S`] of row time (the last
+    /// `window` of them: 100 minutes with the defaults), not on every row: degradation plays
+    /// out over hours, and a fit over the last hundred rows of a 1 Hz machine would read the
+    /// smoothing's wiggles as a trend. The estimate is refreshed at each point and counts down
+    /// between points; it is given only while the health is below [`DEGRADED_BELOW`], so a
+    /// healthy machine shows no remaining-life figure at all.
     fn health(&mut self, ts_ms: i64, score: f64, threshold: f64) -> (Option<f64>, Option<f64>) {
         let Ok(h) = self.health.update(score, threshold) else {
             return (self.health.health(), None);
         };
         let t = ts_ms as f64 / 1000.0;
-        if self.trail.last_time().is_some_and(|last| last >= t) {
+        let last = self.trail.last_time();
+        if last.is_some_and(|last| last > t) {
             // Time went back (a replay, a clock change): the trend starts afresh.
             self.trail.clear();
+            self.last_rul = None;
         }
-        self.trail.push(t, h);
-        let (times, healths) = self.trail.slices();
-        let rul = self
-            .rul
-            .estimate(times, healths)
-            .ok()
+        if self
+            .trail
+            .last_time()
+            .is_none_or(|last| t - last >= TREND_STEP_S)
+        {
+            self.trail.push(t, h);
+            let (times, healths) = self.trail.slices();
+            self.last_rul = self
+                .rul
+                .estimate(times, healths)
+                .ok()
+                .flatten()
+                .map(|e| (t, e.rul));
+        }
+        let rul = (h < DEGRADED_BELOW)
+            .then_some(self.last_rul)
             .flatten()
-            .map(|e| e.rul);
+            .map(|(at, rul)| (rul - (t - at)).max(0.0));
         (Some(h), rul)
     }
 }
+
+/// Seconds of row time between the health points the remaining-useful-life trend is fitted on.
+pub const TREND_STEP_S: f64 = 60.0;
+
+/// A remaining useful life is given only while the health index is below this: with the
+/// default failure level (twice the threshold), health 0.5 is a smoothed score at the alarm
+/// level. Above it a healthy machine's health wanders (0.8 to 1 on the demo's pump), and a
+/// trend fitted to that wandering is not a remaining life.
+pub const DEGRADED_BELOW: f64 = 0.5;
 
 impl LiveModel for Live {
     fn warmup_rows(&self) -> usize {

@@ -54,14 +54,19 @@ fn train(kind: Option<&str>, params: &str, x: &Array2<f64>) -> Result<Trained, M
     DetectFactory.train(&spec(kind, params), &rows_of(x), &mut |_| true)
 }
 
-/// Live scores of every row of `x` (None while warming up).
+/// Live scores of every row of `x` (None while warming up), rows a second apart.
 fn live_scores(bytes: &[u8], x: &Array2<f64>) -> Vec<Option<LiveScore>> {
+    live_scores_every(bytes, x, 1_000)
+}
+
+/// Live scores of every row of `x`, rows `step_ms` apart.
+fn live_scores_every(bytes: &[u8], x: &Array2<f64>, step_ms: i64) -> Vec<Option<LiveScore>> {
     let mut live = DetectFactory.load(bytes, &align(&NAMES)).expect("load");
     x.rows()
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            live.score(i as i64 * 1_000, r.as_slice().expect("row"))
+            live.score(i as i64 * step_ms, r.as_slice().expect("row"))
                 .expect("score")
         })
         .collect()
@@ -135,7 +140,8 @@ fn pipeline_reset_and_warm_rebuild_the_window() {
 #[test]
 fn a_drifting_channel_is_flagged_and_blamed() {
     let trained = train(None, "{}", &series(600, 11, usize::MAX)).expect("train");
-    let live = live_scores(&trained.bytes, &series(600, 12, 300));
+    // A row a minute: the health trend has one point per minute of row time.
+    let live = live_scores_every(&trained.bytes, &series(600, 12, 300), 60_000);
     let flagged: Vec<&LiveScore> = live
         .iter()
         .flatten()
@@ -161,6 +167,54 @@ fn a_drifting_channel_is_flagged_and_blamed() {
     let end = live.last().unwrap().as_ref().unwrap();
     assert!(end.health.unwrap() < 0.5, "{end:?}");
     assert!(live.iter().flatten().any(|s| s.rul_s.is_some()));
+    // Only while degraded.
+    assert!(live
+        .iter()
+        .flatten()
+        .filter(|s| s.rul_s.is_some())
+        .all(|s| s.health.unwrap() < DEGRADED_BELOW));
+}
+
+#[test]
+fn a_healthy_machine_has_no_remaining_life_figure() {
+    let trained = train(None, "{}", &series(600, 11, usize::MAX)).expect("train");
+    for step_ms in [1_000, 60_000] {
+        let live = live_scores_every(&trained.bytes, &series(3_000, 13, usize::MAX), step_ms);
+        let with_rul = live.iter().flatten().filter(|s| s.rul_s.is_some()).count();
+        assert_eq!(with_rul, 0, "rows {step_ms} ms apart");
+    }
+}
+
+#[test]
+fn the_remaining_life_counts_down_between_trend_points() {
+    let trained = train(None, "{}", &series(600, 11, usize::MAX)).expect("train");
+    // Rows a second apart over a drift of hours: one trend point a minute.
+    let x = series(4 * 3_600, 14, 600);
+    let live = live_scores(&trained.bytes, &x);
+    let ruls: Vec<(usize, f64)> = live
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.as_ref().and_then(|s| s.rul_s).map(|r| (i, r)))
+        .collect();
+    assert!(!ruls.is_empty(), "a long drift gives an estimate");
+    // Between trend points (one a minute) the estimate falls by exactly the time passed; it
+    // moves otherwise only when a point joins, at most once per 60 rows.
+    let consecutive: Vec<(f64, f64)> = ruls
+        .windows(2)
+        .filter(|w| w[1].0 == w[0].0 + 1 && w[0].1 > 1.0)
+        .map(|w| (w[0].1, w[1].1))
+        .collect();
+    let counting_down = consecutive
+        .iter()
+        .filter(|(a, b)| (a - b - 1.0).abs() < 1e-6)
+        .count();
+    let refreshed = consecutive.len() - counting_down;
+    assert!(counting_down > 0);
+    assert!(
+        refreshed <= consecutive.len() / 60 + 1,
+        "{refreshed} refreshes in {} consecutive rows",
+        consecutive.len()
+    );
 }
 
 #[test]
