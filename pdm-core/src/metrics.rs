@@ -21,6 +21,7 @@ pub struct Metrics {
     write_micros_total: AtomicU64,
     dead_letters_pruned: AtomicU64,
     readings_pruned: AtomicU64,
+    predictions_pruned: AtomicU64,
     retention_errors: AtomicU64,
 }
 
@@ -51,6 +52,8 @@ pub struct MetricsSnapshot {
     pub dead_letters_pruned: u64,
     /// Readings deleted by retention.
     pub readings_pruned: u64,
+    /// Predictions deleted by retention.
+    pub predictions_pruned: u64,
     /// Retention deletes that failed (and are tried again at the next pass).
     pub retention_errors: u64,
 }
@@ -103,6 +106,11 @@ impl Metrics {
         self.readings_pruned.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts predictions deleted by retention.
+    pub fn predictions_pruned(&self, n: u64) {
+        self.predictions_pruned.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Counts a failed retention delete.
     pub fn retention_error(&self) {
         self.retention_errors.fetch_add(1, Ordering::Relaxed);
@@ -128,6 +136,7 @@ impl Metrics {
             write_micros_total: get(&self.write_micros_total),
             dead_letters_pruned: get(&self.dead_letters_pruned),
             readings_pruned: get(&self.readings_pruned),
+            predictions_pruned: get(&self.predictions_pruned),
             retention_errors: get(&self.retention_errors),
         }
     }

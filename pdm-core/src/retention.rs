@@ -138,7 +138,10 @@ pub(crate) async fn run(
         }
         if let Some(before) = retention.predictions_before(now) {
             match catalog.prune_predictions(before).await {
-                Ok(n) => log_pruned("predictions", n),
+                Ok(n) => {
+                    metrics.predictions_pruned(n);
+                    log_pruned("predictions", n);
+                }
                 Err(e) => {
                     metrics.retention_error();
                     tracing::warn!(error = %e, "cannot prune predictions; trying again next interval");

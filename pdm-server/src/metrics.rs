@@ -230,6 +230,11 @@ impl Collector for EngineCollector {
                 m.readings_pruned,
             ),
             (
+                "pdm_predictions_pruned",
+                "Predictions deleted by retention.",
+                m.predictions_pruned,
+            ),
+            (
                 "pdm_retention_errors",
                 "Retention deletes that failed (tried again at the next pass).",
                 m.retention_errors,
@@ -326,6 +331,12 @@ mod tests {
             "pdm_readings_pruned_total",
             "Readings deleted by retention.",
             m.readings_pruned,
+        );
+        // Added with predictions (issue 9); the series above stay as they were.
+        counter(
+            "pdm_predictions_pruned_total",
+            "Predictions deleted by retention.",
+            m.predictions_pruned,
         );
         counter(
             "pdm_retention_errors_total",
