@@ -31,9 +31,9 @@ use tokio::task::JoinHandle;
 
 use crate::catalog::Catalog;
 use crate::config::{ConfigError, ConfigResult};
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::model::Batch;
-use crate::live::Live;
 use crate::retention::Retention;
 use crate::source::{
     Ack, BatchSink, Shutdown, ShutdownTrigger, Source, SourceBatch, SourceContext,

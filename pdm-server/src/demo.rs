@@ -175,7 +175,11 @@ async fn detection_line(state: &crate::state::AppState, key: &pdm_core::MachineK
         Ok(p) if !p.is_empty() => {
             let anomalous = p.iter().filter(|p| p.anomalous).count();
             let newest = &p[p.len() - 1];
-            let verdict = if anomalous * 2 > p.len() { "ANOMALY" } else { "normal" };
+            let verdict = if anomalous * 2 > p.len() {
+                "ANOMALY"
+            } else {
+                "normal"
+            };
             let blame = newest
                 .contributions
                 .first()

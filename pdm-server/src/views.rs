@@ -432,7 +432,11 @@ impl From<MachineStatus> for LiveStatusView {
                 LiveState::Stale => "stale",
             },
             model: s.model.map(|m| m.0),
-            stale_channels: s.stale_channels.iter().map(|c| c.as_str().to_owned()).collect(),
+            stale_channels: s
+                .stale_channels
+                .iter()
+                .map(|c| c.as_str().to_owned())
+                .collect(),
             last_scored: s.last_scored.map(|t| t.as_millis()),
             rows_scored: s.rows_scored,
             readings_late: s.readings_late,

@@ -297,6 +297,9 @@ struct Active {
     stale: Option<Vec<SensorKey>>,
     /// Rows at or before this were scored before (by this model or the one it replaced).
     warm_until: Option<Timestamp>,
+    /// The end (exclusive) of the model's training range: a machine's first model scores the
+    /// stored rows from there on (within `catch_up_s`), not only those that arrive after it.
+    trained_to: Timestamp,
     warmed_rows: usize,
     warmup_rows: usize,
     errors_logged: bool,
@@ -450,6 +453,7 @@ impl OwnerTask {
                             aligner,
                             stale: None,
                             warm_until: None,
+                            trained_to: record.trained_to,
                             warmed_rows: 0,
                             warmup_rows,
                             errors_logged: false,
@@ -504,13 +508,20 @@ impl OwnerTask {
             .saturating_mul(active.warmup_rows as i64 + 2)
             .saturating_add(align.max_gap_ms as i64);
         let floor = before.add_millis(-(self.config.catch_up_s as i64).saturating_mul(1000));
-        let from = match m.last_scored {
-            Some(last) => last.add_millis(-lookback).max(floor),
-            None => before.add_millis(-lookback),
+        // Nothing scored yet: the rows stored after the model's training range (an
+        // auto-trained model is activated while its machine's history is still arriving) are
+        // scored now, at most `catch_up_s` of them; the training rows before only warm it.
+        let (from, warm_until) = match m.last_scored {
+            Some(last) => (last.add_millis(-lookback).max(floor), Some(last)),
+            None if active.trained_to < before => (
+                active.trained_to.add_millis(-lookback).max(floor),
+                Some(active.trained_to.add_millis(-1)),
+            ),
+            None => (before.add_millis(-lookback), None),
         };
         active.aligner = Aligner::new(align).expect("checked when loaded");
         active.model.reset();
-        active.warm_until = m.last_scored;
+        active.warm_until = warm_until;
         active.warmed_rows = 0;
         active.stale = None;
         // One read in the common case; pages when a catch-up spans more.

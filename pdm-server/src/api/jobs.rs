@@ -59,7 +59,9 @@ async fn list_jobs(
         None => None,
     };
     let machine = match p.machine.as_deref() {
-        Some(m) => Some(MachineKey::new(m).map_err(|e| ApiError::unprocessable(format!("machine: {e}")))?),
+        Some(m) => {
+            Some(MachineKey::new(m).map_err(|e| ApiError::unprocessable(format!("machine: {e}")))?)
+        }
         None => None,
     };
     let q = JobQuery {
@@ -99,5 +101,10 @@ async fn cancel_job(
     if reason.len() > 1_000 {
         return Err(ApiError::unprocessable("reason: at most 1000 characters"));
     }
-    Ok(Json(store.cancel_job(id, &reason, Timestamp::now()).await?.into()))
+    Ok(Json(
+        store
+            .cancel_job(id, &reason, Timestamp::now())
+            .await?
+            .into(),
+    ))
 }

@@ -84,7 +84,8 @@ async fn list_models(
 ) -> ApiResult<Json<Vec<ModelView>>> {
     let machine = match query.params.machine.as_deref() {
         Some(m) => Some(
-            pdm_core::MachineKey::new(m).map_err(|e| ApiError::unprocessable(format!("machine: {e}")))?,
+            pdm_core::MachineKey::new(m)
+                .map_err(|e| ApiError::unprocessable(format!("machine: {e}")))?,
         ),
         None => None,
     };
@@ -192,7 +193,8 @@ async fn train(
             list.iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    SensorKey::new(c).map_err(|e| ApiError::unprocessable(format!("channels[{i}]: {e}")))
+                    SensorKey::new(c)
+                        .map_err(|e| ApiError::unprocessable(format!("channels[{i}]: {e}")))
                 })
                 .collect::<ApiResult<Vec<_>>>()?,
         ),
@@ -231,8 +233,7 @@ async fn import(
     query: Result<axum::extract::Query<ImportParams>, axum::extract::rejection::QueryRejection>,
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<ModelView>)> {
-    let axum::extract::Query(p) =
-        query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let axum::extract::Query(p) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if bytes.is_empty() {
         return Err(ApiError::bad_request(
             "the body must be a model file (from pdm_engine's save or to_bytes)",

@@ -9,12 +9,12 @@ use pdm_core::{PredictionQuery, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::api::telemetry::{ReadingsPage, DEFAULT_RANGE_MS};
+use crate::error::ApiError;
 use crate::error::ApiResult;
 use crate::extract::{Keys, MachinePath, PagedQuery};
 use crate::state::{AppState, DetectionState};
 use crate::time::{parse_duration_ms, parse_range};
 use crate::views::{views, LiveStatusView, PredictionBucketView, PredictionView};
-use crate::error::ApiError;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
