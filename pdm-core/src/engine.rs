@@ -146,6 +146,7 @@ impl Engine {
             .unwrap_or_else(|| store.write_concurrency())
             .clamp(1, 64);
         let queue = Arc::new(Queue {
+            handoff: std::sync::Mutex::new(Handoff::default()),
             rx: Mutex::new(rx),
             closing: AtomicBool::new(false),
         });
@@ -276,6 +277,23 @@ struct Queue {
     rx: Mutex<mpsc::Receiver<SourceBatch>>,
     /// Set once shutdown began: the queue refuses new batches and is being drained.
     closing: AtomicBool,
+    /// Hands committed batches to the live path in the order they were gathered.
+    handoff: std::sync::Mutex<Handoff>,
+}
+
+/// Writers commit concurrently, so batches commit in any order; the live path must see them in
+/// the order they left the queue (the order they arrived), or a batch that commits before an
+/// earlier one makes the earlier one's readings late: not scored, and a false stale condition.
+/// Each gathered batch takes a sequence number (under the queue's lock); once committed (or
+/// given up) it waits here until every batch before it has been handed over.
+#[derive(Default)]
+struct Handoff {
+    /// The next sequence number to gather.
+    gathered: u64,
+    /// The next sequence number to hand to the live path.
+    next: u64,
+    /// Committed (`Some`) or failed (`None`) batches waiting for those before them.
+    waiting: std::collections::BTreeMap<u64, Option<Batch>>,
 }
 
 struct Writer {
@@ -308,23 +326,44 @@ impl Writer {
                 let mut batch = first.batch;
                 acks.push(first.ack);
                 self.gather(&mut rx, &mut batch, &mut acks).await;
-                batch
+                let mut handoff = queue.handoff.lock().unwrap_or_else(|e| e.into_inner());
+                let seq = handoff.gathered;
+                handoff.gathered += 1;
+                (seq, batch)
             };
+            let (seq, batch) = batch;
             let closing = queue.closing.load(Ordering::Acquire);
             if self.write(&batch, closing).await {
                 for ack in acks.drain(..) {
                     ack.fire();
                 }
                 // After the acks, and without waiting: detection never holds back ingestion.
-                if let Some(live) = &self.live {
-                    live.offer(batch);
-                }
+                self.hand_off(&queue, seq, Some(batch));
             } else {
                 // Not stored: dropping the acks tells the sources not to acknowledge upstream.
                 acks.clear();
+                self.hand_off(&queue, seq, None);
             }
         }
         tracing::debug!("writer finished");
+    }
+
+    /// Offers batch `seq` (`None`: not stored) and every waiting batch after it to the live
+    /// path, in gathering order. Never waits on the live path (`offer` does not block).
+    fn hand_off(&self, queue: &Queue, seq: u64, batch: Option<Batch>) {
+        let Some(live) = &self.live else { return };
+        let mut handoff = queue.handoff.lock().unwrap_or_else(|e| e.into_inner());
+        handoff.waiting.insert(seq, batch);
+        loop {
+            let next = handoff.next;
+            let Some(ready) = handoff.waiting.remove(&next) else {
+                break;
+            };
+            handoff.next += 1;
+            if let Some(batch) = ready {
+                live.offer(batch);
+            }
+        }
     }
 
     /// Adds queued batches to `batch` until the size limit or the linger time is reached.

@@ -299,6 +299,9 @@ struct Active {
     stale: Option<Vec<SensorKey>>,
     /// Rows at or before this were scored before (by this model or the one it replaced).
     warm_until: Option<Timestamp>,
+    /// The end (exclusive) of the model's training range: a machine's first model scores the
+    /// stored rows from there on (within `catch_up_s`), not only those that arrive after it.
+    trained_to: Timestamp,
     warmed_rows: usize,
     warmup_rows: usize,
     errors_logged: bool,
@@ -457,6 +460,7 @@ impl OwnerTask {
                             aligner,
                             stale: None,
                             warm_until: None,
+                            trained_to: record.trained_to,
                             warmed_rows: 0,
                             warmup_rows,
                             errors_logged: false,
@@ -511,18 +515,24 @@ impl OwnerTask {
             .saturating_mul(active.warmup_rows as i64 + 2)
             .saturating_add(align.max_gap_ms as i64);
         let floor = before.add_millis(-(self.config.catch_up_s as i64).saturating_mul(1000));
-        let from = match (m.last_scored, m.unscored_from.take()) {
-            (Some(last), _) => last.add_millis(-lookback).max(floor),
-            // A first model: from the oldest reading that arrived without one.
-            (None, Some(unscored)) => unscored.add_millis(-lookback).max(floor),
-            // A model with no prediction yet (activated just before a restart, or its first
-            // predictions lost with the process): every stored row it has not scored, at most
-            // `catch_up_s` back.
-            (None, None) => floor,
+        // Nothing scored yet: the rows stored after the model's training range (an
+        // auto-trained model is activated while its machine's history is still arriving; its
+        // first predictions may have been lost with the process) are scored now, at most
+        // `catch_up_s` of them; the training rows before only warm it. A model whose training
+        // range is not in the data (an import) scores from the oldest reading that arrived
+        // without a model, or from `catch_up_s` back.
+        let (from, warm_until) = match (m.last_scored, m.unscored_from.take()) {
+            (Some(last), _) => (last.add_millis(-lookback).max(floor), Some(last)),
+            (None, _) if active.trained_to < before => (
+                active.trained_to.add_millis(-lookback).max(floor),
+                Some(active.trained_to.add_millis(-1)),
+            ),
+            (None, Some(unscored)) => (unscored.add_millis(-lookback).max(floor), None),
+            (None, None) => (floor, None),
         };
         active.aligner = Aligner::new(align).expect("checked when loaded");
         active.model.reset();
-        active.warm_until = m.last_scored;
+        active.warm_until = warm_until;
         active.warmed_rows = 0;
         active.stale = None;
         // One read in the common case; pages when a catch-up spans more.

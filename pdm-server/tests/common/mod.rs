@@ -105,13 +105,20 @@ impl TestApp {
     /// A server on a fresh PostgreSQL database, or `None` (after a loud SKIPPED line) without
     /// `PDM_TEST_DATABASE_URL`.
     pub async fn postgres() -> Option<TestApp> {
+        Self::postgres_with(|_| {}).await
+    }
+
+    /// A server on a fresh PostgreSQL database with `tweak` applied to its configuration, or
+    /// `None` (after a loud SKIPPED line) without `PDM_TEST_DATABASE_URL`.
+    pub async fn postgres_with(tweak: impl FnOnce(&mut ServerConfig)) -> Option<TestApp> {
         let databases = pg_databases()?;
         let url = databases
             .create("pdm_server_test")
             .await
             .expect("a fresh PostgreSQL database");
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = config(dir.path(), Some(url), false);
+        let mut cfg = config(dir.path(), Some(url), false);
+        tweak(&mut cfg);
         Some(Self::start(cfg, Some(databases), dir).await)
     }
 
@@ -132,6 +139,11 @@ impl TestApp {
     /// The configuration it runs with.
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// The live path of the server (panics when it is off).
+    pub fn live(&self) -> &std::sync::Arc<pdm_core::live::Live> {
+        self.server.live().expect("the live path runs")
     }
 
     /// The server.
