@@ -809,6 +809,20 @@ async fn model_and_job_routes(pg: bool) {
         .post(&format!("/api/v1/jobs/{}/cancel", job["id"]), "{}")
         .await;
     assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    // A failed job can be retried: a new job with the same input (which fails the same way).
+    let (st, again) = app
+        .post(&format!("/api/v1/jobs/{}/retry", job["id"]), "")
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{again}");
+    assert_ne!(again["id"], job["id"]);
+    assert_eq!(
+        (&again["kind"], &again["machine"], &again["params"]),
+        (&job["kind"], &job["machine"], &job["params"])
+    );
+    let again = wait_job(&app, again["id"].as_i64().expect("id")).await;
+    assert_eq!(again["status"], "failed", "{again}");
+    let (st, _) = app.post("/api/v1/jobs/999999/retry", "").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
 
     // A queued job can: queue one on a store the runner is busy with? Simpler and exact: a
     // job is cancelled before the runner claims it or while it runs; either way it ends
@@ -844,7 +858,7 @@ async fn model_and_job_routes(pg: bool) {
         models_before
     );
     let (_, jobs) = app.get(&format!("/api/v1/jobs?machine={m}")).await;
-    assert_eq!(jobs.as_array().map(Vec::len), Some(2), "{jobs}");
+    assert_eq!(jobs.as_array().map(Vec::len), Some(3), "{jobs}");
     let (st, _) = app.get("/api/v1/jobs?status=nope").await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     app.stop().await;
@@ -890,6 +904,15 @@ async fn a_queued_training_is_cancelled() {
     assert_eq!(t["status"], "succeeded", "{t}");
     let (_, j2) = app.get(&format!("/api/v1/jobs/{id2}")).await;
     assert_eq!(j2["status"], "cancelled");
+    // A succeeded job is not retried; a cancelled one is.
+    let (st, body) = app
+        .post(&format!("/api/v1/jobs/{}/retry", t["id"]), "")
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    let (st, body) = app.post(&format!("/api/v1/jobs/{id2}/retry"), "").await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    let retried = wait_job(&app, body["id"].as_i64().expect("id")).await;
+    assert_eq!(retried["status"], "succeeded", "{retried}");
     app.stop().await;
 }
 

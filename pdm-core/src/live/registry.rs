@@ -321,6 +321,29 @@ impl Registry {
         Ok(job)
     }
 
+    /// Queues a failed or cancelled job again, as a new job with the same kind, machine and
+    /// parameters (the old one stays as it ended, for the record). `Conflict` for a job that
+    /// is queued, running or succeeded.
+    pub async fn retry(&self, id: crate::store::JobId) -> Result<Job, RegistryError> {
+        use crate::store::JobStatus;
+        let job = self.store.get_job(id).await?;
+        if !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
+            return Err(StoreError::Conflict(format!(
+                "job {id} is {}; only a failed or cancelled job can be retried",
+                job.status
+            ))
+            .into());
+        }
+        Ok(self
+            .store
+            .create_job(&NewJob {
+                kind: job.kind,
+                machine: job.machine,
+                params: job.params,
+            })
+            .await?)
+    }
+
     /// The defaults used when a request gives no period or gap.
     pub fn defaults(&self) -> AlignDefaults {
         self.defaults

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{OptionalJsonBody, PageRule, PagedQuery};
-use crate::state::AppState;
+use crate::state::{AppState, DetectionState};
 use crate::views::{views, JobView};
 
 /// Paging of `GET /jobs`: `limit` 1 to 1000, 100 by default, `cursor` = the last id seen.
@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/jobs", get(list_jobs))
         .route("/jobs/{id}", get(get_job))
         .route("/jobs/{id}/cancel", post(cancel_job))
+        .route("/jobs/{id}/retry", post(retry_job))
 }
 
 fn job_id(raw: &str) -> ApiResult<JobId> {
@@ -107,4 +108,14 @@ async fn cancel_job(
             .await?
             .into(),
     ))
+}
+
+/// Queues a failed or cancelled job again (a new job, answered 202); 409 otherwise.
+async fn retry_job(
+    State(d): State<DetectionState>,
+    Path(id): Path<String>,
+) -> ApiResult<(axum::http::StatusCode, Json<JobView>)> {
+    let job = d.registry.retry(job_id(&id)?).await?;
+    d.jobs.wake();
+    Ok((axum::http::StatusCode::ACCEPTED, Json(job.into())))
 }
