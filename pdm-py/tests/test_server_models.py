@@ -105,6 +105,11 @@ class Server:
         except ValueError:
             return status, payload
 
+    def get_bytes(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.base + path, timeout=60) as resp:
+            assert resp.status == 200, resp.status
+            return bytes(resp.read())
+
     def ok(self, method: str, path: str, expect: int = 200, **kw: Any) -> Any:
         status, payload = self.request(method, path, **kw)
         assert status == expect, f"{method} {path}: {status} {payload!r}\n--- server log ---\n{self.log_tail()}"
@@ -313,11 +318,7 @@ def test_a_model_trained_by_the_server_loads_in_python_and_scores_identically(se
     assert sorted(channels) == sorted(CHANNELS), info
     cols = [CHANNELS.index(c) for c in channels]
 
-    data = server.ok("GET", f"/api/v1/models/{model_id}/file")
-    assert isinstance(data, (bytes, dict)), type(data)
-    if isinstance(data, dict):  # the file is JSON, so the client helper parsed it: fetch the bytes
-        with urllib.request.urlopen(f"{server.base}/api/v1/models/{model_id}/file", timeout=60) as resp:
-            data = resp.read()
+    data = server.get_bytes(f"/api/v1/models/{model_id}/file")
     assert len(data) == info["size_bytes"], (len(data), info)
     loaded = pe.load(data)
     assert isinstance(loaded, pe.Pipeline) and loaded.channels_ == channels
@@ -356,13 +357,17 @@ def test_a_damaged_model_file_is_refused_and_the_active_model_stays(server: Serv
     at = next(i for i in range(start, len(data)) if chr(data[i]) in "12345678")
     data[at] += 1
     status, refused = import_model(server, "pump-c", bytes(data))
-    assert status == 422, (status, refused)
-    message = json.dumps(refused)
-    assert "checksum" in message.lower(), refused
+    assert status == 422 and refused["error"]["code"] == "unprocessable", (status, refused)
+    assert "checksum" in refused["error"]["message"], refused
+
+    # Feature names that are not the machine's sensors: refused, naming the stranger.
+    stranger = pe.Pipeline().fit(X, channels=["current", "flow", "vibration"])
+    status, refused = import_model(server, "pump-c", stranger.to_bytes())
+    assert status == 422 and "vibration" in refused["error"]["message"], (status, refused)
 
     models = server.ok("GET", "/api/v1/models?machine=pump-c")
-    items = models["models"] if isinstance(models, dict) and "models" in models else models
-    assert [(m["id"], m["status"]) for m in items] == [(good["id"], "active")], models
+    assert [(m["id"], m["status"]) for m in models] == [(good["id"], "active")], models
+    assert server.ok("GET", f"/api/v1/models/{good['id']}")["status"] == "active"
     # And it still scores with it.
     t0 = start_ms()
     post_rows(server, "pump-c", X[:50], CHANNELS, t0, 0)
