@@ -130,6 +130,10 @@ def test_default_pipeline_flags_a_broken_relation_and_refuses_bad_input():
         pe.Pipeline(margin=0.5).fit(X)
     with pytest.raises(pe.ParameterError):
         pe.Pipeline(statistic="t3").fit(X)
+    for window in (0, 1, 2.5, True):  # a trailing mean of one sample is no window
+        with pytest.raises(pe.ParameterError, match="window must be an int of at least 2"):
+            pe.Pipeline(window=window).fit(X)
+    assert pe.Pipeline(window=2).fit(X).window == 2
     with pytest.raises(pe.NotFittedError):
         pe.Pipeline().predict(X)
 

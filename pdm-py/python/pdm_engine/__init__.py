@@ -456,7 +456,7 @@ class PcaDetector(_Persisted, _Params):
 class Pipeline(_Persisted, _Params):
     """pdm's default multivariate pipeline, the one the server runs on a machine's sensors.
 
-    Trailing mean of each channel over ``window`` samples, standard scaler, PCA keeping
+    Trailing mean of each channel over ``window`` samples (at least 2), standard scaler, PCA keeping
     ``n_components`` (an int, or a float in (0, 1]: that share of the variance), its
     ``statistic`` (``"t2"``, ``"q"`` or ``"dominant"``) per row, divided by a limit of ``margin``
     times the largest training value, and flags where at least ``k`` of the last ``n`` rows pass
@@ -497,7 +497,11 @@ class Pipeline(_Persisted, _Params):
         names = names or (list(channels) if channels is not None else [f"c{i}" for i in range(arr.shape[1])])
         if len(names) != arr.shape[1]:
             raise DataError(f"{len(names)} channel names for {arr.shape[1]} columns")
-        for key in ("window", "k", "n"):
+        window = self.window
+        if not isinstance(window, numbers.Integral) or isinstance(window, bool) or window < 2:
+            # A trailing mean of one sample is no window feature (the engine refuses it too).
+            raise ParameterError(f"window must be an int of at least 2 samples, got {window!r}")
+        for key in ("k", "n"):
             value = getattr(self, key)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
                 raise ParameterError(f"{key} must be a non-negative int, got {value!r}")
