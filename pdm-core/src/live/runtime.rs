@@ -352,9 +352,10 @@ impl OwnerTask {
                     self.batch(readings).await;
                 }
                 Msg::Reload(machine) => {
-                    let m = self.machines.entry(machine).or_default();
-                    m.reload = true;
-                    m.catch_up = true;
+                    // Loaded now, so that the status shows the new model at once; the
+                    // catch-up waits for the next batch (it reads up to that batch's start).
+                    self.machines.entry(machine.clone()).or_default().catch_up = true;
+                    self.load(&machine).await;
                 }
                 Msg::Status(machine, reply) => {
                     let _ = reply.send(self.status(&machine));
