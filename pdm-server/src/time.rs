@@ -63,6 +63,16 @@ pub fn parse_range(
     Ok((from, to))
 }
 
+/// The `bucket` of a range query, when given: 400 naming it when unreadable.
+pub fn parse_bucket(bucket: Option<&str>) -> Result<Option<i64>, crate::error::ApiError> {
+    bucket
+        .map(|b| {
+            parse_duration_ms(b)
+                .map_err(|e| crate::error::ApiError::bad_request(format!("bucket: {e}")))
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

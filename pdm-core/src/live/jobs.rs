@@ -369,20 +369,7 @@ impl Runner {
             let last_ts = page.last().map(|r| r.ts);
             let fresh = &page[skip.min(page.len())..];
             aligner.push_batch(fresh, &mut out);
-            for item in out.drain(..) {
-                match item {
-                    Aligned::Row(r) => rows
-                        .segments
-                        .last_mut()
-                        .expect("one segment")
-                        .extend_from_slice(&r.values),
-                    Aligned::Stale(_) => {
-                        if rows.segments.last().is_some_and(|s| !s.is_empty()) {
-                            rows.segments.push(Vec::new());
-                        }
-                    }
-                }
-            }
+            add_to_segments(&mut rows, out.drain(..));
             pages += 1;
             match (full, last_ts) {
                 (true, Some(ts)) => {
@@ -417,15 +404,22 @@ pub fn training_rows(
     aligner.push_batch(readings, &mut out);
     let mut rows = TrainingRows {
         n_cols: align.channels.len(),
-        segments: vec![Vec::new()],
+        segments: Vec::new(),
     };
-    for item in out {
+    add_to_segments(&mut rows, out.into_iter());
+    rows.segments.retain(|s| !s.is_empty());
+    Ok(rows)
+}
+
+/// Appends aligned items to training segments: rows to the last segment, and a stale
+/// condition (a gap) ends it.
+fn add_to_segments(rows: &mut TrainingRows, items: impl Iterator<Item = Aligned>) {
+    for item in items {
         match item {
-            Aligned::Row(r) => rows
-                .segments
-                .last_mut()
-                .expect("one segment")
-                .extend_from_slice(&r.values),
+            Aligned::Row(r) => match rows.segments.last_mut() {
+                Some(last) => last.extend_from_slice(&r.values),
+                None => rows.segments.push(r.values),
+            },
             Aligned::Stale(_) => {
                 if rows.segments.last().is_some_and(|s| !s.is_empty()) {
                     rows.segments.push(Vec::new());
@@ -433,6 +427,44 @@ pub fn training_rows(
             }
         }
     }
-    rows.segments.retain(|s| !s.is_empty());
-    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Reading;
+
+    #[test]
+    fn a_gap_in_the_data_ends_a_training_segment() {
+        let machine = MachineKey::new("m").unwrap();
+        let (a, b) = (SensorKey::new("a").unwrap(), SensorKey::new("b").unwrap());
+        let align = AlignConfig {
+            channels: vec![a.clone(), b.clone()],
+            sample_period_ms: 1_000,
+            max_gap_ms: 2_000,
+        };
+        let reading = |s: &SensorKey, t: i64| Reading {
+            machine: machine.clone(),
+            sensor: s.clone(),
+            ts: Timestamp::from_millis(t * 1_000),
+            value: t as f64,
+        };
+        // Seconds 0..10, nothing for a minute, then 70..80.
+        let readings: Vec<Reading> = (0..10)
+            .chain(70..80)
+            .flat_map(|t| [reading(&a, t), reading(&b, t)])
+            .collect();
+        let rows = training_rows(&readings, &align).unwrap();
+        assert_eq!(rows.n_cols, 2);
+        assert_eq!(rows.segments.len(), 2, "{rows:?}");
+        // The first segment holds rows 0..=9 and the values carried forward over the gap's
+        // first `max_gap_ms`; the second starts at 70 and ends before the open instant 79.
+        assert_eq!(&rows.segments[0][..4], &[0.0, 0.0, 1.0, 1.0]);
+        assert_eq!(rows.segments[1][..2], [70.0, 70.0]);
+        assert_eq!(rows.segments[1].len(), 9 * 2);
+        assert_eq!(
+            rows.n_rows(),
+            rows.segments.iter().map(|s| s.len() / 2).sum::<usize>()
+        );
+    }
 }

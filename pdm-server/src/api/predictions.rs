@@ -9,11 +9,10 @@ use pdm_core::{PredictionQuery, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::api::telemetry::{ReadingsPage, DEFAULT_RANGE_MS};
-use crate::error::ApiError;
 use crate::error::ApiResult;
 use crate::extract::{Keys, MachinePath, PagedQuery};
 use crate::state::{AppState, DetectionState};
-use crate::time::{parse_duration_ms, parse_range};
+use crate::time::{parse_bucket, parse_range};
 use crate::views::{views, LiveStatusView, PredictionBucketView, PredictionView};
 
 /// Routes of this resource.
@@ -69,10 +68,8 @@ async fn predictions(
         predictions: None,
         buckets: None,
     };
-    match &p.bucket {
-        Some(b) => {
-            let width =
-                parse_duration_ms(b).map_err(|e| ApiError::bad_request(format!("bucket: {e}")))?;
+    match parse_bucket(p.bucket.as_deref())? {
+        Some(width) => {
             resp.bucket_ms = Some(width);
             resp.buckets = Some(views(store.prediction_buckets(&q, width).await?));
         }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{Keys, MachinePath, PageRule, PagedQuery, RawSegment};
 use crate::state::{AppState, IngestState};
-use crate::time::{parse_duration_ms, parse_range};
+use crate::time::{parse_bucket, parse_range};
 use crate::views::{views, BucketView, IngestReportView, LatestView, PointView};
 
 /// Most raw points or buckets one query returns.
@@ -194,10 +194,8 @@ async fn readings(
         points: None,
         buckets: None,
     };
-    match &p.bucket {
-        Some(b) => {
-            let width =
-                parse_duration_ms(b).map_err(|e| ApiError::bad_request(format!("bucket: {e}")))?;
+    match parse_bucket(p.bucket.as_deref())? {
+        Some(width) => {
             resp.bucket_ms = Some(width);
             resp.buckets = Some(views(store.buckets(&q, width).await?));
         }
