@@ -303,6 +303,20 @@ async fn poll_json(
     }
 }
 
+/// Requests a training of `crash-live` (202) and returns its job's path.
+async fn train(addr: &str, body: &str) -> String {
+    let (status, job) = http(
+        addr,
+        "POST",
+        "/api/v1/machines/crash-live/models",
+        Some(body),
+    )
+    .await
+    .expect("train request");
+    assert_eq!(status, 202, "{job}");
+    format!("/api/v1/jobs/{}", job["id"])
+}
+
 /// Readings of four sensors, one row per second from `base` (row `i` at `base + i` s).
 fn rows(base: i64, range: std::ops::Range<i64>) -> Vec<(String, Vec<u8>)> {
     range
@@ -355,20 +369,11 @@ async fn sigkill_during_training_and_scoring_fails_the_job_and_scores_every_row(
         assert!(Instant::now() < deadline, "history not stored in 60 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let train = format!(
+    let first = format!(
         "{{\"from\":{base},\"to\":{},\"activate\":true}}",
         base + HISTORY * 1000
     );
-    let (status, job) = http(
-        &addr,
-        "POST",
-        "/api/v1/machines/crash-live/models",
-        Some(&train),
-    )
-    .await
-    .expect("train request");
-    assert_eq!(status, 202, "{job}");
-    let job_path = format!("/api/v1/jobs/{}", job["id"]);
+    let job_path = train(&addr, &first).await;
     let done = poll_json(&addr, &job_path, 60, |j| {
         j["status"] != "queued" && j["status"] != "running"
     })
@@ -391,16 +396,7 @@ async fn sigkill_during_training_and_scoring_fails_the_job_and_scores_every_row(
         "{{\"from\":{base},\"to\":{},\"kind\":\"isolation_forest\",\"params\":{{\"n_estimators\":20000}}}}",
         base + HISTORY * 1000
     );
-    let (status, job) = http(
-        &addr,
-        "POST",
-        "/api/v1/machines/crash-live/models",
-        Some(&slow),
-    )
-    .await
-    .expect("train request");
-    assert_eq!(status, 202, "{job}");
-    let slow_path = format!("/api/v1/jobs/{}", job["id"]);
+    let slow_path = train(&addr, &slow).await;
     poll_json(&addr, &slow_path, 60, |j| j["status"] == "running").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while stored(&db).await.0 < (HISTORY + STREAM / 4) * SENSORS {
