@@ -1,6 +1,6 @@
 //! Core of pdm, the predictive-maintenance engine: domain types, the trait seams every backend
-//! implements, the catalog that validates readings, and the engine that runs sources into a
-//! store with acknowledgement after durable write.
+//! implements, the catalog that validates readings, the engine that runs sources into a store
+//! with acknowledgement after durable write, and the live path that scores what it stored.
 //!
 //! pdm-core holds no SQL, MQTT or HTTP: backends (`pdm-store`), sources (`pdm-ingest`) and
 //! frontends (`pdm-server`) plug into the seams defined here.
@@ -29,6 +29,12 @@
 //!
 //! Row alignment ([`align`](mod@align)) turns a machine's readings into the rows its model
 //! scores, by one rule shared by the live path and training.
+//!
+//! The live path ([`live`]) scores every machine's rows with its active model as the engine
+//! stores them: owners sharded by machine key, fed after each durable write
+//! ([`Engine::start_with_live`]), a [`live::ModelFactory`] seam that pdm-detect implements,
+//! predictions stored in batches ([`store::PredictionStore`]), the model registry's rules and
+//! the background training jobs.
 
 pub mod align;
 pub mod catalog;
