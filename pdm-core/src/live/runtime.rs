@@ -24,7 +24,7 @@
 //!   and a [`LiveEvent::Stale`]; the first row after it gives [`LiveEvent::Fresh`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,7 +107,8 @@ pub struct MachineStatus {
 }
 
 enum Msg {
-    Batch(Vec<Reading>),
+    /// Readings, and how many batches this owner had skipped when they were queued.
+    Batch(Vec<Reading>, u64),
     /// The machine's active model may have changed: load it before the next batch.
     Reload(MachineKey),
     Status(MachineKey, oneshot::Sender<Option<MachineStatus>>),
@@ -117,8 +118,9 @@ enum Msg {
 
 struct Owner {
     tx: mpsc::Sender<Msg>,
-    /// Set when a batch for this owner was skipped: its machines catch up from the store.
-    skipped: Arc<AtomicBool>,
+    /// Batches skipped for this owner (queue full). A batch queued after a skip carries the
+    /// new count, and the owner catches its machines up from the store before it.
+    skipped: AtomicU64,
 }
 
 /// The live path of one worker: owners, the prediction writer, and the events they raise.
@@ -159,7 +161,6 @@ impl Live {
         let owners = (0..config.tasks.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-                let skipped = Arc::new(AtomicBool::new(false));
                 let task = OwnerTask {
                     store: store.clone(),
                     factory: factory.clone(),
@@ -167,12 +168,15 @@ impl Live {
                     metrics: metrics.clone(),
                     events: events.clone(),
                     predictions: pred_tx.clone(),
-                    skipped: skipped.clone(),
+                    skips_seen: 0,
                     machines: HashMap::new(),
                     pending: Vec::new(),
                 };
                 tasks.push(tokio::spawn(task.run(rx)));
-                Owner { tx, skipped }
+                Owner {
+                    tx,
+                    skipped: AtomicU64::new(0),
+                }
             })
             .collect();
         Arc::new(Live {
@@ -233,9 +237,10 @@ impl Live {
             }
             let len = part.len() as u64;
             add(&self.metrics.readings_in, len);
-            if let Err(e) = owner.tx.try_send(Msg::Batch(part)) {
+            let skips = owner.skipped.load(Ordering::Acquire);
+            if let Err(e) = owner.tx.try_send(Msg::Batch(part, skips)) {
                 if let mpsc::error::TrySendError::Full(_) = e {
-                    owner.skipped.store(true, Ordering::Release);
+                    owner.skipped.fetch_add(1, Ordering::AcqRel);
                 }
                 add(&self.metrics.readings_skipped, len);
             }
@@ -334,7 +339,8 @@ struct OwnerTask {
     metrics: Arc<LiveMetrics>,
     events: broadcast::Sender<LiveEvent>,
     predictions: mpsc::Sender<WriterMsg>,
-    skipped: Arc<AtomicBool>,
+    /// The owner's skip count as of the last batch it took.
+    skips_seen: u64,
     machines: HashMap<MachineKey, MachineLive>,
     pending: Vec<Prediction>,
 }
@@ -343,8 +349,11 @@ impl OwnerTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         while let Some(msg) = rx.recv().await {
             match msg {
-                Msg::Batch(readings) => {
-                    if self.skipped.swap(false, Ordering::AcqRel) {
+                Msg::Batch(readings, skips) => {
+                    if skips > self.skips_seen {
+                        // Batches were skipped between the previous one and this one: every
+                        // machine reads what it missed from the store first.
+                        self.skips_seen = skips;
                         for m in self.machines.values_mut() {
                             m.catch_up = true;
                         }
