@@ -777,6 +777,19 @@ async fn model_and_job_routes(pg: bool) {
             json!({ "from": now - 1000, "to": now, "params": [1] }),
             "params",
         ),
+        (
+            json!({ "from": now - 1000, "to": now, "sample_period_ms": 0 }),
+            "sample_period_ms",
+        ),
+        (
+            json!({ "from": now - 1000, "to": now, "max_gap_ms": 10 }),
+            "max_gap_ms",
+        ),
+        (
+            json!({ "from": now - 1000, "to": now, "channels": ["a", "a"] }),
+            "channels[1]",
+        ),
+        (json!({ "from": i64::MIN, "to": i64::MAX }), "from"),
     ];
     for (body, field) in cases {
         let (st, answer) = train(&m, body.clone()).await;
@@ -1137,5 +1150,45 @@ async fn live_status_goes_from_no_model_to_scoring_to_stale() {
     let s = live_state(&app, &m).await;
     assert!(s["state"] == "scoring" || s["state"] == "warming", "{s}");
     assert_eq!(s["stale_channels"], json!([]));
+    app.stop().await;
+}
+
+/// A deleted machine's live state goes with it: made again under the same key, with a new
+/// model, it is scored from its first rows (the old state would have counted them late).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_deleted_and_made_again_is_scored_afresh() {
+    let app = TestApp::sqlite().await;
+    let m = unique("again");
+    let fit: Vec<Vec<f64>> = (0..300).map(|i| synth(i, 0.0)).collect();
+    let file = pipeline_file(&["a", "b"], &fit);
+    let base = (now_ms() / 1000) * 1000 - 1_200_000;
+    let rows: Vec<(i64, Vec<f64>)> = (0..60)
+        .map(|i| (base + i * 1000, synth(i as usize, 0.0)))
+        .collect();
+    for round in 0..2 {
+        create_machine(&app, &m, &["a", "b"]).await;
+        let (st, model) = import(&app, &m, &file, "activate=true&sample_period_ms=1000").await;
+        assert_eq!(st, StatusCode::CREATED, "round {round}: {model}");
+        // The second round sends the rows of the first again, and earlier ones.
+        let from = if round == 0 { 30 } else { 0 };
+        post_rows(&app, &m, &["a", "b"], &rows[from..], 10).await;
+        app.live().flush().await;
+        let s = live_state(&app, &m).await;
+        assert_eq!(s["state"], "scoring", "round {round}: {s}");
+        assert_eq!(s["readings_late"], 0, "round {round}: {s}");
+        let (_, p) = app
+            .get(&format!(
+                "/api/v1/machines/{m}/predictions?from={base}&to={}",
+                base + 60_000
+            ))
+            .await;
+        let n = p["predictions"].as_array().map(Vec::len).unwrap_or(0);
+        // Rows `from..59` but the last (open) one; the first window - 1 warm the model.
+        assert_eq!(n, 60 - from - 1 - 9, "round {round}: {p}");
+        if round == 0 {
+            let (st, body) = app.delete(&format!("/api/v1/machines/{m}")).await;
+            assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
+        }
+    }
     app.stop().await;
 }

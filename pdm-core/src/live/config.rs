@@ -83,6 +83,12 @@ impl<'de> Deserialize<'de> for ShardAssignment {
     }
 }
 
+/// The default of [`LiveConfig::worker`].
+pub const DEFAULT_WORKER: &str = "pdm-server";
+
+/// The longest span `catch_up_s` and `auto_train_after_s` take: ten years.
+pub const MAX_SPAN_S: u64 = 10 * 365 * 86_400;
+
 /// Settings of the live path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -127,7 +133,7 @@ impl Default for LiveConfig {
             catch_up_s: 3_600,
             prediction_batch: 5_000,
             prediction_linger_ms: 250,
-            worker: "pdm-server".to_owned(),
+            worker: DEFAULT_WORKER.to_owned(),
         }
     }
 }
@@ -155,6 +161,17 @@ impl LiveConfig {
                 format!("index must be below count (got {})", self.shard),
             ));
         }
+        for (setting, v) in [
+            ("live.catch_up_s", self.catch_up_s),
+            ("live.auto_train_after_s", self.auto_train_after_s),
+        ] {
+            if v > MAX_SPAN_S {
+                return Err(ConfigError::new(
+                    setting,
+                    format!("must be at most {MAX_SPAN_S} seconds (ten years) (got {v})"),
+                ));
+            }
+        }
         if self.worker.trim().is_empty() || self.worker.len() > 128 {
             return Err(ConfigError::new(
                 "live.worker",
@@ -164,6 +181,17 @@ impl LiveConfig {
         self.align(vec![crate::ids::SensorKey::new("x").expect("a valid key")])
             .check()
             .map_err(|e| ConfigError::new(e.setting.replace("align.", "live."), e.problem))
+    }
+
+    /// The name jobs are claimed under: `worker`, or with the default name on a worker of
+    /// several shards, `pdm-server-<index>`, so that two workers left at the default never
+    /// fail each other's running jobs when one of them restarts.
+    pub fn worker_name(&self) -> String {
+        if self.worker == DEFAULT_WORKER && self.shard.count > 1 {
+            format!("{DEFAULT_WORKER}-{}", self.shard.index)
+        } else {
+            self.worker.clone()
+        }
     }
 
     /// The alignment of a model over `channels` with this worker's default period and gap.

@@ -41,6 +41,15 @@ impl std::fmt::Debug for JobRunner {
     }
 }
 
+/// Sets a flag when dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Wakes a [`JobRunner`] when a job was queued, so it starts at once rather than at the next
 /// poll (a second).
 #[derive(Debug, Clone, Default)]
@@ -64,7 +73,14 @@ impl From<StoreError> for JobEnd {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(_) => JobEnd::Gone,
-            e => JobEnd::Failed(format!("store: {e}")),
+            e => {
+                // The cause goes to the log, not into the job's message (which the API shows).
+                tracing::error!(error = %e, "the database failed while a job ran");
+                JobEnd::Failed(
+                    "the database failed while the job ran (the server log has the cause); retry the job"
+                        .into(),
+                )
+            }
         }
     }
 }
@@ -87,7 +103,7 @@ impl JobRunner {
     ) -> Result<JobRunner, StoreError> {
         let failed = store
             .fail_running_jobs(
-                &config.worker,
+                &config.worker_name(),
                 "the server stopped while the job was running; queue it again to retry",
                 Timestamp::now(),
             )
@@ -141,7 +157,7 @@ impl Runner {
         loop {
             match self
                 .store
-                .claim_next_job(&self.config.worker, Timestamp::now())
+                .claim_next_job(&self.config.worker_name(), Timestamp::now())
                 .await
             {
                 Ok(Some(job)) => {
@@ -188,7 +204,15 @@ impl Runner {
 
     async fn progress(&self, job: &Job, p: f64, message: &str) -> Result<(), JobEnd> {
         self.store
-            .update_progress(job.id, p.clamp(0.0, 1.0), Some(message))
+            .update_progress(
+                job.id,
+                if p.is_finite() {
+                    p.clamp(0.0, 1.0)
+                } else {
+                    0.5
+                },
+                Some(message),
+            )
             .await?;
         Ok(())
     }
@@ -240,6 +264,9 @@ impl Runner {
         };
         let fraction = Arc::new(AtomicU64::new(0.5f64.to_bits()));
         let cancelled = Arc::new(AtomicBool::new(false));
+        // Stopping the runner drops this future: the fit on its blocking thread is told to stop
+        // too, so that a shutdown does not wait for a whole training.
+        let _stop_on_drop = CancelOnDrop(cancelled.clone());
         let factory = self.factory.clone();
         let fit = {
             let (fraction, cancelled) = (fraction.clone(), cancelled.clone());
@@ -355,7 +382,7 @@ impl Runner {
         let mut out = Vec::new();
         let mut cursor = request.from;
         let mut skip = 0usize;
-        let span = (request.to.as_millis() - request.from.as_millis()).max(1) as f64;
+        let span = (request.to.as_millis() as f64 - request.from.as_millis() as f64).max(1.0);
         let mut pages = 0u32;
         loop {
             let q = MachineRangeQuery {
@@ -368,6 +395,13 @@ impl Runner {
             let full = page.len() == PAGE as usize;
             let last_ts = page.last().map(|r| r.ts);
             let fresh = &page[skip.min(page.len())..];
+            if fresh.is_empty() && full {
+                // One instant holds more than a page: what is left of it cannot be read by
+                // timestamp; go on from the next instant.
+                cursor = cursor.add_millis(1);
+                skip = 0;
+                continue;
+            }
             aligner.push_batch(fresh, &mut out);
             add_to_segments(&mut rows, out.drain(..));
             pages += 1;
@@ -381,7 +415,7 @@ impl Runner {
                     };
                     cursor = ts;
                     if pages % 4 == 0 {
-                        let done = (ts.as_millis() - request.from.as_millis()) as f64 / span;
+                        let done = (ts.as_millis() as f64 - request.from.as_millis() as f64) / span;
                         self.progress(job, 0.5 * done, "reading the training range")
                             .await?;
                     }

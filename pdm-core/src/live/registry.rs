@@ -23,6 +23,11 @@ use crate::ids::{MachineKey, SensorKey};
 use crate::model::Timestamp;
 use crate::store::{Activation, Job, ModelId, ModelRecord, NewJob, NewModel, Store, StoreError};
 
+/// The earliest training time accepted: 0001-01-01T00:00:00Z, in epoch milliseconds.
+pub const MIN_TIME_MS: i64 = -62_135_596_800_000;
+/// The latest training time accepted: 9999-12-31T23:59:59.999Z, in epoch milliseconds.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
 /// The job kind of a training.
 pub const TRAIN_JOB: &str = "train";
 
@@ -105,6 +110,14 @@ impl TrainRequest {
 
     /// Checks what can be checked before the job runs, naming the field.
     pub fn check(&self) -> Result<(), ModelError> {
+        for (field, t) in [("from", self.from), ("to", self.to)] {
+            if !(MIN_TIME_MS..=MAX_TIME_MS).contains(&t.as_millis()) {
+                return Err(ModelError::Params(format!(
+                    "{field} ({}) must be between the years 1 and 9999",
+                    t.as_millis()
+                )));
+            }
+        }
         if self.to <= self.from {
             return Err(ModelError::Params(format!(
                 "to ({}) must be after from ({})",
@@ -308,6 +321,21 @@ impl Registry {
                 return Err(ModelError::Params("kind must not be empty".into()).into());
             }
         }
+        // The row settings are checked now (with the defaults for what is not given), so that
+        // a bad period, gap or channel list is a 4xx naming it rather than a failed job.
+        let channels = request
+            .channels
+            .clone()
+            .unwrap_or_else(|| vec![SensorKey::new("any").expect("a valid key")]);
+        AlignConfig {
+            channels,
+            sample_period_ms: request
+                .sample_period_ms
+                .unwrap_or(self.defaults.sample_period_ms),
+            max_gap_ms: request.max_gap_ms.unwrap_or(self.defaults.max_gap_ms),
+        }
+        .check()
+        .map_err(|e| ModelError::Params(e.to_string().replace("align.", "")))?;
         // The machine must exist: NotFound otherwise.
         self.store.get_machine(machine).await?;
         let job = self

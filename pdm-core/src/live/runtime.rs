@@ -34,12 +34,16 @@ use tokio::task::JoinHandle;
 use super::config::{key_hash, LiveConfig};
 use super::metrics::{add, LiveMetrics, LiveSnapshot};
 use super::model::{LiveModel, ModelFactory};
-use super::registry::{self, ModelParameters};
+use super::registry::{self, ModelParameters, RegistryError};
 use crate::align::{Aligned, Aligner};
 use crate::ids::{MachineKey, SensorKey};
 use crate::model::{Batch, MachineRangeQuery, Reading, Timestamp};
 use crate::prediction::{Contribution, Prediction};
 use crate::store::{JobQuery, JobStatus, ModelId, NewJob, Store, StoreError};
+
+/// How often an owner looks up a machine's active model in the store, besides reloads (an
+/// activation on another worker reaches it so).
+const MODEL_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What happens on the live path that others (the alarm engine, live push) react to.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +116,9 @@ enum Msg {
     /// The machine's active model may have changed: load it before the next batch.
     Reload(MachineKey),
     Status(MachineKey, oneshot::Sender<Option<MachineStatus>>),
+    /// The machine was deleted: drop its state (a machine made again with the key starts
+    /// afresh).
+    Forget(MachineKey),
     /// Processed after every batch queued before it (for tests and shutdown).
     Flush(oneshot::Sender<()>),
 }
@@ -259,6 +266,18 @@ impl Live {
         }
     }
 
+    /// Drops the live state of a deleted machine (its readings, models and predictions are
+    /// gone with it); a machine registered again under the key starts afresh.
+    pub async fn forget(&self, machine: &MachineKey) {
+        if self.config.shard.owns(machine) {
+            let _ = self
+                .owner_of(machine)
+                .tx
+                .send(Msg::Forget(machine.clone()))
+                .await;
+        }
+    }
+
     /// The live status of `machine`: `None` when this worker does not own it or has not seen
     /// it since it started.
     pub async fn status(&self, machine: &MachineKey) -> Option<MachineStatus> {
@@ -327,6 +346,8 @@ struct MachineLive {
     /// model activated later scores from there (catch-up), so the rows that arrived between
     /// its activation and the owner learning of it are not lost.
     unscored_from: Option<Timestamp>,
+    /// When the active model was last looked up in the store.
+    checked_at: Option<Instant>,
     /// Auto-training: the oldest stored reading, once looked up.
     oldest: Option<Option<Timestamp>>,
     auto_train_done: bool,
@@ -368,6 +389,10 @@ impl OwnerTask {
                 }
                 Msg::Status(machine, reply) => {
                     let _ = reply.send(self.status(&machine));
+                }
+                Msg::Forget(machine) => {
+                    self.pending.retain(|p| p.machine != machine);
+                    self.machines.remove(&machine);
                 }
                 Msg::Flush(reply) => {
                     self.send_pending().await;
@@ -433,6 +458,29 @@ impl OwnerTask {
             entry.reload = true;
             entry.catch_up = true;
         }
+        // Another worker may have activated a model (its job runner trained it, or an API
+        // request reached it): look at the active model now and then, not only on a reload.
+        let now = Instant::now();
+        if entry
+            .checked_at
+            .is_none_or(|at| now.duration_since(at) >= MODEL_CHECK_INTERVAL)
+        {
+            entry.checked_at = Some(now);
+            match self.store.active_model(&machine).await {
+                Ok(active) => {
+                    let current = entry.active.as_ref().map(|a| a.id);
+                    if active.map(|r| r.id) != current {
+                        entry.reload = true;
+                    }
+                }
+                Err(StoreError::NotFound(_)) => {
+                    // Deleted meanwhile (its readings with it): nothing to score.
+                    self.machines.remove(&machine);
+                    return;
+                }
+                Err(e) => tracing::warn!(%machine, error = %e, "cannot check the active model"),
+            }
+        }
         if entry.reload {
             entry.reload = false;
             self.load(&machine).await;
@@ -496,11 +544,16 @@ impl OwnerTask {
                 m.active = None;
                 m.load_failed = false;
             }
+            Err(RegistryError::Store(StoreError::NotFound(_))) => {
+                // The machine (or the model with it) was deleted.
+                self.machines.remove(machine);
+            }
             Err(e) => {
-                m.active = None;
-                m.load_failed = true;
+                // A working model stays in place; the load is tried again at the next check.
+                m.load_failed = m.active.is_none();
+                m.checked_at = None;
                 add(&self.metrics.model_load_errors, 1);
-                tracing::error!(%machine, error = %e, "cannot load the active model; the machine is not scored until a model is activated");
+                tracing::error!(%machine, error = %e, "cannot load the active model; tried again at the next readings");
             }
         }
     }
@@ -552,7 +605,10 @@ impl OwnerTask {
             let q = MachineRangeQuery {
                 machine: machine.clone(),
                 from: cursor,
-                to: before,
+                // Through `before`: a reading stored at that instant by an earlier batch (another
+                // channel, another message) belongs to the rows too; the batch's own readings
+                // fed again after are duplicates, which the aligner ignores.
+                to: before.add_millis(1),
                 limit: 20_000,
             };
             let page = match self.store.machine_readings(&q).await {
@@ -565,6 +621,16 @@ impl OwnerTask {
             let full = page.len() == q.limit as usize;
             let last_ts = page.last().map(|r| r.ts);
             let fresh: Vec<Reading> = page.into_iter().skip(skip_at_cursor).collect();
+            if fresh.is_empty() {
+                // A page of one instant only, all of it taken: nothing further at that
+                // instant can be read this way; the next instant's readings follow.
+                if full && last_ts == Some(cursor) {
+                    cursor = cursor.add_millis(1);
+                    skip_at_cursor = 0;
+                    continue;
+                }
+                break;
+            }
             self.feed(machine, &fresh, true);
             match (full, last_ts) {
                 (true, Some(ts)) => {
@@ -608,7 +674,10 @@ impl OwnerTask {
             match item {
                 Aligned::Stale(s) => {
                     active.model.reset();
-                    if active.stale.as_ref() != Some(&s.channels) {
+                    active.warmed_rows = 0;
+                    // A catch-up goes over rows seen before: their conditions were reported.
+                    let replay = catching_up && active.warm_until.is_some_and(|w| s.ts <= w);
+                    if active.stale.as_ref() != Some(&s.channels) && !replay {
                         add(&self.metrics.stale_conditions, 1);
                         let _ = self.events.send(LiveEvent::Stale {
                             machine: machine.clone(),
@@ -619,7 +688,8 @@ impl OwnerTask {
                     active.stale = Some(s.channels);
                 }
                 Aligned::Row(row) => {
-                    if active.stale.take().is_some() {
+                    let replay = catching_up && active.warm_until.is_some_and(|w| row.ts <= w);
+                    if active.stale.take().is_some() && !replay {
                         let _ = self.events.send(LiveEvent::Fresh {
                             machine: machine.clone(),
                             ts: row.ts,
@@ -634,6 +704,13 @@ impl OwnerTask {
                     }
                     match active.model.score(ts, &row.values) {
                         Ok(None) => active.warmed_rows += 1,
+                        Ok(Some(s)) if !storable(&s) => {
+                            add(&self.metrics.score_errors, 1);
+                            if !active.errors_logged {
+                                active.errors_logged = true;
+                                tracing::warn!(%machine, model = %active.id, score = s.score, "the live model gave a score that is not a finite number (logged once per model)");
+                            }
+                        }
                         Ok(Some(s)) => {
                             scored += 1;
                             let anomalous = s.score > s.threshold;
@@ -819,7 +896,43 @@ async fn write_with_retries(store: &dyn Store, batch: &[Prediction], metrics: &L
     if batch.is_empty() {
         return;
     }
-    let mut attempts = 0;
+    match write_transient_retries(store, batch, metrics).await {
+        Ok(()) => {}
+        Err(e) if e.is_transient() => {
+            add(&metrics.predictions_dropped, batch.len() as u64);
+            tracing::error!(error = %e, predictions = batch.len(), "the database stayed unavailable; predictions dropped");
+        }
+        Err(e) => {
+            // One machine's predictions (a machine deleted meanwhile) must not cost the others
+            // theirs: write machine by machine, and drop only what is refused.
+            tracing::warn!(error = %e, "a batch of predictions was refused; writing it machine by machine");
+            let mut machines: Vec<&MachineKey> = batch.iter().map(|p| &p.machine).collect();
+            machines.sort();
+            machines.dedup();
+            for machine in machines {
+                let part: Vec<Prediction> = batch
+                    .iter()
+                    .filter(|p| &p.machine == machine)
+                    .cloned()
+                    .collect();
+                if let Err(e) = write_transient_retries(store, &part, metrics).await {
+                    add(&metrics.predictions_dropped, part.len() as u64);
+                    tracing::warn!(%machine, error = %e, predictions = part.len(), "predictions refused; dropped");
+                }
+            }
+        }
+    }
+}
+
+/// Writes predictions, retrying while the database is unavailable (for up to about a minute,
+/// the owners waiting meanwhile: that slows detection, never ingestion).
+async fn write_transient_retries(
+    store: &dyn Store,
+    batch: &[Prediction],
+    metrics: &LiveMetrics,
+) -> Result<(), StoreError> {
+    let mut delay = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
     loop {
         match store.write_predictions(batch).await {
             Ok(new) => {
@@ -828,18 +941,26 @@ async fn write_with_retries(store: &dyn Store, batch: &[Prediction], metrics: &L
                     &metrics.predictions_duplicate,
                     batch.len() as u64 - new.min(batch.len() as u64),
                 );
-                break;
+                return Ok(());
             }
             Err(e) => {
-                attempts += 1;
                 add(&metrics.prediction_write_errors, 1);
-                if attempts >= 5 || !e.is_transient() && attempts >= 2 {
-                    add(&metrics.predictions_dropped, batch.len() as u64);
-                    tracing::error!(error = %e, predictions = batch.len(), "cannot store predictions; dropped");
-                    break;
+                if !e.is_transient() || waited >= Duration::from_secs(60) {
+                    return Err(e);
                 }
-                tokio::time::sleep(Duration::from_millis(100 << attempts)).await;
+                tokio::time::sleep(delay).await;
+                waited += delay;
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
+}
+
+/// True when every number of a score can be stored (the store refuses non-finite values).
+fn storable(s: &super::model::LiveScore) -> bool {
+    s.score.is_finite()
+        && s.threshold.is_finite()
+        && s.health.is_none_or(f64::is_finite)
+        && s.rul_s.is_none_or(f64::is_finite)
+        && s.contributions.iter().all(|(_, share)| share.is_finite())
 }

@@ -64,9 +64,14 @@ async fn update_machine(
 
 async fn delete_machine(
     State(c): State<Arc<Catalog>>,
+    State(d): State<crate::state::DetectionState>,
     Keys(key): MachinePath,
 ) -> ApiResult<StatusCode> {
     c.delete_machine(&key).await?;
+    // Its models and predictions went with it; its live state goes too.
+    if let Some(live) = &d.live {
+        live.forget(&key).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
