@@ -67,6 +67,9 @@ enum Cmd {
         /// Owner tasks of the live path.
         #[arg(long, default_value_t = LiveConfig::default().tasks)]
         tasks: usize,
+        /// Engine writers (default: what each store suggests: 1 for SQLite, 2 for PostgreSQL).
+        #[arg(long)]
+        writers: Option<usize>,
     },
     /// Resident set with many machines live.
     Memory {
@@ -282,6 +285,7 @@ async fn ingest_round(
     rows: usize,
     live_on: bool,
     tasks: usize,
+    writers: Option<usize>,
     trained: &pdm_core::live::Trained,
     align: &AlignConfig,
 ) -> anyhow::Result<Round> {
@@ -306,7 +310,10 @@ async fn ingest_round(
         store.clone(),
         catalog,
         metrics.clone(),
-        EngineConfig::default(),
+        EngineConfig {
+            writers,
+            ..EngineConfig::default()
+        },
         live.clone(),
     );
     let sink = engine.sink();
@@ -358,6 +365,7 @@ async fn ingest(
     pg: Option<String>,
     no_sqlite: bool,
     tasks: usize,
+    writers: Option<usize>,
 ) -> anyhow::Result<()> {
     if runs == 0 || machines == 0 || rows == 0 || sensors == 0 {
         bail!("--runs, --machines, --rows and --sensors must be at least 1");
@@ -366,8 +374,9 @@ async fn ingest(
     let dir = tempfile::tempdir()?;
     println!(
         "live ingestion benchmark: {machines} machines x {sensors} sensors, {rows} rows each \
-         ({} readings per round), {runs} x (off, on), live tasks {tasks}",
-        machines * sensors * rows
+         ({} readings per round), {runs} x (off, on), live tasks {tasks}, engine writers {}",
+        machines * sensors * rows,
+        writers.map_or("the store's suggestion".to_owned(), |w| w.to_string())
     );
     let mut backends: Vec<&str> = Vec::new();
     if !no_sqlite {
@@ -403,7 +412,7 @@ async fn ingest(
                     }
                 };
                 let r = ingest_round(
-                    &url, machines, sensors, rows, live_on, tasks, &trained, &align,
+                    &url, machines, sensors, rows, live_on, tasks, writers, &trained, &align,
                 )
                 .await?;
                 if let (Some(name), Some(base)) = (pg_name, pg.as_deref()) {
@@ -463,13 +472,18 @@ async fn ingest(
         );
         for (i, (_, _, s)) in on.iter().enumerate() {
             println!(
-                "  on round {}: rows scored {}, predictions written {}, readings in {}, \
-                 skipped {}, catch-ups {}, rows warmed {}",
+                "  on round {}: rows scored {} of {}, predictions written {}, readings in {}, \
+                 skipped {}, late {}, rows unscored (stale) {}, stale conditions {}, \
+                 catch-ups {}, rows warmed {}",
                 i + 1,
                 s.rows_scored,
+                machines * (rows - 11),
                 s.predictions_written,
                 s.readings_in,
                 s.readings_skipped,
+                s.readings_late,
+                s.rows_unscored,
+                s.stale_conditions,
                 s.catch_ups,
                 s.rows_warmed
             );
@@ -598,6 +612,11 @@ async fn scoring(sensors: usize, rows: usize, runs: usize, live_rows: usize) -> 
         "  LiveModel::score, row by row      {l:>12.0} rows/s  {:.3}",
         l / b
     );
+    let (align_rate, write_rate) = pieces(sensors, rows.min(100_000), &trained, &align).await?;
+    println!(
+        "  pieces: Aligner::push_batch        {align_rate:>12.0} rows/s; \
+         SQLite write_predictions {write_rate:.0} predictions/s (batches of 5,000)"
+    );
     if live_rows > 0 {
         let e = live_end_to_end(sensors, live_rows, &trained, &align).await?;
         println!(
@@ -609,6 +628,57 @@ async fn scoring(sensors: usize, rows: usize, runs: usize, live_rows: usize) -> 
         );
     }
     Ok(())
+}
+
+/// Rows per second of the aligner alone, and predictions per second stored into SQLite.
+async fn pieces(
+    sensors: usize,
+    rows: usize,
+    trained: &pdm_core::live::Trained,
+    align: &AlignConfig,
+) -> anyhow::Result<(f64, f64)> {
+    let base_ts = Timestamp::now().as_millis() - 86_400_000;
+    let readings: Vec<Reading> = batches(1, sensors, rows, base_ts)
+        .into_iter()
+        .flat_map(|b| b.readings)
+        .collect();
+    let mut aligner = pdm_core::Aligner::new(align.clone())?;
+    let mut out = Vec::new();
+    let t = Instant::now();
+    for chunk in readings.chunks(1000) {
+        out.clear();
+        aligner.push_batch(chunk, &mut out);
+    }
+    let align_rate = rows as f64 / t.elapsed().as_secs_f64();
+
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("pred.db").display());
+    let store = pdm_store::connect(&url, &StoreOptions::default()).await?;
+    setup(&store, 1, trained, align).await?;
+    let model = store
+        .active_model(&machine_key(0))
+        .await?
+        .context("an active model")?
+        .id;
+    let preds: Vec<pdm_core::Prediction> = (0..rows)
+        .map(|i| pdm_core::Prediction {
+            machine: machine_key(0),
+            ts: Timestamp::from_millis(base_ts + i as i64 * PERIOD_MS),
+            model,
+            score: 1.0,
+            threshold: 2.0,
+            anomalous: false,
+            contributions: Vec::new(),
+            health: Some(0.9),
+            rul_s: None,
+        })
+        .collect();
+    let t = Instant::now();
+    for chunk in preds.chunks(5_000) {
+        store.write_predictions(chunk).await?;
+    }
+    let write_rate = rows as f64 / t.elapsed().as_secs_f64();
+    Ok((align_rate, write_rate))
 }
 
 /// Rows per second through `Live` (one owner task): offer, align, score, predictions stored.
@@ -679,9 +749,10 @@ async fn main() -> anyhow::Result<()> {
             no_postgres,
             no_sqlite,
             tasks,
+            writers,
         } => {
             let pg = postgres_url.filter(|_| !no_postgres);
-            ingest(machines, sensors, rows, runs, pg, no_sqlite, tasks).await
+            ingest(machines, sensors, rows, runs, pg, no_sqlite, tasks, writers).await
         }
         Cmd::Memory {
             machines,
