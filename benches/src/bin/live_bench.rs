@@ -94,6 +94,9 @@ enum Cmd {
         /// Rows through `Live` end to end (0 skips it).
         #[arg(long, default_value_t = 50_000)]
         live_rows: usize,
+        /// Also time prediction writes into PostgreSQL (a fresh database, dropped after).
+        #[arg(long, env = "PDM_TEST_DATABASE_URL")]
+        postgres_url: Option<String>,
     },
 }
 
@@ -564,7 +567,13 @@ async fn memory(machines: usize, sensors: usize, rows: usize) -> anyhow::Result<
     Ok(())
 }
 
-async fn scoring(sensors: usize, rows: usize, runs: usize, live_rows: usize) -> anyhow::Result<()> {
+async fn scoring(
+    sensors: usize,
+    rows: usize,
+    runs: usize,
+    live_rows: usize,
+    postgres_url: Option<String>,
+) -> anyhow::Result<()> {
     let (trained, align) = train(sensors)?;
     let Model::Pipeline(pipeline) = persist::from_bytes(&trained.bytes)? else {
         bail!("the default kind is not a pipeline");
@@ -612,11 +621,23 @@ async fn scoring(sensors: usize, rows: usize, runs: usize, live_rows: usize) -> 
         "  LiveModel::score, row by row      {l:>12.0} rows/s  {:.3}",
         l / b
     );
-    let (align_rate, write_rate) = pieces(sensors, rows.min(100_000), &trained, &align).await?;
+    let dir = tempfile::tempdir()?;
+    let sqlite_url = format!("sqlite://{}", dir.path().join("pred.db").display());
+    let (align_rate, write_rate) =
+        pieces(sensors, rows.min(100_000), &trained, &align, &sqlite_url).await?;
     println!(
         "  pieces: Aligner::push_batch        {align_rate:>12.0} rows/s; \
          SQLite write_predictions {write_rate:.0} predictions/s (batches of 5,000)"
     );
+    if let Some(base) = postgres_url {
+        let (url, name) = fresh_pg(&base, "pieces").await?;
+        let r = pieces(sensors, rows.min(100_000), &trained, &align, &url).await;
+        drop_pg(&base, &name).await?;
+        println!(
+            "  pieces: PostgreSQL write_predictions {:.0} predictions/s (batches of 5,000)",
+            r?.1
+        );
+    }
     if live_rows > 0 {
         let e = live_end_to_end(sensors, live_rows, &trained, &align).await?;
         println!(
@@ -630,12 +651,13 @@ async fn scoring(sensors: usize, rows: usize, runs: usize, live_rows: usize) -> 
     Ok(())
 }
 
-/// Rows per second of the aligner alone, and predictions per second stored into SQLite.
+/// Rows per second of the aligner alone, and predictions per second stored into `url`.
 async fn pieces(
     sensors: usize,
     rows: usize,
     trained: &pdm_core::live::Trained,
     align: &AlignConfig,
+    url: &str,
 ) -> anyhow::Result<(f64, f64)> {
     let base_ts = Timestamp::now().as_millis() - 86_400_000;
     let readings: Vec<Reading> = batches(1, sensors, rows, base_ts)
@@ -651,9 +673,7 @@ async fn pieces(
     }
     let align_rate = rows as f64 / t.elapsed().as_secs_f64();
 
-    let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}", dir.path().join("pred.db").display());
-    let store = pdm_store::connect(&url, &StoreOptions::default()).await?;
+    let store = pdm_store::connect(url, &StoreOptions::default()).await?;
     setup(&store, 1, trained, align).await?;
     let model = store
         .active_model(&machine_key(0))
@@ -764,6 +784,7 @@ async fn main() -> anyhow::Result<()> {
             rows,
             runs,
             live_rows,
-        } => scoring(sensors, rows, runs, live_rows).await,
+            postgres_url,
+        } => scoring(sensors, rows, runs, live_rows, postgres_url).await,
     }
 }
