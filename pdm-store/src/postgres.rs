@@ -62,6 +62,7 @@ impl Backend for PgDb {
 
     const LOCK_ROWS: &'static str = " FOR NO KEY UPDATE";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const BIND_BUDGET: usize = 2_400;
 
     fn writer(&self) -> &PgPool {
         &self.pool

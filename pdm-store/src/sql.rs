@@ -342,6 +342,13 @@ pub trait Backend: std::fmt::Debug + Send + Sync + 'static {
     /// PostgreSQL, nothing on SQLite (one writer at a time).
     const SKIP_LOCKED: &'static str;
 
+    /// Most parameters a multi-row statement of the repositories binds. sqlx binds a numbered
+    /// parameter (`$N`) on SQLite by looking its name up, and SQLite answers by a linear scan
+    /// of the statement's names, so binding is quadratic in a statement's parameters there: a
+    /// few hundred stay cheap, thousands do not (a 2,304-parameter `INSERT` of predictions
+    /// spent most of its time in `sqlite3_bind_parameter_name`). PostgreSQL binds by position.
+    const BIND_BUDGET: usize;
+
     /// SQL yielding the time stored in `column` as epoch milliseconds (`int8`).
     fn millis(column: &str) -> String;
 

@@ -83,6 +83,7 @@ impl Backend for SqliteDb {
 
     const LOCK_ROWS: &'static str = "";
     const SKIP_LOCKED: &'static str = "";
+    const BIND_BUDGET: usize = 300;
 
     fn writer(&self) -> &SqlitePool {
         &self.writer

@@ -60,9 +60,12 @@ fn insert_sql<B: Backend>(n: usize) -> String {
 }
 
 /// The size of the next chunk when `remaining` (at least 1) predictions are left: the largest
-/// power of two not above `remaining` nor [`MAX_ROWS_PER_INSERT`].
-fn next_chunk(remaining: usize) -> usize {
-    1 << remaining.clamp(1, MAX_ROWS_PER_INSERT).ilog2()
+/// power of two not above `remaining`, [`MAX_ROWS_PER_INSERT`] nor `most` (the backend's
+/// [`Backend::BIND_BUDGET`] in rows).
+fn next_chunk(remaining: usize, most: usize) -> usize {
+    1 << remaining
+        .clamp(1, MAX_ROWS_PER_INSERT.min(most).max(1))
+        .ilog2()
 }
 
 /// The columns [`prediction`] decodes, of `predictions`.
@@ -171,7 +174,7 @@ impl<B: Backend> SqlStore<B> {
         let mut inserted = 0;
         let mut start = 0;
         while start < predictions.len() {
-            let n = next_chunk(predictions.len() - start);
+            let n = next_chunk(predictions.len() - start, B::BIND_BUDGET / PARAMS_PER_ROW);
             let rows = &predictions[start..start + n];
             let mut args = Vec::with_capacity(n * PARAMS_PER_ROW);
             for (p, json) in rows.iter().zip(&contributions[start..start + n]) {
@@ -354,9 +357,11 @@ mod tests {
 
     #[test]
     fn chunks_are_powers_of_two() {
-        assert_eq!(next_chunk(1), 1);
-        assert_eq!(next_chunk(3), 2);
-        assert_eq!(next_chunk(10_000), MAX_ROWS_PER_INSERT);
+        assert_eq!(next_chunk(1, 256), 1);
+        assert_eq!(next_chunk(3, 256), 2);
+        assert_eq!(next_chunk(10_000, 10_000), MAX_ROWS_PER_INSERT);
+        // SQLite's budget of 300 parameters: 33 rows, so chunks of 32.
+        assert_eq!(next_chunk(10_000, 300 / PARAMS_PER_ROW), 32);
         const { assert!(MAX_ROWS_PER_INSERT * PARAMS_PER_ROW < 32_766) };
     }
 }
