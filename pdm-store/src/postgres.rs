@@ -44,6 +44,18 @@ const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters \
      (received_at, origin, channel, machine, kind, reason, payload_head) \
      VALUES (timestamptz 'epoch' + $1::int8 * interval '1 millisecond', $2, $3, $4, $5, $6, $7)";
 
+/// Predictions from arrays, their machine ids looked up in the same statement: one statement
+/// whatever the number of rows (atomic on its own), no per-row parameters to parse.
+const INSERT_PREDICTIONS: &str = "INSERT INTO predictions \
+     (machine_id, ts, model_id, score, threshold, anomalous, health, rul_s, contributions) \
+     SELECT m.id, timestamptz 'epoch' + u.t * interval '1 millisecond', u.model, u.score, \
+            u.threshold, u.anomalous, u.health, u.rul, u.contributions \
+     FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::float8[], $5::float8[], $6::bool[], \
+                 $7::float8[], $8::float8[], $9::text[]) \
+          AS u (machine, t, model, score, threshold, anomalous, health, rul, contributions) \
+     JOIN machines m ON m.key = u.machine \
+     ON CONFLICT DO NOTHING";
+
 /// A store in a PostgreSQL database.
 ///
 /// Cheap to share behind an `Arc`; all methods take `&self`.
@@ -63,6 +75,17 @@ impl Backend for PgDb {
     const LOCK_ROWS: &'static str = " FOR NO KEY UPDATE";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const BIND_BUDGET: usize = 2_400;
+
+    async fn insert_predictions(
+        &self,
+        predictions: &[pdm_core::Prediction],
+        contributions: &[String],
+    ) -> Option<StoreResult<u64>> {
+        Some(
+            self.insert_predictions_unnest(predictions, contributions)
+                .await,
+        )
+    }
 
     fn writer(&self) -> &PgPool {
         &self.pool
@@ -343,6 +366,55 @@ async fn migrate_locked(conn: &mut PgConnection) -> StoreResult<MigrationReport>
         .map_err(ctx("reading pdm_migrations"))?;
     migrate::warn_if_ahead(report.version, migrate::latest(POSTGRES_MIGRATIONS));
     Ok(report)
+}
+
+impl PgDb {
+    /// [`Backend::insert_predictions`]: one `UNNEST` statement.
+    async fn insert_predictions_unnest(
+        &self,
+        predictions: &[pdm_core::Prediction],
+        contributions: &[String],
+    ) -> StoreResult<u64> {
+        let machines: Vec<&str> = predictions.iter().map(|p| p.machine.as_str()).collect();
+        let mut distinct = machines.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let known: Vec<String> = sqlx::query_scalar("SELECT key FROM machines WHERE key = ANY($1)")
+            .bind(&distinct)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        if let Some(missing) = predictions
+            .iter()
+            .find(|p| !known.iter().any(|k| k == p.machine.as_str()))
+        {
+            return Err(common::machine_not_found(&missing.machine));
+        }
+        let result = sqlx::query(INSERT_PREDICTIONS)
+            .bind(&machines)
+            .bind(
+                predictions
+                    .iter()
+                    .map(|p| p.ts.as_millis())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(predictions.iter().map(|p| p.model.0).collect::<Vec<_>>())
+            .bind(predictions.iter().map(|p| p.score).collect::<Vec<_>>())
+            .bind(predictions.iter().map(|p| p.threshold).collect::<Vec<_>>())
+            .bind(predictions.iter().map(|p| p.anomalous).collect::<Vec<_>>())
+            .bind(predictions.iter().map(|p| p.health).collect::<Vec<_>>())
+            .bind(predictions.iter().map(|p| p.rul_s).collect::<Vec<_>>())
+            .bind(contributions)
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(done) => Ok(done.rows_affected()),
+            Err(e) if crate::error::is_foreign_key_violation(&e) => Err(StoreError::NotFound(
+                "a model (or machine) named by the predictions".into(),
+            )),
+            Err(e) => Err(db(e)),
+        }
+    }
 }
 
 impl HotPath for PgDb {

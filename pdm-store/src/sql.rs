@@ -349,6 +349,19 @@ pub trait Backend: std::fmt::Debug + Send + Sync + 'static {
     /// spent most of its time in `sqlite3_bind_parameter_name`). PostgreSQL binds by position.
     const BIND_BUDGET: usize;
 
+    /// Writes checked predictions (`contributions`: their JSON, in order) in one statement
+    /// where the dialect has a faster way than the portable multi-row `INSERT` (PostgreSQL:
+    /// arrays through `UNNEST`, as the readings are written); `None` to take the portable way.
+    /// `Some(Err(NotFound))` when a machine or model is unknown.
+    fn insert_predictions<'a>(
+        &'a self,
+        predictions: &'a [pdm_core::Prediction],
+        contributions: &'a [String],
+    ) -> impl Future<Output = Option<StoreResult<u64>>> + Send + 'a {
+        let _ = (predictions, contributions);
+        async { None }
+    }
+
     /// SQL yielding the time stored in `column` as epoch milliseconds (`int8`).
     fn millis(column: &str) -> String;
 

@@ -192,9 +192,7 @@ impl<B: Backend> SqlStore<B> {
             }
             inserted += on.execute(&insert_sql::<B>(n), &args).await.map_err(|e| {
                 if is_foreign_key_violation(&e) {
-                    StoreError::NotFound(
-                        "a model (or machine) named by the predictions does not exist".into(),
-                    )
+                    StoreError::NotFound("a model (or machine) named by the predictions".into())
                 } else {
                     db(e)
                 }
@@ -226,6 +224,13 @@ impl<B: Backend> PredictionStore for SqlStore<B> {
             contributions.push(serde_json::to_string(&p.contributions).map_err(|e| {
                 StoreError::Invalid(format!("contributions cannot be stored: {e}"))
             })?);
+        }
+        if let Some(done) = self
+            .db
+            .insert_predictions(predictions, &contributions)
+            .await
+        {
+            return done;
         }
         let mut tx = self.db.begin_write().await.map_err(db)?;
         let inserted =
