@@ -390,6 +390,20 @@ impl PgDb {
         {
             return Err(common::machine_not_found(&missing.machine));
         }
+        // Models are checked once per batch (no foreign key: migration 0004).
+        let mut models: Vec<i64> = predictions.iter().map(|p| p.model.0).collect();
+        models.sort_unstable();
+        models.dedup();
+        let found: i64 = sqlx::query_scalar("SELECT count(*) FROM models WHERE id = ANY($1)")
+            .bind(&models)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        if usize::try_from(found).ok() != Some(models.len()) {
+            return Err(StoreError::NotFound(
+                "a model named by the predictions".into(),
+            ));
+        }
         let result = sqlx::query(INSERT_PREDICTIONS)
             .bind(&machines)
             .bind(

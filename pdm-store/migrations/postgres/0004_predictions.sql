@@ -2,14 +2,14 @@
 
 -- The primary key is the idempotency key of writes (a row scored again after a restart is
 -- stored once) and the index of every range scan of one machine. Deleting a machine deletes its
--- predictions; deleting a model (which only happens with its machine today) deletes the
--- predictions it made, so that no prediction names a missing model. Unlike readings, the
--- foreign keys stay: there is one prediction per machine and sample period, not one per sensor
--- and reading. `contributions` is a JSON array: [{"sensor":"temperature","share":0.8}, ...].
+-- predictions. `model_id` is not a foreign key: models are deleted only with their machine
+-- (whose predictions go with it), the write checks the batch's few models once instead of
+-- every row, and the index a foreign key's delete check needs would cost an index insert per
+-- prediction on the live path (the write path of every scored row). `contributions` is a JSON array: [{"sensor":"temperature","share":0.8}, ...].
 CREATE TABLE predictions (
     machine_id    BIGINT           NOT NULL REFERENCES machines (id) ON DELETE CASCADE,
     ts            TIMESTAMPTZ      NOT NULL,
-    model_id      BIGINT           NOT NULL REFERENCES models (id) ON DELETE CASCADE,
+    model_id      BIGINT           NOT NULL,
     score         DOUBLE PRECISION NOT NULL,
     threshold     DOUBLE PRECISION NOT NULL,
     anomalous     BOOLEAN          NOT NULL,
@@ -18,9 +18,6 @@ CREATE TABLE predictions (
     contributions TEXT             NOT NULL,
     PRIMARY KEY (machine_id, ts)
 );
-
--- The foreign key's delete check: deleting a model looks its predictions up by model.
-CREATE INDEX predictions_model ON predictions (model_id);
 
 -- Like readings (0001), a hypertable when TimescaleDB is installed; a plain table otherwise.
 DO $$
