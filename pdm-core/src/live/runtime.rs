@@ -9,8 +9,9 @@
 //!
 //! - **Never in the way of ingestion.** [`Live::offer`] is called after the acks are fired and
 //!   never waits: when an owner's queue is full the batch is skipped for detection (counted in
-//!   [`LiveSnapshot::readings_skipped`](super::LiveSnapshot)) and the owner marks its machines
-//!   for a catch-up. Detection never re-reads what was just written, except to catch up.
+//!   [`LiveSnapshot::readings_skipped`](super::LiveSnapshot)) and the owner marks the machines
+//!   of the skipped batch for a catch-up. Detection never re-reads what was just written, except
+//!   to catch up.
 //! - **Catch-up** is one rule for a restart, a model swap and a skipped batch: the owner reads
 //!   the machine's stored readings from a little before the last scored row (one read, at most
 //!   [`LiveConfig::catch_up_s`] of row time), feeds them to a fresh aligner, warms the model on
@@ -126,8 +127,12 @@ enum Msg {
 struct Owner {
     tx: mpsc::Sender<Msg>,
     /// Batches skipped for this owner (queue full). A batch queued after a skip carries the
-    /// new count, and the owner catches its machines up from the store before it.
+    /// new count, and the owner catches up the machines of the skipped batches before it.
     skipped: AtomicU64,
+    /// The machines of skipped batches, with the skip count after their last skip: the owner
+    /// catches a machine up at the first batch whose count has reached it (and only the
+    /// machines that missed something, not all of them).
+    missed: Arc<std::sync::Mutex<HashMap<MachineKey, u64>>>,
 }
 
 /// The live path of one worker: owners, the prediction writer, and the events they raise.
@@ -168,7 +173,9 @@ impl Live {
         let owners = (0..config.tasks.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+                let missed = Arc::new(std::sync::Mutex::new(HashMap::new()));
                 let task = OwnerTask {
+                    missed: missed.clone(),
                     store: store.clone(),
                     factory: factory.clone(),
                     config: config.clone(),
@@ -183,6 +190,7 @@ impl Live {
                 Owner {
                     tx,
                     skipped: AtomicU64::new(0),
+                    missed,
                 }
             })
             .collect();
@@ -246,8 +254,14 @@ impl Live {
             add(&self.metrics.readings_in, len);
             let skips = owner.skipped.load(Ordering::Acquire);
             if let Err(e) = owner.tx.try_send(Msg::Batch(part, skips)) {
-                if let mpsc::error::TrySendError::Full(_) = e {
-                    owner.skipped.fetch_add(1, Ordering::AcqRel);
+                if let mpsc::error::TrySendError::Full(Msg::Batch(part, _)) = e {
+                    let count = owner.skipped.fetch_add(1, Ordering::AcqRel) + 1;
+                    let mut missed = owner.missed.lock().unwrap_or_else(|e| e.into_inner());
+                    for r in &part {
+                        if missed.get(&r.machine) != Some(&count) {
+                            missed.insert(r.machine.clone(), count);
+                        }
+                    }
                 }
                 add(&self.metrics.readings_skipped, len);
             }
@@ -362,6 +376,8 @@ struct OwnerTask {
     predictions: mpsc::Sender<WriterMsg>,
     /// The owner's skip count as of the last batch it took.
     skips_seen: u64,
+    /// Shared with [`Owner::missed`].
+    missed: Arc<std::sync::Mutex<HashMap<MachineKey, u64>>>,
     machines: HashMap<MachineKey, MachineLive>,
     pending: Vec<Prediction>,
 }
@@ -372,11 +388,26 @@ impl OwnerTask {
             match msg {
                 Msg::Batch(readings, skips) => {
                     if skips > self.skips_seen {
-                        // Batches were skipped between the previous one and this one: every
-                        // machine reads what it missed from the store first.
+                        // Batches were skipped between the previous one and this one: the
+                        // machines that missed readings read them from the store first.
                         self.skips_seen = skips;
-                        for m in self.machines.values_mut() {
-                            m.catch_up = true;
+                        let due: Vec<MachineKey> = {
+                            let mut missed = self.missed.lock().unwrap_or_else(|e| e.into_inner());
+                            let due: Vec<MachineKey> = missed
+                                .iter()
+                                .filter(|(_, &k)| k <= skips)
+                                .map(|(m, _)| m.clone())
+                                .collect();
+                            for m in &due {
+                                missed.remove(m);
+                            }
+                            due
+                        };
+                        for machine in due {
+                            // A machine not seen yet catches up at its first batch anyway.
+                            if let Some(m) = self.machines.get_mut(&machine) {
+                                m.catch_up = true;
+                            }
                         }
                     }
                     self.batch(readings).await;
