@@ -3,3 +3,45 @@
 //! - `cargo bench -p benches --bench codec`: criterion benches of payload decoding and intake.
 //! - `cargo run --release -p benches --bin ingest_bench`: end-to-end MQTT ingestion into SQLite
 //!   and PostgreSQL against the broker's raw drain rate (see `docs/benchmarks.md`).
+//! - `cargo run --release -p benches --bin live_bench -- ingest|memory|scoring`: ingestion with
+//!   live detection against without, memory of 1,000 live machines, live scoring throughput.
+//!
+//! What the binaries share: a fresh PostgreSQL database per round ([`pg`]), and [`median`].
+
+/// Helpers shared by the benchmark binaries.
+pub mod pg {
+    use anyhow::Context as _;
+    use sqlx::Connection as _;
+
+    /// Creates a fresh database `pdm_<tag>_<pid>` on the server of `base` (dropping one left
+    /// over); its URL and name.
+    pub async fn fresh(base: &str, tag: &str) -> anyhow::Result<(String, String)> {
+        let name = format!("pdm_{tag}_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(base)
+            .await
+            .context("connect to PostgreSQL")?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut admin)
+            .await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        let (prefix, _) = base.rsplit_once('/').context("database URL has no path")?;
+        Ok((format!("{prefix}/{name}"), name))
+    }
+
+    /// Drops a database made by [`fresh`], closing its connections.
+    pub async fn drop(base: &str, name: &str) -> anyhow::Result<()> {
+        let mut admin = sqlx::PgConnection::connect(base).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The median (the upper one of an even count); `v` must not be empty.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}

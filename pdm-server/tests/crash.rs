@@ -106,6 +106,23 @@ fn start_server_on(data_dir: &Path, mqtt: &str, http: &str, client_id: &str) -> 
     Killed(child)
 }
 
+/// Waits (at most `secs`) until `total` readings are stored after a restart, never more.
+async fn wait_all_stored(db: &Path, total: i64, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (n, _) = stored(db).await;
+        assert!(n <= total, "{n} readings stored: more than published");
+        if n == total {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after restart only {n} of {total} readings stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// (count, sum of values) of the stored readings, read from the database file directly.
 async fn stored(db: &Path) -> (i64, f64) {
     if !db.exists() {
@@ -213,19 +230,7 @@ async fn sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() {
 
     // Restart: the broker redelivers everything not acknowledged; replays are skipped.
     server = start_server(&data_dir, &url);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let (n, _) = stored(&db).await;
-        assert!(n <= TOTAL, "{n} readings stored: more than published");
-        if n == TOTAL {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after restart only {n} of {TOTAL} readings stored"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_all_stored(&db, TOTAL, 180).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (n, sum) = stored(&db).await;
     assert_eq!(n, TOTAL, "exactly once");
@@ -427,20 +432,7 @@ async fn sigkill_during_training_and_scoring_fails_the_job_and_scores_every_row(
         message.contains("stopped"),
         "the reason is given: {message}"
     );
-    let total = (HISTORY + STREAM) * SENSORS;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (n, _) = stored(&db).await;
-        assert!(n <= total, "{n} readings stored: more than published");
-        if n == total {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after restart only {n} of {total} readings stored"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_all_stored(&db, (HISTORY + STREAM) * SENSORS, 120).await;
 
     // Every row after the model's first prediction is scored, the last one excepted (it stays
     // open until a later reading arrives).

@@ -28,7 +28,6 @@ use pdm_ingest::mqtt::{MqttPublisherConfig, MqttSourceConfig, MqttState};
 use pdm_ingest::{CodecConfig, Intake};
 use pdm_store::StoreOptions;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use sqlx::Connection as _;
 
 #[derive(Debug, Parser)]
 #[command(about = "End-to-end MQTT ingestion benchmark of pdm")]
@@ -267,34 +266,6 @@ async fn pdm_durable(
     Ok(elapsed)
 }
 
-async fn fresh_pg(base: &str) -> anyhow::Result<(String, String)> {
-    let name = format!("pdm_bench_{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(base)
-        .await
-        .context("connect to PostgreSQL")?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&mut admin)
-        .await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let (prefix, _) = base.rsplit_once('/').context("database URL has no path")?;
-    Ok((format!("{prefix}/{name}"), name))
-}
-
-async fn drop_pg(base: &str, name: &str) -> anyhow::Result<()> {
-    let mut admin = sqlx::PgConnection::connect(base).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -311,7 +282,7 @@ async fn main() -> anyhow::Result<()> {
         None => start_broker(dir.path())?,
     };
     let pg = match (&args.postgres_url, args.no_postgres) {
-        (Some(base), false) => Some((base.clone(), fresh_pg(base).await?)),
+        (Some(base), false) => Some((base.clone(), benches::pg::fresh(base, "bench").await?)),
         _ => None,
     };
     let readings = (args.messages * args.values) as f64;
@@ -363,13 +334,13 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
     }
-    let raw_m = median(raw);
+    let raw_m = benches::median(raw);
     println!("{:<44} {:>14} {:>10}", "path", "readings/s", "ratio");
     println!(
         "{:<44} {:>14.0} {:>10.2}",
         "broker raw drain (subscriber acks, discards)", raw_m, 1.0
     );
-    let sq = median(sqlite);
+    let sq = benches::median(sqlite);
     println!(
         "{:<44} {:>14.0} {:>10.2}",
         "pdm durable into SQLite",
@@ -377,7 +348,7 @@ async fn main() -> anyhow::Result<()> {
         sq / raw_m
     );
     if !postgres.is_empty() {
-        let pm = median(postgres);
+        let pm = benches::median(postgres);
         println!(
             "{:<44} {:>14.0} {:>10.2}",
             "pdm durable into PostgreSQL",
@@ -388,7 +359,7 @@ async fn main() -> anyhow::Result<()> {
         println!("PostgreSQL: not measured (no --postgres-url / PDM_TEST_DATABASE_URL)");
     }
     if let Some((base, (_, name))) = pg {
-        drop_pg(&base, &name).await?;
+        benches::pg::drop(&base, &name).await?;
     }
     Ok(())
 }

@@ -30,7 +30,6 @@ use pdm_core::{
 use pdm_detect::persist::{self, Model};
 use pdm_detect::DetectFactory;
 use pdm_store::StoreOptions;
-use sqlx::Connection as _;
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks of pdm's live detection path")]
@@ -244,34 +243,6 @@ fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-async fn fresh_pg(base: &str, tag: &str) -> anyhow::Result<(String, String)> {
-    let name = format!("pdm_live_bench_{}_{tag}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(base)
-        .await
-        .context("connect to PostgreSQL")?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&mut admin)
-        .await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let (prefix, _) = base.rsplit_once('/').context("database URL has no path")?;
-    Ok((format!("{prefix}/{name}"), name))
-}
-
-async fn drop_pg(base: &str, name: &str) -> anyhow::Result<()> {
-    let mut admin = sqlx::PgConnection::connect(base).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 struct Round {
     /// Readings per second until the last one was committed.
     ingest: f64,
@@ -410,7 +381,8 @@ async fn ingest(
                     ),
                     _ => {
                         let base = pg.as_deref().expect("a URL");
-                        let (url, name) = fresh_pg(base, &tag).await?;
+                        let (url, name) =
+                            benches::pg::fresh(base, &format!("live_bench_{tag}")).await?;
                         (url, Some(name))
                     }
                 };
@@ -419,7 +391,7 @@ async fn ingest(
                 )
                 .await?;
                 if let (Some(name), Some(base)) = (pg_name, pg.as_deref()) {
-                    drop_pg(base, &name).await?;
+                    benches::pg::drop(base, &name).await?;
                 }
                 if live_on {
                     let s = r.live.clone().unwrap_or_default();
@@ -452,9 +424,9 @@ async fn ingest(
             }
             ratios.push(pair[1] / pair[0]);
         }
-        let off_m = median(off.clone());
-        let on_m = median(on.iter().map(|r| r.0).collect());
-        let scored_m = median(on.iter().map(|r| r.1).collect());
+        let off_m = benches::median(off.clone());
+        let on_m = benches::median(on.iter().map(|r| r.0).collect());
+        let scored_m = benches::median(on.iter().map(|r| r.1).collect());
         println!("{backend}:");
         println!(
             "  detection off           {off_m:>12.0} readings/s (rounds {:?})",
@@ -471,7 +443,7 @@ async fn ingest(
                 .iter()
                 .map(|r| (r * 100.0).round() / 100.0)
                 .collect::<Vec<_>>(),
-            median(ratios.clone())
+            benches::median(ratios.clone())
         );
         for (i, (_, _, s)) in on.iter().enumerate() {
             println!(
@@ -610,8 +582,8 @@ async fn scoring(
     if (check.0 - check.1).abs() > 1e-9 * check.0.abs().max(1.0) {
         bail!("live and batch scores differ: {} vs {}", check.1, check.0);
     }
-    let b = median(batch);
-    let l = median(single);
+    let b = benches::median(batch);
+    let l = benches::median(single);
     println!(
         "scoring: default pipeline over {sensors} channels, {rows} rows, median of {runs} \
          (one thread)"
@@ -630,9 +602,9 @@ async fn scoring(
          SQLite write_predictions {write_rate:.0} predictions/s (batches of 5,000)"
     );
     if let Some(base) = postgres_url {
-        let (url, name) = fresh_pg(&base, "pieces").await?;
+        let (url, name) = benches::pg::fresh(&base, "live_bench_pieces").await?;
         let r = pieces(sensors, rows.min(100_000), &trained, &align, &url).await;
-        drop_pg(&base, &name).await?;
+        benches::pg::drop(&base, &name).await?;
         println!(
             "  pieces: PostgreSQL write_predictions {:.0} predictions/s (batches of 5,000)",
             r?.1
