@@ -201,8 +201,13 @@ async fn detection_line(state: &crate::state::AppState, key: &pdm_core::MachineK
                 .filter(|_| newest.anomalous)
                 .map(|c| format!(", {} {:.0}%", c.sensor, c.share * 100.0))
                 .unwrap_or_default();
+            let rul = match newest.rul_s {
+                Some(r) if r < 1.0 => ", at the failure level".to_owned(),
+                Some(r) => format!(", about {:.0} min of useful life left", r / 60.0),
+                None => String::new(),
+            };
             format!(
-                "  | score {:6.2} / {:.0}  health {:.2}  {verdict} ({anomalous}/{} rows in the last minute{blame})",
+                "  | score {:6.2} / {:.0}  health {:.2}{rul}  {verdict} ({anomalous}/{} rows in the last minute{blame})",
                 newest.score,
                 newest.threshold,
                 newest.health.unwrap_or(f64::NAN),
