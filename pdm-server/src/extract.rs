@@ -47,13 +47,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+            .map_err(|e| {
+                ApiError::new(
+                    e.status(),
+                    crate::error::ErrorCode::BadRequest,
+                    e.body_text(),
+                )
+            })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(None));
         }
         serde_json::from_slice(&bytes)
             .map(|v| OptionalJsonBody(Some(v)))
-            .map_err(|e| ApiError::bad_request(format!("Failed to deserialize the JSON body: {e}")))
+            .map_err(|e| {
+                // As `JsonBody` answers: unreadable JSON is 400, JSON of the wrong shape 422.
+                let text = format!("Failed to deserialize the JSON body: {e}");
+                match e.classify() {
+                    serde_json::error::Category::Data => ApiError::unprocessable(text),
+                    _ => ApiError::bad_request(text),
+                }
+            })
     }
 }
 

@@ -752,6 +752,15 @@ async fn model_and_job_routes(pg: bool) {
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "active");
     assert_eq!(body["activated_by"], "tester");
+    // An optional body is answered like any body: unreadable 400, of the wrong shape 422.
+    let uri = format!("/api/v1/models/{id}/activate");
+    let (st, body) = app.post(&uri, "{\"by\": ").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    let (st, body) = app.post(&uri, r#"{"by": 5}"#).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (st, body) = app.post(&uri, r#"{"colour": "red"}"#).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("colour"), "{body}");
 
     // Training requests with bad fields name the field.
     let now = now_ms();
