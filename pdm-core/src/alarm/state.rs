@@ -454,6 +454,16 @@ impl Monitor {
         }
     }
 
+    /// Takes an edited rule: its severity and escalation apply from the next input; a changed
+    /// condition kind (or parameters) restarts the condition's evaluation, as if no input had
+    /// been seen, and the alarm follows from the next input.
+    pub fn set_rule(&mut self, rule: &Rule) {
+        self.alarm.set_rule(rule);
+        if self.condition.kind() != &rule.kind {
+            self.condition = ConditionState::new(rule.kind.clone());
+        }
+    }
+
     /// The alarm.
     pub fn alarm(&self) -> &Alarm {
         &self.alarm

@@ -558,10 +558,34 @@ fn stale_rule_through_the_monitor() {
 
 /// A random plant: inputs and commands at increasing (sometimes equal or earlier) times.
 fn random_run(seed: u64, steps: usize) -> Vec<AlarmEvent> {
+    random_run_of(RuleKind::Anomaly { k: 2, n: 3 }, seed, steps, None)
+}
+
+/// The sensor limit of the random runs: deadband and both delays.
+fn random_limit() -> RuleKind {
+    RuleKind::SensorLimit {
+        sensor: crate::SensorKey::new("temp").expect("key"),
+        above: Some(90.0),
+        below: Some(65.0),
+        deadband: 3.0,
+        on_delay_ms: 4_000,
+        off_delay_ms: 8_000,
+    }
+}
+
+/// A random run of a rule of `kind`; with `restart_at`, the monitor is serialized and read back
+/// before that step (as the store would after a restart).
+fn random_run_of(
+    kind: RuleKind,
+    seed: u64,
+    steps: usize,
+    restart_at: Option<usize>,
+) -> Vec<AlarmEvent> {
     let mut rng = StdRng::seed_from_u64(seed);
+    let sensor = crate::SensorKey::new("temp").expect("key");
     let rule = Rule {
         id: "r".into(),
-        kind: RuleKind::Anomaly { k: 2, n: 3 },
+        kind,
         severity: Severity::Low,
         escalation: vec![
             Escalation::Magnitude {
@@ -577,16 +601,25 @@ fn random_run(seed: u64, steps: usize) -> Vec<AlarmEvent> {
     let mut m = Monitor::new(&rule);
     let mut ts: i64 = 0;
     let mut all = vec![];
-    for _ in 0..steps {
+    for step in 0..steps {
+        if restart_at == Some(step) {
+            let json = serde_json::to_string(&m).expect("ser");
+            m = serde_json::from_str(&json).expect("de");
+        }
         ts += rng.random_range(-2_000..10_000);
         let at = t(ts);
         let r: u32 = rng.random_range(0..100);
         let before = m.alarm().clone();
         let result = match r {
-            0..=59 => Ok(m.observe(&Input::Prediction(&prediction(
+            0..=29 => Ok(m.observe(&Input::Prediction(&prediction(
                 ts,
                 rng.random_range(0.0..3.0),
             )))),
+            30..=59 => Ok(m.observe(&Input::Reading {
+                sensor: &sensor,
+                ts: at,
+                value: rng.random_range(55.0..100.0),
+            })),
             60..=69 => Ok(m.observe(&Input::Tick(at))),
             70..=79 => m.command(ack(), at),
             80..=84 => m.command(shelve(ts + rng.random_range(-5_000..60_000)), at),
@@ -635,7 +668,12 @@ fn check_invariants(a: &Alarm) {
 fn random_sequences_keep_the_invariants() {
     let mut raised = 0;
     for seed in 0..200 {
-        let events = random_run(seed, 400);
+        let kind = if seed % 2 == 0 {
+            RuleKind::Anomaly { k: 2, n: 3 }
+        } else {
+            random_limit()
+        };
+        let events = random_run_of(kind, seed, 400, None);
         raised += events.iter().filter(|e| e.kind == K::Raised).count();
         // Time never goes back.
         assert!(events.windows(2).all(|w| w[0].at <= w[1].at), "seed {seed}");
@@ -672,6 +710,45 @@ fn same_inputs_same_events() {
         assert_eq!(a, random_run(seed, 500));
     }
     assert_ne!(random_run(1, 500), random_run(2, 500));
+}
+
+#[test]
+fn a_restart_from_the_stored_state_changes_nothing() {
+    for seed in 0..20 {
+        for kind in [RuleKind::Anomaly { k: 2, n: 3 }, random_limit()] {
+            let straight = random_run_of(kind.clone(), seed, 300, None);
+            let restarted = random_run_of(kind, seed, 300, Some(150));
+            assert_eq!(straight, restarted, "seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn an_edited_rule_applies_from_the_next_input() {
+    let mut m = Monitor::new(&rule(vec![]));
+    assert_eq!(
+        kinds(&m.observe(&Input::Prediction(&prediction(0, 3.0)))),
+        [K::Raised]
+    );
+    // A new escalation step takes effect at once; the condition keeps its window.
+    m.set_rule(&rule(vec![Escalation::Magnitude {
+        at_least: 2.0,
+        severity: Severity::High,
+    }]));
+    let e = m.observe(&Input::Prediction(&prediction(1, 3.0)));
+    assert_eq!((e[0].kind, e[0].severity), (K::Escalated, Severity::High));
+    // A new kind restarts the condition's evaluation; the alarm sees it inactive.
+    let mut edited = rule(vec![]);
+    edited.kind = RuleKind::Anomaly { k: 2, n: 2 };
+    m.set_rule(&edited);
+    assert_eq!(
+        kinds(&m.observe(&Input::Prediction(&prediction(2, 3.0)))),
+        [K::Returned]
+    );
+    assert_eq!(
+        kinds(&m.observe(&Input::Prediction(&prediction(3, 3.0)))),
+        [K::Reactivated]
+    );
 }
 
 #[test]
