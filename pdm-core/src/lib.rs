@@ -27,6 +27,10 @@
 //! - [`detector::Detector`] and [`detector::StreamingDetector`] score feature rows;
 //! - [`notify::Notifier`] delivers alarm events.
 //!
+//! The alarm policy ([`alarm`]) is pure logic: rules, condition evaluation (k of n, deadband,
+//! on/off delays) and the ISA-18.2 state machine with shelving, out of service, chattering and
+//! escalation; the store persists its state.
+//!
 //! Row alignment ([`align`](mod@align)) turns a machine's readings into the rows its model
 //! scores, by one rule shared by the live path and training.
 //!
@@ -36,6 +40,7 @@
 //! predictions stored in batches ([`store::PredictionStore`]), the model registry's rules and
 //! the background training jobs.
 
+pub mod alarm;
 pub mod align;
 pub mod catalog;
 pub mod config;

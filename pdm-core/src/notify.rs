@@ -1,56 +1,25 @@
-//! The alerting seam: notifiers deliver alarm events; the alarm policy decides what they are.
+//! The alerting seam: notifiers deliver alarm events; the alarm policy ([`crate::alarm`])
+//! decides what they are.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::alarm::AlarmEvent;
 use crate::ids::MachineKey;
-use crate::model::Timestamp;
 use crate::store::BoxError;
 
-/// How bad an alarm is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Worth a look.
-    Info,
-    /// Needs attention soon.
-    Warning,
-    /// Needs attention now.
-    Critical,
-}
-
-/// What happened to an alarm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum AlarmEventKind {
-    /// A new alarm opened.
-    Raised,
-    /// An open alarm's severity rose.
-    Escalated,
-    /// Somebody acknowledged the alarm.
-    Acknowledged,
-    /// The condition ended and the alarm closed.
-    Cleared,
-}
-
-/// A change of an alarm, as delivered to notifiers.
+/// An alarm event as delivered to notifiers: the event and the alarm it belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlarmEvent {
-    /// Alarm id.
+pub struct AlarmNotification {
+    /// The alarm's id in the store.
     pub alarm_id: i64,
-    /// What happened.
-    pub kind: AlarmEventKind,
     /// The machine.
     pub machine: MachineKey,
     /// The rule that raised it.
     pub rule: String,
-    /// Severity after the change.
-    pub severity: Severity,
-    /// When it happened.
-    pub at: Timestamp,
-    /// Human-readable summary.
-    pub message: String,
+    /// What happened, when, by whom and why.
+    #[serde(flatten)]
+    pub event: AlarmEvent,
 }
 
 /// Delivers alarm events somewhere (webhook, live push, e-mail gateway...).
@@ -59,5 +28,5 @@ pub trait Notifier: Send + Sync + 'static {
     /// Name for logs.
     fn name(&self) -> &str;
     /// Delivers one event; an error is logged and counted, and may be retried by the caller.
-    async fn notify(&self, event: &AlarmEvent) -> Result<(), BoxError>;
+    async fn notify(&self, event: &AlarmNotification) -> Result<(), BoxError>;
 }
