@@ -27,6 +27,8 @@ pub enum Arg<'a> {
     OptText(Option<&'a str>),
     /// `BIGINT` / `INTEGER`.
     Int(i64),
+    /// `BIGINT` / `INTEGER`, possibly NULL.
+    OptInt(Option<i64>),
     /// `DOUBLE PRECISION` / `REAL`, possibly NULL.
     OptReal(Option<f64>),
     /// `BOOLEAN` (an integer on SQLite).
@@ -221,6 +223,7 @@ where
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
     for<'a> Option<&'a str>: Encode<'a, DB>,
     for<'a> Option<f64>: Encode<'a, DB>,
+    for<'a> Option<i64>: Encode<'a, DB>,
     for<'a> i64: Encode<'a, DB> + Type<DB>,
     for<'a> f64: Encode<'a, DB> + Type<DB>,
     for<'a> bool: Encode<'a, DB> + Type<DB>,
@@ -231,6 +234,7 @@ where
             Arg::Text(v) => q.bind(v),
             Arg::OptText(v) => q.bind(v),
             Arg::Int(v) => q.bind(v),
+            Arg::OptInt(v) => q.bind(v),
             Arg::OptReal(v) => q.bind(v),
             Arg::Flag(v) => q.bind(v),
             Arg::Bytes(v) => q.bind(v),
@@ -247,6 +251,7 @@ where
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
     for<'a> Option<&'a str>: Encode<'a, DB>,
     for<'a> Option<f64>: Encode<'a, DB>,
+    for<'a> Option<i64>: Encode<'a, DB>,
     for<'a> i64: Encode<'a, DB> + Type<DB>,
     for<'a> f64: Encode<'a, DB> + Type<DB>,
     for<'a> bool: Encode<'a, DB> + Type<DB>,

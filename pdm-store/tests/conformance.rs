@@ -103,6 +103,11 @@ conformance!(
     registering_a_trained_model_finishes_its_job,
     registering_a_trained_model_needs_a_running_job,
     a_cancel_racing_a_registration_has_one_winner,
+    alarm_episodes_with_events_and_outbox,
+    concurrent_raises_open_one_alarm,
+    alarms_list_newest_first_with_filters,
+    alarm_rules_crud_with_fleet_defaults,
+    deleting_a_machine_deletes_its_alarms_and_rules,
 );
 
 fn m(s: &str) -> MachineKey {
@@ -169,6 +174,7 @@ fn is_not_found(r: &Result<impl std::fmt::Debug, StoreError>) -> bool {
 }
 
 mod rules {
+    pub use super::alarms::*;
     pub use super::live::*;
     pub use super::registry::*;
     use super::*;
@@ -2465,6 +2471,514 @@ mod live {
                 _ => anyhow::bail!("not exactly one winner: {reg:?} {can:?}"),
             }
         }
+        Ok(())
+    }
+}
+
+/// Alarms: transitions with their events and outbox rows, one open alarm per machine and rule,
+/// listing, rules with fleet defaults (`AlarmStore`).
+mod alarms {
+    use pdm_core::alarm::{AlarmEvent, AlarmEventKind, Severity, StateName};
+    use pdm_core::{AlarmId, AlarmQuery, AlarmTransition, NewAlarmRule, StoredAlarm};
+
+    use super::*;
+
+    fn ev(kind: AlarmEventKind, at: i64, severity: Severity) -> AlarmEvent {
+        AlarmEvent {
+            kind,
+            at: Timestamp::from_millis(at),
+            actor: "system".into(),
+            reason: format!("{kind} at {at}"),
+            severity,
+        }
+    }
+
+    /// Opens an alarm of `machine` and `rule` raised at `at`.
+    fn raise(machine: &str, rule: &str, at: i64, severity: Severity) -> AlarmTransition {
+        AlarmTransition {
+            machine: m(machine),
+            rule_id: rule.into(),
+            alarm: None,
+            expected_version: 0,
+            state: StateName::ActiveUnacked,
+            severity,
+            state_json: format!(r#"{{"state":"active_unacknowledged","at":{at}}}"#),
+            events: vec![ev(AlarmEventKind::Raised, at, severity)],
+            closes: false,
+        }
+    }
+
+    /// The next transition of `a`: `events`, to `state`, closing when `closes`.
+    fn next(
+        a: &StoredAlarm,
+        state: StateName,
+        events: Vec<AlarmEvent>,
+        closes: bool,
+    ) -> AlarmTransition {
+        AlarmTransition {
+            machine: a.machine.clone(),
+            rule_id: a.rule_id.clone(),
+            alarm: Some(a.id),
+            expected_version: a.version,
+            state,
+            severity: events.last().map_or(a.severity, |e| e.severity),
+            state_json: format!(r#"{{"state":"{state}"}}"#),
+            events,
+            closes,
+        }
+    }
+
+    fn all(limit: u32) -> AlarmQuery {
+        AlarmQuery {
+            limit,
+            ..AlarmQuery::default()
+        }
+    }
+
+    async fn outbox_len(st: &dyn Store) -> Result<usize> {
+        Ok(st.pending_outbox(10_000).await?.len())
+    }
+
+    pub async fn alarm_episodes_with_events_and_outbox(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        ensure!(st.open_alarm(&m("a"), "hot").await?.is_none());
+        ensure!(is_not_found(&st.open_alarm(&m("nope"), "hot").await));
+        ensure!(is_not_found(
+            &st.record_transition(&raise("nope", "hot", 1, Severity::High))
+                .await
+        ));
+        let mut empty = raise("a", "hot", 1, Severity::High);
+        empty.events.clear();
+        ensure!(matches!(
+            st.record_transition(&empty).await,
+            Err(StoreError::Invalid(_))
+        ));
+
+        let a = st
+            .record_transition(&raise("a", "hot", 1_000, Severity::High))
+            .await?;
+        ensure!(a.version == 1 && a.closed_at.is_none(), "{a:?}");
+        ensure!(a.opened_at == Timestamp::from_millis(1_000) && a.last_event_at == a.opened_at);
+        ensure!(a.state == StateName::ActiveUnacked && a.severity == Severity::High);
+        ensure!(a.state_json == r#"{"state":"active_unacknowledged","at":1000}"#);
+        ensure!(st.open_alarm(&m("a"), "hot").await? == Some(a.clone()));
+        ensure!(st.get_alarm(a.id).await? == a);
+        ensure!(outbox_len(st).await? == 1);
+
+        // A second raise while open is refused and writes nothing.
+        let refused = st
+            .record_transition(&raise("a", "hot", 1_500, Severity::Low))
+            .await;
+        ensure!(
+            matches!(refused, Err(StoreError::Conflict(_))),
+            "{refused:?}"
+        );
+        ensure!(st.alarm_events(a.id).await?.len() == 1);
+        ensure!(outbox_len(st).await? == 1);
+
+        // Acknowledge and escalate in one transition: two events, two outbox rows.
+        let mut acked = ev(AlarmEventKind::Acknowledged, 2_000, Severity::High);
+        acked.actor = "ana".into();
+        let b = st
+            .record_transition(&next(
+                &a,
+                StateName::ActiveAcked,
+                vec![
+                    acked.clone(),
+                    ev(AlarmEventKind::Escalated, 2_500, Severity::Critical),
+                ],
+                false,
+            ))
+            .await?;
+        ensure!(
+            b.id == a.id && b.version == 2 && b.severity == Severity::Critical,
+            "{b:?}"
+        );
+        ensure!(b.last_event_at == Timestamp::from_millis(2_500) && b.opened_at == a.opened_at);
+        ensure!(outbox_len(st).await? == 3);
+
+        // A transition computed from the stale version is refused and writes nothing.
+        let stale = st
+            .record_transition(&next(
+                &a,
+                StateName::Normal,
+                vec![ev(AlarmEventKind::Cleared, 3_000, Severity::High)],
+                true,
+            ))
+            .await;
+        ensure!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+        ensure!(st.get_alarm(a.id).await? == b);
+        ensure!(outbox_len(st).await? == 3);
+        // Another rule's name on this alarm is invalid.
+        let mut wrong = next(
+            &b,
+            StateName::Normal,
+            vec![ev(AlarmEventKind::Cleared, 3_000, Severity::High)],
+            true,
+        );
+        wrong.rule_id = "cold".into();
+        ensure!(matches!(
+            st.record_transition(&wrong).await,
+            Err(StoreError::Invalid(_))
+        ));
+        ensure!(is_not_found(
+            &st.record_transition(&AlarmTransition {
+                alarm: Some(AlarmId(b.id.0 + 1000)),
+                ..next(
+                    &b,
+                    StateName::Normal,
+                    vec![ev(AlarmEventKind::Cleared, 3_000, Severity::High)],
+                    true
+                )
+            })
+            .await
+        ));
+
+        // Clearing closes the episode at the event's instant.
+        let c = st
+            .record_transition(&next(
+                &b,
+                StateName::Normal,
+                vec![ev(AlarmEventKind::Cleared, 3_000, Severity::Critical)],
+                true,
+            ))
+            .await?;
+        ensure!(
+            c.closed_at == Some(Timestamp::from_millis(3_000)) && c.version == 3,
+            "{c:?}"
+        );
+        ensure!(st.open_alarm(&m("a"), "hot").await?.is_none());
+        // A closed alarm takes no more transitions.
+        let late = st
+            .record_transition(&next(
+                &c,
+                StateName::Normal,
+                vec![ev(AlarmEventKind::Cleared, 3_100, Severity::Low)],
+                true,
+            ))
+            .await;
+        ensure!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+
+        let events = st.alarm_events(a.id).await?;
+        let kinds: Vec<_> = events.iter().map(|e| e.event.kind).collect();
+        ensure!(
+            kinds
+                == [
+                    AlarmEventKind::Raised,
+                    AlarmEventKind::Acknowledged,
+                    AlarmEventKind::Escalated,
+                    AlarmEventKind::Cleared
+                ],
+            "{events:?}"
+        );
+        ensure!(events[1].event == acked && events.iter().all(|e| e.alarm == a.id));
+        ensure!(events.windows(2).all(|w| w[0].id < w[1].id));
+        ensure!(is_not_found(&st.alarm_events(AlarmId(c.id.0 + 1000)).await));
+
+        // A new episode for the same machine and rule.
+        let d = st
+            .record_transition(&raise("a", "hot", 4_000, Severity::Low))
+            .await?;
+        ensure!(d.id != a.id && d.closed_at.is_none());
+        ensure!(st.open_alarm(&m("a"), "hot").await?.map(|x| x.id) == Some(d.id));
+
+        // The outbox: every event once, oldest first, until delivered.
+        let pending = st.pending_outbox(100).await?;
+        ensure!(pending.len() == 5, "{pending:?}");
+        ensure!(pending.windows(2).all(|w| w[0].id < w[1].id));
+        ensure!(pending
+            .iter()
+            .all(|o| o.machine == m("a") && o.rule_id == "hot"));
+        ensure!(pending[0].event == events[0] && pending[4].event.alarm == d.id);
+        ensure!(st.pending_outbox(2).await?.len() == 2);
+        let ids: Vec<i64> = pending[..3].iter().map(|o| o.id).collect();
+        ensure!(
+            st.mark_delivered(&ids, Timestamp::from_millis(9_000))
+                .await?
+                == 3
+        );
+        ensure!(
+            st.mark_delivered(&ids, Timestamp::from_millis(9_001))
+                .await?
+                == 0
+        );
+        ensure!(
+            st.mark_delivered(&[], Timestamp::from_millis(9_001))
+                .await?
+                == 0
+        );
+        let left = st.pending_outbox(100).await?;
+        ensure!(left.iter().map(|o| o.id).collect::<Vec<_>>() == [pending[3].id, pending[4].id]);
+        Ok(())
+    }
+
+    pub async fn concurrent_raises_open_one_alarm(cx: Ctx) -> Result<()> {
+        cx.store.ensure_machine(&m("a")).await?;
+        let other = cx.reopen(&StoreOptions::default()).await?;
+        let mut tasks = Vec::new();
+        for i in 0..16i64 {
+            let st = if i % 2 == 0 {
+                cx.store.clone()
+            } else {
+                other.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                st.record_transition(&raise("a", "hot", 1_000 + i, Severity::High))
+                    .await
+            }));
+        }
+        let mut won = Vec::new();
+        for t in tasks {
+            match t.await? {
+                Ok(a) => won.push(a),
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => anyhow::bail!("neither a winner nor a conflict: {e}"),
+            }
+        }
+        ensure!(won.len() == 1, "{won:?}");
+        let open = cx
+            .store
+            .list_alarms(&AlarmQuery {
+                open: Some(true),
+                ..all(100)
+            })
+            .await?;
+        ensure!(open.len() == 1 && open[0] == won[0], "{open:?}");
+        ensure!(cx.store.list_alarms(&all(100)).await?.len() == 1);
+        ensure!(cx.store.alarm_events(won[0].id).await?.len() == 1);
+        let outbox = cx.store.pending_outbox(100).await?;
+        ensure!(
+            outbox.len() == 1 && outbox[0].event.alarm == won[0].id,
+            "{outbox:?}"
+        );
+        Ok(())
+    }
+
+    pub async fn alarms_list_newest_first_with_filters(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        st.ensure_machine(&m("b")).await?;
+        let a1 = st
+            .record_transition(&raise("a", "hot", 1_000, Severity::High))
+            .await?;
+        let a1 = st
+            .record_transition(&next(
+                &a1,
+                StateName::Normal,
+                vec![ev(AlarmEventKind::Cleared, 1_500, Severity::High)],
+                true,
+            ))
+            .await?;
+        let a2 = st
+            .record_transition(&raise("a", "hot", 2_000, Severity::Low))
+            .await?;
+        let a3 = st
+            .record_transition(&raise("a", "cold", 3_000, Severity::High))
+            .await?;
+        let b1 = st
+            .record_transition(&raise("b", "hot", 4_000, Severity::Critical))
+            .await?;
+        let ids = |v: Vec<StoredAlarm>| v.into_iter().map(|x| x.id).collect::<Vec<_>>();
+        let list = |q: AlarmQuery| async move { st.list_alarms(&q).await.map(ids) };
+        ensure!(list(all(100)).await? == [b1.id, a3.id, a2.id, a1.id]);
+        ensure!(list(all(2)).await? == [b1.id, a3.id]);
+        ensure!(
+            list(AlarmQuery {
+                before: Some(a3.id),
+                ..all(100)
+            })
+            .await?
+                == [a2.id, a1.id]
+        );
+        ensure!(
+            list(AlarmQuery {
+                machine: Some(m("a")),
+                ..all(100)
+            })
+            .await?
+                == [a3.id, a2.id, a1.id]
+        );
+        ensure!(list(AlarmQuery {
+            machine: Some(m("zz")),
+            ..all(100)
+        })
+        .await?
+        .is_empty());
+        ensure!(
+            list(AlarmQuery {
+                open: Some(false),
+                ..all(100)
+            })
+            .await?
+                == [a1.id]
+        );
+        ensure!(
+            list(AlarmQuery {
+                open: Some(true),
+                ..all(100)
+            })
+            .await?
+                == [b1.id, a3.id, a2.id]
+        );
+        ensure!(
+            list(AlarmQuery {
+                state: Some(StateName::Normal),
+                ..all(100)
+            })
+            .await?
+                == [a1.id]
+        );
+        ensure!(
+            list(AlarmQuery {
+                severity: Some(Severity::High),
+                ..all(100)
+            })
+            .await?
+                == [a3.id, a1.id]
+        );
+        ensure!(
+            list(AlarmQuery {
+                from: Some(Timestamp::from_millis(2_000)),
+                to: Some(Timestamp::from_millis(4_000)),
+                ..all(100)
+            })
+            .await?
+                == [a3.id, a2.id]
+        );
+        ensure!(
+            list(AlarmQuery {
+                machine: Some(m("a")),
+                open: Some(true),
+                severity: Some(Severity::Low),
+                ..all(100)
+            })
+            .await?
+                == [a2.id]
+        );
+        Ok(())
+    }
+
+    fn rule(machine: Option<&str>, id: &str, definition: &str, enabled: bool) -> NewAlarmRule {
+        NewAlarmRule {
+            machine: machine.map(m),
+            rule_id: id.into(),
+            definition: definition.into(),
+            enabled,
+        }
+    }
+
+    pub async fn alarm_rules_crud_with_fleet_defaults(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        st.ensure_machine(&m("b")).await?;
+        ensure!(st.list_rules(None).await?.is_empty());
+        ensure!(is_not_found(
+            &st.put_rule(&rule(Some("nope"), "hot", "{}", true)).await
+        ));
+        ensure!(matches!(
+            st.put_rule(&rule(None, " ", "{}", true)).await,
+            Err(StoreError::Invalid(_))
+        ));
+        let fleet_hot = st.put_rule(&rule(None, "hot", r#"{"v":1}"#, true)).await?;
+        ensure!(
+            fleet_hot.machine.is_none()
+                && fleet_hot.definition == r#"{"v":1}"#
+                && fleet_hot.enabled
+        );
+        st.put_rule(&rule(None, "cold", "{}", true)).await?;
+        let a_hot = st
+            .put_rule(&rule(Some("a"), "hot", r#"{"v":2}"#, false))
+            .await?;
+        ensure!(a_hot.machine == Some(m("a")) && !a_hot.enabled && a_hot.id != fleet_hot.id);
+        st.put_rule(&rule(Some("b"), "zap", "{}", true)).await?;
+
+        // Replacing keeps the row (and its creation time), for the fleet default too.
+        let again = st.put_rule(&rule(None, "hot", r#"{"v":3}"#, false)).await?;
+        ensure!(again.id == fleet_hot.id && again.created_at == fleet_hot.created_at);
+        ensure!(
+            again.definition == r#"{"v":3}"#
+                && !again.enabled
+                && again.updated_at >= fleet_hot.updated_at
+        );
+        let a_again = st
+            .put_rule(&rule(Some("a"), "hot", r#"{"v":4}"#, true))
+            .await?;
+        ensure!(a_again.id == a_hot.id && a_again.enabled);
+
+        let key = |v: Vec<pdm_core::AlarmRuleRecord>| {
+            v.into_iter()
+                .map(|r| (r.machine.map(|k| k.to_string()), r.rule_id))
+                .collect::<Vec<_>>()
+        };
+        let fleet = |id: &str| (None, id.to_owned());
+        let of = |machine: &str, id: &str| (Some(machine.to_owned()), id.to_owned());
+        ensure!(key(st.list_rules(None).await?) == [fleet("cold"), fleet("hot")]);
+        ensure!(
+            key(st.list_rules(Some(&m("a"))).await?)
+                == [fleet("cold"), of("a", "hot"), fleet("hot")]
+        );
+        ensure!(
+            key(st.list_rules(Some(&m("b"))).await?)
+                == [fleet("cold"), fleet("hot"), of("b", "zap")]
+        );
+
+        ensure!(st.delete_rule(Some(&m("a")), "hot").await?);
+        ensure!(!st.delete_rule(Some(&m("a")), "hot").await?);
+        ensure!(!st.delete_rule(Some(&m("nope")), "hot").await?);
+        ensure!(key(st.list_rules(Some(&m("a"))).await?) == [fleet("cold"), fleet("hot")]);
+        ensure!(st.delete_rule(None, "hot").await?);
+        ensure!(!st.delete_rule(None, "zap").await?);
+        ensure!(key(st.list_rules(Some(&m("b"))).await?) == [fleet("cold"), of("b", "zap")]);
+        Ok(())
+    }
+
+    pub async fn deleting_a_machine_deletes_its_alarms_and_rules(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        st.ensure_machine(&m("b")).await?;
+        let a = st
+            .record_transition(&raise("a", "hot", 1_000, Severity::High))
+            .await?;
+        st.record_transition(&next(
+            &a,
+            StateName::Normal,
+            vec![ev(AlarmEventKind::Cleared, 1_500, Severity::High)],
+            true,
+        ))
+        .await?;
+        st.record_transition(&raise("a", "hot", 2_000, Severity::High))
+            .await?;
+        let b = st
+            .record_transition(&raise("b", "hot", 3_000, Severity::High))
+            .await?;
+        st.put_rule(&rule(Some("a"), "hot", "{}", true)).await?;
+        st.put_rule(&rule(None, "hot", "{}", true)).await?;
+        ensure!(outbox_len(st).await? == 4);
+
+        st.delete_machine(&m("a")).await?;
+        ensure!(is_not_found(&st.get_alarm(a.id).await));
+        ensure!(is_not_found(&st.alarm_events(a.id).await));
+        ensure!(
+            st.list_alarms(&all(100))
+                .await?
+                .into_iter()
+                .map(|x| x.id)
+                .collect::<Vec<_>>()
+                == [b.id]
+        );
+        let outbox = st.pending_outbox(100).await?;
+        ensure!(
+            outbox.len() == 1 && outbox[0].machine == m("b"),
+            "{outbox:?}"
+        );
+        let rules = st.list_rules(None).await?;
+        ensure!(rules.len() == 1 && rules[0].machine.is_none(), "{rules:?}");
+        // The machine can come back with no alarm open.
+        st.ensure_machine(&m("a")).await?;
+        ensure!(st.open_alarm(&m("a"), "hot").await?.is_none());
+        st.record_transition(&raise("a", "hot", 5_000, Severity::Low))
+            .await?;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! - [`TelemetryStore`] ([`telemetry`]): readings, the hot path;
 //! - [`MachineStore`] ([`machines`]), [`SensorStore`] ([`sensors`]), [`DeadLetterStore`]
 //!   ([`dead_letters`]), [`ModelStore`] ([`models`]), [`JobStore`] ([`jobs`]),
-//!   [`PredictionStore`] ([`predictions`]): relational state.
+//!   [`PredictionStore`] ([`predictions`]), [`AlarmStore`] ([`alarms`]): relational state.
 //!
 //! [`CatalogStore`] bundles the relational aggregates and [`Store`] adds telemetry; both are
 //! implemented for every type implementing their parts, so a backend implements only the
@@ -14,6 +14,7 @@
 //! Implementations live in `pdm-store` (SQLite, PostgreSQL). Every implementation must pass the
 //! conformance suite there; the rules it checks are written on each method here.
 
+pub mod alarms;
 pub mod dead_letters;
 pub mod jobs;
 pub mod machines;
@@ -22,6 +23,10 @@ pub mod predictions;
 pub mod sensors;
 pub mod telemetry;
 
+pub use alarms::{
+    AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition, NewAlarmRule, OutboxEntry,
+    StoredAlarm, StoredAlarmEvent,
+};
 pub use dead_letters::DeadLetterStore;
 pub use jobs::{Job, JobId, JobOutcome, JobQuery, JobStatus, JobStore, NewJob};
 pub use machines::MachineStore;
@@ -64,16 +69,22 @@ impl StoreError {
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Stores machines, sensors, dead letters, models, jobs and predictions: every relational
+/// Stores machines, sensors, dead letters, models, jobs, predictions and alarms: every relational
 /// aggregate.
 /// Implemented for every type implementing its supertraits.
 pub trait CatalogStore:
-    MachineStore + SensorStore + DeadLetterStore + ModelStore + JobStore + PredictionStore
+    MachineStore + SensorStore + DeadLetterStore + ModelStore + JobStore + PredictionStore + AlarmStore
 {
 }
 
 impl<T> CatalogStore for T where
-    T: MachineStore + SensorStore + DeadLetterStore + ModelStore + JobStore + PredictionStore
+    T: MachineStore
+        + SensorStore
+        + DeadLetterStore
+        + ModelStore
+        + JobStore
+        + PredictionStore
+        + AlarmStore
 {
 }
 

@@ -10,12 +10,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pdm_core::{
-    Activation, Batch, Bucket, DeadLetter, DeadLetterPrune, DeadLetterQuery, DeadLetterStore, Job,
-    JobId, JobOutcome, JobQuery, JobStore, Latest, Machine, MachineKey, MachineRangeQuery,
-    MachineStore, MachineUpdate, ModelId, ModelQuery, ModelRecord, ModelStore, NewJob, NewMachine,
-    NewModel, NewSensor, Point, Prediction, PredictionBucket, PredictionQuery, PredictionStore,
-    RangeQuery, Reading, Sensor, SensorKey, SensorStore, SensorUpdate, Store, StoreError,
-    StoreResult, StoredDeadLetter, TelemetryStore, Timestamp, WriteOutcome,
+    Activation, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition, Batch, Bucket,
+    DeadLetter, DeadLetterPrune, DeadLetterQuery, DeadLetterStore, Job, JobId, JobOutcome,
+    JobQuery, JobStore, Latest, Machine, MachineKey, MachineRangeQuery, MachineStore,
+    MachineUpdate, ModelId, ModelQuery, ModelRecord, ModelStore, NewAlarmRule, NewJob, NewMachine,
+    NewModel, NewSensor, OutboxEntry, Point, Prediction, PredictionBucket, PredictionQuery,
+    PredictionStore, RangeQuery, Reading, Sensor, SensorKey, SensorStore, SensorUpdate, Store,
+    StoreError, StoreResult, StoredAlarm, StoredAlarmEvent, StoredDeadLetter, TelemetryStore,
+    Timestamp, WriteOutcome,
 };
 
 /// A SQLite store in a temporary directory that can be told to fail writes.
@@ -279,6 +281,44 @@ impl PredictionStore for TestStore {
     }
     async fn prune_predictions(&self, before: Timestamp) -> StoreResult<u64> {
         self.store.prune_predictions(before).await
+    }
+}
+
+#[async_trait]
+impl AlarmStore for TestStore {
+    async fn open_alarm(
+        &self,
+        machine: &MachineKey,
+        rule_id: &str,
+    ) -> StoreResult<Option<StoredAlarm>> {
+        self.store.open_alarm(machine, rule_id).await
+    }
+    async fn record_transition(&self, t: &AlarmTransition) -> StoreResult<StoredAlarm> {
+        self.store.record_transition(t).await
+    }
+    async fn get_alarm(&self, id: AlarmId) -> StoreResult<StoredAlarm> {
+        self.store.get_alarm(id).await
+    }
+    async fn alarm_events(&self, id: AlarmId) -> StoreResult<Vec<StoredAlarmEvent>> {
+        self.store.alarm_events(id).await
+    }
+    async fn list_alarms(&self, q: &AlarmQuery) -> StoreResult<Vec<StoredAlarm>> {
+        self.store.list_alarms(q).await
+    }
+    async fn put_rule(&self, rule: &NewAlarmRule) -> StoreResult<AlarmRuleRecord> {
+        self.store.put_rule(rule).await
+    }
+    async fn delete_rule(&self, machine: Option<&MachineKey>, rule_id: &str) -> StoreResult<bool> {
+        self.store.delete_rule(machine, rule_id).await
+    }
+    async fn list_rules(&self, machine: Option<&MachineKey>) -> StoreResult<Vec<AlarmRuleRecord>> {
+        self.store.list_rules(machine).await
+    }
+    async fn pending_outbox(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
+        self.store.pending_outbox(limit).await
+    }
+    async fn mark_delivered(&self, ids: &[i64], at: Timestamp) -> StoreResult<u64> {
+        self.store.mark_delivered(ids, at).await
     }
 }
 
