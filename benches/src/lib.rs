@@ -45,3 +45,23 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
+
+/// Waits until the engine counted `expected` readings stored, polling every `poll`; an error
+/// after ten minutes.
+pub async fn wait_stored(
+    metrics: &pdm_core::Metrics,
+    expected: u64,
+    poll: std::time::Duration,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while metrics.snapshot().readings_stored < expected {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "only {} of {expected} readings stored in 600 s",
+                metrics.snapshot().readings_stored
+            );
+        }
+        tokio::time::sleep(poll).await;
+    }
+    Ok(())
+}

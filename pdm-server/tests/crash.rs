@@ -32,6 +32,20 @@ fn mosquitto_bin() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// True (after a loud SKIPPED line) when no mosquitto binary can be run; a failure instead
+/// when the services are required.
+fn skip_without_mosquitto() -> bool {
+    if mosquitto_bin().is_some() {
+        return false;
+    }
+    assert!(
+        !services_required(),
+        "crash test: no mosquitto binary (set PDM_MOSQUITTO_BIN)"
+    );
+    eprintln!("SKIPPED crash test: no mosquitto binary (set PDM_MOSQUITTO_BIN)");
+    true
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -168,12 +182,7 @@ async fn pre_subscribe(url: &str, client_id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() {
-    if mosquitto_bin().is_none() {
-        assert!(
-            !services_required(),
-            "crash test: no mosquitto binary (set PDM_MOSQUITTO_BIN)"
-        );
-        eprintln!("SKIPPED crash test: no mosquitto binary (set PDM_MOSQUITTO_BIN)");
+    if skip_without_mosquitto() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -345,12 +354,7 @@ fn rows(base: i64, range: std::ops::Range<i64>) -> Vec<(String, Vec<u8>)> {
 /// rows whose predictions were lost with the process are scored again from the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_training_and_scoring_fails_the_job_and_scores_every_row() {
-    if mosquitto_bin().is_none() {
-        assert!(
-            !services_required(),
-            "crash test: no mosquitto binary (set PDM_MOSQUITTO_BIN)"
-        );
-        eprintln!("SKIPPED crash test: no mosquitto binary (set PDM_MOSQUITTO_BIN)");
+    if skip_without_mosquitto() {
         return;
     }
     const HISTORY: i64 = 1_800;

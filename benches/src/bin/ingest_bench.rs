@@ -232,16 +232,7 @@ async fn pdm_durable(
     let machine = format!("bench-{round}");
     let started = Instant::now();
     publish(url, &format!("pdm/{machine}/telemetry"), payloads).await?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while metrics.snapshot().readings_stored < expected {
-        if Instant::now() > deadline {
-            bail!(
-                "only {} of {expected} readings stored in 600 s",
-                metrics.snapshot().readings_stored
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    benches::wait_stored(&metrics, expected, Duration::from_millis(2)).await?;
     let elapsed = started.elapsed();
     engine.shutdown().await;
     let stored = store

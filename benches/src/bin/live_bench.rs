@@ -295,16 +295,7 @@ async fn ingest_round(
     for b in input {
         sink.send(b, Ack::none()).await?;
     }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while metrics.snapshot().readings_stored < expected {
-        if Instant::now() > deadline {
-            bail!(
-                "only {} of {expected} readings stored in 600 s",
-                metrics.snapshot().readings_stored
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    benches::wait_stored(&metrics, expected, Duration::from_millis(1)).await?;
     let stored_after = started.elapsed();
     let mut round = Round {
         ingest: expected as f64 / stored_after.as_secs_f64(),

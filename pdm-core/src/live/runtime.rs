@@ -469,12 +469,8 @@ impl OwnerTask {
         for (machine, readings) in by_machine {
             self.machine_batch(machine, readings).await;
         }
-        if self.pending.len() >= self.config.prediction_batch {
-            self.send_pending().await;
-        } else {
-            // Hand over at every batch: the writer gathers and lingers.
-            self.send_pending().await;
-        }
+        // Handed over at every batch: the writer gathers them and lingers.
+        self.send_pending().await;
     }
 
     async fn machine_batch(&mut self, machine: MachineKey, readings: Vec<Reading>) {
