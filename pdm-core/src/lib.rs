@@ -25,7 +25,9 @@
 //!   ([`store::MachineStore`], [`store::SensorStore`], [`store::ModelStore`],
 //!   [`store::JobStore`], ...; together [`store::CatalogStore`]) keeps the rest;
 //! - [`detector::Detector`] and [`detector::StreamingDetector`] score feature rows;
-//! - [`notify::Notifier`] delivers alarm events.
+//! - [`notify::Notifier`] delivers alarm events;
+//! - [`bus::Bus`] carries readings, predictions, alarm events and job progress to push clients
+//!   (SSE, WebSocket), with ids and a bounded replay buffer.
 //!
 //! The alarm policy ([`alarm`]) is pure logic: rules, condition evaluation (k of n, deadband,
 //! on/off delays) and the ISA-18.2 state machine with shelving, out of service, chattering and
@@ -42,6 +44,7 @@
 
 pub mod alarm;
 pub mod align;
+pub mod bus;
 pub mod catalog;
 pub mod config;
 pub mod detector;
@@ -78,6 +81,6 @@ pub use store::{
     Activation, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition, CatalogStore,
     DeadLetterStore, Job, JobId, JobOutcome, JobQuery, JobStatus, JobStore, MachineStore, ModelId,
     ModelQuery, ModelRecord, ModelStatus, ModelStore, NewAlarmRule, NewJob, NewModel, OutboxEntry,
-    PredictionStore, SensorStore, Store, StoreError, StoreResult, StoredAlarm, StoredAlarmEvent,
-    TelemetryStore, WriteOutcome,
+    PredictionStore, SensorStore, ServiceNote, Store, StoreError, StoreResult, StoredAlarm,
+    StoredAlarmEvent, TelemetryStore, WriteOutcome,
 };

@@ -108,6 +108,7 @@ conformance!(
     alarms_list_newest_first_with_filters,
     alarm_rules_crud_with_fleet_defaults,
     deleting_a_machine_deletes_its_alarms_and_rules,
+    machines_go_out_of_service_and_back,
 );
 
 fn m(s: &str) -> MachineKey {
@@ -2848,6 +2849,14 @@ mod alarms {
         );
         ensure!(
             list(AlarmQuery {
+                rule_id: Some("hot".into()),
+                ..all(100)
+            })
+            .await?
+                == [b1.id, a2.id, a1.id]
+        );
+        ensure!(
+            list(AlarmQuery {
                 machine: Some(m("a")),
                 open: Some(true),
                 severity: Some(Severity::Low),
@@ -2979,6 +2988,52 @@ mod alarms {
         ensure!(st.open_alarm(&m("a"), "hot").await?.is_none());
         st.record_transition(&raise("a", "hot", 5_000, Severity::Low))
             .await?;
+        Ok(())
+    }
+
+    pub async fn machines_go_out_of_service_and_back(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        st.ensure_machine(&m("b")).await?;
+        let note = |machine: &str, since: i64, reason: &str| pdm_core::ServiceNote {
+            machine: m(machine),
+            since: Timestamp::from_millis(since),
+            by: "ann".into(),
+            reason: reason.into(),
+        };
+        ensure!(st.out_of_service(None).await?.is_empty());
+        ensure!(is_not_found(
+            &st.put_out_of_service(&note("nope", 1, "x")).await
+        ));
+        ensure!(is_not_found(&st.clear_out_of_service(&m("nope")).await));
+        ensure!(st
+            .put_out_of_service(&note("b", 1_000, "bearing"))
+            .await?
+            .is_none());
+        ensure!(st
+            .put_out_of_service(&note("a", 2_000, "seal"))
+            .await?
+            .is_none());
+        // Replacing returns the note it replaces.
+        ensure!(
+            st.put_out_of_service(&note("a", 3_000, "seal and pump"))
+                .await?
+                == Some(note("a", 2_000, "seal"))
+        );
+        ensure!(
+            st.out_of_service(None).await?
+                == [
+                    note("a", 3_000, "seal and pump"),
+                    note("b", 1_000, "bearing")
+                ]
+        );
+        ensure!(st.out_of_service(Some(&m("b"))).await? == [note("b", 1_000, "bearing")]);
+        ensure!(st.clear_out_of_service(&m("b")).await? == Some(note("b", 1_000, "bearing")));
+        ensure!(st.clear_out_of_service(&m("b")).await?.is_none());
+        ensure!(st.out_of_service(Some(&m("b"))).await?.is_empty());
+        // Deleting the machine deletes its note.
+        st.delete_machine(&m("a")).await?;
+        ensure!(st.out_of_service(None).await?.is_empty());
         Ok(())
     }
 }

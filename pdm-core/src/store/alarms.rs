@@ -102,6 +102,8 @@ pub struct AlarmQuery {
     pub open: Option<bool>,
     /// Only alarms of this machine.
     pub machine: Option<MachineKey>,
+    /// Only alarms of this rule.
+    pub rule_id: Option<String>,
     /// Only alarms of this severity.
     pub severity: Option<Severity>,
     /// Only alarms opened at or after this instant.
@@ -144,6 +146,20 @@ pub struct NewAlarmRule {
     pub definition: String,
     /// Whether the rule is evaluated.
     pub enabled: bool,
+}
+
+/// A machine taken out of service (in maintenance): its alarms are suppressed until it is put
+/// back in service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceNote {
+    /// The machine.
+    pub machine: MachineKey,
+    /// Since when.
+    pub since: Timestamp,
+    /// Who took it out of service.
+    pub by: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// An event the notifier has not delivered yet.
@@ -200,6 +216,17 @@ pub trait AlarmStore: Send + Sync + 'static {
     /// The rules of `machine` plus the fleet defaults (`machine` `None`: only the defaults),
     /// by rule id, the machine's rule before the default of the same id.
     async fn list_rules(&self, machine: Option<&MachineKey>) -> StoreResult<Vec<AlarmRuleRecord>>;
+
+    /// Marks `note.machine` out of service, replacing an earlier note; returns that one.
+    /// `NotFound` when the machine is unknown.
+    async fn put_out_of_service(&self, note: &ServiceNote) -> StoreResult<Option<ServiceNote>>;
+
+    /// Puts `machine` back in service; returns the note it had (`None`: it was in service).
+    /// `NotFound` when the machine is unknown.
+    async fn clear_out_of_service(&self, machine: &MachineKey) -> StoreResult<Option<ServiceNote>>;
+
+    /// The machines out of service, by machine key (`machine` `Some`: only that one).
+    async fn out_of_service(&self, machine: Option<&MachineKey>) -> StoreResult<Vec<ServiceNote>>;
 
     /// At most `limit` undelivered outbox rows, oldest first.
     async fn pending_outbox(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>>;

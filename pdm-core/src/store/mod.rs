@@ -25,7 +25,7 @@ pub mod telemetry;
 
 pub use alarms::{
     AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition, NewAlarmRule, OutboxEntry,
-    StoredAlarm, StoredAlarmEvent,
+    ServiceNote, StoredAlarm, StoredAlarmEvent,
 };
 pub use dead_letters::DeadLetterStore;
 pub use jobs::{Job, JobId, JobOutcome, JobQuery, JobStatus, JobStore, NewJob};

@@ -15,9 +15,9 @@ use pdm_core::{
     JobQuery, JobStore, Latest, Machine, MachineKey, MachineRangeQuery, MachineStore,
     MachineUpdate, ModelId, ModelQuery, ModelRecord, ModelStore, NewAlarmRule, NewJob, NewMachine,
     NewModel, NewSensor, OutboxEntry, Point, Prediction, PredictionBucket, PredictionQuery,
-    PredictionStore, RangeQuery, Reading, Sensor, SensorKey, SensorStore, SensorUpdate, Store,
-    StoreError, StoreResult, StoredAlarm, StoredAlarmEvent, StoredDeadLetter, TelemetryStore,
-    Timestamp, WriteOutcome,
+    PredictionStore, RangeQuery, Reading, Sensor, SensorKey, SensorStore, SensorUpdate,
+    ServiceNote, Store, StoreError, StoreResult, StoredAlarm, StoredAlarmEvent, StoredDeadLetter,
+    TelemetryStore, Timestamp, WriteOutcome,
 };
 
 /// A SQLite store in a temporary directory that can be told to fail writes.
@@ -313,6 +313,15 @@ impl AlarmStore for TestStore {
     }
     async fn list_rules(&self, machine: Option<&MachineKey>) -> StoreResult<Vec<AlarmRuleRecord>> {
         self.store.list_rules(machine).await
+    }
+    async fn put_out_of_service(&self, note: &ServiceNote) -> StoreResult<Option<ServiceNote>> {
+        self.store.put_out_of_service(note).await
+    }
+    async fn clear_out_of_service(&self, machine: &MachineKey) -> StoreResult<Option<ServiceNote>> {
+        self.store.clear_out_of_service(machine).await
+    }
+    async fn out_of_service(&self, machine: Option<&MachineKey>) -> StoreResult<Vec<ServiceNote>> {
+        self.store.out_of_service(machine).await
     }
     async fn pending_outbox(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
         self.store.pending_outbox(limit).await

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use pdm_core::alarm::{AlarmEvent, AlarmEventKind, Severity, StateName};
 use pdm_core::{
     AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition, MachineKey, NewAlarmRule,
-    OutboxEntry, StoreError, StoreResult, StoredAlarm, StoredAlarmEvent, Timestamp,
+    OutboxEntry, ServiceNote, StoreError, StoreResult, StoredAlarm, StoredAlarmEvent, Timestamp,
 };
 
 use crate::common;
@@ -144,6 +144,40 @@ async fn read_on<B: Backend>(on: &mut On<'_, B::Db>, id: i64) -> StoreResult<Opt
     let sql = format!("SELECT {} FROM {FROM} WHERE a.id = $1", columns::<B>());
     let row = on.fetch_optional(&sql, &[Arg::Int(id)]).await.map_err(db)?;
     row.as_ref().map(alarm).transpose()
+}
+
+/// The machines out of service (only `machine`, when given), read on `on`, by key.
+async fn service_on<B: Backend>(
+    on: &mut On<'_, B::Db>,
+    machine: Option<&MachineKey>,
+) -> StoreResult<Vec<ServiceNote>> {
+    let sql = format!(
+        "SELECT m.key, {}, s.by_actor, s.reason FROM machine_service s \
+         JOIN machines m ON m.id = s.machine_id WHERE $1 IS NULL OR m.key = $1",
+        B::millis("s.since")
+    );
+    let rows = on
+        .fetch_all(&sql, &[Arg::OptText(machine.map(MachineKey::as_str))])
+        .await
+        .map_err(db)?;
+    let mut notes = rows
+        .iter()
+        .map(|r| {
+            Ok(ServiceNote {
+                machine: common::key(r.text(0)?)?,
+                since: Timestamp::from_millis(r.int(1)?),
+                by: r.text(2)?,
+                reason: r.text(3)?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    notes.sort_by(|a, b| {
+        a.machine
+            .as_str()
+            .as_bytes()
+            .cmp(b.machine.as_str().as_bytes())
+    });
+    Ok(notes)
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -392,6 +426,7 @@ impl<B: Backend> AlarmStore for SqlStore<B> {
                 q.open.map(|o| Arg::Int(i64::from(o))),
             )
             .filter("m.key =", q.machine.as_ref().map(|m| Arg::Text(m.as_str())))
+            .filter("a.rule_id =", q.rule_id.as_deref().map(Arg::Text))
             .filter("a.severity =", q.severity.map(|s| Arg::Text(s.as_str())))
             .filter(&from, q.from.map(|t| Arg::Int(t.as_millis())))
             .filter(&to, q.to.map(|t| Arg::Int(t.as_millis())))
@@ -462,6 +497,63 @@ impl<B: Backend> AlarmStore for SqlStore<B> {
                 .cmp(&(b.rule_id.as_bytes(), b.machine.is_none()))
         });
         Ok(rules)
+    }
+
+    async fn put_out_of_service(&self, note: &ServiceNote) -> StoreResult<Option<ServiceNote>> {
+        check_time::<B>("out of service since", note.since)?;
+        let mut tx = self.db.begin_write().await.map_err(db)?;
+        let mut on: On<'_, B::Db> = On::Conn(&mut *tx);
+        let done = async {
+            let machine = machine_id::<B>(&mut on, &note.machine).await?;
+            let before = service_on::<B>(&mut on, Some(&note.machine)).await?.pop();
+            on.execute(
+                "DELETE FROM machine_service WHERE machine_id = $1",
+                &[Arg::Int(machine)],
+            )
+            .await
+            .map_err(db)?;
+            let insert = format!(
+                "INSERT INTO machine_service (machine_id, since, by_actor, reason) \
+                 VALUES ($1, {}, $3, $4)",
+                B::at_millis("$2")
+            );
+            on.execute(
+                &insert,
+                &[
+                    Arg::Int(machine),
+                    Arg::Int(note.since.as_millis()),
+                    Arg::Text(&note.by),
+                    Arg::Text(&note.reason),
+                ],
+            )
+            .await
+            .map_err(db)?;
+            Ok(before)
+        }
+        .await;
+        end_tx(tx, done).await
+    }
+
+    async fn clear_out_of_service(&self, machine: &MachineKey) -> StoreResult<Option<ServiceNote>> {
+        let mut tx = self.db.begin_write().await.map_err(db)?;
+        let mut on: On<'_, B::Db> = On::Conn(&mut *tx);
+        let done = async {
+            let id = machine_id::<B>(&mut on, machine).await?;
+            let before = service_on::<B>(&mut on, Some(machine)).await?.pop();
+            on.execute(
+                "DELETE FROM machine_service WHERE machine_id = $1",
+                &[Arg::Int(id)],
+            )
+            .await
+            .map_err(db)?;
+            Ok(before)
+        }
+        .await;
+        end_tx(tx, done).await
+    }
+
+    async fn out_of_service(&self, machine: Option<&MachineKey>) -> StoreResult<Vec<ServiceNote>> {
+        service_on::<B>(&mut self.reader(), machine).await
     }
 
     async fn pending_outbox(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
