@@ -38,6 +38,20 @@ impl Timestamp {
             .map(Timestamp::from_millis)
             .map_err(|_| TimestampError::OutOfRange)
     }
+
+    /// The time as RFC 3339 in UTC with milliseconds (`2023-11-14T22:13:20.500Z`), or the
+    /// milliseconds in words when the calendar cannot hold them (for messages, never for data).
+    ///
+    /// ```
+    /// use pdm_core::Timestamp;
+    /// assert_eq!(Timestamp::from_millis(1_700_000_000_500).to_rfc3339(), "2023-11-14T22:13:20.5Z");
+    /// ```
+    pub fn to_rfc3339(self) -> String {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.as_millis()) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_else(|| format!("{} ms since 1970", self.as_millis()))
+    }
 }
 
 #[cfg(test)]

@@ -67,10 +67,19 @@ impl Server {
         );
         let metrics = Arc::new(Metrics::default());
         let factory: Arc<dyn ModelFactory> = Arc::new(pdm_detect::DetectFactory);
-        let live = config
-            .live
-            .enabled
-            .then(|| Live::start(store.clone(), factory.clone(), config.live.clone()));
+        // The bus and the alarms exist with or without live scoring: alarms stored earlier can
+        // be acknowledged, and push clients connect either way.
+        let bus = pdm_core::bus::Bus::new(10_000, 4_096);
+        let alarms =
+            pdm_core::live::Alarms::new(store.clone(), bus, Arc::new(tokio::sync::Notify::new()));
+        let live = config.live.enabled.then(|| {
+            Live::start_with(
+                store.clone(),
+                factory.clone(),
+                config.live.clone(),
+                alarms.clone(),
+            )
+        });
         let jobs = match &live {
             Some(l) => Some(
                 JobRunner::start(
@@ -112,6 +121,7 @@ impl Server {
             engine.add_source(Box::new(source));
         }
         let state = AppState::new(store, catalog, engine.sink(), intake, metrics, detection)
+            .with_alarms(alarms)
             .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms));
         let listener = TcpListener::bind(config.http).await.with_context(|| {
             format!(

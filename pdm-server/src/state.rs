@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
-use pdm_core::live::{AlignDefaults, JobWaker, Live, LiveMetrics, ModelFactory, Registry};
+use pdm_core::bus::Bus;
+use pdm_core::live::{Alarms, AlignDefaults, JobWaker, Live, LiveMetrics, ModelFactory, Registry};
 use pdm_core::{BatchSink, Catalog, Metrics, Store};
 use pdm_ingest::Intake;
 
@@ -30,10 +31,16 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Live detection, the model registry and the jobs.
     pub detection: DetectionState,
+    /// Alarm commands (acknowledge, shelve, out of service) and their notification.
+    pub alarms: Arc<Alarms>,
+    /// What push clients (SSE, WebSocket) receive.
+    pub bus: Arc<Bus>,
 }
 
 impl AppState {
     /// Assembles the state of a running engine: its store, catalog, sink, intake and counters.
+    /// The alarms and the bus are the live path's (a server without one gets its own, so
+    /// alarms can still be acknowledged).
     pub fn new(
         store: Arc<dyn Store>,
         catalog: Arc<Catalog>,
@@ -44,7 +51,18 @@ impl AppState {
     ) -> Self {
         let live = detection.live.as_ref().map(|l| l.metrics_handle());
         let exposed = MetricsState::new(metrics.clone(), sink.clone(), live);
+        let alarms = match &detection.live {
+            Some(l) => l.alarms().clone(),
+            None => Alarms::new(
+                store.clone(),
+                Bus::new(10_000, 4_096),
+                Arc::new(tokio::sync::Notify::new()),
+            ),
+        };
+        let bus = alarms.bus().clone();
         Self {
+            alarms,
+            bus,
             store,
             catalog,
             ingest: IngestState {
@@ -56,6 +74,13 @@ impl AppState {
             request_timeout: crate::layers::DEFAULT_REQUEST_TIMEOUT,
             detection,
         }
+    }
+
+    /// The same state with these alarms (and their bus).
+    pub fn with_alarms(mut self, alarms: Arc<Alarms>) -> Self {
+        self.bus = alarms.bus().clone();
+        self.alarms = alarms;
+        self
     }
 
     /// The same state with another request timeout.
@@ -150,6 +175,18 @@ impl MetricsState {
             registry: Arc::new(registry),
             http,
         }
+    }
+}
+
+impl FromRef<AppState> for Arc<Alarms> {
+    fn from_ref(s: &AppState) -> Self {
+        s.alarms.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Bus> {
+    fn from_ref(s: &AppState) -> Self {
+        s.bus.clone()
     }
 }
 

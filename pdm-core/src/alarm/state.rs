@@ -474,6 +474,13 @@ impl Monitor {
         &self.condition
     }
 
+    /// Takes the alarm of another copy of this monitor (the store's, after someone else
+    /// changed it), keeping this one's condition evaluation (its k-of-n window and delays are
+    /// newer than the stored copy's).
+    pub fn replace_alarm(&mut self, alarm: Alarm) {
+        self.alarm = alarm;
+    }
+
     /// Feeds one input to the condition and its verdict to the alarm (a tick also runs the
     /// alarm's timers); returns the alarm's events.
     pub fn observe(&mut self, input: &Input<'_>) -> Vec<AlarmEvent> {

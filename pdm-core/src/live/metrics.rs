@@ -55,6 +55,11 @@ live_counters! {
     jobs_succeeded => "Training jobs that succeeded.",
     jobs_failed => "Jobs that failed.",
     auto_train_jobs => "Training jobs queued by auto-training.",
+    alarm_transitions => "Alarm transitions stored (each with its events and outbox rows).",
+    alarm_events => "Alarm events stored.",
+    alarm_conflicts => "Alarm transitions refused because the stored alarm had changed (another worker or a person's command); recomputed from the stored state.",
+    alarm_write_errors => "Alarm transitions that could not be stored (the monitor is reloaded from the store).",
+    alarm_rule_errors => "Stored alarm rules that could not be read (skipped; see the log).",
 }
 
 /// Adds `n` to a counter.

@@ -6,9 +6,13 @@
 //! - [`runtime`]: [`Live`], the owners of the machines' live state, fed by the engine after
 //!   each durable write, and the prediction writer;
 //! - [`registry`]: what a stored model holds, import, activation, training requests;
+//! - [`alarms`]: [`Alarms`], the alarm stage: every machine's rules evaluated on its
+//!   predictions, readings and stale data, transitions stored with their outbox rows and
+//!   published; people's commands (acknowledge, shelve, out of service);
 //! - [`jobs`]: [`JobRunner`], which runs the trainings queued in the jobs table;
 //! - [`config`]: [`LiveConfig`] (`[live]`), with the shard assignment of this worker.
 
+pub mod alarms;
 pub mod config;
 pub mod jobs;
 pub mod metrics;
@@ -16,6 +20,7 @@ pub mod model;
 pub mod registry;
 pub mod runtime;
 
+pub use alarms::{AlarmCommandError, AlarmUpdate, Alarms, SILENT_AFTER_MS};
 pub use config::{LiveConfig, ShardAssignment};
 pub use jobs::{JobRunner, JobWaker};
 pub use metrics::{LiveMetrics, LiveSnapshot};

@@ -32,11 +32,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::alarms::{AlarmStage, Alarms, StageInput};
 use super::config::{key_hash, LiveConfig};
 use super::metrics::{add, LiveMetrics, LiveSnapshot};
 use super::model::{LiveModel, ModelFactory};
 use super::registry::{self, ModelParameters, RegistryError};
 use crate::align::{Aligned, Aligner};
+use crate::bus::{Bus, PushKind};
 use crate::ids::{MachineKey, SensorKey};
 use crate::model::{Batch, MachineRangeQuery, Reading, Timestamp};
 use crate::prediction::{Contribution, Prediction};
@@ -45,6 +47,14 @@ use crate::store::{JobQuery, JobStatus, ModelId, NewJob, Store, StoreError};
 /// How often an owner looks up a machine's active model in the store, besides reloads (an
 /// activation on another worker reaches it so).
 const MODEL_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How often an owner lets time pass for its alarms (on/off delays, stale data, escalation by
+/// duration, shelf expiry) when no data comes.
+const ALARM_TICK: Duration = Duration::from_secs(1);
+
+/// The replay buffer and per-subscriber capacity of the bus a [`Live::start`] makes.
+const BUS_REPLAY: usize = 10_000;
+const BUS_CHANNEL: usize = 4_096;
 
 /// What happens on the live path that others (the alarm engine, live push) react to.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +130,9 @@ enum Msg {
     /// The machine was deleted: drop its state (a machine made again with the key starts
     /// afresh).
     Forget(MachineKey),
+    /// The alarm rules, service state or an alarm of the machine (`None`: every machine)
+    /// changed: reread them before the next input.
+    AlarmsChanged(Option<MachineKey>),
     /// Processed after every batch queued before it (for tests and shutdown).
     Flush(oneshot::Sender<()>),
 }
@@ -138,6 +151,7 @@ struct Owner {
 /// The live path of one worker: owners, the prediction writer, and the events they raise.
 pub struct Live {
     owners: Vec<Owner>,
+    alarms: Arc<Alarms>,
     config: LiveConfig,
     metrics: Arc<LiveMetrics>,
     events: broadcast::Sender<LiveEvent>,
@@ -154,12 +168,26 @@ impl std::fmt::Debug for Live {
 }
 
 impl Live {
-    /// Starts the owners and the prediction writer. Must be called inside a Tokio runtime.
-    /// `config` must have passed [`LiveConfig::check`].
+    /// Starts the owners and the prediction writer, with a bus and alarms of their own (see
+    /// [`Live::bus`], [`Live::alarms`]). Must be called inside a Tokio runtime. `config` must
+    /// have passed [`LiveConfig::check`].
     pub fn start(
         store: Arc<dyn Store>,
         factory: Arc<dyn ModelFactory>,
         config: LiveConfig,
+    ) -> Arc<Live> {
+        let bus = Bus::new(BUS_REPLAY, BUS_CHANNEL);
+        let alarms = Alarms::new(store.clone(), bus, Arc::new(tokio::sync::Notify::new()));
+        Self::start_with(store, factory, config, alarms)
+    }
+
+    /// [`Live::start`] with the alarms (and through them the bus and the dispatcher's waker)
+    /// the embedder made: readings and predictions are published on `alarms.bus()`.
+    pub fn start_with(
+        store: Arc<dyn Store>,
+        factory: Arc<dyn ModelFactory>,
+        config: LiveConfig,
+        alarms: Arc<Alarms>,
     ) -> Arc<Live> {
         let metrics = Arc::new(LiveMetrics::default());
         let (events, _) = broadcast::channel(1024);
@@ -185,6 +213,9 @@ impl Live {
                     skips_seen: 0,
                     machines: HashMap::new(),
                     pending: Vec::new(),
+                    stage: AlarmStage::new(alarms.clone(), metrics.clone()),
+                    stage_inputs: Vec::new(),
+                    bus: alarms.bus().clone(),
                 };
                 tasks.push(tokio::spawn(task.run(rx)));
                 Owner {
@@ -194,13 +225,46 @@ impl Live {
                 }
             })
             .collect();
-        Arc::new(Live {
+        let live = Arc::new(Live {
             owners,
+            alarms: alarms.clone(),
             config,
-            metrics,
+            metrics: metrics.clone(),
             events,
             tasks: std::sync::Mutex::new(tasks),
-        })
+        });
+        alarms.attach(&live, metrics);
+        live
+    }
+
+    /// The alarms: people's commands, and the writing of every transition.
+    pub fn alarms(&self) -> &Arc<Alarms> {
+        &self.alarms
+    }
+
+    /// The bus readings, predictions and alarm events are published on.
+    pub fn bus(&self) -> &Arc<Bus> {
+        self.alarms.bus()
+    }
+
+    /// Tells the owner of `machine` (`None`: every owner) to reread its alarm rules, service
+    /// state and alarms before the next input.
+    pub async fn alarms_changed(&self, machine: Option<&MachineKey>) {
+        match machine {
+            Some(m) if self.config.shard.owns(m) => {
+                let _ = self
+                    .owner_of(m)
+                    .tx
+                    .send(Msg::AlarmsChanged(Some(m.clone())))
+                    .await;
+            }
+            Some(_) => {}
+            None => {
+                for owner in &self.owners {
+                    let _ = owner.tx.send(Msg::AlarmsChanged(None)).await;
+                }
+            }
+        }
     }
 
     /// The settings.
@@ -380,11 +444,25 @@ struct OwnerTask {
     missed: Arc<std::sync::Mutex<HashMap<MachineKey, u64>>>,
     machines: HashMap<MachineKey, MachineLive>,
     pending: Vec<Prediction>,
+    stage: AlarmStage,
+    /// What the last feed gave the alarm stage (predictions, stale and fresh data).
+    stage_inputs: Vec<StageInput>,
+    bus: Arc<Bus>,
 }
 
 impl OwnerTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        while let Some(msg) = rx.recv().await {
+        let mut tick = tokio::time::interval(ALARM_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let msg = tokio::select! {
+                msg = rx.recv() => msg,
+                _ = tick.tick() => {
+                    self.stage.tick(Timestamp::now()).await;
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { break };
             match msg {
                 Msg::Batch(readings, skips) => {
                     if skips > self.skips_seen {
@@ -424,7 +502,9 @@ impl OwnerTask {
                 Msg::Forget(machine) => {
                     self.pending.retain(|p| p.machine != machine);
                     self.machines.remove(&machine);
+                    self.stage.forget(&machine);
                 }
+                Msg::AlarmsChanged(machine) => self.stage.mark_reload(machine.as_ref()),
                 Msg::Flush(reply) => {
                     self.send_pending().await;
                     // The writer answers once everything sent before is stored.
@@ -512,17 +592,55 @@ impl OwnerTask {
             entry.reload = false;
             self.load(&machine).await;
         }
-        let m = self.machines.get_mut(&machine).expect("inserted above");
+        self.publish_readings(&machine, &readings);
+        let Some(m) = self.machines.get_mut(&machine) else {
+            // Deleted meanwhile: its alarms went with it.
+            return;
+        };
         if m.active.is_none() {
             m.unscored_from = Some(m.unscored_from.map_or(first_ts, |t| t.min(first_ts)));
             self.maybe_auto_train(&machine, newest_ts).await;
-            return;
+        } else {
+            if m.catch_up {
+                m.catch_up = false;
+                self.catch_up(&machine, first_ts).await;
+            }
+            self.feed(&machine, &readings, false);
         }
-        if m.catch_up {
-            m.catch_up = false;
-            self.catch_up(&machine, first_ts).await;
+        let inputs = std::mem::take(&mut self.stage_inputs);
+        for input in &inputs {
+            if let StageInput::Prediction(p) = input {
+                self.bus.publish(PushKind::Prediction, Some(&machine), p);
+            }
         }
-        self.feed(&machine, &readings, false);
+        self.stage.observe(&machine, &readings, inputs).await;
+    }
+
+    /// One `reading` event per machine and stored batch, for push clients.
+    fn publish_readings(&self, machine: &MachineKey, readings: &[Reading]) {
+        #[derive(serde::Serialize)]
+        struct Point<'a> {
+            sensor: &'a SensorKey,
+            ts: Timestamp,
+            value: f64,
+        }
+        #[derive(serde::Serialize)]
+        struct Readings<'a> {
+            machine: &'a MachineKey,
+            readings: Vec<Point<'a>>,
+        }
+        let data = Readings {
+            machine,
+            readings: readings
+                .iter()
+                .map(|r| Point {
+                    sensor: &r.sensor,
+                    ts: r.ts,
+                    value: r.value,
+                })
+                .collect(),
+        };
+        self.bus.publish(PushKind::Reading, Some(machine), &data);
     }
 
     /// Loads the machine's active model (keeping what was scored), or notes that it has none.
@@ -706,6 +824,10 @@ impl OwnerTask {
                     let replay = catching_up && active.warm_until.is_some_and(|w| s.ts <= w);
                     if active.stale.as_ref() != Some(&s.channels) && !replay {
                         add(&self.metrics.stale_conditions, 1);
+                        self.stage_inputs.push(StageInput::Stale {
+                            ts: s.ts,
+                            channels: s.channels.clone(),
+                        });
                         let _ = self.events.send(LiveEvent::Stale {
                             machine: machine.clone(),
                             ts: s.ts,
@@ -717,6 +839,7 @@ impl OwnerTask {
                 Aligned::Row(row) => {
                     let replay = catching_up && active.warm_until.is_some_and(|w| row.ts <= w);
                     if active.stale.take().is_some() && !replay {
+                        self.stage_inputs.push(StageInput::Fresh { ts: row.ts });
                         let _ = self.events.send(LiveEvent::Fresh {
                             machine: machine.clone(),
                             ts: row.ts,
@@ -746,7 +869,7 @@ impl OwnerTask {
                             }
                             m.last_scored = Some(row.ts);
                             m.rows_scored += 1;
-                            self.pending.push(Prediction {
+                            let prediction = Prediction {
                                 machine: machine.clone(),
                                 ts: row.ts,
                                 model: active.id,
@@ -766,7 +889,10 @@ impl OwnerTask {
                                     .collect(),
                                 health: s.health,
                                 rul_s: s.rul_s,
-                            });
+                            };
+                            self.stage_inputs
+                                .push(StageInput::Prediction(prediction.clone()));
+                            self.pending.push(prediction);
                         }
                         Err(e) => {
                             add(&self.metrics.score_errors, 1);
