@@ -109,6 +109,25 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
 
     let state = server.state().clone();
     let started = Instant::now();
+    // Alarms as they are stored: raised, escalated, acknowledged, cleared, ...
+    let mut alarm_events = state.bus.subscribe(None).rx;
+    let alarms = async move {
+        loop {
+            match alarm_events.recv().await {
+                Ok(e) if e.kind == pdm_core::bus::PushKind::Alarm => {
+                    if let Ok(n) =
+                        serde_json::from_str::<pdm_core::notify::AlarmNotification>(&e.data)
+                    {
+                        println!("{}", alarm_line(&n));
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    };
+    tokio::pin!(alarms);
     let mut last_stored = 0u64;
     let mut last_at = Instant::now();
     let report = async {
@@ -149,6 +168,7 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
     };
     tokio::select! {
         _ = report => {}
+        _ = &mut alarms => {}
         _ = wait_for_signal() => {}
         _ = sleep_or_forever(args.duration) => {}
     }
@@ -164,6 +184,27 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
         m.dead_letters_total()
     );
     Ok(())
+}
+
+/// One alarm event, for the demo's console.
+fn alarm_line(n: &pdm_core::notify::AlarmNotification) -> String {
+    use pdm_core::alarm::AlarmEventKind as K;
+    let what = match n.event.kind {
+        K::Raised => "ALARM RAISED",
+        K::Cleared => "alarm cleared",
+        K::Escalated => "ALARM ESCALATED",
+        K::Returned => "alarm returned (condition gone, awaiting acknowledgement)",
+        other => other.as_str(),
+    };
+    format!(
+        "  >> {what}: {} rule {} ({}) #{} at {} - {}",
+        n.machine,
+        n.rule,
+        n.event.severity,
+        n.alarm_id,
+        n.event.at.to_rfc3339(),
+        n.event.reason
+    )
 }
 
 /// What the live path says about a machine, for the demo's report.
