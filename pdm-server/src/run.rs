@@ -72,6 +72,15 @@ impl Server {
         let bus = pdm_core::bus::Bus::new(10_000, 4_096);
         let alarms =
             pdm_core::live::Alarms::new(store.clone(), bus, Arc::new(tokio::sync::Notify::new()));
+        if config.live.enabled && config.live.seed_alarm_defaults {
+            let seeded = alarms
+                .seed_defaults()
+                .await
+                .context("cannot store the default alarm rules")?;
+            if seeded > 0 {
+                tracing::info!(rules = seeded, "default alarm rules stored (fleet-wide)");
+            }
+        }
         let live = config.live.enabled.then(|| {
             Live::start_with(
                 store.clone(),

@@ -226,16 +226,33 @@ impl ConditionState {
                     }
                 }
             }
-            RuleKind::RulWithin { horizon_s } => {
+            RuleKind::RulWithin {
+                horizon_s,
+                off_delay_ms,
+            } => {
+                let off = i64::try_from(*off_delay_ms).unwrap_or(i64::MAX);
                 if let Input::Prediction(p) = input {
-                    self.now = match p.rul_s {
-                        Some(r) if r.is_finite() => Condition {
-                            active: r <= *horizon_s,
-                            magnitude: (horizon_s - r).max(0.0),
-                        },
-                        // No estimate: the health trend shows no degradation to extrapolate.
-                        _ => Condition::default(),
-                    };
+                    match p.rul_s {
+                        Some(r) if r.is_finite() && r <= *horizon_s => {
+                            self.pending = None;
+                            self.now = Condition {
+                                active: true,
+                                magnitude: (horizon_s - r).max(0.0),
+                            };
+                        }
+                        // Beyond the horizon, or no estimate (the health trend shows no
+                        // degradation to extrapolate): clears after the off delay.
+                        _ if self.now.active => {
+                            self.pending.get_or_insert(at);
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(since) = self.pending {
+                    if at.as_millis().saturating_sub(since.as_millis()) >= off {
+                        self.pending = None;
+                        self.now = Condition::default();
+                    }
                 }
             }
         }
@@ -439,7 +456,10 @@ pub(crate) mod tests {
 
     #[test]
     fn rul_within_a_horizon() {
-        let mut c = ConditionState::new(RuleKind::RulWithin { horizon_s: 3_600.0 });
+        let mut c = ConditionState::new(RuleKind::RulWithin {
+            horizon_s: 3_600.0,
+            off_delay_ms: 0,
+        });
         let mut at = |ts, rul: Option<f64>| {
             let mut p = prediction(ts, 0.0);
             p.rul_s = rul;
@@ -451,5 +471,43 @@ pub(crate) mod tests {
         assert_eq!(soon.magnitude, 3_000.0);
         assert!(at(2, Some(3_600.0)).active);
         assert!(!at(3, None).active, "no estimate: not within the horizon");
+
+        // With an off delay, an estimate that comes and goes keeps the condition.
+        let mut c = ConditionState::new(RuleKind::RulWithin {
+            horizon_s: 3_600.0,
+            off_delay_ms: 10_000,
+        });
+        let mut at = |ts, rul: Option<f64>| {
+            let mut p = prediction(ts, 0.0);
+            p.rul_s = rul;
+            c.evaluate(&Input::Prediction(&p)).active
+        };
+        assert!(at(0, Some(600.0)));
+        assert!(at(1_000, None), "gone for 1 s");
+        assert!(at(5_000, Some(9_000.0)), "beyond for 5 s");
+        assert!(at(6_000, Some(500.0)), "back: the delay restarts");
+        assert!(at(15_000, None));
+        assert!(at(24_999, None));
+        assert!(!at(25_000, None), "gone for 10 s: cleared");
+        assert!(!at(26_000, Some(7_200.0)));
+        // Ticks run the delay out without predictions.
+        let mut c = ConditionState::new(RuleKind::RulWithin {
+            horizon_s: 3_600.0,
+            off_delay_ms: 10_000,
+        });
+        let mut p = prediction(0, 0.0);
+        p.rul_s = Some(10.0);
+        assert!(c.evaluate(&Input::Prediction(&p)).active);
+        p.ts = Timestamp::from_millis(1_000);
+        p.rul_s = None;
+        assert!(c.evaluate(&Input::Prediction(&p)).active);
+        assert!(
+            c.evaluate(&Input::Tick(Timestamp::from_millis(10_999)))
+                .active
+        );
+        assert!(
+            !c.evaluate(&Input::Tick(Timestamp::from_millis(11_000)))
+                .active
+        );
     }
 }

@@ -68,8 +68,11 @@ pub fn default_rules() -> Vec<Rule> {
         },
         Rule {
             id: RUL_RULE.to_owned(),
+            // Estimates exist only while the machine is degraded: near that level they come
+            // and go, so the alarm clears after ten minutes without one within the horizon.
             kind: RuleKind::RulWithin {
                 horizon_s: 86_400.0,
+                off_delay_ms: 600_000,
             },
             severity: Severity::High,
             // Magnitude is `horizon_s - rul_s`: 20 hours into the 24 is 4 hours left.

@@ -66,6 +66,11 @@ pub enum RuleKind {
     RulWithin {
         /// The horizon in seconds, more than 0.
         horizon_s: f64,
+        /// The estimate must stay beyond the horizon (or absent) this long (input time) before
+        /// the condition clears: a model gives an estimate only while the machine is degraded,
+        /// so near that level it comes and goes.
+        #[serde(default)]
+        off_delay_ms: u64,
     },
 }
 
@@ -260,11 +265,20 @@ impl RuleKind {
                 }
                 deadband(*d)?;
             }
-            RuleKind::RulWithin { horizon_s } => {
+            RuleKind::RulWithin {
+                horizon_s,
+                off_delay_ms,
+            } => {
                 if !(horizon_s.is_finite() && *horizon_s > 0.0) {
                     return bad(
                         "horizon_s",
                         format!("must be a finite number more than 0 (got {horizon_s})"),
+                    );
+                }
+                if *off_delay_ms > MAX_DURATION_MS {
+                    return bad(
+                        "off_delay_ms",
+                        format!("must be at most {MAX_DURATION_MS} (30 days) (got {off_delay_ms})"),
                     );
                 }
             }
@@ -372,7 +386,10 @@ mod tests {
             "rule.kind.level"
         );
         assert_eq!(
-            setting(&rule(RuleKind::RulWithin { horizon_s: -1.0 })),
+            setting(&rule(RuleKind::RulWithin {
+                horizon_s: -1.0,
+                off_delay_ms: 0
+            })),
             "rule.kind.horizon_s"
         );
         let mut r = rule(RuleKind::Stale { after_ms: 0 });

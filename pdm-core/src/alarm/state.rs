@@ -7,6 +7,10 @@ use super::rule::{Escalation, Rule};
 use super::types::{AlarmEvent, AlarmEventKind, AlarmState, Severity, TransitionError, SYSTEM};
 use crate::model::Timestamp;
 
+/// How far (as a share of its level) the magnitude must fall below a magnitude step that was
+/// reached before the alarm de-escalates from it.
+pub const ESCALATION_DEADBAND: f64 = 0.1;
+
 /// Raise/clear cycles that latch a chattering alarm.
 pub const CHATTER_CYCLES: usize = 3;
 /// The window of those cycles, and how long a latched alarm's condition must stay inactive
@@ -381,8 +385,15 @@ impl Alarm {
                 Escalation::Duration { after_ms, .. } => {
                     active_for.is_some_and(|d| d >= i64::try_from(*after_ms).unwrap_or(i64::MAX))
                 }
-                Escalation::Magnitude { at_least, .. } => {
-                    self.condition.active && self.condition.magnitude >= *at_least
+                Escalation::Magnitude { at_least, severity } => {
+                    // A step already reached holds down to ESCALATION_DEADBAND below its
+                    // level, so a magnitude hovering at the level does not flap.
+                    let level = if self.severity >= *severity {
+                        at_least * (1.0 - ESCALATION_DEADBAND)
+                    } else {
+                        *at_least
+                    };
+                    self.condition.active && self.condition.magnitude >= level
                 }
             })
             .map(Escalation::severity)

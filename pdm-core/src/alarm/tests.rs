@@ -305,6 +305,25 @@ fn escalation_by_magnitude_rises_and_falls() {
 }
 
 #[test]
+fn a_magnitude_hovering_at_a_step_does_not_flap() {
+    let mut a = Alarm::new(&rule(vec![Escalation::Magnitude {
+        at_least: 3.0,
+        severity: Severity::High,
+    }]));
+    assert_eq!(go(&mut a, on(1.0), 0), [K::Raised]);
+    assert_eq!(go(&mut a, on(3.05), 1), [K::Escalated]);
+    // Within the deadband (10 % below 3.0): it stays high.
+    assert!(go(&mut a, on(2.8), 2).is_empty());
+    assert!(go(&mut a, on(3.1), 3).is_empty());
+    assert!(go(&mut a, on(2.71), 4).is_empty());
+    assert_eq!(a.severity(), Severity::High);
+    // Below it: back to the rule's severity; rising to 2.9 does not escalate again.
+    assert_eq!(go(&mut a, on(2.69), 5), [K::DeEscalated]);
+    assert!(go(&mut a, on(2.9), 6).is_empty());
+    assert_eq!(a.severity(), Severity::Medium);
+}
+
+#[test]
 fn escalation_by_duration_on_ticks() {
     let mut a = Alarm::new(&rule(vec![
         Escalation::Duration {

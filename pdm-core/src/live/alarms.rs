@@ -164,6 +164,32 @@ impl Alarms {
         }
     }
 
+    /// Stores the fleet-wide default rules ([`crate::alarm::default_rules`]) when there are
+    /// no fleet-wide rules at all; returns how many it stored.
+    pub async fn seed_defaults(&self) -> Result<usize, StoreError> {
+        if !self.store.list_rules(None).await?.is_empty() {
+            return Ok(0);
+        }
+        let rules = crate::alarm::default_rules();
+        for rule in &rules {
+            let definition = serde_json::to_string(rule).map_err(|e| {
+                StoreError::Backend(format!("cannot serialize a default rule: {e}").into())
+            })?;
+            let record = crate::store::NewAlarmRule {
+                machine: None,
+                rule_id: rule.id.clone(),
+                definition,
+                enabled: true,
+            };
+            match self.store.put_rule(&record).await {
+                // Another worker seeding at the same time.
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(rules.len())
+    }
+
     /// Acknowledges alarm `id` on behalf of `by`.
     pub async fn acknowledge(
         &self,
@@ -495,10 +521,28 @@ struct MachineAlarms {
     loaded_at: Option<Instant>,
     reload: bool,
     out_of_service: bool,
-    last_reading: Option<Timestamp>,
+    /// The newest reading's time, and when (on this process's clock) it arrived: the
+    /// machine's clock runs from there (see [`MachineAlarms::now`]).
+    last_reading: Option<(Timestamp, Instant)>,
     silent: bool,
     /// The sensors seen, for the stale input of a silent machine.
     sensors: Vec<SensorKey>,
+}
+
+impl MachineAlarms {
+    /// The machine's time: its newest reading's time plus the time since it arrived. For a
+    /// machine that streams live this is the wall clock; for one whose history is replayed (a
+    /// backfill, the demo) it is the replay's time, so delays and stale durations are not
+    /// judged by a clock the data does not follow.
+    fn now(&self) -> Timestamp {
+        match self.last_reading {
+            Some((ts, arrived)) => {
+                let ms = i64::try_from(arrived.elapsed().as_millis()).unwrap_or(i64::MAX);
+                ts.add_millis(ms)
+            }
+            None => Timestamp::now(),
+        }
+    }
 }
 
 /// The monitors of one owner's machines.
@@ -559,8 +603,8 @@ impl AlarmStage {
                     matches!(k, RuleKind::Stale { .. })
                 });
             }
-            if m.last_reading.is_none_or(|t| newest > t) {
-                m.last_reading = Some(newest);
+            if m.last_reading.is_none_or(|(t, _)| newest >= t) {
+                m.last_reading = Some((newest, Instant::now()));
             }
             for r in readings {
                 if !m.sensors.contains(&r.sensor) {
@@ -618,9 +662,10 @@ impl AlarmStage {
         self.machines.insert(machine.clone(), m);
     }
 
-    /// Lets time pass for every machine: delays, stale durations, escalation by duration,
-    /// shelf expiry, unlatching; and a machine silent for [`SILENT_AFTER_MS`] goes stale.
-    pub(crate) async fn tick(&mut self, now: Timestamp) {
+    /// Lets time pass for every machine, on its own clock ([`MachineAlarms::now`]): delays,
+    /// stale durations, escalation by duration, shelf expiry, unlatching; and a machine from
+    /// which nothing arrived for [`SILENT_AFTER_MS`] goes stale.
+    pub(crate) async fn tick(&mut self) {
         let keys: Vec<MachineKey> = self.machines.keys().cloned().collect();
         for machine in keys {
             if self.machines.get(&machine).is_some_and(|m| m.reload) {
@@ -630,9 +675,10 @@ impl AlarmStage {
                 continue;
             };
             let mut out = Vec::new();
-            if let Some(last) = m.last_reading {
-                if !m.silent && now.as_millis().saturating_sub(last.as_millis()) >= SILENT_AFTER_MS
-                {
+            let now = m.now();
+            if let Some((last, arrived)) = m.last_reading {
+                let silent_for = i64::try_from(arrived.elapsed().as_millis()).unwrap_or(i64::MAX);
+                if !m.silent && silent_for >= SILENT_AFTER_MS {
                     m.silent = true;
                     let channels = m.sensors.clone();
                     let input = Input::Stale {
@@ -796,7 +842,7 @@ impl AlarmStage {
             if gone.row.is_none() {
                 continue;
             }
-            let at = Timestamp::now();
+            let at = m.now();
             let events = gone
                 .monitor
                 .command(Command::Condition(Default::default()), at)
@@ -819,7 +865,7 @@ impl AlarmStage {
         }
         m.slots = slots;
         m.out_of_service = service.is_some();
-        let now = Timestamp::now();
+        let now = m.now();
         for (i, slot) in m.slots.iter_mut().enumerate() {
             let state = slot.monitor.alarm().state().name();
             let cmd = match (&service, state) {

@@ -118,6 +118,11 @@ pub struct LiveConfig {
     /// The name this worker claims jobs under; a job it was running when it stopped is marked
     /// failed when it starts again. Unique per worker.
     pub worker: String,
+    /// At start, store the fleet-wide default alarm rules ([`crate::alarm::default_rules`])
+    /// when there are no fleet-wide rules at all (a fresh database). Disabling a default keeps
+    /// it stored (and off); deleting every default brings them back at the next start unless
+    /// this is off.
+    pub seed_alarm_defaults: bool,
 }
 
 impl Default for LiveConfig {
@@ -134,6 +139,7 @@ impl Default for LiveConfig {
             prediction_batch: 5_000,
             prediction_linger_ms: 250,
             worker: DEFAULT_WORKER.to_owned(),
+            seed_alarm_defaults: true,
         }
     }
 }

@@ -458,7 +458,7 @@ impl OwnerTask {
             let msg = tokio::select! {
                 msg = rx.recv() => msg,
                 _ = tick.tick() => {
-                    self.stage.tick(Timestamp::now()).await;
+                    self.stage.tick().await;
                     continue;
                 }
             };
