@@ -46,6 +46,7 @@
 //! ```
 
 mod condition;
+pub mod performance;
 mod rule;
 mod state;
 mod types;
@@ -54,6 +55,7 @@ mod types;
 mod tests;
 
 pub use condition::{Condition, ConditionState, Input};
+pub use performance::{performance, Performance};
 pub use rule::{Escalation, Rule, RuleKind, MAX_DURATION_MS, MAX_ID_LEN, MAX_WINDOW};
 pub use state::{Alarm, Command, Monitor, CHATTER_CYCLES, CHATTER_WINDOW_MS};
 pub use types::{
