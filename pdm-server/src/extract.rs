@@ -129,6 +129,21 @@ impl<S: Send + Sync> FromRequestParts<S> for RawSegment {
     }
 }
 
+/// The query of a route that does not page: its parameters `T` (with their
+/// `deny_unknown_fields`), or 400 naming what is wrong.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+            .map(QueryParams)
+            .map_err(|e| ApiError::bad_request(format!("Failed to deserialize query string: {e}")))
+    }
+}
+
 /// The paging rule of one list: its default and largest `limit`, and whether it takes a
 /// `cursor`.
 pub trait PageRule: Send + Sync + 'static {

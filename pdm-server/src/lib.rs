@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alarm_shim;
 pub mod api;
 pub mod cli;
 pub mod config;

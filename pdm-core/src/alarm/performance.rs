@@ -20,8 +20,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
-
 use super::types::AlarmEventKind;
 use crate::ids::MachineKey;
 use crate::model::Timestamp;
@@ -82,7 +80,7 @@ pub struct OpenEpisode {
 }
 
 /// The busiest interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peak {
     /// Its start (a multiple of [`INTERVAL_MS`]; the range's start when it is clipped).
     pub start: Timestamp,
@@ -91,7 +89,7 @@ pub struct Peak {
 }
 
 /// Time in flood: intervals with more than [`FLOOD_ABOVE`] alarms.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Flood {
     /// How many intervals.
     pub intervals: u64,
@@ -102,7 +100,7 @@ pub struct Flood {
 }
 
 /// An alarm (machine and rule) that chattered in the range.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chattering {
     /// The machine.
     pub machine: MachineKey,
@@ -118,7 +116,7 @@ pub struct Chattering {
 }
 
 /// An episode standing at the end of the range.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
     /// The alarm.
     pub alarm: AlarmId,
@@ -133,7 +131,7 @@ pub struct Standing {
 }
 
 /// A figure set beside its EEMUA 191 benchmark.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rating {
     /// The verdict's name (`very_likely_acceptable`, `manageable`, ...).
     pub level: &'static str,
@@ -144,7 +142,7 @@ pub struct Rating {
 }
 
 /// The figures beside their benchmarks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Benchmarks {
     /// The average rate (EEMUA 191 table of long-term average rates).
     pub average: Rating,
@@ -159,7 +157,7 @@ pub struct Benchmarks {
 }
 
 /// The EEMUA 191 figures of one range.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Performance {
     /// The range's start.
     pub from: Timestamp,
