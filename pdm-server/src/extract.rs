@@ -57,12 +57,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(None));
         }
-        serde_json::from_slice(&bytes)
+        // The path of the bad field leads the message (`reason: invalid type ...`), as axum's
+        // `Json` (behind `JsonBody`) says it.
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de)
             .map(|v| OptionalJsonBody(Some(v)))
             .map_err(|e| {
                 // As `JsonBody` answers: unreadable JSON is 400, JSON of the wrong shape 422.
                 let text = format!("Failed to deserialize the JSON body: {e}");
-                match e.classify() {
+                match e.inner().classify() {
                     serde_json::error::Category::Data => ApiError::unprocessable(text),
                     _ => ApiError::bad_request(text),
                 }
