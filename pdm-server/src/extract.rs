@@ -57,12 +57,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(None));
         }
-        serde_json::from_slice(&bytes)
+        // The path of the bad field leads the message (`reason: invalid type ...`), as axum's
+        // `Json` (behind `JsonBody`) says it.
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de)
             .map(|v| OptionalJsonBody(Some(v)))
             .map_err(|e| {
                 // As `JsonBody` answers: unreadable JSON is 400, JSON of the wrong shape 422.
                 let text = format!("Failed to deserialize the JSON body: {e}");
-                match e.classify() {
+                match e.inner().classify() {
                     serde_json::error::Category::Data => ApiError::unprocessable(text),
                     _ => ApiError::bad_request(text),
                 }
@@ -126,6 +129,21 @@ impl<S: Send + Sync> FromRequestParts<S> for RawSegment {
                 other.body_text()
             ))),
         }
+    }
+}
+
+/// The query of a route that does not page: its parameters `T` (with their
+/// `deny_unknown_fields`), or 400 naming what is wrong.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+            .map(QueryParams)
+            .map_err(|e| ApiError::bad_request(format!("Failed to deserialize query string: {e}")))
     }
 }
 

@@ -13,6 +13,13 @@ use pdm_core::{
 use pdm_ingest::{IngestReport, Rejection};
 use serde::Serialize;
 
+pub mod alarms;
+
+pub use alarms::{
+    AlarmDetailView, AlarmEventView, AlarmPageView, AlarmRuleView, AlarmUpdateView, AlarmView,
+    PerformanceView, ServiceNoteView,
+};
+
 /// A machine.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MachineView {

@@ -109,6 +109,7 @@ conformance!(
     alarm_rules_crud_with_fleet_defaults,
     deleting_a_machine_deletes_its_alarms_and_rules,
     machines_go_out_of_service_and_back,
+    alarm_events_between_and_alarms_open_at,
 );
 
 fn m(s: &str) -> MachineKey {
@@ -2988,6 +2989,108 @@ mod alarms {
         ensure!(st.open_alarm(&m("a"), "hot").await?.is_none());
         st.record_transition(&raise("a", "hot", 5_000, Severity::Low))
             .await?;
+        Ok(())
+    }
+
+    /// The inputs of the performance figures: events of a range by kind, with their alarm's
+    /// machine and rule, by time; the episodes open at an instant.
+    pub async fn alarm_events_between_and_alarms_open_at(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        st.ensure_machine(&m("b")).await?;
+        // a/hot: raised 1000, acknowledged 1500, cleared 3000 (closed).
+        let a1 = st
+            .record_transition(&raise("a", "hot", 1_000, Severity::High))
+            .await?;
+        let mut acked = ev(AlarmEventKind::Acknowledged, 1_500, Severity::High);
+        acked.actor = "ann".into();
+        let a1 = st
+            .record_transition(&next(&a1, StateName::ActiveAcked, vec![acked], false))
+            .await?;
+        st.record_transition(&next(
+            &a1,
+            StateName::Normal,
+            vec![ev(AlarmEventKind::Cleared, 3_000, Severity::High)],
+            true,
+        ))
+        .await?;
+        // b/cold: raised 2000, still open. Written after a1's events, earlier in time.
+        let b1 = st
+            .record_transition(&raise("b", "cold", 2_000, Severity::Low))
+            .await?;
+        // a/hot again: raised 3000 (the instant a1 closed), open.
+        let a2 = st
+            .record_transition(&raise("a", "hot", 3_000, Severity::Medium))
+            .await?;
+
+        let kinds = [AlarmEventKind::Raised, AlarmEventKind::Cleared];
+        let got = st
+            .alarm_events_between(
+                Timestamp::from_millis(0),
+                Timestamp::from_millis(10_000),
+                &kinds,
+            )
+            .await?;
+        let seen: Vec<(String, String, AlarmEventKind, i64)> = got
+            .iter()
+            .map(|r| {
+                (
+                    r.machine.to_string(),
+                    r.rule_id.clone(),
+                    r.event.event.kind,
+                    r.event.event.at.as_millis(),
+                )
+            })
+            .collect();
+        ensure!(
+            seen == [
+                ("a".into(), "hot".into(), AlarmEventKind::Raised, 1_000),
+                ("b".into(), "cold".into(), AlarmEventKind::Raised, 2_000),
+                ("a".into(), "hot".into(), AlarmEventKind::Cleared, 3_000),
+                ("a".into(), "hot".into(), AlarmEventKind::Raised, 3_000),
+            ],
+            "{seen:?}"
+        );
+        ensure!(got[0].event.alarm == a1.id && got[1].event.alarm == b1.id);
+        // Half-open: `to` excluded, `from` included; only the kinds asked for.
+        let got = st
+            .alarm_events_between(
+                Timestamp::from_millis(1_500),
+                Timestamp::from_millis(3_000),
+                &[AlarmEventKind::Acknowledged, AlarmEventKind::Raised],
+            )
+            .await?;
+        ensure!(
+            got.iter()
+                .map(|r| (r.event.event.kind, r.event.event.at.as_millis()))
+                .collect::<Vec<_>>()
+                == [
+                    (AlarmEventKind::Acknowledged, 1_500),
+                    (AlarmEventKind::Raised, 2_000)
+                ],
+            "{got:?}"
+        );
+        ensure!(got[0].event.event.actor == "ann");
+        ensure!(st
+            .alarm_events_between(
+                Timestamp::from_millis(0),
+                Timestamp::from_millis(10_000),
+                &[]
+            )
+            .await?
+            .is_empty());
+
+        let open_at = |at: i64| async move {
+            st.alarms_open_at(Timestamp::from_millis(at))
+                .await
+                .map(|v| v.into_iter().map(|x| x.id).collect::<Vec<_>>())
+        };
+        ensure!(open_at(999).await?.is_empty());
+        ensure!(open_at(1_000).await? == [a1.id]);
+        ensure!(open_at(2_500).await? == [a1.id, b1.id]);
+        // At 3000 a1 is closed and a2 open.
+        ensure!(open_at(3_000).await? == [b1.id, a2.id]);
+        ensure!(open_at(i64::MAX / 4).await? == [b1.id, a2.id]);
         Ok(())
     }
 

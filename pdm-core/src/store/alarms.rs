@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::StoreResult;
-use crate::alarm::{AlarmEvent, Severity, StateName};
+use crate::alarm::performance::{self, OpenEpisode, Performance, RangeEvent};
+use crate::alarm::{AlarmEvent, AlarmEventKind, Severity, StateName};
 use crate::ids::MachineKey;
 use crate::model::Timestamp;
 
@@ -91,6 +92,18 @@ pub struct StoredAlarmEvent {
     pub alarm: AlarmId,
     /// The event.
     pub event: AlarmEvent,
+}
+
+/// A stored event with its alarm's machine and rule (what
+/// [`AlarmStore::alarm_events_between`] returns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmEventRecord {
+    /// The machine of the alarm.
+    pub machine: MachineKey,
+    /// The rule of the alarm.
+    pub rule_id: String,
+    /// The event.
+    pub event: StoredAlarmEvent,
 }
 
 /// Which alarms [`AlarmStore::list_alarms`] returns, newest first (by id).
@@ -205,6 +218,21 @@ pub trait AlarmStore: Send + Sync + 'static {
     /// Alarms matching `q`, newest first.
     async fn list_alarms(&self, q: &AlarmQuery) -> StoreResult<Vec<StoredAlarm>>;
 
+    /// Every event of every alarm with `from <= at < to` whose kind is one of `kinds` (empty:
+    /// none), by time, then in the order written. For the performance figures
+    /// ([`crate::alarm::performance`]), which need all of them: there is no limit, so callers
+    /// bound the range.
+    async fn alarm_events_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        kinds: &[AlarmEventKind],
+    ) -> StoreResult<Vec<AlarmEventRecord>>;
+
+    /// The alarms whose episode was open at `at`: raised at or before it and not closed by then
+    /// (closed later, or still open), oldest first (by id).
+    async fn alarms_open_at(&self, at: Timestamp) -> StoreResult<Vec<StoredAlarm>>;
+
     /// Stores `rule`, replacing the rule of the same machine (or fleet default) and id.
     /// `NotFound` when the machine is unknown.
     async fn put_rule(&self, rule: &NewAlarmRule) -> StoreResult<AlarmRuleRecord>;
@@ -233,4 +261,47 @@ pub trait AlarmStore: Send + Sync + 'static {
 
     /// Marks the outbox rows `ids` delivered at `at`; returns how many were pending.
     async fn mark_delivered(&self, ids: &[i64], at: Timestamp) -> StoreResult<u64>;
+}
+
+/// Reads the inputs of [`performance`](crate::alarm::performance()) for `[from, to)` from `store` and computes the figures.
+///
+/// One query for the range's events, one for the episodes open at `to`, and one per episode
+/// old enough to stand (for its suppressions).
+pub async fn alarm_performance<S: AlarmStore + ?Sized>(
+    store: &S,
+    from: Timestamp,
+    to: Timestamp,
+) -> StoreResult<Performance> {
+    let events: Vec<RangeEvent> = store
+        .alarm_events_between(from, to, performance::PERFORMANCE_KINDS)
+        .await?
+        .into_iter()
+        .map(|e| RangeEvent {
+            alarm: e.event.alarm,
+            machine: e.machine,
+            rule_id: e.rule_id,
+            kind: e.event.event.kind,
+            at: e.event.event.at,
+        })
+        .collect();
+    let mut open = Vec::new();
+    for a in store.alarms_open_at(to).await? {
+        if to.as_millis() - a.opened_at.as_millis() <= performance::STANDING_AFTER_MS {
+            continue;
+        }
+        let events = store
+            .alarm_events(a.id)
+            .await?
+            .into_iter()
+            .map(|e| (e.event.kind, e.event.at))
+            .collect();
+        open.push(OpenEpisode {
+            alarm: a.id,
+            machine: a.machine,
+            rule_id: a.rule_id,
+            opened_at: a.opened_at,
+            events,
+        });
+    }
+    Ok(performance::performance(from, to, &events, &open))
 }

@@ -24,8 +24,8 @@ pub mod sensors;
 pub mod telemetry;
 
 pub use alarms::{
-    AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition, NewAlarmRule, OutboxEntry,
-    ServiceNote, StoredAlarm, StoredAlarmEvent,
+    AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition,
+    NewAlarmRule, OutboxEntry, ServiceNote, StoredAlarm, StoredAlarmEvent,
 };
 pub use dead_letters::DeadLetterStore;
 pub use jobs::{Job, JobId, JobOutcome, JobQuery, JobStatus, JobStore, NewJob};

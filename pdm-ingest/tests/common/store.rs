@@ -9,15 +9,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use pdm_core::alarm::AlarmEventKind;
 use pdm_core::{
-    Activation, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition, Batch, Bucket,
-    DeadLetter, DeadLetterPrune, DeadLetterQuery, DeadLetterStore, Job, JobId, JobOutcome,
-    JobQuery, JobStore, Latest, Machine, MachineKey, MachineRangeQuery, MachineStore,
-    MachineUpdate, ModelId, ModelQuery, ModelRecord, ModelStore, NewAlarmRule, NewJob, NewMachine,
-    NewModel, NewSensor, OutboxEntry, Point, Prediction, PredictionBucket, PredictionQuery,
-    PredictionStore, RangeQuery, Reading, Sensor, SensorKey, SensorStore, SensorUpdate,
-    ServiceNote, Store, StoreError, StoreResult, StoredAlarm, StoredAlarmEvent, StoredDeadLetter,
-    TelemetryStore, Timestamp, WriteOutcome,
+    Activation, AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore,
+    AlarmTransition, Batch, Bucket, DeadLetter, DeadLetterPrune, DeadLetterQuery, DeadLetterStore,
+    Job, JobId, JobOutcome, JobQuery, JobStore, Latest, Machine, MachineKey, MachineRangeQuery,
+    MachineStore, MachineUpdate, ModelId, ModelQuery, ModelRecord, ModelStore, NewAlarmRule,
+    NewJob, NewMachine, NewModel, NewSensor, OutboxEntry, Point, Prediction, PredictionBucket,
+    PredictionQuery, PredictionStore, RangeQuery, Reading, Sensor, SensorKey, SensorStore,
+    SensorUpdate, ServiceNote, Store, StoreError, StoreResult, StoredAlarm, StoredAlarmEvent,
+    StoredDeadLetter, TelemetryStore, Timestamp, WriteOutcome,
 };
 
 /// A SQLite store in a temporary directory that can be told to fail writes.
@@ -304,6 +305,17 @@ impl AlarmStore for TestStore {
     }
     async fn list_alarms(&self, q: &AlarmQuery) -> StoreResult<Vec<StoredAlarm>> {
         self.store.list_alarms(q).await
+    }
+    async fn alarm_events_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        kinds: &[AlarmEventKind],
+    ) -> StoreResult<Vec<AlarmEventRecord>> {
+        self.store.alarm_events_between(from, to, kinds).await
+    }
+    async fn alarms_open_at(&self, at: Timestamp) -> StoreResult<Vec<StoredAlarm>> {
+        self.store.alarms_open_at(at).await
     }
     async fn put_rule(&self, rule: &NewAlarmRule) -> StoreResult<AlarmRuleRecord> {
         self.store.put_rule(rule).await

@@ -1,5 +1,6 @@
 //! The HTTP API: one router per resource, merged under `/api/v1`.
 
+pub mod alarms;
 pub mod jobs;
 pub mod machines;
 pub mod models;
@@ -20,5 +21,6 @@ pub fn api_router() -> Router<AppState> {
         .merge(models::router())
         .merge(jobs::router())
         .merge(predictions::router())
+        .merge(alarms::router())
         .merge(ops::api_router())
 }

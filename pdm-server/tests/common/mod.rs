@@ -28,6 +28,11 @@ pub fn config(data_dir: &Path, database_url: Option<String>, auto_register: bool
         database_url,
         http: "127.0.0.1:0".parse().expect("addr"),
         auto_register,
+        // Tests put the rules they examine; the seeded fleet defaults would alarm on them too.
+        live: pdm_core::live::LiveConfig {
+            seed_alarm_defaults: false,
+            ..Default::default()
+        },
         ..ServerConfig::default()
     }
 }

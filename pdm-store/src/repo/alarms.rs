@@ -14,8 +14,9 @@
 use async_trait::async_trait;
 use pdm_core::alarm::{AlarmEvent, AlarmEventKind, Severity, StateName};
 use pdm_core::{
-    AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition, MachineKey, NewAlarmRule,
-    OutboxEntry, ServiceNote, StoreError, StoreResult, StoredAlarm, StoredAlarmEvent, Timestamp,
+    AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition,
+    MachineKey, NewAlarmRule, OutboxEntry, ServiceNote, StoreError, StoreResult, StoredAlarm,
+    StoredAlarmEvent, Timestamp,
 };
 
 use crate::common;
@@ -433,6 +434,58 @@ impl<B: Backend> AlarmStore for SqlStore<B> {
             .filter("a.id <", q.before.map(|b| Arg::Int(b.0)))
             .newest_first("a.id", q.limit);
         let rows = self.reader().fetch_all(&sql, &args).await.map_err(db)?;
+        rows.iter().map(alarm).collect()
+    }
+
+    async fn alarm_events_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        kinds: &[AlarmEventKind],
+    ) -> StoreResult<Vec<AlarmEventRecord>> {
+        if kinds.is_empty() || from >= to {
+            return Ok(vec![]);
+        }
+        // The kinds are a closed set of names, but they are still bound, never spliced in.
+        let marks: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "SELECT m.key, a.rule_id, {} FROM alarm_events e \
+             JOIN alarms a ON a.id = e.alarm_id JOIN machines m ON m.id = a.machine_id \
+             WHERE e.at >= {} AND e.at < {} AND e.kind IN ({}) ORDER BY e.at, e.id",
+            event_columns::<B>(),
+            B::at_millis("$1"),
+            B::at_millis("$2"),
+            marks.join(", "),
+        );
+        let mut args = vec![
+            Arg::Int(B::clamp_millis(from.as_millis())),
+            Arg::Int(B::clamp_millis(to.as_millis())),
+        ];
+        args.extend(kinds.iter().map(|k| Arg::Text(k.as_str())));
+        let rows = self.reader().fetch_all(&sql, &args).await.map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AlarmEventRecord {
+                    machine: common::key(r.text(0)?)?,
+                    rule_id: r.text(1)?,
+                    event: event(r, 2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn alarms_open_at(&self, at: Timestamp) -> StoreResult<Vec<StoredAlarm>> {
+        let sql = format!(
+            "SELECT {} FROM {FROM} WHERE a.opened_at <= {at} \
+             AND (a.closed_at IS NULL OR a.closed_at > {at}) ORDER BY a.id",
+            columns::<B>(),
+            at = B::at_millis("$1"),
+        );
+        let rows = self
+            .reader()
+            .fetch_all(&sql, &[Arg::Int(B::clamp_millis(at.as_millis()))])
+            .await
+            .map_err(db)?;
         rows.iter().map(alarm).collect()
     }
 
