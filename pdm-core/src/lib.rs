@@ -25,7 +25,9 @@
 //!   ([`store::MachineStore`], [`store::SensorStore`], [`store::ModelStore`],
 //!   [`store::JobStore`], ...; together [`store::CatalogStore`]) keeps the rest;
 //! - [`detector::Detector`] and [`detector::StreamingDetector`] score feature rows;
-//! - [`notify::Notifier`] delivers alarm events.
+//! - [`notify::Notifier`] delivers alarm events;
+//! - [`webhook::WebhookSender`] sends the webhook deliveries of the [`webhook::Dispatcher`],
+//!   which delivers the alarm outbox durably ([`store::WebhookStore`] keeps its state).
 //!
 //! The alarm policy ([`alarm`]) is pure logic: rules, condition evaluation (k of n, deadband,
 //! on/off delays) and the ISA-18.2 state machine with shelving, out of service, chattering and
@@ -57,6 +59,7 @@ pub mod retention;
 pub mod rfc3339;
 pub mod source;
 pub mod store;
+pub mod webhook;
 
 pub use align::{AlignConfig, Aligned, Aligner, AlignerStats, Row, Stale};
 pub use catalog::{Catalog, InputContext};
@@ -79,5 +82,5 @@ pub use store::{
     DeadLetterStore, Job, JobId, JobOutcome, JobQuery, JobStatus, JobStore, MachineStore, ModelId,
     ModelQuery, ModelRecord, ModelStatus, ModelStore, NewAlarmRule, NewJob, NewModel, OutboxEntry,
     PredictionStore, SensorStore, Store, StoreError, StoreResult, StoredAlarm, StoredAlarmEvent,
-    TelemetryStore, WriteOutcome,
+    TelemetryStore, Webhook, WebhookId, WebhookStore, WriteOutcome,
 };
