@@ -143,13 +143,22 @@ impl WebhooksConfig {
     /// Checks the settings, naming the first bad one.
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.timeout_ms == 0 {
-            return Err(ConfigError::new("webhooks.timeout_ms", "must be at least 1"));
+            return Err(ConfigError::new(
+                "webhooks.timeout_ms",
+                "must be at least 1",
+            ));
         }
         if self.concurrency == 0 {
-            return Err(ConfigError::new("webhooks.concurrency", "must be at least 1"));
+            return Err(ConfigError::new(
+                "webhooks.concurrency",
+                "must be at least 1",
+            ));
         }
         if self.retention_days == 0 {
-            return Err(ConfigError::new("webhooks.retention_days", "must be at least 1"));
+            return Err(ConfigError::new(
+                "webhooks.retention_days",
+                "must be at least 1",
+            ));
         }
         Ok(self.dispatcher().check()?)
     }

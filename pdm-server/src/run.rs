@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use pdm_core::live::{AlignDefaults, JobRunner, Live, ModelFactory};
+use pdm_core::webhook::{Dispatcher, SystemClock};
 use pdm_core::{Catalog, Engine, Metrics, ShutdownTrigger, Source, Store};
 use pdm_ingest::Intake;
 use tokio::net::TcpListener;
@@ -17,7 +18,8 @@ use tokio::task::JoinHandle;
 use pdm_store::redact_url;
 
 use crate::config::ServerConfig;
-use crate::state::{AppState, DetectionState};
+use crate::state::{AppState, DetectionState, WebhookState};
+use crate::webhook_sender::HttpSender;
 
 /// Opens the configured database and applies its migrations.
 pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
@@ -43,6 +45,7 @@ pub struct Server {
     engine: Engine,
     live: Option<Arc<Live>>,
     jobs: Option<JobRunner>,
+    webhooks: Option<Dispatcher>,
     http_stop: ShutdownTrigger,
     http: JoinHandle<std::io::Result<()>>,
 }
@@ -111,8 +114,24 @@ impl Server {
             tracing::info!(broker = %redact_url(&mqtt.connection.url), "MQTT ingestion on");
             engine.add_source(Box::new(source));
         }
+        let webhooks = if config.webhooks.enabled {
+            let sender = HttpSender::new(config.webhooks.allow_private_destinations)
+                .context("cannot set up the webhook HTTP client")?;
+            Some(Dispatcher::start(
+                store.clone(),
+                Arc::new(sender),
+                Arc::new(SystemClock),
+                config.webhooks.dispatcher(),
+            ))
+        } else {
+            None
+        };
         let state = AppState::new(store, catalog, engine.sink(), intake, metrics, detection)
-            .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms));
+            .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms))
+            .with_webhooks(WebhookState {
+                dispatcher: webhooks.as_ref().map(Dispatcher::handle),
+                allow_private: config.webhooks.allow_private_destinations,
+            });
         let listener = TcpListener::bind(config.http).await.with_context(|| {
             format!(
                 "cannot listen on {} (setting http, PDM_HTTP, --http)",
@@ -137,6 +156,7 @@ impl Server {
             engine,
             live,
             jobs,
+            webhooks,
             http_stop,
             http,
         })
@@ -150,6 +170,13 @@ impl Server {
     /// The shared state (catalog, store, sink, metrics).
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The webhook dispatcher, when this worker runs one: its [`Dispatcher::waker`] is what
+    /// to notify after storing an alarm transition (also reachable as
+    /// [`WebhookState::wake`] on the state).
+    pub fn webhooks(&self) -> Option<&Dispatcher> {
+        self.webhooks.as_ref()
     }
 
     /// The live path, when this server scores.
@@ -177,6 +204,10 @@ impl Server {
             // A training cut here stays running in the store and is marked failed at the next
             // start.
             jobs.shutdown().await;
+        }
+        if let Some(webhooks) = self.webhooks {
+            // Attempts cut here are retried by the next dispatcher with the same webhook-id.
+            webhooks.shutdown().await;
         }
         self.engine.shutdown().await;
         if let Some(live) = &self.live {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use pdm_core::live::{AlignDefaults, JobWaker, Live, LiveMetrics, ModelFactory, Registry};
+use pdm_core::webhook::DispatcherHandle;
 use pdm_core::{BatchSink, Catalog, Metrics, Store};
 use pdm_ingest::Intake;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Live detection, the model registry and the jobs.
     pub detection: DetectionState,
+    /// The webhook routes' dispatcher handle and destination rule.
+    pub webhooks: WebhookState,
 }
 
 impl AppState {
@@ -55,7 +58,14 @@ impl AppState {
             metrics: exposed,
             request_timeout: crate::layers::DEFAULT_REQUEST_TIMEOUT,
             detection,
+            webhooks: WebhookState::default(),
         }
+    }
+
+    /// The same state with the webhook dispatcher's handle and destination rule.
+    pub fn with_webhooks(mut self, webhooks: WebhookState) -> Self {
+        self.webhooks = webhooks;
+        self
     }
 
     /// The same state with another request timeout.
@@ -87,6 +97,41 @@ pub struct IngestState {
 impl std::fmt::Debug for IngestState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IngestState").finish_non_exhaustive()
+    }
+}
+
+/// What the webhook routes need.
+#[derive(Clone, Default)]
+pub struct WebhookState {
+    /// The running dispatcher (`None` when `webhooks.enabled` is off on this worker: deliveries
+    /// then wait for a worker that runs one).
+    pub dispatcher: Option<DispatcherHandle>,
+    /// Whether endpoints may be on private and loopback addresses.
+    pub allow_private: bool,
+}
+
+impl WebhookState {
+    /// Wakes the dispatcher, if this worker runs one: call it after storing an alarm
+    /// transition, so that its events go out now rather than at the next poll.
+    pub fn wake(&self) {
+        if let Some(d) = &self.dispatcher {
+            d.wake();
+        }
+    }
+}
+
+impl std::fmt::Debug for WebhookState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookState")
+            .field("dispatcher", &self.dispatcher.is_some())
+            .field("allow_private", &self.allow_private)
+            .finish()
+    }
+}
+
+impl FromRef<AppState> for WebhookState {
+    fn from_ref(s: &AppState) -> Self {
+        s.webhooks.clone()
     }
 }
 

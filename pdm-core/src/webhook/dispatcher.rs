@@ -64,10 +64,16 @@ impl DispatcherConfig {
     /// Checks the settings, naming the first bad one (`webhooks.<name>`).
     pub fn check(&self) -> ConfigResult<()> {
         if self.concurrency == 0 {
-            return Err(ConfigError::new("webhooks.concurrency", "must be at least 1"));
+            return Err(ConfigError::new(
+                "webhooks.concurrency",
+                "must be at least 1",
+            ));
         }
         if self.timeout.is_zero() {
-            return Err(ConfigError::new("webhooks.timeout_ms", "must be at least 1"));
+            return Err(ConfigError::new(
+                "webhooks.timeout_ms",
+                "must be at least 1",
+            ));
         }
         if self.lease <= self.timeout {
             return Err(ConfigError::new(
@@ -371,12 +377,10 @@ async fn attempt(
     let now = inner.clock.now();
     let started = Instant::now();
     let result = match signed_request(webhook, delivery, now, cfg.timeout) {
-        Ok(request) => {
-            match tokio::time::timeout(cfg.timeout, inner.sender.send(&request)).await {
-                Ok(r) => r,
-                Err(_) => Err(SendError::Timeout(cfg.timeout)),
-            }
-        }
+        Ok(request) => match tokio::time::timeout(cfg.timeout, inner.sender.send(&request)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Timeout(cfg.timeout)),
+        },
         Err(e) => Err(e),
     };
     let duration_ms = ms(started.elapsed());

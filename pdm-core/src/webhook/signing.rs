@@ -118,7 +118,10 @@ pub fn verify(
             continue;
         };
         let Ok(tag) = B64.decode(b64) else { continue };
-        if mac(&key, msg_id, timestamp, body).verify_slice(&tag).is_ok() {
+        if mac(&key, msg_id, timestamp, body)
+            .verify_slice(&tag)
+            .is_ok()
+        {
             return Ok(());
         }
     }

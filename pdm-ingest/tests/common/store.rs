@@ -9,6 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use pdm_core::store::{
+    AttemptRecord, Delivery, DeliveryAttempt, DeliveryQuery, EndpointChange, NewDelivery,
+    NewWebhook, NextStep, Webhook, WebhookId, WebhookStore, WebhookUpdate,
+};
 use pdm_core::{
     Activation, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition, Batch, Bucket,
     DeadLetter, DeadLetterPrune, DeadLetterQuery, DeadLetterStore, Job, JobId, JobOutcome,
@@ -18,10 +22,6 @@ use pdm_core::{
     PredictionStore, RangeQuery, Reading, Sensor, SensorKey, SensorStore, SensorUpdate, Store,
     StoreError, StoreResult, StoredAlarm, StoredAlarmEvent, StoredDeadLetter, TelemetryStore,
     Timestamp, WriteOutcome,
-};
-use pdm_core::store::{
-    AttemptRecord, Delivery, DeliveryAttempt, DeliveryQuery, EndpointChange, NewDelivery,
-    NewWebhook, NextStep, Webhook, WebhookId, WebhookStore, WebhookUpdate,
 };
 
 /// A SQLite store in a temporary directory that can be told to fail writes.

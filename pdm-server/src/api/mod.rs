@@ -6,6 +6,7 @@ pub mod models;
 pub mod ops;
 pub mod predictions;
 pub mod telemetry;
+pub mod webhooks;
 
 use axum::Router;
 
@@ -20,5 +21,6 @@ pub fn api_router() -> Router<AppState> {
         .merge(models::router())
         .merge(jobs::router())
         .merge(predictions::router())
+        .merge(webhooks::router())
         .merge(ops::api_router())
 }

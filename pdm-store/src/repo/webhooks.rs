@@ -121,7 +121,10 @@ async fn read_webhook<B: Backend>(
     id: WebhookId,
 ) -> StoreResult<Option<Webhook>> {
     let sql = format!("SELECT {} FROM webhooks WHERE id = $1", columns::<B>());
-    let row = on.fetch_optional(&sql, &[Arg::Int(id.0)]).await.map_err(db)?;
+    let row = on
+        .fetch_optional(&sql, &[Arg::Int(id.0)])
+        .await
+        .map_err(db)?;
     row.as_ref().map(webhook).transpose()
 }
 
