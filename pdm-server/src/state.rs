@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use pdm_core::live::{AlignDefaults, JobWaker, Live, LiveMetrics, ModelFactory, Registry};
-use pdm_core::webhook::DispatcherHandle;
+use pdm_core::webhook::{DispatcherHandle, WebhookMetrics};
 use pdm_core::{BatchSink, Catalog, Metrics, Store};
 use pdm_ingest::Intake;
 
@@ -64,6 +64,15 @@ impl AppState {
 
     /// The same state with the webhook dispatcher's handle and destination rule.
     pub fn with_webhooks(mut self, webhooks: WebhookState) -> Self {
+        if let Some(d) = &webhooks.dispatcher {
+            // `/metrics` exposes the dispatcher's counters too.
+            self.metrics = MetricsState::with_webhooks(
+                self.ingest.metrics.clone(),
+                self.ingest.sink.clone(),
+                self.detection.live.as_ref().map(|l| l.metrics_handle()),
+                Some(d.metrics()),
+            );
+        }
         self.webhooks = webhooks;
         self
     }
@@ -190,7 +199,17 @@ impl MetricsState {
     /// A registry exposing `metrics`, the queue depth of `sink` and the live path's counters,
     /// plus the HTTP series.
     pub fn new(metrics: Arc<Metrics>, sink: BatchSink, live: Option<Arc<LiveMetrics>>) -> Self {
-        let (registry, http) = crate::metrics::registry(metrics, sink, live);
+        Self::with_webhooks(metrics, sink, live, None)
+    }
+
+    /// As [`MetricsState::new`], plus the webhook dispatcher's counters.
+    pub fn with_webhooks(
+        metrics: Arc<Metrics>,
+        sink: BatchSink,
+        live: Option<Arc<LiveMetrics>>,
+        webhooks: Option<Arc<WebhookMetrics>>,
+    ) -> Self {
+        let (registry, http) = crate::metrics::registry(metrics, sink, live, webhooks);
         Self {
             registry: Arc::new(registry),
             http,
