@@ -127,6 +127,12 @@ impl WebhookState {
             d.wake();
         }
     }
+
+    /// The dispatcher's wake-up handle (`notify_one` it), for code that keeps a handle
+    /// instead of the state; `None` when this worker runs no dispatcher.
+    pub fn waker(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        self.dispatcher.as_ref().map(DispatcherHandle::waker)
+    }
 }
 
 impl std::fmt::Debug for WebhookState {

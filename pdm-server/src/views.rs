@@ -503,13 +503,22 @@ impl From<pdm_core::Webhook> for WebhookView {
 }
 
 /// A webhook endpoint with its signing secret: the answer of create and rotate only.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize)]
 pub struct WebhookSecretView {
     /// The endpoint.
     #[serde(flatten)]
     pub webhook: WebhookView,
     /// The current secret (`whsec_...`).
     pub secret: String,
+}
+
+/// The secret never reaches a log line.
+impl std::fmt::Debug for WebhookSecretView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSecretView")
+            .field("webhook", &self.webhook)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<pdm_core::Webhook> for WebhookSecretView {

@@ -189,6 +189,11 @@ impl DispatcherHandle {
         self.inner.wake.notify_one();
     }
 
+    /// The dispatcher's wake-up handle, as [`Dispatcher::waker`].
+    pub fn waker(&self) -> Arc<Notify> {
+        self.inner.wake.clone()
+    }
+
     /// The dispatcher's counters.
     pub fn metrics(&self) -> Arc<WebhookMetrics> {
         self.inner.metrics.clone()
