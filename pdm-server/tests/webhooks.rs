@@ -151,6 +151,7 @@ on_both_backends!(
     alarm_events_are_signed_delivered_retried_and_redelivered,
     bad_receivers_never_block_others,
     fields_are_validated_and_unknown_ids_are_404,
+    one_alarms_events_arrive_in_order,
 );
 
 fn now_secs() -> i64 {
@@ -158,7 +159,7 @@ fn now_secs() -> i64 {
 }
 
 /// Raises an alarm of `machine` (registered first): one `raised` event in the outbox.
-async fn raise(app: &TestApp, machine: &str) {
+async fn raise(app: &TestApp, machine: &str) -> pdm_core::StoredAlarm {
     let store = &app.server().state().store;
     let key = MachineKey::new(machine).expect("key");
     store
@@ -171,7 +172,7 @@ async fn raise(app: &TestApp, machine: &str) {
         .await
         .expect("machine");
     let at = Timestamp::now();
-    store
+    let alarm = store
         .record_transition(&AlarmTransition {
             machine: key,
             rule_id: "anomaly".into(),
@@ -192,6 +193,7 @@ async fn raise(app: &TestApp, machine: &str) {
         .await
         .expect("transition");
     app.server().state().webhooks.wake();
+    alarm
 }
 
 /// Creates a webhook; its id and secret.
@@ -538,5 +540,50 @@ async fn private_destinations_are_refused_without_the_setting() {
             "{v}"
         );
     }
+    app.stop().await;
+}
+
+/// The second event of an alarm waits while the first is being retried at that endpoint.
+async fn one_alarms_events_arrive_in_order(app: TestApp) {
+    let (base, r) = start_receiver().await;
+    create(&app, serde_json::json!({"url": format!("{base}/flaky")})).await;
+    let alarm = raise(&app, "fan-1").await;
+    let store = &app.server().state().store;
+    store
+        .record_transition(&AlarmTransition {
+            machine: alarm.machine.clone(),
+            rule_id: alarm.rule_id.clone(),
+            alarm: Some(alarm.id),
+            expected_version: alarm.version,
+            state: StateName::ActiveUnacked,
+            severity: Severity::Critical,
+            state_json: "{}".into(),
+            events: vec![AlarmEvent {
+                kind: AlarmEventKind::Escalated,
+                at: Timestamp::now(),
+                actor: "system".into(),
+                reason: "worse".into(),
+                severity: Severity::Critical,
+            }],
+            closes: false,
+        })
+        .await
+        .expect("escalation");
+    app.server().state().webhooks.wake();
+    let got = wait_for(&r, "flaky", 3).await;
+    let types: Vec<String> = got
+        .iter()
+        .map(|g| {
+            let v: Value = serde_json::from_slice(&g.body).expect("JSON");
+            v["type"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        types,
+        ["alarm.raised", "alarm.raised", "alarm.escalated"],
+        "the escalation waited for the raise's retry"
+    );
+    assert_eq!(got[0].id, got[1].id);
+    assert_ne!(got[1].id, got[2].id, "each event has its own webhook-id");
     app.stop().await;
 }
