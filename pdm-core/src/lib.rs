@@ -28,6 +28,8 @@
 //! - [`notify::Notifier`] delivers alarm events;
 //! - [`bus::Bus`] carries readings, predictions, alarm events and job progress to push clients
 //!   (SSE, WebSocket), with ids and a bounded replay buffer.
+//! - [`webhook::WebhookSender`] sends the webhook deliveries of the [`webhook::Dispatcher`],
+//!   which delivers the alarm outbox durably ([`store::WebhookStore`] keeps its state).
 //!
 //! The alarm policy ([`alarm`]) is pure logic: rules, condition evaluation (k of n, deadband,
 //! on/off delays) and the ISA-18.2 state machine with shelving, out of service, chattering and
@@ -60,6 +62,7 @@ pub mod retention;
 pub mod rfc3339;
 pub mod source;
 pub mod store;
+pub mod webhook;
 
 pub use align::{AlignConfig, Aligned, Aligner, AlignerStats, Row, Stale};
 pub use catalog::{Catalog, InputContext};
@@ -78,9 +81,5 @@ pub use retention::Retention;
 pub use rfc3339::TimestampError;
 pub use source::{Ack, BatchSink, Committed, Shutdown, ShutdownTrigger, Source, SourceContext};
 pub use store::{
-    Activation, AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore,
-    AlarmTransition, CatalogStore, DeadLetterStore, Job, JobId, JobOutcome, JobQuery, JobStatus,
-    JobStore, MachineStore, ModelId, ModelQuery, ModelRecord, ModelStatus, ModelStore,
-    NewAlarmRule, NewJob, NewModel, OutboxEntry, PredictionStore, SensorStore, ServiceNote, Store,
-    StoreError, StoreResult, StoredAlarm, StoredAlarmEvent, TelemetryStore, WriteOutcome,
+    Activation, AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition, CatalogStore, DeadLetterStore, Job, JobId, JobOutcome, JobQuery, JobStatus, JobStore, MachineStore, ModelId, ModelQuery, ModelRecord, ModelStatus, ModelStore, NewAlarmRule, NewJob, NewModel, OutboxEntry, PredictionStore, SensorStore, ServiceNote, Store, StoreError, StoreResult, StoredAlarm, StoredAlarmEvent, TelemetryStore, Webhook, WebhookId, WebhookStore, WriteOutcome,
 };

@@ -77,6 +77,9 @@ pub struct ListenArgs {
     /// The name this worker claims jobs under; unique per worker [default: pdm-server].
     #[arg(long, env = "PDM_WORKER", value_name = "NAME")]
     pub worker: Option<String>,
+    /// Let webhooks reach private, loopback and link-local addresses [default: false].
+    #[arg(long, env = "PDM_WEBHOOKS_ALLOW_PRIVATE", value_name = "BOOL")]
+    pub webhooks_allow_private: Option<bool>,
 }
 
 /// `serve`.
@@ -230,6 +233,9 @@ pub fn apply_listen(config: &mut ServerConfig, args: ListenArgs) -> anyhow::Resu
     }
     if let Some(worker) = args.worker {
         config.live.worker = worker;
+    }
+    if let Some(allow) = args.webhooks_allow_private {
+        config.webhooks.allow_private_destinations = allow;
     }
     #[cfg(feature = "mqtt")]
     {

@@ -25,6 +25,9 @@
 //! shard = "0/1"              # this worker's share of the machines: "index/count"
 //! sample_period_ms = 1000    # rows of models trained or imported without a period
 //! auto_train_after_s = 3600  # a machine without a model trains on its first hour
+//!
+//! [webhooks]
+//! allow_private_destinations = false  # PDM_WEBHOOKS_ALLOW_PRIVATE
 //! ```
 
 use std::net::SocketAddr;
@@ -83,6 +86,82 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Live detection: owners, shard of this worker, defaults of training, auto-training.
     pub live: LiveConfig,
+    /// The webhook dispatcher and its HTTP client.
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[webhooks]`: the dispatcher that delivers alarm events to webhook endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Run the dispatcher on this worker (several workers may: claims are leased).
+    pub enabled: bool,
+    /// Let endpoints on private, loopback, link-local and other non-public addresses be
+    /// created and reached (`PDM_WEBHOOKS_ALLOW_PRIVATE`). Off: a receiver inside the network
+    /// cannot be probed through pdm.
+    pub allow_private_destinations: bool,
+    /// Milliseconds one attempt may take.
+    pub timeout_ms: u64,
+    /// Attempts in flight at most.
+    pub concurrency: usize,
+    /// The delays between attempts, in milliseconds; absent: immediately, 5 s, 5 min, 30 min,
+    /// 2 h, 5 h, 10 h, 10 h (the Standard Webhooks schedule). Tests shorten it.
+    pub retry_schedule_ms: Option<Vec<u64>>,
+    /// Days delivered and failed deliveries are kept.
+    pub retention_days: u32,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_private_destinations: false,
+            timeout_ms: 15_000,
+            concurrency: 32,
+            retry_schedule_ms: None,
+            retention_days: 30,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    /// The dispatcher's settings.
+    pub fn dispatcher(&self) -> pdm_core::webhook::DispatcherConfig {
+        use std::time::Duration;
+        let mut c = pdm_core::webhook::DispatcherConfig::default();
+        if let Some(delays) = &self.retry_schedule_ms {
+            let delays = delays.iter().map(|&ms| Duration::from_millis(ms)).collect();
+            c.schedule = pdm_core::webhook::RetrySchedule::new(delays, 0.1);
+        }
+        c.timeout = Duration::from_millis(self.timeout_ms);
+        c.lease = c.timeout.max(Duration::from_secs(15)) * 4;
+        c.concurrency = self.concurrency;
+        c.retention = Duration::from_secs(u64::from(self.retention_days) * 86_400);
+        c
+    }
+
+    /// Checks the settings, naming the first bad one.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "webhooks.timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(ConfigError::new(
+                "webhooks.concurrency",
+                "must be at least 1",
+            ));
+        }
+        if self.retention_days == 0 {
+            return Err(ConfigError::new(
+                "webhooks.retention_days",
+                "must be at least 1",
+            ));
+        }
+        Ok(self.dispatcher().check()?)
+    }
 }
 
 impl Default for ServerConfig {
@@ -99,6 +178,7 @@ impl Default for ServerConfig {
             store: StoreOptions::default(),
             request_timeout_ms: 30_000,
             live: LiveConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -125,6 +205,7 @@ impl ServerConfig {
         self.engine.check()?;
         self.codec.check()?;
         self.live.check()?;
+        self.webhooks.check()?;
         let keep_days = self.engine.retention.readings_max_age_days;
         if keep_days > 0 {
             let keep_secs = u64::from(keep_days) * 86_400;

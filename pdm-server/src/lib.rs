@@ -27,6 +27,7 @@ pub mod run;
 pub mod state;
 pub mod time;
 pub mod views;
+pub mod webhook_sender;
 
 use axum::Router;
 pub use state::AppState;

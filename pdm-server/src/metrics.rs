@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use pdm_core::live::LiveMetrics;
+use pdm_core::webhook::WebhookMetrics;
 use pdm_core::{BatchSink, Metrics};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -100,13 +101,30 @@ pub fn registry(
     metrics: Arc<Metrics>,
     sink: BatchSink,
     live: Option<Arc<LiveMetrics>>,
+    webhooks: Option<Arc<WebhookMetrics>>,
 ) -> (Registry, HttpMetrics) {
     let queue_depth = move || sink.max_capacity().saturating_sub(sink.capacity());
     let (mut registry, http) = registry_with(metrics, Box::new(queue_depth));
     if let Some(live) = live {
         registry.register_collector(Box::new(LiveCollector(live)));
     }
+    if let Some(webhooks) = webhooks {
+        registry.register_collector(Box::new(WebhookCollector(webhooks)));
+    }
     (registry, http)
+}
+
+/// Writes the webhook dispatcher's counters (`pdm_webhooks_*`), read at scrape time.
+#[derive(Debug)]
+struct WebhookCollector(Arc<WebhookMetrics>);
+
+impl Collector for WebhookCollector {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        for (name, help, v) in self.0.snapshot().fields() {
+            counter(&mut enc, &format!("pdm_webhooks_{name}"), help, v)?;
+        }
+        Ok(())
+    }
 }
 
 /// Writes the live path's counters (`pdm_live_*`), read at scrape time.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use pdm_core::live::{AlignDefaults, JobRunner, Live, ModelFactory};
+use pdm_core::webhook::{Dispatcher, SystemClock};
 use pdm_core::{Catalog, Engine, Metrics, ShutdownTrigger, Source, Store};
 use pdm_ingest::Intake;
 use tokio::net::TcpListener;
@@ -17,7 +18,8 @@ use tokio::task::JoinHandle;
 use pdm_store::redact_url;
 
 use crate::config::ServerConfig;
-use crate::state::{AppState, DetectionState};
+use crate::state::{AppState, DetectionState, WebhookState};
+use crate::webhook_sender::HttpSender;
 
 /// Opens the configured database and applies its migrations.
 pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
@@ -43,6 +45,7 @@ pub struct Server {
     engine: Engine,
     live: Option<Arc<Live>>,
     jobs: Option<JobRunner>,
+    webhooks: Option<Dispatcher>,
     http_stop: ShutdownTrigger,
     http: JoinHandle<std::io::Result<()>>,
 }
@@ -69,9 +72,25 @@ impl Server {
         let factory: Arc<dyn ModelFactory> = Arc::new(pdm_detect::DetectFactory);
         // The bus and the alarms exist with or without live scoring: alarms stored earlier can
         // be acknowledged, and push clients connect either way.
+        let webhooks = if config.webhooks.enabled {
+            let sender = HttpSender::new(config.webhooks.allow_private_destinations)
+                .context("cannot set up the webhook HTTP client")?;
+            Some(Dispatcher::start(
+                store.clone(),
+                Arc::new(sender),
+                Arc::new(SystemClock),
+                config.webhooks.dispatcher(),
+            ))
+        } else {
+            None
+        };
         let bus = pdm_core::bus::Bus::new(10_000, 4_096);
-        let alarms =
-            pdm_core::live::Alarms::new(store.clone(), bus, Arc::new(tokio::sync::Notify::new()));
+        // Every stored alarm transition wakes the dispatcher: its outbox rows go out at once.
+        let outbox = webhooks
+            .as_ref()
+            .map(Dispatcher::waker)
+            .unwrap_or_else(|| Arc::new(tokio::sync::Notify::new()));
+        let alarms = pdm_core::live::Alarms::new(store.clone(), bus, outbox);
         if config.live.enabled && config.live.seed_alarm_defaults {
             let seeded = alarms
                 .seed_defaults()
@@ -131,7 +150,11 @@ impl Server {
         }
         let state = AppState::new(store, catalog, engine.sink(), intake, metrics, detection)
             .with_alarms(alarms)
-            .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms));
+            .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms))
+            .with_webhooks(WebhookState {
+                dispatcher: webhooks.as_ref().map(Dispatcher::handle),
+                allow_private: config.webhooks.allow_private_destinations,
+            });
         let listener = TcpListener::bind(config.http).await.with_context(|| {
             format!(
                 "cannot listen on {} (setting http, PDM_HTTP, --http)",
@@ -156,6 +179,7 @@ impl Server {
             engine,
             live,
             jobs,
+            webhooks,
             http_stop,
             http,
         })
@@ -169,6 +193,13 @@ impl Server {
     /// The shared state (catalog, store, sink, metrics).
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The webhook dispatcher, when this worker runs one: its [`Dispatcher::waker`] is what
+    /// to notify after storing an alarm transition (also reachable as
+    /// [`WebhookState::wake`] on the state).
+    pub fn webhooks(&self) -> Option<&Dispatcher> {
+        self.webhooks.as_ref()
     }
 
     /// The live path, when this server scores.
@@ -196,6 +227,10 @@ impl Server {
             // A training cut here stays running in the store and is marked failed at the next
             // start.
             jobs.shutdown().await;
+        }
+        if let Some(webhooks) = self.webhooks {
+            // Attempts cut here are retried by the next dispatcher with the same webhook-id.
+            webhooks.shutdown().await;
         }
         self.engine.shutdown().await;
         if let Some(live) = &self.live {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::extract::FromRef;
 use pdm_core::bus::Bus;
 use pdm_core::live::{Alarms, AlignDefaults, JobWaker, Live, LiveMetrics, ModelFactory, Registry};
+use pdm_core::webhook::{DispatcherHandle, WebhookMetrics};
 use pdm_core::{BatchSink, Catalog, Metrics, Store};
 use pdm_ingest::Intake;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub alarms: Arc<Alarms>,
     /// What push clients (SSE, WebSocket) receive.
     pub bus: Arc<Bus>,
+    /// The webhook routes' dispatcher handle and destination rule.
+    pub webhooks: WebhookState,
 }
 
 impl AppState {
@@ -73,6 +76,7 @@ impl AppState {
             metrics: exposed,
             request_timeout: crate::layers::DEFAULT_REQUEST_TIMEOUT,
             detection,
+            webhooks: WebhookState::default(),
         }
     }
 
@@ -80,6 +84,21 @@ impl AppState {
     pub fn with_alarms(mut self, alarms: Arc<Alarms>) -> Self {
         self.bus = alarms.bus().clone();
         self.alarms = alarms;
+        self
+    }
+
+    /// The same state with the webhook dispatcher's handle and destination rule.
+    pub fn with_webhooks(mut self, webhooks: WebhookState) -> Self {
+        if let Some(d) = &webhooks.dispatcher {
+            // `/metrics` exposes the dispatcher's counters too.
+            self.metrics = MetricsState::with_webhooks(
+                self.ingest.metrics.clone(),
+                self.ingest.sink.clone(),
+                self.detection.live.as_ref().map(|l| l.metrics_handle()),
+                Some(d.metrics()),
+            );
+        }
+        self.webhooks = webhooks;
         self
     }
 
@@ -112,6 +131,47 @@ pub struct IngestState {
 impl std::fmt::Debug for IngestState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IngestState").finish_non_exhaustive()
+    }
+}
+
+/// What the webhook routes need.
+#[derive(Clone, Default)]
+pub struct WebhookState {
+    /// The running dispatcher (`None` when `webhooks.enabled` is off on this worker: deliveries
+    /// then wait for a worker that runs one).
+    pub dispatcher: Option<DispatcherHandle>,
+    /// Whether endpoints may be on private and loopback addresses.
+    pub allow_private: bool,
+}
+
+impl WebhookState {
+    /// Wakes the dispatcher, if this worker runs one: call it after storing an alarm
+    /// transition, so that its events go out now rather than at the next poll.
+    pub fn wake(&self) {
+        if let Some(d) = &self.dispatcher {
+            d.wake();
+        }
+    }
+
+    /// The dispatcher's wake-up handle (`notify_one` it), for code that keeps a handle
+    /// instead of the state; `None` when this worker runs no dispatcher.
+    pub fn waker(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        self.dispatcher.as_ref().map(DispatcherHandle::waker)
+    }
+}
+
+impl std::fmt::Debug for WebhookState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookState")
+            .field("dispatcher", &self.dispatcher.is_some())
+            .field("allow_private", &self.allow_private)
+            .finish()
+    }
+}
+
+impl FromRef<AppState> for WebhookState {
+    fn from_ref(s: &AppState) -> Self {
+        s.webhooks.clone()
     }
 }
 
@@ -170,7 +230,17 @@ impl MetricsState {
     /// A registry exposing `metrics`, the queue depth of `sink` and the live path's counters,
     /// plus the HTTP series.
     pub fn new(metrics: Arc<Metrics>, sink: BatchSink, live: Option<Arc<LiveMetrics>>) -> Self {
-        let (registry, http) = crate::metrics::registry(metrics, sink, live);
+        Self::with_webhooks(metrics, sink, live, None)
+    }
+
+    /// As [`MetricsState::new`], plus the webhook dispatcher's counters.
+    pub fn with_webhooks(
+        metrics: Arc<Metrics>,
+        sink: BatchSink,
+        live: Option<Arc<LiveMetrics>>,
+        webhooks: Option<Arc<WebhookMetrics>>,
+    ) -> Self {
+        let (registry, http) = crate::metrics::registry(metrics, sink, live, webhooks);
         Self {
             registry: Arc::new(registry),
             http,

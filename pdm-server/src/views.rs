@@ -456,6 +456,171 @@ pub fn views<T, V: From<T>>(items: Vec<T>) -> Vec<V> {
     items.into_iter().map(V::from).collect()
 }
 
+/// A webhook endpoint (its secret only where [`WebhookSecretView`] shows it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookView {
+    /// Its id.
+    pub id: i64,
+    /// Where deliveries go.
+    pub url: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Only events of these machines (empty: all).
+    pub machines: Vec<String>,
+    /// Only events of these severities (empty: all).
+    pub severities: Vec<&'static str>,
+    /// Only events of these kinds (empty: all).
+    pub event_kinds: Vec<&'static str>,
+    /// Whether deliveries are made.
+    pub enabled: bool,
+    /// Why the dispatcher disabled it.
+    pub disabled_reason: Option<String>,
+    /// Since when its attempts fail, epoch milliseconds.
+    pub failing_since: Option<i64>,
+    /// Until when the previous secret still signs, epoch milliseconds.
+    pub previous_secret_expires_at: Option<i64>,
+    /// When it was created, epoch milliseconds.
+    pub created_at: i64,
+    /// When it was last changed, epoch milliseconds.
+    pub updated_at: i64,
+}
+
+impl From<pdm_core::Webhook> for WebhookView {
+    fn from(w: pdm_core::Webhook) -> Self {
+        Self {
+            id: w.id.0,
+            url: w.url,
+            description: w.description,
+            machines: w
+                .filter
+                .machines
+                .iter()
+                .map(|m| m.as_str().to_owned())
+                .collect(),
+            severities: w.filter.severities.iter().map(|s| s.as_str()).collect(),
+            event_kinds: w.filter.event_kinds.iter().map(|k| k.as_str()).collect(),
+            enabled: w.enabled,
+            disabled_reason: w.disabled_reason,
+            failing_since: w.failing_since.map(|t| t.as_millis()),
+            previous_secret_expires_at: w.previous_secret_expires_at.map(|t| t.as_millis()),
+            created_at: w.created_at.as_millis(),
+            updated_at: w.updated_at.as_millis(),
+        }
+    }
+}
+
+/// A webhook endpoint with its signing secret: the answer of create and rotate only.
+#[derive(Clone, PartialEq, Serialize)]
+pub struct WebhookSecretView {
+    /// The endpoint.
+    #[serde(flatten)]
+    pub webhook: WebhookView,
+    /// The current secret (`whsec_...`).
+    pub secret: String,
+}
+
+/// The secret never reaches a log line.
+impl std::fmt::Debug for WebhookSecretView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSecretView")
+            .field("webhook", &self.webhook)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<pdm_core::Webhook> for WebhookSecretView {
+    fn from(w: pdm_core::Webhook) -> Self {
+        let secret = w.secret.clone();
+        Self {
+            webhook: w.into(),
+            secret,
+        }
+    }
+}
+
+/// One attempt of a delivery.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptView {
+    /// When it started, epoch milliseconds.
+    pub at: i64,
+    /// The receiver's HTTP status, if it answered.
+    pub status_code: Option<u16>,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl From<pdm_core::store::DeliveryAttempt> for AttemptView {
+    fn from(a: pdm_core::store::DeliveryAttempt) -> Self {
+        Self {
+            at: a.at.as_millis(),
+            status_code: a.status_code,
+            duration_ms: a.duration_ms,
+            error: a.error,
+        }
+    }
+}
+
+/// A delivery of one event to one endpoint, with its attempts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryView {
+    /// Its id.
+    pub id: i64,
+    /// The endpoint.
+    pub webhook_id: i64,
+    /// The `webhook-id` header of every attempt.
+    pub message_id: String,
+    /// The event type.
+    pub event_type: String,
+    /// The alarm the event belongs to.
+    pub alarm_id: Option<i64>,
+    /// `pending`, `delivered` or `failed`.
+    pub status: &'static str,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due, epoch milliseconds.
+    pub next_attempt_at: Option<i64>,
+    /// The HTTP status of the last attempt.
+    pub last_status: Option<u16>,
+    /// The error of the last attempt.
+    pub last_error: Option<String>,
+    /// When it was created, epoch milliseconds.
+    pub created_at: i64,
+    /// The body sent (JSON).
+    pub payload: serde_json::Value,
+    /// The attempts, oldest first.
+    pub attempt_log: Vec<AttemptView>,
+}
+
+impl DeliveryView {
+    /// The view of `d` with its `attempts`.
+    pub fn new(
+        d: pdm_core::store::Delivery,
+        attempts: Vec<pdm_core::store::DeliveryAttempt>,
+    ) -> Self {
+        let next = (d.status == pdm_core::store::DeliveryStatus::Pending)
+            .then_some(d.next_attempt_at)
+            .flatten();
+        Self {
+            id: d.id,
+            webhook_id: d.webhook.0,
+            payload: serde_json::from_str(&d.payload)
+                .unwrap_or(serde_json::Value::String(d.payload)),
+            message_id: d.message_id,
+            event_type: d.event_type,
+            alarm_id: d.alarm_id,
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            next_attempt_at: next.map(|t| t.as_millis()),
+            last_status: d.last_status,
+            last_error: d.last_error,
+            created_at: d.created_at.as_millis(),
+            attempt_log: views(attempts),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,5 +698,39 @@ mod tests {
                 assert_eq!(view.received_at, letter.received_at.as_millis());
             }
         }
+    }
+
+    #[test]
+    fn webhook_views_never_show_the_secret_unless_asked() {
+        use pdm_core::alarm::Severity;
+        let w = pdm_core::Webhook {
+            id: pdm_core::WebhookId(7),
+            url: "https://example.com/hook".into(),
+            description: None,
+            secret: "whsec_abc".into(),
+            previous_secret: Some("whsec_old".into()),
+            previous_secret_expires_at: Some(Timestamp::from_millis(5)),
+            filter: pdm_core::store::WebhookFilter {
+                machines: vec![MachineKey::new("pump-1").expect("key")],
+                severities: vec![Severity::High],
+                event_kinds: vec![],
+            },
+            enabled: true,
+            disabled_reason: None,
+            failing_since: None,
+            created_at: Timestamp::from_millis(1),
+            updated_at: Timestamp::from_millis(2),
+        };
+        let plain = to_value(WebhookView::from(w.clone())).expect("json");
+        assert_eq!(
+            plain,
+            serde_json::json!({"id": 7, "url": "https://example.com/hook", "description": null,
+                "machines": ["pump-1"], "severities": ["high"], "event_kinds": [],
+                "enabled": true, "disabled_reason": null, "failing_since": null,
+                "previous_secret_expires_at": 5, "created_at": 1, "updated_at": 2})
+        );
+        let shown = to_value(WebhookSecretView::from(w)).expect("json");
+        assert_eq!(shown["secret"], "whsec_abc");
+        assert!(!shown.to_string().contains("whsec_old"));
     }
 }

@@ -110,6 +110,8 @@ conformance!(
     deleting_a_machine_deletes_its_alarms_and_rules,
     machines_go_out_of_service_and_back,
     alarm_events_between_and_alarms_open_at,
+    webhook_deliveries_fan_out_lease_order_and_retry,
+    webhooks_crud_rotation_cascade_and_prune,
 );
 
 fn m(s: &str) -> MachineKey {
@@ -3137,6 +3139,337 @@ mod alarms {
         // Deleting the machine deletes its note.
         st.delete_machine(&m("a")).await?;
         ensure!(st.out_of_service(None).await?.is_empty());
+        Ok(())
+    }
+
+    fn hook(url: &str) -> pdm_core::store::NewWebhook {
+        pdm_core::store::NewWebhook {
+            url: url.into(),
+            description: None,
+            secret: pdm_core::webhook::signing::generate_secret(),
+            filter: Default::default(),
+            enabled: true,
+        }
+    }
+
+    fn delivery_to(
+        w: pdm_core::WebhookId,
+        row: &pdm_core::OutboxEntry,
+    ) -> pdm_core::store::NewDelivery {
+        pdm_core::store::NewDelivery {
+            webhook: w,
+            message_id: pdm_core::webhook::message_id(row.id),
+            event_type: pdm_core::webhook::alarm_event_type(row),
+            alarm_id: Some(row.event.alarm.0),
+            payload: pdm_core::webhook::alarm_payload(row).expect("payload"),
+        }
+    }
+
+    fn failed_attempt(at: i64) -> pdm_core::store::AttemptRecord {
+        pdm_core::store::AttemptRecord {
+            at: Timestamp::from_millis(at),
+            status_code: Some(500),
+            duration_ms: 12,
+            error: Some("HTTP 500".into()),
+        }
+    }
+
+    fn ok_attempt(at: i64) -> pdm_core::store::AttemptRecord {
+        pdm_core::store::AttemptRecord {
+            at: Timestamp::from_millis(at),
+            status_code: Some(200),
+            duration_ms: 3,
+            error: None,
+        }
+    }
+
+    /// Fan-out is idempotent and marks the row; claims are leased and keep one alarm's events
+    /// in order per endpoint; attempts are logged and scheduled; a redelivery keeps its id.
+    pub async fn webhook_deliveries_fan_out_lease_order_and_retry(cx: Ctx) -> Result<()> {
+        use pdm_core::store::{DeliveryStatus, EndpointChange, NextStep};
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        let a = st.create_webhook(&hook("https://a.example/h")).await?;
+        let b = st.create_webhook(&hook("https://b.example/h")).await?;
+        let alarm = st
+            .record_transition(&raise("a", "hot", 1_000, Severity::High))
+            .await?;
+        st.record_transition(&next(
+            &alarm,
+            StateName::ActiveUnacked,
+            vec![ev(AlarmEventKind::Escalated, 2_000, Severity::Critical)],
+            false,
+        ))
+        .await?;
+        let rows = st.pending_outbox(10).await?;
+        ensure!(rows.len() == 2, "{rows:?}");
+        let (r1, r2) = (&rows[0], &rows[1]);
+        let t = 10_000;
+        let at = Timestamp::from_millis(t);
+        let n = st
+            .fan_out(r1.id, &[delivery_to(a.id, r1), delivery_to(b.id, r1)], at)
+            .await?;
+        ensure!(n == 2, "{n}");
+        let again = st
+            .fan_out(r1.id, &[delivery_to(a.id, r1), delivery_to(b.id, r1)], at)
+            .await?;
+        ensure!(again == 0, "a second fan-out creates nothing: {again}");
+        ensure!(st.pending_outbox(10).await?.len() == 1);
+        ensure!(st.fan_out(r2.id, &[delivery_to(a.id, r2)], at).await? == 1);
+        ensure!(st.pending_outbox(10).await?.is_empty());
+        ensure!(is_not_found(&st.fan_out(999_999, &[], at).await));
+
+        let lease = |ms: i64| Timestamp::from_millis(ms + 60_000);
+        let claimed = st.claim_due(at, lease(t), 10).await?;
+        ensure!(
+            claimed.len() == 2 && claimed.iter().all(|d| d.outbox_id == Some(r1.id)),
+            "the second event waits for the first at the same endpoint: {claimed:?}"
+        );
+        ensure!(claimed
+            .iter()
+            .all(|d| d.message_id == format!("msg_{}", r1.id)));
+        ensure!(
+            st.claim_due(at, lease(t), 10).await?.is_empty(),
+            "leased deliveries are not claimed twice"
+        );
+        let da = claimed
+            .iter()
+            .find(|d| d.webhook == a.id)
+            .context("a's delivery")?
+            .clone();
+        let db = claimed
+            .iter()
+            .find(|d| d.webhook == b.id)
+            .context("b's delivery")?
+            .clone();
+
+        // A failure: retried later, the endpoint failing since the attempt.
+        let retry_at = Timestamp::from_millis(t + 5_000);
+        let d = st
+            .record_attempt(
+                da.id,
+                &failed_attempt(t),
+                NextStep::RetryAt(retry_at),
+                &EndpointChange::Failing,
+            )
+            .await?;
+        ensure!(
+            d.status == DeliveryStatus::Pending && d.attempts == 1 && d.last_status == Some(500)
+        );
+        ensure!(d.next_attempt_at == Some(retry_at) && d.claimed_until.is_none());
+        ensure!(st.get_webhook(a.id).await?.failing_since == Some(at));
+        ensure!(
+            st.claim_due(at, lease(t), 10).await?.is_empty(),
+            "not due yet"
+        );
+        // b's lease expires: another worker takes it over.
+        let taken = st.claim_due(lease(t), lease(t + 60_000), 10).await?;
+        ensure!(
+            taken.iter().map(|d| d.id).collect::<Vec<_>>() == vec![db.id, da.id],
+            "an expired lease and a due retry: {taken:?}"
+        );
+        let d = st
+            .record_attempt(
+                da.id,
+                &ok_attempt(t + 60_000),
+                NextStep::Delivered,
+                &EndpointChange::Healthy,
+            )
+            .await?;
+        ensure!(d.status == DeliveryStatus::Delivered && d.attempts == 2);
+        ensure!(st.get_webhook(a.id).await?.failing_since.is_none());
+        ensure!(matches!(
+            st.record_attempt(
+                da.id,
+                &ok_attempt(t),
+                NextStep::Delivered,
+                &EndpointChange::Healthy
+            )
+            .await,
+            Err(StoreError::Conflict(_))
+        ));
+        let attempts = st.delivery_attempts(da.id).await?;
+        ensure!(
+            attempts.iter().map(|a| a.status_code).collect::<Vec<_>>()
+                == vec![Some(500), Some(200)],
+            "{attempts:?}"
+        );
+        ensure!(attempts[0].error.as_deref() == Some("HTTP 500") && attempts[1].error.is_none());
+        // Now the second event of the alarm may go to a.
+        let next_one = st.claim_due(lease(t), lease(t + 60_000), 10).await?;
+        ensure!(
+            next_one.len() == 1 && next_one[0].outbox_id == Some(r2.id),
+            "{next_one:?}"
+        );
+
+        // Failed for good, then redelivered with the same id.
+        let d = st
+            .record_attempt(
+                db.id,
+                &failed_attempt(t),
+                NextStep::Failed,
+                &EndpointChange::Disable("gone".into()),
+            )
+            .await?;
+        ensure!(d.status == DeliveryStatus::Failed);
+        let wb = st.get_webhook(b.id).await?;
+        ensure!(!wb.enabled && wb.disabled_reason.as_deref() == Some("gone"));
+        let again = st.redeliver(b.id, db.id, at).await?;
+        ensure!(again.status == DeliveryStatus::Pending && again.message_id == db.message_id);
+        ensure!(
+            st.claim_due(lease(t + 60_000), lease(t + 120_000), 10)
+                .await?
+                .iter()
+                .all(|d| d.webhook != b.id),
+            "a disabled endpoint's deliveries wait"
+        );
+        ensure!(
+            is_not_found(&st.redeliver(a.id, db.id, at).await),
+            "another webhook's delivery"
+        );
+        ensure!(is_not_found(&st.get_delivery(a.id, db.id).await));
+        ensure!(st.get_delivery(b.id, db.id).await?.id == db.id);
+
+        let page = st
+            .list_deliveries(&pdm_core::store::DeliveryQuery {
+                webhook: a.id,
+                status: None,
+                before: None,
+                limit: 10,
+            })
+            .await?;
+        ensure!(page.len() == 2 && page[0].id > page[1].id, "newest first");
+        let delivered = st
+            .list_deliveries(&pdm_core::store::DeliveryQuery {
+                webhook: a.id,
+                status: Some(DeliveryStatus::Delivered),
+                before: None,
+                limit: 10,
+            })
+            .await?;
+        ensure!(delivered.len() == 1 && delivered[0].id == da.id);
+        Ok(())
+    }
+
+    /// Endpoints: CRUD, rotation, test deliveries; cascades from endpoints and machines;
+    /// pruning keeps pending deliveries.
+    pub async fn webhooks_crud_rotation_cascade_and_prune(cx: Ctx) -> Result<()> {
+        use pdm_core::store::{DeliveryQuery, EndpointChange, NextStep, WebhookUpdate};
+        let st = &*cx.store;
+        let mut new = hook("https://a.example/h");
+        new.description = Some("ops".into());
+        new.filter.severities = vec![Severity::High];
+        new.filter.machines = vec![m("a")];
+        let w = st.create_webhook(&new).await?;
+        ensure!(w.url == new.url && w.secret == new.secret && w.enabled);
+        ensure!(w.filter == new.filter && w.description.as_deref() == Some("ops"));
+        ensure!(st.get_webhook(w.id).await? == w);
+        ensure!(is_not_found(
+            &st.get_webhook(pdm_core::WebhookId(999_999)).await
+        ));
+        let u = st
+            .update_webhook(
+                w.id,
+                &WebhookUpdate {
+                    url: Some("https://b.example/h".into()),
+                    description: Some(None),
+                    filter: None,
+                    enabled: Some(false),
+                },
+            )
+            .await?;
+        ensure!(u.url == "https://b.example/h" && u.description.is_none() && !u.enabled);
+        ensure!(u.filter == new.filter, "filters kept");
+        let u = st
+            .update_webhook(
+                w.id,
+                &WebhookUpdate {
+                    enabled: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        ensure!(u.enabled && u.disabled_reason.is_none());
+        ensure!(is_not_found(
+            &st.update_webhook(pdm_core::WebhookId(999_999), &WebhookUpdate::default())
+                .await
+        ));
+        let secret = pdm_core::webhook::signing::generate_secret();
+        let r = st
+            .rotate_secret(w.id, &secret, Timestamp::from_millis(5_000))
+            .await?;
+        ensure!(r.secret == secret && r.previous_secret.as_deref() == Some(w.secret.as_str()));
+        ensure!(r.signing_secrets(Timestamp::from_millis(4_999)).len() == 2);
+        ensure!(r.signing_secrets(Timestamp::from_millis(5_000)).len() == 1);
+
+        // A test delivery, claimed by its creator.
+        let test = pdm_core::store::NewDelivery {
+            webhook: w.id,
+            message_id: "msg_test_1".into(),
+            event_type: "webhook.test".into(),
+            alarm_id: None,
+            payload: "{}".into(),
+        };
+        let t = st
+            .create_delivery(
+                &test,
+                Timestamp::from_millis(1),
+                Timestamp::from_millis(60_000),
+            )
+            .await?;
+        ensure!(t.outbox_id.is_none() && t.claimed_until == Some(Timestamp::from_millis(60_000)));
+        ensure!(st
+            .claim_due(Timestamp::from_millis(2), Timestamp::from_millis(3), 10)
+            .await?
+            .is_empty());
+        let mut other = test.clone();
+        other.webhook = pdm_core::WebhookId(999_999);
+        ensure!(is_not_found(
+            &st.create_delivery(&other, Timestamp::from_millis(1), Timestamp::from_millis(2))
+                .await
+        ));
+        st.record_attempt(
+            t.id,
+            &ok_attempt(1),
+            NextStep::Delivered,
+            &EndpointChange::Unchanged,
+        )
+        .await?;
+
+        // Deliveries of a machine's alarms go with the machine.
+        st.ensure_machine(&m("a")).await?;
+        st.record_transition(&raise("a", "hot", 1_000, Severity::High))
+            .await?;
+        let rows = st.pending_outbox(10).await?;
+        st.fan_out(
+            rows[0].id,
+            &[delivery_to(w.id, &rows[0])],
+            Timestamp::from_millis(1_000),
+        )
+        .await?;
+        let q = DeliveryQuery {
+            webhook: w.id,
+            status: None,
+            before: None,
+            limit: 10,
+        };
+        ensure!(st.list_deliveries(&q).await?.len() == 2);
+        // Pruning keeps pending deliveries and the outbox rows they need.
+        let pruned = st
+            .prune_webhooks(Timestamp::from_millis(i64::MAX / 4))
+            .await?;
+        ensure!(pruned == 1, "the delivered test delivery: {pruned}");
+        ensure!(st.list_deliveries(&q).await?.len() == 1);
+        st.delete_machine(&m("a")).await?;
+        ensure!(
+            st.list_deliveries(&q).await?.is_empty(),
+            "gone with the machine"
+        );
+
+        ensure!(st.delete_webhook(w.id).await?);
+        ensure!(!st.delete_webhook(w.id).await?);
+        ensure!(is_not_found(&st.list_deliveries(&q).await));
+        ensure!(st.list_webhooks().await?.is_empty());
         Ok(())
     }
 }

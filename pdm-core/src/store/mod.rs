@@ -3,7 +3,7 @@
 //! - [`TelemetryStore`] ([`telemetry`]): readings, the hot path;
 //! - [`MachineStore`] ([`machines`]), [`SensorStore`] ([`sensors`]), [`DeadLetterStore`]
 //!   ([`dead_letters`]), [`ModelStore`] ([`models`]), [`JobStore`] ([`jobs`]),
-//!   [`PredictionStore`] ([`predictions`]), [`AlarmStore`] ([`alarms`]): relational state.
+//!   [`PredictionStore`] ([`predictions`]), [`AlarmStore`] ([`alarms`]), [`WebhookStore`] ([`webhooks`]): relational state.
 //!
 //! [`CatalogStore`] bundles the relational aggregates and [`Store`] adds telemetry; both are
 //! implemented for every type implementing their parts, so a backend implements only the
@@ -22,6 +22,7 @@ pub mod models;
 pub mod predictions;
 pub mod sensors;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use alarms::{
     AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition,
@@ -34,6 +35,11 @@ pub use models::{Activation, ModelId, ModelQuery, ModelRecord, ModelStatus, Mode
 pub use predictions::PredictionStore;
 pub use sensors::SensorStore;
 pub use telemetry::{TelemetryStore, WriteOutcome};
+pub use webhooks::{
+    AttemptRecord, Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, EndpointChange,
+    NewDelivery, NewWebhook, NextStep, Webhook, WebhookFilter, WebhookId, WebhookStore,
+    WebhookUpdate,
+};
 
 /// A boxed error from a backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -69,11 +75,18 @@ impl StoreError {
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Stores machines, sensors, dead letters, models, jobs, predictions and alarms: every relational
-/// aggregate.
+/// Stores machines, sensors, dead letters, models, jobs, predictions, alarms and webhooks: every
+/// relational aggregate.
 /// Implemented for every type implementing its supertraits.
 pub trait CatalogStore:
-    MachineStore + SensorStore + DeadLetterStore + ModelStore + JobStore + PredictionStore + AlarmStore
+    MachineStore
+    + SensorStore
+    + DeadLetterStore
+    + ModelStore
+    + JobStore
+    + PredictionStore
+    + AlarmStore
+    + WebhookStore
 {
 }
 
@@ -85,6 +98,7 @@ impl<T> CatalogStore for T where
         + JobStore
         + PredictionStore
         + AlarmStore
+        + WebhookStore
 {
 }
 

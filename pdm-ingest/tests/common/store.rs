@@ -10,6 +10,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pdm_core::alarm::AlarmEventKind;
+use pdm_core::store::{
+    AttemptRecord, Delivery, DeliveryAttempt, DeliveryQuery, EndpointChange, NewDelivery,
+    NewWebhook, NextStep, Webhook, WebhookId, WebhookStore, WebhookUpdate,
+};
 use pdm_core::{
     Activation, AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore,
     AlarmTransition, Batch, Bucket, DeadLetter, DeadLetterPrune, DeadLetterQuery, DeadLetterStore,
@@ -340,6 +344,83 @@ impl AlarmStore for TestStore {
     }
     async fn mark_delivered(&self, ids: &[i64], at: Timestamp) -> StoreResult<u64> {
         self.store.mark_delivered(ids, at).await
+    }
+}
+
+#[async_trait]
+impl WebhookStore for TestStore {
+    async fn create_webhook(&self, w: &NewWebhook) -> StoreResult<Webhook> {
+        self.store.create_webhook(w).await
+    }
+    async fn get_webhook(&self, id: WebhookId) -> StoreResult<Webhook> {
+        self.store.get_webhook(id).await
+    }
+    async fn list_webhooks(&self) -> StoreResult<Vec<Webhook>> {
+        self.store.list_webhooks().await
+    }
+    async fn update_webhook(&self, id: WebhookId, u: &WebhookUpdate) -> StoreResult<Webhook> {
+        self.store.update_webhook(id, u).await
+    }
+    async fn delete_webhook(&self, id: WebhookId) -> StoreResult<bool> {
+        self.store.delete_webhook(id).await
+    }
+    async fn rotate_secret(
+        &self,
+        id: WebhookId,
+        secret: &str,
+        previous_expires_at: Timestamp,
+    ) -> StoreResult<Webhook> {
+        self.store
+            .rotate_secret(id, secret, previous_expires_at)
+            .await
+    }
+    async fn fan_out(
+        &self,
+        outbox_id: i64,
+        deliveries: &[NewDelivery],
+        at: Timestamp,
+    ) -> StoreResult<u64> {
+        self.store.fan_out(outbox_id, deliveries, at).await
+    }
+    async fn create_delivery(
+        &self,
+        d: &NewDelivery,
+        at: Timestamp,
+        claimed_until: Timestamp,
+    ) -> StoreResult<Delivery> {
+        self.store.create_delivery(d, at, claimed_until).await
+    }
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        self.store.claim_due(now, lease_until, limit).await
+    }
+    async fn record_attempt(
+        &self,
+        id: i64,
+        attempt: &AttemptRecord,
+        next: NextStep,
+        endpoint: &EndpointChange,
+    ) -> StoreResult<Delivery> {
+        self.store.record_attempt(id, attempt, next, endpoint).await
+    }
+    async fn get_delivery(&self, webhook: WebhookId, id: i64) -> StoreResult<Delivery> {
+        self.store.get_delivery(webhook, id).await
+    }
+    async fn list_deliveries(&self, q: &DeliveryQuery) -> StoreResult<Vec<Delivery>> {
+        self.store.list_deliveries(q).await
+    }
+    async fn delivery_attempts(&self, id: i64) -> StoreResult<Vec<DeliveryAttempt>> {
+        self.store.delivery_attempts(id).await
+    }
+    async fn redeliver(&self, webhook: WebhookId, id: i64, at: Timestamp) -> StoreResult<Delivery> {
+        self.store.redeliver(webhook, id, at).await
+    }
+    async fn prune_webhooks(&self, before: Timestamp) -> StoreResult<u64> {
+        self.store.prune_webhooks(before).await
     }
 }
 

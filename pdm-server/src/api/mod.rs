@@ -7,6 +7,7 @@ pub mod models;
 pub mod ops;
 pub mod predictions;
 pub mod telemetry;
+pub mod webhooks;
 
 use axum::Router;
 
@@ -22,5 +23,6 @@ pub fn api_router() -> Router<AppState> {
         .merge(jobs::router())
         .merge(predictions::router())
         .merge(alarms::router())
+        .merge(webhooks::router())
         .merge(ops::api_router())
 }

@@ -1,0 +1,291 @@
+//! The webhook dispatcher against a real SQLite store, with a controlled clock and a scripted
+//! sender: the whole retry schedule, disabling after days of failures, and a crash mid-attempt
+//! retried by the next dispatcher with the same `webhook-id`.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pdm_core::alarm::{AlarmEvent, AlarmEventKind, Severity, StateName};
+use pdm_core::store::{DeliveryQuery, DeliveryStatus, NewWebhook, WebhookId};
+use pdm_core::webhook::{
+    signing, Clock, Dispatcher, DispatcherConfig, RetrySchedule, SendError, WebhookRequest,
+    WebhookResponse, WebhookSender,
+};
+use pdm_core::{AlarmTransition, MachineKey, Store, Timestamp};
+
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.0.load(Ordering::SeqCst))
+    }
+}
+
+impl ManualClock {
+    fn set(&self, t: Timestamp) {
+        self.0.store(t.as_millis(), Ordering::SeqCst);
+    }
+}
+
+/// Answers every request with `status` (or hangs when `None`), recording the requests.
+struct Scripted {
+    status: Option<u16>,
+    got: Mutex<Vec<WebhookRequest>>,
+}
+
+impl Scripted {
+    fn new(status: Option<u16>) -> Arc<Self> {
+        Arc::new(Self {
+            status,
+            got: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.got
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|r| {
+                r.headers
+                    .iter()
+                    .find(|(n, _)| n == "webhook-id")
+                    .map(|(_, v)| v.clone())
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl WebhookSender for Scripted {
+    async fn send(&self, request: &WebhookRequest) -> Result<WebhookResponse, SendError> {
+        self.got.lock().expect("lock").push(request.clone());
+        match self.status {
+            Some(status) => Ok(WebhookResponse {
+                status,
+                retry_after: None,
+                body_excerpt: String::new(),
+            }),
+            None => std::future::pending().await,
+        }
+    }
+}
+
+struct Fixture {
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+    hook: WebhookId,
+    secret: String,
+    _dir: tempfile::TempDir,
+}
+
+const T0: i64 = 1_800_000_000_000;
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("pdm.db").display());
+    let store = pdm_store::connect(&url, &Default::default())
+        .await
+        .expect("store");
+    let secret = signing::generate_secret();
+    let hook = store
+        .create_webhook(&NewWebhook {
+            url: "https://receiver.example/hook".into(),
+            description: None,
+            secret: secret.clone(),
+            filter: Default::default(),
+            enabled: true,
+        })
+        .await
+        .expect("webhook")
+        .id;
+    let key = MachineKey::new("pump-1").expect("key");
+    store.ensure_machine(&key).await.expect("machine");
+    store
+        .record_transition(&AlarmTransition {
+            machine: key,
+            rule_id: "hot".into(),
+            alarm: None,
+            expected_version: 0,
+            state: StateName::ActiveUnacked,
+            severity: Severity::High,
+            state_json: "{}".into(),
+            events: vec![AlarmEvent {
+                kind: AlarmEventKind::Raised,
+                at: Timestamp::from_millis(T0),
+                actor: "system".into(),
+                reason: "hot".into(),
+                severity: Severity::High,
+            }],
+            closes: false,
+        })
+        .await
+        .expect("transition");
+    Fixture {
+        store,
+        clock: Arc::new(ManualClock(AtomicI64::new(T0))),
+        hook,
+        secret,
+        _dir: dir,
+    }
+}
+
+fn config(schedule: RetrySchedule) -> DispatcherConfig {
+    DispatcherConfig {
+        schedule,
+        poll: Duration::from_millis(20),
+        timeout: Duration::from_millis(500),
+        lease: Duration::from_secs(60),
+        ..DispatcherConfig::default()
+    }
+}
+
+async fn only_delivery(f: &Fixture) -> Option<pdm_core::store::Delivery> {
+    let q = DeliveryQuery {
+        webhook: f.hook,
+        status: None,
+        before: None,
+        limit: 10,
+    };
+    f.store
+        .list_deliveries(&q)
+        .await
+        .expect("deliveries")
+        .into_iter()
+        .next()
+}
+
+/// Waits until the delivery has `n` attempts.
+async fn attempts(f: &Fixture, n: u32) -> pdm_core::store::Delivery {
+    pdm_testkit::eventually_some(Duration::from_secs(10), "an attempt", || async {
+        only_delivery(f).await.filter(|d| d.attempts >= n)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_schedule_then_failed_with_one_webhook_id() {
+    let f = fixture().await;
+    let sender = Scripted::new(Some(500));
+    let d = Dispatcher::start(
+        f.store.clone(),
+        sender.clone(),
+        f.clock.clone(),
+        config(RetrySchedule::default()),
+    );
+    let expected = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000];
+    for (i, secs) in expected.iter().enumerate() {
+        let got = attempts(&f, u32::try_from(i + 1).expect("small")).await;
+        assert_eq!(got.status, DeliveryStatus::Pending);
+        let next = got.next_attempt_at.expect("a retry is scheduled");
+        let delay = next.as_millis() - f.clock.now().as_millis();
+        let base = secs * 1_000;
+        assert!(
+            (delay - base).abs() <= base / 10,
+            "retry {} after {delay} ms, not {base} ms ±10 %",
+            i + 1
+        );
+        f.clock.set(next);
+        d.waker().notify_one();
+    }
+    let last = attempts(&f, 8).await;
+    assert_eq!(
+        last.status,
+        DeliveryStatus::Failed,
+        "failed after the eighth attempt"
+    );
+    let ids = sender.ids();
+    assert_eq!(ids.len(), 8);
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    // Each attempt is signed with the endpoint's secret.
+    let req = sender.got.lock().expect("lock")[0].clone();
+    let h = |n: &str| {
+        req.headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let ts: i64 = h("webhook-timestamp").parse().expect("seconds");
+    signing::verify(
+        &f.secret,
+        &h("webhook-id"),
+        &h("webhook-timestamp"),
+        &h("webhook-signature"),
+        &req.body,
+        ts,
+    )
+    .expect("signed");
+    assert_eq!(d.metrics().snapshot().deliveries_failed, 1);
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_for_five_days_is_disabled() {
+    let f = fixture().await;
+    let day = Duration::from_secs(86_400);
+    let d = Dispatcher::start(
+        f.store.clone(),
+        Scripted::new(Some(503)),
+        f.clock.clone(),
+        config(RetrySchedule::new(vec![day; 10], 0.0)),
+    );
+    for n in 1..=5 {
+        let got = attempts(&f, n).await;
+        f.clock.set(got.next_attempt_at.expect("retry"));
+        d.waker().notify_one();
+        let w = f.store.get_webhook(f.hook).await.expect("webhook");
+        assert!(w.enabled, "still enabled after {n} days of failures");
+        assert_eq!(w.failing_since, Some(Timestamp::from_millis(T0)));
+    }
+    attempts(&f, 6).await;
+    let w = f.store.get_webhook(f.hook).await.expect("webhook");
+    assert!(!w.enabled, "disabled after 5 days");
+    assert!(
+        w.disabled_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("5 days")),
+        "{:?}",
+        w.disabled_reason
+    );
+    assert_eq!(d.metrics().snapshot().endpoints_disabled, 1);
+    d.shutdown().await;
+}
+
+/// A dispatcher dies mid-attempt (its receiver never answered); once the lease has run out
+/// the next one sends the delivery again, with the same `webhook-id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_attempt_is_retried_with_the_same_webhook_id() {
+    let f = fixture().await;
+    let mut cfg = config(RetrySchedule::default());
+    cfg.timeout = Duration::from_secs(30);
+    cfg.lease = Duration::from_secs(120);
+    let hanging = Scripted::new(None);
+    let first = Dispatcher::start(
+        f.store.clone(),
+        hanging.clone(),
+        f.clock.clone(),
+        cfg.clone(),
+    );
+    pdm_testkit::eventually(Duration::from_secs(10), "the first attempt", || async {
+        !hanging.ids().is_empty()
+    })
+    .await;
+    first.shutdown().await;
+    let answering = Scripted::new(Some(200));
+    let second = Dispatcher::start(f.store.clone(), answering.clone(), f.clock.clone(), cfg);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(answering.ids().is_empty(), "the lease still holds it");
+    f.clock.set(Timestamp::from_millis(T0 + 121_000));
+    second.waker().notify_one();
+    let got = attempts(&f, 1).await;
+    assert_eq!(got.status, DeliveryStatus::Delivered);
+    assert_eq!(
+        answering.ids(),
+        hanging.ids(),
+        "the same webhook-id after the crash"
+    );
+    second.shutdown().await;
+}

@@ -1,0 +1,334 @@
+//! Webhook endpoints: CRUD, secret rotation, a test send, the delivery log and redelivery.
+//!
+//! The secret is answered on create and on rotate only, and never logged. A URL is checked
+//! when it is stored (http or https, a host, no credentials, and, unless
+//! `webhooks.allow_private_destinations`, no private or loopback address) and again by the
+//! sender at every attempt, since a name may resolve elsewhere later.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pdm_core::alarm::{AlarmEventKind, Severity};
+use pdm_core::store::{
+    DeliveryQuery, DeliveryStatus, NewWebhook, WebhookFilter, WebhookId, WebhookUpdate,
+};
+use pdm_core::webhook::{signing, SendError};
+use pdm_core::{MachineKey, Store, Timestamp};
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, PageRule, PagedQuery};
+use crate::state::{AppState, WebhookState};
+use crate::views::{views, DeliveryView, WebhookSecretView, WebhookView};
+use crate::webhook_sender::{check_url, resolve};
+
+/// How long the previous secret keeps signing after a rotation.
+pub const ROTATION_OVERLAP_MS: i64 = 24 * 3_600 * 1_000;
+
+/// Paging of `GET /webhooks/{id}/deliveries`: `limit` 1 to 200, 50 by default, `cursor` =
+/// the last id seen.
+#[derive(Debug)]
+pub struct DeliveriesPage;
+
+impl PageRule for DeliveriesPage {
+    const DEFAULT_LIMIT: u32 = 50;
+    const MAX_LIMIT: u32 = 200;
+    const CURSORS: bool = true;
+}
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/webhooks", post(create).get(list))
+        .route("/webhooks/{id}", get(read).patch(update).delete(remove))
+        .route("/webhooks/{id}/rotate-secret", post(rotate))
+        .route("/webhooks/{id}/test", post(test_send))
+        .route("/webhooks/{id}/deliveries", get(deliveries))
+        .route(
+            "/webhooks/{id}/deliveries/{delivery}/redeliver",
+            post(redeliver),
+        )
+}
+
+fn webhook_id(raw: &str) -> ApiResult<WebhookId> {
+    raw.parse::<i64>()
+        .map(WebhookId)
+        .map_err(|_| ApiError::bad_request(format!("webhook id {raw:?} is not a number")))
+}
+
+/// `null` is `Some(None)`, absent is `None`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    url: String,
+    description: Option<String>,
+    #[serde(default)]
+    machines: Vec<String>,
+    #[serde(default)]
+    severities: Vec<String>,
+    #[serde(default)]
+    event_kinds: Vec<String>,
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    url: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    machines: Option<Vec<String>>,
+    severities: Option<Vec<String>>,
+    event_kinds: Option<Vec<String>>,
+    enabled: Option<bool>,
+}
+
+/// 422 naming `url` unless it is a destination this server may send to.
+async fn check_destination(url: &str, allow_private: bool) -> ApiResult<String> {
+    let url = url.trim();
+    if url.len() > 2_000 {
+        return Err(ApiError::unprocessable("url: at most 2000 characters"));
+    }
+    let (host, port, _) =
+        check_url(url).map_err(|e| ApiError::unprocessable(format!("url: {e}")))?;
+    match resolve(&host, port, allow_private).await {
+        Err(SendError::Refused(why)) => Err(ApiError::unprocessable(format!("url: {why}"))),
+        // A name that does not resolve now may later; the sender checks again every time.
+        _ => Ok(url.to_owned()),
+    }
+}
+
+fn check_description(d: &Option<String>) -> ApiResult<()> {
+    match d {
+        Some(d) if d.chars().count() > 1_000 => Err(ApiError::unprocessable(
+            "description: at most 1000 characters",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn parse_list<T>(
+    field: &str,
+    raw: &[String],
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> ApiResult<Vec<T>> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, s)| parse(s).map_err(|e| ApiError::unprocessable(format!("{field}[{i}]: {e}"))))
+        .collect()
+}
+
+fn machines(raw: &[String]) -> ApiResult<Vec<MachineKey>> {
+    parse_list("machines", raw, |s| {
+        MachineKey::new(s).map_err(|e| e.to_string())
+    })
+}
+
+fn severities(raw: &[String]) -> ApiResult<Vec<Severity>> {
+    parse_list("severities", raw, |s| {
+        Severity::parse(s).map_err(|e| e.to_string())
+    })
+}
+
+fn event_kinds(raw: &[String]) -> ApiResult<Vec<AlarmEventKind>> {
+    parse_list("event_kinds", raw, |s| {
+        AlarmEventKind::parse(s).map_err(|e| e.to_string())
+    })
+}
+
+/// Creates an endpoint (201 with its secret).
+async fn create(
+    State(store): State<Arc<dyn Store>>,
+    State(hooks): State<WebhookState>,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> ApiResult<(StatusCode, Json<WebhookSecretView>)> {
+    let url = check_destination(&body.url, hooks.allow_private).await?;
+    check_description(&body.description)?;
+    let new = NewWebhook {
+        url,
+        description: body.description,
+        secret: signing::generate_secret(),
+        filter: WebhookFilter {
+            machines: machines(&body.machines)?,
+            severities: severities(&body.severities)?,
+            event_kinds: event_kinds(&body.event_kinds)?,
+        },
+        enabled: body.enabled.unwrap_or(true),
+    };
+    let created = store.create_webhook(&new).await?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+async fn list(State(store): State<Arc<dyn Store>>) -> ApiResult<Json<Vec<WebhookView>>> {
+    Ok(Json(views(store.list_webhooks().await?)))
+}
+
+async fn read(
+    State(store): State<Arc<dyn Store>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WebhookView>> {
+    Ok(Json(store.get_webhook(webhook_id(&id)?).await?.into()))
+}
+
+/// Changes an endpoint; enabling it again clears why it was disabled.
+async fn update(
+    State(store): State<Arc<dyn Store>>,
+    State(hooks): State<WebhookState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateBody>,
+) -> ApiResult<Json<WebhookView>> {
+    let id = webhook_id(&id)?;
+    let current = store.get_webhook(id).await?;
+    let url = match &body.url {
+        Some(u) => Some(check_destination(u, hooks.allow_private).await?),
+        None => None,
+    };
+    if let Some(d) = &body.description {
+        check_description(d)?;
+    }
+    let filter =
+        if body.machines.is_some() || body.severities.is_some() || body.event_kinds.is_some() {
+            let mut f = current.filter;
+            if let Some(m) = &body.machines {
+                f.machines = machines(m)?;
+            }
+            if let Some(s) = &body.severities {
+                f.severities = severities(s)?;
+            }
+            if let Some(k) = &body.event_kinds {
+                f.event_kinds = event_kinds(k)?;
+            }
+            Some(f)
+        } else {
+            None
+        };
+    let u = WebhookUpdate {
+        url,
+        description: body.description,
+        filter,
+        enabled: body.enabled,
+    };
+    let updated = store.update_webhook(id, &u).await?;
+    if updated.enabled {
+        // Deliveries that waited while it was disabled may go now.
+        hooks.wake();
+    }
+    Ok(Json(updated.into()))
+}
+
+async fn remove(
+    State(store): State<Arc<dyn Store>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = webhook_id(&id)?;
+    if store.delete_webhook(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("webhook {id} not found")))
+    }
+}
+
+/// A new secret; the previous one keeps signing for 24 hours (both signatures are sent).
+async fn rotate(
+    State(store): State<Arc<dyn Store>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WebhookSecretView>> {
+    let id = webhook_id(&id)?;
+    let until = Timestamp::now().add_millis(ROTATION_OVERLAP_MS);
+    let rotated = store
+        .rotate_secret(id, &signing::generate_secret(), until)
+        .await?;
+    Ok(Json(rotated.into()))
+}
+
+/// The answer of a test send.
+#[derive(Debug, serde::Serialize)]
+struct TestView {
+    /// Whether the receiver answered 2xx.
+    delivered: bool,
+    /// The delivery, with its one attempt.
+    delivery: DeliveryView,
+}
+
+/// Sends a `webhook.test` event now and answers with the attempt's result.
+async fn test_send(
+    State(hooks): State<WebhookState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TestView>> {
+    let id = webhook_id(&id)?;
+    let Some(dispatcher) = &hooks.dispatcher else {
+        return Err(ApiError::unavailable(
+            "the webhook dispatcher is off on this worker (webhooks.enabled)",
+        ));
+    };
+    let sent = dispatcher.send_test(id).await?;
+    Ok(Json(TestView {
+        delivered: sent.delivery.status == DeliveryStatus::Delivered,
+        delivery: DeliveryView::new(sent.delivery, vec![sent.attempt]),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveriesParams {
+    status: Option<String>,
+}
+
+/// The deliveries of an endpoint, newest first, each with its attempts.
+async fn deliveries(
+    State(store): State<Arc<dyn Store>>,
+    Path(id): Path<String>,
+    query: PagedQuery<DeliveriesParams, DeliveriesPage>,
+) -> ApiResult<Json<Vec<DeliveryView>>> {
+    let id = webhook_id(&id)?;
+    let status = match query.params.status.as_deref() {
+        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "status: {s:?} is not one of pending, delivered, failed"
+            ))
+        })?),
+        None => None,
+    };
+    let q = DeliveryQuery {
+        webhook: id,
+        status,
+        before: query.page.cursor_id()?,
+        limit: query.page.limit,
+    };
+    let mut out = Vec::new();
+    for d in store.list_deliveries(&q).await? {
+        let attempts = store.delivery_attempts(d.id).await?;
+        out.push(DeliveryView::new(d, attempts));
+    }
+    Ok(Json(out))
+}
+
+/// Sends a delivery again (202), with its `webhook-id` unchanged.
+async fn redeliver(
+    State(store): State<Arc<dyn Store>>,
+    State(hooks): State<WebhookState>,
+    Path((id, delivery)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
+    let id = webhook_id(&id)?;
+    let delivery: i64 = delivery
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("delivery id {delivery:?} is not a number")))?;
+    let webhook = store.get_webhook(id).await?;
+    store.get_delivery(id, delivery).await?;
+    if !webhook.enabled {
+        return Err(ApiError::conflict(format!(
+            "webhook {id} is disabled; enable it (PATCH enabled: true) to redeliver"
+        )));
+    }
+    let d = store.redeliver(id, delivery, Timestamp::now()).await?;
+    hooks.wake();
+    let attempts = store.delivery_attempts(d.id).await?;
+    Ok((StatusCode::ACCEPTED, Json(DeliveryView::new(d, attempts))))
+}
