@@ -15,7 +15,6 @@ use pdm_core::alarm::{Rule, Severity, StateName, MAX_ID_LEN};
 use pdm_core::{AlarmId, AlarmQuery, MachineKey, NewAlarmRule, Store, Timestamp};
 use serde::Deserialize;
 
-use pdm_core::live::{AlarmCommandError, AlarmUpdate, Alarms};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Keys, OptionalJsonBody, PageRule, PagedQuery, QueryParams};
 use crate::state::AppState;
@@ -25,6 +24,7 @@ use crate::views::{
     views, AlarmDetailView, AlarmPageView, AlarmRuleView, AlarmUpdateView, PerformanceView,
     ServiceNoteView,
 };
+use pdm_core::live::{AlarmCommandError, AlarmUpdate, Alarms};
 
 /// Paging of `GET /alarms`: `limit` 1 to 1000, 100 by default, `cursor` = the last id seen.
 #[derive(Debug)]
