@@ -2,6 +2,7 @@
 //! events, acknowledge / shelve / unshelve and their refusals, rules CRUD with fleet defaults,
 //! machines out of service, and the EEMUA 191 performance figures on a known set of events.
 
+#[macro_use]
 mod common;
 
 use axum::http::StatusCode;
@@ -11,24 +12,6 @@ use pdm_core::store::ModelId;
 use pdm_core::{AlarmTransition, MachineKey, Prediction, StoredAlarm, Timestamp};
 use serde_json::{json, Value};
 
-/// Runs a scenario on SQLite, and on PostgreSQL when one is configured.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(super::TestApp::sqlite().await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(app) = super::TestApp::postgres().await {
-                    super::$scenario(app).await;
-                }
-            }
-        }
-    )*};
-}
 
 on_both_backends!(
     alarms_are_listed_read_and_commanded,

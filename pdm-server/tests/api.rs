@@ -1,29 +1,12 @@
 //! The HTTP API through `app()`, on SQLite and on PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use axum::http::StatusCode;
 use common::{now_ms, TestApp};
 use serde_json::{json, Value};
 
-/// Runs a scenario on SQLite, and on PostgreSQL when one is configured.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(super::TestApp::sqlite().await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(app) = super::TestApp::postgres().await {
-                    super::$scenario(app).await;
-                }
-            }
-        }
-    )*};
-}
 
 on_both_backends!(
     machines_and_sensors_crud,

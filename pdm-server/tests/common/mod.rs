@@ -15,6 +15,27 @@ use tower::ServiceExt;
 #[allow(unused_imports)]
 pub use pdm_testkit::{eventually_some, mqtt_url, services_required, unique};
 
+/// Runs a scenario on SQLite, and on PostgreSQL when one is configured. The scenario is an
+/// `async fn(TestApp)` of the test binary's root; use it with `#[macro_use] mod common;`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(super::common::TestApp::sqlite().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = super::common::TestApp::postgres().await {
+                    super::$scenario(app).await;
+                }
+            }
+        }
+    )*};
+}
+
 /// Fresh PostgreSQL databases for this test binary's tests, on `PDM_TEST_DATABASE_URL`, or
 /// `None` after a loud SKIPPED line.
 fn pg_databases() -> Option<pdm_testkit::pg::TestDatabases> {
