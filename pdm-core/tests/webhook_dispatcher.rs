@@ -31,16 +31,20 @@ impl ManualClock {
 
 /// Answers every request with `status` (or hangs when `None`), recording the requests.
 struct Scripted {
-    status: Option<u16>,
+    status: Mutex<Option<u16>>,
     got: Mutex<Vec<WebhookRequest>>,
 }
 
 impl Scripted {
     fn new(status: Option<u16>) -> Arc<Self> {
         Arc::new(Self {
-            status,
+            status: Mutex::new(status),
             got: Mutex::new(Vec::new()),
         })
+    }
+
+    fn answer(&self, status: u16) {
+        *self.status.lock().expect("lock") = Some(status);
     }
 
     fn ids(&self) -> Vec<String> {
@@ -62,7 +66,8 @@ impl Scripted {
 impl WebhookSender for Scripted {
     async fn send(&self, request: &WebhookRequest) -> Result<WebhookResponse, SendError> {
         self.got.lock().expect("lock").push(request.clone());
-        match self.status {
+        let status = *self.status.lock().expect("lock");
+        match status {
             Some(status) => Ok(WebhookResponse {
                 status,
                 retry_after: None,
@@ -132,9 +137,11 @@ async fn fixture() -> Fixture {
     }
 }
 
+/// No probes: the tests of the schedule see only its attempts.
 fn config(schedule: RetrySchedule) -> DispatcherConfig {
     DispatcherConfig {
         schedule,
+        probe_every: Duration::ZERO,
         poll: Duration::from_millis(20),
         timeout: Duration::from_millis(500),
         lease: Duration::from_secs(60),
@@ -288,4 +295,132 @@ async fn a_crash_mid_attempt_is_retried_with_the_same_webhook_id() {
         "the same webhook-id after the crash"
     );
     second.shutdown().await;
+}
+
+/// An endpoint down: its alarm's first event fails twice and waits 5 minutes, the second
+/// waits behind it. Probes try the first ahead of the schedule without using up its attempts;
+/// once the endpoint answers again, a probe succeeds and the second event goes at once, in
+/// order, minutes before the schedule would have sent anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_endpoint_is_probed_and_its_backlog_goes_out_when_it_is_back() {
+    let f = fixture().await;
+    let alarm = f
+        .store
+        .list_alarms(&pdm_core::store::AlarmQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("alarms")
+        .remove(0);
+    f.store
+        .record_transition(&AlarmTransition {
+            machine: alarm.machine.clone(),
+            rule_id: alarm.rule_id.clone(),
+            alarm: Some(alarm.id),
+            expected_version: alarm.version,
+            state: StateName::ActiveUnacked,
+            severity: Severity::Critical,
+            state_json: "{}".into(),
+            events: vec![AlarmEvent {
+                kind: AlarmEventKind::Escalated,
+                at: Timestamp::from_millis(T0 + 1),
+                actor: "system".into(),
+                reason: "hotter".into(),
+                severity: Severity::Critical,
+            }],
+            closes: false,
+        })
+        .await
+        .expect("second event");
+    let sender = Scripted::new(Some(503));
+    let mut cfg = config(RetrySchedule::new(
+        vec![Duration::from_secs(5), Duration::from_secs(300)],
+        0.0,
+    ));
+    cfg.probe_every = Duration::from_secs(15);
+    let d = Dispatcher::start(f.store.clone(), sender.clone(), f.clock.clone(), cfg);
+    let deliveries = || async {
+        let mut all = f
+            .store
+            .list_deliveries(&DeliveryQuery {
+                webhook: f.hook,
+                status: None,
+                before: None,
+                limit: 10,
+            })
+            .await
+            .expect("deliveries");
+        all.reverse(); // oldest first
+        all
+    };
+    let head_after = |n: u32| async move {
+        pdm_testkit::eventually_some(Duration::from_secs(10), "the head's attempts", || async {
+            let all = deliveries().await;
+            (all.len() == 2 && all[0].attempts >= n).then(|| all[0].clone())
+        })
+        .await
+    };
+    head_after(1).await;
+    f.clock.set(Timestamp::from_millis(T0 + 5_000));
+    d.waker().notify_one();
+    let head = head_after(2).await;
+    let waits_until = head.next_attempt_at.expect("a retry");
+    assert_eq!(waits_until.as_millis(), T0 + 305_000);
+
+    // A failed probe 15 s into the failure: logged, the schedule unchanged.
+    f.clock.set(Timestamp::from_millis(T0 + 16_000));
+    d.waker().notify_one();
+    pdm_testkit::eventually(Duration::from_secs(10), "a probe", || async {
+        sender.ids().len() == 3
+    })
+    .await;
+    let head =
+        pdm_testkit::eventually_some(Duration::from_secs(10), "the probe logged", || async {
+            let all = deliveries().await;
+            let n = f
+                .store
+                .delivery_attempts(all[0].id)
+                .await
+                .expect("attempts")
+                .len();
+            (n == 3 && all[0].claimed_until.is_none()).then(|| all[0].clone())
+        })
+        .await;
+    assert_eq!(head.attempts, 2, "a probe uses up no attempt");
+    assert_eq!(head.next_attempt_at, Some(waits_until));
+    assert_eq!(
+        deliveries().await[1].attempts,
+        0,
+        "the second waits behind the first"
+    );
+
+    // Back: the next probe succeeds, and the second event follows at once.
+    sender.answer(204);
+    f.clock.set(Timestamp::from_millis(T0 + 32_000));
+    d.waker().notify_one();
+    let all = pdm_testkit::eventually_some(Duration::from_secs(10), "both delivered", || async {
+        let all = deliveries().await;
+        all.iter()
+            .all(|x| x.status == DeliveryStatus::Delivered)
+            .then_some(all)
+    })
+    .await;
+    let ids = sender.ids();
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    assert_eq!(
+        ids[3..],
+        [all[0].message_id.clone(), all[1].message_id.clone()],
+        "in order"
+    );
+    assert!(f.clock.now().as_millis() < waits_until.as_millis());
+    assert!(f
+        .store
+        .get_webhook(f.hook)
+        .await
+        .expect("hook")
+        .failing_since
+        .is_none());
+    assert_eq!(d.metrics().snapshot().probes, 2);
+    d.shutdown().await;
 }

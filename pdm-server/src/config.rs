@@ -109,6 +109,10 @@ pub struct WebhooksConfig {
     pub retry_schedule_ms: Option<Vec<u64>>,
     /// Days delivered and failed deliveries are kept.
     pub retention_days: u32,
+    /// Milliseconds between probes of a failing endpoint (its oldest waiting event, tried
+    /// ahead of the schedule, for the first hour of the failure), so a receiver back from an
+    /// outage gets its backlog at once; 0: no probes.
+    pub probe_interval_ms: u64,
 }
 
 impl Default for WebhooksConfig {
@@ -120,6 +124,7 @@ impl Default for WebhooksConfig {
             concurrency: 32,
             retry_schedule_ms: None,
             retention_days: 30,
+            probe_interval_ms: 15_000,
         }
     }
 }
@@ -137,6 +142,7 @@ impl WebhooksConfig {
         c.lease = c.timeout.max(Duration::from_secs(15)) * 4;
         c.concurrency = self.concurrency;
         c.retention = Duration::from_secs(u64::from(self.retention_days) * 86_400);
+        c.probe_every = Duration::from_millis(self.probe_interval_ms);
         c
     }
 

@@ -111,6 +111,7 @@ conformance!(
     machines_go_out_of_service_and_back,
     alarm_events_between_and_alarms_open_at,
     webhook_deliveries_fan_out_lease_order_and_retry,
+    a_recovered_endpoint_gets_its_retries_at_once,
     webhooks_crud_rotation_cascade_and_prune,
 );
 
@@ -3181,6 +3182,111 @@ mod alarms {
             duration_ms: 3,
             error: None,
         }
+    }
+
+    /// A success after a failing streak (`EndpointChange::Recovered`) ends the streak and makes
+    /// the endpoint's waiting retries due at once, except those the endpoint answered 429.
+    pub async fn a_recovered_endpoint_gets_its_retries_at_once(cx: Ctx) -> Result<()> {
+        use pdm_core::store::{AttemptRecord, EndpointChange, NextStep};
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        let a = st.create_webhook(&hook("https://a.example/h")).await?;
+        let other = st.create_webhook(&hook("https://other.example/h")).await?;
+        for rule in ["r1", "r2", "r3"] {
+            st.record_transition(&raise("a", rule, 1_000, Severity::High))
+                .await?;
+        }
+        let t = 10_000;
+        let at = Timestamp::from_millis(t);
+        for row in st.pending_outbox(10).await? {
+            st.fan_out(
+                row.id,
+                &[delivery_to(a.id, &row), delivery_to(other.id, &row)],
+                at,
+            )
+            .await?;
+        }
+        let lease = Timestamp::from_millis(t + 60_000);
+        let mut claimed = st.claim_due(at, lease, 10).await?;
+        claimed.retain(|d| d.webhook == a.id);
+        ensure!(claimed.len() == 3, "{claimed:?}");
+        let (d1, d2, d3) = (&claimed[0], &claimed[1], &claimed[2]);
+        let later = Timestamp::from_millis(t + 300_000);
+        st.record_attempt(
+            d1.id,
+            &failed_attempt(t),
+            NextStep::RetryAt(later),
+            &EndpointChange::Failing,
+        )
+        .await?;
+        let too_many = AttemptRecord {
+            at,
+            status_code: Some(429),
+            duration_ms: 2,
+            error: Some("HTTP 429".into()),
+        };
+        let asked = Timestamp::from_millis(t + 3_600_000);
+        st.record_attempt(
+            d2.id,
+            &too_many,
+            NextStep::RetryAt(asked),
+            &EndpointChange::Failing,
+        )
+        .await?;
+        ensure!(st.get_webhook(a.id).await?.failing_since == Some(at));
+        // The other endpoint's deliveries fail too, and stay scheduled.
+        let mut theirs = st
+            .claim_due(lease, Timestamp::from_millis(t + 120_000), 10)
+            .await?;
+        theirs.retain(|d| d.webhook == other.id);
+        for d in &theirs {
+            st.record_attempt(
+                d.id,
+                &failed_attempt(t),
+                NextStep::RetryAt(later),
+                &EndpointChange::Failing,
+            )
+            .await?;
+        }
+
+        let back = t + 61_000;
+        st.record_attempt(
+            d3.id,
+            &ok_attempt(back),
+            NextStep::Delivered,
+            &EndpointChange::Recovered,
+        )
+        .await?;
+        ensure!(st.get_webhook(a.id).await?.failing_since.is_none());
+        let d1 = st.get_delivery(a.id, d1.id).await?;
+        ensure!(
+            d1.next_attempt_at == Some(Timestamp::from_millis(back)),
+            "a 500 retry is due at once: {d1:?}"
+        );
+        let d2 = st.get_delivery(a.id, d2.id).await?;
+        ensure!(
+            d2.next_attempt_at == Some(asked),
+            "a 429 keeps its time: {d2:?}"
+        );
+        for d in &theirs {
+            let d = st.get_delivery(other.id, d.id).await?;
+            ensure!(
+                d.next_attempt_at == Some(later),
+                "another endpoint's retry: {d:?}"
+            );
+        }
+        let due = st
+            .claim_due(
+                Timestamp::from_millis(back),
+                Timestamp::from_millis(back + 60_000),
+                10,
+            )
+            .await?;
+        ensure!(
+            due.iter().map(|d| d.id).collect::<Vec<_>>() == vec![d1.id],
+            "{due:?}"
+        );
+        Ok(())
     }
 
     /// Fan-out is idempotent and marks the row; claims are leased and keep one alarm's events

@@ -525,7 +525,8 @@ struct MachineAlarms {
     /// machine's clock runs from there (see [`MachineAlarms::now`]).
     last_reading: Option<(Timestamp, Instant)>,
     silent: bool,
-    /// The sensors seen, for the stale input of a silent machine.
+    /// The sensors seen, sorted (a binary search per reading), for the stale input of a
+    /// silent machine.
     sensors: Vec<SensorKey>,
 }
 
@@ -607,8 +608,8 @@ impl AlarmStage {
                 m.last_reading = Some((newest, Instant::now()));
             }
             for r in readings {
-                if !m.sensors.contains(&r.sensor) {
-                    m.sensors.push(r.sensor.clone());
+                if let Err(at) = m.sensors.binary_search(&r.sensor) {
+                    m.sensors.insert(at, r.sensor.clone());
                 }
             }
             let has_limits = m

@@ -270,6 +270,10 @@ pub enum NextStep {
     RetryAt(Timestamp),
     /// Failed for good.
     Failed,
+    /// A probe of a failing endpoint failed: the delivery keeps its place in the retry
+    /// schedule (its attempt count and next attempt time are unchanged); the attempt is
+    /// logged.
+    Probed,
 }
 
 /// What becomes of the endpoint after an attempt.
@@ -277,6 +281,12 @@ pub enum NextStep {
 pub enum EndpointChange {
     /// It answered 2xx: its failing streak ends.
     Healthy,
+    /// It answered 2xx after a failing streak: the streak ends, and its pending deliveries
+    /// waiting for a retry later than the attempt are due at once (at the attempt's time), so
+    /// a receiver that comes back gets its backlog in seconds rather than at the schedule's
+    /// next step (5 minutes, 30, ...). Deliveries last answered 429 keep their time: the
+    /// endpoint asked for it.
+    Recovered,
     /// It failed: its failing streak starts now unless it runs already.
     Failing,
     /// It is disabled, for this reason (410 Gone, failing for days).
@@ -355,6 +365,17 @@ pub trait WebhookStore: Send + Sync + 'static {
         lease_until: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>>;
+
+    /// Claims the delivery to probe failing endpoint `webhook` with, leasing it until
+    /// `lease_until`: its oldest pending delivery that is first of its alarm, not due yet (a
+    /// due one is for [`claim_due`](Self::claim_due)), not held, and not last answered 429 (the
+    /// endpoint asked for the wait). `None` when there is none.
+    async fn claim_probe(
+        &self,
+        webhook: WebhookId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<Delivery>>;
 
     /// In one transaction: logs `attempt` of delivery `id`, moves the delivery on by `next`
     /// (and releases its lease), and changes its endpoint by `endpoint`. Returns the delivery

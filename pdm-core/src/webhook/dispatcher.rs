@@ -42,6 +42,14 @@ pub struct DispatcherConfig {
     pub retention: Duration,
     /// How often old rows are pruned.
     pub prune_every: Duration,
+    /// A failing endpoint with deliveries waiting is probed this often (one delivery, its
+    /// oldest waiting event, tried ahead of its schedule; a failed probe leaves the schedule as
+    /// it was). When the probe succeeds the endpoint has recovered, and its waiting retries
+    /// are due at once. Zero: no probes; recovery then waits for the schedule (5 s, 5 min, 30
+    /// min, ...).
+    pub probe_every: Duration,
+    /// Probes stop when the endpoint has been failing this long; the schedule goes on.
+    pub probe_for: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -56,6 +64,8 @@ impl Default for DispatcherConfig {
             disable_after: Duration::from_secs(5 * 86_400),
             retention: Duration::from_secs(30 * 86_400),
             prune_every: Duration::from_secs(3_600),
+            probe_every: Duration::from_secs(15),
+            probe_for: Duration::from_secs(3_600),
         }
     }
 }
@@ -237,7 +247,7 @@ impl DispatcherHandle {
             .store
             .create_delivery(&new, now, now.add_millis(ms(inner.config.lease)))
             .await?;
-        let delivery = attempt(inner, &webhook, &delivery, true).await?;
+        let delivery = attempt(inner, &webhook, &delivery, Mode::Test).await?;
         let attempt = inner
             .store
             .delivery_attempts(delivery.id)
@@ -252,6 +262,7 @@ async fn run(inner: Arc<Inner>, mut stopped: Shutdown) {
     let slots = Arc::new(Semaphore::new(inner.config.concurrency));
     let mut in_flight = JoinSet::new();
     let mut last_prune: Option<Instant> = None;
+    let mut probes = Probes::default();
     loop {
         while in_flight.try_join_next().is_some() {}
         if let Err(e) = fan_out(&inner).await {
@@ -261,6 +272,10 @@ async fn run(inner: Arc<Inner>, mut stopped: Shutdown) {
         if let Err(e) = dispatch(&inner, &slots, &mut in_flight).await {
             inc(&inner.metrics.store_errors);
             tracing::warn!(error = %e, "claiming webhook deliveries failed; retrying");
+        }
+        if let Err(e) = probe(&inner, &slots, &mut in_flight, &mut probes).await {
+            inc(&inner.metrics.store_errors);
+            tracing::warn!(error = %e, "probing failing webhook endpoints failed; retrying");
         }
         if last_prune.is_none_or(|t| t.elapsed() >= inner.config.prune_every) {
             last_prune = Some(Instant::now());
@@ -356,7 +371,7 @@ async fn dispatch(
         let inner = inner.clone();
         in_flight.spawn(async move {
             let _permit = permit;
-            match attempt(&inner, &webhook, &delivery, false).await {
+            match attempt(&inner, &webhook, &delivery, Mode::Scheduled).await {
                 // The next event of the same alarm may be due now.
                 Ok(_) => inner.wake.notify_one(),
                 Err(e) => {
@@ -370,13 +385,92 @@ async fn dispatch(
     Ok(())
 }
 
-/// Makes one attempt of `delivery` to `webhook` and records it. `once`: a test send, which
-/// neither retries nor changes the endpoint.
+/// When the last probes were made: per endpoint, and the last look for endpoints to probe.
+#[derive(Default)]
+struct Probes {
+    last: HashMap<WebhookId, i64>,
+    looked_at: Option<i64>,
+}
+
+/// Probes each failing endpoint that has waited `probe_every` since its streak began or its
+/// last probe (and has failed for less than `probe_for`) with one delivery, if a slot is free.
+/// Looks at most once a second.
+async fn probe(
+    inner: &Arc<Inner>,
+    slots: &Arc<Semaphore>,
+    in_flight: &mut JoinSet<()>,
+    probes: &mut Probes,
+) -> StoreResult<()> {
+    let cfg = &inner.config;
+    let every = ms(cfg.probe_every);
+    let now = inner.clock.now();
+    let t = now.as_millis();
+    if every == 0 || probes.looked_at.is_some_and(|at| t - at < 1_000) {
+        return Ok(());
+    }
+    probes.looked_at = Some(t);
+    let failing: Vec<Webhook> = inner
+        .store
+        .list_webhooks()
+        .await?
+        .into_iter()
+        .filter(|h| {
+            h.enabled
+                && h.failing_since
+                    .is_some_and(|since| t - since.as_millis() < ms(cfg.probe_for))
+        })
+        .collect();
+    probes
+        .last
+        .retain(|id, _| failing.iter().any(|h| h.id == *id));
+    for webhook in failing {
+        let since = webhook.failing_since.map_or(t, |s| s.as_millis());
+        let last = probes.last.get(&webhook.id).copied().unwrap_or(since);
+        if t - last < every {
+            continue;
+        }
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            break;
+        };
+        probes.last.insert(webhook.id, t);
+        let lease = now.add_millis(ms(cfg.lease));
+        let Some(delivery) = inner.store.claim_probe(webhook.id, now, lease).await? else {
+            continue;
+        };
+        inc(&inner.metrics.probes);
+        let inner = inner.clone();
+        in_flight.spawn(async move {
+            let _permit = permit;
+            match attempt(&inner, &webhook, &delivery, Mode::Probe).await {
+                Ok(_) => inner.wake.notify_one(),
+                Err(e) => {
+                    inc(&inner.metrics.store_errors);
+                    tracing::warn!(delivery = delivery.id, error = %e,
+                        "recording a webhook probe failed; the lease brings it back");
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Why an attempt is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// On the retry schedule.
+    Scheduled,
+    /// A test send: no retry, the endpoint unchanged.
+    Test,
+    /// A probe of a failing endpoint: a failure leaves the schedule as it was.
+    Probe,
+}
+
+/// Makes one attempt of `delivery` to `webhook` and records it.
 async fn attempt(
     inner: &Inner,
     webhook: &Webhook,
     delivery: &Delivery,
-    once: bool,
+    mode: Mode,
 ) -> StoreResult<Delivery> {
     let cfg = &inner.config;
     let now = inner.clock.now();
@@ -399,7 +493,11 @@ async fn attempt(
                 error: None,
             },
             NextStep::Delivered,
-            EndpointChange::Healthy,
+            if webhook.failing_since.is_some() {
+                EndpointChange::Recovered
+            } else {
+                EndpointChange::Healthy
+            },
         ),
         Ok(resp) => {
             let what = match resp.status {
@@ -449,14 +547,15 @@ async fn attempt(
             failing(cfg, webhook, now),
         ),
     };
-    let (next, change) = if once {
-        let next = match next {
-            NextStep::Delivered => NextStep::Delivered,
-            _ => NextStep::Failed,
-        };
-        (next, EndpointChange::Unchanged)
-    } else {
-        (next, change)
+    let (next, change) = match (mode, next) {
+        (Mode::Test, NextStep::Delivered) => (NextStep::Delivered, EndpointChange::Unchanged),
+        (Mode::Test, _) => (NextStep::Failed, EndpointChange::Unchanged),
+        (Mode::Probe, NextStep::RetryAt(_) | NextStep::Failed)
+            if !matches!(change, EndpointChange::Disable(_)) =>
+        {
+            (NextStep::Probed, change)
+        }
+        (_, next) => (next, change),
     };
     let m = &inner.metrics;
     match next {
@@ -465,7 +564,7 @@ async fn attempt(
             inc(&m.attempts_failed);
             inc(&m.deliveries_failed);
         }
-        NextStep::RetryAt(_) => inc(&m.attempts_failed),
+        NextStep::RetryAt(_) | NextStep::Probed => inc(&m.attempts_failed),
     }
     if let EndpointChange::Disable(reason) = &change {
         inc(&m.endpoints_disabled);

@@ -274,6 +274,7 @@ webhook_counters! {
     endpoints_disabled => "Endpoints disabled by the dispatcher (410 Gone or failing for days).",
     store_errors => "Store operations of the dispatcher that failed (retried at the next tick).",
     pruned => "Old deliveries and outbox rows deleted.",
+    probes => "Attempts made to probe a failing endpoint ahead of its retry schedule.",
 }
 
 fn inc(counter: &AtomicU64) {

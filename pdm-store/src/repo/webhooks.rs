@@ -222,12 +222,25 @@ impl<B: Backend> SqlStore<B> {
             NextStep::Delivered => ("delivered", None),
             NextStep::Failed => ("failed", None),
             NextStep::RetryAt(t) => ("pending", Some(check_time::<B>("next attempt", t)?)),
+            NextStep::Probed => ("pending", None),
+        };
+        // A failed probe leaves the delivery's schedule as it was: its count, and its time
+        // (`$3` is NULL then).
+        let schedule = if next == NextStep::Probed {
+            format!(
+                "next_attempt_at = COALESCE({}, next_attempt_at)",
+                B::at_millis("$3")
+            )
+        } else {
+            format!(
+                "attempts = attempts + 1, next_attempt_at = {}",
+                B::at_millis("$3")
+            )
         };
         let update = format!(
-            "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, \
-             next_attempt_at = {}, claimed_until = NULL, last_status = $4, last_error = $5 \
-             WHERE id = $1 AND status = 'pending' RETURNING webhook_id",
-            B::at_millis("$3")
+            "UPDATE webhook_deliveries SET status = $2, {schedule}, claimed_until = NULL, \
+             last_status = $4, last_error = $5 \
+             WHERE id = $1 AND status = 'pending' RETURNING webhook_id"
         );
         let status_code = a.status_code.map(i64::from);
         let args = [
@@ -262,7 +275,8 @@ impl<B: Backend> SqlStore<B> {
         )
         .await
         .map_err(db)?;
-        let healthy = "UPDATE webhooks SET failing_since = NULL WHERE id = $1";
+        let healthy =
+            "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL";
         let failing = format!(
             "UPDATE webhooks SET failing_since = {} WHERE id = $1 AND failing_since IS NULL",
             B::at_millis("$2")
@@ -272,8 +286,23 @@ impl<B: Backend> SqlStore<B> {
              WHERE id = $1",
             B::at_millis("$2")
         );
+        // Retries of a recovered endpoint are due now (see `EndpointChange::Recovered`); the
+        // per-alarm order holds, as claims still take the oldest pending event of an alarm.
+        let expedite = format!(
+            "UPDATE webhook_deliveries SET next_attempt_at = {at} \
+             WHERE webhook_id = $1 AND status = 'pending' AND next_attempt_at > {at} \
+             AND (last_status IS NULL OR last_status <> 429)",
+            at = B::at_millis("$2")
+        );
         let changed = match endpoint {
             EndpointChange::Healthy => on.execute(healthy, &[Arg::Int(webhook)]).await,
+            EndpointChange::Recovered => match on.execute(healthy, &[Arg::Int(webhook)]).await {
+                Ok(_) => {
+                    on.execute(&expedite, &[Arg::Int(webhook), Arg::Int(at)])
+                        .await
+                }
+                Err(e) => Err(e),
+            },
             EndpointChange::Failing => {
                 on.execute(&failing, &[Arg::Int(webhook), Arg::Int(at)])
                     .await
@@ -479,6 +508,44 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
         let mut claimed = rows.iter().map(delivery).collect::<StoreResult<Vec<_>>>()?;
         claimed.sort_by_key(|d| (d.next_attempt_at, d.id));
         Ok(claimed)
+    }
+
+    async fn claim_probe(
+        &self,
+        webhook: WebhookId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<Delivery>> {
+        let now = B::clamp_millis(now.as_millis());
+        let until = check_time::<B>("lease", lease_until)?;
+        let free = format!(
+            "(claimed_until IS NULL OR claimed_until <= {})",
+            B::at_millis("$1")
+        );
+        let sql = format!(
+            "UPDATE webhook_deliveries SET claimed_until = {until} WHERE id IN (\
+             SELECT d.id FROM webhook_deliveries d WHERE d.webhook_id = $3 \
+             AND d.status = 'pending' AND d.next_attempt_at > {now} AND {free_d} \
+             AND (d.last_status IS NULL OR d.last_status <> 429) \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
+               WHERE p.webhook_id = d.webhook_id AND p.alarm_id = d.alarm_id \
+               AND p.status = 'pending' AND p.id < d.id) \
+             ORDER BY d.id LIMIT 1{skip}) \
+             AND status = 'pending' AND {free} \
+             RETURNING {}",
+            delivery_columns::<B>(),
+            until = B::at_millis("$2"),
+            now = B::at_millis("$1"),
+            free_d = free.replace("claimed_until", "d.claimed_until"),
+            skip = B::SKIP_LOCKED,
+        );
+        let args = [Arg::Int(now), Arg::Int(until), Arg::Int(webhook.0)];
+        let row = self
+            .writer()
+            .fetch_optional(&sql, &args)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(delivery).transpose()
     }
 
     async fn record_attempt(
