@@ -6,12 +6,18 @@
 //! the alarm is acknowledged through the API and clears when the temperature is back to
 //! normal; the healthy machines raise nothing.
 //!
-//! Why a sensor limit and not the trained model's anomaly rule: overheating climbs and falls
-//! with the simulator's 20-minute thermal lag, and the live models need 40 minutes of healthy
-//! history (tests/live.rs); a raise, an acknowledgement and a clear by the model would take
-//! hours of simulated data and a training per machine. The limit is what the plant sets for
-//! this fault, and the path it takes (MQTT, storage, the live owner's monitors, the store's
-//! transition with its outbox, the dispatcher) is the one the model's alarms take too.
+//! Why a sensor limit and not the trained model's `model-anomaly` rule (45 anomalous rows of
+//! 60, the fleet default), though the model path runs in seconds too: tried on this fleet
+//! (three compressors, 40 minutes of training as in tests/live.rs, a 30-minute overheating,
+//! seeds 23 and 1 to 7, 12 runs), it passed 5 times. A healthy compressor raised a false alarm
+//! 1.3 to 2.5 hours into its data in 4 runs (the model's known drift, docs/testing.md); the
+//! faulty one raised a second alarm in 3 (the acknowledged alarm clears at the first dip below
+//! 45 of 60 while the temperature cools down, and the next rise raises again: the anomaly rule
+//! has no off delay), and in 1 it had not cleared by the end of the data. That is the model's
+//! and the rule's tuning to settle, not something this test should hide by choosing seeds. The
+//! limit is what a plant sets for this fault, and the path its alarm takes (MQTT, storage, the
+//! live owner's monitors, the store's transition with its outbox, the dispatcher) is the one
+//! the model's alarms take.
 
 mod common;
 
