@@ -340,13 +340,30 @@ impl Drop for Killed {
 }
 
 /// One HTTP/1.1 request over TCP (no client library: a request, `Connection: close`, the whole
-/// answer); `None` while nothing answers on `addr`.
+/// answer); the status and the JSON body (`null` when it is not JSON), or `None` while nothing
+/// answers on `addr`.
 pub async fn http(
     addr: &str,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> Option<(u16, Value)> {
+    let (status, rest) = http_text(addr, method, path, body).await?;
+    // Answers are small and not chunked, except where axum chunks: take the JSON part.
+    let json = rest.find(['{', '[']).and_then(|i| {
+        let end = rest.rfind(['}', ']'])?;
+        serde_json::from_str(&rest[i..=end]).ok()
+    });
+    Some((status, json.unwrap_or(Value::Null)))
+}
+
+/// [`http`], with the body as text.
+pub async fn http_text(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let body = body.unwrap_or("");
@@ -361,12 +378,7 @@ pub async fn http(
     let text = String::from_utf8_lossy(&answer);
     let (head, rest) = text.split_once("\r\n\r\n")?;
     let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
-    // Answers are small and not chunked, except where axum chunks: take the JSON part.
-    let json = rest.find(['{', '[']).and_then(|i| {
-        let end = rest.rfind(['}', ']'])?;
-        serde_json::from_str(&rest[i..=end]).ok()
-    });
-    Some((status, json.unwrap_or(Value::Null)))
+    Some((status, rest.to_owned()))
 }
 
 /// Polls `GET path` over TCP until it answers 200 and `done` holds for the answer, for at most
