@@ -211,11 +211,18 @@ async fn alarms_are_listed_read_and_commanded(app: TestApp) {
         ("?limit=0", "limit"),
         ("?cursor=x", "cursor"),
         ("?colour=red", "colour"),
+        ("?to=yesterday", "to"),
+        ("?from=2000&to=1000", "from must be earlier than to"),
+        ("?before=x", "before"),
+        ("?cursor=5&before=5", "cursor and before"),
     ] {
         let (st, body) = app.get(&format!("/api/v1/alarms{q}")).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {body}");
         assert!(message(&body).contains(named), "{q}: {body}");
     }
+    let (st, body) = app.get("/api/v1/alarms?machine=Pump%201").await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(message(&body).starts_with("machine: "), "{body}");
     let (_, body) = app.get("/api/v1/alarms?state=active").await;
     assert!(
         message(&body).contains("active_unacknowledged, active_acknowledged"),

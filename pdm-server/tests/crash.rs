@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{forget_session, publish_all, services_required};
+use common::{forget_session, free_port, http, poll_json, publish_all, services_required, Killed};
 use sqlx::{Connection, Row, SqliteConnection};
 
 const MESSAGES: i64 = 10_000;
@@ -44,22 +43,6 @@ fn skip_without_mosquitto() -> bool {
     );
     eprintln!("SKIPPED crash test: no mosquitto binary (set PDM_MOSQUITTO_BIN)");
     true
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn start_broker(dir: &Path) -> (Killed, String) {
@@ -263,58 +246,6 @@ async fn sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() {
     };
     assert!(exit.success(), "graceful shutdown exit status {exit:?}");
     forget_session(&url, "pdm-crash-test").await;
-}
-
-/// One HTTP/1.1 request to the server binary (no client library: a request, `Connection:
-/// close`, the whole answer); `None` while the server is not listening.
-async fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> Option<(u16, serde_json::Value)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await.ok()?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.ok()?;
-    let text = String::from_utf8_lossy(&answer);
-    let (head, rest) = text.split_once("\r\n\r\n")?;
-    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
-    // Answers are small and not chunked, except where axum chunks: take the JSON part.
-    let json = rest.find(['{', '[']).and_then(|i| {
-        let end = rest.rfind(['}', ']'])?;
-        serde_json::from_str(&rest[i..=end]).ok()
-    });
-    Some((status, json.unwrap_or(serde_json::Value::Null)))
-}
-
-/// Polls `GET path` until `done` holds for the answer, for at most `secs`.
-async fn poll_json(
-    addr: &str,
-    path: &str,
-    secs: u64,
-    mut done: impl FnMut(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some((200, v)) = http(addr, "GET", path, None).await {
-            if done(&v) {
-                return v;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "GET {path}: not done in {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Requests a training of `crash-live` (202) and returns its job's path.

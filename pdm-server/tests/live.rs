@@ -7,7 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::{eventually_some, forget_session, mqtt_url, now_ms, publish_all, unique, TestApp};
+use common::{
+    eventually_some, forget_session, mqtt_url, now_ms, publish_all, sim_messages as messages,
+    unique, TestApp,
+};
 use pdm_core::{
     AlignConfig, Aligned, MachineKey, MachineRangeQuery, Prediction, PredictionQuery, Reading,
     SensorKey, Timestamp,
@@ -210,35 +213,6 @@ async fn live_state(app: &TestApp, machine: &str) -> Value {
 
 // ---------------------------------------------------------------------------------------------
 // 1. MQTT end to end: auto-training, a fault flagged, a healthy machine quiet.
-
-/// Ticks of the simulator between `from_s` and `to_s` seconds after its start, as MQTT
-/// messages of `per_message` samples (a JSON array) per machine.
-fn messages(ticks: &[pdm_ingest::sim::Tick], per_message: usize) -> Vec<(String, Vec<u8>)> {
-    let mut by_topic: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
-    let mut out = Vec::new();
-    for tick in ticks {
-        for s in &tick.samples {
-            if s.values.is_empty() {
-                continue;
-            }
-            let item: Value = serde_json::from_slice(&s.payload()).expect("sample payload");
-            let list = by_topic.entry(s.topic()).or_default();
-            list.push(item);
-            if list.len() == per_message {
-                out.push((
-                    s.topic(),
-                    Value::Array(std::mem::take(list)).to_string().into_bytes(),
-                ));
-            }
-        }
-    }
-    for (topic, list) in by_topic {
-        if !list.is_empty() {
-            out.push((topic, Value::Array(list).to_string().into_bytes()));
-        }
-    }
-    out
-}
 
 async fn mqtt_end_to_end(pg: bool) {
     let Some(url) = mqtt_url() else { return };

@@ -16,7 +16,7 @@ use pdm_core::{AlarmId, AlarmQuery, MachineKey, NewAlarmRule, Store, Timestamp};
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Keys, OptionalJsonBody, PageRule, PagedQuery, QueryParams};
+use crate::extract::{JsonBody, Keys, OptionalJsonBody, Page, PageRule, PagedQuery, QueryParams};
 use crate::state::AppState;
 use crate::time::{parse_range, parse_time};
 use crate::views::alarms::rule_definition;
@@ -148,81 +148,82 @@ struct AlarmsParams {
     before: Option<String>,
 }
 
+/// An optional query parameter read by `parse`; a bad value is refused (`refuse`: 400 or 422)
+/// with a message naming `name`.
+fn param<T, E: std::fmt::Display>(
+    name: &str,
+    raw: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+    refuse: fn(String) -> ApiError,
+) -> ApiResult<Option<T>> {
+    raw.map(parse)
+        .transpose()
+        .map_err(|e| refuse(format!("{name}: {e}")))
+}
+
+impl AlarmsParams {
+    /// The store's query for one `page` of alarms, every parameter checked (in the order
+    /// they are documented, the cursor last).
+    fn query(self, page: &Page) -> ApiResult<AlarmQuery> {
+        let bad = |m: String| ApiError::bad_request(m);
+        let state = param("state", self.state.as_deref(), StateName::parse, bad)?;
+        let severity = param("severity", self.severity.as_deref(), Severity::parse, bad)?;
+        let machine = param("machine", self.machine.as_deref(), MachineKey::new, |m| {
+            ApiError::unprocessable(m)
+        })?;
+        let open = param(
+            "open",
+            self.open.as_deref(),
+            |v| match v {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                other => Err(format!("{other:?} is not true or false")),
+            },
+            bad,
+        )?;
+        let from = param("from", self.from.as_deref(), parse_time, bad)?;
+        let to = param("to", self.to.as_deref(), parse_time, bad)?;
+        if let (Some(f), Some(t)) = (from, to) {
+            if f >= t {
+                return Err(ApiError::bad_request("from must be earlier than to"));
+            }
+        }
+        let before = match (page.cursor_id()?, self.before.as_deref()) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "cursor and before are the same parameter: give one",
+                ))
+            }
+            (Some(c), None) => Some(c),
+            (None, Some(b)) => Some(b.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "before: {b:?} is not an id; pass the id of the last alarm of the previous page"
+                ))
+            })?),
+            (None, None) => None,
+        };
+        Ok(AlarmQuery {
+            state,
+            open,
+            machine,
+            rule_id: self.rule,
+            severity,
+            from,
+            to,
+            before: before.map(AlarmId),
+            // One more than asked tells whether a next page exists.
+            limit: page.limit + 1,
+        })
+    }
+}
+
 /// Alarms, newest first, filtered; `next` is the cursor of the following page.
 async fn list_alarms(
     State(store): State<Arc<dyn Store>>,
     query: PagedQuery<AlarmsParams, AlarmsPage>,
 ) -> ApiResult<Json<AlarmPageView>> {
-    let p = query.params;
-    let state = p
-        .state
-        .as_deref()
-        .map(StateName::parse)
-        .transpose()
-        .map_err(|e| ApiError::bad_request(format!("state: {e}")))?;
-    let severity = p
-        .severity
-        .as_deref()
-        .map(Severity::parse)
-        .transpose()
-        .map_err(|e| ApiError::bad_request(format!("severity: {e}")))?;
-    let machine = p
-        .machine
-        .as_deref()
-        .map(MachineKey::new)
-        .transpose()
-        .map_err(|e| ApiError::unprocessable(format!("machine: {e}")))?;
-    let open = match p.open.as_deref() {
-        None => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "open: {other:?} is not true or false"
-            )))
-        }
-    };
-    let time = |name: &str, v: Option<&str>| {
-        v.map(parse_time)
-            .transpose()
-            .map_err(|e| ApiError::bad_request(format!("{name}: {e}")))
-    };
-    let (from, to) = (
-        time("from", p.from.as_deref())?,
-        time("to", p.to.as_deref())?,
-    );
-    if let (Some(f), Some(t)) = (from, to) {
-        if f >= t {
-            return Err(ApiError::bad_request("from must be earlier than to"));
-        }
-    }
-    let before = match (query.page.cursor_id()?, p.before.as_deref()) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "cursor and before are the same parameter: give one",
-            ))
-        }
-        (Some(c), None) => Some(c),
-        (None, Some(b)) => Some(b.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "before: {b:?} is not an id; pass the id of the last alarm of the previous page"
-            ))
-        })?),
-        (None, None) => None,
-    };
     let limit = query.page.limit;
-    let q = AlarmQuery {
-        state,
-        open,
-        machine,
-        rule_id: p.rule,
-        severity,
-        from,
-        to,
-        before: before.map(AlarmId),
-        // One more than asked tells whether a next page exists.
-        limit: limit + 1,
-    };
+    let q = query.params.query(&query.page)?;
     let mut alarms = store.list_alarms(&q).await?;
     let next = if alarms.len() > limit as usize {
         alarms.truncate(limit as usize);

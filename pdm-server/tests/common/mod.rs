@@ -1,6 +1,8 @@
-//! Shared helpers of the server tests: databases, brokers, requests through `app()`, and the
-//! [`TestApp`] fixture.
+//! Shared helpers of the server tests: databases, brokers, requests through `app()` and over
+//! TCP, child processes, the [`TestApp`] fixture, and a webhook receiver ([`receiver`]).
 #![allow(dead_code)]
+
+pub mod receiver;
 
 use std::path::Path;
 
@@ -281,4 +283,123 @@ pub async fn forget_session(url: &str, client_id: &str) {
     }
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), eventloop.poll()).await;
+}
+
+/// Simulator ticks as MQTT messages: `per_message` samples (a JSON array) per machine and
+/// message, in tick order per machine; samples without values (a dropout) are left out.
+pub fn sim_messages(ticks: &[pdm_ingest::sim::Tick], per_message: usize) -> Vec<(String, Vec<u8>)> {
+    let mut by_topic: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    let mut out = Vec::new();
+    for tick in ticks {
+        for s in &tick.samples {
+            if s.values.is_empty() {
+                continue;
+            }
+            let item: Value = serde_json::from_slice(&s.payload()).expect("sample payload");
+            let list = by_topic.entry(s.topic()).or_default();
+            list.push(item);
+            if list.len() == per_message {
+                out.push((
+                    s.topic(),
+                    Value::Array(std::mem::take(list)).to_string().into_bytes(),
+                ));
+            }
+        }
+    }
+    for (topic, list) in by_topic {
+        if !list.is_empty() {
+            out.push((topic, Value::Array(list).to_string().into_bytes()));
+        }
+    }
+    out
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Killed {
+    /// Kills the process with SIGKILL (`kill -9`) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One HTTP/1.1 request over TCP (no client library: a request, `Connection: close`, the whole
+/// answer); the status and the JSON body (`null` when it is not JSON), or `None` while nothing
+/// answers on `addr`.
+pub async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Option<(u16, Value)> {
+    let (status, rest) = http_text(addr, method, path, body).await?;
+    // Answers are small and not chunked, except where axum chunks: take the JSON part.
+    let json = rest.find(['{', '[']).and_then(|i| {
+        let end = rest.rfind(['}', ']'])?;
+        serde_json::from_str(&rest[i..=end]).ok()
+    });
+    Some((status, json.unwrap_or(Value::Null)))
+}
+
+/// [`http`], with the body as text.
+pub async fn http_text(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.ok()?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, rest) = text.split_once("\r\n\r\n")?;
+    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, rest.to_owned()))
+}
+
+/// Polls `GET path` over TCP until it answers 200 and `done` holds for the answer, for at most
+/// `secs`.
+pub async fn poll_json(
+    addr: &str,
+    path: &str,
+    secs: u64,
+    mut done: impl FnMut(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some((200, v)) = http(addr, "GET", path, None).await {
+            if done(&v) {
+                return v;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "GET {path}: not done in {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

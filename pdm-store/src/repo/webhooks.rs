@@ -173,6 +173,23 @@ async fn insert_delivery<B: Backend>(
 }
 
 impl<B: Backend> SqlStore<B> {
+    /// Runs `sql`, an `UPDATE webhooks ... WHERE id = $1 RETURNING` the webhook's columns, on
+    /// the writer; the webhook as changed, or not found.
+    async fn write_webhook(
+        &self,
+        id: WebhookId,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Webhook> {
+        let row = self
+            .writer()
+            .fetch_optional(sql, args)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| webhook_not_found(id))?;
+        webhook(&row)
+    }
+
     async fn fan_out_on(
         on: &mut On<'_, B::Db>,
         outbox_id: i64,
@@ -389,13 +406,7 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
             Arg::OptInt(enabled),
             Arg::Int(Timestamp::now().as_millis()),
         ];
-        let row = self
-            .writer()
-            .fetch_optional(&sql, &args)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| webhook_not_found(id))?;
-        webhook(&row)
+        self.write_webhook(id, &sql, &args).await
     }
 
     async fn delete_webhook(&self, id: WebhookId) -> StoreResult<bool> {
@@ -427,13 +438,7 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
             Arg::Int(until),
             Arg::Int(Timestamp::now().as_millis()),
         ];
-        let row = self
-            .writer()
-            .fetch_optional(&sql, &args)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| webhook_not_found(id))?;
-        webhook(&row)
+        self.write_webhook(id, &sql, &args).await
     }
 
     async fn fan_out(
