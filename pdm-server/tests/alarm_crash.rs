@@ -277,11 +277,9 @@ async fn storm(pg: bool) {
         Db::Sqlite(_) => String::new(),
     };
     // Reading times run ahead of the wall clock, so that an acknowledgement (stamped now) is
-    // never later than the readings after it. The owners' queues are large enough that no
-    // batch is skipped for detection: a skipped batch's readings never reach the sensor-limit
-    // monitors (the owner's catch-up re-scores rows for a model, it does not replay readings to
-    // the alarms), so an alarm would miss its clear and stay open, which is not what this test
-    // examines; it checks that none was skipped.
+    // never later than the readings after it. The owners' queues are small, so that batches
+    // are skipped for detection under the storm: the alarm stage must read them back from the
+    // store (or an alarm would miss its clear and stay open).
     let config = dir.path().join("pdm.toml");
     std::fs::write(
         &config,
@@ -289,7 +287,7 @@ async fn storm(pg: bool) {
             "data_dir = {}\n{database_url}http = \"{addr}\"\nauto_register = true\n\
              [codec]\nmax_future_secs = 0\n\
              [live]\nseed_alarm_defaults = false\nauto_train_after_s = 0\n\
-             queue_capacity = 1000000\n\
+             queue_capacity = 2\n\
              [webhooks]\nallow_private_destinations = true\ntimeout_ms = 2000\n\
              retry_schedule_ms = [200, 200, 200, 200, 200, 200, 200]\n",
             toml_str(&data_dir.display().to_string())
@@ -448,11 +446,15 @@ async fn storm(pg: bool) {
 
     let counters = live_counters(&addr).await;
     for c in [&counters_at_kill, &counters] {
-        assert_eq!(
-            c.get("pdm_live_readings_skipped_total"),
-            Some(&0.0),
-            "batches were skipped for detection: {c:?}"
-        );
+        let skipped = c.get("pdm_live_readings_skipped_total").copied();
+        let caught_up = c.get("pdm_live_alarm_readings_caught_up_total").copied();
+        eprintln!("live counters: skipped {skipped:?}, read back for the alarms {caught_up:?}");
+        if skipped.unwrap_or(0.0) > 0.0 {
+            assert!(
+                caught_up.unwrap_or(0.0) > 0.0,
+                "batches were skipped and none read back for the alarms: {c:?}"
+            );
+        }
     }
 
     // 1. At most one open alarm per machine and rule, ever: each machine and rule's episodes

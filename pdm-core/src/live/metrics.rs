@@ -60,6 +60,7 @@ live_counters! {
     alarm_conflicts => "Alarm transitions refused because the stored alarm had changed (another worker or a person's command); recomputed from the stored state.",
     alarm_write_errors => "Alarm transitions that could not be stored (the monitor is reloaded from the store).",
     alarm_rule_errors => "Stored alarm rules that could not be read (skipped; see the log).",
+    alarm_readings_caught_up => "Readings of skipped batches read back from the store for the alarm rules.",
 }
 
 /// Adds `n` to a counter.

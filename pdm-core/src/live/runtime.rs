@@ -10,8 +10,9 @@
 //! - **Never in the way of ingestion.** [`Live::offer`] is called after the acks are fired and
 //!   never waits: when an owner's queue is full the batch is skipped for detection (counted in
 //!   [`LiveSnapshot::readings_skipped`](super::LiveSnapshot)) and the owner marks the machines
-//!   of the skipped batch for a catch-up. Detection never re-reads what was just written, except
-//!   to catch up.
+//!   of the skipped batch for a catch-up; the alarm stage, too, reads the skipped readings
+//!   back before the machine's next batch. Detection never re-reads what was just written,
+//!   except to catch up.
 //! - **Catch-up** is one rule for a restart, a model swap and a skipped batch: the owner reads
 //!   the machine's stored readings from a little before the last scored row (one read, at most
 //!   [`LiveConfig::catch_up_s`] of row time), feeds them to a fresh aligner, warms the model on
@@ -24,7 +25,7 @@
 //! - **Stale data**: a channel missing for longer than the model's `max_gap_ms` gives no score
 //!   and a [`LiveEvent::Stale`]; the first row after it gives [`LiveEvent::Fresh`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -215,6 +216,9 @@ impl Live {
                     pending: Vec::new(),
                     stage: AlarmStage::new(alarms.clone(), metrics.clone()),
                     stage_inputs: Vec::new(),
+                    stage_missed: HashSet::new(),
+                    stage_seen: HashMap::new(),
+                    stage_read_to: HashMap::new(),
                     bus: alarms.bus().clone(),
                 };
                 tasks.push(tokio::spawn(task.run(rx)));
@@ -447,6 +451,15 @@ struct OwnerTask {
     stage: AlarmStage,
     /// What the last feed gave the alarm stage (predictions, stale and fresh data).
     stage_inputs: Vec<StageInput>,
+    /// Machines whose readings were skipped (the queue was full): the alarm stage reads them
+    /// from the store before the machine's next batch, or when the owner is idle, model or
+    /// not, so a sensor limit sees every value.
+    stage_missed: HashSet<MachineKey>,
+    /// The newest reading the alarm stage has seen, per machine.
+    stage_seen: HashMap<MachineKey, Timestamp>,
+    /// Readings read back while idle, up to this time: the machine's next batch may hold
+    /// some of them again (offered as they were read), which the stage must not see twice.
+    stage_read_to: HashMap<MachineKey, Timestamp>,
     bus: Arc<Bus>,
 }
 
@@ -458,6 +471,9 @@ impl OwnerTask {
             let msg = tokio::select! {
                 msg = rx.recv() => msg,
                 _ = tick.tick() => {
+                    if rx.is_empty() {
+                        self.stage_catch_up_idle().await;
+                    }
                     self.stage.tick().await;
                     continue;
                 }
@@ -486,6 +502,7 @@ impl OwnerTask {
                             if let Some(m) = self.machines.get_mut(&machine) {
                                 m.catch_up = true;
                             }
+                            self.stage_missed.insert(machine);
                         }
                     }
                     self.batch(readings).await;
@@ -502,6 +519,9 @@ impl OwnerTask {
                 Msg::Forget(machine) => {
                     self.pending.retain(|p| p.machine != machine);
                     self.machines.remove(&machine);
+                    self.stage_seen.remove(&machine);
+                    self.stage_read_to.remove(&machine);
+                    self.stage_missed.remove(&machine);
                     self.stage.forget(&machine);
                 }
                 Msg::AlarmsChanged(machine) => self.stage.mark_reload(machine.as_ref()),
@@ -613,7 +633,141 @@ impl OwnerTask {
                 self.bus.publish(PushKind::Prediction, Some(&machine), p);
             }
         }
-        self.stage.observe(&machine, &readings, inputs).await;
+        // A machine never seen by this process has no history to replay: what the rules saw
+        // before the start is unknown (see `stage_catch_up_idle`).
+        if self.stage_missed.remove(&machine) && self.stage_seen.contains_key(&machine) {
+            self.stage_catch_up(&machine, first_ts).await;
+        }
+        match self.stage_read_to.remove(&machine) {
+            Some(read_to) if first_ts <= read_to => {
+                let fresh: Vec<Reading> = readings
+                    .iter()
+                    .filter(|r| r.ts > read_to)
+                    .cloned()
+                    .collect();
+                self.stage.observe(&machine, &fresh, inputs).await;
+            }
+            _ => self.stage.observe(&machine, &readings, inputs).await,
+        }
+        let seen = self.stage_seen.entry(machine).or_insert(newest_ts);
+        *seen = (*seen).max(newest_ts);
+    }
+
+    /// While the owner has nothing queued, gives the alarm stage the readings of every
+    /// machine whose batches were skipped, up to the newest stored: a machine whose last
+    /// batches were skipped may send nothing more, and its alarms must still see them.
+    async fn stage_catch_up_idle(&mut self) {
+        let due: Vec<MachineKey> = {
+            let mut missed = self.missed.lock().unwrap_or_else(|e| e.into_inner());
+            missed.drain().map(|(m, _)| m).collect()
+        };
+        for machine in &due {
+            // Its model catches up at its next batch, as after any skip.
+            if let Some(m) = self.machines.get_mut(machine) {
+                m.catch_up = true;
+            }
+            self.stage_missed.insert(machine.clone());
+        }
+        let machines: Vec<MachineKey> = self.stage_missed.drain().collect();
+        for machine in machines {
+            let read_to = if self.stage_seen.contains_key(&machine) {
+                self.stage_catch_up(&machine, Timestamp::from_millis(i64::MAX / 4))
+                    .await
+            } else {
+                // Never seen by this process (its batches since the start were all skipped):
+                // what the rules saw before is unknown, so the history is not replayed (it
+                // would raise its old alarms again); the newest value of each sensor is.
+                self.stage_latest(&machine).await
+            };
+            if let Some(t) = read_to {
+                self.stage_read_to.insert(machine.clone(), t);
+                let seen = self.stage_seen.entry(machine).or_insert(t);
+                *seen = (*seen).max(t);
+            }
+        }
+    }
+
+    /// Gives the alarm stage the newest stored value of each sensor of `machine`; returns the
+    /// newest time.
+    async fn stage_latest(&mut self, machine: &MachineKey) -> Option<Timestamp> {
+        let latest = match self.store.latest(machine).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(%machine, error = %e, "cannot read the latest readings for the alarms");
+                return None;
+            }
+        };
+        let readings: Vec<Reading> = latest
+            .into_iter()
+            .map(|l| Reading {
+                machine: machine.clone(),
+                sensor: l.sensor,
+                ts: l.ts,
+                value: l.value,
+            })
+            .collect();
+        add(
+            &self.metrics.alarm_readings_caught_up,
+            readings.len() as u64,
+        );
+        let newest = readings.iter().map(|r| r.ts).max();
+        self.stage.observe(machine, &readings, Vec::new()).await;
+        newest
+    }
+
+    /// Gives the alarm stage the stored readings of `machine` after the newest it saw, before
+    /// `before`, from at most `catch_up_s` before `before`. Returns the newest it gave.
+    async fn stage_catch_up(
+        &mut self,
+        machine: &MachineKey,
+        before: Timestamp,
+    ) -> Option<Timestamp> {
+        let seen = *self.stage_seen.get(machine)?;
+        let span = (self.config.catch_up_s as i64).saturating_mul(1000);
+        let mut cursor = seen
+            .add_millis(1)
+            .max(before.min(seen.add_millis(span)).add_millis(-span));
+        let mut fed = 0u64;
+        let mut newest = None;
+        while cursor < before {
+            let q = MachineRangeQuery {
+                machine: machine.clone(),
+                from: cursor,
+                to: before,
+                limit: 20_000,
+            };
+            let page = match self.store.machine_readings(&q).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(%machine, error = %e, "cannot read skipped readings for the alarms; they go on from the new readings");
+                    break;
+                }
+            };
+            let Some(last) = page.last().map(|r| r.ts) else {
+                break;
+            };
+            // A full page ends at `last`: the next one starts after the instants it holds
+            // whole (a page of one instant only moves on past it).
+            let full = page.len() == q.limit as usize;
+            let keep: Vec<Reading> = if full && last > cursor {
+                page.into_iter().filter(|r| r.ts < last).collect()
+            } else {
+                page
+            };
+            fed += keep.len() as u64;
+            newest = keep.iter().map(|r| r.ts).max().max(newest);
+            self.stage.observe(machine, &keep, Vec::new()).await;
+            if !full {
+                break;
+            }
+            cursor = if last > cursor {
+                last
+            } else {
+                last.add_millis(1)
+            };
+        }
+        add(&self.metrics.alarm_readings_caught_up, fed);
+        newest
     }
 
     /// One `reading` event per machine and stored batch, for push clients.
