@@ -12,7 +12,6 @@ use pdm_core::store::ModelId;
 use pdm_core::{AlarmTransition, MachineKey, Prediction, StoredAlarm, Timestamp};
 use serde_json::{json, Value};
 
-
 on_both_backends!(
     alarms_are_listed_read_and_commanded,
     alarm_rules_round_trip,
