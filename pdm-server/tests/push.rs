@@ -774,3 +774,61 @@ async fn lagging_clients_are_dropped_while_publishing_goes_on() {
     }
     app.stop().await;
 }
+
+/// A training's progress and its end reach a client filtered to the machine's jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_progress_is_pushed() {
+    let app = TestApp::sqlite().await;
+    let addr = app.server().local_addr();
+    let (st, body) = app.post("/api/v1/machines", r#"{"key": "press-1"}"#).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    for s in ["a", "b"] {
+        let (st, body) = app
+            .post(
+                "/api/v1/machines/press-1/sensors",
+                &json!({ "key": s }).to_string(),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+    }
+    let base = (common::now_ms() / 1000) * 1000 - 3_000_000;
+    for chunk in 0..4 {
+        let rows: Vec<Value> = (chunk * 500..(chunk + 1) * 500)
+            .map(|i| {
+                let x = i as f64 / 10.0;
+                json!({ "ts": base + i * 1000, "values": { "a": x.sin(), "b": x.cos() } })
+            })
+            .collect();
+        let (st, body) = app
+            .post(
+                "/api/v1/machines/press-1/telemetry",
+                &Value::Array(rows).to_string(),
+            )
+            .await;
+        assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    }
+    let mut sse = SseClient::open(addr, "?kinds=job&machines=press-1", &[]).await;
+    let (st, job) = app
+        .post(
+            "/api/v1/machines/press-1/models",
+            &json!({ "from": base, "to": base + 2_000_000 }).to_string(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_i64().expect("job id");
+    let mut running = 0;
+    let end = loop {
+        let e = sse.next_event().await;
+        assert_eq!(e.event, "job");
+        let data = e.json();
+        assert_eq!((data["job"].as_i64(), data["machine"].as_str()), (Some(id), Some("press-1")), "{data}");
+        assert_eq!(data["kind"], "train");
+        match data["status"].as_str() {
+            Some("running") => running += 1,
+            _ => break data,
+        }
+    };
+    assert!(running >= 1, "progress before the end");
+    assert_eq!((end["status"].as_str(), end["progress"].as_f64()), (Some("succeeded"), Some(1.0)), "{end}");
+    app.stop().await;
+}
