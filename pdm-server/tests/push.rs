@@ -821,7 +821,11 @@ async fn job_progress_is_pushed() {
         let e = sse.next_event().await;
         assert_eq!(e.event, "job");
         let data = e.json();
-        assert_eq!((data["job"].as_i64(), data["machine"].as_str()), (Some(id), Some("press-1")), "{data}");
+        assert_eq!(
+            (data["job"].as_i64(), data["machine"].as_str()),
+            (Some(id), Some("press-1")),
+            "{data}"
+        );
         assert_eq!(data["kind"], "train");
         match data["status"].as_str() {
             Some("running") => running += 1,
@@ -829,6 +833,10 @@ async fn job_progress_is_pushed() {
         }
     };
     assert!(running >= 1, "progress before the end");
-    assert_eq!((end["status"].as_str(), end["progress"].as_f64()), (Some("succeeded"), Some(1.0)), "{end}");
+    assert_eq!(
+        (end["status"].as_str(), end["progress"].as_f64()),
+        (Some("succeeded"), Some(1.0)),
+        "{end}"
+    );
     app.stop().await;
 }
