@@ -100,7 +100,7 @@ async fn events(
         Topics::from_csv(p.machines.as_deref(), p.kinds.as_deref()).map_err(topic_error)?;
     let after = resume_point(&headers, p.last_event_id.as_deref())?;
     let feed = SseFeed {
-        guard: push.metrics.connected(Transport::Sse),
+        _guard: push.metrics.connected(Transport::Sse),
         sub: push.bus.subscribe(after),
         filter: Filter::of(&topics),
         after,
@@ -115,8 +115,7 @@ async fn events(
 /// The state of one SSE stream.
 struct SseFeed {
     /// Counts the client while the stream lives.
-    #[allow(dead_code)]
-    guard: ClientGuard,
+    _guard: ClientGuard,
     sub: Subscription,
     filter: Filter,
     after: Option<u64>,
