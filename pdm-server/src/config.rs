@@ -28,6 +28,11 @@
 //!
 //! [webhooks]
 //! allow_private_destinations = false  # PDM_WEBHOOKS_ALLOW_PRIVATE
+//!
+//! [push]
+//! replay = 10000        # events kept for clients that resume (Last-Event-ID)
+//! channel = 4096        # events a client may fall behind before it is dropped
+//! heartbeat_ms = 15000  # SSE comment / WebSocket ping interval
 //! ```
 
 use std::net::SocketAddr;
@@ -88,6 +93,85 @@ pub struct ServerConfig {
     pub live: LiveConfig,
     /// The webhook dispatcher and its HTTP client.
     pub webhooks: WebhooksConfig,
+    /// Live push (SSE and WebSocket): the bus and the heartbeats.
+    pub push: PushConfig,
+}
+
+/// `[push]`: the event bus behind `/api/v1/events` (SSE) and `/api/v1/ws` (WebSocket).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// Events kept for clients that reconnect with the last id they saw; one that missed more
+    /// is told to reload (`reset`).
+    pub replay: usize,
+    /// Events a client may fall behind before it is told it lagged and is dropped.
+    pub channel: usize,
+    /// Milliseconds between heartbeats (an SSE comment, a WebSocket ping); a WebSocket that
+    /// answers no ping for [`PushConfig::MISSED_PINGS`] heartbeats is dropped.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            replay: 10_000,
+            channel: 4_096,
+            heartbeat_ms: 15_000,
+        }
+    }
+}
+
+impl PushConfig {
+    /// Heartbeats a WebSocket may leave unanswered before it is dropped.
+    pub const MISSED_PINGS: u32 = 3;
+
+    /// Most events kept for replay: each holds its JSON, so the buffer is bounded in memory.
+    pub const MAX_REPLAY: usize = 1_000_000;
+
+    /// Checks the settings, naming the first bad one.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.replay == 0 || self.replay > Self::MAX_REPLAY {
+            return Err(ConfigError::new(
+                "push.replay",
+                format!(
+                    "must be between 1 and {} (got {})",
+                    Self::MAX_REPLAY,
+                    self.replay
+                ),
+            ));
+        }
+        // tokio's broadcast channel refuses more than half of usize::MAX; far less is sane.
+        if self.channel == 0 || self.channel > Self::MAX_REPLAY {
+            return Err(ConfigError::new(
+                "push.channel",
+                format!(
+                    "must be between 1 and {} (got {})",
+                    Self::MAX_REPLAY,
+                    self.channel
+                ),
+            ));
+        }
+        if self.heartbeat_ms == 0 || self.heartbeat_ms > 3_600_000 {
+            return Err(ConfigError::new(
+                "push.heartbeat_ms",
+                format!(
+                    "must be between 1 and 3600000 milliseconds (got {})",
+                    self.heartbeat_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The bus these settings describe.
+    pub fn bus(&self) -> std::sync::Arc<pdm_core::bus::Bus> {
+        pdm_core::bus::Bus::new(self.replay, self.channel)
+    }
+
+    /// The heartbeat interval.
+    pub fn heartbeat(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.heartbeat_ms)
+    }
 }
 
 /// `[webhooks]`: the dispatcher that delivers alarm events to webhook endpoints.
@@ -185,6 +269,7 @@ impl Default for ServerConfig {
             request_timeout_ms: 30_000,
             live: LiveConfig::default(),
             webhooks: WebhooksConfig::default(),
+            push: PushConfig::default(),
         }
     }
 }
@@ -212,6 +297,7 @@ impl ServerConfig {
         self.codec.check()?;
         self.live.check()?;
         self.webhooks.check()?;
+        self.push.check()?;
         let keep_days = self.engine.retention.readings_max_age_days;
         if keep_days > 0 {
             let keep_secs = u64::from(keep_days) * 86_400;
@@ -329,6 +415,35 @@ mod tests {
         cfg.codec.max_items = 0;
         let err = cfg.check().expect_err("zero items").to_string();
         assert!(err.starts_with("configuration: codec.max_items: "), "{err}");
+    }
+
+    #[test]
+    fn push_settings_are_checked() {
+        let cfg: ServerConfig =
+            toml::from_str("[push]\nreplay = 16\nheartbeat_ms = 250\n").expect("parses");
+        assert_eq!(
+            cfg.push,
+            PushConfig {
+                replay: 16,
+                heartbeat_ms: 250,
+                ..PushConfig::default()
+            }
+        );
+        cfg.check().expect("valid");
+        for (toml, setting) in [
+            ("[push]\nreplay = 0\n", "push.replay"),
+            ("[push]\nchannel = 0\n", "push.channel"),
+            ("[push]\nheartbeat_ms = 0\n", "push.heartbeat_ms"),
+        ] {
+            let cfg: ServerConfig = toml::from_str(toml).expect("parses");
+            let err = cfg.check().expect_err("zero");
+            assert_eq!(err.0.setting, setting);
+            assert!(err.to_string().contains("(got 0)"), "{err}");
+        }
+        let err = toml::from_str::<ServerConfig>("[push]\nheartbeat = 5\n")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("heartbeat"), "{err}");
     }
 
     #[test]

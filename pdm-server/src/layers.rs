@@ -139,6 +139,7 @@ mod tests {
         let metrics = MetricsState {
             registry: std::sync::Arc::new(registry),
             http,
+            push: crate::metrics::PushMetrics::default(),
         };
         let app = apply(
             Router::new()

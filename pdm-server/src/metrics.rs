@@ -18,7 +18,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
@@ -95,23 +95,138 @@ fn status_class(s: StatusCode) -> &'static str {
     }
 }
 
+/// The push transport a series is about.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Transport {
+    /// `GET /api/v1/events`.
+    Sse,
+    /// `GET /api/v1/ws`.
+    WebSocket,
+}
+
+impl Transport {
+    /// The label value: `sse` or `websocket`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Sse => "sse",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+/// Why the server dropped a push client.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum DropReason {
+    /// It fell further behind than `push.channel` events.
+    Lagged,
+    /// A WebSocket that answered no ping for several heartbeats, or took too long to take a
+    /// frame.
+    Unresponsive,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabels {
+    transport: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    transport: &'static str,
+    reason: &'static str,
+}
+
+/// The push series: clients connected, events sent, clients dropped.
+#[derive(Clone, Debug, Default)]
+pub struct PushMetrics {
+    clients: Family<TransportLabels, Gauge>,
+    sent: Family<TransportLabels, Counter>,
+    dropped: Family<DropLabels, Counter>,
+}
+
+impl PushMetrics {
+    /// Counts a client in until the returned guard is dropped.
+    pub fn connected(&self, transport: Transport) -> ClientGuard {
+        let gauge = self
+            .clients
+            .get_or_create(&TransportLabels {
+                transport: transport.as_str(),
+            })
+            .clone();
+        gauge.inc();
+        ClientGuard(gauge)
+    }
+
+    /// Counts one event (or reset) sent to a client.
+    pub fn sent(&self, transport: Transport) {
+        self.sent
+            .get_or_create(&TransportLabels {
+                transport: transport.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts a client dropped by the server.
+    pub fn dropped(&self, transport: Transport, reason: DropReason) {
+        let reason = match reason {
+            DropReason::Lagged => "lagged",
+            DropReason::Unresponsive => "unresponsive",
+        };
+        self.dropped
+            .get_or_create(&DropLabels {
+                transport: transport.as_str(),
+                reason,
+            })
+            .inc();
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "pdm_push_clients",
+            "Push clients connected, by transport (sse, websocket)",
+            self.clients.clone(),
+        );
+        registry.register(
+            "pdm_push_events_sent",
+            "Events sent to push clients, by transport",
+            self.sent.clone(),
+        );
+        registry.register(
+            "pdm_push_clients_dropped",
+            "Push clients dropped by the server, by transport and reason (lagged, unresponsive)",
+            self.dropped.clone(),
+        );
+    }
+}
+
+/// Keeps a push client counted in `pdm_push_clients` while it lives.
+#[derive(Debug)]
+pub struct ClientGuard(Gauge);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// A registry with the engine's counters (read from `metrics` and `sink` at each scrape) and
-/// the HTTP series, which the returned [`HttpMetrics`] records.
+/// the HTTP and push series, which the returned [`HttpMetrics`] and [`PushMetrics`] record.
 pub fn registry(
     metrics: Arc<Metrics>,
     sink: BatchSink,
     live: Option<Arc<LiveMetrics>>,
     webhooks: Option<Arc<WebhookMetrics>>,
-) -> (Registry, HttpMetrics) {
+) -> (Registry, HttpMetrics, PushMetrics) {
     let queue_depth = move || sink.max_capacity().saturating_sub(sink.capacity());
     let (mut registry, http) = registry_with(metrics, Box::new(queue_depth));
+    let push = PushMetrics::default();
+    push.register(&mut registry);
     if let Some(live) = live {
         registry.register_collector(Box::new(LiveCollector(live)));
     }
     if let Some(webhooks) = webhooks {
         registry.register_collector(Box::new(WebhookCollector(webhooks)));
     }
-    (registry, http)
+    (registry, http, push)
 }
 
 /// Writes the webhook dispatcher's counters (`pdm_webhooks_*`), read at scrape time.
@@ -450,6 +565,34 @@ mod tests {
             text.contains(
                 "pdm_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/machines/{machine}\",status=\"4xx\",le=\"0.005\"} 1"
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn push_series_count_clients_while_they_live() {
+        let mut registry = Registry::default();
+        let push = PushMetrics::default();
+        push.register(&mut registry);
+        let a = push.connected(Transport::Sse);
+        let b = push.connected(Transport::WebSocket);
+        let _c = push.connected(Transport::WebSocket);
+        drop(b);
+        push.sent(Transport::Sse);
+        push.dropped(Transport::Sse, DropReason::Lagged);
+        let text = encode(&registry).expect("encode");
+        for line in [
+            "pdm_push_clients{transport=\"sse\"} 1",
+            "pdm_push_clients{transport=\"websocket\"} 1",
+            "pdm_push_events_sent_total{transport=\"sse\"} 1",
+            "pdm_push_clients_dropped_total{transport=\"sse\",reason=\"lagged\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        drop(a);
+        let text = encode(&registry).expect("encode");
+        assert!(
+            text.contains("pdm_push_clients{transport=\"sse\"} 0"),
             "{text}"
         );
     }

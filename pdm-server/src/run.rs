@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use pdm_store::redact_url;
 
 use crate::config::ServerConfig;
-use crate::state::{AppState, DetectionState, WebhookState};
+use crate::state::{AppState, DetectionState, PushSettings, WebhookState};
 use crate::webhook_sender::HttpSender;
 
 /// Opens the configured database and applies its migrations.
@@ -84,7 +84,7 @@ impl Server {
         } else {
             None
         };
-        let bus = pdm_core::bus::Bus::new(10_000, 4_096);
+        let bus = config.push.bus();
         // Every stored alarm transition wakes the dispatcher: its outbox rows go out at once.
         let outbox = webhooks
             .as_ref()
@@ -148,8 +148,13 @@ impl Server {
             tracing::info!(broker = %redact_url(&mqtt.connection.url), "MQTT ingestion on");
             engine.add_source(Box::new(source));
         }
+        let (http_stop, mut stopped) = ShutdownTrigger::new();
         let state = AppState::new(store, catalog, engine.sink(), intake, metrics, detection)
             .with_alarms(alarms)
+            .with_push(PushSettings {
+                heartbeat: config.push.heartbeat(),
+                closing: Some(http_stop.subscribe()),
+            })
             .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms))
             .with_webhooks(WebhookState {
                 dispatcher: webhooks.as_ref().map(Dispatcher::handle),
@@ -162,7 +167,6 @@ impl Server {
             )
         })?;
         let addr = listener.local_addr()?;
-        let (http_stop, mut stopped) = ShutdownTrigger::new();
         let app = crate::app(state.clone());
         let http = tokio::spawn(async move {
             axum::serve(listener, app)

@@ -12,10 +12,11 @@ use axum::extract::FromRef;
 use pdm_core::bus::Bus;
 use pdm_core::live::{Alarms, AlignDefaults, JobWaker, Live, LiveMetrics, ModelFactory, Registry};
 use pdm_core::webhook::{DispatcherHandle, WebhookMetrics};
-use pdm_core::{BatchSink, Catalog, Metrics, Store};
+use pdm_core::{BatchSink, Catalog, Metrics, Shutdown, Store};
 use pdm_ingest::Intake;
 
-use crate::metrics::HttpMetrics;
+use crate::config::PushConfig;
+use crate::metrics::{HttpMetrics, PushMetrics};
 
 /// Shared state of the HTTP app: cheap to clone.
 #[derive(Clone)]
@@ -36,6 +37,8 @@ pub struct AppState {
     pub alarms: Arc<Alarms>,
     /// What push clients (SSE, WebSocket) receive.
     pub bus: Arc<Bus>,
+    /// The push routes' heartbeat and the server's stop signal.
+    pub push: PushSettings,
     /// The webhook routes' dispatcher handle and destination rule.
     pub webhooks: WebhookState,
 }
@@ -58,7 +61,7 @@ impl AppState {
             Some(l) => l.alarms().clone(),
             None => Alarms::new(
                 store.clone(),
-                Bus::new(10_000, 4_096),
+                PushConfig::default().bus(),
                 Arc::new(tokio::sync::Notify::new()),
             ),
         };
@@ -66,6 +69,7 @@ impl AppState {
         Self {
             alarms,
             bus,
+            push: PushSettings::default(),
             store,
             catalog,
             ingest: IngestState {
@@ -102,6 +106,12 @@ impl AppState {
         self
     }
 
+    /// The same state with these push settings.
+    pub fn with_push(mut self, push: PushSettings) -> Self {
+        self.push = push;
+        self
+    }
+
     /// The same state with another request timeout.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
@@ -131,6 +141,47 @@ pub struct IngestState {
 impl std::fmt::Debug for IngestState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IngestState").finish_non_exhaustive()
+    }
+}
+
+/// How the push routes behave, beyond the bus.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// Between heartbeats (SSE comments, WebSocket pings).
+    pub heartbeat: Duration,
+    /// Resolves when the server stops: the streams end, so that the graceful shutdown does
+    /// not wait for clients that never leave. `None`: they end with their clients.
+    pub closing: Option<Shutdown>,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat: PushConfig::default().heartbeat(),
+            closing: None,
+        }
+    }
+}
+
+/// What the push routes need: the bus, their settings and their series.
+#[derive(Debug, Clone)]
+pub struct PushState {
+    /// Where the events come from.
+    pub bus: Arc<Bus>,
+    /// Heartbeat and stop signal.
+    pub settings: PushSettings,
+    /// Clients, events sent, clients dropped.
+    pub metrics: PushMetrics,
+}
+
+impl FromRef<AppState> for PushState {
+    fn from_ref(s: &AppState) -> Self {
+        Self {
+            bus: s.bus.clone(),
+            settings: s.push.clone(),
+            // From the registry `/metrics` exposes now (`with_webhooks` makes another).
+            metrics: s.metrics.push.clone(),
+        }
     }
 }
 
@@ -224,6 +275,8 @@ pub struct MetricsState {
     pub registry: Arc<prometheus_client::registry::Registry>,
     /// HTTP request count and latency, recorded by the middleware.
     pub http: HttpMetrics,
+    /// The push routes' series.
+    pub push: PushMetrics,
 }
 
 impl MetricsState {
@@ -240,10 +293,11 @@ impl MetricsState {
         live: Option<Arc<LiveMetrics>>,
         webhooks: Option<Arc<WebhookMetrics>>,
     ) -> Self {
-        let (registry, http) = crate::metrics::registry(metrics, sink, live, webhooks);
+        let (registry, http, push) = crate::metrics::registry(metrics, sink, live, webhooks);
         Self {
             registry: Arc::new(registry),
             http,
+            push,
         }
     }
 }

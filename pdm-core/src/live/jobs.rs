@@ -8,6 +8,9 @@
 //! ([`ModelStore::register_trained_model`](crate::store::ModelStore::register_trained_model)),
 //! so a job cancelled while it trained leaves no model. Progress is written as it goes; a
 //! cancelled job learns it at its next progress write and stops.
+//!
+//! Each progress write and each job's end is also published on the live path's bus
+//! ([`PushKind::Job`], a [`JobProgress`]) for push clients, when the runner has a live path.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,9 +25,10 @@ use super::model::{ModelError, ModelFactory, TrainSpec, TrainingRows};
 use super::registry::{ModelParameters, TrainRequest, TRAIN_JOB};
 use super::runtime::Live;
 use crate::align::{AlignConfig, Aligned, Aligner};
+use crate::bus::{Bus, PushKind};
 use crate::ids::{MachineKey, SensorKey};
 use crate::model::{MachineRangeQuery, Timestamp};
-use crate::store::{Activation, Job, JobOutcome, NewModel, Store, StoreError};
+use crate::store::{Activation, Job, JobId, JobOutcome, JobStatus, NewModel, Store, StoreError};
 
 /// Readings read per page by a training.
 const PAGE: u32 = 50_000;
@@ -60,6 +64,23 @@ impl JobWaker {
     pub fn wake(&self) {
         self.0.notify_one();
     }
+}
+
+/// A job's progress or end, as published on the bus (the `data` of a `job` push event).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobProgress {
+    /// The job.
+    pub job: JobId,
+    /// What it does (`train`).
+    pub kind: String,
+    /// The machine it concerns, if any.
+    pub machine: Option<MachineKey>,
+    /// `running` while it runs; `succeeded`, `failed` or `cancelled` at its end.
+    pub status: JobStatus,
+    /// How far it got, 0 to 1 (1 once succeeded).
+    pub progress: f64,
+    /// What it is doing, or why it failed.
+    pub message: Option<String>,
 }
 
 /// Why a job ended without success; the message is stored with the job.
@@ -115,7 +136,11 @@ impl JobRunner {
             );
         }
         let wake = Arc::new(Notify::new());
+        // Progress goes on the live path's bus, where push clients listen.
+        let bus = live.as_ref().map(|l| l.bus().clone());
         let runner = Runner {
+            bus,
+            last_progress: AtomicU64::new(0),
             store,
             factory,
             live,
@@ -145,6 +170,9 @@ impl JobRunner {
 }
 
 struct Runner {
+    bus: Option<Arc<Bus>>,
+    /// The progress last written for the running job (f64 bits), for its end event.
+    last_progress: AtomicU64,
     store: Arc<dyn Store>,
     factory: Arc<dyn ModelFactory>,
     live: Option<Arc<Live>>,
@@ -177,6 +205,8 @@ impl Runner {
     async fn run_job(&self, job: Job) {
         let id = job.id;
         tracing::info!(job = %id, kind = %job.kind, "job started");
+        self.last_progress
+            .store(job.progress.to_bits(), Ordering::Relaxed);
         let end = match job.kind.as_str() {
             TRAIN_JOB => self.train(&job).await,
             other => Err(JobEnd::Failed(format!(
@@ -187,11 +217,21 @@ impl Runner {
             Ok(()) => {
                 add(&self.metrics.jobs_succeeded, 1);
                 tracing::info!(job = %id, "job succeeded");
+                self.publish(&job, JobStatus::Succeeded, 1.0, None);
             }
-            Err(JobEnd::Gone) => tracing::info!(job = %id, "job cancelled while it ran"),
+            Err(JobEnd::Gone) => {
+                tracing::info!(job = %id, "job cancelled while it ran");
+                self.publish(
+                    &job,
+                    JobStatus::Cancelled,
+                    self.last(),
+                    Some("cancelled while it ran"),
+                );
+            }
             Err(JobEnd::Failed(message)) => {
                 add(&self.metrics.jobs_failed, 1);
                 tracing::warn!(job = %id, %message, "job failed");
+                self.publish(&job, JobStatus::Failed, self.last(), Some(&message));
                 let outcome = JobOutcome::Failed { message };
                 if let Err(e) = self.store.finish_job(id, &outcome, Timestamp::now()).await {
                     if !matches!(e, StoreError::Conflict(_)) {
@@ -202,18 +242,35 @@ impl Runner {
         }
     }
 
+    fn last(&self) -> f64 {
+        f64::from_bits(self.last_progress.load(Ordering::Relaxed))
+    }
+
+    /// Tells push clients where `job` is.
+    fn publish(&self, job: &Job, status: JobStatus, progress: f64, message: Option<&str>) {
+        if let Some(bus) = &self.bus {
+            let event = JobProgress {
+                job: job.id,
+                kind: job.kind.clone(),
+                machine: job.machine.clone(),
+                status,
+                progress,
+                message: message.map(str::to_owned),
+            };
+            bus.publish(PushKind::Job, job.machine.as_ref(), &event);
+        }
+    }
+
     async fn progress(&self, job: &Job, p: f64, message: &str) -> Result<(), JobEnd> {
-        self.store
-            .update_progress(
-                job.id,
-                if p.is_finite() {
-                    p.clamp(0.0, 1.0)
-                } else {
-                    0.5
-                },
-                Some(message),
-            )
-            .await?;
+        let p = if p.is_finite() {
+            p.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        self.store.update_progress(job.id, p, Some(message)).await?;
+        // After the write: a cancelled job (the write refused) is not reported as running.
+        self.last_progress.store(p.to_bits(), Ordering::Relaxed);
+        self.publish(job, JobStatus::Running, p, Some(message));
         Ok(())
     }
 

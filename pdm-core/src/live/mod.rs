@@ -22,7 +22,7 @@ pub mod runtime;
 
 pub use alarms::{AlarmCommandError, AlarmUpdate, Alarms, SILENT_AFTER_MS};
 pub use config::{LiveConfig, ShardAssignment};
-pub use jobs::{JobRunner, JobWaker};
+pub use jobs::{JobProgress, JobRunner, JobWaker};
 pub use metrics::{LiveMetrics, LiveSnapshot};
 pub use model::{
     LiveModel, LiveScore, ModelError, ModelFactory, ModelInfo, TrainSpec, Trained, TrainingRows,

@@ -6,6 +6,7 @@ pub mod machines;
 pub mod models;
 pub mod ops;
 pub mod predictions;
+pub mod push;
 pub mod telemetry;
 pub mod webhooks;
 
@@ -24,5 +25,6 @@ pub fn api_router() -> Router<AppState> {
         .merge(predictions::router())
         .merge(alarms::router())
         .merge(webhooks::router())
+        .merge(push::router())
         .merge(ops::api_router())
 }

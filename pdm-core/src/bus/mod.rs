@@ -21,6 +21,10 @@
 //! assert_eq!(&*sub.replay[0].data, r#"{"job":1,"progress":0.5}"#);
 //! ```
 
+mod filter;
+
+pub use filter::{Filter, TopicError, Topics, MAX_TOPICS};
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -30,7 +34,9 @@ use tokio::sync::broadcast;
 use crate::ids::MachineKey;
 
 /// What an event is about; the names are the SSE `event:` field and the filter values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PushKind {
     /// Readings of one machine, as stored (a batch's readings of the machine).
@@ -81,6 +87,25 @@ pub struct PushEvent {
     pub data: Arc<str>,
 }
 
+impl PushEvent {
+    /// The event as one JSON object, `{"id", "kind", "machine", "data"}` (the WebSocket's
+    /// frame; `data` is the payload as published, `machine` `null` when none).
+    pub fn to_json(&self) -> String {
+        let machine = match &self.machine {
+            // Keys are slugs: nothing in them needs escaping.
+            Some(m) => format!("\"{}\"", m.as_str()),
+            None => "null".to_owned(),
+        };
+        format!(
+            r#"{{"id":{},"kind":"{}","machine":{},"data":{}}}"#,
+            self.id,
+            self.kind.as_str(),
+            machine,
+            self.data
+        )
+    }
+}
+
 /// What [`Bus::subscribe`] gives: the buffered events after the id asked for, then the live
 /// channel (which starts exactly after the last replayed event).
 #[derive(Debug)]
@@ -92,6 +117,54 @@ pub struct Subscription {
     pub missed: bool,
     /// The events published from now on.
     pub rx: broadcast::Receiver<Arc<PushEvent>>,
+    /// The id of the last event published before this subscription (one less than the first
+    /// id `rx` can receive): where a client that missed events stands once it reloaded.
+    pub head: u64,
+    /// How many of `replay` [`Subscription::next`] has handed out.
+    replayed: usize,
+    /// [`Subscription::next`] has told of `missed`.
+    told_missed: bool,
+}
+
+/// What [`Subscription::next`] gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// The next event (a replayed one, then the live ones, in id order).
+    Event(Arc<PushEvent>),
+    /// The client missed events the buffer no longer holds (given first, once, instead of the
+    /// partial replay): it should reload what it shows; the events after `head` follow.
+    Missed {
+        /// The id of the last event before the ones that follow (the client's new position).
+        head: u64,
+    },
+    /// The subscriber fell this many events behind the channel: it must be dropped (and may
+    /// reconnect with the last id it saw).
+    Lagged(u64),
+    /// The bus is gone.
+    Closed,
+}
+
+impl Subscription {
+    /// The next thing to tell the client: a reset when it missed events, the replay, then the
+    /// live events. Waits only for the live channel.
+    pub async fn next(&mut self) -> Next {
+        if self.missed && !self.told_missed {
+            self.told_missed = true;
+            // The tail that is still buffered is older than the state the client reloads:
+            // replaying it would only repeat what the reload shows.
+            self.replayed = self.replay.len();
+            return Next::Missed { head: self.head };
+        }
+        if let Some(e) = self.replay.get(self.replayed) {
+            self.replayed += 1;
+            return Next::Event(e.clone());
+        }
+        match self.rx.recv().await {
+            Ok(e) => Next::Event(e),
+            Err(broadcast::error::RecvError::Lagged(n)) => Next::Lagged(n),
+            Err(broadcast::error::RecvError::Closed) => Next::Closed,
+        }
+    }
 }
 
 struct Ring {
@@ -192,7 +265,14 @@ impl Bus {
                 (replay, missed)
             }
         };
-        Subscription { replay, missed, rx }
+        Subscription {
+            replay,
+            missed,
+            rx,
+            head: ring.next_id.saturating_sub(1),
+            replayed: 0,
+            told_missed: false,
+        }
     }
 
     /// The id the next event will get (the last published is one less).
@@ -261,6 +341,63 @@ mod tests {
             rx.recv().await,
             Err(broadcast::error::RecvError::Lagged(8))
         ));
+    }
+
+    #[tokio::test]
+    async fn next_tells_of_a_gap_once_then_streams() {
+        let bus = Bus::new(2, 16);
+        let m = key("fan-1");
+        let first = bus.next_id();
+        for i in 0..4 {
+            bus.publish(PushKind::Reading, Some(&m), &i);
+        }
+        // The buffer holds first+2 and first+3; after first, first+1 is gone.
+        let mut sub = bus.subscribe(Some(first));
+        assert_eq!(sub.next().await, Next::Missed { head: first + 3 });
+        bus.publish(PushKind::Job, None, &"j");
+        let Next::Event(e) = sub.next().await else {
+            panic!("an event")
+        };
+        // The partial replay is skipped: the reload covers it.
+        assert_eq!((e.id, e.kind), (first + 4, PushKind::Job));
+        assert_eq!(
+            e.to_json(),
+            format!(
+                r#"{{"id":{},"kind":"job","machine":null,"data":"j"}}"#,
+                first + 4
+            )
+        );
+
+        // Nothing missed: the replay, then the live events.
+        let mut sub = bus.subscribe(Some(first + 2));
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            match sub.next().await {
+                Next::Event(e) => ids.push(e.id - first),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(ids, [3, 4]);
+        bus.publish(PushKind::Alarm, Some(&m), &1);
+        let Next::Event(e) = sub.next().await else {
+            panic!("an event")
+        };
+        assert_eq!(
+            e.to_json(),
+            format!(
+                r#"{{"id":{},"kind":"alarm","machine":"fan-1","data":1}}"#,
+                first + 5
+            )
+        );
+
+        // A subscriber that falls behind the channel is told so.
+        let small = Bus::new(2, 2);
+        let mut sub = small.subscribe(None);
+        for i in 0..5 {
+            small.publish(PushKind::Reading, None, &i);
+        }
+        assert_eq!(sub.next().await, Next::Lagged(3));
+        drop(small);
     }
 
     #[test]
