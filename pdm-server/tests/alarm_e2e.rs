@@ -3,8 +3,9 @@
 //! overheats. Its sensor-limit rule (set through the alarm-rules API) raises exactly one alarm;
 //! a real HTTP receiver in the test gets the alarm's events, each signed as the Standard
 //! Webhooks specification says (checked here with hmac/sha2/base64, not with pdm-core's code);
-//! the alarm is acknowledged through the API and clears when the temperature is back to
-//! normal; the healthy machines raise nothing.
+//! an SSE client (`GET /api/v1/events?kinds=alarm`, connected before the first reading) gets
+//! the same events, and nothing else; the alarm is acknowledged through the API and clears when
+//! the temperature is back to normal; the healthy machines raise nothing.
 //!
 //! Why a sensor limit and not the trained model's `model-anomaly` rule (45 anomalous rows of
 //! 60, the fleet default), though the model path runs in seconds too: tried on this fleet
@@ -25,6 +26,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::receiver::{verify_signature, Delivery, Receiver};
+use common::sse::SseClient;
 use common::{
     forget_session, http, mqtt_url, now_ms, poll_json, publish_all, sim_messages, unique, TestApp,
 };
@@ -104,12 +106,31 @@ async fn wait_delivered(r: &Receiver, alarm: i64, kind: &str) {
     .await;
 }
 
-/// Where an SSE client's assertion goes once `GET /api/v1/events` exists (being built on
-/// another branch of issue 10): a client connected before the readings were published must
-/// have got every one of `events` (the alarm's `raised`, `acknowledged` and `cleared`, with
-/// their alarm id), in order. Until that branch is merged there is no SSE route to test here,
-/// and this function checks nothing.
-async fn sse_client_got_the_alarm_events(_addr: &str, _alarm: i64, _events: &[Value]) {}
+/// The SSE client, connected before any reading was published and listening to every
+/// machine's alarm events, got exactly the alarm's events (`raised`, `acknowledged`,
+/// `cleared`), in order, with growing ids, and nothing of the healthy machines.
+async fn sse_client_got_the_alarm_events(sse: &mut SseClient, alarm: i64, events: &[Value]) {
+    let mut last_id = 0;
+    for event in events {
+        let item = sse.next_event().await;
+        assert_eq!(item.event, "alarm", "{item:?}");
+        let id = item.id.expect("an SSE id");
+        assert!(id > last_id, "ids grow: {id} after {last_id}");
+        last_id = id;
+        let data = item.json();
+        assert_eq!(
+            data["alarm_id"], alarm,
+            "only the faulty machine's alarm: {data}"
+        );
+        let got = if data["event"].is_object() {
+            &data["event"]
+        } else {
+            &data
+        };
+        assert_eq!(got["kind"], event["kind"], "{data} for {event}");
+        assert_eq!(got["at"], event["at"], "{data} for {event}");
+    }
+}
 
 /// `(ts, value)` of `machine`'s `SENSOR` in `ticks`.
 fn temperatures<'a>(ticks: &'a [Tick], machine: &'a str) -> impl Iterator<Item = (i64, f64)> + 'a {
@@ -144,6 +165,8 @@ async fn end_to_end(pg: bool) {
     };
     assert!(app.config().live.enabled, "the live path runs");
     let addr = app.server().local_addr().to_string();
+    // Listening to every machine's alarms before the first reading.
+    let mut sse = SseClient::open(app.server().local_addr(), "?kinds=alarm", &[]).await;
 
     // A fleet of three compressors; one loses its cooling for an hour. Fixed keys per backend
     // (the simulator draws each machine's noise from the seed and its key).
@@ -432,7 +455,7 @@ async fn end_to_end(pg: bool) {
     assert_eq!(log.len(), events.len(), "{log:?}");
     assert!(log.iter().all(|d| d["status"] == "delivered"), "{log:?}");
 
-    sse_client_got_the_alarm_events(&addr, id, &events).await;
+    sse_client_got_the_alarm_events(&mut sse, id, &events).await;
 
     eprintln!(
         "alarm end to end ({}): limit {limit} (healthy max {healthy_max:.2}, fault peak {peak:.1}), \
