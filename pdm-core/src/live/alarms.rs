@@ -53,6 +53,10 @@ use crate::store::{
 /// last reading), in milliseconds.
 pub const SILENT_AFTER_MS: i64 = 30_000;
 
+/// How often, in the stage's own time, time passes for the machines that send nothing (see
+/// [`AlarmStage::observe`]): the owner's timer period.
+const TICK_MS: i64 = 1_000;
+
 /// How often an owner rereads a machine's rules (besides [`Alarms::rules_changed`]), so that a
 /// change made through another worker reaches it.
 const RULES_CHECK_INTERVAL: Duration = Duration::from_secs(30);
@@ -521,26 +525,65 @@ struct MachineAlarms {
     loaded_at: Option<Instant>,
     reload: bool,
     out_of_service: bool,
-    /// The newest reading's time, and when (on this process's clock) it arrived: the
+    /// The newest reading's time, and the stage's clock ([`StageClock`]) when it arrived: the
     /// machine's clock runs from there (see [`MachineAlarms::now`]).
-    last_reading: Option<(Timestamp, Instant)>,
+    last_reading: Option<(Timestamp, Timestamp)>,
     silent: bool,
     /// The sensors seen, for the stale input of a silent machine.
     sensors: Vec<SensorKey>,
 }
 
 impl MachineAlarms {
-    /// The machine's time: its newest reading's time plus the time since it arrived. For a
-    /// machine that streams live this is the wall clock; for one whose history is replayed (a
-    /// backfill, the demo) it is the replay's time, so delays and stale durations are not
-    /// judged by a clock the data does not follow.
-    fn now(&self) -> Timestamp {
+    /// The machine's time: its newest reading's time plus how far the stage's clock has run
+    /// since it arrived. For a machine that streams live this is the wall clock; for one whose
+    /// history is replayed (a backfill, the demo, the fleet evaluation) it is the replay's
+    /// time, so delays and stale durations are not judged by a clock the data does not follow.
+    fn now(&self, clock: &StageClock) -> Timestamp {
         match self.last_reading {
-            Some((ts, arrived)) => {
-                let ms = i64::try_from(arrived.elapsed().as_millis()).unwrap_or(i64::MAX);
-                ts.add_millis(ms)
+            Some((ts, arrived)) => ts.add_millis(self.since_arrival(clock, arrived)),
+            None => clock.now().unwrap_or_else(Timestamp::now),
+        }
+    }
+
+    /// How far the stage's clock has run since `arrived`, in ms, at least 0.
+    fn since_arrival(&self, clock: &StageClock, arrived: Timestamp) -> i64 {
+        clock.now().map_or(0, |now| {
+            now.as_millis().saturating_sub(arrived.as_millis()).max(0)
+        })
+    }
+}
+
+/// The clock of one owner's alarm stage: the data time of the freshest reading it has seen,
+/// running on with this process's clock between arrivals.
+///
+/// A machine's silence is measured on it: a machine is silent when this clock has run
+/// [`SILENT_AFTER_MS`] since its last reading arrived. Streaming live, the clock is the wall
+/// clock (the freshest reading is a moment old), so silence is wall time as before; replaying
+/// history faster than real time, it is the replay's time, driven by the machines that do
+/// send, so a machine that stops sending in a replayed week goes stale after 30 simulated
+/// seconds, not after 30 seconds of wall time (which a week replayed in a minute never has).
+/// Only differences of this clock are used, so a device whose clock is ahead moves it on but
+/// does not make the others late (except once, at the jump: documented in `docs/alarms.md`).
+#[derive(Debug, Default)]
+struct StageClock {
+    anchor: Option<(Timestamp, Instant)>,
+}
+
+impl StageClock {
+    fn now(&self) -> Option<Timestamp> {
+        self.anchor.map(|(ts, at)| {
+            ts.add_millis(i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX))
+        })
+    }
+
+    /// A reading of time `ts` arrived: the clock is at least there.
+    fn observe(&mut self, ts: Timestamp) -> Timestamp {
+        match self.now() {
+            Some(now) if now >= ts => now,
+            _ => {
+                self.anchor = Some((ts, Instant::now()));
+                ts
             }
-            None => Timestamp::now(),
         }
     }
 }
@@ -551,6 +594,9 @@ pub(crate) struct AlarmStage {
     store: Arc<dyn Store>,
     metrics: Arc<LiveMetrics>,
     machines: HashMap<MachineKey, MachineAlarms>,
+    clock: StageClock,
+    /// The stage's clock at the last [`AlarmStage::tick`].
+    ticked: Option<Timestamp>,
 }
 
 impl AlarmStage {
@@ -560,6 +606,8 @@ impl AlarmStage {
             alarms,
             metrics,
             machines: HashMap::new(),
+            clock: StageClock::default(),
+            ticked: None,
         }
     }
 
@@ -603,18 +651,21 @@ impl AlarmStage {
                     matches!(k, RuleKind::Stale { .. })
                 });
             }
+            let arrived = self.clock.observe(newest);
             if m.last_reading.is_none_or(|(t, _)| newest >= t) {
-                m.last_reading = Some((newest, Instant::now()));
+                m.last_reading = Some((newest, arrived));
             }
             for r in readings {
                 if !m.sensors.contains(&r.sensor) {
                     m.sensors.push(r.sensor.clone());
                 }
             }
-            let has_limits = m
-                .slots
-                .iter()
-                .any(|s| matches!(s.rule.kind, RuleKind::SensorLimit { .. }));
+            let has_limits = m.slots.iter().any(|s| {
+                matches!(
+                    s.rule.kind,
+                    RuleKind::SensorLimit { .. } | RuleKind::Flatline { .. }
+                )
+            });
             if has_limits {
                 let mut sorted: Vec<&Reading> = readings.iter().collect();
                 sorted.sort_by_key(|r| r.ts);
@@ -628,7 +679,13 @@ impl AlarmStage {
                         &mut m,
                         &input,
                         &mut out,
-                        |k| matches!(k, RuleKind::SensorLimit { sensor, .. } if *sensor == r.sensor),
+                        |k| match k {
+                            RuleKind::SensorLimit { sensor, .. } => *sensor == r.sensor,
+                            RuleKind::Flatline { sensor, .. } => {
+                                sensor.as_ref().is_none_or(|s| *s == r.sensor)
+                            }
+                            _ => false,
+                        },
                     );
                 }
             }
@@ -658,14 +715,29 @@ impl AlarmStage {
                 }
             }
         }
+        // Time passes with the data too, not only with the owner's timer: delays and stale
+        // durations run on the machine's own time as its rows arrive, however fast.
+        let now = m.now(&self.clock);
+        collect(&mut m, &Input::Tick(now), &mut out, |_| true);
         self.write(machine, &mut m, out).await;
         self.machines.insert(machine.clone(), m);
+        // And for the machines that send nothing, at least once a second of the stage's clock,
+        // so a replay faster than real time judges their silence at the replay's pace.
+        if let Some(now) = self.clock.now() {
+            if self
+                .ticked
+                .is_none_or(|t| now.as_millis().saturating_sub(t.as_millis()) >= TICK_MS)
+            {
+                self.tick().await;
+            }
+        }
     }
 
     /// Lets time pass for every machine, on its own clock ([`MachineAlarms::now`]): delays,
     /// stale durations, escalation by duration, shelf expiry, unlatching; and a machine from
     /// which nothing arrived for [`SILENT_AFTER_MS`] goes stale.
     pub(crate) async fn tick(&mut self) {
+        self.ticked = self.clock.now();
         let keys: Vec<MachineKey> = self.machines.keys().cloned().collect();
         for machine in keys {
             if self.machines.get(&machine).is_some_and(|m| m.reload) {
@@ -675,9 +747,9 @@ impl AlarmStage {
                 continue;
             };
             let mut out = Vec::new();
-            let now = m.now();
+            let now = m.now(&self.clock);
             if let Some((last, arrived)) = m.last_reading {
-                let silent_for = i64::try_from(arrived.elapsed().as_millis()).unwrap_or(i64::MAX);
+                let silent_for = m.since_arrival(&self.clock, arrived);
                 if !m.silent && silent_for >= SILENT_AFTER_MS {
                     m.silent = true;
                     let channels = m.sensors.clone();
@@ -842,7 +914,7 @@ impl AlarmStage {
             if gone.row.is_none() {
                 continue;
             }
-            let at = m.now();
+            let at = m.now(&self.clock);
             let events = gone
                 .monitor
                 .command(Command::Condition(Default::default()), at)
@@ -865,7 +937,7 @@ impl AlarmStage {
         }
         m.slots = slots;
         m.out_of_service = service.is_some();
-        let now = m.now();
+        let now = m.now(&self.clock);
         for (i, slot) in m.slots.iter_mut().enumerate() {
             let state = slot.monitor.alarm().state().name();
             let cmd = match (&service, state) {
