@@ -721,8 +721,13 @@ impl AlarmStage {
         collect(&mut m, &Input::Tick(now), &mut out, |_| true);
         self.write(machine, &mut m, out).await;
         self.machines.insert(machine.clone(), m);
-        // And for the machines that send nothing, at least once a second of the stage's clock,
-        // so a replay faster than real time judges their silence at the replay's pace.
+    }
+
+    /// After every machine of a batch was observed: lets time pass for the machines that sent
+    /// nothing, at least once a second of the stage's clock, so that a replay faster than real
+    /// time judges their silence at the replay's pace. Not after each machine: a batch spans
+    /// a stretch of time for every machine in it, and a machine not yet observed is not silent.
+    pub(crate) async fn batch_done(&mut self) {
         if let Some(now) = self.clock.now() {
             if self
                 .ticked
