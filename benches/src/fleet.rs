@@ -279,6 +279,22 @@ pub struct FaultOutcome {
     pub fault: PlannedFault,
     /// The first alarm raised for it: rule and time.
     pub first_alarm: Option<(String, Timestamp)>,
+    /// What the model made of the fault window: rows scored, the share flagged anomalous, the
+    /// highest score over its threshold, the lowest health (diagnostics, not judged).
+    pub scored: Scored,
+}
+
+/// The predictions of a span, summarised.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Scored {
+    /// Predictions in the span.
+    pub rows: usize,
+    /// The share of them flagged anomalous.
+    pub anomalous: f64,
+    /// The highest `score / threshold`.
+    pub peak: f64,
+    /// The lowest health index.
+    pub min_health: Option<f64>,
 }
 
 impl FaultOutcome {
@@ -370,8 +386,16 @@ impl FleetReport {
             self.wall_s
         );
         out.push_str(&format!(
-            "  {:<14} {:<13} {:>8} {:>9} {:>9}  {:<16} {:>9}  {}\n",
-            "machine", "fault", "start h", "end h", "fail h", "first alarm", "delay", "in time"
+            "  {:<14} {:<13} {:>8} {:>9} {:>9}  {:<16} {:>9}  {:<22} {}\n",
+            "machine",
+            "fault",
+            "start h",
+            "end h",
+            "fail h",
+            "first alarm",
+            "delay",
+            "in time",
+            "model in the window"
         ));
         for f in &self.faults {
             let p = &f.fault;
@@ -382,8 +406,9 @@ impl FleetReport {
             let delay = f
                 .delay_s()
                 .map_or("-".to_owned(), |d| format!("{:.1} min", d / 60.0));
+            let s = &f.scored;
             out.push_str(&format!(
-                "  {:<14} {:<13} {:>8.2} {:>9.2} {:>9.2}  {:<16} {:>9}  {} (at {at} h)\n",
+                "  {:<14} {:<13} {:>8.2} {:>9.2} {:>9.2}  {:<16} {:>9}  {:<22} {:.0}% anomalous, peak {:.1}x, health >= {}\n",
                 p.machine.as_str(),
                 p.kind.as_str(),
                 self.hours(p.start),
@@ -391,7 +416,10 @@ impl FleetReport {
                 self.hours(p.failure),
                 rule,
                 delay,
-                if f.in_time() { "yes" } else { "NO" },
+                format!("{} (at {at} h)", if f.in_time() { "yes" } else { "NO" }),
+                100.0 * s.anomalous,
+                s.peak,
+                s.min_health.map_or("-".to_owned(), |h| format!("{h:.2}")),
             ));
         }
         out.push_str(&format!(
@@ -439,6 +467,12 @@ impl FleetReport {
                     })),
                     "delay_s": f.delay_s(),
                     "in_time": f.in_time(),
+                    "scored": {
+                        "rows": f.scored.rows,
+                        "anomalous_share": f.scored.anomalous,
+                        "peak_score_over_threshold": f.scored.peak,
+                        "min_health": f.scored.min_health,
+                    },
                 })
             })
             .collect();
@@ -611,9 +645,30 @@ pub async fn run(config: &FleetConfig) -> anyhow::Result<FleetReport> {
                 .find(|(at, _)| *at >= p.start && *at < p.end.add_millis(GRACE_MS))
                 .map(|(at, rule)| (rule.clone(), *at))
         });
+        let predictions = store
+            .predictions(&pdm_core::PredictionQuery {
+                machine: p.machine.clone(),
+                from: p.start,
+                to: p.end,
+                limit: u32::MAX,
+            })
+            .await?;
+        let rows = predictions.len();
+        let scored = Scored {
+            rows,
+            anomalous: predictions.iter().filter(|x| x.anomalous).count() as f64
+                / rows.max(1) as f64,
+            peak: predictions
+                .iter()
+                .filter(|x| x.threshold > 0.0)
+                .map(|x| x.score / x.threshold)
+                .fold(0.0, f64::max),
+            min_health: predictions.iter().filter_map(|x| x.health).reduce(f64::min),
+        };
         faults.push(FaultOutcome {
             fault: p.clone(),
             first_alarm: first,
+            scored,
         });
     }
     for (machine, list) in &raised {
