@@ -295,6 +295,8 @@ pub struct Scored {
     pub peak: f64,
     /// The lowest health index.
     pub min_health: Option<f64>,
+    /// The first prediction flagged anomalous.
+    pub first_anomalous: Option<Timestamp>,
 }
 
 impl FaultOutcome {
@@ -408,7 +410,7 @@ impl FleetReport {
                 .map_or("-".to_owned(), |d| format!("{:.1} min", d / 60.0));
             let s = &f.scored;
             out.push_str(&format!(
-                "  {:<14} {:<13} {:>8.2} {:>9.2} {:>9.2}  {:<16} {:>9}  {:<22} {:.0}% anomalous, peak {:.1}x, health >= {}\n",
+                "  {:<14} {:<13} {:>8.2} {:>9.2} {:>9.2}  {:<16} {:>9}  {:<22} {:.0}% anomalous (first after {}), peak {:.1}x, health >= {}\n",
                 p.machine.as_str(),
                 p.kind.as_str(),
                 self.hours(p.start),
@@ -418,6 +420,10 @@ impl FleetReport {
                 delay,
                 format!("{} (at {at} h)", if f.in_time() { "yes" } else { "NO" }),
                 100.0 * s.anomalous,
+                s.first_anomalous.map_or("-".to_owned(), |t| format!(
+                    "{:.1} min",
+                    (t.as_millis() - p.start.as_millis()) as f64 / 60_000.0
+                )),
                 s.peak,
                 s.min_health.map_or("-".to_owned(), |h| format!("{h:.2}")),
             ));
@@ -472,6 +478,7 @@ impl FleetReport {
                         "anomalous_share": f.scored.anomalous,
                         "peak_score_over_threshold": f.scored.peak,
                         "min_health": f.scored.min_health,
+                        "first_anomalous_ms": f.scored.first_anomalous.map(|t| t.as_millis()),
                     },
                 })
             })
@@ -664,6 +671,7 @@ pub async fn run(config: &FleetConfig) -> anyhow::Result<FleetReport> {
                 .map(|x| x.score / x.threshold)
                 .fold(0.0, f64::max),
             min_health: predictions.iter().filter_map(|x| x.health).reduce(f64::min),
+            first_anomalous: predictions.iter().find(|x| x.anomalous).map(|x| x.ts),
         };
         faults.push(FaultOutcome {
             fault: p.clone(),

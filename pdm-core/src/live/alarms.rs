@@ -597,6 +597,8 @@ pub(crate) struct AlarmStage {
     clock: StageClock,
     /// The stage's clock at the last [`AlarmStage::tick`].
     ticked: Option<Timestamp>,
+    /// The stage's clock before the batch being observed (`None` between batches).
+    batch_clock: Option<Option<Timestamp>>,
 }
 
 impl AlarmStage {
@@ -608,6 +610,7 @@ impl AlarmStage {
             machines: HashMap::new(),
             clock: StageClock::default(),
             ticked: None,
+            batch_clock: None,
         }
     }
 
@@ -651,7 +654,13 @@ impl AlarmStage {
                     matches!(k, RuleKind::Stale { .. })
                 });
             }
-            let arrived = self.clock.observe(newest);
+            // A batch spans a stretch of time for every machine in it: the machine arrived at
+            // its own newest reading or at the clock before the batch, whichever is later, not
+            // at the clock after the other machines of the batch moved it (which depends on
+            // the order the batch is observed in).
+            let before = *self.batch_clock.get_or_insert(self.clock.now());
+            let after = self.clock.observe(newest);
+            let arrived = before.map_or(newest, |b| b.max(newest)).min(after);
             if m.last_reading.is_none_or(|(t, _)| newest >= t) {
                 m.last_reading = Some((newest, arrived));
             }
@@ -728,6 +737,7 @@ impl AlarmStage {
     /// time judges their silence at the replay's pace. Not after each machine: a batch spans
     /// a stretch of time for every machine in it, and a machine not yet observed is not silent.
     pub(crate) async fn batch_done(&mut self) {
+        self.batch_clock = None;
         if let Some(now) = self.clock.now() {
             if self
                 .ticked
