@@ -57,6 +57,9 @@ pub const SILENT_AFTER_MS: i64 = 30_000;
 /// [`AlarmStage::observe`]): the owner's timer period.
 const TICK_MS: i64 = 1_000;
 
+/// The most steps time passes in after one batch (see [`AlarmStage::batch_done`]).
+const MAX_TICK_STEPS: i64 = 64;
+
 /// How often an owner rereads a machine's rules (besides [`Alarms::rules_changed`]), so that a
 /// change made through another worker reaches it.
 const RULES_CHECK_INTERVAL: Duration = Duration::from_secs(30);
@@ -539,18 +542,23 @@ impl MachineAlarms {
     /// history is replayed (a backfill, the demo, the fleet evaluation) it is the replay's
     /// time, so delays and stale durations are not judged by a clock the data does not follow.
     fn now(&self, clock: &StageClock) -> Timestamp {
-        match self.last_reading {
-            Some((ts, arrived)) => ts.add_millis(self.since_arrival(clock, arrived)),
-            None => clock.now().unwrap_or_else(Timestamp::now),
-        }
+        self.now_at(clock.now())
     }
 
-    /// How far the stage's clock has run since `arrived`, in ms, at least 0.
-    fn since_arrival(&self, clock: &StageClock, arrived: Timestamp) -> i64 {
-        clock.now().map_or(0, |now| {
-            now.as_millis().saturating_sub(arrived.as_millis()).max(0)
-        })
+    /// [`Self::now`] when the stage's clock reads `at`.
+    fn now_at(&self, at: Option<Timestamp>) -> Timestamp {
+        match self.last_reading {
+            Some((ts, arrived)) => ts.add_millis(since(at, arrived)),
+            None => at.unwrap_or_else(Timestamp::now),
+        }
     }
+}
+
+/// How far the stage's clock reading `at` is past `arrived`, in ms, at least 0.
+fn since(at: Option<Timestamp>, arrived: Timestamp) -> i64 {
+    at.map_or(0, |now| {
+        now.as_millis().saturating_sub(arrived.as_millis()).max(0)
+    })
 }
 
 /// The clock of one owner's alarm stage: the data time of the freshest reading it has seen,
@@ -736,23 +744,41 @@ impl AlarmStage {
     /// nothing, at least once a second of the stage's clock, so that a replay faster than real
     /// time judges their silence at the replay's pace. Not after each machine: a batch spans
     /// a stretch of time for every machine in it, and a machine not yet observed is not silent.
+    ///
+    /// A batch of replayed history may span minutes of the stage's clock: time passes through
+    /// it in steps (one a second, or [`MAX_TICK_STEPS`] over the span when it is longer), so
+    /// that a silent machine's stale alarm is raised near the instant its rule says, not at the
+    /// end of the batch.
     pub(crate) async fn batch_done(&mut self) {
         self.batch_clock = None;
-        if let Some(now) = self.clock.now() {
-            if self
-                .ticked
-                .is_none_or(|t| now.as_millis().saturating_sub(t.as_millis()) >= TICK_MS)
-            {
-                self.tick().await;
-            }
+        let Some(now) = self.clock.now() else { return };
+        let Some(last) = self.ticked else {
+            self.tick().await;
+            return;
+        };
+        let gap = now.as_millis().saturating_sub(last.as_millis());
+        if gap < TICK_MS {
+            return;
         }
+        let step = TICK_MS.max((gap + MAX_TICK_STEPS - 1) / MAX_TICK_STEPS);
+        let mut at = last.as_millis();
+        while at + step < now.as_millis() {
+            at += step;
+            self.tick_at(Some(Timestamp::from_millis(at))).await;
+        }
+        self.tick().await;
     }
 
     /// Lets time pass for every machine, on its own clock ([`MachineAlarms::now`]): delays,
     /// stale durations, escalation by duration, shelf expiry, unlatching; and a machine from
     /// which nothing arrived for [`SILENT_AFTER_MS`] goes stale.
     pub(crate) async fn tick(&mut self) {
-        self.ticked = self.clock.now();
+        self.tick_at(self.clock.now()).await;
+    }
+
+    /// [`Self::tick`] with the stage's clock at `at`.
+    async fn tick_at(&mut self, at: Option<Timestamp>) {
+        self.ticked = at;
         let keys: Vec<MachineKey> = self.machines.keys().cloned().collect();
         for machine in keys {
             if self.machines.get(&machine).is_some_and(|m| m.reload) {
@@ -762,9 +788,9 @@ impl AlarmStage {
                 continue;
             };
             let mut out = Vec::new();
-            let now = m.now(&self.clock);
+            let now = m.now_at(at);
             if let Some((last, arrived)) = m.last_reading {
-                let silent_for = m.since_arrival(&self.clock, arrived);
+                let silent_for = since(at, arrived);
                 if !m.silent && silent_for >= SILENT_AFTER_MS {
                     m.silent = true;
                     let channels = m.sensors.clone();
