@@ -24,11 +24,13 @@ use anyhow::{bail, Context as _};
 use pdm_core::alarm::{default_rules, AlarmEventKind};
 use pdm_core::live::{AlignDefaults, JobRunner, Live, LiveConfig, Registry, TrainRequest};
 use pdm_core::store::{JobStatus, NewAlarmRule};
-use pdm_core::{Ack, Batch, Catalog, Engine, EngineConfig, MachineKey, Metrics, Reading, Timestamp};
+use pdm_core::{
+    Ack, Batch, Catalog, Engine, EngineConfig, MachineKey, Metrics, Reading, Timestamp,
+};
 use pdm_detect::DetectFactory;
 use pdm_ingest::sim::{
-    bearing_vibration_factor, bearing_wear, register_machines, FaultConfig, FaultKind,
-    MachineKind, SimConfig, Simulator, OVERHEAT_EXCESS_C,
+    bearing_vibration_factor, bearing_wear, register_machines, FaultConfig, FaultKind, MachineKind,
+    SimConfig, Simulator, OVERHEAT_EXCESS_C,
 };
 use pdm_store::StoreOptions;
 use serde_json::{json, Value};
@@ -597,8 +599,17 @@ pub async fn run(config: &FleetConfig) -> anyhow::Result<FleetReport> {
         if !trained && tick.ts >= train_end {
             flush(&sink, &mut batch, &mut sent).await?;
             benches_wait(&metrics, &live, sent).await?;
-            train(&registry, &jobs, store.as_ref(), &planned, &sim, start, train_end, config)
-                .await?;
+            train(
+                &registry,
+                &jobs,
+                store.as_ref(),
+                &planned,
+                &sim,
+                start,
+                train_end,
+                config,
+            )
+            .await?;
             trained = true;
         }
         for s in tick.samples {
@@ -799,18 +810,30 @@ mod tests {
         // Bearing wear: factor 2.5 is wear 0.3, at progress ln(1 + 0.3 (e^4 - 1)) / 4.
         let p = (1.0 + 0.3 * (4.0f64.exp() - 1.0)).ln() / 4.0;
         let wear = failure_point(FaultKind::BearingWear, MachineKind::Pump);
-        assert!((wear as f64 - p * 48.0 * HOUR_MS as f64).abs() < 1.0, "{wear}");
+        assert!(
+            (wear as f64 - p * 48.0 * HOUR_MS as f64).abs() < 1.0,
+            "{wear}"
+        );
         // Overheating: τ ln 3, 22 minutes for a pump, 33 for a motor.
         let pump = failure_point(FaultKind::Overheating, MachineKind::Pump);
         assert_eq!(pump, (1_200.0 * 3f64.ln() * 1000.0).round() as i64);
         let motor = failure_point(FaultKind::Overheating, MachineKind::Motor);
         assert!(motor > pump);
-        assert_eq!(failure_point(FaultKind::StuckSensor, MachineKind::Motor), motor);
+        assert_eq!(
+            failure_point(FaultKind::StuckSensor, MachineKind::Motor),
+            motor
+        );
         assert_eq!(failure_point(FaultKind::Dropout, MachineKind::Pump), pump);
-        assert_eq!(failure_point(FaultKind::Spikes, MachineKind::Pump), SHIFT_MS);
+        assert_eq!(
+            failure_point(FaultKind::Spikes, MachineKind::Pump),
+            SHIFT_MS
+        );
         for kind in FaultKind::ALL {
             for m in MachineKind::ALL {
-                assert!(failure_point(kind, m) < fault_duration_ms(kind), "{kind:?} {m:?}");
+                assert!(
+                    failure_point(kind, m) < fault_duration_ms(kind),
+                    "{kind:?} {m:?}"
+                );
             }
         }
     }
@@ -823,18 +846,31 @@ mod tests {
         assert_eq!(planned, scenario(&config, start).1);
         assert_ne!(
             planned,
-            scenario(&FleetConfig { seed: 7, ..config.clone() }, start).1
+            scenario(
+                &FleetConfig {
+                    seed: 7,
+                    ..config.clone()
+                },
+                start
+            )
+            .1
         );
         assert_eq!(planned.len(), FaultKind::ALL.len() * FAULTS_PER_KIND);
         for kind in FaultKind::ALL {
-            assert_eq!(planned.iter().filter(|p| p.kind == kind).count(), FAULTS_PER_KIND);
+            assert_eq!(
+                planned.iter().filter(|p| p.kind == kind).count(),
+                FAULTS_PER_KIND
+            );
         }
         let faulty = sim.machines.iter().filter(|m| m.fault.is_some()).count();
         assert_eq!(faulty, planned.len());
         let train_end = start.add_millis(DAY_MS);
         let end = start.add_millis(8 * DAY_MS);
         for p in &planned {
-            assert!(p.start > train_end && p.end.add_millis(GRACE_MS) <= end, "{p:?}");
+            assert!(
+                p.start > train_end && p.end.add_millis(GRACE_MS) <= end,
+                "{p:?}"
+            );
             assert!(p.failure > p.start && p.failure < p.end);
         }
         // Spread: the first and the last start days apart.
@@ -842,7 +878,10 @@ mod tests {
         assert!(span > 3 * DAY_MS, "{span}");
         let sim_windows = Simulator::new(&sim).expect("valid").fault_windows();
         for p in &planned {
-            let w = sim_windows.iter().find(|w| w.machine == p.machine).expect("window");
+            let w = sim_windows
+                .iter()
+                .find(|w| w.machine == p.machine)
+                .expect("window");
             assert_eq!((w.start, w.end, w.kind), (p.start, Some(p.end), p.kind));
         }
     }
@@ -851,10 +890,22 @@ mod tests {
     fn settings_are_checked() {
         assert!(FleetConfig::default().check().is_ok());
         let bad = [
-            FleetConfig { machines: 19, ..FleetConfig::default() },
-            FleetConfig { days: 2, ..FleetConfig::default() },
-            FleetConfig { interval_s: 0, ..FleetConfig::default() },
-            FleetConfig { model_params: Some(json!([1])), ..FleetConfig::default() },
+            FleetConfig {
+                machines: 19,
+                ..FleetConfig::default()
+            },
+            FleetConfig {
+                days: 2,
+                ..FleetConfig::default()
+            },
+            FleetConfig {
+                interval_s: 0,
+                ..FleetConfig::default()
+            },
+            FleetConfig {
+                model_params: Some(json!([1])),
+                ..FleetConfig::default()
+            },
         ];
         for c in bad {
             assert!(c.check().is_err(), "{c:?}");

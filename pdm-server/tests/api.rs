@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use common::{now_ms, TestApp};
 use serde_json::{json, Value};
 
-
 on_both_backends!(
     machines_and_sensors_crud,
     ingest_then_query_exact,

@@ -500,7 +500,12 @@ pub(crate) mod tests {
         // Within epsilon of the run's first value is frozen: a creeping value is not (it
         // leaves the band around the first value and starts a new run).
         for i in 0..5 {
-            assert!(!flat(&mut c, &temp, i * 1_000, 20.0 + 0.01 * (i % 2) as f64));
+            assert!(!flat(
+                &mut c,
+                &temp,
+                i * 1_000,
+                20.0 + 0.01 * (i % 2) as f64
+            ));
         }
         assert!(flat(&mut c, &temp, 5_000, 20.04));
         let mut creeping = ConditionState::new(RuleKind::Flatline {
@@ -509,7 +514,12 @@ pub(crate) mod tests {
             after_ms: 5_000,
         });
         for i in 0..60 {
-            assert!(!flat(&mut creeping, &temp, i * 1_000, 20.0 + 0.02 * i as f64));
+            assert!(!flat(
+                &mut creeping,
+                &temp,
+                i * 1_000,
+                20.0 + 0.02 * i as f64
+            ));
         }
         // Not a number is no reading.
         assert!(flat(&mut c, &temp, 6_000, f64::NAN));

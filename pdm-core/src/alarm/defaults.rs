@@ -133,7 +133,13 @@ mod tests {
         ids.dedup();
         assert_eq!(
             ids,
-            [STALE_RULE, HEALTH_RULE, ANOMALY_RULE, RUL_RULE, FLATLINE_RULE]
+            [
+                STALE_RULE,
+                HEALTH_RULE,
+                ANOMALY_RULE,
+                RUL_RULE,
+                FLATLINE_RULE
+            ]
         );
     }
 

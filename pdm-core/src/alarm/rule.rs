@@ -284,7 +284,9 @@ impl RuleKind {
                 if !(1..=MAX_DURATION_MS).contains(after_ms) {
                     return bad(
                         "after_ms",
-                        format!("must be between 1 and {MAX_DURATION_MS} (30 days) (got {after_ms})"),
+                        format!(
+                            "must be between 1 and {MAX_DURATION_MS} (30 days) (got {after_ms})"
+                        ),
                     );
                 }
             }
@@ -388,7 +390,10 @@ mod tests {
             after_ms,
         };
         assert_eq!(setting(&rule(kind(-0.1, 1_000))), "rule.kind.epsilon");
-        assert_eq!(setting(&rule(kind(f64::INFINITY, 1_000))), "rule.kind.epsilon");
+        assert_eq!(
+            setting(&rule(kind(f64::INFINITY, 1_000))),
+            "rule.kind.epsilon"
+        );
         assert_eq!(setting(&rule(kind(0.0, 0))), "rule.kind.after_ms");
         assert_eq!(
             setting(&rule(kind(0.0, MAX_DURATION_MS + 1))),

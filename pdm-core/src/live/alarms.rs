@@ -23,8 +23,10 @@
 //!   open other than `raised` (putting a quiet machine out of service, say) change only the
 //!   in-memory state: the machine's service state itself is kept in `machine_service`.
 //! - A machine that sends nothing is stale for the `stale` rules: after
-//!   [`SILENT_AFTER_MS`] without a reading the owner feeds a stale input itself (the aligner
-//!   only notices gaps between rows).
+//!   [`SILENT_AFTER_MS`] without a reading, on the owner's clock (the freshest reading's time,
+//!   running on with the wall clock: the wall clock when streaming live, the replay's time when
+//!   history is replayed), the owner feeds a stale input itself (the aligner only notices gaps
+//!   between rows).
 //! - Condition windows (the last n verdicts, running delays) are kept in memory and in the
 //!   state of open alarms; after a restart a machine without an open alarm starts its windows
 //!   afresh.
@@ -692,18 +694,13 @@ impl AlarmStage {
                         ts: r.ts,
                         value: r.value,
                     };
-                    collect(
-                        &mut m,
-                        &input,
-                        &mut out,
-                        |k| match k {
-                            RuleKind::SensorLimit { sensor, .. } => *sensor == r.sensor,
-                            RuleKind::Flatline { sensor, .. } => {
-                                sensor.as_ref().is_none_or(|s| *s == r.sensor)
-                            }
-                            _ => false,
-                        },
-                    );
+                    collect(&mut m, &input, &mut out, |k| match k {
+                        RuleKind::SensorLimit { sensor, .. } => *sensor == r.sensor,
+                        RuleKind::Flatline { sensor, .. } => {
+                            sensor.as_ref().is_none_or(|s| *s == r.sensor)
+                        }
+                        _ => false,
+                    });
                 }
             }
         }
