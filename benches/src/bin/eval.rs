@@ -103,8 +103,8 @@ enum Command {
         /// Seconds between two samples of a machine.
         #[arg(long, default_value_t = 10)]
         interval_s: u64,
-        /// Parameters of the trained models, a JSON object (e.g. '{"statistic": "dominant"}');
-        /// the factory's defaults when absent.
+        /// Parameters of the trained models, a JSON object ('{}': the pipeline's defaults)
+        /// [default: {"statistic": "dominant", "margin": 2}].
         #[arg(long)]
         model_params: Option<String>,
         /// Print one JSON object per run instead of the table.
@@ -842,12 +842,11 @@ fn run_fleet(
     json: bool,
 ) -> anyhow::Result<()> {
     use benches::fleet::{self, FleetConfig};
-    let model_params = model_params
-        .map(|p| {
-            serde_json::from_str::<serde_json::Value>(&p)
-                .with_context(|| format!("--model-params is not JSON: {p}"))
-        })
-        .transpose()?;
+    let model_params = match model_params {
+        Some(p) => serde_json::from_str::<serde_json::Value>(&p)
+            .with_context(|| format!("--model-params is not JSON: {p}"))?,
+        None => fleet::fleet_model_params(),
+    };
     let runtime = tokio::runtime::Runtime::new().context("a Tokio runtime")?;
     let mut all_met = true;
     let (mut in_time, mut faults, mut false_alarms, mut weeks) = (0, 0, 0, 0.0);
@@ -857,7 +856,7 @@ fn run_fleet(
             days,
             seed,
             interval_s,
-            model_params: model_params.clone(),
+            model_params: Some(model_params.clone()),
         };
         let report = runtime.block_on(fleet::run(&config))?;
         if json {
