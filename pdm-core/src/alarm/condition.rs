@@ -482,6 +482,15 @@ pub(crate) mod tests {
         // The new value starts a run of its own.
         assert!(!flat(&mut c, &temp, 50_999, 55.6));
         assert!(flat(&mut c, &temp, 51_000, 55.6));
+        // The runs are part of the stored state: read back, the condition goes on the same.
+        let json = serde_json::to_string(&c).expect("ser");
+        let mut back: ConditionState = serde_json::from_str(&json).expect("de");
+        assert_eq!(back, c);
+        assert!(!flat(&mut back, &temp, 52_000, 56.0));
+        // A state stored before flatline rules existed (no runs) still reads.
+        let old = r#"{"kind":{"type":"stale","after_ms":1},"now":{"active":false,"magnitude":0.0},
+            "window":[],"raw":false,"pending":null,"stale_since":null}"#;
+        assert!(serde_json::from_str::<ConditionState>(old).is_ok());
     }
 
     #[test]
