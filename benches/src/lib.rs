@@ -6,7 +6,13 @@
 //! - `cargo run --release -p benches --bin live_bench -- ingest|memory|scoring`: ingestion with
 //!   live detection against without, memory of 1,000 live machines, live scoring throughput.
 //!
+//! - `cargo run --release -p benches --bin eval -- fleet`: the fleet scenario of issue 10
+//!   ([`fleet`]): a seeded simulated week of at least 20 machines with faults at known times,
+//!   through the engine, the live path and the alarm stage (see `docs/evaluation.md`).
+//!
 //! What the binaries share: a fresh PostgreSQL database per round ([`pg`]), and [`median`].
+
+pub mod fleet;
 
 /// Helpers shared by the benchmark binaries.
 pub mod pg {

@@ -461,8 +461,42 @@ async fn alarm_rules_round_trip(app: TestApp) {
         (StatusCode::OK, json!("fleet"))
     );
 
+    // A frozen-value rule on one sensor, stored canonically (its defaults filled in).
+    let (st, body) = app
+        .request(
+            "PUT",
+            "/api/v1/machines/pump-1/alarm-rules/frozen-temp",
+            Some(
+                &json!({"severity": "low", "kind": {"type": "flatline", "sensor": "temperature", "after_ms": 600000}})
+                    .to_string(),
+            ),
+            &[],
+        )
+        .await
+        .into_status_body();
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["rule"]["kind"],
+        json!({"type": "flatline", "sensor": "temperature", "epsilon": 0.0, "after_ms": 600000})
+    );
+
     // Bad rules: 422 naming the field.
     for (path, bad, named) in [
+        (
+            "/api/v1/machines/pump-1/alarm-rules/frozen-temp",
+            json!({"severity": "low", "kind": {"type": "flatline", "epsilon": -1.0, "after_ms": 1000}}),
+            "rule.kind.epsilon",
+        ),
+        (
+            "/api/v1/alarm-rules/frozen",
+            json!({"severity": "low", "kind": {"type": "flatline", "after_ms": 0}}),
+            "rule.kind.after_ms",
+        ),
+        (
+            "/api/v1/alarm-rules/frozen",
+            json!({"severity": "low", "kind": {"type": "flatline"}}),
+            "after_ms",
+        ),
         (
             "/api/v1/alarm-rules/bearing",
             json!({"severity": "low", "kind": {"type": "anomaly", "k": 6, "n": 5}}),

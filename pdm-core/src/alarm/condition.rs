@@ -67,6 +67,7 @@ pub struct Condition {
     ///   otherwise 1 for an anomalous prediction, 0 for a normal one);
     /// - sensor limit: how far the latest value is beyond the limit, in the sensor's unit;
     /// - stale: the number of stale channels;
+    /// - flatline: the number of frozen sensors;
     /// - health below: `level - health`;
     /// - RUL within: `horizon_s - rul_s`, in seconds.
     pub magnitude: f64,
@@ -85,6 +86,20 @@ pub struct ConditionState {
     pending: Option<Timestamp>,
     /// Stale: since when data is missing, and how many channels.
     stale_since: Option<Timestamp>,
+    /// Flatline: the current run of each sensor watched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    runs: Vec<FlatRun>,
+}
+
+/// A sensor's current run of values within `epsilon` of its first one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct FlatRun {
+    sensor: SensorKey,
+    /// The run's first value.
+    value: f64,
+    /// The run's first and newest reading times.
+    since: Timestamp,
+    last: Timestamp,
 }
 
 impl ConditionState {
@@ -97,6 +112,7 @@ impl ConditionState {
             raw: false,
             pending: None,
             stale_since: None,
+            runs: Vec::new(),
         }
     }
 
@@ -205,6 +221,46 @@ impl ConditionState {
                     let after = i64::try_from(*after_ms).unwrap_or(i64::MAX);
                     if at.as_millis().saturating_sub(since.as_millis()) >= after {
                         self.now.active = true;
+                    }
+                }
+            }
+            RuleKind::Flatline {
+                sensor: watched,
+                epsilon,
+                after_ms,
+            } => {
+                if let Input::Reading { sensor, ts, value } = input {
+                    let ours = watched.as_ref().is_none_or(|w| w == *sensor);
+                    if ours && value.is_finite() {
+                        match self.runs.iter_mut().find(|r| r.sensor == **sensor) {
+                            // A reading older than the run's newest (late) cannot end it.
+                            Some(r) if (*value - r.value).abs() <= *epsilon || *ts < r.last => {
+                                r.last = r.last.max(*ts);
+                            }
+                            Some(r) => {
+                                r.value = *value;
+                                r.since = *ts;
+                                r.last = *ts;
+                            }
+                            None => self.runs.push(FlatRun {
+                                sensor: (*sensor).clone(),
+                                value: *value,
+                                since: *ts,
+                                last: *ts,
+                            }),
+                        }
+                        let after = i64::try_from(*after_ms).unwrap_or(i64::MAX);
+                        let frozen = self
+                            .runs
+                            .iter()
+                            .filter(|r| {
+                                r.last.as_millis().saturating_sub(r.since.as_millis()) >= after
+                            })
+                            .count();
+                        self.now = Condition {
+                            active: frozen > 0,
+                            magnitude: frozen as f64,
+                        };
                     }
                 }
             }
@@ -388,6 +444,94 @@ pub(crate) mod tests {
         assert!(!read(&mut c, 7_000, 90.0));
         assert!(!read(&mut c, 7_500, 70.0));
         assert!(!c.evaluate(&Input::Tick(t(9_000))).active);
+    }
+
+    fn flat(c: &mut ConditionState, sensor: &SensorKey, ts: i64, value: f64) -> bool {
+        c.evaluate(&Input::Reading {
+            sensor,
+            ts: t(ts),
+            value,
+        })
+        .active
+    }
+
+    #[test]
+    fn flatline_after_a_frozen_run_until_the_value_moves() {
+        let temp = SensorKey::new("temp").expect("key");
+        let vib = SensorKey::new("vib").expect("key");
+        let mut c = ConditionState::new(RuleKind::Flatline {
+            sensor: None,
+            epsilon: 0.0,
+            after_ms: 10_000,
+        });
+        // A noisy sensor never freezes.
+        for i in 0..30 {
+            assert!(!flat(&mut c, &vib, i * 1_000, 1.0 + 0.01 * (i % 3) as f64));
+        }
+        // The same value from 30 s on: frozen once the run spans 10 s of readings.
+        for i in 30..40 {
+            assert!(!flat(&mut c, &temp, i * 1_000, 55.5), "{i}");
+        }
+        assert!(flat(&mut c, &temp, 40_000, 55.5));
+        assert_eq!(c.condition().magnitude, 1.0);
+        // Time alone does not change it: a sensor that stops sending is stale, not frozen.
+        assert!(c.evaluate(&Input::Tick(t(100_000))).active);
+        // A late reading of another value does not end the run; a new one does.
+        assert!(flat(&mut c, &temp, 35_500, 60.0));
+        assert!(!flat(&mut c, &temp, 41_000, 55.6));
+        // The new value starts a run of its own.
+        assert!(!flat(&mut c, &temp, 50_999, 55.6));
+        assert!(flat(&mut c, &temp, 51_000, 55.6));
+        // The runs are part of the stored state: read back, the condition goes on the same.
+        let json = serde_json::to_string(&c).expect("ser");
+        let mut back: ConditionState = serde_json::from_str(&json).expect("de");
+        assert_eq!(back, c);
+        assert!(!flat(&mut back, &temp, 52_000, 56.0));
+        // A state stored before flatline rules existed (no runs) still reads.
+        let old = r#"{"kind":{"type":"stale","after_ms":1},"now":{"active":false,"magnitude":0.0},
+            "window":[],"raw":false,"pending":null,"stale_since":null}"#;
+        assert!(serde_json::from_str::<ConditionState>(old).is_ok());
+    }
+
+    #[test]
+    fn flatline_epsilon_and_one_sensor() {
+        let temp = SensorKey::new("temp").expect("key");
+        let vib = SensorKey::new("vib").expect("key");
+        let mut c = ConditionState::new(RuleKind::Flatline {
+            sensor: Some(temp.clone()),
+            epsilon: 0.05,
+            after_ms: 5_000,
+        });
+        // Another sensor's frozen value is not watched.
+        for i in 0..10 {
+            assert!(!flat(&mut c, &vib, i * 1_000, 2.0));
+        }
+        // Within epsilon of the run's first value is frozen: a creeping value is not (it
+        // leaves the band around the first value and starts a new run).
+        for i in 0..5 {
+            assert!(!flat(
+                &mut c,
+                &temp,
+                i * 1_000,
+                20.0 + 0.01 * (i % 2) as f64
+            ));
+        }
+        assert!(flat(&mut c, &temp, 5_000, 20.04));
+        let mut creeping = ConditionState::new(RuleKind::Flatline {
+            sensor: Some(temp.clone()),
+            epsilon: 0.05,
+            after_ms: 5_000,
+        });
+        for i in 0..60 {
+            assert!(!flat(
+                &mut creeping,
+                &temp,
+                i * 1_000,
+                20.0 + 0.02 * i as f64
+            ));
+        }
+        // Not a number is no reading.
+        assert!(flat(&mut c, &temp, 6_000, f64::NAN));
     }
 
     #[test]

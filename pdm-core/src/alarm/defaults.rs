@@ -17,6 +17,8 @@ pub const HEALTH_RULE: &str = "health-low";
 pub const RUL_RULE: &str = "rul-short";
 /// The identifier of the default stale-data rule.
 pub const STALE_RULE: &str = "data-stale";
+/// The identifier of the default frozen-value rule.
+pub const FLATLINE_RULE: &str = "sensor-flatline";
 
 /// The rules a fresh installation evaluates on every machine (the server seeds them as the
 /// fleet defaults); each passes [`Rule::check`].
@@ -32,6 +34,13 @@ pub const STALE_RULE: &str = "data-stale";
 ///   machine never raises it.
 /// - `data-stale` (low): channels without a value for 10 minutes past the live path's own
 ///   gap limit; medium after an hour.
+/// - `sensor-flatline` (low): any sensor repeating the very same value for 10 minutes while
+///   readings keep coming (`epsilon` 0); medium after an hour. A live analog measurement
+///   carries noise of many steps of its resolution, so the same value for ten minutes means
+///   the transmitter, its input card or a gateway holds a last value: the data is missing as
+///   surely as when nothing arrives, hence the stale rule's ten minutes. A channel that is
+///   constant by nature (a stopped machine's zero, a setpoint) takes a machine rule of the same
+///   id, disabled.
 pub fn default_rules() -> Vec<Rule> {
     vec![
         Rule {
@@ -90,6 +99,19 @@ pub fn default_rules() -> Vec<Rule> {
                 severity: Severity::Medium,
             }],
         },
+        Rule {
+            id: FLATLINE_RULE.to_owned(),
+            kind: RuleKind::Flatline {
+                sensor: None,
+                epsilon: 0.0,
+                after_ms: 600_000,
+            },
+            severity: Severity::Low,
+            escalation: vec![Escalation::Duration {
+                after_ms: 3_600_000,
+                severity: Severity::Medium,
+            }],
+        },
     ]
 }
 
@@ -109,7 +131,16 @@ mod tests {
         }
         ids.sort_unstable();
         ids.dedup();
-        assert_eq!(ids, [STALE_RULE, HEALTH_RULE, ANOMALY_RULE, RUL_RULE]);
+        assert_eq!(
+            ids,
+            [
+                STALE_RULE,
+                HEALTH_RULE,
+                ANOMALY_RULE,
+                RUL_RULE,
+                FLATLINE_RULE
+            ]
+        );
     }
 
     #[test]
@@ -120,6 +151,7 @@ mod tests {
         assert_eq!(has(|k| matches!(k, RuleKind::HealthBelow { .. })), 1);
         assert_eq!(has(|k| matches!(k, RuleKind::RulWithin { .. })), 1);
         assert_eq!(has(|k| matches!(k, RuleKind::Stale { .. })), 1);
+        assert_eq!(has(|k| matches!(k, RuleKind::Flatline { .. })), 1);
         // A sensor limit needs a sensor and a limit that only the plant knows.
         assert_eq!(has(|k| matches!(k, RuleKind::SensorLimit { .. })), 0);
     }

@@ -56,7 +56,7 @@ mod types;
 mod tests;
 
 pub use condition::{Condition, ConditionState, Input};
-pub use defaults::{default_rules, ANOMALY_RULE, HEALTH_RULE, RUL_RULE, STALE_RULE};
+pub use defaults::{default_rules, ANOMALY_RULE, FLATLINE_RULE, HEALTH_RULE, RUL_RULE, STALE_RULE};
 pub use performance::{performance, Performance};
 pub use rule::{Escalation, Rule, RuleKind, MAX_DURATION_MS, MAX_ID_LEN, MAX_WINDOW};
 pub use state::{Alarm, Command, Monitor, CHATTER_CYCLES, CHATTER_WINDOW_MS, ESCALATION_DEADBAND};

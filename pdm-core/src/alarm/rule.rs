@@ -54,6 +54,22 @@ pub enum RuleKind {
         /// How long the data must be missing.
         after_ms: u64,
     },
+    /// A sensor's value has not moved by more than `epsilon` for `after_ms` (input time) while
+    /// readings keep arriving: a frozen value (a stuck transmitter, an input card or gateway
+    /// holding its last value). Measured from the first reading of the run to the newest one;
+    /// a value that moves past `epsilon` from the run's first value ends the run. A sensor that
+    /// stops sending is the `stale` rule's case, not this one.
+    Flatline {
+        /// The sensor; every sensor of the machine when absent (active when any is frozen).
+        #[serde(default)]
+        sensor: Option<SensorKey>,
+        /// How far values may stray from the run's first value and still count as frozen, in
+        /// the sensor's unit, at least 0 (0: the very same value).
+        #[serde(default)]
+        epsilon: f64,
+        /// How long the value must stay frozen, at least 1 ms.
+        after_ms: u64,
+    },
     /// The model's health index (1 healthy, 0 failed) is below `level`.
     HealthBelow {
         /// The level, in (0, 1].
@@ -256,6 +272,24 @@ impl RuleKind {
                 duration("off_delay_ms", *off_delay_ms)?;
             }
             RuleKind::Stale { after_ms } => duration("after_ms", *after_ms)?,
+            RuleKind::Flatline {
+                epsilon, after_ms, ..
+            } => {
+                if !(epsilon.is_finite() && *epsilon >= 0.0) {
+                    return bad(
+                        "epsilon",
+                        format!("must be a finite number at least 0 (got {epsilon})"),
+                    );
+                }
+                if !(1..=MAX_DURATION_MS).contains(after_ms) {
+                    return bad(
+                        "after_ms",
+                        format!(
+                            "must be between 1 and {MAX_DURATION_MS} (30 days) (got {after_ms})"
+                        ),
+                    );
+                }
+            }
             RuleKind::HealthBelow { level, deadband: d } => {
                 if !(level.is_finite() && *level > 0.0 && *level <= 1.0) {
                     return bad(
@@ -331,6 +365,42 @@ mod tests {
         .is_err());
         assert!(serde_json::from_str::<Rule>(
             r#"{"id": "a", "kind": {"type": "stale", "after_ms": 1}, "severity": "urgent"}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn flatline_rules_parse_and_bad_fields_are_named() {
+        let r: Rule = serde_json::from_str(
+            r#"{"id": "frozen", "kind": {"type": "flatline", "after_ms": 600000}, "severity": "low"}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            r.kind,
+            RuleKind::Flatline {
+                sensor: None,
+                epsilon: 0.0,
+                after_ms: 600_000
+            }
+        );
+        assert_eq!(r.check(), Ok(()));
+        let kind = |epsilon, after_ms| RuleKind::Flatline {
+            sensor: Some(SensorKey::new("temp").expect("key")),
+            epsilon,
+            after_ms,
+        };
+        assert_eq!(setting(&rule(kind(-0.1, 1_000))), "rule.kind.epsilon");
+        assert_eq!(
+            setting(&rule(kind(f64::INFINITY, 1_000))),
+            "rule.kind.epsilon"
+        );
+        assert_eq!(setting(&rule(kind(0.0, 0))), "rule.kind.after_ms");
+        assert_eq!(
+            setting(&rule(kind(0.0, MAX_DURATION_MS + 1))),
+            "rule.kind.after_ms"
+        );
+        assert!(serde_json::from_str::<Rule>(
+            r#"{"id": "a", "kind": {"type": "flatline"}, "severity": "low"}"#
         )
         .is_err());
     }

@@ -23,8 +23,10 @@
 //!   open other than `raised` (putting a quiet machine out of service, say) change only the
 //!   in-memory state: the machine's service state itself is kept in `machine_service`.
 //! - A machine that sends nothing is stale for the `stale` rules: after
-//!   [`SILENT_AFTER_MS`] without a reading the owner feeds a stale input itself (the aligner
-//!   only notices gaps between rows).
+//!   [`SILENT_AFTER_MS`] without a reading, on the owner's clock (the freshest reading's time,
+//!   running on with the wall clock: the wall clock when streaming live, the replay's time when
+//!   history is replayed), the owner feeds a stale input itself (the aligner only notices gaps
+//!   between rows).
 //! - Condition windows (the last n verdicts, running delays) are kept in memory and in the
 //!   state of open alarms; after a restart a machine without an open alarm starts its windows
 //!   afresh.
@@ -52,6 +54,13 @@ use crate::store::{
 /// A machine without a reading for this long is stale for its `stale` rules (counted from its
 /// last reading), in milliseconds.
 pub const SILENT_AFTER_MS: i64 = 30_000;
+
+/// How often, in the stage's own time, time passes for the machines that send nothing (see
+/// [`AlarmStage::observe`]): the owner's timer period.
+const TICK_MS: i64 = 1_000;
+
+/// The most steps time passes in after one batch (see [`AlarmStage::batch_done`]).
+const MAX_TICK_STEPS: i64 = 64;
 
 /// How often an owner rereads a machine's rules (besides [`Alarms::rules_changed`]), so that a
 /// change made through another worker reaches it.
@@ -521,9 +530,9 @@ struct MachineAlarms {
     loaded_at: Option<Instant>,
     reload: bool,
     out_of_service: bool,
-    /// The newest reading's time, and when (on this process's clock) it arrived: the
+    /// The newest reading's time, and the stage's clock ([`StageClock`]) when it arrived: the
     /// machine's clock runs from there (see [`MachineAlarms::now`]).
-    last_reading: Option<(Timestamp, Instant)>,
+    last_reading: Option<(Timestamp, Timestamp)>,
     silent: bool,
     /// The sensors seen, sorted (a binary search per reading), for the stale input of a
     /// silent machine.
@@ -531,17 +540,61 @@ struct MachineAlarms {
 }
 
 impl MachineAlarms {
-    /// The machine's time: its newest reading's time plus the time since it arrived. For a
-    /// machine that streams live this is the wall clock; for one whose history is replayed (a
-    /// backfill, the demo) it is the replay's time, so delays and stale durations are not
-    /// judged by a clock the data does not follow.
-    fn now(&self) -> Timestamp {
+    /// The machine's time: its newest reading's time plus how far the stage's clock has run
+    /// since it arrived. For a machine that streams live this is the wall clock; for one whose
+    /// history is replayed (a backfill, the demo, the fleet evaluation) it is the replay's
+    /// time, so delays and stale durations are not judged by a clock the data does not follow.
+    fn now(&self, clock: &StageClock) -> Timestamp {
+        self.now_at(clock.now())
+    }
+
+    /// [`Self::now`] when the stage's clock reads `at`.
+    fn now_at(&self, at: Option<Timestamp>) -> Timestamp {
         match self.last_reading {
-            Some((ts, arrived)) => {
-                let ms = i64::try_from(arrived.elapsed().as_millis()).unwrap_or(i64::MAX);
-                ts.add_millis(ms)
+            Some((ts, arrived)) => ts.add_millis(since(at, arrived)),
+            None => at.unwrap_or_else(Timestamp::now),
+        }
+    }
+}
+
+/// How far the stage's clock reading `at` is past `arrived`, in ms, at least 0.
+fn since(at: Option<Timestamp>, arrived: Timestamp) -> i64 {
+    at.map_or(0, |now| {
+        now.as_millis().saturating_sub(arrived.as_millis()).max(0)
+    })
+}
+
+/// The clock of one owner's alarm stage: the data time of the freshest reading it has seen,
+/// running on with this process's clock between arrivals.
+///
+/// A machine's silence is measured on it: a machine is silent when this clock has run
+/// [`SILENT_AFTER_MS`] since its last reading arrived. Streaming live, the clock is the wall
+/// clock (the freshest reading is a moment old), so silence is wall time as before; replaying
+/// history faster than real time, it is the replay's time, driven by the machines that do
+/// send, so a machine that stops sending in a replayed week goes stale after 30 simulated
+/// seconds, not after 30 seconds of wall time (which a week replayed in a minute never has).
+/// Only differences of this clock are used, so a device whose clock is ahead moves it on but
+/// does not make the others late (except once, at the jump: documented in `docs/alarms.md`).
+#[derive(Debug, Default)]
+struct StageClock {
+    anchor: Option<(Timestamp, Instant)>,
+}
+
+impl StageClock {
+    fn now(&self) -> Option<Timestamp> {
+        self.anchor.map(|(ts, at)| {
+            ts.add_millis(i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX))
+        })
+    }
+
+    /// A reading of time `ts` arrived: the clock is at least there.
+    fn observe(&mut self, ts: Timestamp) -> Timestamp {
+        match self.now() {
+            Some(now) if now >= ts => now,
+            _ => {
+                self.anchor = Some((ts, Instant::now()));
+                ts
             }
-            None => Timestamp::now(),
         }
     }
 }
@@ -552,6 +605,11 @@ pub(crate) struct AlarmStage {
     store: Arc<dyn Store>,
     metrics: Arc<LiveMetrics>,
     machines: HashMap<MachineKey, MachineAlarms>,
+    clock: StageClock,
+    /// The stage's clock at the last [`AlarmStage::tick`].
+    ticked: Option<Timestamp>,
+    /// The stage's clock before the batch being observed (`None` between batches).
+    batch_clock: Option<Option<Timestamp>>,
 }
 
 impl AlarmStage {
@@ -561,6 +619,9 @@ impl AlarmStage {
             alarms,
             metrics,
             machines: HashMap::new(),
+            clock: StageClock::default(),
+            ticked: None,
+            batch_clock: None,
         }
     }
 
@@ -604,18 +665,27 @@ impl AlarmStage {
                     matches!(k, RuleKind::Stale { .. })
                 });
             }
+            // A batch spans a stretch of time for every machine in it: the machine arrived at
+            // its own newest reading or at the clock before the batch, whichever is later, not
+            // at the clock after the other machines of the batch moved it (which depends on
+            // the order the batch is observed in).
+            let before = *self.batch_clock.get_or_insert(self.clock.now());
+            let after = self.clock.observe(newest);
+            let arrived = before.map_or(newest, |b| b.max(newest)).min(after);
             if m.last_reading.is_none_or(|(t, _)| newest >= t) {
-                m.last_reading = Some((newest, Instant::now()));
+                m.last_reading = Some((newest, arrived));
             }
             for r in readings {
                 if let Err(at) = m.sensors.binary_search(&r.sensor) {
                     m.sensors.insert(at, r.sensor.clone());
                 }
             }
-            let has_limits = m
-                .slots
-                .iter()
-                .any(|s| matches!(s.rule.kind, RuleKind::SensorLimit { .. }));
+            let has_limits = m.slots.iter().any(|s| {
+                matches!(
+                    s.rule.kind,
+                    RuleKind::SensorLimit { .. } | RuleKind::Flatline { .. }
+                )
+            });
             if has_limits {
                 let mut sorted: Vec<&Reading> = readings.iter().collect();
                 sorted.sort_by_key(|r| r.ts);
@@ -625,12 +695,13 @@ impl AlarmStage {
                         ts: r.ts,
                         value: r.value,
                     };
-                    collect(
-                        &mut m,
-                        &input,
-                        &mut out,
-                        |k| matches!(k, RuleKind::SensorLimit { sensor, .. } if *sensor == r.sensor),
-                    );
+                    collect(&mut m, &input, &mut out, |k| match k {
+                        RuleKind::SensorLimit { sensor, .. } => *sensor == r.sensor,
+                        RuleKind::Flatline { sensor, .. } => {
+                            sensor.as_ref().is_none_or(|s| *s == r.sensor)
+                        }
+                        _ => false,
+                    });
                 }
             }
         }
@@ -659,14 +730,53 @@ impl AlarmStage {
                 }
             }
         }
+        // Time passes with the data too, not only with the owner's timer: delays and stale
+        // durations run on the machine's own time as its rows arrive, however fast.
+        let now = m.now(&self.clock);
+        collect(&mut m, &Input::Tick(now), &mut out, |_| true);
         self.write(machine, &mut m, out).await;
         self.machines.insert(machine.clone(), m);
+    }
+
+    /// After every machine of a batch was observed: lets time pass for the machines that sent
+    /// nothing, at least once a second of the stage's clock, so that a replay faster than real
+    /// time judges their silence at the replay's pace. Not after each machine: a batch spans
+    /// a stretch of time for every machine in it, and a machine not yet observed is not silent.
+    ///
+    /// A batch of replayed history may span minutes of the stage's clock: time passes through
+    /// it in steps (one a second, or [`MAX_TICK_STEPS`] over the span when it is longer), so
+    /// that a silent machine's stale alarm is raised near the instant its rule says, not at the
+    /// end of the batch.
+    pub(crate) async fn batch_done(&mut self) {
+        self.batch_clock = None;
+        let Some(now) = self.clock.now() else { return };
+        let Some(last) = self.ticked else {
+            self.tick().await;
+            return;
+        };
+        let gap = now.as_millis().saturating_sub(last.as_millis());
+        if gap < TICK_MS {
+            return;
+        }
+        let step = TICK_MS.max((gap + MAX_TICK_STEPS - 1) / MAX_TICK_STEPS);
+        let mut at = last.as_millis();
+        while at + step < now.as_millis() {
+            at += step;
+            self.tick_at(Some(Timestamp::from_millis(at))).await;
+        }
+        self.tick().await;
     }
 
     /// Lets time pass for every machine, on its own clock ([`MachineAlarms::now`]): delays,
     /// stale durations, escalation by duration, shelf expiry, unlatching; and a machine from
     /// which nothing arrived for [`SILENT_AFTER_MS`] goes stale.
     pub(crate) async fn tick(&mut self) {
+        self.tick_at(self.clock.now()).await;
+    }
+
+    /// [`Self::tick`] with the stage's clock at `at`.
+    async fn tick_at(&mut self, at: Option<Timestamp>) {
+        self.ticked = at;
         let keys: Vec<MachineKey> = self.machines.keys().cloned().collect();
         for machine in keys {
             if self.machines.get(&machine).is_some_and(|m| m.reload) {
@@ -676,9 +786,9 @@ impl AlarmStage {
                 continue;
             };
             let mut out = Vec::new();
-            let now = m.now();
+            let now = m.now_at(at);
             if let Some((last, arrived)) = m.last_reading {
-                let silent_for = i64::try_from(arrived.elapsed().as_millis()).unwrap_or(i64::MAX);
+                let silent_for = since(at, arrived);
                 if !m.silent && silent_for >= SILENT_AFTER_MS {
                     m.silent = true;
                     let channels = m.sensors.clone();
@@ -843,7 +953,7 @@ impl AlarmStage {
             if gone.row.is_none() {
                 continue;
             }
-            let at = m.now();
+            let at = m.now(&self.clock);
             let events = gone
                 .monitor
                 .command(Command::Condition(Default::default()), at)
@@ -866,7 +976,7 @@ impl AlarmStage {
         }
         m.slots = slots;
         m.out_of_service = service.is_some();
-        let now = m.now();
+        let now = m.now(&self.clock);
         for (i, slot) in m.slots.iter_mut().enumerate() {
             let state = slot.monitor.alarm().state().name();
             let cmd = match (&service, state) {

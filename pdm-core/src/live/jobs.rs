@@ -312,11 +312,13 @@ impl Runner {
             .await?;
         let spec = TrainSpec {
             kind: request.kind.clone(),
-            params: request
-                .params
-                .as_ref()
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "{}".into()),
+            // A training that leaves both the kind and its parameters to the defaults gets the
+            // live path's (`live.train_params`); naming either means the caller chose.
+            params: match (&request.kind, &request.params) {
+                (_, Some(p)) => p.to_string(),
+                (None, None) => self.config.train_params.to_string(),
+                (Some(_), None) => "{}".into(),
+            },
             align: align.clone(),
         };
         let fraction = Arc::new(AtomicU64::new(0.5f64.to_bits()));

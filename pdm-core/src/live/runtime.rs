@@ -569,6 +569,7 @@ impl OwnerTask {
         for (machine, readings) in by_machine {
             self.machine_batch(machine, readings).await;
         }
+        self.stage.batch_done().await;
         // Handed over at every batch: the writer gathers them and lingers.
         self.send_pending().await;
     }

@@ -6,7 +6,10 @@ use pdm_core::{MachineKey, SensorKey, Timestamp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{FaultKind, FaultWindow, MachineKind, Sample, SimMachineConfig};
+use super::{
+    bearing_vibration_factor, bearing_wear, FaultKind, FaultWindow, MachineKind, Sample,
+    SimMachineConfig, OVERHEAT_EXCESS_C,
+};
 
 /// How long bearing wear takes to reach full severity when its window is open-ended.
 const DEFAULT_WEAR_SECS: f64 = 7.0 * 86_400.0;
@@ -173,7 +176,8 @@ impl MachineSim {
     fn pump(&mut self, load: f64, dt: f64, e: &Effects, noise: &Noise) -> Vec<f64> {
         let n = &noise.normal;
         let target = 42.0 + 20.0 * load + self.temp_offset + e.heat;
-        let temp = lagged(&mut self.temp, target, lag(dt, 1200.0));
+        let tau = self.kind.thermal_time_constant_s();
+        let temp = lagged(&mut self.temp, target, lag(dt, tau));
         let vib = self.vib_scale * e.vib;
         vec![
             temp + 0.15 * n[0],
@@ -187,7 +191,8 @@ impl MachineSim {
     fn motor(&mut self, load: f64, dt: f64, e: &Effects, noise: &Noise) -> Vec<f64> {
         let n = &noise.normal;
         let target = 38.0 + 32.0 * load + self.temp_offset + e.heat;
-        let temp = lagged(&mut self.temp, target, lag(dt, 1800.0));
+        let tau = self.kind.thermal_time_constant_s();
+        let temp = lagged(&mut self.temp, target, lag(dt, tau));
         let vib = self.vib_scale * e.vib;
         vec![
             temp + 0.15 * n[0],
@@ -201,7 +206,8 @@ impl MachineSim {
         let n = &noise.normal;
         self.cycle(load, dt);
         let target = 50.0 + 18.0 * self.duty + self.temp_offset + e.heat;
-        let temp = lagged(&mut self.temp, target, lag(dt, 1200.0));
+        let tau = self.kind.thermal_time_constant_s();
+        let temp = lagged(&mut self.temp, target, lag(dt, tau));
         let discharge_target = if self.loaded { 82.0 + 8.0 * load } else { 68.0 };
         let discharge = lagged(
             &mut self.temp2,
@@ -332,23 +338,20 @@ impl Effects {
                 kind: FaultKind::BearingWear,
                 start,
                 end,
-            }) => {
-                let p = progress(start, end);
-                ((4.0 * p).exp() - 1.0) / (4.0f64.exp() - 1.0)
-            }
+            }) => bearing_wear(progress(start, end)),
             _ => 0.0,
         };
         let overheat = match active {
             Some(ActiveFault {
                 kind: FaultKind::Overheating,
                 ..
-            }) => 30.0,
+            }) => OVERHEAT_EXCESS_C,
             _ => 0.0,
         };
         Self {
             wear,
             heat: 15.0 * wear + overheat,
-            vib: 1.0 + 5.0 * wear,
+            vib: bearing_vibration_factor(wear),
         }
     }
 }

@@ -132,6 +132,15 @@ impl MachineKind {
         }
     }
 
+    /// The time constant of the machine's body temperature, in seconds: the first-order lag
+    /// through which an overheating (or any change of heat) reaches the `temperature` sensor.
+    pub fn thermal_time_constant_s(self) -> f64 {
+        match self {
+            MachineKind::Pump | MachineKind::Compressor => 1_200.0,
+            MachineKind::Motor => 1_800.0,
+        }
+    }
+
     /// The channels of this kind, in the order samples list them.
     pub fn sensors(self) -> &'static [SensorSpec] {
         match self {
@@ -189,6 +198,22 @@ impl FaultKind {
             FaultKind::Dropout => None,
         }
     }
+}
+
+/// How far an overheating fault drives the temperature above normal, in °C, once the thermal
+/// lag has run out (the compressor's discharge temperature rises 1.2 times as much).
+pub const OVERHEAT_EXCESS_C: f64 = 30.0;
+
+/// Bearing wear at `progress` (0 to 1) through its window, 0 (none) to 1 (full severity): an
+/// exponential growth, barely visible at first, then fast.
+pub fn bearing_wear(progress: f64) -> f64 {
+    let p = progress.clamp(0.0, 1.0);
+    ((4.0 * p).exp() - 1.0) / (4.0f64.exp() - 1.0)
+}
+
+/// The factor on a machine's healthy vibration at bearing wear `wear` (0 to 1): 1 to 6.
+pub fn bearing_vibration_factor(wear: f64) -> f64 {
+    1.0 + 5.0 * wear.clamp(0.0, 1.0)
 }
 
 /// A fault injected into one machine.
