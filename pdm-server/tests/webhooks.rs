@@ -98,11 +98,7 @@ async fn start_receiver() -> (String, Arc<Receiver>) {
     let app = Router::new()
         .route("/hooks/{behaviour}", post(receive))
         .with_state(r.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = common::serve_on_loopback(app).await;
     (format!("http://{addr}/hooks"), r)
 }
 

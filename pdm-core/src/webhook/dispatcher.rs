@@ -368,21 +368,33 @@ async fn dispatch(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             break; // the lease brings it back
         };
-        let inner = inner.clone();
-        in_flight.spawn(async move {
-            let _permit = permit;
-            match attempt(&inner, &webhook, &delivery, Mode::Scheduled).await {
-                // The next event of the same alarm may be due now.
-                Ok(_) => inner.wake.notify_one(),
-                Err(e) => {
-                    inc(&inner.metrics.store_errors);
-                    tracing::warn!(delivery = delivery.id, error = %e,
-                        "recording a webhook attempt failed; the lease brings it back");
-                }
-            }
-        });
+        spawn_attempt(inner, in_flight, permit, webhook, delivery, Mode::Scheduled);
     }
     Ok(())
+}
+
+/// Makes the attempt in a task of `in_flight`, holding `permit` until it is recorded.
+fn spawn_attempt(
+    inner: &Arc<Inner>,
+    in_flight: &mut JoinSet<()>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    webhook: Webhook,
+    delivery: Delivery,
+    mode: Mode,
+) {
+    let inner = inner.clone();
+    in_flight.spawn(async move {
+        let _permit = permit;
+        match attempt(&inner, &webhook, &delivery, mode).await {
+            // The next event of the same alarm may be due now.
+            Ok(_) => inner.wake.notify_one(),
+            Err(e) => {
+                inc(&inner.metrics.store_errors);
+                tracing::warn!(delivery = delivery.id, ?mode, error = %e,
+                    "recording a webhook attempt failed; the lease brings it back");
+            }
+        }
+    });
 }
 
 /// When the last probes were made: per endpoint, and the last look for endpoints to probe.
@@ -438,18 +450,7 @@ async fn probe(
             continue;
         };
         inc(&inner.metrics.probes);
-        let inner = inner.clone();
-        in_flight.spawn(async move {
-            let _permit = permit;
-            match attempt(&inner, &webhook, &delivery, Mode::Probe).await {
-                Ok(_) => inner.wake.notify_one(),
-                Err(e) => {
-                    inc(&inner.metrics.store_errors);
-                    tracing::warn!(delivery = delivery.id, error = %e,
-                        "recording a webhook probe failed; the lease brings it back");
-                }
-            }
-        });
+        spawn_attempt(inner, in_flight, permit, webhook, delivery, Mode::Probe);
     }
     Ok(())
 }

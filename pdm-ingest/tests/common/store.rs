@@ -398,6 +398,14 @@ impl WebhookStore for TestStore {
     ) -> StoreResult<Vec<Delivery>> {
         self.store.claim_due(now, lease_until, limit).await
     }
+    async fn claim_probe(
+        &self,
+        webhook: pdm_core::WebhookId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<Delivery>> {
+        self.store.claim_probe(webhook, now, lease_until).await
+    }
     async fn record_attempt(
         &self,
         id: i64,

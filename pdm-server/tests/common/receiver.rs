@@ -65,11 +65,7 @@ impl Receiver {
         let app = Router::new()
             .route("/hook", post(receive))
             .with_state(r.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the receiver");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let addr = super::serve_on_loopback(app).await;
         (format!("http://{addr}/hook"), r)
     }
 
