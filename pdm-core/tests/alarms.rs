@@ -236,3 +236,35 @@ async fn two_workers_on_one_machine_open_one_alarm() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A person's acknowledgement closes a returned alarm on the wall clock, which may be ahead of
+/// the data; a reading that arrives late (older than that close) and is beyond the limit opens
+/// the next alarm at the close, never before it: episodes of one machine and rule never
+/// overlap in time, whatever order their inputs came in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_raised_by_a_late_reading_never_opens_before_the_last_one_closed() {
+    let (_dir, store) = store().await;
+    put_limit_rule(&store, None).await;
+    let live = start(&store);
+
+    feed(&store, &live, temp(0, 1, 60.0)).await;
+    feed(&store, &live, temp(10, 11, 20.0)).await;
+    let first = alarms(&store).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].state, StateName::ReturnedUnacked);
+    let closed_at = Timestamp::from_millis(BASE + 60_000);
+    let acked = live
+        .alarms()
+        .acknowledge(first[0].id, "ann", None, closed_at)
+        .await
+        .expect("ack");
+    assert_eq!(acked.alarm.closed_at, Some(closed_at));
+
+    // Late: data from before the acknowledgement, beyond the limit.
+    feed(&store, &live, temp(5, 6, 70.0)).await;
+    let all = alarms(&store).await;
+    assert_eq!(all.len(), 2, "{all:?}");
+    let next = all.iter().find(|a| a.closed_at.is_none()).expect("open");
+    assert_eq!(next.opened_at, closed_at, "{all:?}");
+    live.shutdown().await;
+}

@@ -334,13 +334,19 @@ async fn storm(pg: bool) {
 
     // The storm: every machine's readings in order, from its own task; the operator acks.
     let base = (now_ms() / 1000 + 60) * 1000;
+    // Posters hold at two thirds of their readings until the kill, so a slow machine (few
+    // deliveries yet) still kills mid-storm rather than after it.
     let posted = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(AtomicBool::new(false));
     let mut posters = Vec::new();
     for m in 0..MACHINES {
-        let (addr, posted) = (addr.clone(), posted.clone());
+        let (addr, posted, killed) = (addr.clone(), posted.clone(), killed.clone());
         posters.push(tokio::spawn(async move {
             let machine = format!("storm-{m:02}");
             for i in 0..READINGS {
+                while i == READINGS * 2 / 3 && !killed.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 post_reading(&addr, &machine, base + i * STEP_MS, value(i)).await;
                 posted.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -365,6 +371,7 @@ async fn storm(pg: bool) {
     }
     let counters_at_kill = live_counters(&addr).await;
     server.kill9();
+    killed.store(true, Ordering::Relaxed);
     let at_kill = receiver.count();
     let posted_at_kill = posted.load(Ordering::Relaxed);
     let events_at_kill = db.events().await.len();
@@ -482,6 +489,14 @@ async fn storm(pg: bool) {
                     pair[0].id, pair[1].id
                 )
             });
+            if closed > pair[1].opened_at {
+                for e in events
+                    .iter()
+                    .filter(|e| e.alarm_id == pair[0].id || e.alarm_id == pair[1].id)
+                {
+                    eprintln!("  {e:?}");
+                }
+            }
             assert!(
                 closed <= pair[1].opened_at,
                 "{machine}/{rule}: alarm {} closed at {closed}, after {} opened at {}",

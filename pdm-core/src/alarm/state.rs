@@ -106,6 +106,14 @@ impl Alarm {
         }
     }
 
+    /// Takes times before `at` as `at` from now on, as [`Self::apply`] does with its own
+    /// inputs: for an alarm whose previous episode (of the same machine and rule) ended at
+    /// `at`, so the next episode never opens before the last one closed, even when a late
+    /// reading or a person's command on the wall clock wrote that close.
+    pub fn not_before(&mut self, at: Timestamp) {
+        self.last = Some(self.last.map_or(at, |last| last.max(at)));
+    }
+
     /// Takes an edited rule's severity and escalation; they apply from the next input.
     pub fn set_rule(&mut self, rule: &Rule) {
         self.base = rule.severity;

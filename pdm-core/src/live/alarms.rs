@@ -1026,8 +1026,21 @@ async fn reload_slot(
     machine: &MachineKey,
     slot: &mut Slot,
 ) -> Result<(), StoreError> {
-    match store.open_alarm(machine, &slot.rule.id).await? {
-        Some(stored) => {
+    // The newest episode of the machine and rule: the open one when there is one (an episode
+    // opens only once the one before it closed), else the last closed, whose end the next
+    // episode may not precede.
+    let newest = store
+        .list_alarms(&AlarmQuery {
+            machine: Some(machine.clone()),
+            rule_id: Some(slot.rule.id.clone()),
+            limit: 1,
+            ..AlarmQuery::default()
+        })
+        .await?
+        .into_iter()
+        .next();
+    match newest {
+        Some(stored) if stored.closed_at.is_none() => {
             let monitor: Monitor = serde_json::from_str(&stored.state_json).map_err(|e| {
                 StoreError::Backend(
                     format!(
@@ -1045,11 +1058,17 @@ async fn reload_slot(
                 version: stored.version,
             });
         }
-        None => {
-            if slot.row.is_some() || slot.monitor.alarm().is_open() {
-                slot.monitor
-                    .replace_alarm(crate::alarm::Alarm::new(&slot.rule));
+        closed => {
+            let mut alarm = if slot.row.is_some() || slot.monitor.alarm().is_open() {
+                crate::alarm::Alarm::new(&slot.rule)
+            } else {
+                slot.monitor.alarm().clone()
+            };
+            if let Some(closed) = closed {
+                alarm.not_before(closed.closed_at.unwrap_or(closed.last_event_at));
+                alarm.not_before(closed.last_event_at);
             }
+            slot.monitor.replace_alarm(alarm);
             slot.row = None;
         }
     }
