@@ -14,6 +14,7 @@
 //! Implementations live in `pdm-store` (SQLite, PostgreSQL). Every implementation must pass the
 //! conformance suite there; the rules it checks are written on each method here.
 
+pub mod access;
 pub mod alarms;
 pub mod dead_letters;
 pub mod jobs;
@@ -24,6 +25,10 @@ pub mod sensors;
 pub mod telemetry;
 pub mod webhooks;
 
+pub use access::{
+    AccessStore, ApiToken, ApiTokenId, NewApiToken, NewSession, NewUser, Permission, Role,
+    Rotation, Session, SessionId, TokenHash, TokenScope, User, UserId, UserUpdate,
+};
 pub use alarms::{
     AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition,
     NewAlarmRule, OutboxEntry, ServiceNote, StoredAlarm, StoredAlarmEvent,
