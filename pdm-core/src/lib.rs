@@ -81,7 +81,7 @@ pub use retention::Retention;
 pub use rfc3339::TimestampError;
 pub use source::{Ack, BatchSink, Committed, Shutdown, ShutdownTrigger, Source, SourceContext};
 pub use store::{
-    Activation, AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore,
+    AccessStore, Activation, AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore,
     AlarmTransition, CatalogStore, DeadLetterStore, Job, JobId, JobOutcome, JobQuery, JobStatus,
     JobStore, MachineStore, ModelId, ModelQuery, ModelRecord, ModelStatus, ModelStore,
     NewAlarmRule, NewJob, NewModel, OutboxEntry, PredictionStore, SensorStore, ServiceNote, Store,

@@ -439,7 +439,9 @@ pub struct NewApiToken {
 pub trait AccessStore: Send + Sync + 'static {
     /// Writes `roles` as the built-in roles (inserting or replacing each, `builtin` set), so a
     /// release that grants a role a new permission applies it at start. A custom role of the
-    /// same name is overwritten.
+    /// same name is overwritten; a role built in before but not in `roles` becomes a custom one
+    /// (so that it can be edited, or deleted once unused). `Invalid` for a name breaking the
+    /// rule of [`Role::name`].
     async fn sync_builtin_roles(&self, roles: &[Role]) -> StoreResult<()>;
 
     /// Every role, by name.
@@ -449,7 +451,8 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn get_role(&self, name: &str) -> StoreResult<Role>;
 
     /// Creates a custom role (`builtin` ignored, stored false), or replaces the custom role of
-    /// that name; returns true when it was created. `Conflict` when `name` is built in.
+    /// that name; returns true when it was created. `Conflict` when `name` is built in,
+    /// `Invalid` when it breaks the rule of [`Role::name`].
     async fn put_role(&self, role: &Role) -> StoreResult<bool>;
 
     /// Deletes the custom role `name`. `NotFound` when there is none, `Conflict` when it is built
@@ -491,7 +494,8 @@ pub trait AccessStore: Send + Sync + 'static {
     /// The session `id`; `NotFound` when there is none.
     async fn get_session(&self, id: SessionId) -> StoreResult<Session>;
 
-    /// The sessions of `user`, newest first, ended ones included when `include_ended`.
+    /// The sessions of `user`, newest first, ended ones (revoked, or past `expires_at` by the
+    /// store's clock) included when `include_ended`.
     async fn list_sessions(&self, user: UserId, include_ended: bool) -> StoreResult<Vec<Session>>;
 
     /// Presents refresh token `presented` at `at`, in one transaction: when it is live (unspent,
@@ -508,8 +512,8 @@ pub trait AccessStore: Send + Sync + 'static {
         at: Timestamp,
     ) -> StoreResult<Rotation>;
 
-    /// Ends session `id` at `at` with `reason`; false when it had ended already. `NotFound` when
-    /// there is none.
+    /// Ends session `id` at `at` with `reason`; false when it had ended already (revoked, or
+    /// past `expires_at` at `at`). `NotFound` when there is none.
     async fn revoke_session(&self, id: SessionId, reason: &str, at: Timestamp)
         -> StoreResult<bool>;
 
@@ -539,8 +543,9 @@ pub trait AccessStore: Send + Sync + 'static {
         at: Timestamp,
     ) -> StoreResult<Option<UserId>>;
 
-    /// Creates an API or ingest token. `NotFound` when its role or machine does not exist,
-    /// `Conflict` when the hash exists.
+    /// Creates an API or ingest token. `NotFound` when its role, machine or `created_by` user
+    /// does not exist, `Conflict` when the hash exists, `Invalid` when the name is not 1 to 100
+    /// characters.
     async fn create_api_token(&self, t: &NewApiToken) -> StoreResult<ApiToken>;
 
     /// The token with secret hash `hash`, revoked and expired ones included (the caller
@@ -548,10 +553,12 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn api_token_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiToken>>;
 
     /// Tokens by id: API tokens and every machine's ingest tokens (`machine` `None`), or the
-    /// ingest tokens of one machine; revoked ones included.
+    /// ingest tokens of one machine; revoked ones included. `NotFound` for an unknown machine.
     async fn list_api_tokens(&self, machine: Option<&MachineKey>) -> StoreResult<Vec<ApiToken>>;
 
-    /// Records a use of token `id` at `at`, unless one within the last minute was recorded.
+    /// Records a use of token `id` at `at`, unless one within the last minute was recorded
+    /// (`last_used_at` at or after `at` minus 60 s). An unknown token is no error: this runs
+    /// on every request, after the token was found.
     async fn touch_api_token(&self, id: ApiTokenId, at: Timestamp) -> StoreResult<()>;
 
     /// Revokes token `id` at `at`; false when it was revoked already. `NotFound` when unknown.
@@ -563,8 +570,10 @@ pub trait AccessStore: Send + Sync + 'static {
     /// How many failed sign-ins `key` had at or after `since`.
     async fn sign_in_failures(&self, key: &str, since: Timestamp) -> StoreResult<u64>;
 
-    /// Deletes failures before `before`, spent or expired reset tokens and refresh tokens of
-    /// sessions that ended or expired before it; returns the rows deleted.
+    /// Deletes failures before `before`, reset tokens spent or expired before it, and the
+    /// refresh tokens of sessions revoked or expired before it; returns the rows deleted.
+    /// Sessions themselves are kept (the history of sign-ins), and so are the spent refresh
+    /// tokens of live sessions (presenting one again must still revoke its session).
     async fn prune_access(&self, before: Timestamp) -> StoreResult<u64>;
 }
 

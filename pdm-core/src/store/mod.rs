@@ -3,7 +3,9 @@
 //! - [`TelemetryStore`] ([`telemetry`]): readings, the hot path;
 //! - [`MachineStore`] ([`machines`]), [`SensorStore`] ([`sensors`]), [`DeadLetterStore`]
 //!   ([`dead_letters`]), [`ModelStore`] ([`models`]), [`JobStore`] ([`jobs`]),
-//!   [`PredictionStore`] ([`predictions`]), [`AlarmStore`] ([`alarms`]), [`WebhookStore`] ([`webhooks`]): relational state.
+//!   [`PredictionStore`] ([`predictions`]), [`AlarmStore`] ([`alarms`]), [`WebhookStore`]
+//!   ([`webhooks`]), [`AccessStore`] ([`access`]: users, roles, sessions, tokens): relational
+//!   state.
 //!
 //! [`CatalogStore`] bundles the relational aggregates and [`Store`] adds telemetry; both are
 //! implemented for every type implementing their parts, so a backend implements only the
@@ -80,8 +82,8 @@ impl StoreError {
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Stores machines, sensors, dead letters, models, jobs, predictions, alarms and webhooks: every
-/// relational aggregate.
+/// Stores machines, sensors, dead letters, models, jobs, predictions, alarms, webhooks and
+/// access (users, roles, sessions, tokens): every relational aggregate.
 /// Implemented for every type implementing its supertraits.
 pub trait CatalogStore:
     MachineStore
@@ -92,6 +94,7 @@ pub trait CatalogStore:
     + PredictionStore
     + AlarmStore
     + WebhookStore
+    + AccessStore
 {
 }
 
@@ -104,6 +107,7 @@ impl<T> CatalogStore for T where
         + PredictionStore
         + AlarmStore
         + WebhookStore
+        + AccessStore
 {
 }
 

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pdm_core::alarm::AlarmEventKind;
 use pdm_core::store::{
-    AttemptRecord, Delivery, DeliveryAttempt, DeliveryQuery, EndpointChange, NewDelivery,
-    NewWebhook, NextStep, Webhook, WebhookId, WebhookStore, WebhookUpdate,
+    AccessStore, ApiToken, ApiTokenId, AttemptRecord, Delivery, DeliveryAttempt, DeliveryQuery,
+    EndpointChange, NewApiToken, NewDelivery, NewSession, NewUser, NewWebhook, NextStep, Role,
+    Rotation, Session, SessionId, TokenHash, User, UserId, UserUpdate, Webhook, WebhookId,
+    WebhookStore, WebhookUpdate,
 };
 use pdm_core::{
     Activation, AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore,
@@ -429,6 +431,129 @@ impl WebhookStore for TestStore {
     }
     async fn prune_webhooks(&self, before: Timestamp) -> StoreResult<u64> {
         self.store.prune_webhooks(before).await
+    }
+}
+
+#[async_trait]
+impl AccessStore for TestStore {
+    async fn sync_builtin_roles(&self, roles: &[Role]) -> StoreResult<()> {
+        self.store.sync_builtin_roles(roles).await
+    }
+    async fn list_roles(&self) -> StoreResult<Vec<Role>> {
+        self.store.list_roles().await
+    }
+    async fn get_role(&self, name: &str) -> StoreResult<Role> {
+        self.store.get_role(name).await
+    }
+    async fn put_role(&self, role: &Role) -> StoreResult<bool> {
+        self.store.put_role(role).await
+    }
+    async fn delete_role(&self, name: &str) -> StoreResult<()> {
+        self.store.delete_role(name).await
+    }
+    async fn create_user(&self, user: &NewUser, at: Timestamp) -> StoreResult<User> {
+        self.store.create_user(user, at).await
+    }
+    async fn get_user(&self, id: UserId) -> StoreResult<User> {
+        self.store.get_user(id).await
+    }
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        self.store.user_by_email(email).await
+    }
+    async fn list_users(&self, after: Option<UserId>, limit: u32) -> StoreResult<Vec<User>> {
+        self.store.list_users(after, limit).await
+    }
+    async fn count_users(&self) -> StoreResult<u64> {
+        self.store.count_users().await
+    }
+    async fn update_user(
+        &self,
+        id: UserId,
+        update: &UserUpdate,
+        at: Timestamp,
+    ) -> StoreResult<User> {
+        self.store.update_user(id, update, at).await
+    }
+    async fn touch_sign_in(&self, id: UserId, at: Timestamp) -> StoreResult<()> {
+        self.store.touch_sign_in(id, at).await
+    }
+    async fn create_session(&self, s: &NewSession) -> StoreResult<Session> {
+        self.store.create_session(s).await
+    }
+    async fn get_session(&self, id: SessionId) -> StoreResult<Session> {
+        self.store.get_session(id).await
+    }
+    async fn list_sessions(&self, user: UserId, include_ended: bool) -> StoreResult<Vec<Session>> {
+        self.store.list_sessions(user, include_ended).await
+    }
+    async fn rotate_refresh(
+        &self,
+        presented: &TokenHash,
+        next: &TokenHash,
+        next_expires_at: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<Rotation> {
+        self.store
+            .rotate_refresh(presented, next, next_expires_at, at)
+            .await
+    }
+    async fn revoke_session(
+        &self,
+        id: SessionId,
+        reason: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        self.store.revoke_session(id, reason, at).await
+    }
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        reason: &str,
+        at: Timestamp,
+    ) -> StoreResult<u64> {
+        self.store.revoke_user_sessions(user, reason, at).await
+    }
+    async fn create_reset_token(
+        &self,
+        user: UserId,
+        hash: &TokenHash,
+        expires_at: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        self.store
+            .create_reset_token(user, hash, expires_at, at)
+            .await
+    }
+    async fn consume_reset_token(
+        &self,
+        hash: &TokenHash,
+        at: Timestamp,
+    ) -> StoreResult<Option<UserId>> {
+        self.store.consume_reset_token(hash, at).await
+    }
+    async fn create_api_token(&self, t: &NewApiToken) -> StoreResult<ApiToken> {
+        self.store.create_api_token(t).await
+    }
+    async fn api_token_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiToken>> {
+        self.store.api_token_by_hash(hash).await
+    }
+    async fn list_api_tokens(&self, machine: Option<&MachineKey>) -> StoreResult<Vec<ApiToken>> {
+        self.store.list_api_tokens(machine).await
+    }
+    async fn touch_api_token(&self, id: ApiTokenId, at: Timestamp) -> StoreResult<()> {
+        self.store.touch_api_token(id, at).await
+    }
+    async fn revoke_api_token(&self, id: ApiTokenId, at: Timestamp) -> StoreResult<bool> {
+        self.store.revoke_api_token(id, at).await
+    }
+    async fn record_sign_in_failure(&self, keys: &[String], at: Timestamp) -> StoreResult<()> {
+        self.store.record_sign_in_failure(keys, at).await
+    }
+    async fn sign_in_failures(&self, key: &str, since: Timestamp) -> StoreResult<u64> {
+        self.store.sign_in_failures(key, since).await
+    }
+    async fn prune_access(&self, before: Timestamp) -> StoreResult<u64> {
+        self.store.prune_access(before).await
     }
 }
 

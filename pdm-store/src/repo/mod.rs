@@ -8,6 +8,7 @@
 //! `impl<B: Backend> XxxStore for SqlStore<B>`, cases in `tests/conformance.rs`, which run on
 //! both backends).
 
+pub(crate) mod access;
 pub(crate) mod alarms;
 pub(crate) mod dead_letters;
 pub(crate) mod jobs;
