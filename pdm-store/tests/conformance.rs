@@ -1,5 +1,5 @@
-//! Conformance suite: every rule of `TelemetryStore` and `CatalogStore` (models and jobs
-//! included) runs against every backend, on the same code.
+//! Conformance suite: every rule of `TelemetryStore` and `CatalogStore` (models, jobs, alarms,
+//! webhooks and access included) runs against every backend, on the same code.
 //!
 //! SQLite runs in a temporary directory. PostgreSQL needs a server: set
 //! `PDM_TEST_DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`); each test creates
@@ -113,6 +113,17 @@ conformance!(
     webhook_deliveries_fan_out_lease_order_and_retry,
     a_recovered_endpoint_gets_its_retries_at_once,
     webhooks_crud_rotation_cascade_and_prune,
+    users_crud_with_case_insensitive_email,
+    roles_builtin_sync_and_custom_crud,
+    refresh_rotation_spends_and_reuse_revokes,
+    refresh_tokens_and_sessions_expire,
+    concurrent_rotations_of_one_token_rotate_once,
+    sessions_are_revoked_and_listed,
+    reset_tokens_are_single_use_and_expire,
+    concurrent_reset_consumption_has_one_winner,
+    api_and_ingest_tokens,
+    sign_in_failures_count_since,
+    prune_access_deletes_only_what_ended,
 );
 
 fn m(s: &str) -> MachineKey {
@@ -179,6 +190,7 @@ fn is_not_found(r: &Result<impl std::fmt::Debug, StoreError>) -> bool {
 }
 
 mod rules {
+    pub use super::access::*;
     pub use super::alarms::*;
     pub use super::live::*;
     pub use super::registry::*;
@@ -3576,6 +3588,770 @@ mod alarms {
         ensure!(!st.delete_webhook(w.id).await?);
         ensure!(is_not_found(&st.list_deliveries(&q).await));
         ensure!(st.list_webhooks().await?.is_empty());
+        Ok(())
+    }
+}
+
+mod access {
+    use pdm_core::store::{
+        ApiTokenId, NewApiToken, NewSession, NewUser, Permission, Role, Rotation, SessionId,
+        TokenHash, TokenScope, User, UserId, UserUpdate,
+    };
+
+    use super::*;
+
+    fn t(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    /// A distinct token hash per `name`, shaped like the real ones (64 hex digits).
+    fn h(name: &str) -> TokenHash {
+        let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+        TokenHash(format!("{hex:0>64}"))
+    }
+
+    fn new_user(email: &str, role: &str) -> NewUser {
+        NewUser {
+            email: email.into(),
+            name: format!("Name of {email}"),
+            role: role.into(),
+            password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$hash-of-{email}"),
+        }
+    }
+
+    /// The built-in roles and a user of `role`, created at 1,000 ms.
+    async fn user(st: &dyn Store, email: &str, role: &str) -> Result<User> {
+        st.sync_builtin_roles(&Role::builtin()).await?;
+        Ok(st.create_user(&new_user(email, role), t(1_000)).await?)
+    }
+
+    /// A session of `user` started at `at`, its first refresh token `refresh` live for 10 s,
+    /// the session for 100 s.
+    fn sign_in(user: UserId, refresh: &str, at: i64) -> NewSession {
+        NewSession {
+            user,
+            refresh: h(refresh),
+            refresh_expires_at: t(at + 10_000),
+            expires_at: t(at + 100_000),
+            at: t(at),
+            user_agent: Some("curl/8".into()),
+            client_addr: Some("192.0.2.1".into()),
+        }
+    }
+
+    fn custom(name: &str, permissions: Vec<Permission>) -> Role {
+        Role {
+            name: name.into(),
+            description: format!("the {name} role"),
+            permissions,
+            builtin: true,
+        }
+    }
+
+    fn api_token(name: &str, scope: TokenScope, by: Option<UserId>) -> NewApiToken {
+        NewApiToken {
+            name: name.into(),
+            scope,
+            hash: h(name),
+            prefix: format!("pdm_{}", &name[..name.len().min(4)]),
+            created_by: by,
+            at: t(1_000),
+            expires_at: None,
+        }
+    }
+
+    fn is_conflict(r: &Result<impl std::fmt::Debug, StoreError>) -> bool {
+        matches!(r, Err(StoreError::Conflict(_)))
+    }
+
+    pub async fn users_crud_with_case_insensitive_email(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        ensure!(st.count_users().await? == 0);
+        let a = user(st, "Ada@Example.COM", "admin").await?;
+        ensure!(
+            a.email == "ada@example.com" && a.role == "admin" && a.active,
+            "{a:?}"
+        );
+        ensure!(a.created_at == t(1_000) && a.updated_at == t(1_000) && a.last_sign_in.is_none());
+        ensure!(a.password_hash.starts_with("$argon2id$"));
+        ensure!(
+            !format!("{a:?}").contains("argon2id"),
+            "Debug shows no hash: {a:?}"
+        );
+        ensure!(st.get_user(a.id).await? == a);
+        ensure!(st.user_by_email("ADA@example.com").await?.as_ref() == Some(&a));
+        ensure!(st.user_by_email("bob@example.com").await?.is_none());
+        ensure!(is_not_found(&st.get_user(UserId(999_999)).await));
+
+        // The email is taken in any case; the role must exist.
+        ensure!(is_conflict(
+            &st.create_user(&new_user("ADA@example.com", "viewer"), t(2_000))
+                .await
+        ));
+        ensure!(is_not_found(
+            &st.create_user(&new_user("bob@example.com", "nope"), t(2_000))
+                .await
+        ));
+        let b = st
+            .create_user(&new_user("bob@example.com", "viewer"), t(2_000))
+            .await?;
+        let c = st
+            .create_user(&new_user("cy@example.com", "engineer"), t(3_000))
+            .await?;
+        ensure!(st.count_users().await? == 3);
+        let ids = |v: Vec<User>| v.into_iter().map(|u| u.id).collect::<Vec<_>>();
+        ensure!(ids(st.list_users(None, 10).await?) == vec![a.id, b.id, c.id]);
+        ensure!(ids(st.list_users(None, 2).await?) == vec![a.id, b.id]);
+        ensure!(ids(st.list_users(Some(b.id), 2).await?) == vec![c.id]);
+        ensure!(st.list_users(Some(c.id), 2).await?.is_empty());
+
+        let u = st
+            .update_user(
+                b.id,
+                &UserUpdate {
+                    name: Some("Bob".into()),
+                    role: Some("engineer".into()),
+                    active: Some(false),
+                    password_hash: Some("$argon2id$new".into()),
+                },
+                t(5_000),
+            )
+            .await?;
+        ensure!(
+            u.name == "Bob" && u.role == "engineer" && !u.active,
+            "{u:?}"
+        );
+        ensure!(u.password_hash == "$argon2id$new" && u.updated_at == t(5_000));
+        ensure!(u.created_at == b.created_at && u.email == b.email);
+        let same = st
+            .update_user(b.id, &UserUpdate::default(), t(6_000))
+            .await?;
+        ensure!(same.name == "Bob" && !same.active && same.role == "engineer");
+        let back = st
+            .update_user(
+                b.id,
+                &UserUpdate {
+                    active: Some(true),
+                    ..UserUpdate::default()
+                },
+                t(7_000),
+            )
+            .await?;
+        ensure!(back.active && back.password_hash == "$argon2id$new");
+        ensure!(is_not_found(
+            &st.update_user(
+                b.id,
+                &UserUpdate {
+                    role: Some("nope".into()),
+                    ..UserUpdate::default()
+                },
+                t(8_000),
+            )
+            .await
+        ));
+        ensure!(st.get_user(b.id).await?.role == "engineer", "unchanged");
+        ensure!(is_not_found(
+            &st.update_user(UserId(999_999), &UserUpdate::default(), t(8_000))
+                .await
+        ));
+
+        st.touch_sign_in(a.id, t(9_000)).await?;
+        ensure!(st.get_user(a.id).await?.last_sign_in == Some(t(9_000)));
+        ensure!(is_not_found(
+            &st.touch_sign_in(UserId(999_999), t(9_000)).await
+        ));
+        Ok(())
+    }
+
+    pub async fn roles_builtin_sync_and_custom_crud(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        ensure!(st.list_roles().await?.is_empty());
+        let builtin = Role::builtin();
+        st.sync_builtin_roles(&builtin).await?;
+        st.sync_builtin_roles(&builtin).await?;
+        let mut sorted = builtin.clone();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        ensure!(st.list_roles().await? == sorted, "idempotent, by name");
+        ensure!(st.get_role("viewer").await? == builtin[2]);
+        ensure!(is_not_found(&st.get_role("nope").await));
+
+        // A release granting a built-in role more applies it at the next start.
+        let mut next = builtin.clone();
+        next[2].permissions.push(Permission::OpsRead);
+        st.sync_builtin_roles(&next).await?;
+        ensure!(st.get_role("viewer").await?.grants(Permission::OpsRead));
+
+        // Custom roles: created, then replaced; stored sorted without repeats, never built in.
+        let perms = vec![
+            Permission::AlarmsAct,
+            Permission::MachinesRead,
+            Permission::AlarmsAct,
+        ];
+        ensure!(st.put_role(&custom("operator", perms)).await?, "created");
+        let op = st.get_role("operator").await?;
+        ensure!(!op.builtin && op.description == "the operator role");
+        ensure!(
+            op.permissions == vec![Permission::MachinesRead, Permission::AlarmsAct],
+            "{op:?}"
+        );
+        let mut changed = custom("operator", vec![Permission::AlarmsRead]);
+        changed.description = "reads alarms".into();
+        ensure!(!st.put_role(&changed).await?, "replaced");
+        let op = st.get_role("operator").await?;
+        ensure!(op.permissions == vec![Permission::AlarmsRead] && op.description == "reads alarms");
+        ensure!(is_conflict(&st.put_role(&custom("admin", vec![])).await));
+        ensure!(st.get_role("admin").await? == builtin[0], "untouched");
+        ensure!(matches!(
+            st.put_role(&custom("Bad Name", vec![])).await,
+            Err(StoreError::Invalid(_))
+        ));
+
+        // Deleting: not built-in ones, not while held by a user or a token.
+        ensure!(is_conflict(&st.delete_role("admin").await));
+        ensure!(is_not_found(&st.delete_role("nope").await));
+        let u = st
+            .create_user(&new_user("op@example.com", "operator"), t(1_000))
+            .await?;
+        ensure!(is_conflict(&st.delete_role("operator").await));
+        st.update_user(
+            u.id,
+            &UserUpdate {
+                role: Some("viewer".into()),
+                ..UserUpdate::default()
+            },
+            t(2_000),
+        )
+        .await?;
+        let tok = st
+            .create_api_token(&api_token(
+                "script",
+                TokenScope::Api {
+                    role: "operator".into(),
+                },
+                None,
+            ))
+            .await?;
+        ensure!(is_conflict(&st.delete_role("operator").await));
+        ensure!(st.revoke_api_token(tok.id, t(3_000)).await?);
+        ensure!(
+            is_conflict(&st.delete_role("operator").await),
+            "a revoked token still names its role"
+        );
+
+        ensure!(st.put_role(&custom("unused", vec![])).await?);
+        st.delete_role("unused").await?;
+        ensure!(is_not_found(&st.get_role("unused").await));
+        ensure!(is_not_found(&st.delete_role("unused").await));
+
+        // A role dropped from the built-in list becomes a custom one.
+        st.sync_builtin_roles(&builtin[..2]).await?;
+        ensure!(!st.get_role("viewer").await?.builtin);
+        ensure!(st.get_role("engineer").await?.builtin);
+        Ok(())
+    }
+
+    pub async fn refresh_rotation_spends_and_reuse_revokes(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let u = user(st, "a@example.com", "viewer").await?;
+        ensure!(is_not_found(
+            &st.create_session(&sign_in(UserId(999_999), "r0", 1_000))
+                .await
+        ));
+        let s = st.create_session(&sign_in(u.id, "r1", 1_000)).await?;
+        ensure!(s.user == u.id && s.created_at == t(1_000) && s.last_used_at == t(1_000));
+        ensure!(s.expires_at == t(101_000) && s.revoked_at.is_none());
+        ensure!(s.user_agent.as_deref() == Some("curl/8"));
+        ensure!(s.client_addr.as_deref() == Some("192.0.2.1"));
+        ensure!(st.get_session(s.id).await? == s);
+        ensure!(is_not_found(&st.get_session(SessionId(999_999)).await));
+        ensure!(is_conflict(
+            &st.create_session(&sign_in(u.id, "r1", 1_000)).await
+        ));
+
+        ensure!(
+            st.rotate_refresh(&h("nope"), &h("x"), t(20_000), t(2_000))
+                .await?
+                == Rotation::Unknown
+        );
+        let Rotation::Rotated { session, user } = st
+            .rotate_refresh(&h("r1"), &h("r2"), t(12_000), t(2_000))
+            .await?
+        else {
+            anyhow::bail!("a live token rotates");
+        };
+        ensure!(
+            session.id == s.id && session.last_used_at == t(2_000),
+            "{session:?}"
+        );
+        ensure!(session.revoked_at.is_none() && user == u);
+        let Rotation::Rotated { session, .. } = st
+            .rotate_refresh(&h("r2"), &h("r3"), t(13_000), t(3_000))
+            .await?
+        else {
+            anyhow::bail!("its successor rotates");
+        };
+        ensure!(session.last_used_at == t(3_000));
+
+        // The spent `r1` again: a theft; the session ends, with every token in it.
+        let Rotation::Reused { session } = st
+            .rotate_refresh(&h("r1"), &h("r4"), t(14_000), t(4_000))
+            .await?
+        else {
+            anyhow::bail!("a spent token is a reuse");
+        };
+        ensure!(session.id == s.id && session.revoked_at == Some(t(4_000)));
+        ensure!(session.revoked_reason.as_deref() == Some("refresh token reused"));
+        ensure!(st.get_session(s.id).await? == session);
+        ensure!(
+            st.rotate_refresh(&h("r3"), &h("r5"), t(15_000), t(5_000))
+                .await?
+                == Rotation::Expired,
+            "the live token of a revoked session is refused"
+        );
+        ensure!(
+            st.rotate_refresh(&h("r4"), &h("r6"), t(15_000), t(5_000))
+                .await?
+                == Rotation::Unknown,
+            "the reuse stored no successor"
+        );
+        let Rotation::Reused { session } = st
+            .rotate_refresh(&h("r2"), &h("r7"), t(15_000), t(6_000))
+            .await?
+        else {
+            anyhow::bail!("still a reuse");
+        };
+        ensure!(
+            session.revoked_at == Some(t(4_000)),
+            "first revocation kept"
+        );
+
+        // A deactivated user's session still rotates: the server refuses then.
+        let s = st.create_session(&sign_in(u.id, "d1", 10_000)).await?;
+        st.update_user(
+            u.id,
+            &UserUpdate {
+                active: Some(false),
+                ..UserUpdate::default()
+            },
+            t(10_500),
+        )
+        .await?;
+        match st
+            .rotate_refresh(&h("d1"), &h("d2"), t(21_000), t(11_000))
+            .await?
+        {
+            Rotation::Rotated { session, user } => {
+                ensure!(session.id == s.id && !user.active)
+            }
+            other => anyhow::bail!("{other:?}"),
+        }
+        Ok(())
+    }
+
+    pub async fn refresh_tokens_and_sessions_expire(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let u = user(st, "a@example.com", "viewer").await?;
+        // The token lives until 11,000 ms.
+        let s = st.create_session(&sign_in(u.id, "r1", 1_000)).await?;
+        ensure!(
+            st.rotate_refresh(&h("r1"), &h("r2"), t(30_000), t(11_000))
+                .await?
+                == Rotation::Expired
+        );
+        ensure!(st.get_session(s.id).await? == s, "nothing changed");
+        ensure!(
+            st.rotate_refresh(&h("r2"), &h("r3"), t(30_000), t(11_000))
+                .await?
+                == Rotation::Unknown
+        );
+
+        // A live token of a session past its absolute end (101,000 ms).
+        let s = st.create_session(&sign_in(u.id, "q1", 1_000)).await?;
+        let Rotation::Rotated { .. } = st
+            .rotate_refresh(&h("q1"), &h("q2"), t(200_000), t(10_999))
+            .await?
+        else {
+            anyhow::bail!("live until its expiry");
+        };
+        ensure!(
+            st.rotate_refresh(&h("q2"), &h("q3"), t(300_000), t(101_000))
+                .await?
+                == Rotation::Expired
+        );
+        let after = st.get_session(s.id).await?;
+        ensure!(after.revoked_at.is_none() && after.last_used_at == t(10_999));
+        Ok(())
+    }
+
+    pub async fn concurrent_rotations_of_one_token_rotate_once(cx: Ctx) -> Result<()> {
+        let u = user(&*cx.store, "a@example.com", "viewer").await?;
+        let s = cx.store.create_session(&sign_in(u.id, "r1", 1_000)).await?;
+        let other = cx.reopen(&StoreOptions::default()).await?;
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let st = if i % 2 == 0 {
+                cx.store.clone()
+            } else {
+                other.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                st.rotate_refresh(&h("r1"), &h(&format!("next{i}")), t(20_000), t(2_000))
+                    .await
+            }));
+        }
+        let (mut rotated, mut reused) = (Vec::new(), 0);
+        for task in tasks {
+            match task.await?? {
+                Rotation::Rotated { session, .. } => rotated.push(session),
+                Rotation::Reused { session } => {
+                    ensure!(session.revoked_at.is_some(), "{session:?}");
+                    reused += 1;
+                }
+                other => anyhow::bail!("neither rotated nor reused: {other:?}"),
+            }
+        }
+        ensure!(
+            rotated.len() == 1 && reused == 7,
+            "{rotated:?}, {reused} reused"
+        );
+        let after = cx.store.get_session(s.id).await?;
+        ensure!(
+            after.revoked_reason.as_deref() == Some("refresh token reused"),
+            "{after:?}"
+        );
+        Ok(())
+    }
+
+    pub async fn sessions_are_revoked_and_listed(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let a = user(st, "a@example.com", "viewer").await?;
+        let b = st
+            .create_user(&new_user("b@example.com", "viewer"), t(1_000))
+            .await?;
+        let now = Timestamp::now().as_millis();
+        let s1 = st.create_session(&sign_in(a.id, "a1", now)).await?;
+        let s2 = st.create_session(&sign_in(a.id, "a2", now)).await?;
+        let s3 = st.create_session(&sign_in(a.id, "a3", now)).await?;
+        // Long past its end.
+        let old = st.create_session(&sign_in(a.id, "a4", 1_000)).await?;
+        let sb = st.create_session(&sign_in(b.id, "b1", now)).await?;
+        let ids =
+            |v: Vec<pdm_core::store::Session>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+        ensure!(ids(st.list_sessions(a.id, false).await?) == vec![s3.id, s2.id, s1.id]);
+        ensure!(ids(st.list_sessions(a.id, true).await?) == vec![old.id, s3.id, s2.id, s1.id]);
+        ensure!(st.list_sessions(UserId(999_999), true).await?.is_empty());
+
+        ensure!(st.revoke_session(s2.id, "logout", t(now + 1)).await?);
+        ensure!(!st.revoke_session(s2.id, "again", t(now + 2)).await?);
+        ensure!(
+            !st.revoke_session(old.id, "logout", t(now + 2)).await?,
+            "an expired session ended already"
+        );
+        ensure!(is_not_found(
+            &st.revoke_session(SessionId(999_999), "logout", t(now))
+                .await
+        ));
+        let s2 = st.get_session(s2.id).await?;
+        ensure!(
+            s2.revoked_at == Some(t(now + 1)) && s2.revoked_reason.as_deref() == Some("logout")
+        );
+        ensure!(ids(st.list_sessions(a.id, false).await?) == vec![s3.id, s1.id]);
+        ensure!(
+            st.rotate_refresh(&h("a2"), &h("a2n"), t(now + 10_000), t(now + 3))
+                .await?
+                == Rotation::Expired
+        );
+
+        ensure!(
+            st.revoke_user_sessions(a.id, "password reset", t(now + 4))
+                .await?
+                == 2
+        );
+        ensure!(st.list_sessions(a.id, false).await?.is_empty());
+        ensure!(st.list_sessions(a.id, true).await?.len() == 4);
+        let s1 = st.get_session(s1.id).await?;
+        ensure!(s1.revoked_reason.as_deref() == Some("password reset"));
+        ensure!(
+            st.get_session(s2.id).await?.revoked_reason.as_deref() == Some("logout"),
+            "an ended session keeps why it ended"
+        );
+        ensure!(st.revoke_user_sessions(a.id, "again", t(now + 5)).await? == 0);
+        ensure!(
+            ids(st.list_sessions(b.id, false).await?) == vec![sb.id],
+            "b untouched"
+        );
+        Ok(())
+    }
+
+    pub async fn reset_tokens_are_single_use_and_expire(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let u = user(st, "a@example.com", "viewer").await?;
+        ensure!(is_not_found(
+            &st.create_reset_token(UserId(999_999), &h("x"), t(10_000), t(1_000))
+                .await
+        ));
+        st.create_reset_token(u.id, &h("p1"), t(10_000), t(1_000))
+            .await?;
+        st.create_reset_token(u.id, &h("p2"), t(10_000), t(2_000))
+            .await?;
+        ensure!(is_conflict(
+            &st.create_reset_token(u.id, &h("p1"), t(10_000), t(1_000))
+                .await
+        ));
+        ensure!(st
+            .consume_reset_token(&h("nope"), t(3_000))
+            .await?
+            .is_none());
+        ensure!(st.consume_reset_token(&h("p1"), t(3_000)).await? == Some(u.id));
+        ensure!(
+            st.consume_reset_token(&h("p1"), t(3_001)).await?.is_none(),
+            "single use"
+        );
+        ensure!(
+            st.consume_reset_token(&h("p2"), t(10_000)).await?.is_none(),
+            "expired at its expiry"
+        );
+        st.create_reset_token(u.id, &h("p3"), t(10_000), t(2_000))
+            .await?;
+        ensure!(
+            st.consume_reset_token(&h("p3"), t(9_999)).await? == Some(u.id),
+            "earlier tokens stay live"
+        );
+        Ok(())
+    }
+
+    pub async fn concurrent_reset_consumption_has_one_winner(cx: Ctx) -> Result<()> {
+        let u = user(&*cx.store, "a@example.com", "viewer").await?;
+        cx.store
+            .create_reset_token(u.id, &h("p1"), t(10_000), t(1_000))
+            .await?;
+        let other = cx.reopen(&StoreOptions::default()).await?;
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let st = if i % 2 == 0 {
+                cx.store.clone()
+            } else {
+                other.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                st.consume_reset_token(&h("p1"), t(2_000)).await
+            }));
+        }
+        let mut won = Vec::new();
+        for task in tasks {
+            if let Some(id) = task.await?? {
+                won.push(id);
+            }
+        }
+        ensure!(won == vec![u.id], "{won:?}");
+        Ok(())
+    }
+
+    pub async fn api_and_ingest_tokens(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let u = user(st, "a@example.com", "admin").await?;
+        st.ensure_machine(&m("pump-1")).await?;
+        st.ensure_machine(&m("pump-2")).await?;
+        let ingest = |name: &str, machine: &str| {
+            api_token(
+                name,
+                TokenScope::Ingest {
+                    machine: m(machine),
+                },
+                Some(u.id),
+            )
+        };
+        let viewer = TokenScope::Api {
+            role: "viewer".into(),
+        };
+        let mut new = api_token("script", viewer.clone(), Some(u.id));
+        new.expires_at = Some(t(50_000));
+        let a = st.create_api_token(&new).await?;
+        ensure!(
+            a.name == "script" && a.scope == viewer && a.prefix == "pdm_scri",
+            "{a:?}"
+        );
+        ensure!(a.created_by == Some(u.id) && a.created_at == t(1_000));
+        ensure!(
+            a.expires_at == Some(t(50_000)) && a.last_used_at.is_none() && a.revoked_at.is_none()
+        );
+        let i1 = st.create_api_token(&ingest("dev1", "pump-1")).await?;
+        let i2 = st.create_api_token(&ingest("dev2", "pump-2")).await?;
+        let i3 = st.create_api_token(&ingest("dev3", "pump-1")).await?;
+        ensure!(
+            i1.scope
+                == TokenScope::Ingest {
+                    machine: m("pump-1")
+                }
+        );
+        ensure!(i1.expires_at.is_none());
+
+        ensure!(is_conflict(
+            &st.create_api_token(&ingest("dev1", "pump-2")).await
+        ));
+        ensure!(is_not_found(
+            &st.create_api_token(&ingest("dev9", "no-such-machine"))
+                .await
+        ));
+        ensure!(is_not_found(
+            &st.create_api_token(&api_token(
+                "other",
+                TokenScope::Api {
+                    role: "nope".into()
+                },
+                None
+            ))
+            .await
+        ));
+        ensure!(is_not_found(
+            &st.create_api_token(&api_token("other", viewer.clone(), Some(UserId(999_999))))
+                .await
+        ));
+        ensure!(matches!(
+            st.create_api_token(&api_token("", viewer.clone(), None))
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
+
+        ensure!(st.api_token_by_hash(&h("script")).await?.as_ref() == Some(&a));
+        ensure!(st.api_token_by_hash(&h("dev2")).await?.as_ref() == Some(&i2));
+        ensure!(st.api_token_by_hash(&h("nope")).await?.is_none());
+        ensure!(
+            st.list_api_tokens(None).await? == vec![a.clone(), i1.clone(), i2.clone(), i3.clone()]
+        );
+        ensure!(st.list_api_tokens(Some(&m("pump-1"))).await? == vec![i1.clone(), i3.clone()]);
+        ensure!(is_not_found(&st.list_api_tokens(Some(&m("nope"))).await));
+        st.ensure_machine(&m("pump-3")).await?;
+        ensure!(st.list_api_tokens(Some(&m("pump-3"))).await?.is_empty());
+
+        // Uses are recorded at most once a minute.
+        let last_used = |id: ApiTokenId| async move {
+            let all = st.list_api_tokens(None).await?;
+            let tok = all.into_iter().find(|x| x.id == id).context("token")?;
+            anyhow::Ok(tok.last_used_at)
+        };
+        st.touch_api_token(a.id, t(100_000)).await?;
+        ensure!(last_used(a.id).await? == Some(t(100_000)));
+        st.touch_api_token(a.id, t(130_000)).await?;
+        st.touch_api_token(a.id, t(160_000)).await?;
+        ensure!(
+            last_used(a.id).await? == Some(t(100_000)),
+            "within the minute"
+        );
+        st.touch_api_token(a.id, t(160_001)).await?;
+        ensure!(last_used(a.id).await? == Some(t(160_001)));
+        st.touch_api_token(ApiTokenId(999_999), t(1)).await?;
+        ensure!(last_used(i1.id).await?.is_none());
+
+        ensure!(st.revoke_api_token(a.id, t(200_000)).await?);
+        ensure!(!st.revoke_api_token(a.id, t(300_000)).await?);
+        ensure!(is_not_found(
+            &st.revoke_api_token(ApiTokenId(999_999), t(1)).await
+        ));
+        let revoked = st.api_token_by_hash(&h("script")).await?.context("kept")?;
+        ensure!(revoked.revoked_at == Some(t(200_000)), "{revoked:?}");
+
+        // A machine's ingest tokens go with it.
+        st.delete_machine(&m("pump-1")).await?;
+        ensure!(st.api_token_by_hash(&h("dev1")).await?.is_none());
+        let left: Vec<_> = st
+            .list_api_tokens(None)
+            .await?
+            .into_iter()
+            .map(|x| x.id)
+            .collect();
+        ensure!(left == vec![a.id, i2.id], "{left:?}");
+        Ok(())
+    }
+
+    pub async fn sign_in_failures_count_since(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let keys = |a: &str, b: &str| vec![a.to_string(), b.to_string()];
+        st.record_sign_in_failure(&keys("user:a@example.com", "addr:192.0.2.1"), t(1_000))
+            .await?;
+        st.record_sign_in_failure(&keys("user:a@example.com", "addr:192.0.2.2"), t(2_000))
+            .await?;
+        st.record_sign_in_failure(&keys("user:b@example.com", "addr:192.0.2.1"), t(3_000))
+            .await?;
+        st.record_sign_in_failure(&[], t(3_000)).await?;
+        ensure!(st.sign_in_failures("user:a@example.com", t(0)).await? == 2);
+        ensure!(
+            st.sign_in_failures("user:a@example.com", t(2_000)).await? == 1,
+            "at or after"
+        );
+        ensure!(st.sign_in_failures("user:a@example.com", t(2_001)).await? == 0);
+        ensure!(st.sign_in_failures("addr:192.0.2.1", t(0)).await? == 2);
+        ensure!(st.sign_in_failures("nobody", t(0)).await? == 0);
+        ensure!(
+            st.sign_in_failures("user:a@example.com", t(i64::MIN))
+                .await?
+                == 2
+        );
+        Ok(())
+    }
+
+    pub async fn prune_access_deletes_only_what_ended(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let u = user(st, "a@example.com", "viewer").await?;
+        let failures = vec!["user:a@example.com".to_string()];
+        st.record_sign_in_failure(&failures, t(1_000)).await?;
+        st.record_sign_in_failure(&failures, t(60_000)).await?;
+        // Reset tokens: one spent, one expired, one live.
+        st.create_reset_token(u.id, &h("spent"), t(100_000), t(1_000))
+            .await?;
+        ensure!(st.consume_reset_token(&h("spent"), t(2_000)).await.is_ok());
+        st.create_reset_token(u.id, &h("expired"), t(5_000), t(1_000))
+            .await?;
+        st.create_reset_token(u.id, &h("live"), t(100_000), t(1_000))
+            .await?;
+        // Sessions: one revoked (2 tokens), one expired (1 token), one live (2 tokens, one
+        // spent, which detects a reuse and must stay).
+        let revoked = st.create_session(&sign_in(u.id, "s1", 1_000)).await?;
+        ensure!(matches!(
+            st.rotate_refresh(&h("s1"), &h("s1b"), t(11_000), t(2_000))
+                .await?,
+            Rotation::Rotated { .. }
+        ));
+        st.revoke_session(revoked.id, "logout", t(3_000)).await?;
+        let mut short = sign_in(u.id, "e1", 1_000);
+        short.expires_at = t(20_000);
+        st.create_session(&short).await?;
+        let live = sign_in(u.id, "l1", 40_000);
+        st.create_session(&live).await?;
+        ensure!(matches!(
+            st.rotate_refresh(&h("l1"), &h("l2"), t(60_000), t(41_000))
+                .await?,
+            Rotation::Rotated { .. }
+        ));
+
+        let pruned = st.prune_access(t(50_000)).await?;
+        ensure!(
+            pruned == 1 + 2 + 3,
+            "1 failure, 2 reset tokens, 3 refresh tokens: {pruned}"
+        );
+        ensure!(st.sign_in_failures("user:a@example.com", t(0)).await? == 1);
+        ensure!(st.consume_reset_token(&h("live"), t(6_000)).await? == Some(u.id));
+        ensure!(
+            st.rotate_refresh(&h("s1b"), &h("x"), t(11_000), t(4_000))
+                .await?
+                == Rotation::Unknown
+        );
+        ensure!(
+            matches!(
+                st.rotate_refresh(&h("l1"), &h("x"), t(60_000), t(42_000))
+                    .await?,
+                Rotation::Reused { .. }
+            ),
+            "a live session's spent token is kept"
+        );
+        ensure!(
+            st.list_sessions(u.id, true).await?.len() == 3,
+            "sessions are kept"
+        );
+        // The reuse ended the live session (its 2 tokens go now) and the live reset token was
+        // spent.
+        ensure!(st.prune_access(t(50_000)).await? == 3);
+        ensure!(st.prune_access(t(50_000)).await? == 0);
         Ok(())
     }
 }
