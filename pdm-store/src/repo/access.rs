@@ -1027,3 +1027,48 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         end_tx(tx, done).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_are_stored_by_name_sorted_once() {
+        let json = permissions_json(&[
+            Permission::AlarmsRead,
+            Permission::MachinesRead,
+            Permission::AlarmsRead,
+        ])
+        .expect("json");
+        assert_eq!(json, r#"["machines:read","alarms:read"]"#);
+        assert_eq!(
+            permissions(&json).expect("parses"),
+            vec![Permission::MachinesRead, Permission::AlarmsRead]
+        );
+    }
+
+    #[test]
+    fn unknown_stored_permissions_are_backend_errors() {
+        for stored in [r#"["machines:read","machines:delete"]"#, "not json", "{}"] {
+            let err = permissions(stored).expect_err(stored);
+            assert!(matches!(err, StoreError::Backend(_)), "{stored}: {err:?}");
+        }
+        let msg = permissions(r#"["machines:delete"]"#)
+            .expect_err("unknown")
+            .to_string();
+        assert!(msg.contains("machines:delete"), "names it: {msg}");
+    }
+
+    #[test]
+    fn role_names_follow_the_rule() {
+        for ok in ["admin", "shift-lead_2", &"a".repeat(64)] {
+            assert!(check_role_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Admin", "a b", "ops:read", &"a".repeat(65)] {
+            assert!(
+                matches!(check_role_name(bad), Err(StoreError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+}
