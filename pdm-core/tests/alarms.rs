@@ -238,11 +238,11 @@ async fn two_workers_on_one_machine_open_one_alarm() {
 }
 
 /// A person's acknowledgement closes a returned alarm on the wall clock, which may be ahead of
-/// the data; a reading that arrives late (older than that close) and is beyond the limit opens
-/// the next alarm at the close, never before it: episodes of one machine and rule never
-/// overlap in time, whatever order their inputs came in.
+/// the data; the next reading beyond the limit opens the next alarm at that close, never before
+/// it: episodes of one machine and rule never overlap in time. A late reading (older than the
+/// newest one judged) is history: it changes no condition, so it raises nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alarm_raised_by_a_late_reading_never_opens_before_the_last_one_closed() {
+async fn the_next_alarm_never_opens_before_the_last_one_closed_and_late_readings_raise_nothing() {
     let (_dir, store) = store().await;
     put_limit_rule(&store, None).await;
     let live = start(&store);
@@ -260,8 +260,12 @@ async fn an_alarm_raised_by_a_late_reading_never_opens_before_the_last_one_close
         .expect("ack");
     assert_eq!(acked.alarm.closed_at, Some(closed_at));
 
-    // Late: data from before the acknowledgement, beyond the limit.
+    // Late: data from between the two readings, beyond the limit: nothing.
     feed(&store, &live, temp(5, 6, 70.0)).await;
+    assert_eq!(alarms(&store).await.len(), 1);
+
+    // Newer than the last, beyond the limit, but before the close: raised at the close.
+    feed(&store, &live, temp(20, 21, 70.0)).await;
     let all = alarms(&store).await;
     assert_eq!(all.len(), 2, "{all:?}");
     let next = all.iter().find(|a| a.closed_at.is_none()).expect("open");

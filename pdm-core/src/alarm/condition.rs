@@ -89,6 +89,11 @@ pub struct ConditionState {
     /// Flatline: the current run of each sensor watched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     runs: Vec<FlatRun>,
+    /// Sensor limit: the time of the newest reading judged. An older one (late, or read back
+    /// after a newer one) is history: stored, but it does not change the current condition,
+    /// which is the newest value's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    newest: Option<Timestamp>,
 }
 
 /// A sensor's current run of values within `epsilon` of its first one.
@@ -113,6 +118,7 @@ impl ConditionState {
             pending: None,
             stale_since: None,
             runs: Vec::new(),
+            newest: None,
         }
     }
 
@@ -160,8 +166,10 @@ impl ConditionState {
                 on_delay_ms,
                 off_delay_ms,
             } => {
-                if let Input::Reading { sensor, value, .. } = input {
-                    if *sensor == watched && value.is_finite() {
+                if let Input::Reading { sensor, value, ts } = input {
+                    let current = self.newest.is_none_or(|n| *ts >= n);
+                    if *sensor == watched && value.is_finite() && current {
+                        self.newest = Some(*ts);
                         let over = above.is_some_and(|a| {
                             if self.raw {
                                 *value > a - deadband
