@@ -70,6 +70,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The admin the server is started with (every API request is signed in as it).
+ADMIN_EMAIL = "admin@test.pdm"
+ADMIN_PASSWORD = "the test admin's password"
+
+
 class Server:
     """A running pdm-server and a small JSON client for it."""
 
@@ -77,6 +82,7 @@ class Server:
         self.proc = proc
         self.base = base
         self.log = log
+        self._token: Optional[str] = None
 
     def log_tail(self, n: int = 40) -> str:
         try:
@@ -91,6 +97,8 @@ class Server:
         """(status, parsed JSON body, or the bytes when it is not JSON)."""
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         req = urllib.request.Request(self.base + path, data=data, method=method)
+        if path.startswith("/api/v1") and not path.startswith("/api/v1/auth/"):
+            req.add_header("authorization", f"Bearer {self.token()}")
         if raw is not None:
             req.add_header("content-type", "application/octet-stream")
         elif body is not None:
@@ -105,8 +113,21 @@ class Server:
         except ValueError:
             return status, payload
 
+    def token(self) -> str:
+        """An access token of the test admin (PDM_ADMIN_EMAIL), signed in once."""
+        if self._token is None:
+            status, body = self.request(
+                "POST", "/api/v1/auth/login",
+                body={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
+            )
+            assert status == 200, f"the test admin cannot sign in: {status} {body!r}"
+            self._token = body["access_token"]
+        return self._token
+
     def get_bytes(self, path: str) -> bytes:
-        with urllib.request.urlopen(self.base + path, timeout=60) as resp:
+        req = urllib.request.Request(self.base + path)
+        req.add_header("authorization", f"Bearer {self.token()}")
+        with urllib.request.urlopen(req, timeout=60) as resp:
             assert resp.status == 200, resp.status
             return bytes(resp.read())
 
@@ -132,6 +153,8 @@ def server(tmp_path: Path):
     # The server reads PDM_* variables: none of the caller's (a database URL, a broker) may leak in.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PDM_")}
     env["PDM_LOG"] = "info"
+    env["PDM_ADMIN_EMAIL"] = ADMIN_EMAIL
+    env["PDM_ADMIN_PASSWORD"] = ADMIN_PASSWORD
     log = tmp_path / "server.log"
     for _attempt in range(3):
         port = _free_port()

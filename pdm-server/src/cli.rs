@@ -1,4 +1,4 @@
-//! The command line: `serve`, `demo`, `migrate`, `simulate`.
+//! The command line: `serve`, `demo`, `migrate`, `simulate`, `users create`, `auth rotate-key`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +54,45 @@ pub enum Command {
     Migrate,
     /// Publish simulated machine telemetry to an MQTT broker.
     Simulate(SimulateArgs),
+    /// Manage users (the first admin, a forgotten password).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage the access tokens' signing keys.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+/// `users ...`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user. The password comes from PDM_USER_PASSWORD or, with --password-stdin, from
+    /// the first line of standard input (never from the command line, where `ps` shows it).
+    Create(CreateUserArgs),
+}
+
+/// `users create`.
+#[derive(Debug, Args)]
+pub struct CreateUserArgs {
+    /// Sign-in email.
+    #[arg(long)]
+    pub email: String,
+    /// Display name [default: the part of the email before @].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Role: admin, engineer, viewer or a custom role.
+    #[arg(long, default_value = "viewer")]
+    pub role: String,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `auth ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Put a new signing key first in <data_dir>/auth-keys.json, keeping the previous one for
+    /// the tokens it signed; restart the servers to use it.
+    RotateKey,
 }
 
 /// Settings shared by `serve` and `demo`.
@@ -180,6 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(url) = cli.database_url {
         config.database_url = Some(url);
     }
+    apply_auth_env(&mut config);
     match cli.command {
         Command::Serve(args) => {
             apply_listen(&mut config, args.listen)?;
@@ -220,7 +260,95 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => crate::demo::simulate(args).await,
+        Command::Users(UsersCommand::Create(args)) => create_user(&config, args).await,
+        Command::Auth(AuthCommand::RotateKey) => {
+            if config.auth.signing_key.is_some() {
+                anyhow::bail!(
+                    "auth.signing_key (PDM_AUTH_SIGNING_KEY) is configured: rotate it there (every worker gets the new one)"
+                );
+            }
+            std::fs::create_dir_all(&config.data_dir)?;
+            let file = crate::auth::keys::path(&config.data_dir);
+            let kid = crate::auth::keys::rotate(&file)?;
+            println!(
+                "new signing key {kid} in {}; restart the server to sign with it (tokens of the previous key stay valid until they expire)",
+                file.display()
+            );
+            Ok(())
+        }
     }
+}
+
+/// `PDM_AUTH_SIGNING_KEY`, `PDM_ADMIN_EMAIL` and `PDM_ADMIN_PASSWORD` (secrets: never flags,
+/// never shown by `--help`).
+fn apply_auth_env(config: &mut ServerConfig) {
+    if let Ok(key) = std::env::var("PDM_AUTH_SIGNING_KEY") {
+        if !key.is_empty() {
+            config.auth.signing_key = Some(key);
+        }
+    }
+    if let (Ok(email), Ok(password)) = (
+        std::env::var("PDM_ADMIN_EMAIL"),
+        std::env::var("PDM_ADMIN_PASSWORD"),
+    ) {
+        if !email.is_empty() {
+            config.auth.admin = Some(crate::auth::AdminBootstrap { email, password });
+        }
+    }
+}
+
+async fn create_user(config: &ServerConfig, args: CreateUserArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let password = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        std::env::var("PDM_USER_PASSWORD").map_err(|_| {
+            anyhow::anyhow!(
+                "no password: set PDM_USER_PASSWORD or pass --password-stdin and type it"
+            )
+        })?
+    };
+    crate::auth::password::check_policy(&password)
+        .map_err(|m| anyhow::anyhow!("the password {m}"))?;
+    let email = args.email.trim().to_lowercase();
+    if !email.contains('@') {
+        anyhow::bail!("--email: {email:?} is not an email address");
+    }
+    let name = args
+        .name
+        .unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_owned());
+    config.check()?;
+    let store = crate::run::open_store(config).await?;
+    store
+        .sync_builtin_roles(&pdm_core::store::Role::builtin())
+        .await?;
+    if store.user_by_email(&email).await?.is_some() {
+        anyhow::bail!("a user with the email {email} exists already");
+    }
+    let hash = crate::auth::password::hash(password).await;
+    let user = store
+        .create_user(
+            &pdm_core::store::NewUser {
+                email: email.clone(),
+                name,
+                role: args.role.clone(),
+                password_hash: hash,
+            },
+            pdm_core::Timestamp::now(),
+        )
+        .await
+        .map_err(|e| match e {
+            pdm_core::StoreError::NotFound(_) => {
+                anyhow::anyhow!("--role: no role named '{}'", args.role)
+            }
+            other => other.into(),
+        })?;
+    println!("created user {} ({email}, role {})", user.id, user.role);
+    Ok(())
 }
 
 /// Applies the listening flags over the configuration.

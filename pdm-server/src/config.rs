@@ -33,7 +33,18 @@
 //! replay = 10000        # events kept for clients that resume (Last-Event-ID)
 //! channel = 4096        # events a client may fall behind before it is dropped
 //! heartbeat_ms = 15000  # SSE comment / WebSocket ping interval
+//!
+//! [auth]
+//! access_ttl_s = 900                # access tokens (JWT) live 15 minutes
+//! refresh_ttl_s = 604800            # a refresh token unused for 7 days stops working
+//! session_max_s = 2592000           # sign in again after 30 days at most
+//! # signing_key = "base64..."       # PDM_AUTH_SIGNING_KEY; else generated into data_dir
+//! max_failures_per_account = 100    # failed sign-ins an hour before 429
+//! max_failures_per_address = 300
 //! ```
+//!
+//! The first admin comes from `PDM_ADMIN_EMAIL` and `PDM_ADMIN_PASSWORD` (created at start
+//! when no user has that email), or from `pdm-server users create --role admin`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -95,6 +106,8 @@ pub struct ServerConfig {
     pub webhooks: WebhooksConfig,
     /// Live push (SSE and WebSocket): the bus and the heartbeats.
     pub push: PushConfig,
+    /// Sign-in sessions, access tokens and their keys, sign-in throttling.
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// `[push]`: the event bus behind `/api/v1/events` (SSE) and `/api/v1/ws` (WebSocket).
@@ -270,6 +283,7 @@ impl Default for ServerConfig {
             live: LiveConfig::default(),
             webhooks: WebhooksConfig::default(),
             push: PushConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -298,6 +312,7 @@ impl ServerConfig {
         self.live.check()?;
         self.webhooks.check()?;
         self.push.check()?;
+        self.auth.check()?;
         let keep_days = self.engine.retention.readings_max_age_days;
         if keep_days > 0 {
             let keep_secs = u64::from(keep_days) * 86_400;

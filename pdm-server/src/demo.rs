@@ -61,6 +61,7 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
         server.state().ingest.intake.clone(),
     )));
 
+    let users = demo_users(&server).await?;
     let base = format!("http://{addr}/api/v1");
     println!("pdm demo");
     println!("  database  {}", redact_url(&db));
@@ -91,19 +92,29 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
         .first()
         .map(|(k, _)| k.to_string())
         .unwrap_or_else(|| "pump-1".into());
-    println!("try:");
-    println!("  curl {base}/machines");
-    println!("  curl {base}/machines/{first}/latest");
-    println!("  curl '{base}/machines/{first}/readings?sensor=temperature&bucket=10m'");
+    println!("  users     (new passwords at every start of the demo)");
+    for (email, role, password) in &users {
+        println!("    {role:<9} {email:<22} {password}");
+    }
+    let (admin, _, admin_password) = &users[0];
+    println!("try (every API request carries a token; sign in first):");
     println!(
-        "  curl -X POST {base}/machines/{first}/telemetry -H 'content-type: application/json' \\\n       -d '{{\"ts\": \"{}\", \"values\": {{\"temperature\": 55.0}}}}'",
+        "  TOKEN=$(curl -s -X POST {base}/auth/login -H 'content-type: application/json' \\\n       -d '{{\"email\": \"{admin}\", \"password\": \"{admin_password}\"}}' | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')"
+    );
+    let auth = "-H \"authorization: Bearer $TOKEN\"";
+    println!("  curl {auth} {base}/machines");
+    println!("  curl {auth} {base}/machines/{first}/latest");
+    println!("  curl {auth} '{base}/machines/{first}/readings?sensor=temperature&bucket=10m'");
+    println!(
+        "  curl {auth} -X POST {base}/machines/{first}/telemetry -H 'content-type: application/json' \\\n       -d '{{\"ts\": \"{}\", \"values\": {{\"temperature\": 55.0}}}}'",
         pdm_ingest::codec::format_ts(Timestamp::now())
     );
-    println!("  curl '{base}/machines/{first}/predictions?bucket=5m'");
-    println!("  curl {base}/machines/{first}/live");
-    println!("  curl {base}/models");
-    println!("  curl {base}/jobs");
-    println!("  curl {base}/dead-letters");
+    println!("  curl {auth} '{base}/machines/{first}/predictions?bucket=5m'");
+    println!("  curl {auth} {base}/machines/{first}/live");
+    println!("  curl {auth} {base}/alarms");
+    println!("  curl {auth} {base}/models");
+    println!("  curl {auth} {base}/jobs");
+    println!("  curl {auth} {base}/dead-letters");
     println!("  curl http://{addr}/metrics");
     println!("press Ctrl-C to stop.");
 
@@ -295,4 +306,61 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         summary.messages, summary.readings
     );
     Ok(())
+}
+
+/// The demo's people: an admin, an engineer and a viewer, created on the first run and given
+/// new random passwords at every run (so the ones printed always work); (email, role,
+/// password).
+async fn demo_users(server: &Server) -> anyhow::Result<Vec<(String, String, String)>> {
+    use pdm_core::store::{NewUser, UserUpdate};
+    use rand::Rng as _;
+    let store = &server.state().store;
+    let mut out = Vec::new();
+    for role in ["admin", "engineer", "viewer"] {
+        let email = format!("{role}@demo.pdm");
+        let password: String = {
+            let mut rng = rand::rng();
+            (0..16)
+                .map(|_| {
+                    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY34679";
+                    ALPHABET[rng.random_range(0..ALPHABET.len())] as char
+                })
+                .collect()
+        };
+        let hash = crate::auth::password::hash(password.clone()).await;
+        let now = Timestamp::now();
+        match store.user_by_email(&email).await? {
+            Some(user) => {
+                store
+                    .update_user(
+                        user.id,
+                        &UserUpdate {
+                            password_hash: Some(hash),
+                            role: Some(role.into()),
+                            active: Some(true),
+                            ..UserUpdate::default()
+                        },
+                        now,
+                    )
+                    .await?;
+            }
+            None => {
+                let mut name = role.to_owned();
+                name[..1].make_ascii_uppercase();
+                store
+                    .create_user(
+                        &NewUser {
+                            email: email.clone(),
+                            name: format!("Demo {name}"),
+                            role: role.into(),
+                            password_hash: hash,
+                        },
+                        now,
+                    )
+                    .await?;
+            }
+        }
+        out.push((email, role.to_owned(), password));
+    }
+    Ok(out)
 }

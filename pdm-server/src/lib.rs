@@ -16,6 +16,7 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -38,7 +39,7 @@ pub fn app(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     let timeout = state.request_timeout;
     let router = Router::new()
-        .nest("/api/v1", api::api_router())
+        .nest("/api/v1", api::api_router(&state))
         .merge(api::ops::root_router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .with_state(state);

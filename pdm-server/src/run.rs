@@ -148,8 +148,10 @@ impl Server {
             tracing::info!(broker = %redact_url(&mqtt.connection.url), "MQTT ingestion on");
             engine.add_source(Box::new(source));
         }
+        let auth = crate::auth::start(store.clone(), &config).await?;
         let (http_stop, mut stopped) = ShutdownTrigger::new();
         let state = AppState::new(store, catalog, engine.sink(), intake, metrics, detection)
+            .with_auth(auth)
             .with_alarms(alarms)
             .with_push(PushSettings {
                 heartbeat: config.push.heartbeat(),
@@ -169,9 +171,13 @@ impl Server {
         let addr = listener.local_addr()?;
         let app = crate::app(state.clone());
         let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.wait().await })
-                .await
+            // The client's address feeds sign-in throttling and the session list.
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stopped.wait().await })
+            .await
         });
         tracing::info!(%addr, "HTTP API listening");
         if let Some(l) = &live {

@@ -15,6 +15,7 @@ use pdm_core::webhook::{DispatcherHandle, WebhookMetrics};
 use pdm_core::{BatchSink, Catalog, Metrics, Shutdown, Store};
 use pdm_ingest::Intake;
 
+use crate::auth::{AuthConfig, AuthState};
 use crate::config::PushConfig;
 use crate::metrics::{HttpMetrics, PushMetrics};
 
@@ -41,6 +42,8 @@ pub struct AppState {
     pub push: PushSettings,
     /// The webhook routes' dispatcher handle and destination rule.
     pub webhooks: WebhookState,
+    /// Who may do what: the credentials of every request.
+    pub auth: AuthState,
 }
 
 impl AppState {
@@ -66,7 +69,18 @@ impl AppState {
             ),
         };
         let bus = alarms.bus().clone();
+        // Until `with_auth` gives it the server's keys: a key of its own, in memory.
+        let auth = AuthState::new(
+            store.clone(),
+            crate::auth::jwt::KeyRing::new(
+                crate::auth::keys::ephemeral(),
+                &AuthConfig::default().issuer,
+                &AuthConfig::default().audience,
+            ),
+            AuthConfig::default(),
+        );
         Self {
+            auth,
             alarms,
             bus,
             push: PushSettings::default(),
@@ -103,6 +117,12 @@ impl AppState {
             );
         }
         self.webhooks = webhooks;
+        self
+    }
+
+    /// The same state with this authentication (the server's keys and settings).
+    pub fn with_auth(mut self, auth: AuthState) -> Self {
+        self.auth = auth;
         self
     }
 
@@ -172,6 +192,12 @@ pub struct PushState {
     pub settings: PushSettings,
     /// Clients, events sent, clients dropped.
     pub metrics: PushMetrics,
+}
+
+impl FromRef<AppState> for AuthState {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
+    }
 }
 
 impl FromRef<AppState> for PushState {

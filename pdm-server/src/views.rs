@@ -13,8 +13,10 @@ use pdm_core::{
 use pdm_ingest::{IngestReport, Rejection};
 use serde::Serialize;
 
+pub mod access;
 pub mod alarms;
 
+pub use access::{MeView, NewTokenView, RoleView, SessionView, SignInView, TokenView, UserView};
 pub use alarms::{
     AlarmDetailView, AlarmEventView, AlarmPageView, AlarmRuleView, AlarmUpdateView, AlarmView,
     PerformanceView, ServiceNoteView,

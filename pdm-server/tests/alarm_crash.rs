@@ -178,7 +178,7 @@ fn num(v: &Option<String>) -> i64 {
 }
 
 fn start_server(config: &Path) -> Killed {
-    let child = Command::new(env!("CARGO_BIN_EXE_pdm-server"))
+    let child = common::with_admin(&mut Command::new(env!("CARGO_BIN_EXE_pdm-server")))
         .arg("--config")
         .arg(config)
         .arg("serve")

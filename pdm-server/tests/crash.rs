@@ -79,7 +79,7 @@ fn start_server(data_dir: &Path, mqtt: &str) -> Killed {
 }
 
 fn start_server_on(data_dir: &Path, mqtt: &str, http: &str, client_id: &str) -> Killed {
-    let child = Command::new(env!("CARGO_BIN_EXE_pdm-server"))
+    let child = common::with_admin(&mut Command::new(env!("CARGO_BIN_EXE_pdm-server")))
         .args([
             "serve",
             "--http",

@@ -670,6 +670,10 @@ async fn model_and_job_routes(pg: bool) {
     assert_eq!(got["size_bytes"], bytes.len());
     let req = axum::http::Request::builder()
         .uri(format!("/api/v1/models/{id}/file"))
+        .header(
+            "authorization",
+            format!("Bearer {}", common::app_token(app.server()).await),
+        )
         .body(axum::body::Body::empty())
         .expect("request");
     let resp = tower::ServiceExt::oneshot(pdm_server::app(app.server().state().clone()), req)

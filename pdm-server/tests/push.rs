@@ -25,10 +25,19 @@ use common::TestApp;
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 async fn ws_open(addr: SocketAddr, small: bool) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
     let stream = connect(addr, small).await;
+    let mut req = format!("ws://{addr}/api/v1/ws")
+        .into_client_request()
+        .expect("request");
+    let token = common::admin_token(&addr.to_string()).await.expect("token");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
     let (ws, resp) = guard(
         "the WebSocket handshake",
-        tokio_tungstenite::client_async(format!("ws://{addr}/api/v1/ws"), stream),
+        tokio_tungstenite::client_async(req, stream),
     )
     .await
     .expect("handshake");
@@ -498,10 +507,12 @@ async fn heartbeats_and_unresponsive_websockets() {
     while let Some(Ok(_)) = guard("the close", ws.next()).await {}
 
     // A raw client that never answers: pings, then a close frame 4001, then the end.
+    let token = common::admin_token(&addr.to_string()).await.expect("token");
     let mut raw = connect(addr, false).await;
     raw.write_all(
         format!(
             "GET /api/v1/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Authorization: Bearer {token}\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         .as_bytes(),

@@ -33,6 +33,7 @@ use pdm_server::run::Server;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Debug, Parser)]
@@ -57,6 +58,42 @@ struct Args {
     /// Skip SQLite.
     #[arg(long)]
     no_sqlite: bool,
+}
+
+/// The admin API token the clients send (made in the store by [`sign_in`]).
+static TOKEN: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+fn bearer() -> String {
+    format!(
+        "Bearer {}",
+        TOKEN.lock().map(|t| t.clone()).unwrap_or_default()
+    )
+}
+
+/// An admin API token for this server's clients, written into its store (the API itself
+/// needs one to make one).
+async fn sign_in(server: &Server) -> anyhow::Result<()> {
+    use pdm_server::auth::secret;
+    let (token, hash) = secret::generate(secret::Kind::Api);
+    server
+        .state()
+        .store
+        .create_api_token(&pdm_core::store::NewApiToken {
+            name: "push_bench".into(),
+            scope: pdm_core::store::TokenScope::Api {
+                role: "admin".into(),
+            },
+            hash,
+            prefix: secret::display_prefix(&token),
+            created_by: None,
+            at: pdm_core::Timestamp::now(),
+            expires_at: None,
+        })
+        .await?;
+    if let Ok(mut t) = TOKEN.lock() {
+        *t = token;
+    }
+    Ok(())
 }
 
 fn now_ms() -> i64 {
@@ -91,6 +128,7 @@ impl Http {
             .method(method)
             .uri(uri)
             .header("host", self.addr.to_string())
+            .header("authorization", bearer())
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))?;
         let resp = self.sender.send_request(req).await?;
@@ -112,6 +150,7 @@ async fn sse_reader(addr: SocketAddr, tx: mpsc::UnboundedSender<Seen>) -> anyhow
     });
     let req = hyper::Request::get("/api/v1/events?kinds=alarm")
         .header("host", addr.to_string())
+        .header("authorization", bearer())
         .body(http_body_util::Empty::<Bytes>::new())?;
     let resp = sender.send_request(req).await?;
     if resp.status() != 200 {
@@ -145,8 +184,9 @@ async fn ws_reader(
 ) -> anyhow::Result<()> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    let (mut ws, _) =
-        tokio_tungstenite::client_async(format!("ws://{addr}/api/v1/ws"), stream).await?;
+    let mut req = format!("ws://{addr}/api/v1/ws").into_client_request()?;
+    req.headers_mut().insert("authorization", bearer().parse()?);
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await?;
     ws.send(Message::Text(
         r#"{"op": "subscribe", "kinds": ["alarm"]}"#.into(),
     ))
@@ -286,6 +326,7 @@ async fn run(backend: &str, database_url: Option<String>, args: &Args) -> anyhow
     };
     let server = Server::start(config).await?;
     let addr = server.local_addr();
+    sign_in(&server).await?;
     let prefix = format!("b{}x{}", std::process::id(), now_ms() % 100_000);
     let mut http = Http::connect(addr).await?;
     let rule = json!({"severity": "high",

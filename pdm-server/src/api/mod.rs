@@ -1,6 +1,7 @@
 //! The HTTP API: one router per resource, merged under `/api/v1`.
 
 pub mod alarms;
+pub mod auth;
 pub mod jobs;
 pub mod machines;
 pub mod models;
@@ -8,16 +9,20 @@ pub mod ops;
 pub mod predictions;
 pub mod push;
 pub mod telemetry;
+pub mod users;
 pub mod webhooks;
 
 use axum::Router;
 
 use crate::state::AppState;
 
-/// The versioned API (`/api/v1/...`). Authentication, when it arrives, is a layer on this router
-/// alone; the probes and metrics of [`ops::root_router`] stay open for orchestrators.
-pub fn api_router() -> Router<AppState> {
+/// The versioned API (`/api/v1/...`), every route behind [`crate::auth::require`]: its access
+/// is declared in [`crate::auth::policy`]. The probes and metrics of [`ops::root_router`] stay
+/// open for orchestrators.
+pub fn api_router(state: &AppState) -> Router<AppState> {
     Router::new()
+        .merge(auth::router())
+        .merge(users::router())
         .merge(machines::router())
         .merge(telemetry::router())
         .merge(models::router())
@@ -27,4 +32,8 @@ pub fn api_router() -> Router<AppState> {
         .merge(webhooks::router())
         .merge(push::router())
         .merge(ops::api_router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            crate::auth::require,
+        ))
 }

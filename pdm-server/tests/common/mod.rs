@@ -45,9 +45,73 @@ fn pg_databases() -> Option<pdm_testkit::pg::TestDatabases> {
     pdm_testkit::pg::TestDatabases::from_env()
 }
 
+/// The admin every test server is started with (`auth.admin`, or `PDM_ADMIN_EMAIL` and
+/// `PDM_ADMIN_PASSWORD` for a child process); the helpers below sign in as it.
+pub const ADMIN_EMAIL: &str = "admin@test.pdm";
+/// The test admin's password.
+pub const ADMIN_PASSWORD: &str = "the test admin's password";
+
+/// Access tokens of the test admin, by server address.
+static TOKENS: std::sync::Mutex<Option<std::collections::HashMap<String, String>>> =
+    std::sync::Mutex::new(None);
+
+fn cached_token(addr: &str) -> Option<String> {
+    TOKENS
+        .lock()
+        .expect("tokens")
+        .as_ref()
+        .and_then(|m| m.get(addr).cloned())
+}
+
+fn cache_token(addr: &str, token: &str) {
+    TOKENS
+        .lock()
+        .expect("tokens")
+        .get_or_insert_with(Default::default)
+        .insert(addr.to_owned(), token.to_owned());
+}
+
+/// The login body of the test admin.
+pub fn admin_login() -> String {
+    serde_json::json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }).to_string()
+}
+
+/// Sets the test admin on a child process's command.
+pub fn with_admin(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    cmd.env("PDM_ADMIN_EMAIL", ADMIN_EMAIL)
+        .env("PDM_ADMIN_PASSWORD", ADMIN_PASSWORD)
+}
+
+/// An access token of the test admin on the server at `addr` (over TCP), signed in once.
+pub async fn admin_token(addr: &str) -> Option<String> {
+    if let Some(t) = cached_token(addr) {
+        return Some(t);
+    }
+    let (status, body) = raw_http_text(
+        addr,
+        "POST",
+        "/api/v1/auth/login",
+        Some(&admin_login()),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200, "the test admin cannot sign in: {body}");
+    let v: Value = serde_json::from_str(&body[body.find('{')?..=body.rfind('}')?]).ok()?;
+    let token = v["access_token"].as_str()?.to_owned();
+    cache_token(addr, &token);
+    Some(token)
+}
+
 /// A server config on a data dir, listening on a free port.
 pub fn config(data_dir: &Path, database_url: Option<String>, auto_register: bool) -> ServerConfig {
     ServerConfig {
+        auth: pdm_server::auth::AuthConfig {
+            admin: Some(pdm_server::auth::AdminBootstrap {
+                email: ADMIN_EMAIL.into(),
+                password: ADMIN_PASSWORD.into(),
+            }),
+            ..Default::default()
+        },
         data_dir: data_dir.to_path_buf(),
         database_url,
         http: "127.0.0.1:0".parse().expect("addr"),
@@ -82,8 +146,21 @@ pub async fn exchange(
     headers: &[(&str, &str)],
 ) -> (StatusCode, HeaderMap, Value) {
     let mut builder = Request::builder().method(method).uri(uri);
+    // Signed in as the test admin unless the caller says otherwise (an `authorization` header
+    // of its own; an empty one sends none).
+    let own = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    if !own && uri.starts_with("/api/v1") {
+        builder = builder.header(
+            "authorization",
+            format!("Bearer {}", app_token(server).await),
+        );
+    }
     for (name, value) in headers {
-        builder = builder.header(*name, *value);
+        if !value.is_empty() {
+            builder = builder.header(*name, *value);
+        }
     }
     let req = match body {
         Some(b) => builder
@@ -106,6 +183,33 @@ pub async fn exchange(
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
     (status, headers, json)
+}
+
+/// An access token of the test admin on `server`, signed in once through `app()`.
+pub async fn app_token(server: &Server) -> String {
+    let key = format!("app:{}", server.local_addr());
+    if let Some(t) = cached_token(&key) {
+        return t;
+    }
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/auth/login")
+        .header("content-type", "application/json")
+        .body(Body::from(admin_login()))
+        .expect("request");
+    let resp = pdm_server::app(server.state().clone())
+        .oneshot(req)
+        .await
+        .expect("infallible");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    assert_eq!(status, StatusCode::OK, "the test admin cannot sign in: {v}");
+    let token = v["access_token"].as_str().expect("access_token").to_owned();
+    cache_token(&key, &token);
+    token
 }
 
 /// A running server for one test, on a temporary data directory with SQLite or on a fresh
@@ -368,18 +472,38 @@ pub async fn http(
     Some((status, json.unwrap_or(Value::Null)))
 }
 
-/// [`http`], with the body as text.
+/// [`http`], with the body as text. Requests to `/api/v1` are signed in as the test admin
+/// ([`admin_token`]).
 pub async fn http_text(
     addr: &str,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> Option<(u16, String)> {
+    let token = if path.starts_with("/api/v1") && !path.starts_with("/api/v1/auth/") {
+        Some(admin_token(addr).await?)
+    } else {
+        None
+    };
+    raw_http_text(addr, method, path, body, token.as_deref()).await
+}
+
+/// [`http_text`] with the bearer token given (`None`: no credentials).
+pub async fn raw_http_text(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let body = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{auth}\
          content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );

@@ -64,8 +64,20 @@ pub async fn get(
         let _ = conn.await;
     });
     let mut req = hyper::Request::get(uri).header("host", addr.to_string());
+    // Signed in as the test admin unless the caller sends its own (empty: none).
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    {
+        let token = super::admin_token(&addr.to_string())
+            .await
+            .expect("a token");
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
     for (k, v) in headers {
-        req = req.header(*k, *v);
+        if !v.is_empty() {
+            req = req.header(*k, *v);
+        }
     }
     let req = req
         .body(http_body_util::Empty::<axum::body::Bytes>::new())

@@ -1,0 +1,443 @@
+//! Sign-in and oneself: `POST /auth/login`, `/auth/refresh` (rotation), `/auth/logout`,
+//! `GET /auth/me`, one's sessions, changing one's password, and the password reset.
+//!
+//! A failed sign-in answers the same 401 `invalid_credentials` whether the email is unknown,
+//! the password wrong or the user deactivated, after the same Argon2id work; failures are
+//! counted per account and per client address, and past `auth.max_failures_per_account` (or
+//! `..._per_address`) in an hour further attempts are answered 429 without checking the
+//! password.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::header::USER_AGENT;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use pdm_core::store::{NewSession, Rotation, SessionId, UserUpdate};
+use pdm_core::{StoreError, Timestamp};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{password, secret, unauthorized, AuthState, Principal};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::JsonBody;
+use crate::state::AppState;
+use crate::views::{MeView, SessionView, SignInView, UserView};
+
+/// How long a password-reset token lives.
+pub const RESET_TTL_MS: i64 = 30 * 60 * 1000;
+
+/// The window failed sign-ins are counted in.
+const FAILURE_WINDOW_MS: i64 = 3_600 * 1000;
+
+/// Longest email accepted (RFC 5321's path limit).
+pub const MAX_EMAIL: usize = 254;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/auth/me", get(me))
+        .route("/auth/sessions", get(my_sessions))
+        .route("/auth/sessions/{id}", delete(end_my_session))
+        .route("/auth/password", post(change_password))
+        .route("/auth/password-reset", post(request_reset))
+        .route("/auth/password-reset/confirm", post(confirm_reset))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    email: String,
+    password: String,
+}
+
+/// An email as stored: trimmed, lowercased; 422 naming `field` when it cannot be one.
+pub fn email(raw: &str, field: &str) -> ApiResult<String> {
+    let e = raw.trim().to_lowercase();
+    let at = e.find('@');
+    if e.is_empty()
+        || e.len() > MAX_EMAIL
+        || at.is_none_or(|i| i == 0 || i == e.len() - 1)
+        || e.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ApiError::unprocessable(format!(
+            "{field}: not an email address (name@domain, at most {MAX_EMAIL} characters)"
+        )));
+    }
+    Ok(e)
+}
+
+/// The client's address, when the server knows it (served with connect info).
+pub struct ClientAddr(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+        ))
+    }
+}
+
+fn invalid_credentials() -> ApiError {
+    unauthorized("invalid_credentials", "the email or the password is wrong")
+}
+
+fn throttled(retry_after_s: i64) -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Unavailable,
+        "too many failed sign-ins; try again later",
+    )
+    .with_details(json!({ "reason": "throttled", "retry_after_s": retry_after_s }))
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
+        resp.headers_mut().insert("retry-after", v);
+    }
+    resp
+}
+
+async fn login(
+    State(auth): State<AuthState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<Response, ApiError> {
+    let now = Timestamp::now();
+    let account = format!("account:{}", body.email.trim().to_lowercase());
+    let mut keys = vec![account.clone()];
+    if let Some(a) = &addr {
+        keys.push(format!("addr:{a}"));
+    }
+    if body.password.len() > password::MAX_LEN || body.email.len() > MAX_EMAIL {
+        return Err(invalid_credentials());
+    }
+    let since = now.add_millis(-FAILURE_WINDOW_MS);
+    let store = &auth.store;
+    let limits = [
+        auth.config.max_failures_per_account,
+        auth.config.max_failures_per_address,
+    ];
+    for (key, limit) in keys.iter().zip(limits) {
+        if store.sign_in_failures(key, since).await? >= limit {
+            return Ok(throttled(FAILURE_WINDOW_MS / 1000));
+        }
+    }
+    let user = store
+        .user_by_email(&body.email.trim().to_lowercase())
+        .await?;
+    let ok = match &user {
+        Some(u) => password::verify(u.password_hash.clone(), body.password).await && u.active,
+        None => {
+            password::verify_unknown(body.password).await;
+            false
+        }
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        store.record_sign_in_failure(&keys, now).await?;
+        tracing::info!(client = addr.as_deref().unwrap_or("-"), "failed sign-in");
+        return Err(invalid_credentials());
+    };
+    store.touch_sign_in(user.id, now).await?;
+    let user_agent = headers
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(200).collect());
+    let (refresh, hash) = secret::generate(secret::Kind::Refresh);
+    let c = &auth.config;
+    let expires_at = now.add_millis(c.session_max_s as i64 * 1000);
+    let session = store
+        .create_session(&NewSession {
+            user: user.id,
+            refresh: hash,
+            refresh_expires_at: now
+                .add_millis(c.refresh_ttl_s as i64 * 1000)
+                .min(expires_at),
+            expires_at,
+            at: now,
+            user_agent,
+            client_addr: addr,
+        })
+        .await?;
+    tracing::info!(user = %user.id, session = %session.id, "signed in");
+    Ok(Json(tokens(&auth, user.id, session.id, refresh, now)).into_response())
+}
+
+fn tokens(
+    auth: &AuthState,
+    user: pdm_core::store::UserId,
+    session: SessionId,
+    refresh: String,
+    now: Timestamp,
+) -> SignInView {
+    let ttl = auth.config.access_ttl_s;
+    SignInView {
+        access_token: auth
+            .keys
+            .issue(user, session, now.as_millis().div_euclid(1000), ttl as i64),
+        refresh_token: refresh,
+        token_type: "Bearer",
+        expires_in: ttl,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+/// Rotates: the refresh token presented is spent, a new pair answered. A spent one presented
+/// again ends its session (someone else has it).
+async fn refresh(
+    State(auth): State<AuthState>,
+    JsonBody(body): JsonBody<RefreshBody>,
+) -> ApiResult<Json<SignInView>> {
+    let now = Timestamp::now();
+    if secret::Kind::of(&body.refresh_token) != Some(secret::Kind::Refresh) {
+        return Err(unauthorized(
+            "refresh_malformed",
+            "refresh_token: not a refresh token",
+        ));
+    }
+    let presented = secret::hash(&body.refresh_token);
+    let (next, next_hash) = secret::generate(secret::Kind::Refresh);
+    let lease = now.add_millis(auth.config.refresh_ttl_s as i64 * 1000);
+    match auth
+        .store
+        .rotate_refresh(&presented, &next_hash, lease, now)
+        .await?
+    {
+        Rotation::Rotated { session, user } => {
+            if !user.active {
+                auth.store
+                    .revoke_session(session.id, "user deactivated", now)
+                    .await?;
+                return Err(unauthorized("user_inactive", "the user is deactivated"));
+            }
+            Ok(Json(tokens(&auth, user.id, session.id, next, now)))
+        }
+        Rotation::Reused { session } => {
+            tracing::warn!(session = %session.id, user = %session.user, "a spent refresh token was presented again: the session is revoked");
+            Err(unauthorized(
+                "refresh_reused",
+                "this refresh token was used before: the session is ended; sign in again",
+            ))
+        }
+        Rotation::Expired => Err(unauthorized(
+            "refresh_expired",
+            "the refresh token or its session has expired; sign in again",
+        )),
+        Rotation::Unknown => Err(unauthorized("refresh_unknown", "no such refresh token")),
+    }
+}
+
+fn signed_user(p: &Principal) -> ApiResult<(&pdm_core::store::User, SessionId)> {
+    p.user().ok_or_else(|| {
+        ApiError::bad_request("this route is for a signed-in user, not for an API token")
+    })
+}
+
+/// Ends the caller's session (its refresh tokens stop working; its access tokens too).
+async fn logout(State(auth): State<AuthState>, p: Principal) -> ApiResult<StatusCode> {
+    let (_, session) = signed_user(&p)?;
+    auth.store
+        .revoke_session(session, "logout", Timestamp::now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(p: Principal) -> Json<MeView> {
+    let (user, session) = match p.user() {
+        Some((u, s)) => (Some(UserView::from(u)), Some(s.0)),
+        None => (None, None),
+    };
+    Json(MeView {
+        user,
+        session,
+        actor: p.actor_name(),
+        role: p.role.clone(),
+        permissions: p.permissions.clone(),
+    })
+}
+
+async fn my_sessions(
+    State(auth): State<AuthState>,
+    p: Principal,
+) -> ApiResult<Json<Vec<SessionView>>> {
+    let (user, current) = signed_user(&p)?;
+    let sessions = auth.store.list_sessions(user.id, false).await?;
+    Ok(Json(
+        sessions
+            .into_iter()
+            .map(|s| SessionView::new(s, Some(current)))
+            .collect(),
+    ))
+}
+
+/// A path id: 400 naming it when it is not a number.
+pub fn path_id(raw: &str, what: &str) -> ApiResult<i64> {
+    raw.parse::<i64>()
+        .map_err(|_| ApiError::bad_request(format!("{what} id {raw:?} is not a number")))
+}
+
+async fn end_my_session(
+    State(auth): State<AuthState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let (user, _) = signed_user(&p)?;
+    let id = SessionId(path_id(&id, "session")?);
+    match auth.store.get_session(id).await {
+        Ok(s) if s.user == user.id => {}
+        Ok(_) | Err(StoreError::NotFound(_)) => {
+            return Err(ApiError::not_found(format!("session {id} not found")))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    auth.store
+        .revoke_session(id, "ended by the user", Timestamp::now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangePasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes one's password (the current one required); every other session of the user ends.
+async fn change_password(
+    State(auth): State<AuthState>,
+    p: Principal,
+    JsonBody(body): JsonBody<ChangePasswordBody>,
+) -> ApiResult<StatusCode> {
+    let (user, current) = signed_user(&p)?;
+    if body.current_password.len() > password::MAX_LEN
+        || !password::verify(user.password_hash.clone(), body.current_password).await
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "current_password: wrong",
+        ));
+    }
+    password::check_policy(&body.new_password)
+        .map_err(|m| ApiError::unprocessable(format!("new_password: {m}")))?;
+    let now = Timestamp::now();
+    let hash = password::hash(body.new_password).await;
+    auth.store
+        .update_user(
+            user.id,
+            &UserUpdate {
+                password_hash: Some(hash),
+                ..UserUpdate::default()
+            },
+            now,
+        )
+        .await?;
+    for s in auth.store.list_sessions(user.id, false).await? {
+        if s.id != current {
+            auth.store
+                .revoke_session(s.id, "password changed", now)
+                .await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequestBody {
+    email: String,
+}
+
+/// Starts a password reset: answers 202 the same whether the email is known or not. The token
+/// goes to the user by mail when SMTP is configured; until then it is written to the server's
+/// log (for the operator to pass on), the one secret that is, by design.
+async fn request_reset(
+    State(auth): State<AuthState>,
+    JsonBody(body): JsonBody<ResetRequestBody>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let address = email(&body.email, "email")?;
+    let now = Timestamp::now();
+    if let Some(user) = auth.store.user_by_email(&address).await? {
+        if user.active {
+            let (token, hash) = secret::generate(secret::Kind::Reset);
+            auth.store
+                .create_reset_token(user.id, &hash, now.add_millis(RESET_TTL_MS), now)
+                .await?;
+            tracing::warn!(
+                user = %user.id,
+                reset_token = %token,
+                "password reset requested; no mail server is configured, so the token is logged: pass it to the user, who confirms with POST /api/v1/auth/password-reset/confirm within 30 minutes"
+            );
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "if the address belongs to a user, a reset token was sent" })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetConfirmBody {
+    token: String,
+    new_password: String,
+}
+
+/// Sets a new password with a reset token (single use); every session of the user ends.
+async fn confirm_reset(
+    State(auth): State<AuthState>,
+    JsonBody(body): JsonBody<ResetConfirmBody>,
+) -> ApiResult<StatusCode> {
+    password::check_policy(&body.new_password)
+        .map_err(|m| ApiError::unprocessable(format!("new_password: {m}")))?;
+    let now = Timestamp::now();
+    let bad = || {
+        unauthorized(
+            "reset_invalid",
+            "the reset token is unknown, used or expired",
+        )
+    };
+    if secret::Kind::of(&body.token) != Some(secret::Kind::Reset) {
+        return Err(bad());
+    }
+    let Some(user) = auth
+        .store
+        .consume_reset_token(&secret::hash(&body.token), now)
+        .await?
+    else {
+        return Err(bad());
+    };
+    let hash = password::hash(body.new_password).await;
+    auth.store
+        .update_user(
+            user,
+            &UserUpdate {
+                password_hash: Some(hash),
+                ..UserUpdate::default()
+            },
+            now,
+        )
+        .await?;
+    auth.store
+        .revoke_user_sessions(user, "password reset", now)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

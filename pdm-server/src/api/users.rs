@@ -1,0 +1,384 @@
+//! People, roles and tokens, for admins: `/users` (create, list, read, update, deactivate,
+//! their sessions), `/roles` (the built-in ones read-only, custom ones from the permission set)
+//! and `/tokens` (API tokens with a role, ingest tokens of one machine; the secret is answered
+//! once, on creation).
+//!
+//! Deactivating a user or changing their role takes effect at the user's next request (the
+//! user is read on every request); deactivating also ends their sessions.
+
+use std::str::FromStr;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use pdm_core::store::{
+    ApiTokenId, NewApiToken, NewUser, Permission, Role, TokenScope, UserId, UserUpdate,
+};
+use pdm_core::{MachineKey, Timestamp};
+use serde::Deserialize;
+
+use crate::api::auth::{email, path_id};
+use crate::auth::{password, secret, AuthState, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, PageRule, PagedQuery};
+use crate::state::AppState;
+use crate::views::{NewTokenView, RoleView, SessionView, TokenView, UserView};
+
+/// Paging of `GET /users`: `limit` 1 to 500, 100 by default, `cursor` = the last id seen.
+#[derive(Debug)]
+pub struct UsersPage;
+
+impl PageRule for UsersPage {
+    const DEFAULT_LIMIT: u32 = 100;
+    const MAX_LIMIT: u32 = 500;
+    const CURSORS: bool = true;
+}
+
+/// Longest display, token or role description accepted.
+const MAX_TEXT: usize = 200;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users", get(list_users).post(create_user))
+        .route("/users/{id}", get(get_user).patch(update_user))
+        .route(
+            "/users/{id}/sessions",
+            get(user_sessions).delete(end_user_sessions),
+        )
+        .route("/roles", get(list_roles))
+        .route(
+            "/roles/{name}",
+            get(get_role).put(put_role).delete(delete_role),
+        )
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{id}", delete(revoke_token))
+}
+
+fn text(raw: &str, field: &str) -> ApiResult<String> {
+    let t = raw.trim();
+    if t.is_empty() || t.chars().count() > MAX_TEXT || t.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(format!(
+            "{field}: 1 to {MAX_TEXT} characters, no control characters"
+        )));
+    }
+    Ok(t.to_owned())
+}
+
+/// A role name: lowercase letters, digits, `-`, `_`; 1 to 64.
+fn role_name(raw: &str, field: &str) -> ApiResult<String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        return Err(ApiError::unprocessable(format!(
+            "{field}: {raw:?} is not a role name (lowercase letters, digits, '-' and '_', 1 to 64)"
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
+/// A role that exists: 422 naming `field` otherwise.
+async fn existing_role(auth: &AuthState, raw: &str, field: &str) -> ApiResult<String> {
+    let name = role_name(raw, field)?;
+    match auth.store.get_role(&name).await {
+        Ok(_) => Ok(name),
+        Err(pdm_core::StoreError::NotFound(_)) => Err(ApiError::unprocessable(format!(
+            "{field}: no role named '{name}'"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn new_password(raw: &str, field: &str) -> ApiResult<()> {
+    password::check_policy(raw).map_err(|m| ApiError::unprocessable(format!("{field}: {m}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUserBody {
+    email: String,
+    name: String,
+    password: String,
+    role: String,
+}
+
+async fn create_user(
+    State(auth): State<AuthState>,
+    JsonBody(body): JsonBody<CreateUserBody>,
+) -> ApiResult<(StatusCode, Json<UserView>)> {
+    let email = email(&body.email, "email")?;
+    let name = text(&body.name, "name")?;
+    new_password(&body.password, "password")?;
+    let role = existing_role(&auth, &body.role, "role").await?;
+    let hash = password::hash(body.password).await;
+    let user = auth
+        .store
+        .create_user(
+            &NewUser {
+                email,
+                name,
+                role,
+                password_hash: hash,
+            },
+            Timestamp::now(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+async fn list_users(
+    State(auth): State<AuthState>,
+    query: PagedQuery<NoParams, UsersPage>,
+) -> ApiResult<Json<Vec<UserView>>> {
+    let after = query.page.cursor_id()?.map(UserId);
+    let users = auth.store.list_users(after, query.page.limit).await?;
+    Ok(Json(users.into_iter().map(UserView::from).collect()))
+}
+
+fn user_id(raw: &str) -> ApiResult<UserId> {
+    path_id(raw, "user").map(UserId)
+}
+
+async fn get_user(
+    State(auth): State<AuthState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<UserView>> {
+    Ok(Json(auth.store.get_user(user_id(&id)?).await?.into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUserBody {
+    name: Option<String>,
+    role: Option<String>,
+    active: Option<bool>,
+    password: Option<String>,
+}
+
+async fn update_user(
+    State(auth): State<AuthState>,
+    p: Principal,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateUserBody>,
+) -> ApiResult<Json<UserView>> {
+    let id = user_id(&id)?;
+    auth.store.get_user(id).await?;
+    if body.active == Some(false) && p.user().is_some_and(|(u, _)| u.id == id) {
+        return Err(ApiError::conflict(
+            "active: you cannot deactivate yourself (another admin can)",
+        ));
+    }
+    let mut update = UserUpdate {
+        active: body.active,
+        ..UserUpdate::default()
+    };
+    if let Some(n) = &body.name {
+        update.name = Some(text(n, "name")?);
+    }
+    if let Some(r) = &body.role {
+        update.role = Some(existing_role(&auth, r, "role").await?);
+    }
+    if let Some(pw) = body.password {
+        new_password(&pw, "password")?;
+        update.password_hash = Some(password::hash(pw).await);
+    }
+    let now = Timestamp::now();
+    let user = auth.store.update_user(id, &update, now).await?;
+    if body.active == Some(false) {
+        auth.store
+            .revoke_user_sessions(id, "user deactivated", now)
+            .await?;
+    } else if update.password_hash.is_some() {
+        auth.store
+            .revoke_user_sessions(id, "password set by an admin", now)
+            .await?;
+    }
+    Ok(Json(user.into()))
+}
+
+async fn user_sessions(
+    State(auth): State<AuthState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<SessionView>>> {
+    let id = user_id(&id)?;
+    auth.store.get_user(id).await?;
+    let sessions = auth.store.list_sessions(id, true).await?;
+    Ok(Json(
+        sessions
+            .into_iter()
+            .map(|s| SessionView::new(s, None))
+            .collect(),
+    ))
+}
+
+/// Ends every session of a user (a lost laptop): 200 with how many.
+async fn end_user_sessions(
+    State(auth): State<AuthState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id = user_id(&id)?;
+    auth.store.get_user(id).await?;
+    let n = auth
+        .store
+        .revoke_user_sessions(id, "ended by an admin", Timestamp::now())
+        .await?;
+    Ok(Json(serde_json::json!({ "ended": n })))
+}
+
+async fn list_roles(State(auth): State<AuthState>) -> ApiResult<Json<Vec<RoleView>>> {
+    let roles = auth.store.list_roles().await?;
+    Ok(Json(roles.into_iter().map(RoleView::from).collect()))
+}
+
+async fn get_role(
+    State(auth): State<AuthState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<RoleView>> {
+    let name = role_name(&name, "name")?;
+    Ok(Json(auth.store.get_role(&name).await?.into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    description: String,
+    permissions: Vec<String>,
+}
+
+/// Creates (201) or replaces (200) a custom role; 409 for a built-in one.
+async fn put_role(
+    State(auth): State<AuthState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<RoleBody>,
+) -> ApiResult<(StatusCode, Json<RoleView>)> {
+    let name = role_name(&name, "name")?;
+    let description = text(&body.description, "description")?;
+    let mut permissions = Vec::with_capacity(body.permissions.len());
+    for (i, p) in body.permissions.iter().enumerate() {
+        let p = Permission::from_str(p)
+            .map_err(|m| ApiError::unprocessable(format!("permissions[{i}]: {m}")))?;
+        if !permissions.contains(&p) {
+            permissions.push(p);
+        }
+    }
+    permissions.sort();
+    let role = Role {
+        name,
+        description,
+        permissions,
+        builtin: false,
+    };
+    let created = auth.store.put_role(&role).await?;
+    auth.roles_changed();
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(role.into())))
+}
+
+async fn delete_role(
+    State(auth): State<AuthState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let name = role_name(&name, "name")?;
+    auth.store.delete_role(&name).await?;
+    auth.roles_changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_tokens(State(auth): State<AuthState>) -> ApiResult<Json<Vec<TokenView>>> {
+    let tokens = auth.store.list_api_tokens(None).await?;
+    Ok(Json(tokens.into_iter().map(TokenView::from).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    name: String,
+    role: Option<String>,
+    machine: Option<String>,
+    expires_in_days: Option<u32>,
+}
+
+/// Creates an API token (`role`) or a device's ingest token (`machine`): 201 with the secret,
+/// shown this once.
+async fn create_token(
+    State(auth): State<AuthState>,
+    p: Principal,
+    JsonBody(body): JsonBody<TokenBody>,
+) -> ApiResult<(StatusCode, Json<NewTokenView>)> {
+    let name = text(&body.name, "name")?;
+    let (scope, kind) = match (&body.role, &body.machine) {
+        (Some(r), None) => (
+            TokenScope::Api {
+                role: existing_role(&auth, r, "role").await?,
+            },
+            secret::Kind::Api,
+        ),
+        (None, Some(m)) => {
+            let machine =
+                MachineKey::new(m).map_err(|e| ApiError::unprocessable(format!("machine: {e}")))?;
+            (TokenScope::Ingest { machine }, secret::Kind::Ingest)
+        }
+        _ => return Err(ApiError::unprocessable(
+            "role, machine: give exactly one (an API token has a role, an ingest token a machine)",
+        )),
+    };
+    let now = Timestamp::now();
+    let expires_at = match body.expires_in_days {
+        Some(0) | Some(3651..) => {
+            return Err(ApiError::unprocessable(
+                "expires_in_days: 1 to 3650, or absent for a token that does not expire",
+            ))
+        }
+        Some(d) => Some(now.add_millis(i64::from(d) * 86_400_000)),
+        None => None,
+    };
+    let (token, hash) = secret::generate(kind);
+    let created = auth
+        .store
+        .create_api_token(&NewApiToken {
+            name,
+            scope,
+            hash,
+            prefix: secret::display_prefix(&token),
+            created_by: p.user().map(|(u, _)| u.id),
+            at: now,
+            expires_at,
+        })
+        .await
+        .map_err(|e| match e {
+            pdm_core::StoreError::NotFound(what) => {
+                ApiError::unprocessable(format!("machine: {what} not found"))
+            }
+            other => other.into(),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewTokenView {
+            token: created.into(),
+            secret: token,
+        }),
+    ))
+}
+
+async fn revoke_token(
+    State(auth): State<AuthState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = ApiTokenId(path_id(&id, "token")?);
+    if !auth.store.revoke_api_token(id, Timestamp::now()).await? {
+        return Err(ApiError::conflict(format!("token {id} is revoked already")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

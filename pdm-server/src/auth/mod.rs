@@ -1,0 +1,526 @@
+//! Authentication and authorization (issue 11).
+//!
+//! Every request to `/api/v1` goes through [`require`]: the route's declared [`Access`] is
+//! looked up in [`policy`] by method and matched path (a route missing there answers 500 and
+//! fails the policy test), the bearer credential is resolved to a [`Principal`], and the
+//! principal's role must grant the route's permission: 401 without valid credentials (with a
+//! reason code in `error.details.reason`), 403 when the role does not grant it.
+//!
+//! Credentials, all as `Authorization: Bearer ...`:
+//!
+//! - an access token ([`jwt`]): a user signed in with `POST /api/v1/auth/login`; the user and
+//!   the session are read on every request, so deactivating a user, changing their role or
+//!   ending the session takes effect at once, not when the token expires;
+//! - an API token (`pdm_at_...`, [`secret`]): a script, with the token's role;
+//! - an ingest token (`pdm_it_...`): a device, which may post readings of its own machine and
+//!   nothing else.
+//!
+//! Roles are cached for [`ROLE_CACHE_TTL`] (an edit through this worker clears the cache at
+//! once; other workers follow within the TTL).
+
+pub mod jwt;
+pub mod keys;
+pub mod password;
+pub mod policy;
+pub mod secret;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use pdm_core::store::{ApiTokenId, Permission, Role, SessionId, Store, TokenScope, User};
+use pdm_core::{MachineKey, StoreError, Timestamp};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::{ApiError, ErrorCode};
+pub use policy::Access;
+
+/// How long a role read from the store is trusted.
+pub const ROLE_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// `[auth]`: sign-in sessions and tokens. Its `Debug` hides the signing key and the admin's
+/// password.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Seconds an access token lives (15 minutes).
+    pub access_ttl_s: u64,
+    /// Seconds a refresh token lives unused (each refresh issues one with a new lease).
+    pub refresh_ttl_s: u64,
+    /// Seconds a session lives at most, however often it is refreshed; then the user signs in
+    /// again.
+    pub session_max_s: u64,
+    /// The `iss` of access tokens.
+    pub issuer: String,
+    /// The `aud` of access tokens.
+    pub audience: String,
+    /// The signing key (base64 of at least 32 bytes, `PDM_AUTH_SIGNING_KEY`): give every
+    /// worker the same one. Absent: generated into `<data_dir>/auth-keys.json`.
+    pub signing_key: Option<String>,
+    /// Failed sign-ins an account may have in an hour before further attempts are refused
+    /// (429) until the hour has passed.
+    pub max_failures_per_account: u64,
+    /// Failed sign-ins a client address may have in an hour.
+    pub max_failures_per_address: u64,
+    /// The first admin, from `PDM_ADMIN_EMAIL` and `PDM_ADMIN_PASSWORD` (never from the file):
+    /// created at start when no user has that email.
+    #[serde(skip)]
+    pub admin: Option<AdminBootstrap>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("access_ttl_s", &self.access_ttl_s)
+            .field("refresh_ttl_s", &self.refresh_ttl_s)
+            .field("session_max_s", &self.session_max_s)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("max_failures_per_account", &self.max_failures_per_account)
+            .field("max_failures_per_address", &self.max_failures_per_address)
+            .field("admin", &self.admin)
+            .finish()
+    }
+}
+
+/// The admin created at start (`PDM_ADMIN_EMAIL`, `PDM_ADMIN_PASSWORD`).
+#[derive(Clone)]
+pub struct AdminBootstrap {
+    /// The email.
+    pub email: String,
+    /// The password (checked against the policy at start).
+    pub password: String,
+}
+
+impl std::fmt::Debug for AdminBootstrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminBootstrap")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_ttl_s: 15 * 60,
+            refresh_ttl_s: 7 * 24 * 3600,
+            session_max_s: 30 * 24 * 3600,
+            issuer: "pdm".into(),
+            audience: "pdm-api".into(),
+            signing_key: None,
+            max_failures_per_account: 100,
+            max_failures_per_address: 300,
+            admin: None,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Refuses settings that cannot work, naming them.
+    pub fn check(&self) -> Result<(), crate::config::ConfigError> {
+        use crate::config::ConfigError;
+        if self.access_ttl_s == 0 || self.access_ttl_s > 24 * 3600 {
+            return Err(ConfigError::new(
+                "auth.access_ttl_s",
+                "must be between 1 and 86400 seconds",
+            ));
+        }
+        if self.refresh_ttl_s < self.access_ttl_s {
+            return Err(ConfigError::new(
+                "auth.refresh_ttl_s",
+                "must be at least auth.access_ttl_s",
+            ));
+        }
+        if self.session_max_s < self.refresh_ttl_s {
+            return Err(ConfigError::new(
+                "auth.session_max_s",
+                "must be at least auth.refresh_ttl_s",
+            ));
+        }
+        if let Some(a) = &self.admin {
+            if !a.email.contains('@') {
+                return Err(ConfigError::new("PDM_ADMIN_EMAIL", "not an email address"));
+            }
+            if let Err(m) = password::check_policy(&a.password) {
+                return Err(ConfigError::new("PDM_ADMIN_PASSWORD", m));
+            }
+        }
+        if self.max_failures_per_account == 0 || self.max_failures_per_address == 0 {
+            return Err(ConfigError::new(
+                "auth.max_failures_per_account",
+                "the failure limits must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    /// A person signed in.
+    User {
+        /// The user (with the hash: never answered, see the views).
+        user: Box<User>,
+        /// The session the access token belongs to.
+        session: SessionId,
+    },
+    /// A script with an API token.
+    Token {
+        /// The token.
+        id: ApiTokenId,
+        /// Its name.
+        name: String,
+    },
+    /// A device with an ingest token of its machine.
+    Device {
+        /// The token.
+        id: ApiTokenId,
+        /// The machine it may post for.
+        machine: MachineKey,
+    },
+}
+
+/// An authenticated caller and what it may do; handlers take it as an extractor.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Who.
+    pub actor: Actor,
+    /// What it may do (a device's: only `telemetry:write`).
+    pub permissions: Vec<Permission>,
+    /// The role's name (`device` for ingest tokens).
+    pub role: String,
+}
+
+impl Principal {
+    /// The name that goes into alarm events and logs: the user's email, `token:<name>`, or
+    /// `device:<machine>`.
+    pub fn actor_name(&self) -> String {
+        match &self.actor {
+            Actor::User { user, .. } => user.email.clone(),
+            Actor::Token { name, .. } => format!("token:{name}"),
+            Actor::Device { machine, .. } => format!("device:{machine}"),
+        }
+    }
+
+    /// Whether it may do `p`.
+    pub fn may(&self, p: Permission) -> bool {
+        self.permissions.contains(&p)
+    }
+
+    /// The signed-in user, for routes about oneself.
+    pub fn user(&self) -> Option<(&User, SessionId)> {
+        match &self.actor {
+            Actor::User { user, session } => Some((user, *session)),
+            _ => None,
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("a route takes a principal but is not authenticated"))
+    }
+}
+
+/// What authentication needs: the store, the keys, the settings, the role cache.
+#[derive(Clone)]
+pub struct AuthState {
+    /// Users, sessions, tokens, roles.
+    pub store: Arc<dyn Store>,
+    /// The access-token keys.
+    pub keys: Arc<jwt::KeyRing>,
+    /// The settings.
+    pub config: Arc<AuthConfig>,
+    roles: Arc<RwLock<HashMap<String, (Role, Instant)>>>,
+}
+
+impl std::fmt::Debug for AuthState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthState")
+            .field("kid", &self.keys.current_kid())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The key ring of `config`: its configured key, or the key file under `data_dir`.
+pub fn key_ring(
+    config: &AuthConfig,
+    data_dir: &std::path::Path,
+) -> Result<jwt::KeyRing, keys::KeyError> {
+    let keys = match &config.signing_key {
+        Some(secret) => keys::configured(secret)?,
+        None => keys::load_or_create(&keys::path(data_dir))?,
+    };
+    Ok(jwt::KeyRing::new(keys, &config.issuer, &config.audience))
+}
+
+/// Authentication for a starting server: its key ring, the built-in roles written, and the
+/// first admin created from `config.auth.admin` when no user has that email.
+pub async fn start(
+    store: Arc<dyn Store>,
+    config: &crate::config::ServerConfig,
+) -> anyhow::Result<AuthState> {
+    use anyhow::Context as _;
+    let ring = key_ring(&config.auth, &config.data_dir)?;
+    store
+        .sync_builtin_roles(&Role::builtin())
+        .await
+        .context("cannot write the built-in roles")?;
+    if let Some(admin) = &config.auth.admin {
+        let email = admin.email.trim().to_lowercase();
+        if store.user_by_email(&email).await?.is_none() {
+            let hash = password::hash(admin.password.clone()).await;
+            let user = store
+                .create_user(
+                    &pdm_core::store::NewUser {
+                        email: email.clone(),
+                        name: "Administrator".into(),
+                        role: "admin".into(),
+                        password_hash: hash,
+                    },
+                    Timestamp::now(),
+                )
+                .await
+                .context("cannot create the admin of PDM_ADMIN_EMAIL")?;
+            tracing::info!(user = %user.id, email = %email, "admin created (PDM_ADMIN_EMAIL)");
+        }
+    } else if store.count_users().await? == 0 {
+        tracing::warn!("no users yet: set PDM_ADMIN_EMAIL and PDM_ADMIN_PASSWORD, or run `pdm-server users create --role admin`, to be able to sign in");
+    }
+    Ok(AuthState::new(store, ring, config.auth.clone()))
+}
+
+/// A 401 with its reason code.
+pub fn unauthorized(reason: &str, message: &str) -> ApiError {
+    ApiError::unauthorized(message.to_owned()).with_details(json!({ "reason": reason }))
+}
+
+impl AuthState {
+    /// Authentication over `store` with `keys` and `config`.
+    pub fn new(store: Arc<dyn Store>, keys: jwt::KeyRing, config: AuthConfig) -> Self {
+        Self {
+            store,
+            keys: Arc::new(keys),
+            config: Arc::new(config),
+            roles: Arc::default(),
+        }
+    }
+
+    /// The role `name`, from the cache when fresh.
+    pub async fn role(&self, name: &str) -> Result<Role, ApiError> {
+        if let Ok(cache) = self.roles.read() {
+            if let Some((role, at)) = cache.get(name) {
+                if at.elapsed() < ROLE_CACHE_TTL {
+                    return Ok(role.clone());
+                }
+            }
+        }
+        let role = self.store.get_role(name).await?;
+        if let Ok(mut cache) = self.roles.write() {
+            cache.insert(name.to_owned(), (role.clone(), Instant::now()));
+        }
+        Ok(role)
+    }
+
+    /// Forgets the cached roles (after a role was edited or deleted).
+    pub fn roles_changed(&self) {
+        if let Ok(mut cache) = self.roles.write() {
+            cache.clear();
+        }
+    }
+
+    /// The principal of bearer credential `token` at `now`.
+    pub async fn authenticate(&self, token: &str, now: Timestamp) -> Result<Principal, ApiError> {
+        match secret::Kind::of(token) {
+            Some(secret::Kind::Api) | Some(secret::Kind::Ingest) => {
+                self.long_lived(token, now).await
+            }
+            Some(secret::Kind::Refresh) | Some(secret::Kind::Reset) => Err(unauthorized(
+                "token_kind",
+                "this token cannot authenticate a request: send the access token",
+            )),
+            None => self.access(token, now).await,
+        }
+    }
+
+    async fn access(&self, token: &str, now: Timestamp) -> Result<Principal, ApiError> {
+        let claims = self
+            .keys
+            .verify(token, now.as_millis().div_euclid(1000))
+            .map_err(|e| unauthorized(e.code(), &e.to_string()))?;
+        let user_id = claims
+            .user()
+            .ok_or_else(|| unauthorized("token_claims", "bad subject"))?;
+        let user = match self.store.get_user(user_id).await {
+            Ok(u) => u,
+            Err(StoreError::NotFound(_)) => {
+                return Err(unauthorized(
+                    "user_unknown",
+                    "the token's user no longer exists",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !user.active {
+            return Err(unauthorized("user_inactive", "the user is deactivated"));
+        }
+        let session = match self.store.get_session(claims.session()).await {
+            Ok(s) => s,
+            Err(StoreError::NotFound(_)) => {
+                return Err(unauthorized(
+                    "session_ended",
+                    "the session has ended; sign in again",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if session.user != user.id || session.revoked_at.is_some() || session.expires_at <= now {
+            return Err(unauthorized(
+                "session_ended",
+                "the session has ended; sign in again",
+            ));
+        }
+        let role = self.role(&user.role).await?;
+        Ok(Principal {
+            role: role.name.clone(),
+            permissions: role.permissions,
+            actor: Actor::User {
+                user: Box::new(user),
+                session: session.id,
+            },
+        })
+    }
+
+    async fn long_lived(&self, token: &str, now: Timestamp) -> Result<Principal, ApiError> {
+        let hash = secret::hash(token);
+        let Some(t) = self.store.api_token_by_hash(&hash).await? else {
+            return Err(unauthorized("token_unknown", "no such token"));
+        };
+        if t.revoked_at.is_some() {
+            return Err(unauthorized("token_revoked", "the token was revoked"));
+        }
+        if t.expires_at.is_some_and(|e| e <= now) {
+            return Err(unauthorized("token_expired", "the token has expired"));
+        }
+        let (store, id) = (self.store.clone(), t.id);
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_api_token(id, now).await {
+                tracing::debug!(token = %id, error = %e, "cannot record a token's use");
+            }
+        });
+        match t.scope {
+            TokenScope::Api { role } => {
+                let role = self.role(&role).await?;
+                Ok(Principal {
+                    role: role.name.clone(),
+                    permissions: role.permissions,
+                    actor: Actor::Token {
+                        id: t.id,
+                        name: t.name,
+                    },
+                })
+            }
+            TokenScope::Ingest { machine } => Ok(Principal {
+                role: "device".into(),
+                permissions: vec![Permission::TelemetryWrite],
+                actor: Actor::Device { id: t.id, machine },
+            }),
+        }
+    }
+}
+
+/// The bearer credential of a request, if it has one.
+pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| unauthorized("credentials_malformed", "Authorization is not text"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(unauthorized(
+            "credentials_malformed",
+            "Authorization must be `Bearer <token>`",
+        )),
+    }
+}
+
+/// The middleware on every API route: the route's declared access, then the credential.
+pub async fn require(
+    State(auth): State<AuthState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let path = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let Some(access) = policy::access(parts.method.as_str(), &path) else {
+        return Err(ApiError::internal(format!(
+            "route {} {path} declares no permission",
+            parts.method
+        )));
+    };
+    if access == Access::Public {
+        return Ok(next.run(Request::from_parts(parts, body)).await);
+    }
+    let Some(token) = bearer(&parts)? else {
+        return Err(unauthorized(
+            "credentials_missing",
+            "sign in: send `Authorization: Bearer <token>`",
+        ));
+    };
+    let principal = auth.authenticate(token, Timestamp::now()).await?;
+    if let Access::Need(p) = access {
+        if !principal.may(p) {
+            return Err(ApiError::of(
+                ErrorCode::Forbidden,
+                format!("the role '{}' does not grant {p}", principal.role),
+            ));
+        }
+    }
+    if let Actor::Device { machine, .. } = &principal.actor {
+        // A device's token is for its own machine's readings only.
+        let params = RawPathParams::from_request_parts(&mut parts, &())
+            .await
+            .ok();
+        let same = params
+            .as_ref()
+            .and_then(|ps| ps.iter().find(|(k, _)| *k == "machine"))
+            .is_some_and(|(_, v)| v == machine.as_str());
+        if !same {
+            return Err(ApiError::forbidden(format!(
+                "this ingest token posts readings of machine '{machine}' only"
+            )));
+        }
+    }
+    parts.extensions.insert(principal);
+    Ok(next.run(Request::from_parts(parts, body)).await)
+}
+
+use axum::extract::FromRequestParts as _;

@@ -1,0 +1,177 @@
+//! What every route needs, in one place: method, path (as the router declares it, under
+//! `/api/v1`) and [`Access`]. A route that is not here answers 500 and fails
+//! `every_route_declares_its_access`; a row without a route fails it too.
+
+use pdm_core::store::Permission;
+use Permission::*;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Nobody needs to be signed in (sign-in itself, refresh, password reset).
+    Public,
+    /// Any signed-in user or token (about oneself: `/auth/me`, one's sessions, logout).
+    Signed,
+    /// This permission.
+    Need(Permission),
+}
+
+use Access::{Need, Public, Signed};
+
+/// Every route of `/api/v1`: (method, path, access).
+pub const POLICY: &[(&str, &str, Access)] = &[
+    // Sign-in and oneself.
+    ("POST", "/auth/login", Public),
+    ("POST", "/auth/refresh", Public),
+    ("POST", "/auth/logout", Signed),
+    ("GET", "/auth/me", Signed),
+    ("GET", "/auth/sessions", Signed),
+    ("DELETE", "/auth/sessions/{id}", Signed),
+    ("POST", "/auth/password", Signed),
+    ("POST", "/auth/password-reset", Public),
+    ("POST", "/auth/password-reset/confirm", Public),
+    // People, roles, tokens.
+    ("GET", "/users", Need(UsersManage)),
+    ("POST", "/users", Need(UsersManage)),
+    ("GET", "/users/{id}", Need(UsersManage)),
+    ("PATCH", "/users/{id}", Need(UsersManage)),
+    ("GET", "/users/{id}/sessions", Need(UsersManage)),
+    ("DELETE", "/users/{id}/sessions", Need(UsersManage)),
+    ("GET", "/roles", Need(UsersManage)),
+    ("GET", "/roles/{name}", Need(UsersManage)),
+    ("PUT", "/roles/{name}", Need(UsersManage)),
+    ("DELETE", "/roles/{name}", Need(UsersManage)),
+    ("GET", "/tokens", Need(TokensManage)),
+    ("POST", "/tokens", Need(TokensManage)),
+    ("DELETE", "/tokens/{id}", Need(TokensManage)),
+    // Machines and sensors.
+    ("GET", "/machines", Need(MachinesRead)),
+    ("POST", "/machines", Need(MachinesWrite)),
+    ("GET", "/machines/{machine}", Need(MachinesRead)),
+    ("PATCH", "/machines/{machine}", Need(MachinesWrite)),
+    ("DELETE", "/machines/{machine}", Need(MachinesWrite)),
+    ("GET", "/machines/{machine}/sensors", Need(MachinesRead)),
+    ("POST", "/machines/{machine}/sensors", Need(MachinesWrite)),
+    (
+        "GET",
+        "/machines/{machine}/sensors/{sensor}",
+        Need(MachinesRead),
+    ),
+    (
+        "PATCH",
+        "/machines/{machine}/sensors/{sensor}",
+        Need(MachinesWrite),
+    ),
+    (
+        "DELETE",
+        "/machines/{machine}/sensors/{sensor}",
+        Need(MachinesWrite),
+    ),
+    // Telemetry, predictions, live status, push.
+    (
+        "POST",
+        "/machines/{machine}/telemetry",
+        Need(TelemetryWrite),
+    ),
+    ("GET", "/machines/{machine}/readings", Need(MachinesRead)),
+    ("GET", "/machines/{machine}/latest", Need(MachinesRead)),
+    ("GET", "/machines/{machine}/predictions", Need(MachinesRead)),
+    ("GET", "/machines/{machine}/live", Need(MachinesRead)),
+    ("GET", "/events", Need(MachinesRead)),
+    ("GET", "/ws", Need(MachinesRead)),
+    // Models and jobs.
+    ("GET", "/models", Need(ModelsRead)),
+    ("GET", "/models/{id}", Need(ModelsRead)),
+    ("GET", "/models/{id}/file", Need(ModelsRead)),
+    ("POST", "/models/{id}/activate", Need(ModelsWrite)),
+    ("POST", "/machines/{machine}/models", Need(ModelsWrite)),
+    (
+        "POST",
+        "/machines/{machine}/models/import",
+        Need(ModelsWrite),
+    ),
+    ("GET", "/jobs", Need(ModelsRead)),
+    ("GET", "/jobs/{id}", Need(ModelsRead)),
+    ("POST", "/jobs/{id}/cancel", Need(ModelsWrite)),
+    ("POST", "/jobs/{id}/retry", Need(ModelsWrite)),
+    // Alarms, rules, service.
+    ("GET", "/alarms", Need(AlarmsRead)),
+    ("GET", "/alarms/performance", Need(AlarmsRead)),
+    ("GET", "/alarms/{id}", Need(AlarmsRead)),
+    ("POST", "/alarms/{id}/ack", Need(AlarmsAct)),
+    ("POST", "/alarms/{id}/shelve", Need(AlarmsAct)),
+    ("POST", "/alarms/{id}/unshelve", Need(AlarmsAct)),
+    ("GET", "/alarm-rules", Need(AlarmsRead)),
+    ("GET", "/alarm-rules/{rule}", Need(AlarmsRead)),
+    ("PUT", "/alarm-rules/{rule}", Need(AlarmRulesWrite)),
+    ("DELETE", "/alarm-rules/{rule}", Need(AlarmRulesWrite)),
+    ("GET", "/machines/{machine}/alarm-rules", Need(AlarmsRead)),
+    (
+        "GET",
+        "/machines/{machine}/alarm-rules/{rule}",
+        Need(AlarmsRead),
+    ),
+    (
+        "PUT",
+        "/machines/{machine}/alarm-rules/{rule}",
+        Need(AlarmRulesWrite),
+    ),
+    (
+        "DELETE",
+        "/machines/{machine}/alarm-rules/{rule}",
+        Need(AlarmRulesWrite),
+    ),
+    (
+        "POST",
+        "/machines/{machine}/out-of-service",
+        Need(AlarmsAct),
+    ),
+    (
+        "DELETE",
+        "/machines/{machine}/out-of-service",
+        Need(AlarmsAct),
+    ),
+    ("GET", "/out-of-service", Need(AlarmsRead)),
+    // Webhooks.
+    ("GET", "/webhooks", Need(WebhooksRead)),
+    ("POST", "/webhooks", Need(WebhooksWrite)),
+    ("GET", "/webhooks/{id}", Need(WebhooksRead)),
+    ("PATCH", "/webhooks/{id}", Need(WebhooksWrite)),
+    ("DELETE", "/webhooks/{id}", Need(WebhooksWrite)),
+    ("POST", "/webhooks/{id}/rotate-secret", Need(WebhooksWrite)),
+    ("POST", "/webhooks/{id}/test", Need(WebhooksWrite)),
+    ("GET", "/webhooks/{id}/deliveries", Need(WebhooksRead)),
+    (
+        "POST",
+        "/webhooks/{id}/deliveries/{delivery}/redeliver",
+        Need(WebhooksWrite),
+    ),
+    // Operations.
+    ("GET", "/dead-letters", Need(OpsRead)),
+];
+
+/// The access of `method` on `path` (with or without the `/api/v1` prefix); `HEAD` is `GET`'s.
+pub fn access(method: &str, path: &str) -> Option<Access> {
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    let method = if method == "HEAD" { "GET" } else { method };
+    POLICY
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map(|(_, _, a)| *a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_is_declared_once() {
+        let mut seen = std::collections::HashSet::new();
+        for (m, p, _) in POLICY {
+            assert!(seen.insert((m, p)), "{m} {p} twice");
+        }
+        assert_eq!(access("GET", "/api/v1/machines"), Some(Need(MachinesRead)));
+        assert_eq!(access("HEAD", "/machines"), Some(Need(MachinesRead)));
+        assert_eq!(access("PUT", "/machines"), None);
+    }
+}
