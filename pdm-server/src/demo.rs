@@ -32,6 +32,11 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
     if !(args.speed.is_finite() && args.speed > 0.0) {
         anyhow::bail!("--speed must be a positive number of simulated seconds per real second");
     }
+    // The demo admin exists from the start (its password is replaced below, with the others').
+    config.auth.admin = Some(crate::auth::AdminBootstrap {
+        email: "admin@demo.pdm".into(),
+        password: format!("demo-{:x}", rand::random::<u128>()),
+    });
     let db = config.effective_database_url();
     let mut server = Server::start(config).await?;
     let addr = server.local_addr();

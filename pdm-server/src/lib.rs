@@ -45,3 +45,16 @@ pub fn app(state: AppState) -> Router {
         .with_state(state);
     layers::apply(router, metrics, timeout)
 }
+
+/// [`app`] with no authentication at all: every `/api/v1` route open to anyone. Only the peer
+/// of `auth_bench` (the same read, unauthenticated); never serve it.
+#[doc(hidden)]
+pub fn app_without_auth(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
+    let timeout = state.request_timeout;
+    let router = Router::new()
+        .nest("/api/v1", api::routes())
+        .merge(api::ops::root_router())
+        .with_state(state);
+    layers::apply(router, metrics, timeout)
+}

@@ -20,6 +20,14 @@ use crate::state::AppState;
 /// is declared in [`crate::auth::policy`]. The probes and metrics of [`ops::root_router`] stay
 /// open for orchestrators.
 pub fn api_router(state: &AppState) -> Router<AppState> {
+    routes().route_layer(axum::middleware::from_fn_with_state(
+        state.auth.clone(),
+        crate::auth::require,
+    ))
+}
+
+/// Every route of the API, without authentication: only for [`crate::app_without_auth`].
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .merge(auth::router())
         .merge(users::router())
@@ -32,8 +40,4 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
         .merge(webhooks::router())
         .merge(push::router())
         .merge(ops::api_router())
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.auth.clone(),
-            crate::auth::require,
-        ))
 }
