@@ -6,7 +6,12 @@
 //! 3. the request id is copied to the response;
 //! 4. HTTP metrics: count and latency per method, matched route and status class;
 //! 5. timeout: a request not answered within the configured time gets a 503 `timeout` JSON
-//!    error.
+//!    error;
+//! 6. security headers on every answer ([`SECURITY_HEADERS`]): no sniffing, no framing, no
+//!    referrer, no caching of API answers, a content security policy that allows nothing (the
+//!    API serves data, not pages). No CORS layer: browsers on other origins are refused by
+//!    default. Bodies are limited by axum's default (2 MiB per JSON body; telemetry and model
+//!    imports have their own limits).
 //!
 //! 5xx answers are logged by [`ApiError`](crate::error::ApiError) inside the span, so the
 //! tracing layer logs no failures of its own.
@@ -41,6 +46,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn apply(router: Router, metrics: MetricsState, timeout: Duration) -> Router {
     router
         .layer(middleware::from_fn_with_state(timeout, time_limit))
+        .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn_with_state(metrics, record))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
@@ -71,6 +77,32 @@ async fn refuse_unusable_request_id(mut req: Request, next: Next) -> Response<Bo
         req.headers_mut().remove(&REQUEST_ID);
     }
     next.run(req).await
+}
+
+/// The headers every answer carries (a handler's own value of one is kept).
+pub const SECURITY_HEADERS: [(&str, &str); 5] = [
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("cache-control", "no-store"),
+];
+
+async fn security_headers(req: Request, next: Next) -> Response<Body> {
+    let mut res = next.run(req).await;
+    let headers = res.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        if !headers.contains_key(name) {
+            headers.insert(
+                HeaderName::from_static(name),
+                axum::http::HeaderValue::from_static(value),
+            );
+        }
+    }
+    res
 }
 
 fn route(req: &Request) -> Option<&str> {
@@ -177,6 +209,13 @@ mod tests {
             .await
             .expect("infallible");
         assert_eq!(res.status(), StatusCode::OK);
+        for (name, value) in SECURITY_HEADERS {
+            assert_eq!(
+                res.headers().get(name).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{name}"
+            );
+        }
         let id = res
             .headers()
             .get("x-request-id")
