@@ -700,3 +700,92 @@ async fn job_progress_is_pushed() {
     );
     app.stop().await;
 }
+
+/// A browser cannot send headers on an EventSource or a WebSocket: a signed-in user gets a
+/// short-lived push ticket and puts it in the query; the route sees only its own parameters.
+/// Without credentials, or with an access token in the query, the push routes answer 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_routes_take_a_ticket_in_the_query_and_nothing_long_lived() {
+    let app = TestApp::sqlite().await;
+    let addr = app.server().local_addr();
+    let none = [("authorization", "")];
+    let (st, v) = refused(addr, "/api/v1/events?kinds=alarm", &none).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    // A user's ticket (an API token has no session to tie one to).
+    let (st, pair) = app
+        .request(
+            "POST",
+            "/api/v1/auth/login",
+            Some(&common::admin_login()),
+            &none,
+        )
+        .await
+        .pipe(|(s, _, v)| (s, v));
+    assert_eq!(st, StatusCode::OK);
+    let access = pair["access_token"].as_str().expect("access").to_owned();
+    let bearer = format!("Bearer {access}");
+    let (st, _, t) = app
+        .request(
+            "POST",
+            "/api/v1/auth/ticket",
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    assert_eq!(t["expires_in"], 30);
+    let ticket = t["ticket"].as_str().expect("ticket").to_owned();
+
+    // Opened (200, an event stream) with the ticket alone.
+    let _sse = SseClient::open(addr, &format!("?kinds=alarm&ticket={ticket}"), &none).await;
+    let (st, v) = refused(addr, &format!("/api/v1/events?ticket={access}"), &none).await;
+    assert_eq!(
+        st,
+        StatusCode::UNAUTHORIZED,
+        "an access token is no ticket: {v}"
+    );
+    let (st, v) = refused(addr, "/api/v1/events?ticket=forged", &none).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    // A ticket is for the push routes only.
+    let (st, _, v) = app
+        .request(
+            "GET",
+            &format!("/api/v1/machines?ticket={ticket}"),
+            None,
+            &none,
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+
+    // The WebSocket takes it too.
+    let stream = connect(addr, false).await;
+    let (mut ws, resp) = guard(
+        "the WebSocket handshake",
+        tokio_tungstenite::client_async(format!("ws://{addr}/api/v1/ws?ticket={ticket}"), stream),
+    )
+    .await
+    .expect("handshake");
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    ws.close(None).await.expect("close");
+    // The session ends: its tickets stop too.
+    let (st, _, _) = app
+        .request(
+            "POST",
+            "/api/v1/auth/logout",
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, v) = refused(addr, &format!("/api/v1/events?ticket={ticket}"), &none).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    app.stop().await;
+}
+
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+
+impl<T> Pipe for T {}

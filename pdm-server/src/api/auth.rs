@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/auth/sessions", get(my_sessions))
         .route("/auth/sessions/{id}", delete(end_my_session))
         .route("/auth/password", post(change_password))
+        .route("/auth/ticket", post(ticket))
         .route("/auth/password-reset", post(request_reset))
         .route("/auth/password-reset/confirm", post(confirm_reset))
 }
@@ -311,6 +312,20 @@ async fn end_my_session(
         .revoke_session(id, "ended by the user", Timestamp::now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A push ticket for a signed-in user: `GET /events?ticket=...` or `/ws?ticket=...` within
+/// [`crate::auth::TICKET_TTL_S`] seconds, for a browser, whose EventSource and WebSocket cannot
+/// send an `Authorization` header.
+async fn ticket(State(auth): State<AuthState>, p: Principal) -> ApiResult<Json<serde_json::Value>> {
+    let (user, session) = signed_user(&p)?;
+    let now_s = Timestamp::now().as_millis().div_euclid(1000);
+    let ticket = auth
+        .keys
+        .issue_ticket(user.id, session, now_s, crate::auth::TICKET_TTL_S);
+    Ok(Json(
+        json!({ "ticket": ticket, "expires_in": crate::auth::TICKET_TTL_S }),
+    ))
 }
 
 #[derive(Deserialize)]

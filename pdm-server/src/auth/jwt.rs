@@ -148,6 +148,29 @@ impl KeyRing {
 
     /// An access token for `user` in `session`, issued at `now_s`, valid `ttl_s` seconds.
     pub fn issue(&self, user: UserId, session: SessionId, now_s: i64, ttl_s: i64) -> String {
+        self.issue_for(&self.audience, user, session, now_s, ttl_s)
+    }
+
+    /// A push ticket: a token of the push audience ([`Self::push_audience`]), which only the
+    /// push routes take, from their query.
+    pub fn issue_ticket(&self, user: UserId, session: SessionId, now_s: i64, ttl_s: i64) -> String {
+        self.issue_for(&self.push_audience(), user, session, now_s, ttl_s)
+    }
+
+    /// The audience of push tickets: the access tokens' with `:push`, so that neither is taken
+    /// for the other.
+    pub fn push_audience(&self) -> String {
+        format!("{}:push", self.audience)
+    }
+
+    fn issue_for(
+        &self,
+        audience: &str,
+        user: UserId,
+        session: SessionId,
+        now_s: i64,
+        ttl_s: i64,
+    ) -> String {
         let key = &self.keys[0];
         let header = Header {
             alg: ALG.into(),
@@ -156,7 +179,7 @@ impl KeyRing {
         };
         let claims = Claims {
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: audience.to_owned(),
             sub: user.0.to_string(),
             sid: session.0,
             iat: now_s,
@@ -169,8 +192,17 @@ impl KeyRing {
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
     }
 
-    /// The claims of `token` when it is valid at `now_s`.
+    /// The claims of `token` when it is a valid access token at `now_s`.
     pub fn verify(&self, token: &str, now_s: i64) -> Result<Claims, TokenError> {
+        self.verify_for(&self.audience, token, now_s)
+    }
+
+    /// The claims of push ticket `token` when it is valid at `now_s`.
+    pub fn verify_ticket(&self, token: &str, now_s: i64) -> Result<Claims, TokenError> {
+        self.verify_for(&self.push_audience(), token, now_s)
+    }
+
+    fn verify_for(&self, audience: &str, token: &str, now_s: i64) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
@@ -197,7 +229,7 @@ impl KeyRing {
             .verify_slice(&sig)
             .map_err(|_| TokenError::Signature)?;
         let claims: Claims = decode_json(c)?;
-        if claims.iss != self.issuer || claims.aud != self.audience || claims.user().is_none() {
+        if claims.iss != self.issuer || claims.aud != audience || claims.user().is_none() {
             return Err(TokenError::Claims);
         }
         if claims.iat > now_s + LEEWAY_S {
@@ -309,6 +341,20 @@ mod tests {
         ] {
             assert_eq!(r.verify(bad, NOW), Err(TokenError::Malformed), "{bad:.20}");
         }
+    }
+
+    #[test]
+    fn tickets_and_access_tokens_are_not_taken_for_each_other() {
+        let r = ring(&["a"]);
+        let ticket = r.issue_ticket(UserId(7), SessionId(3), NOW, 30);
+        let access = r.issue(UserId(7), SessionId(3), NOW, 900);
+        assert!(r.verify_ticket(&ticket, NOW).is_ok());
+        assert_eq!(r.verify(&ticket, NOW), Err(TokenError::Claims));
+        assert_eq!(r.verify_ticket(&access, NOW), Err(TokenError::Claims));
+        assert_eq!(
+            r.verify_ticket(&ticket, NOW + 30 + LEEWAY_S),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]

@@ -366,6 +366,24 @@ impl AuthState {
             .keys
             .verify(token, now.as_millis().div_euclid(1000))
             .map_err(|e| unauthorized(e.code(), &e.to_string()))?;
+        self.signed_in(&claims, now).await
+    }
+
+    /// The principal of push ticket `ticket` (from `POST /auth/ticket`) at `now`.
+    pub async fn authenticate_ticket(
+        &self,
+        ticket: &str,
+        now: Timestamp,
+    ) -> Result<Principal, ApiError> {
+        let claims = self
+            .keys
+            .verify_ticket(ticket, now.as_millis().div_euclid(1000))
+            .map_err(|e| unauthorized(e.code(), &format!("ticket: {e}")))?;
+        self.signed_in(&claims, now).await
+    }
+
+    /// The signed-in user of valid `claims`, checked against the store now.
+    async fn signed_in(&self, claims: &jwt::Claims, now: Timestamp) -> Result<Principal, ApiError> {
         let user_id = claims
             .user()
             .ok_or_else(|| unauthorized("token_claims", "bad subject"))?;
@@ -489,13 +507,20 @@ pub async fn require(
     if access == Access::Public {
         return Ok(next.run(Request::from_parts(parts, body)).await);
     }
-    let Some(token) = bearer(&parts)? else {
-        return Err(unauthorized(
-            "credentials_missing",
-            "sign in: send `Authorization: Bearer <token>`",
-        ));
+    let principal = match bearer(&parts)? {
+        Some(token) => auth.authenticate(token, Timestamp::now()).await?,
+        None => match take_ticket(&mut parts, &path)? {
+            // A browser's EventSource and WebSocket cannot send headers: the push routes take
+            // a short-lived ticket in the query instead (never a long-lived token).
+            Some(ticket) => auth.authenticate_ticket(&ticket, Timestamp::now()).await?,
+            None => {
+                return Err(unauthorized(
+                    "credentials_missing",
+                    "sign in: send `Authorization: Bearer <token>`",
+                ))
+            }
+        },
     };
-    let principal = auth.authenticate(token, Timestamp::now()).await?;
     if let Access::Need(p) = access {
         if !principal.may(p) {
             return Err(ApiError::of(
@@ -521,6 +546,38 @@ pub async fn require(
     }
     parts.extensions.insert(principal);
     Ok(next.run(Request::from_parts(parts, body)).await)
+}
+
+/// Seconds a push ticket lives.
+pub const TICKET_TTL_S: i64 = 30;
+
+/// The `ticket` of a push route's query (`/events`, `/ws`), taken out of the URI so the route
+/// sees only its own parameters; `None` elsewhere or without one.
+fn take_ticket(parts: &mut Parts, path: &str) -> Result<Option<String>, ApiError> {
+    let push = matches!(
+        path.strip_prefix("/api/v1").unwrap_or(path),
+        "/events" | "/ws"
+    );
+    let Some(query) = parts.uri.query().filter(|_| push) else {
+        return Ok(None);
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| ApiError::bad_request(format!("the query cannot be read: {e}")))?;
+    let (tickets, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k == "ticket");
+    let Some((_, ticket)) = tickets.into_iter().next() else {
+        return Ok(None);
+    };
+    let rest = serde_urlencoded::to_string(&rest)
+        .map_err(|e| ApiError::internal(format!("re-encoding a query: {e}")))?;
+    let uri = if rest.is_empty() {
+        parts.uri.path().to_owned()
+    } else {
+        format!("{}?{rest}", parts.uri.path())
+    };
+    parts.uri = uri
+        .parse()
+        .map_err(|e| ApiError::internal(format!("rebuilding a URI: {e}")))?;
+    Ok(Some(ticket))
 }
 
 use axum::extract::FromRequestParts as _;

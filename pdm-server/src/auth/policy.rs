@@ -28,6 +28,7 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("GET", "/auth/sessions", Signed),
     ("DELETE", "/auth/sessions/{id}", Signed),
     ("POST", "/auth/password", Signed),
+    ("POST", "/auth/ticket", Signed),
     ("POST", "/auth/password-reset", Public),
     ("POST", "/auth/password-reset/confirm", Public),
     // People, roles, tokens.
