@@ -9,44 +9,25 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{forget_session, free_port, http, poll_json, publish_all, services_required, Killed};
+use common::{forget_session, free_port, http, poll_json, publish_all, Killed};
 use sqlx::{Connection, Row, SqliteConnection};
 
 const MESSAGES: i64 = 10_000;
 const PER_MESSAGE: i64 = 10;
 const TOTAL: i64 = MESSAGES * PER_MESSAGE;
 
-fn mosquitto_bin() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("PDM_MOSQUITTO_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|d| d.join("mosquitto"))
-        .find(|p| p.is_file())
-}
-
 /// True (after a loud SKIPPED line) when no mosquitto binary can be run; a failure instead
 /// when the services are required.
 fn skip_without_mosquitto() -> bool {
-    if mosquitto_bin().is_some() {
-        return false;
-    }
-    assert!(
-        !services_required(),
-        "crash test: no mosquitto binary (set PDM_MOSQUITTO_BIN)"
-    );
-    eprintln!("SKIPPED crash test: no mosquitto binary (set PDM_MOSQUITTO_BIN)");
-    true
+    common::skip_without_binary("mosquitto", "crash test")
 }
 
 fn start_broker(dir: &Path) -> (Killed, String) {
-    let bin = mosquitto_bin().expect("mosquitto binary");
+    let bin = common::sbin("mosquitto").expect("mosquitto binary");
     let port = free_port();
     let conf = dir.join("mosquitto.conf");
     std::fs::write(

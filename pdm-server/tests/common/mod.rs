@@ -429,6 +429,40 @@ pub async fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
     addr
 }
 
+/// A Mosquitto program (`mosquitto`, `mosquitto_passwd`): from `PDM_MOSQUITTO_BIN`'s directory
+/// (for `mosquitto`, that file itself), on `PATH`, or in /usr/sbin and /usr/local/sbin.
+pub fn sbin(name: &str) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Ok(p) = std::env::var("PDM_MOSQUITTO_BIN") {
+        let p = PathBuf::from(p);
+        if name == "mosquitto" {
+            return Some(p);
+        }
+        if let Some(sibling) = p.parent().map(|d| d.join(name)).filter(|s| s.is_file()) {
+            return Some(sibling);
+        }
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// True (after a loud SKIPPED line) when program `name` ([`sbin`]) cannot be found; a failure
+/// instead when the services are required.
+pub fn skip_without_binary(name: &str, what: &str) -> bool {
+    if sbin(name).is_some() {
+        return false;
+    }
+    assert!(
+        !services_required(),
+        "{what}: no {name} binary (set PDM_MOSQUITTO_BIN)"
+    );
+    eprintln!("SKIPPED {what}: no {name} binary (set PDM_MOSQUITTO_BIN)");
+    true
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
