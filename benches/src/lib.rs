@@ -10,9 +10,11 @@
 //!   ([`fleet`]): a seeded simulated week of at least 20 machines with faults at known times,
 //!   through the engine, the live path and the alarm stage (see `docs/evaluation.md`).
 //!
-//! What the binaries share: a fresh PostgreSQL database per round ([`pg`]), and [`median`].
+//! What the binaries share: a fresh PostgreSQL database per round ([`pg`]), a keep-alive HTTP
+//! client ([`http::Http`]) and [`http::percentile`], and [`median`].
 
 pub mod fleet;
+pub mod http;
 
 /// Helpers shared by the benchmark binaries.
 pub mod pg {

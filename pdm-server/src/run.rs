@@ -150,6 +150,7 @@ impl Server {
         }
         let auth = crate::auth::start(store.clone(), &config).await?;
         let (http_stop, mut stopped) = ShutdownTrigger::new();
+        tokio::spawn(crate::auth::prune(store.clone(), http_stop.subscribe()));
         let state = AppState::new(store, catalog, engine.sink(), intake, metrics, detection)
             .with_auth(auth)
             .with_alarms(alarms)

@@ -22,14 +22,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use benches::http::{percentile, Http};
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use pdm_server::config::ServerConfig;
 use pdm_server::run::Server;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 
 #[derive(Debug, Parser)]
 #[command(about = "The price of authentication: authenticated reads against the same read open")]
@@ -53,57 +50,6 @@ struct Args {
 
 const EMAIL: &str = "bench@bench.pdm";
 const PASSWORD: &str = "a benchmark password";
-
-/// A keep-alive HTTP/1 connection.
-struct Http {
-    addr: SocketAddr,
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-}
-
-impl Http {
-    async fn connect(addr: SocketAddr) -> anyhow::Result<Http> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Http { addr, sender })
-    }
-
-    async fn send(
-        &mut self,
-        method: &str,
-        uri: &str,
-        token: Option<&str>,
-        body: String,
-    ) -> anyhow::Result<(u16, Bytes)> {
-        self.sender.ready().await?;
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("host", self.addr.to_string())
-            .header("content-type", "application/json");
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let resp = self
-            .sender
-            .send_request(req.body(Full::new(Bytes::from(body)))?)
-            .await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 /// `--rate` reads a second for `--secs` against `addr`: the latencies in ms, sorted.
 async fn load(args: &Args, addr: SocketAddr, token: Option<String>) -> anyhow::Result<Vec<f64>> {

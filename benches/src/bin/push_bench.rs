@@ -23,9 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use benches::http::{percentile, Http};
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use pdm_server::config::ServerConfig;
@@ -63,11 +64,12 @@ struct Args {
 /// The admin API token the clients send (made in the store by [`sign_in`]).
 static TOKEN: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
+fn token() -> String {
+    TOKEN.lock().map(|t| t.clone()).unwrap_or_default()
+}
+
 fn bearer() -> String {
-    format!(
-        "Bearer {}",
-        TOKEN.lock().map(|t| t.clone()).unwrap_or_default()
-    )
+    format!("Bearer {}", token())
 }
 
 /// An admin API token for this server's clients, written into its store (the API itself
@@ -98,44 +100,6 @@ async fn sign_in(server: &Server) -> anyhow::Result<()> {
 
 fn now_ms() -> i64 {
     pdm_core::Timestamp::now().as_millis()
-}
-
-/// A keep-alive HTTP/1 connection.
-struct Http {
-    addr: SocketAddr,
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-}
-
-impl Http {
-    async fn connect(addr: SocketAddr) -> anyhow::Result<Http> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Http { addr, sender })
-    }
-
-    async fn send(
-        &mut self,
-        method: &str,
-        uri: &str,
-        body: String,
-    ) -> anyhow::Result<(u16, Bytes)> {
-        self.sender.ready().await?;
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("host", self.addr.to_string())
-            .header("authorization", bearer())
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))?;
-        let resp = self.sender.send_request(req).await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
-    }
 }
 
 /// What a client saw: (machine, alarm event kind, when).
@@ -251,6 +215,7 @@ async fn load(
                     .send(
                         "POST",
                         &format!("/api/v1/machines/{prefix}-load-{m}/telemetry"),
+                        Some(&token()),
                         Value::Array(rows).to_string(),
                     )
                     .await?;
@@ -270,14 +235,6 @@ async fn load(
         t.await??;
     }
     Ok(())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Waits for `(machine, kind)` on a client's channel, keeping others that arrive first.
@@ -335,6 +292,7 @@ async fn run(backend: &str, database_url: Option<String>, args: &Args) -> anyhow
         .send(
             "PUT",
             "/api/v1/alarm-rules/push-bench-hot",
+            Some(&token()),
             rule.to_string(),
         )
         .await?;
@@ -360,6 +318,7 @@ async fn run(backend: &str, database_url: Option<String>, args: &Args) -> anyhow
             .send(
                 "POST",
                 &format!("/api/v1/machines/{}/telemetry", probe(i)),
+                Some(&token()),
                 body,
             )
             .await?;
@@ -395,6 +354,7 @@ async fn run(backend: &str, database_url: Option<String>, args: &Args) -> anyhow
                 .send(
                     "POST",
                     &format!("/api/v1/machines/{machine}/telemetry"),
+                    Some(&token()),
                     body,
                 )
                 .await?;

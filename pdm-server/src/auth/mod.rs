@@ -308,6 +308,31 @@ pub async fn start(
     Ok(AuthState::new(store, ring, config.auth.clone()))
 }
 
+/// How often [`prune`] runs, and how old what it deletes must be.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+/// Failed sign-ins, spent or expired reset tokens and the refresh tokens of ended sessions are
+/// kept this long (failures count for an hour; the rest is kept a day for a look back).
+pub const PRUNE_AFTER_MS: i64 = 24 * 3_600 * 1_000;
+
+/// Deletes what sign-in no longer needs ([`AccessStore::prune_access`]) every
+/// [`PRUNE_EVERY`], until `stop`. Sessions themselves are kept (the history of sign-ins).
+///
+/// [`AccessStore::prune_access`]: pdm_core::store::AccessStore::prune_access
+pub async fn prune(store: Arc<dyn Store>, mut stop: pdm_core::Shutdown) {
+    loop {
+        tokio::select! {
+            _ = stop.wait() => return,
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+        let before = Timestamp::now().add_millis(-PRUNE_AFTER_MS);
+        match store.prune_access(before).await {
+            Ok(n) if n > 0 => tracing::debug!(rows = n, "sign-in records pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot prune sign-in records"),
+        }
+    }
+}
+
 /// A 401 with its reason code.
 pub fn unauthorized(reason: &str, message: &str) -> ApiError {
     ApiError::unauthorized(message.to_owned()).with_details(json!({ "reason": reason }))
