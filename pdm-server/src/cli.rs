@@ -219,7 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(url) = cli.database_url {
         config.database_url = Some(url);
     }
-    apply_auth_env(&mut config);
+    apply_auth_env(&mut config)?;
     match cli.command {
         Command::Serve(args) => {
             apply_listen(&mut config, args.listen)?;
@@ -281,20 +281,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `PDM_AUTH_SIGNING_KEY`, `PDM_ADMIN_EMAIL` and `PDM_ADMIN_PASSWORD` (secrets: never flags,
 /// never shown by `--help`).
-fn apply_auth_env(config: &mut ServerConfig) {
+fn apply_auth_env(config: &mut ServerConfig) -> anyhow::Result<()> {
     if let Ok(key) = std::env::var("PDM_AUTH_SIGNING_KEY") {
         if !key.is_empty() {
             config.auth.signing_key = Some(key);
         }
     }
-    if let (Ok(email), Ok(password)) = (
-        std::env::var("PDM_ADMIN_EMAIL"),
-        std::env::var("PDM_ADMIN_PASSWORD"),
-    ) {
-        if !email.is_empty() {
+    let email = std::env::var("PDM_ADMIN_EMAIL").unwrap_or_default();
+    let password = std::env::var("PDM_ADMIN_PASSWORD").unwrap_or_default();
+    match (email.is_empty(), password.is_empty()) {
+        (true, true) => {}
+        (false, false) => {
             config.auth.admin = Some(crate::auth::AdminBootstrap { email, password });
         }
+        (false, true) => {
+            anyhow::bail!("PDM_ADMIN_EMAIL is set but PDM_ADMIN_PASSWORD is not: set both to create the first admin")
+        }
+        (true, false) => {
+            anyhow::bail!("PDM_ADMIN_PASSWORD is set but PDM_ADMIN_EMAIL is not: set both to create the first admin")
+        }
     }
+    Ok(())
 }
 
 async fn create_user(config: &ServerConfig, args: CreateUserArgs) -> anyhow::Result<()> {

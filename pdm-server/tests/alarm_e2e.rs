@@ -364,7 +364,10 @@ async fn end_to_end(pg: bool) {
     let events = closed["events"].as_array().expect("events").clone();
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
     assert_eq!(kinds, ["raised", "acknowledged", "cleared"], "{closed}");
-    assert_eq!(events[1]["actor"], "ann");
+    assert_eq!(
+        events[1]["actor"],
+        format!("{} (for ann)", common::ADMIN_EMAIL)
+    );
     // The readings are a replay of yesterday: their clear is stamped no earlier than the
     // acknowledgement before it (events never go back in time, docs/alarms.md).
     let acked_at = events[1]["at"].as_i64().expect("at");

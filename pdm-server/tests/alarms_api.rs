@@ -151,7 +151,7 @@ async fn alarms_are_listed_read_and_commanded(app: TestApp) {
     assert_eq!(kinds, ["acknowledged", "cleared"], "{body}");
     assert_eq!(body["alarm"]["state"], "normal");
     assert!(body["alarm"]["closed_at"].is_i64(), "{body}");
-    assert_eq!(body["events"][0]["actor"], "api");
+    assert_eq!(body["events"][0]["actor"], common::ADMIN_EMAIL);
     // A cleared alarm awaits no acknowledgement.
     let (st, body) = app.post(&format!("/api/v1/alarms/{c_id}/ack"), "").await;
     assert_eq!(st, StatusCode::CONFLICT, "{body}");
@@ -264,7 +264,10 @@ async fn alarms_are_listed_read_and_commanded(app: TestApp) {
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["alarm"]["state"], "active_acknowledged");
-    assert_eq!(body["events"][0]["actor"], "ann");
+    assert_eq!(
+        body["events"][0]["actor"],
+        format!("{} (for ann)", common::ADMIN_EMAIL)
+    );
     let (st, body) = app.post(&format!("/api/v1/alarms/{a1_id}/ack"), "").await;
     assert_eq!(st, StatusCode::CONFLICT, "{body}");
     assert!(
@@ -326,7 +329,10 @@ async fn alarms_are_listed_read_and_commanded(app: TestApp) {
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["alarm"]["state"], "shelved");
     assert_eq!(body["alarm"]["shelf"]["reason"], "noisy sensor");
-    assert_eq!(body["alarm"]["shelf"]["by"], "bob");
+    assert_eq!(
+        body["alarm"]["shelf"]["by"],
+        format!("{} (for bob)", common::ADMIN_EMAIL)
+    );
     let until = body["alarm"]["shelf"]["until"].as_i64().expect("until");
     assert!((until - now_ms() - 3_600_000).abs() < 60_000, "{body}");
     let (_, got) = app.get(&format!("/api/v1/alarms/{a3_id}")).await;
@@ -600,7 +606,7 @@ async fn machines_go_out_of_service_and_back(app: TestApp) {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     assert_eq!(body["machine"], "pump-1");
-    assert_eq!(body["by"], "bob");
+    assert_eq!(body["by"], format!("{} (for bob)", common::ADMIN_EMAIL));
     assert_eq!(body["reason"], "bearing swap");
     let (st, body) = app
         .post(

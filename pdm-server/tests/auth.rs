@@ -25,6 +25,7 @@ on_both_backends!(
     people_changes_take_effect_at_once,
     tokens_of_every_kind,
     the_rbac_matrix_holds_for_every_route,
+    managers_cannot_grant_more_than_they_hold,
 );
 
 /// `method uri` with `bearer` (none: no credentials); the status and JSON body.
@@ -332,6 +333,32 @@ async fn people_changes_take_effect_at_once(app: TestApp) {
         st,
         StatusCode::CONFLICT,
         "an admin cannot lock themselves out"
+    );
+
+    // A token made by a user stops when the user is deactivated.
+    let maker = create_user(&app, "maker@test.pdm", "admin").await;
+    let (_, pair) = login(&app, "maker@test.pdm", "a long password 1").await;
+    let maker_access = pair["access_token"].as_str().expect("access").to_owned();
+    let (st, made) = call_as(
+        &app,
+        Some(&maker_access),
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "maker's script", "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{made}");
+    let script = made["secret"].as_str().expect("secret").to_owned();
+    let (st, _) = call_as(&app, Some(&script), "GET", "/api/v1/machines", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = app
+        .patch(&format!("/api/v1/users/{maker}"), r#"{"active": false}"#)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = call_as(&app, Some(&script), "GET", "/api/v1/machines", None).await;
+    assert_eq!(
+        (st, reason(&v)),
+        (StatusCode::UNAUTHORIZED, "token_owner_inactive")
     );
     app.stop().await;
 }
@@ -685,5 +712,74 @@ async fn failed_sign_ins_are_throttled_per_account() {
     assert!(id > 0);
     let (st, _) = login(&app, "other@test.pdm", "a long password 1").await;
     assert_eq!(st, StatusCode::OK);
+    app.stop().await;
+}
+
+/// `users:manage` and `tokens:manage` lead no further than the caller's own permissions: a
+/// help desk that manages people cannot make itself, another user, a role or a token an admin.
+async fn managers_cannot_grant_more_than_they_hold(app: TestApp) {
+    let (st, v) = app
+        .request(
+            "PUT",
+            "/api/v1/roles/helpdesk",
+            Some(r#"{"description": "people", "permissions": ["users:manage", "tokens:manage", "machines:read"]}"#),
+            &[],
+        )
+        .await
+        .clone_pair();
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let id = create_user(&app, "desk@test.pdm", "helpdesk").await;
+    let (_, pair) = login(&app, "desk@test.pdm", "a long password 1").await;
+    let desk = pair["access_token"].as_str().expect("access").to_owned();
+    let admin_id = {
+        let (_, me) = app.get("/api/v1/auth/me").await;
+        me["user"]["id"].as_i64().expect("admin id")
+    };
+    for (method, uri, body) in [
+        (
+            "PATCH",
+            format!("/api/v1/users/{id}"),
+            json!({"role": "admin"}),
+        ),
+        (
+            "POST",
+            "/api/v1/users".to_owned(),
+            json!({"email": "boss@test.pdm", "name": "B", "password": "a long password 9", "role": "admin"}),
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/users/{admin_id}"),
+            json!({"password": "taken over now!"}),
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/users/{admin_id}/sessions"),
+            Value::Null,
+        ),
+        (
+            "PUT",
+            "/api/v1/roles/everything".to_owned(),
+            json!({"description": "x", "permissions": ["users:manage", "alarms:act"]}),
+        ),
+        (
+            "POST",
+            "/api/v1/tokens".to_owned(),
+            json!({"name": "t", "role": "admin"}),
+        ),
+    ] {
+        let body = (!body.is_null()).then_some(body);
+        let (st, v) = call_as(&app, Some(&desk), method, &uri, body).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{method} {uri}: {v}");
+    }
+    // Within its own permissions it may.
+    let (st, v) = call_as(
+        &app,
+        Some(&desk),
+        "POST",
+        "/api/v1/users",
+        Some(json!({"email": "new@test.pdm", "name": "N", "password": "a long password 9", "role": "helpdesk"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
     app.stop().await;
 }

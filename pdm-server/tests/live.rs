@@ -729,7 +729,10 @@ async fn model_and_job_routes(pg: bool) {
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "active");
-    assert_eq!(body["activated_by"], "tester");
+    assert_eq!(
+        body["activated_by"],
+        format!("{} (for tester)", common::ADMIN_EMAIL)
+    );
     // An optional body is answered like any body: unreadable 400, of the wrong shape 422.
     let uri = format!("/api/v1/models/{id}/activate");
     let (st, body) = app.post(&uri, "{\"by\": ").await;

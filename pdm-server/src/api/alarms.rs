@@ -15,6 +15,7 @@ use pdm_core::alarm::{Rule, Severity, StateName, MAX_ID_LEN};
 use pdm_core::{AlarmId, AlarmQuery, MachineKey, NewAlarmRule, Store, Timestamp};
 use serde::Deserialize;
 
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Keys, OptionalJsonBody, Page, PageRule, PagedQuery, QueryParams};
 use crate::state::AppState;
@@ -36,8 +37,6 @@ impl PageRule for AlarmsPage {
     const CURSORS: bool = true;
 }
 
-/// The actor of a command when the body names none (there is no authentication yet).
-pub const DEFAULT_ACTOR: &str = "api";
 /// The longest actor name.
 pub const MAX_ACTOR_CHARS: usize = 64;
 /// The longest reason of a command.
@@ -98,11 +97,24 @@ fn alarm_id(raw: &str) -> ApiResult<AlarmId> {
         .map_err(|_| ApiError::bad_request(format!("alarm id {raw:?} is not a number")))
 }
 
-/// The actor of a command: `by` from the body, [`DEFAULT_ACTOR`] without one.
-fn actor(by: Option<String>) -> ApiResult<String> {
+/// The actor of a command: the caller ([`Principal::actor_name`]); a `by` from the body (someone
+/// the caller acts for, say an operator on the phone) is recorded beside it, `caller (for by)`,
+/// never instead of it.
+fn actor(p: &Principal, by: Option<String>) -> ApiResult<String> {
+    let caller = p.actor_name();
     let Some(by) = by else {
-        return Ok(DEFAULT_ACTOR.to_owned());
+        return Ok(caller);
     };
+    let by = on_behalf(by)?;
+    Ok(if by == caller {
+        caller
+    } else {
+        format!("{caller} (for {by})")
+    })
+}
+
+/// A `by` of a body: 1 to [`MAX_ACTOR_CHARS`] characters, no control characters.
+fn on_behalf(by: String) -> ApiResult<String> {
     let n = by.chars().count();
     if n == 0 || n > MAX_ACTOR_CHARS {
         return Err(ApiError::unprocessable(format!(
@@ -268,12 +280,13 @@ struct AckBody {
 /// Acknowledges an alarm (409 when it awaits no acknowledgement, a cleared one included).
 async fn acknowledge(
     State(alarms): State<Arc<Alarms>>,
+    p: Principal,
     Path(id): Path<String>,
     OptionalJsonBody(body): OptionalJsonBody<AckBody>,
 ) -> ApiResult<Json<AlarmUpdateView>> {
     let id = alarm_id(&id)?;
     let body = body.unwrap_or_default();
-    let by = actor(body.by)?;
+    let by = actor(&p, body.by)?;
     let reason = reason(body.reason, false)?;
     let u = alarms
         .acknowledge(id, &by, reason.as_deref(), Timestamp::now())
@@ -349,12 +362,13 @@ fn shelf_end(
 /// Shelves an alarm until `until`, or for `for_s` seconds.
 async fn shelve(
     State(alarms): State<Arc<Alarms>>,
+    p: Principal,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ShelveBody>,
 ) -> ApiResult<Json<AlarmUpdateView>> {
     let id = alarm_id(&id)?;
     let now = Timestamp::now();
-    let by = actor(body.by)?;
+    let by = actor(&p, body.by)?;
     let reason = reason(body.reason, true)?.unwrap_or_default();
     let until = shelf_end(body.until.as_ref(), body.for_s.as_ref(), now)?;
     let u = alarms.shelve(id, until, &reason, &by, now).await?;
@@ -370,11 +384,12 @@ struct ByBody {
 /// Ends an alarm's shelf (409 when it is not shelved).
 async fn unshelve(
     State(alarms): State<Arc<Alarms>>,
+    p: Principal,
     Path(id): Path<String>,
     OptionalJsonBody(body): OptionalJsonBody<ByBody>,
 ) -> ApiResult<Json<AlarmUpdateView>> {
     let id = alarm_id(&id)?;
-    let by = actor(body.unwrap_or_default().by)?;
+    let by = actor(&p, body.unwrap_or_default().by)?;
     Ok(update_view(
         alarms.unshelve(id, &by, Timestamp::now()).await?,
     ))
@@ -590,10 +605,11 @@ struct OutOfServiceBody {
 /// Takes a machine out of service (409 when it is already).
 async fn out_of_service(
     State(alarms): State<Arc<Alarms>>,
+    p: Principal,
     Keys(machine): Keys<MachineKey>,
     JsonBody(body): JsonBody<OutOfServiceBody>,
 ) -> ApiResult<(StatusCode, Json<ServiceNoteView>)> {
-    let by = actor(body.by)?;
+    let by = actor(&p, body.by)?;
     let reason = reason(body.reason, true)?.unwrap_or_default();
     let note = alarms
         .out_of_service(&machine, &by, &reason, Timestamp::now())
@@ -604,10 +620,11 @@ async fn out_of_service(
 /// Puts a machine back in service; answers the note it had (409 when it was in service).
 async fn in_service(
     State(alarms): State<Arc<Alarms>>,
+    p: Principal,
     Keys(machine): Keys<MachineKey>,
     OptionalJsonBody(body): OptionalJsonBody<ByBody>,
 ) -> ApiResult<Json<ServiceNoteView>> {
-    let by = actor(body.unwrap_or_default().by)?;
+    let by = actor(&p, body.unwrap_or_default().by)?;
     let note = alarms.in_service(&machine, &by, Timestamp::now()).await?;
     Ok(Json(note.into()))
 }
@@ -698,11 +715,10 @@ mod tests {
 
     #[test]
     fn actors_and_reasons_are_checked() {
-        assert_eq!(actor(None).ok().as_deref(), Some("api"));
-        assert_eq!(actor(Some("ann".into())).ok().as_deref(), Some("ann"));
-        assert!(actor(Some(String::new())).is_err());
-        assert!(actor(Some("x".repeat(65))).is_err());
-        assert!(actor(Some("a\nb".into())).is_err());
+        assert_eq!(on_behalf("ann".into()).ok().as_deref(), Some("ann"));
+        assert!(on_behalf(String::new()).is_err());
+        assert!(on_behalf("x".repeat(65)).is_err());
+        assert!(on_behalf("a\nb".into()).is_err());
         assert!(reason(None, true).is_err());
         assert!(reason(Some("  ".into()), true).is_err());
         assert!(reason(Some("é".repeat(500)), true).is_ok());

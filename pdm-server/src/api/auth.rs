@@ -92,6 +92,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
     }
 }
 
+/// 503: every verification turn is taken (a flood of sign-ins); retry.
+fn busy() -> ApiError {
+    ApiError::unavailable("too many sign-ins at once; retry in a moment")
+        .with_details(json!({ "reason": "busy" }))
+}
+
 fn invalid_credentials() -> ApiError {
     unauthorized("invalid_credentials", "the email or the password is wrong")
 }
@@ -139,12 +145,16 @@ async fn login(
     let user = store
         .user_by_email(&body.email.trim().to_lowercase())
         .await?;
-    let ok = match &user {
-        Some(u) => password::verify(u.password_hash.clone(), body.password).await && u.active,
-        None => {
-            password::verify_unknown(body.password).await;
-            false
-        }
+    let checked = match &user {
+        Some(u) => password::verify(u.password_hash.clone(), body.password)
+            .await
+            .map(|ok| ok && u.active),
+        None => password::verify_unknown(body.password)
+            .await
+            .map(|()| false),
+    };
+    let Some(ok) = checked else {
+        return Err(busy());
     };
     let Some(user) = user.filter(|_| ok) else {
         store.record_sign_in_failure(&keys, now).await?;
@@ -342,9 +352,11 @@ async fn change_password(
     JsonBody(body): JsonBody<ChangePasswordBody>,
 ) -> ApiResult<StatusCode> {
     let (user, current) = signed_user(&p)?;
-    if body.current_password.len() > password::MAX_LEN
-        || !password::verify(user.password_hash.clone(), body.current_password).await
-    {
+    let right = body.current_password.len() <= password::MAX_LEN
+        && password::verify(user.password_hash.clone(), body.current_password)
+            .await
+            .ok_or_else(busy)?;
+    if !right {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,

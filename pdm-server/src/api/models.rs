@@ -128,7 +128,7 @@ async fn model_file(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActivateBody {
-    /// Who activates it; `api` when absent (until sign-in exists).
+    /// Someone the caller activates it for, recorded beside the caller (`caller (for by)`).
     by: Option<String>,
     /// The machine the caller means to change: 409 when the model belongs to another.
     machine: Option<String>,
@@ -137,15 +137,23 @@ struct ActivateBody {
 async fn activate(
     State(d): State<DetectionState>,
     State(store): State<Arc<dyn Store>>,
+    p: crate::auth::Principal,
     Path(id): Path<String>,
     OptionalJsonBody(body): OptionalJsonBody<ActivateBody>,
 ) -> ApiResult<Json<ModelView>> {
     let id = model_id(&id)?;
     let body = body.unwrap_or_default();
-    let by = body.by.unwrap_or_else(|| "api".into());
-    if by.trim().is_empty() || by.len() > 128 {
-        return Err(ApiError::unprocessable("by: must be 1 to 128 characters"));
-    }
+    let caller = p.actor_name();
+    let by = match body.by {
+        None => caller,
+        Some(b) if b.trim().is_empty() || b.len() > 128 || b.chars().any(char::is_control) => {
+            return Err(ApiError::unprocessable(
+                "by: must be 1 to 128 characters, no control characters",
+            ))
+        }
+        Some(b) if b == caller => caller,
+        Some(b) => format!("{caller} (for {b})"),
+    };
     let machine = match body.machine {
         Some(m) => pdm_core::MachineKey::new(&m)
             .map_err(|e| ApiError::unprocessable(format!("machine: {e}")))?,

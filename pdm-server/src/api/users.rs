@@ -35,8 +35,10 @@ impl PageRule for UsersPage {
     const CURSORS: bool = true;
 }
 
-/// Longest display, token or role description accepted.
+/// Longest display name or role description accepted.
 const MAX_TEXT: usize = 200;
+/// Longest token name accepted (the store's limit).
+const MAX_TOKEN_NAME: usize = 100;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -93,6 +95,36 @@ async fn existing_role(auth: &AuthState, raw: &str, field: &str) -> ApiResult<St
     }
 }
 
+/// Refuses (403) what would grant more than the caller holds: `users:manage` and
+/// `tokens:manage` never lead further than the caller's own permissions (no one makes
+/// themselves, another user, a role or a token more powerful than they are).
+fn within_caller(p: &Principal, permissions: &[Permission], what: &str) -> ApiResult<()> {
+    let beyond: Vec<String> = permissions
+        .iter()
+        .filter(|x| !p.may(**x))
+        .map(|x| x.to_string())
+        .collect();
+    if beyond.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "{what} grants {} that your role '{}' does not",
+        beyond.join(", "),
+        p.role
+    )))
+}
+
+/// [`within_caller`] for the role named `name`.
+async fn role_within_caller(
+    auth: &AuthState,
+    p: &Principal,
+    name: &str,
+    what: &str,
+) -> ApiResult<()> {
+    let role = auth.role(name).await?;
+    within_caller(p, &role.permissions, what)
+}
+
 fn new_password(raw: &str, field: &str) -> ApiResult<()> {
     password::check_policy(raw).map_err(|m| ApiError::unprocessable(format!("{field}: {m}")))
 }
@@ -108,12 +140,14 @@ struct CreateUserBody {
 
 async fn create_user(
     State(auth): State<AuthState>,
+    p: Principal,
     JsonBody(body): JsonBody<CreateUserBody>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
     let email = email(&body.email, "email")?;
     let name = text(&body.name, "name")?;
     new_password(&body.password, "password")?;
     let role = existing_role(&auth, &body.role, "role").await?;
+    role_within_caller(&auth, &p, &role, &format!("role '{role}'")).await?;
     let hash = password::hash(body.password).await;
     let user = auth
         .store
@@ -170,7 +204,14 @@ async fn update_user(
     JsonBody(body): JsonBody<UpdateUserBody>,
 ) -> ApiResult<Json<UserView>> {
     let id = user_id(&id)?;
-    auth.store.get_user(id).await?;
+    let target = auth.store.get_user(id).await?;
+    role_within_caller(
+        &auth,
+        &p,
+        &target.role,
+        &format!("the role '{}' of user {id}", target.role),
+    )
+    .await?;
     if body.active == Some(false) && p.user().is_some_and(|(u, _)| u.id == id) {
         return Err(ApiError::conflict(
             "active: you cannot deactivate yourself (another admin can)",
@@ -184,7 +225,9 @@ async fn update_user(
         update.name = Some(text(n, "name")?);
     }
     if let Some(r) = &body.role {
-        update.role = Some(existing_role(&auth, r, "role").await?);
+        let role = existing_role(&auth, r, "role").await?;
+        role_within_caller(&auth, &p, &role, &format!("role '{role}'")).await?;
+        update.role = Some(role);
     }
     if let Some(pw) = body.password {
         new_password(&pw, "password")?;
@@ -222,10 +265,18 @@ async fn user_sessions(
 /// Ends every session of a user (a lost laptop): 200 with how many.
 async fn end_user_sessions(
     State(auth): State<AuthState>,
+    p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let id = user_id(&id)?;
-    auth.store.get_user(id).await?;
+    let target = auth.store.get_user(id).await?;
+    role_within_caller(
+        &auth,
+        &p,
+        &target.role,
+        &format!("the role '{}' of user {id}", target.role),
+    )
+    .await?;
     let n = auth
         .store
         .revoke_user_sessions(id, "ended by an admin", Timestamp::now())
@@ -256,6 +307,7 @@ struct RoleBody {
 /// Creates (201) or replaces (200) a custom role; 409 for a built-in one.
 async fn put_role(
     State(auth): State<AuthState>,
+    p: Principal,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<RoleBody>,
 ) -> ApiResult<(StatusCode, Json<RoleView>)> {
@@ -270,6 +322,7 @@ async fn put_role(
         }
     }
     permissions.sort();
+    within_caller(&p, &permissions, &format!("role '{name}'"))?;
     let role = Role {
         name,
         description,
@@ -318,13 +371,17 @@ async fn create_token(
     JsonBody(body): JsonBody<TokenBody>,
 ) -> ApiResult<(StatusCode, Json<NewTokenView>)> {
     let name = text(&body.name, "name")?;
+    if name.chars().count() > MAX_TOKEN_NAME {
+        return Err(ApiError::unprocessable(format!(
+            "name: at most {MAX_TOKEN_NAME} characters"
+        )));
+    }
     let (scope, kind) = match (&body.role, &body.machine) {
-        (Some(r), None) => (
-            TokenScope::Api {
-                role: existing_role(&auth, r, "role").await?,
-            },
-            secret::Kind::Api,
-        ),
+        (Some(r), None) => {
+            let role = existing_role(&auth, r, "role").await?;
+            role_within_caller(&auth, &p, &role, &format!("role '{role}'")).await?;
+            (TokenScope::Api { role }, secret::Kind::Api)
+        }
         (None, Some(m)) => {
             let machine =
                 MachineKey::new(m).map_err(|e| ApiError::unprocessable(format!("machine: {e}")))?;

@@ -194,15 +194,22 @@ impl KeyRing {
 
     /// The claims of `token` when it is a valid access token at `now_s`.
     pub fn verify(&self, token: &str, now_s: i64) -> Result<Claims, TokenError> {
-        self.verify_for(&self.audience, token, now_s)
+        self.verify_for(&self.audience, token, now_s, LEEWAY_S)
     }
 
-    /// The claims of push ticket `token` when it is valid at `now_s`.
+    /// The claims of push ticket `token` when it is valid at `now_s`: no leeway on its expiry
+    /// (a ticket lives seconds, on the clock of the server that issued it).
     pub fn verify_ticket(&self, token: &str, now_s: i64) -> Result<Claims, TokenError> {
-        self.verify_for(&self.push_audience(), token, now_s)
+        self.verify_for(&self.push_audience(), token, now_s, 0)
     }
 
-    fn verify_for(&self, audience: &str, token: &str, now_s: i64) -> Result<Claims, TokenError> {
+    fn verify_for(
+        &self,
+        audience: &str,
+        token: &str,
+        now_s: i64,
+        leeway_s: i64,
+    ) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
@@ -235,7 +242,7 @@ impl KeyRing {
         if claims.iat > now_s + LEEWAY_S {
             return Err(TokenError::Claims);
         }
-        if now_s >= claims.exp + LEEWAY_S {
+        if now_s >= claims.exp + leeway_s {
             return Err(TokenError::Expired);
         }
         Ok(claims)

@@ -280,6 +280,7 @@ pub async fn start(
 ) -> anyhow::Result<AuthState> {
     use anyhow::Context as _;
     let ring = key_ring(&config.auth, &config.data_dir)?;
+    password::warm_up().await;
     store
         .sync_builtin_roles(&Role::builtin())
         .await
@@ -462,6 +463,19 @@ impl AuthState {
         }
         if t.expires_at.is_some_and(|e| e <= now) {
             return Err(unauthorized("token_expired", "the token has expired"));
+        }
+        if let Some(owner) = t.created_by {
+            // A token made by someone since deactivated stops with them.
+            match self.store.get_user(owner).await {
+                Ok(u) if u.active => {}
+                Ok(_) | Err(StoreError::NotFound(_)) => {
+                    return Err(unauthorized(
+                        "token_owner_inactive",
+                        "the user who made this token is deactivated",
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         let (store, id) = (self.store.clone(), t.id);
         tokio::spawn(async move {

@@ -72,21 +72,50 @@ pub async fn hash(password: String) -> String {
         .unwrap_or_default()
 }
 
-/// [`verify_blocking`] on the blocking pool.
-pub async fn verify(phc: String, password: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_blocking(&phc, &password))
-        .await
-        .unwrap_or(false)
+/// How long a verification waits for a turn before the sign-in is answered busy.
+pub const VERIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Verifications running at once: one per core. Each holds 19 MiB for about 25 ms, so without
+/// a bound a flood of sign-ins (no credentials needed) would take the blocking pool's 512
+/// threads and gigabytes of memory; with it, the excess waits, then is answered busy.
+fn turns() -> &'static tokio::sync::Semaphore {
+    static TURNS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    TURNS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores.max(1))
+    })
 }
 
-/// Verifies `password` against a fixed hash and answers false: the work of a sign-in as a user
-/// who does not exist, so its answer takes as long as a wrong password's.
-pub async fn verify_unknown(password: String) {
+/// [`verify_blocking`] on the blocking pool, one per core at most; `None` when no turn came
+/// within [`VERIFY_WAIT`] (the caller answers 503).
+pub async fn verify(phc: String, password: String) -> Option<bool> {
+    let turn = tokio::time::timeout(VERIFY_WAIT, turns().acquire())
+        .await
+        .ok()?
+        .ok()?;
+    let ok = tokio::task::spawn_blocking(move || verify_blocking(&phc, &password))
+        .await
+        .unwrap_or(false);
+    drop(turn);
+    Some(ok)
+}
+
+/// The fixed hash [`verify_unknown`] checks against; made at start ([`warm_up`]) so that the
+/// first sign-in of an unknown user costs what the others do.
+fn dummy() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    let phc = DUMMY
-        .get_or_init(|| hash_blocking("not the password of anyone"))
-        .clone();
-    let _ = verify(phc, password).await;
+    DUMMY.get_or_init(|| hash_blocking("not the password of anyone"))
+}
+
+/// Makes the dummy hash (on the blocking pool).
+pub async fn warm_up() {
+    let _ = tokio::task::spawn_blocking(dummy).await;
+}
+
+/// Verifies `password` against a fixed hash: the work of a sign-in as a user who does not
+/// exist, so its answer takes as long as a wrong password's. `None` when busy, as [`verify`].
+pub async fn verify_unknown(password: String) -> Option<()> {
+    verify(dummy().to_owned(), password).await.map(|_| ())
 }
 
 #[cfg(test)]
