@@ -112,6 +112,7 @@ conformance!(
     alarm_events_between_and_alarms_open_at,
     webhook_deliveries_fan_out_lease_order_and_retry,
     a_recovered_endpoint_gets_its_retries_at_once,
+    claims_lease_only_the_deliveries_they_return,
     webhooks_crud_rotation_cascade_and_prune,
     users_crud_with_case_insensitive_email,
     roles_builtin_sync_and_custom_crud,
@@ -3297,6 +3298,113 @@ mod alarms {
         ensure!(
             due.iter().map(|d| d.id).collect::<Vec<_>>() == vec![d1.id],
             "{due:?}"
+        );
+        Ok(())
+    }
+
+    /// A claim leases exactly the deliveries it returns, however many more are due: a lease
+    /// the caller never heard of would hold a delivery back until it expires. Run as the
+    /// dispatcher runs it when an endpoint comes back: many alarms' heads waiting for a retry,
+    /// a probe (one delivery), a recovery making the rest due, claims of a few at a time.
+    pub async fn claims_lease_only_the_deliveries_they_return(cx: Ctx) -> Result<()> {
+        use pdm_core::store::{Delivery, DeliveryQuery, EndpointChange, NextStep};
+        let st = &*cx.store;
+        st.ensure_machine(&m("a")).await?;
+        let a = st.create_webhook(&hook("https://a.example/h")).await?;
+        const ALARMS: usize = 40;
+        for i in 0..ALARMS {
+            st.record_transition(&raise("a", &format!("r{i}"), 1_000, Severity::High))
+                .await?;
+        }
+        let t = 10_000;
+        let at = Timestamp::from_millis(t);
+        for row in st.pending_outbox(100).await? {
+            st.fan_out(row.id, &[delivery_to(a.id, &row)], at).await?;
+        }
+        let leased = || async {
+            let q = DeliveryQuery {
+                webhook: a.id,
+                status: None,
+                before: None,
+                limit: 1_000,
+            };
+            let mut ids: Vec<i64> = st
+                .list_deliveries(&q)
+                .await?
+                .into_iter()
+                .filter(|d| d.claimed_until.is_some())
+                .map(|d| d.id)
+                .collect();
+            ids.sort_unstable();
+            anyhow::Ok(ids)
+        };
+        let ids = |ds: &[Delivery]| {
+            let mut ids: Vec<i64> = ds.iter().map(|d| d.id).collect();
+            ids.sort_unstable();
+            ids
+        };
+
+        let lease = Timestamp::from_millis(t + 60_000);
+        let first = st.claim_due(at, lease, 5).await?;
+        ensure!(first.len() == 5, "{} claimed of a limit of 5", first.len());
+        ensure!(leased().await? == ids(&first), "leased beyond the claim");
+        let rest = st.claim_due(at, lease, 100).await?;
+        ensure!(rest.len() == ALARMS - 5, "{} claimed", rest.len());
+        let later = Timestamp::from_millis(t + 300_000);
+        for d in first.iter().chain(&rest) {
+            st.record_attempt(
+                d.id,
+                &failed_attempt(t),
+                NextStep::RetryAt(later),
+                &EndpointChange::Failing,
+            )
+            .await?;
+        }
+        ensure!(leased().await?.is_empty());
+
+        let probe_at = Timestamp::from_millis(t + 15_000);
+        let probe = st
+            .claim_probe(a.id, probe_at, Timestamp::from_millis(t + 75_000))
+            .await?
+            .context("a delivery to probe with")?;
+        ensure!(
+            leased().await? == vec![probe.id],
+            "a probe leases one delivery"
+        );
+        st.record_attempt(
+            probe.id,
+            &ok_attempt(t + 15_000),
+            NextStep::Delivered,
+            &EndpointChange::Recovered,
+        )
+        .await?;
+        ensure!(leased().await?.is_empty());
+
+        let mut seen = Vec::new();
+        for _ in 0..ALARMS {
+            let now = Timestamp::from_millis(t + 16_000);
+            let claimed = st
+                .claim_due(now, Timestamp::from_millis(t + 76_000), 8)
+                .await?;
+            if claimed.is_empty() {
+                break;
+            }
+            ensure!(
+                claimed.len() <= 8,
+                "{} claimed of a limit of 8",
+                claimed.len()
+            );
+            let mut held = ids(&claimed);
+            held.extend(&seen);
+            held.sort_unstable();
+            ensure!(leased().await? == held, "leased beyond the claim");
+            seen.extend(claimed.iter().map(|d| d.id));
+        }
+        ensure!(
+            seen.len() == ALARMS - 1,
+            "every retry is due after the recovery: {} of {}",
+            seen.len(),
+            ALARMS - 1
         );
         Ok(())
     }

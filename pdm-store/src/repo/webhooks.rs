@@ -5,7 +5,12 @@
 //! the unique index `webhook_deliveries_once` keeps one delivery per endpoint and row whatever
 //! happens. Claims are a lease (`claimed_until`): on PostgreSQL concurrent claimers skip each
 //! other's rows (`FOR UPDATE SKIP LOCKED`) and the outer condition rechecks the lease; SQLite
-//! has one writer. A delivery waits while an earlier one of the same alarm to the same
+//! has one writer. The rows a claim takes are picked once, in a `MATERIALIZED` CTE: as
+//! `UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` PostgreSQL may run the
+//! subquery again for each row the update scans (the inner side of a nested loop), and each
+//! run skips the rows the update has changed already and picks the next `n`, so the claim
+//! leased many more than `n` rows: deliveries the caller never got, held back for a whole
+//! lease. A delivery waits while an earlier one of the same alarm to the same
 //! endpoint is pending, so an endpoint sees one alarm's events in order.
 
 use async_trait::async_trait;
@@ -490,13 +495,15 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
             now = B::at_millis("$1")
         );
         let sql = format!(
-            "UPDATE webhook_deliveries SET claimed_until = {until} WHERE id IN (\
+            "WITH picked AS MATERIALIZED (\
              SELECT d.id FROM webhook_deliveries d WHERE {due} \
              AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id AND w.enabled) \
              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
                WHERE p.webhook_id = d.webhook_id AND p.alarm_id = d.alarm_id \
                AND p.status = 'pending' AND p.id < d.id) \
              ORDER BY d.next_attempt_at, d.id LIMIT $3{skip}) \
+             UPDATE webhook_deliveries SET claimed_until = {until} \
+             WHERE id IN (SELECT id FROM picked) \
              AND status = 'pending' AND (claimed_until IS NULL OR claimed_until <= {now}) \
              RETURNING {}",
             delivery_columns::<B>(),
@@ -528,7 +535,7 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
             B::at_millis("$1")
         );
         let sql = format!(
-            "UPDATE webhook_deliveries SET claimed_until = {until} WHERE id IN (\
+            "WITH picked AS MATERIALIZED (\
              SELECT d.id FROM webhook_deliveries d WHERE d.webhook_id = $3 \
              AND d.status = 'pending' AND d.next_attempt_at > {now} AND {free_d} \
              AND (d.last_status IS NULL OR d.last_status <> 429) \
@@ -536,7 +543,8 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
                WHERE p.webhook_id = d.webhook_id AND p.alarm_id = d.alarm_id \
                AND p.status = 'pending' AND p.id < d.id) \
              ORDER BY d.id LIMIT 1{skip}) \
-             AND status = 'pending' AND {free} \
+             UPDATE webhook_deliveries SET claimed_until = {until} \
+             WHERE id IN (SELECT id FROM picked) AND status = 'pending' AND {free} \
              RETURNING {}",
             delivery_columns::<B>(),
             until = B::at_millis("$2"),
