@@ -321,10 +321,9 @@ async fn create_user(config: &ServerConfig, args: CreateUserArgs) -> anyhow::Res
     };
     crate::auth::password::check_policy(&password)
         .map_err(|m| anyhow::anyhow!("the password {m}"))?;
-    let email = args.email.trim().to_lowercase();
-    if !email.contains('@') {
-        anyhow::bail!("--email: {email:?} is not an email address");
-    }
+    // The API's rule for an email, so the CLI cannot make a user the API would refuse.
+    let email = crate::api::auth::email(&args.email, "--email")
+        .map_err(|_| anyhow::anyhow!("--email: {:?} is not an email address", args.email))?;
     let name = args
         .name
         .unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_owned());

@@ -712,15 +712,14 @@ async fn push_routes_take_a_ticket_in_the_query_and_nothing_long_lived() {
     let (st, v) = refused(addr, "/api/v1/events?kinds=alarm", &none).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
     // A user's ticket (an API token has no session to tie one to).
-    let (st, pair) = app
+    let (st, _, pair) = app
         .request(
             "POST",
             "/api/v1/auth/login",
             Some(&common::admin_login()),
             &none,
         )
-        .await
-        .pipe(|(s, _, v)| (s, v));
+        .await;
     assert_eq!(st, StatusCode::OK);
     let access = pair["access_token"].as_str().expect("access").to_owned();
     let bearer = format!("Bearer {access}");
@@ -781,11 +780,3 @@ async fn push_routes_take_a_ticket_in_the_query_and_nothing_long_lived() {
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
     app.stop().await;
 }
-
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
-    }
-}
-
-impl<T> Pipe for T {}

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use pdm_core::store::{
-    ApiTokenId, NewApiToken, NewUser, Permission, Role, TokenScope, UserId, UserUpdate,
+    ApiTokenId, NewApiToken, NewUser, Permission, Role, TokenScope, User, UserId, UserUpdate,
 };
 use pdm_core::{MachineKey, Timestamp};
 use serde::Deserialize;
@@ -125,6 +125,15 @@ async fn role_within_caller(
     within_caller(p, &role.permissions, what)
 }
 
+/// User `id`, when the caller may act on it: its role grants nothing the caller lacks (404 for
+/// an unknown user, 403 otherwise).
+async fn target_within_caller(auth: &AuthState, p: &Principal, id: UserId) -> ApiResult<User> {
+    let target = auth.store.get_user(id).await?;
+    let what = format!("the role '{}' of user {id}", target.role);
+    role_within_caller(auth, p, &target.role, &what).await?;
+    Ok(target)
+}
+
 fn new_password(raw: &str, field: &str) -> ApiResult<()> {
     password::check_policy(raw).map_err(|m| ApiError::unprocessable(format!("{field}: {m}")))
 }
@@ -204,14 +213,7 @@ async fn update_user(
     JsonBody(body): JsonBody<UpdateUserBody>,
 ) -> ApiResult<Json<UserView>> {
     let id = user_id(&id)?;
-    let target = auth.store.get_user(id).await?;
-    role_within_caller(
-        &auth,
-        &p,
-        &target.role,
-        &format!("the role '{}' of user {id}", target.role),
-    )
-    .await?;
+    target_within_caller(&auth, &p, id).await?;
     if body.active == Some(false) && p.user().is_some_and(|(u, _)| u.id == id) {
         return Err(ApiError::conflict(
             "active: you cannot deactivate yourself (another admin can)",
@@ -269,14 +271,7 @@ async fn end_user_sessions(
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let id = user_id(&id)?;
-    let target = auth.store.get_user(id).await?;
-    role_within_caller(
-        &auth,
-        &p,
-        &target.role,
-        &format!("the role '{}' of user {id}", target.role),
-    )
-    .await?;
+    target_within_caller(&auth, &p, id).await?;
     let n = auth
         .store
         .revoke_user_sessions(id, "ended by an admin", Timestamp::now())

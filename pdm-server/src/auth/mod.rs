@@ -477,12 +477,17 @@ impl AuthState {
                 Err(e) => return Err(e.into()),
             }
         }
-        let (store, id) = (self.store.clone(), t.id);
-        tokio::spawn(async move {
-            if let Err(e) = store.touch_api_token(id, now).await {
-                tracing::debug!(token = %id, error = %e, "cannot record a token's use");
-            }
-        });
+        // The store records a use at most once a minute: only then is a write worth a task.
+        if t.last_used_at
+            .is_none_or(|last| now.as_millis() - last.as_millis() >= 60_000)
+        {
+            let (store, id) = (self.store.clone(), t.id);
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_api_token(id, now).await {
+                    tracing::debug!(token = %id, error = %e, "cannot record a token's use");
+                }
+            });
+        }
         match t.scope {
             TokenScope::Api { role } => {
                 let role = self.role(&role).await?;
