@@ -72,6 +72,29 @@ fn validate(kind: &'static str, s: &str) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// The schema of a key: what [`validate`] accepts.
+#[cfg(feature = "openapi")]
+fn key_schema(kind: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(KEY_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(MAX_KEY_LEN))
+        .description(Some(format!(
+            "A {kind} key: lowercase letters, digits, '-' and '_', starting with a letter or digit"
+        )))
+        .examples([serde_json::json!(if kind == "machine" {
+            "pump-1"
+        } else {
+            "temp"
+        })])
+        .into()
+}
+
+/// [`validate`]'s rule as a regular expression (for the API description).
+pub const KEY_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,63}$";
+
 macro_rules! key_type {
     ($(#[$meta:meta])* $name:ident, $kind:literal) => {
         $(#[$meta])*
@@ -111,6 +134,17 @@ macro_rules! key_type {
                 Self::new(&s)
             }
         }
+
+        /// A key's schema in the API description: the slug rule of [`validate`].
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                key_schema($kind)
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
 
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {

@@ -235,6 +235,7 @@ pub struct Machine {
 
 /// Fields to register a machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewMachine {
     /// Its key.
@@ -252,6 +253,7 @@ pub struct NewMachine {
 
 /// A partial update of a machine: `None` leaves a field alone, `Some(None)` clears it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MachineUpdate {
     /// New display name.
@@ -284,6 +286,7 @@ pub struct Sensor {
 
 /// Fields to register a sensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewSensor {
     /// Its key within the machine.
@@ -301,6 +304,7 @@ pub struct NewSensor {
 
 /// A partial update of a sensor: `None` leaves a field alone, `Some(None)` clears it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SensorUpdate {
     /// New unit.

@@ -279,9 +279,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `PDM_AUTH_SIGNING_KEY`, `PDM_ADMIN_EMAIL` and `PDM_ADMIN_PASSWORD` (secrets: never flags,
-/// never shown by `--help`).
+/// `PDM_AUTH_SIGNING_KEY`, `PDM_ADMIN_EMAIL`, `PDM_ADMIN_PASSWORD` and `PDM_SMTP_PASSWORD`
+/// (secrets: never flags, never shown by `--help`).
 fn apply_auth_env(config: &mut ServerConfig) -> anyhow::Result<()> {
+    if let Ok(password) = std::env::var("PDM_SMTP_PASSWORD") {
+        match config.smtp.as_mut() {
+            Some(smtp) if !password.is_empty() => smtp.password = Some(password),
+            Some(_) => {}
+            None if password.is_empty() => {}
+            None => anyhow::bail!(
+                "PDM_SMTP_PASSWORD is set but there is no [smtp] section in the configuration: add one (host, from, username)"
+            ),
+        }
+    }
     if let Ok(key) = std::env::var("PDM_AUTH_SIGNING_KEY") {
         if !key.is_empty() {
             config.auth.signing_key = Some(key);

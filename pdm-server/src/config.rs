@@ -108,6 +108,8 @@ pub struct ServerConfig {
     pub push: PushConfig,
     /// Sign-in sessions, access tokens and their keys, sign-in throttling.
     pub auth: crate::auth::AuthConfig,
+    /// The mail server for password resets; without it the reset token is logged.
+    pub smtp: Option<crate::mail::SmtpConfig>,
 }
 
 /// `[push]`: the event bus behind `/api/v1/events` (SSE) and `/api/v1/ws` (WebSocket).
@@ -284,6 +286,7 @@ impl Default for ServerConfig {
             webhooks: WebhooksConfig::default(),
             push: PushConfig::default(),
             auth: crate::auth::AuthConfig::default(),
+            smtp: None,
         }
     }
 }
@@ -313,6 +316,9 @@ impl ServerConfig {
         self.webhooks.check()?;
         self.push.check()?;
         self.auth.check()?;
+        if let Some(smtp) = &self.smtp {
+            smtp.check()?;
+        }
         let keep_days = self.engine.retention.readings_max_age_days;
         if keep_days > 0 {
             let keep_secs = u64::from(keep_days) * 86_400;

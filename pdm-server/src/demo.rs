@@ -121,6 +121,7 @@ pub async fn run(mut config: ServerConfig, args: DemoArgs) -> anyhow::Result<()>
     println!("  curl {auth} {base}/jobs");
     println!("  curl {auth} {base}/dead-letters");
     println!("  curl http://{addr}/metrics");
+    println!("the API, described: http://{addr}/api/docs/ (Swagger UI; /api/v1/openapi.json)");
     println!("press Ctrl-C to stop.");
 
     let state = server.state().clone();

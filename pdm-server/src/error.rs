@@ -30,6 +30,8 @@ pub enum ErrorCode {
     Forbidden,
     /// `not_found`: no such thing, or no such route.
     NotFound,
+    /// `method_not_allowed`: the route has no such method (405; `Allow` lists its methods).
+    MethodNotAllowed,
     /// `conflict`: it clashes with what exists (409).
     Conflict,
     /// `precondition_failed`: the resource changed since the caller read it (412).
@@ -54,6 +56,7 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::PreconditionFailed => "precondition_failed",
             Self::Unprocessable => "unprocessable",
@@ -71,6 +74,7 @@ impl ErrorCode {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,

@@ -6,7 +6,6 @@ use axum::extract::path::ErrorKind;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
-use axum::Json;
 use pdm_core::{MachineKey, SensorKey};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -22,15 +21,64 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(JsonBody(v)),
-            Err(rejection) => {
-                let status = rejection.status();
-                Err(ApiError::new(
-                    status,
-                    crate::error::ErrorCode::BadRequest,
-                    rejection.body_text(),
-                ))
+        let json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            });
+        if !json {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                crate::error::ErrorCode::BadRequest,
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = body_bytes(req, state).await?;
+        parse_object(&bytes).map(JsonBody)
+    }
+}
+
+async fn body_bytes<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                e.status(),
+                crate::error::ErrorCode::BadRequest,
+                e.body_text(),
+            )
+        })
+}
+
+/// A body's JSON object as `T`: unreadable JSON is 400; JSON that is not an object (serde
+/// would read a struct from an array too), or an object of the wrong shape, 422 with the path of
+/// the bad field leading the message (`reason: invalid type ...`).
+fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut *de);
+    if let (Ok(_), Err(e)) = (&parsed, de.end()) {
+        return Err(ApiError::bad_request(format!(
+            "Failed to parse the request body as JSON: {e}"
+        )));
+    }
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    match parsed {
+        Ok(_) if first != Some(&b'{') => Err(ApiError::unprocessable(
+            "Failed to deserialize the JSON body: the body must be a JSON object",
+        )),
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let text = format!("Failed to deserialize the JSON body: {e}");
+            match e.inner().classify() {
+                serde_json::error::Category::Data => Err(ApiError::unprocessable(text)),
+                _ => Err(ApiError::bad_request(text)),
             }
         }
     }
@@ -45,31 +93,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    e.status(),
-                    crate::error::ErrorCode::BadRequest,
-                    e.body_text(),
-                )
-            })?;
+        let bytes = body_bytes(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(None));
         }
-        // The path of the bad field leads the message (`reason: invalid type ...`), as axum's
-        // `Json` (behind `JsonBody`) says it.
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de)
-            .map(|v| OptionalJsonBody(Some(v)))
-            .map_err(|e| {
-                // As `JsonBody` answers: unreadable JSON is 400, JSON of the wrong shape 422.
-                let text = format!("Failed to deserialize the JSON body: {e}");
-                match e.inner().classify() {
-                    serde_json::error::Category::Data => ApiError::unprocessable(text),
-                    _ => ApiError::bad_request(text),
-                }
-            })
+        parse_object(&bytes).map(|v| OptionalJsonBody(Some(v)))
     }
 }
 
@@ -191,12 +219,13 @@ impl Page {
     }
 
     /// The cursor of a list paged by id (the last id of the previous page): 400 naming it when
-    /// it is not a number.
+    /// it is not one ([`CURSOR_PATTERN`]: up to 18 digits).
     pub fn cursor_id(&self) -> Result<Option<i64>, ApiError> {
         self.cursor
             .as_deref()
             .map(|c| {
-                c.parse::<i64>().map_err(|_| {
+                let digits = !c.is_empty() && c.len() <= 18 && c.bytes().all(|b| b.is_ascii_digit());
+                c.parse::<i64>().ok().filter(|_| digits).ok_or_else(|| {
                     ApiError::bad_request(format!(
                         "cursor: {c:?} is not an id; pass the id of the last item of the previous page"
                     ))
@@ -205,6 +234,9 @@ impl Page {
             .transpose()
     }
 }
+
+/// What a cursor of a list paged by id looks like.
+pub const CURSOR_PATTERN: &str = "^[0-9]{1,18}$";
 
 /// A list's query: its own parameters `T` (with their `deny_unknown_fields`) and its [`Page`]
 /// under rule `R`.

@@ -23,7 +23,9 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod layers;
+pub mod mail;
 pub mod metrics;
+pub mod openapi;
 pub mod run;
 pub mod state;
 pub mod time;
@@ -41,6 +43,7 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .nest("/api/v1", api::api_router(&state))
         .merge(api::ops::root_router())
+        .merge(openapi::docs_router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .with_state(state);
     layers::apply(router, metrics, timeout)

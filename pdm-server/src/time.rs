@@ -16,7 +16,6 @@ pub fn parse_time(s: &str) -> Result<Timestamp, String> {
 
 /// A duration: whole milliseconds (`60000`) or a number with a unit: `ms`, `s`, `m`, `h`, `d`.
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
-    let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: i64 = num

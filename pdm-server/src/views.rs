@@ -12,18 +12,22 @@ use pdm_core::{
 };
 use pdm_ingest::{IngestReport, Rejection};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 pub mod access;
 pub mod alarms;
 
-pub use access::{MeView, NewTokenView, RoleView, SessionView, SignInView, TokenView, UserView};
+pub use access::{
+    AcceptedView, EndedView, MeView, NewTokenView, RoleView, SessionView, SignInView, TicketView,
+    TokenView, UserView,
+};
 pub use alarms::{
     AlarmDetailView, AlarmEventView, AlarmPageView, AlarmRuleView, AlarmUpdateView, AlarmView,
     PerformanceView, ServiceNoteView,
 };
 
 /// A machine.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MachineView {
     /// Its key.
     pub key: String,
@@ -50,7 +54,7 @@ impl From<Machine> for MachineView {
 }
 
 /// A sensor of a machine.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct SensorView {
     /// The machine's key.
     pub machine: String,
@@ -80,7 +84,7 @@ impl From<Sensor> for SensorView {
 }
 
 /// One raw reading of a series.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
 pub struct PointView {
     /// Epoch milliseconds.
     pub ts: i64,
@@ -98,7 +102,7 @@ impl From<Point> for PointView {
 }
 
 /// One bucket of an aggregated series.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
 pub struct BucketView {
     /// Start of the bucket, epoch milliseconds.
     pub start: i64,
@@ -125,7 +129,7 @@ impl From<Bucket> for BucketView {
 }
 
 /// The latest value of one sensor.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct LatestView {
     /// The sensor's key.
     pub sensor: String,
@@ -146,7 +150,7 @@ impl From<Latest> for LatestView {
 }
 
 /// One rejected part of a telemetry payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct RejectionView {
     /// The rejection kind (`bad_value`, ...).
     pub kind: &'static str,
@@ -164,7 +168,7 @@ impl From<Rejection> for RejectionView {
 }
 
 /// The answer to a telemetry payload: what was taken and what was not.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct IngestReportView {
     /// Readings accepted (stored, or already stored).
     pub accepted: usize,
@@ -188,7 +192,7 @@ impl From<IngestReport> for IngestReportView {
 }
 
 /// A stored dead letter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct DeadLetterView {
     /// Its id (newest is highest).
     pub id: i64,
@@ -224,7 +228,7 @@ impl From<StoredDeadLetter> for DeadLetterView {
 }
 
 /// A registered model, without its file.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ModelView {
     /// Its id.
     pub id: i64,
@@ -280,7 +284,7 @@ impl From<ModelRecord> for ModelView {
 }
 
 /// A background job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct JobView {
     /// Its id.
     pub id: i64,
@@ -325,7 +329,7 @@ impl From<Job> for JobView {
 }
 
 /// One sensor's share of a score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ContributionView {
     /// The sensor.
     pub sensor: String,
@@ -334,7 +338,7 @@ pub struct ContributionView {
 }
 
 /// A prediction: what the active model said about one row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct PredictionView {
     /// The row's instant, epoch milliseconds.
     pub ts: i64,
@@ -377,7 +381,7 @@ impl From<Prediction> for PredictionView {
 }
 
 /// Predictions of one bucket of time.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct PredictionBucketView {
     /// Start of the bucket, epoch milliseconds.
     pub start: i64,
@@ -410,7 +414,7 @@ impl From<PredictionBucket> for PredictionBucketView {
 }
 
 /// A machine on the live path.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct LiveStatusView {
     /// The machine.
     pub machine: String,
@@ -459,7 +463,7 @@ pub fn views<T, V: From<T>>(items: Vec<T>) -> Vec<V> {
 }
 
 /// A webhook endpoint (its secret only where [`WebhookSecretView`] shows it).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct WebhookView {
     /// Its id.
     pub id: i64,
@@ -512,7 +516,7 @@ impl From<pdm_core::Webhook> for WebhookView {
 }
 
 /// A webhook endpoint with its signing secret: the answer of create and rotate only.
-#[derive(Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize, ToSchema)]
 pub struct WebhookSecretView {
     /// The endpoint.
     #[serde(flatten)]
@@ -541,7 +545,7 @@ impl From<pdm_core::Webhook> for WebhookSecretView {
 }
 
 /// One attempt of a delivery.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct AttemptView {
     /// When it started, epoch milliseconds.
     pub at: i64,
@@ -565,7 +569,7 @@ impl From<pdm_core::store::DeliveryAttempt> for AttemptView {
 }
 
 /// A delivery of one event to one endpoint, with its attempts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct DeliveryView {
     /// Its id.
     pub id: i64,

@@ -654,6 +654,8 @@ fn every_route_declares_its_access() {
     let mut routes = declared_routes(&root.join("src/api"));
     // ops.rs: the API's dead letters (the probes and metrics are at the root, open).
     routes.insert(("GET".into(), "/dead-letters".into()));
+    // openapi.rs: the API's description.
+    routes.insert(("GET".into(), "/openapi.json".into()));
     assert!(routes.len() >= 70, "the routers were not found: {routes:?}");
     let policy: BTreeSet<(String, String)> = POLICY
         .iter()
@@ -666,6 +668,19 @@ fn every_route_declares_its_access() {
     );
     let stale: Vec<_> = policy.difference(&routes).collect();
     assert!(stale.is_empty(), "policy rows without a route: {stale:?}");
+    // The OpenAPI document describes exactly these routes.
+    let described: BTreeSet<(String, String)> =
+        pdm_server::openapi::described().into_iter().collect();
+    let undescribed: Vec<_> = policy.difference(&described).collect();
+    assert!(
+        undescribed.is_empty(),
+        "routes missing from the OpenAPI document: {undescribed:?}"
+    );
+    let unrouted: Vec<_> = described.difference(&policy).collect();
+    assert!(
+        unrouted.is_empty(),
+        "described but not routed: {unrouted:?}"
+    );
 }
 
 /// Past the failures an account may have, sign-ins are refused (429) without checking the
@@ -736,8 +751,8 @@ async fn managers_cannot_grant_more_than_they_hold(app: TestApp) {
             json!({"password": "taken over now!"}),
         ),
         (
-            "DELETE",
-            format!("/api/v1/users/{admin_id}/sessions"),
+            "POST",
+            format!("/api/v1/users/{admin_id}/sessions/revoke"),
             Value::Null,
         ),
         (

@@ -16,6 +16,7 @@ pub const MAX_ID_LEN: usize = 64;
 /// What condition a rule watches. Serialized with a `type` tag:
 /// `{"type": "anomaly", "k": 3, "n": 5}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum RuleKind {
@@ -94,6 +95,7 @@ pub enum RuleKind {
 /// least `severity`. Serialized with a `by` tag: `{"by": "duration", "after_ms": 600000,
 /// "severity": "high"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "by", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum Escalation {
@@ -130,6 +132,7 @@ impl Escalation {
 /// A rule: one condition of one machine (or of every machine, as a fleet-wide default), its
 /// severity and its escalation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// The rule's identifier, unique per machine: 1 to [`MAX_ID_LEN`] of `a-z`, `0-9`, `-`,

@@ -25,6 +25,7 @@ use crate::model::Timestamp;
 /// What a request may do. Every route of the server declares the one it needs; a role is a set
 /// of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub enum Permission {
     /// Read machines, sensors, readings, predictions and live status; subscribe to live push.

@@ -18,6 +18,8 @@ use serde::Deserialize;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Keys, OptionalJsonBody, Page, PageRule, PagedQuery, QueryParams};
+use crate::openapi::params::{Id, Machine};
+use crate::openapi::{ErrorBody, PageParams, TimeValue};
 use crate::state::AppState;
 use crate::time::{parse_range, parse_time};
 use crate::views::alarms::rule_definition;
@@ -26,6 +28,7 @@ use crate::views::{
     ServiceNoteView,
 };
 use pdm_core::live::{AlarmCommandError, AlarmUpdate, Alarms};
+use utoipa::ToSchema;
 
 /// Paging of `GET /alarms`: `limit` 1 to 1000, 100 by default, `cursor` = the last id seen.
 #[derive(Debug)]
@@ -47,6 +50,83 @@ pub const MAX_SHELF_MS: i64 = 30 * 86_400_000;
 pub const PERFORMANCE_DEFAULT_MS: i64 = 86_400_000;
 /// The longest range of the performance figures: 90 days (every event of the range is read).
 pub const PERFORMANCE_MAX_MS: i64 = 90 * 86_400_000;
+
+/// This resource's part of the API description.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        list_alarms,
+        performance,
+        get_alarm,
+        acknowledge,
+        shelve,
+        unshelve,
+        list_fleet_rules,
+        get_fleet_rule,
+        put_fleet_rule,
+        delete_fleet_rule,
+        list_machine_rules,
+        get_machine_rule,
+        put_machine_rule,
+        delete_machine_rule,
+        out_of_service,
+        in_service,
+        list_out_of_service
+    ),
+    components(schemas(RuleBody))
+)]
+pub struct Doc;
+
+/// `{rule}`: a rule id.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct RuleParam {
+    /// The rule's id: a-z, 0-9, `-` and `_`.
+    #[param(pattern = "^[a-z0-9_-]{1,64}$")]
+    rule: String,
+}
+
+/// The body of `PUT .../alarm-rules/{rule}`: a rule (docs/alarms.md), its `id` the path's or
+/// left out, and `enabled`. The handler reads it as [`Rule`] (`rule_of_body`); this type only
+/// describes it.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RuleBody {
+    /// The path's rule id, or left out.
+    id: Option<String>,
+    /// The condition.
+    kind: pdm_core::alarm::RuleKind,
+    /// The severity when raised.
+    severity: Severity,
+    /// Escalation steps, each to a severity above `severity`.
+    #[serde(default)]
+    escalation: Vec<pdm_core::alarm::Escalation>,
+    /// Whether the rule is in force (true when left out).
+    enabled: Option<bool>,
+}
+
+fn enum_of(values: &[&str]) -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
+fn alarm_state() -> utoipa::openapi::schema::Object {
+    let names: Vec<&str> = StateName::ALL.iter().map(|s| s.as_str()).collect();
+    enum_of(&names)
+}
+
+fn severity() -> utoipa::openapi::schema::Object {
+    let names: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+    enum_of(&names)
+}
+
+fn boolean_text() -> utoipa::openapi::schema::Object {
+    enum_of(&["true", "false"])
+}
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -146,17 +226,32 @@ fn reason(reason: Option<String>, required: bool) -> ApiResult<Option<String>> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AlarmsParams {
+    /// Only alarms in this state.
+    #[param(schema_with = alarm_state)]
     state: Option<String>,
+    /// Only this machine's alarms.
+    #[param(value_type = Option<MachineKey>)]
     machine: Option<String>,
+    /// Only alarms of this severity.
+    #[param(schema_with = severity)]
     severity: Option<String>,
+    /// Only alarms of this rule id.
     rule: Option<String>,
+    /// `true`: only alarms not yet cleared and acknowledged; `false`: only closed ones.
+    #[param(schema_with = boolean_text)]
     open: Option<String>,
+    /// Raised at or after (RFC 3339 or epoch milliseconds).
+    #[param(schema_with = crate::openapi::time_param)]
     from: Option<String>,
+    /// Raised before (RFC 3339 or epoch milliseconds).
+    #[param(schema_with = crate::openapi::time_param)]
     to: Option<String>,
-    /// The same as `cursor` (the name for it).
+    /// The same as `cursor` (give one of them).
+    #[param(pattern = "^[0-9]{1,18}$")]
     before: Option<String>,
 }
 
@@ -230,6 +325,8 @@ impl AlarmsParams {
 }
 
 /// Alarms, newest first, filtered; `next` is the cursor of the following page.
+#[utoipa::path(get, path = "/alarms", tag = "alarms", params(AlarmsParams, PageParams<AlarmsPage>),
+    responses((status = 200, description = "A page of alarms", body = AlarmPageView)))]
 async fn list_alarms(
     State(store): State<Arc<dyn Store>>,
     query: PagedQuery<AlarmsParams, AlarmsPage>,
@@ -250,6 +347,8 @@ async fn list_alarms(
 }
 
 /// An alarm with its events.
+#[utoipa::path(get, path = "/alarms/{id}", tag = "alarms", params(Id),
+    responses((status = 200, description = "The alarm and its events", body = AlarmDetailView)))]
 async fn get_alarm(
     State(store): State<Arc<dyn Store>>,
     Path(id): Path<String>,
@@ -270,7 +369,7 @@ fn update_view(u: AlarmUpdate) -> Json<AlarmUpdateView> {
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AckBody {
     by: Option<String>,
@@ -278,6 +377,9 @@ struct AckBody {
 }
 
 /// Acknowledges an alarm (409 when it awaits no acknowledgement, a cleared one included).
+#[utoipa::path(post, path = "/alarms/{id}/ack", tag = "alarms", params(Id),
+    request_body(content = Option<AckBody>, description = "Optional: for whom, and why"),
+    responses((status = 200, description = "Acknowledged", body = AlarmUpdateView), (status = 409, description = "Not possible in the alarm's state", body = ErrorBody)))]
 async fn acknowledge(
     State(alarms): State<Arc<Alarms>>,
     p: Principal,
@@ -294,11 +396,17 @@ async fn acknowledge(
     Ok(update_view(u))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ShelveBody {
+    /// The shelf's end: RFC 3339 or epoch milliseconds (or give `for_s`).
+    #[schema(value_type = Option<TimeValue>)]
     until: Option<serde_json::Value>,
+    /// The shelf's length in seconds, 1 to 30 days (or give `until`).
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 2592000)]
     for_s: Option<serde_json::Value>,
+    /// Why (required).
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 500)]
     reason: Option<String>,
     by: Option<String>,
 }
@@ -360,6 +468,8 @@ fn shelf_end(
 }
 
 /// Shelves an alarm until `until`, or for `for_s` seconds.
+#[utoipa::path(post, path = "/alarms/{id}/shelve", tag = "alarms", params(Id), request_body = ShelveBody,
+    responses((status = 200, description = "Shelved", body = AlarmUpdateView), (status = 409, description = "Not possible in the alarm's state", body = ErrorBody)))]
 async fn shelve(
     State(alarms): State<Arc<Alarms>>,
     p: Principal,
@@ -375,13 +485,16 @@ async fn shelve(
     Ok(update_view(u))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ByBody {
     by: Option<String>,
 }
 
 /// Ends an alarm's shelf (409 when it is not shelved).
+#[utoipa::path(post, path = "/alarms/{id}/unshelve", tag = "alarms", params(Id),
+    request_body(content = Option<ByBody>, description = "Optional: for whom"),
+    responses((status = 200, description = "Unshelved", body = AlarmUpdateView), (status = 409, description = "Not possible in the alarm's state", body = ErrorBody)))]
 async fn unshelve(
     State(alarms): State<Arc<Alarms>>,
     p: Principal,
@@ -470,12 +583,17 @@ async fn put_rule(
 }
 
 /// The fleet-wide default rules, by id.
+#[utoipa::path(get, path = "/alarm-rules", tag = "alarm rules",
+    responses((status = 200, description = "The fleet's default rules", body = [AlarmRuleView])))]
 async fn list_fleet_rules(
     State(store): State<Arc<dyn Store>>,
 ) -> ApiResult<Json<Vec<AlarmRuleView>>> {
     Ok(Json(views(store.list_rules(None).await?)))
 }
 
+/// Read a fleet default rule.
+#[utoipa::path(get, path = "/alarm-rules/{rule}", tag = "alarm rules", params(RuleParam),
+    responses((status = 200, description = "The rule", body = AlarmRuleView)))]
 async fn get_fleet_rule(
     State(store): State<Arc<dyn Store>>,
     Path(rule): Path<String>,
@@ -490,6 +608,9 @@ async fn get_fleet_rule(
         .ok_or_else(|| ApiError::not_found(format!("fleet alarm rule '{id}' not found")))
 }
 
+/// Create or replace a fleet default rule.
+#[utoipa::path(put, path = "/alarm-rules/{rule}", tag = "alarm rules", params(RuleParam), request_body = RuleBody,
+    responses((status = 200, description = "Stored; the live path applies it at once", body = AlarmRuleView)))]
 async fn put_fleet_rule(
     State(store): State<Arc<dyn Store>>,
     State(alarms): State<Arc<Alarms>>,
@@ -499,6 +620,9 @@ async fn put_fleet_rule(
     put_rule(&*store, &alarms, None, &rule, body).await
 }
 
+/// Delete a fleet default rule.
+#[utoipa::path(delete, path = "/alarm-rules/{rule}", tag = "alarm rules", params(RuleParam),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_fleet_rule(
     State(store): State<Arc<dyn Store>>,
     State(alarms): State<Arc<Alarms>>,
@@ -515,6 +639,8 @@ async fn delete_fleet_rule(
 }
 
 /// The rules that apply to a machine: its own, and the fleet defaults it does not override.
+#[utoipa::path(get, path = "/machines/{machine}/alarm-rules", tag = "alarm rules", params(Machine),
+    responses((status = 200, description = "The rules in force for the machine", body = [AlarmRuleView])))]
 async fn list_machine_rules(
     State(store): State<Arc<dyn Store>>,
     Keys(machine): Keys<MachineKey>,
@@ -545,6 +671,8 @@ async fn list_machine_rules(
 }
 
 /// The rule that applies to a machine under this id: its own, else the fleet default.
+#[utoipa::path(get, path = "/machines/{machine}/alarm-rules/{rule}", tag = "alarm rules", params(Machine, RuleParam),
+    responses((status = 200, description = "The rule in force", body = AlarmRuleView)))]
 async fn get_machine_rule(
     State(store): State<Arc<dyn Store>>,
     Keys((machine, rule)): Keys<(MachineKey, String)>,
@@ -569,6 +697,10 @@ async fn get_machine_rule(
     Ok(Json(v))
 }
 
+/// Create or replace a machine's own rule (overriding a fleet default of the same id).
+#[utoipa::path(put, path = "/machines/{machine}/alarm-rules/{rule}", tag = "alarm rules", params(Machine, RuleParam),
+    request_body = RuleBody,
+    responses((status = 200, description = "Stored; the live path applies it at once", body = AlarmRuleView)))]
 async fn put_machine_rule(
     State(store): State<Arc<dyn Store>>,
     State(alarms): State<Arc<Alarms>>,
@@ -579,6 +711,8 @@ async fn put_machine_rule(
 }
 
 /// Deletes a machine's own rule (a fleet default of the same id applies again).
+#[utoipa::path(delete, path = "/machines/{machine}/alarm-rules/{rule}", tag = "alarm rules", params(Machine, RuleParam),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_machine_rule(
     State(store): State<Arc<dyn Store>>,
     State(alarms): State<Arc<Alarms>>,
@@ -595,14 +729,22 @@ async fn delete_machine_rule(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OutOfServiceBody {
+    /// Why (required).
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 500)]
     reason: Option<String>,
+    /// Someone the caller acts for, recorded beside the caller.
     by: Option<String>,
 }
 
 /// Takes a machine out of service (409 when it is already).
+#[utoipa::path(post, path = "/machines/{machine}/out-of-service", tag = "alarms", params(Machine),
+    request_body = OutOfServiceBody,
+    responses(
+        (status = 201, description = "Out of service: its alarms are suppressed", body = ServiceNoteView),
+        (status = 409, description = "Already out of service", body = ErrorBody)))]
 async fn out_of_service(
     State(alarms): State<Arc<Alarms>>,
     p: Principal,
@@ -618,6 +760,10 @@ async fn out_of_service(
 }
 
 /// Puts a machine back in service; answers the note it had (409 when it was in service).
+#[utoipa::path(delete, path = "/machines/{machine}/out-of-service", tag = "alarms", params(Machine),
+    responses(
+        (status = 200, description = "Back in service; the note it had", body = ServiceNoteView),
+        (status = 409, description = "It was in service", body = ErrorBody)))]
 async fn in_service(
     State(alarms): State<Arc<Alarms>>,
     p: Principal,
@@ -629,13 +775,16 @@ async fn in_service(
     Ok(Json(note.into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ServiceParams {
     machine: Option<String>,
 }
 
 /// The machines out of service, by key.
+#[utoipa::path(get, path = "/out-of-service", tag = "alarms", params(ServiceParams),
+    responses((status = 200, description = "Machines out of service", body = [ServiceNoteView])))]
 async fn list_out_of_service(
     State(store): State<Arc<dyn Store>>,
     QueryParams(p): QueryParams<ServiceParams>,
@@ -652,14 +801,21 @@ async fn list_out_of_service(
     Ok(Json(views(store.out_of_service(machine.as_ref()).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RangeParams {
+    /// Start (inclusive); 24 hours before `to` when left out.
+    #[param(schema_with = crate::openapi::time_param)]
     from: Option<String>,
+    /// End (exclusive); now when left out.
+    #[param(schema_with = crate::openapi::time_param)]
     to: Option<String>,
 }
 
 /// The EEMUA 191 figures of `[from, to)`: the last 24 hours by default, at most 90 days.
+#[utoipa::path(get, path = "/alarms/performance", tag = "alarms", params(RangeParams),
+    responses((status = 200, description = "The EEMUA 191 figures", body = PerformanceView)))]
 async fn performance(
     State(store): State<Arc<dyn Store>>,
     QueryParams(p): QueryParams<RangeParams>,

@@ -23,8 +23,11 @@ use serde_json::json;
 use crate::auth::{password, secret, unauthorized, AuthState, Principal};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::JsonBody;
+use crate::openapi::params::Id;
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
-use crate::views::{MeView, SessionView, SignInView, UserView};
+use crate::views::{AcceptedView, MeView, SessionView, SignInView, TicketView, UserView};
+use utoipa::ToSchema;
 
 /// How long a password-reset token lives.
 pub const RESET_TTL_MS: i64 = 30 * 60 * 1000;
@@ -34,6 +37,22 @@ const FAILURE_WINDOW_MS: i64 = 3_600 * 1000;
 
 /// Longest email accepted (RFC 5321's path limit).
 pub const MAX_EMAIL: usize = 254;
+
+/// This resource's part of the API description.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    login,
+    refresh,
+    logout,
+    me,
+    my_sessions,
+    end_my_session,
+    change_password,
+    ticket,
+    request_reset,
+    confirm_reset
+))]
+pub struct Doc;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -50,7 +69,7 @@ pub fn router() -> Router<AppState> {
         .route("/auth/password-reset/confirm", post(confirm_reset))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginBody {
     email: String,
@@ -116,6 +135,14 @@ fn throttled(retry_after_s: i64) -> Response {
     resp
 }
 
+/// Sign in with email and password.
+///
+/// Answers an access token (a JWT, for `Authorization: Bearer`) and a single-use refresh
+/// token. An unknown email, a wrong password and a deactivated user get the same 401.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in", body = SignInView),
+        (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = ErrorBody)))]
 async fn login(
     State(auth): State<AuthState>,
     ClientAddr(addr): ClientAddr,
@@ -204,7 +231,7 @@ fn tokens(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshBody {
     refresh_token: String,
@@ -212,6 +239,10 @@ struct RefreshBody {
 
 /// Rotates: the refresh token presented is spent, a new pair answered. A spent one presented
 /// again ends its session (someone else has it).
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshBody,
+    responses(
+        (status = 200, description = "A new pair; the token presented is spent", body = SignInView),
+        (status = 401, description = "Unknown, spent, expired or revoked refresh token", body = ErrorBody)))]
 async fn refresh(
     State(auth): State<AuthState>,
     JsonBody(body): JsonBody<RefreshBody>,
@@ -262,6 +293,8 @@ fn signed_user(p: &Principal) -> ApiResult<(&pdm_core::store::User, SessionId)> 
 }
 
 /// Ends the caller's session (its refresh tokens stop working; its access tokens too).
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+    responses((status = 204, description = "Signed out")))]
 async fn logout(State(auth): State<AuthState>, p: Principal) -> ApiResult<StatusCode> {
     let (_, session) = signed_user(&p)?;
     auth.store
@@ -270,6 +303,9 @@ async fn logout(State(auth): State<AuthState>, p: Principal) -> ApiResult<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Who is signed in, with their role and permissions.
+#[utoipa::path(get, path = "/auth/me", tag = "auth",
+    responses((status = 200, description = "The caller", body = MeView)))]
 async fn me(p: Principal) -> Json<MeView> {
     let (user, session) = match p.user() {
         Some((u, s)) => (Some(UserView::from(u)), Some(s.0)),
@@ -284,6 +320,9 @@ async fn me(p: Principal) -> Json<MeView> {
     })
 }
 
+/// The caller's sessions (a signed-in user only).
+#[utoipa::path(get, path = "/auth/sessions", tag = "auth",
+    responses((status = 200, description = "The caller's sessions, newest first", body = [SessionView])))]
 async fn my_sessions(
     State(auth): State<AuthState>,
     p: Principal,
@@ -304,6 +343,9 @@ pub fn path_id(raw: &str, what: &str) -> ApiResult<i64> {
         .map_err(|_| ApiError::bad_request(format!("{what} id {raw:?} is not a number")))
 }
 
+/// End one of the caller's sessions.
+#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "auth", params(Id),
+    responses((status = 204, description = "Ended")))]
 async fn end_my_session(
     State(auth): State<AuthState>,
     p: Principal,
@@ -327,18 +369,21 @@ async fn end_my_session(
 /// A push ticket for a signed-in user: `GET /events?ticket=...` or `/ws?ticket=...` within
 /// [`crate::auth::TICKET_TTL_S`] seconds, for a browser, whose EventSource and WebSocket cannot
 /// send an `Authorization` header.
-async fn ticket(State(auth): State<AuthState>, p: Principal) -> ApiResult<Json<serde_json::Value>> {
+#[utoipa::path(post, path = "/auth/ticket", tag = "auth",
+    responses((status = 200, description = "A ticket", body = TicketView)))]
+async fn ticket(State(auth): State<AuthState>, p: Principal) -> ApiResult<Json<TicketView>> {
     let (user, session) = signed_user(&p)?;
     let now_s = Timestamp::now().as_millis().div_euclid(1000);
     let ticket = auth
         .keys
         .issue_ticket(user.id, session, now_s, crate::auth::TICKET_TTL_S);
-    Ok(Json(
-        json!({ "ticket": ticket, "expires_in": crate::auth::TICKET_TTL_S }),
-    ))
+    Ok(Json(TicketView {
+        ticket,
+        expires_in: crate::auth::TICKET_TTL_S,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangePasswordBody {
     current_password: String,
@@ -346,6 +391,10 @@ struct ChangePasswordBody {
 }
 
 /// Changes one's password (the current one required); every other session of the user ends.
+#[utoipa::path(post, path = "/auth/password", tag = "auth", request_body = ChangePasswordBody,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 403, description = "The current password is wrong", body = ErrorBody)))]
 async fn change_password(
     State(auth): State<AuthState>,
     p: Principal,
@@ -387,7 +436,7 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResetRequestBody {
     email: String,
@@ -396,10 +445,12 @@ struct ResetRequestBody {
 /// Starts a password reset: answers 202 the same whether the email is known or not. The token
 /// goes to the user by mail when SMTP is configured; until then it is written to the server's
 /// log (for the operator to pass on), the one secret that is, by design.
+#[utoipa::path(post, path = "/auth/password-reset", tag = "auth", request_body = ResetRequestBody,
+    responses((status = 202, description = "If the address is a user's, a token was sent", body = AcceptedView)))]
 async fn request_reset(
     State(auth): State<AuthState>,
     JsonBody(body): JsonBody<ResetRequestBody>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<AcceptedView>)> {
     let address = email(&body.email, "email")?;
     let now = Timestamp::now();
     if let Some(user) = auth.store.user_by_email(&address).await? {
@@ -408,27 +459,56 @@ async fn request_reset(
             auth.store
                 .create_reset_token(user.id, &hash, now.add_millis(RESET_TTL_MS), now)
                 .await?;
-            tracing::warn!(
-                user = %user.id,
-                reset_token = %token,
-                "password reset requested; no mail server is configured, so the token is logged: pass it to the user, who confirms with POST /api/v1/auth/password-reset/confirm within 30 minutes"
-            );
+            match &auth.mailer {
+                Some(mailer) => send_reset(mailer.clone(), user, token),
+                None => tracing::warn!(
+                    user = %user.id,
+                    reset_token = %token,
+                    "password reset requested; no mail server is configured, so the token is logged: pass it to the user, who confirms with POST /api/v1/auth/password-reset/confirm within 30 minutes"
+                ),
+            }
         }
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "status": "if the address belongs to a user, a reset token was sent" })),
+        Json(AcceptedView {
+            status: "if the address belongs to a user, a reset token was sent",
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResetConfirmBody {
     token: String,
     new_password: String,
 }
 
+/// Mails `token` to `user` in the background: the request is answered first, alike whether
+/// the address is a user's or not; a failure is logged without the token.
+fn send_reset(mailer: crate::mail::Mailer, user: pdm_core::store::User, token: String) {
+    tokio::spawn(async move {
+        let sent =
+            match mailer.reset_message(&user.email, &user.name, &token, RESET_TTL_MS / 60_000) {
+                Ok(message) => mailer.send(message).await,
+                Err(e) => Err(e),
+            };
+        match sent {
+            Ok(()) => tracing::info!(user = %user.id, "password reset token mailed"),
+            Err(e) => tracing::warn!(
+                user = %user.id,
+                error = %e,
+                "could not mail the password reset token; the user may ask again (check [smtp])"
+            ),
+        }
+    });
+}
+
 /// Sets a new password with a reset token (single use); every session of the user ends.
+#[utoipa::path(post, path = "/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirmBody,
+    responses(
+        (status = 204, description = "The password is set"),
+        (status = 401, description = "Unknown, used or expired reset token", body = ErrorBody)))]
 async fn confirm_reset(
     State(auth): State<AuthState>,
     JsonBody(body): JsonBody<ResetConfirmBody>,

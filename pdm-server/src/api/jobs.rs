@@ -10,8 +10,11 @@ use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{OptionalJsonBody, PageRule, PagedQuery};
+use crate::openapi::params::Id;
+use crate::openapi::{ErrorBody, PageParams};
 use crate::state::{AppState, DetectionState};
 use crate::views::{views, JobView};
+use utoipa::ToSchema;
 
 /// Paging of `GET /jobs`: `limit` 1 to 1000, 100 by default, `cursor` = the last id seen.
 #[derive(Debug)]
@@ -22,6 +25,11 @@ impl PageRule for JobsPage {
     const MAX_LIMIT: u32 = 1_000;
     const CURSORS: bool = true;
 }
+
+/// This resource's part of the API description.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_jobs, get_job, cancel_job, retry_job))]
+pub struct Doc;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -38,14 +46,36 @@ fn job_id(raw: &str) -> ApiResult<JobId> {
         .map_err(|_| ApiError::bad_request(format!("job id {raw:?} is not a number")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct JobsParams {
+    /// Only jobs in this state.
+    #[param(schema_with = job_status)]
     status: Option<String>,
+    /// Only jobs of this kind (`train`).
     kind: Option<String>,
+    /// Only this machine's jobs.
+    #[param(value_type = Option<MachineKey>)]
     machine: Option<String>,
 }
 
+fn job_status() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some([
+            "queued",
+            "running",
+            "succeeded",
+            "failed",
+            "cancelled",
+        ]))
+        .build()
+}
+
+/// List background jobs (training), newest first.
+#[utoipa::path(get, path = "/jobs", tag = "models", params(JobsParams, PageParams<JobsPage>),
+    responses((status = 200, description = "Jobs, newest first", body = [JobView])))]
 async fn list_jobs(
     State(store): State<Arc<dyn Store>>,
     query: PagedQuery<JobsParams, JobsPage>,
@@ -75,6 +105,9 @@ async fn list_jobs(
     Ok(Json(views(store.list_jobs(&q).await?)))
 }
 
+/// Read a job.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "models", params(Id),
+    responses((status = 200, description = "The job with its progress", body = JobView)))]
 async fn get_job(
     State(store): State<Arc<dyn Store>>,
     Path(id): Path<String>,
@@ -82,7 +115,7 @@ async fn get_job(
     Ok(Json(store.get_job(job_id(&id)?).await?.into()))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CancelBody {
     reason: Option<String>,
@@ -90,6 +123,11 @@ struct CancelBody {
 
 /// Cancels a queued or running job (409 for a finished one). A running training stops at its
 /// next progress report and registers no model.
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "models", params(Id),
+    request_body(content = Option<CancelBody>, description = "Optional: why"),
+    responses(
+        (status = 200, description = "Cancelled", body = JobView),
+        (status = 409, description = "The job has finished", body = ErrorBody)))]
 async fn cancel_job(
     State(store): State<Arc<dyn Store>>,
     Path(id): Path<String>,
@@ -111,6 +149,10 @@ async fn cancel_job(
 }
 
 /// Queues a failed or cancelled job again (a new job, answered 202); 409 otherwise.
+#[utoipa::path(post, path = "/jobs/{id}/retry", tag = "models", params(Id),
+    responses(
+        (status = 202, description = "Queued again, as a new job", body = JobView),
+        (status = 409, description = "The job has not failed or been cancelled", body = ErrorBody)))]
 async fn retry_job(
     State(d): State<DetectionState>,
     Path(id): Path<String>,

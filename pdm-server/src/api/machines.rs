@@ -10,8 +10,27 @@ use pdm_core::{Catalog, MachineUpdate, NewMachine, NewSensor, SensorUpdate};
 
 use crate::error::ApiResult;
 use crate::extract::{JsonBody, Keys, MachinePath, SensorPath};
+use crate::openapi::params::{Machine, Sensor};
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 use crate::views::{views, MachineView, SensorView};
+use utoipa::OpenApi;
+
+/// This resource's part of the API description.
+#[derive(OpenApi)]
+#[openapi(paths(
+    list_machines,
+    create_machine,
+    get_machine,
+    update_machine,
+    delete_machine,
+    list_sensors,
+    create_sensor,
+    get_sensor,
+    update_sensor,
+    delete_sensor
+))]
+pub struct Doc;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -33,10 +52,18 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// List machines.
+#[utoipa::path(get, path = "/machines", tag = "machines",
+    responses((status = 200, description = "Every registered machine", body = [MachineView])))]
 async fn list_machines(State(c): State<Arc<Catalog>>) -> ApiResult<Json<Vec<MachineView>>> {
     Ok(Json(views(c.store().list_machines().await?)))
 }
 
+/// Register a machine.
+#[utoipa::path(post, path = "/machines", tag = "machines", request_body = NewMachine,
+    responses(
+        (status = 201, description = "Registered", body = MachineView),
+        (status = 409, description = "A machine with this key exists", body = ErrorBody)))]
 async fn create_machine(
     State(c): State<Arc<Catalog>>,
     JsonBody(new): JsonBody<NewMachine>,
@@ -47,6 +74,9 @@ async fn create_machine(
     ))
 }
 
+/// Read a machine.
+#[utoipa::path(get, path = "/machines/{machine}", tag = "machines", params(Machine),
+    responses((status = 200, description = "The machine", body = MachineView)))]
 async fn get_machine(
     State(c): State<Arc<Catalog>>,
     Keys(key): MachinePath,
@@ -54,6 +84,10 @@ async fn get_machine(
     Ok(Json(c.store().get_machine(&key).await?.into()))
 }
 
+/// Update a machine: a field left out is kept, `null` clears it.
+#[utoipa::path(patch, path = "/machines/{machine}", tag = "machines", params(Machine),
+    request_body = MachineUpdate,
+    responses((status = 200, description = "The machine as updated", body = MachineView)))]
 async fn update_machine(
     State(c): State<Arc<Catalog>>,
     Keys(key): MachinePath,
@@ -62,6 +96,9 @@ async fn update_machine(
     Ok(Json(c.update_machine(&key, &update).await?.into()))
 }
 
+/// Delete a machine with its sensors, readings, models and predictions.
+#[utoipa::path(delete, path = "/machines/{machine}", tag = "machines", params(Machine),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_machine(
     State(c): State<Arc<Catalog>>,
     State(d): State<crate::state::DetectionState>,
@@ -75,6 +112,9 @@ async fn delete_machine(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// List a machine's sensors.
+#[utoipa::path(get, path = "/machines/{machine}/sensors", tag = "machines", params(Machine),
+    responses((status = 200, description = "Its sensors", body = [SensorView])))]
 async fn list_sensors(
     State(c): State<Arc<Catalog>>,
     Keys(key): MachinePath,
@@ -84,6 +124,12 @@ async fn list_sensors(
     Ok(Json(views(c.store().list_sensors(&key).await?)))
 }
 
+/// Register a sensor of a machine.
+#[utoipa::path(post, path = "/machines/{machine}/sensors", tag = "machines", params(Machine),
+    request_body = NewSensor,
+    responses(
+        (status = 201, description = "Registered", body = SensorView),
+        (status = 409, description = "The machine has a sensor with this key", body = ErrorBody)))]
 async fn create_sensor(
     State(c): State<Arc<Catalog>>,
     Keys(key): MachinePath,
@@ -95,6 +141,10 @@ async fn create_sensor(
     ))
 }
 
+/// Read a sensor.
+#[utoipa::path(get, path = "/machines/{machine}/sensors/{sensor}", tag = "machines",
+    params(Machine, Sensor),
+    responses((status = 200, description = "The sensor", body = SensorView)))]
 async fn get_sensor(
     State(c): State<Arc<Catalog>>,
     Keys((m, k)): SensorPath,
@@ -102,6 +152,10 @@ async fn get_sensor(
     Ok(Json(c.store().get_sensor(&m, &k).await?.into()))
 }
 
+/// Update a sensor: a field left out is kept, `null` clears it.
+#[utoipa::path(patch, path = "/machines/{machine}/sensors/{sensor}", tag = "machines",
+    params(Machine, Sensor), request_body = SensorUpdate,
+    responses((status = 200, description = "The sensor as updated", body = SensorView)))]
 async fn update_sensor(
     State(c): State<Arc<Catalog>>,
     Keys((m, k)): SensorPath,
@@ -110,6 +164,10 @@ async fn update_sensor(
     Ok(Json(c.update_sensor(&m, &k, &update).await?.into()))
 }
 
+/// Delete a sensor with its readings.
+#[utoipa::path(delete, path = "/machines/{machine}/sensors/{sensor}", tag = "machines",
+    params(Machine, Sensor),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_sensor(
     State(c): State<Arc<Catalog>>,
     Keys((m, k)): SensorPath,

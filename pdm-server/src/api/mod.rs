@@ -40,4 +40,23 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(webhooks::router())
         .merge(push::router())
         .merge(ops::api_router())
+        .merge(crate::openapi::api_router())
+}
+
+/// Each resource's part of the OpenAPI document (merged by [`crate::openapi::document`]).
+pub(crate) fn docs() -> Vec<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    vec![
+        auth::Doc::openapi(),
+        users::Doc::openapi(),
+        machines::Doc::openapi(),
+        telemetry::Doc::openapi(),
+        models::Doc::openapi(),
+        jobs::Doc::openapi(),
+        predictions::Doc::openapi(),
+        alarms::Doc::openapi(),
+        webhooks::Doc::openapi(),
+        push::Doc::openapi(),
+        ops::Doc::openapi(),
+    ]
 }

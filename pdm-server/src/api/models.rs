@@ -18,9 +18,13 @@ use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Keys, MachinePath, OptionalJsonBody, PageRule, PagedQuery};
+use crate::openapi::params::{Id, Machine};
+use crate::openapi::{ErrorBody, PageParams, TimeValue};
 use crate::state::{AppState, DetectionState};
 use crate::time::parse_time;
 use crate::views::{views, JobView, ModelView};
+use pdm_core::MachineKey;
+use utoipa::ToSchema;
 
 /// Largest model file accepted by an import: 64 MiB.
 pub const MAX_MODEL_BYTES: usize = 64 << 20;
@@ -34,6 +38,11 @@ impl PageRule for ModelsPage {
     const MAX_LIMIT: u32 = 1_000;
     const CURSORS: bool = true;
 }
+
+/// This resource's part of the API description.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_models, get_model, model_file, activate, train, import))]
+pub struct Doc;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -72,12 +81,18 @@ fn model_id(raw: &str) -> ApiResult<ModelId> {
         .map_err(|_| ApiError::bad_request(format!("model id {raw:?} is not a number")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ModelsParams {
+    /// Only this machine's models.
+    #[param(value_type = Option<MachineKey>)]
     machine: Option<String>,
 }
 
+/// List registered models, newest first.
+#[utoipa::path(get, path = "/models", tag = "models", params(ModelsParams, PageParams<ModelsPage>),
+    responses((status = 200, description = "Models, newest first", body = [ModelView])))]
 async fn list_models(
     State(store): State<Arc<dyn Store>>,
     query: PagedQuery<ModelsParams, ModelsPage>,
@@ -97,6 +112,9 @@ async fn list_models(
     Ok(Json(views(store.list_models(&q).await?)))
 }
 
+/// Read a model's record: its kind, training window, figures, whether active.
+#[utoipa::path(get, path = "/models/{id}", tag = "models", params(Id),
+    responses((status = 200, description = "The model's record", body = ModelView)))]
 async fn get_model(
     State(store): State<Arc<dyn Store>>,
     Path(id): Path<String>,
@@ -105,6 +123,8 @@ async fn get_model(
 }
 
 /// The model file, byte for byte (load it in Python with `pdm_engine.load`).
+#[utoipa::path(get, path = "/models/{id}/file", tag = "models", params(Id),
+    responses((status = 200, description = "The model file", content_type = "application/json", body = Object)))]
 async fn model_file(
     State(store): State<Arc<dyn Store>>,
     Path(id): Path<String>,
@@ -125,7 +145,7 @@ async fn model_file(
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ActivateBody {
     /// Someone the caller activates it for, recorded beside the caller (`caller (for by)`).
@@ -134,6 +154,12 @@ struct ActivateBody {
     machine: Option<String>,
 }
 
+/// Make a model the one its machine is scored with.
+#[utoipa::path(post, path = "/models/{id}/activate", tag = "models", params(Id),
+    request_body(content = Option<ActivateBody>, description = "Optional: for whom, and the machine meant"),
+    responses(
+        (status = 200, description = "Active; the machine's previous model is not", body = ModelView),
+        (status = 409, description = "The model belongs to another machine, or cannot serve", body = ErrorBody)))]
 async fn activate(
     State(d): State<DetectionState>,
     State(store): State<Arc<dyn Store>>,
@@ -163,12 +189,19 @@ async fn activate(
 }
 
 /// `POST /machines/{machine}/models`: a training request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TrainBody {
+    /// Start of the training window: epoch milliseconds or RFC 3339.
+    #[schema(value_type = TimeValue)]
     from: serde_json::Value,
+    /// End of the training window: epoch milliseconds or RFC 3339.
+    #[schema(value_type = TimeValue)]
     to: serde_json::Value,
+    /// The detector (`isolation_forest`, ...); the default when left out.
     kind: Option<String>,
+    /// The detector's parameters.
+    #[schema(value_type = Option<Object>)]
     params: Option<serde_json::Value>,
     #[serde(default)]
     activate: bool,
@@ -191,6 +224,10 @@ fn body_time(field: &str, v: &serde_json::Value) -> ApiResult<Timestamp> {
     parse_time(&text).map_err(|e| ApiError::unprocessable(format!("{field}: {e}")))
 }
 
+/// Train a model on a machine's stored readings (a background job).
+#[utoipa::path(post, path = "/machines/{machine}/models", tag = "models", params(Machine),
+    request_body = TrainBody,
+    responses((status = 202, description = "A training job, queued", body = JobView)))]
 async fn train(
     State(d): State<DetectionState>,
     Keys(machine): MachinePath,
@@ -224,17 +261,26 @@ async fn train(
     Ok((StatusCode::ACCEPTED, Json(job.into())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ImportParams {
+    /// The sampling period the model expects, when the file does not say.
     sample_period_ms: Option<u64>,
+    /// The longest gap bridged when aligning, when the file does not say.
     max_gap_ms: Option<u64>,
+    /// Activate it once registered.
     #[serde(default)]
     activate: bool,
 }
 
 /// `POST /machines/{machine}/models/import?sample_period_ms&max_gap_ms&activate`: the body is
 /// a model file saved from Python (`model.save(path)` or `model.to_bytes()`).
+#[utoipa::path(post, path = "/machines/{machine}/models/import", tag = "models",
+    params(Machine, ImportParams),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "A model file saved from Python (`model.save(path)` or `model.to_bytes()`)"),
+    responses((status = 201, description = "Registered", body = ModelView)))]
 async fn import(
     State(d): State<DetectionState>,
     Keys(machine): MachinePath,

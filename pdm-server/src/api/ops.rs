@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{PageRule, PagedQuery};
+use crate::openapi::PageParams;
 use crate::state::{AppState, MetricsState};
 use crate::views::{views, DeadLetterView};
 
@@ -66,13 +67,29 @@ impl PageRule for DeadLettersPage {
     const MAX_LIMIT: u32 = 10_000;
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DeadLetterParams {
+    /// Only this machine's (as written by the sender, so any string).
     machine: Option<String>,
+    /// Only this kind of rejection.
+    #[param(schema_with = reject_kind)]
     kind: Option<String>,
 }
 
+/// The kinds of rejection, as the schema of `kind`.
+fn reject_kind() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(RejectKind::ALL.iter().map(|k| k.as_str())))
+        .build()
+}
+
+/// Readings and payloads that could not be stored, and why.
+#[utoipa::path(get, path = "/dead-letters", tag = "operations",
+    params(DeadLetterParams, PageParams<DeadLettersPage>),
+    responses((status = 200, description = "Dead letters, newest first", body = [DeadLetterView])))]
 async fn dead_letters(
     State(catalog): State<Arc<Catalog>>,
     query: PagedQuery<DeadLetterParams, DeadLettersPage>,
@@ -93,3 +110,8 @@ async fn dead_letters(
     let rows = catalog.store().dead_letters(&q).await?;
     Ok(Json(views(rows)))
 }
+
+/// This resource's part of the API description.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(dead_letters))]
+pub struct Doc;

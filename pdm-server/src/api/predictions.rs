@@ -11,9 +11,17 @@ use serde::{Deserialize, Serialize};
 use crate::api::telemetry::{ReadingsPage, DEFAULT_RANGE_MS};
 use crate::error::ApiResult;
 use crate::extract::{Keys, MachinePath, PagedQuery};
+use crate::openapi::params::Machine;
+use crate::openapi::PageParams;
 use crate::state::{AppState, DetectionState};
 use crate::time::{parse_bucket, parse_range};
 use crate::views::{views, LiveStatusView, PredictionBucketView, PredictionView};
+use utoipa::ToSchema;
+
+/// This resource's part of the API description.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(predictions, live_status))]
+pub struct Doc;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -22,15 +30,22 @@ pub fn router() -> Router<AppState> {
         .route("/machines/{machine}/live", get(live_status))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PredictionsParams {
+    /// Start (inclusive): RFC 3339 or epoch milliseconds; an hour before `to` when left out.
+    #[param(schema_with = crate::openapi::time_param)]
     from: Option<String>,
+    /// End (exclusive): RFC 3339 or epoch milliseconds; now when left out.
+    #[param(schema_with = crate::openapi::time_param)]
     to: Option<String>,
+    /// Bucket width (`10s`, `1m`, `1h`, ...): summaries per bucket instead of each prediction.
+    #[param(schema_with = crate::openapi::duration_param)]
     bucket: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct PredictionsResponse {
     machine: String,
     from: i64,
@@ -45,6 +60,9 @@ struct PredictionsResponse {
 
 /// Predictions of a machine in `[from, to)` (the last hour by default): raw, or summarised in
 /// buckets with `bucket=1m`. Paged like readings (`limit`).
+#[utoipa::path(get, path = "/machines/{machine}/predictions", tag = "predictions",
+    params(Machine, PredictionsParams, PageParams<ReadingsPage>),
+    responses((status = 200, description = "Predictions, or buckets with `bucket`", body = PredictionsResponse)))]
 async fn predictions(
     State(store): State<Arc<dyn Store>>,
     Keys(machine): MachinePath,
@@ -81,6 +99,8 @@ async fn predictions(
 /// Where a machine is on the live path of this worker: scoring, warming up, stale (with the
 /// stale channels), without a model; `not_seen` before its first reading since the start,
 /// `other_worker` when another shard owns it, `off` when this worker does not score.
+#[utoipa::path(get, path = "/machines/{machine}/live", tag = "predictions", params(Machine),
+    responses((status = 200, description = "The machine's live status", body = LiveStatusView)))]
 async fn live_status(
     State(d): State<DetectionState>,
     State(store): State<Arc<dyn Store>>,

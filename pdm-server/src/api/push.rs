@@ -25,6 +25,7 @@ use crate::config::PushConfig;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::QueryParams;
 use crate::metrics::{ClientGuard, DropReason, PushMetrics, Transport};
+use crate::openapi::ErrorBody;
 use crate::state::{AppState, PushState};
 
 /// Largest WebSocket message (a command) taken from a client.
@@ -50,8 +51,9 @@ fn topic_error(e: TopicError) -> ApiError {
 }
 
 /// Parameters of `GET /api/v1/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EventsParams {
     /// Comma-separated machine keys; absent: every machine.
     machines: Option<String>,
@@ -91,6 +93,10 @@ fn resume_point(headers: &HeaderMap, query: Option<&str>) -> ApiResult<Option<u6
 }
 
 /// `GET /api/v1/events`: the events passing `machines` and `kinds`, as SSE.
+#[utoipa::path(get, path = "/events", tag = "live", params(EventsParams,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (sent by a reconnecting EventSource)"),
+        ("ticket" = Option<String>, Query, description = "A push ticket from `POST /auth/ticket`, for a browser's EventSource (which cannot send a header)")),
+    responses((status = 200, description = "A stream of server-sent events (`text/event-stream`) that stays open", content_type = "text/event-stream", body = String)))]
 async fn events(
     State(push): State<PushState>,
     headers: HeaderMap,
@@ -186,6 +192,11 @@ fn lagged_body(missed: u64) -> serde_json::Value {
 }
 
 /// `GET /api/v1/ws`: a WebSocket that takes `subscribe` and `unsubscribe` commands.
+#[utoipa::path(get, path = "/ws", tag = "live",
+    params(("ticket" = Option<String>, Query, description = "A push ticket from `POST /auth/ticket`; or send a token in the first message")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol; then `subscribe` and `unsubscribe` commands"),
+        (status = 426, description = "Not a WebSocket upgrade request", body = ErrorBody)))]
 async fn ws(
     State(push): State<PushState>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -460,3 +471,8 @@ mod tests {
         );
     }
 }
+
+/// This resource's part of the API description.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(events, ws))]
+pub struct Doc;

@@ -15,9 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{Keys, MachinePath, PageRule, PagedQuery, RawSegment};
+use crate::openapi::params::Machine;
+use crate::openapi::PageParams;
 use crate::state::{AppState, IngestState};
 use crate::time::{parse_bucket, parse_range};
 use crate::views::{views, BucketView, IngestReportView, LatestView, PointView};
+use utoipa::ToSchema;
 
 /// Most raw points or buckets one query returns.
 pub const MAX_QUERY_LIMIT: u32 = 100_000;
@@ -34,6 +37,25 @@ impl PageRule for ReadingsPage {
     const MAX_LIMIT: u32 = MAX_QUERY_LIMIT;
 }
 
+/// This resource's part of the API description.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(ingest, readings, latest))]
+pub struct Doc;
+
+/// A telemetry payload as the API description shows it: deliberately loose, since a bad reading
+/// inside it is a dead letter, not a refused request.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+enum TelemetryBody {
+    /// One reading.
+    #[schema(value_type = Object)]
+    One(serde_json::Value),
+    /// Several.
+    #[schema(value_type = Vec<Object>)]
+    Many(Vec<serde_json::Value>),
+}
+
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -48,6 +70,14 @@ pub fn router() -> Router<AppState> {
 ///
 /// The machine stays a raw path segment here: a bad key is not refused by the extractor but
 /// kept as a `bad_key` dead letter, like any other bad input.
+#[utoipa::path(post, path = "/machines/{machine}/telemetry", tag = "telemetry",
+    params(("machine" = String, Path, description = "The machine's key (a bad one is kept as a `bad_key` dead letter)")),
+    request_body(content = TelemetryBody, content_type = "application/json",
+        description = "A telemetry payload, in the format of MQTT ingestion (docs/ingestion.md): \
+            one reading `{\"ts\": ..., \"values\": {...}}` or an array of them. A bad reading \
+            does not fail the request: it is kept as a dead letter and counted in the answer."),
+    responses(
+        (status = 202, description = "Stored; what was accepted and what rejected", body = IngestReportView)))]
 async fn ingest(
     State(s): State<IngestState>,
     RawSegment(machine): RawSegment,
@@ -142,16 +172,26 @@ async fn store_dead_letters(s: &IngestState, batch: Batch) -> ApiResult<()> {
         .map_err(|_| ApiError::unavailable("the server is shutting down"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ReadingsParams {
+    /// The sensor.
+    #[param(value_type = SensorKey)]
     sensor: String,
+    /// Start (inclusive): RFC 3339 or epoch milliseconds; an hour before `to` when left out.
+    #[param(schema_with = crate::openapi::time_param)]
     from: Option<String>,
+    /// End (exclusive): RFC 3339 or epoch milliseconds; now when left out.
+    #[param(schema_with = crate::openapi::time_param)]
     to: Option<String>,
+    /// Bucket width (`10s`, `1m`, `1h`, ...): min, max, mean and count per bucket instead of
+    /// the raw points.
+    #[param(schema_with = crate::openapi::duration_param)]
     bucket: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ReadingsResponse {
     machine: String,
     sensor: String,
@@ -166,6 +206,9 @@ struct ReadingsResponse {
 }
 
 /// Readings of one sensor in `[from, to)`: raw points, or buckets with `bucket=1m`.
+#[utoipa::path(get, path = "/machines/{machine}/readings", tag = "telemetry",
+    params(Machine, ReadingsParams, PageParams<ReadingsPage>),
+    responses((status = 200, description = "Points, or buckets with `bucket`", body = ReadingsResponse)))]
 async fn readings(
     State(catalog): State<Arc<Catalog>>,
     State(store): State<Arc<dyn Store>>,
@@ -204,13 +247,15 @@ async fn readings(
     Ok(Json(resp))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct LatestResponse {
     machine: String,
     values: Vec<LatestView>,
 }
 
 /// The latest value of each sensor of a machine.
+#[utoipa::path(get, path = "/machines/{machine}/latest", tag = "telemetry", params(Machine),
+    responses((status = 200, description = "The latest value of each sensor", body = LatestResponse)))]
 async fn latest(
     State(catalog): State<Arc<Catalog>>,
     State(store): State<Arc<dyn Store>>,

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use pdm_core::store::{
     ApiTokenId, NewApiToken, NewUser, Permission, Role, TokenScope, User, UserId, UserUpdate,
@@ -22,8 +22,11 @@ use crate::api::auth::{email, path_id};
 use crate::auth::{password, secret, AuthState, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PageRule, PagedQuery};
+use crate::openapi::params::Id;
+use crate::openapi::{ErrorBody, PageParams};
 use crate::state::AppState;
-use crate::views::{NewTokenView, RoleView, SessionView, TokenView, UserView};
+use crate::views::{EndedView, NewTokenView, RoleView, SessionView, TokenView, UserView};
+use utoipa::ToSchema;
 
 /// Paging of `GET /users`: `limit` 1 to 500, 100 by default, `cursor` = the last id seen.
 #[derive(Debug)]
@@ -40,15 +43,42 @@ const MAX_TEXT: usize = 200;
 /// Longest token name accepted (the store's limit).
 const MAX_TOKEN_NAME: usize = 100;
 
+/// This resource's part of the API description.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_users,
+    create_user,
+    get_user,
+    update_user,
+    user_sessions,
+    end_user_sessions,
+    list_roles,
+    get_role,
+    put_role,
+    delete_role,
+    list_tokens,
+    create_token,
+    revoke_token
+))]
+pub struct Doc;
+
+/// `{name}` of a role.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct RoleName {
+    /// The role's name: lowercase letters, digits, `-` and `_`.
+    #[param(pattern = "^[a-z0-9_-]{1,64}$")]
+    name: String,
+}
+
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/users", get(list_users).post(create_user))
         .route("/users/{id}", get(get_user).patch(update_user))
-        .route(
-            "/users/{id}/sessions",
-            get(user_sessions).delete(end_user_sessions),
-        )
+        .route("/users/{id}/sessions", get(user_sessions))
+        .route("/users/{id}/sessions/revoke", post(end_user_sessions))
         .route("/roles", get(list_roles))
         .route(
             "/roles/{name}",
@@ -138,15 +168,28 @@ fn new_password(raw: &str, field: &str) -> ApiResult<()> {
     password::check_policy(raw).map_err(|m| ApiError::unprocessable(format!("{field}: {m}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateUserBody {
+    /// Sign-in name.
+    #[schema(format = Email, max_length = 254, example = "ana@example.com")]
     email: String,
+    /// Display name.
+    #[schema(min_length = 1, max_length = 200, example = "Ana")]
     name: String,
+    /// At least 12 characters.
+    #[schema(min_length = 12, max_length = 256)]
     password: String,
+    /// A role that exists.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", example = "viewer")]
     role: String,
 }
 
+/// Create a user.
+#[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUserBody,
+    responses(
+        (status = 201, description = "Created", body = UserView),
+        (status = 409, description = "A user has this email", body = ErrorBody)))]
 async fn create_user(
     State(auth): State<AuthState>,
     p: Principal,
@@ -177,6 +220,9 @@ async fn create_user(
 #[serde(deny_unknown_fields)]
 struct NoParams {}
 
+/// List users, by id.
+#[utoipa::path(get, path = "/users", tag = "users", params(PageParams<UsersPage>),
+    responses((status = 200, description = "Users by id", body = [UserView])))]
 async fn list_users(
     State(auth): State<AuthState>,
     query: PagedQuery<NoParams, UsersPage>,
@@ -190,6 +236,9 @@ fn user_id(raw: &str) -> ApiResult<UserId> {
     path_id(raw, "user").map(UserId)
 }
 
+/// Read a user.
+#[utoipa::path(get, path = "/users/{id}", tag = "users", params(Id),
+    responses((status = 200, description = "The user", body = UserView)))]
 async fn get_user(
     State(auth): State<AuthState>,
     Path(id): Path<String>,
@@ -197,7 +246,7 @@ async fn get_user(
     Ok(Json(auth.store.get_user(user_id(&id)?).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateUserBody {
     name: Option<String>,
@@ -206,6 +255,11 @@ struct UpdateUserBody {
     password: Option<String>,
 }
 
+/// Update a user: name, role, active (false deactivates and ends their sessions), password.
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", params(Id), request_body = UpdateUserBody,
+    responses(
+        (status = 200, description = "The user as updated", body = UserView),
+        (status = 409, description = "You cannot deactivate yourself", body = ErrorBody)))]
 async fn update_user(
     State(auth): State<AuthState>,
     p: Principal,
@@ -249,6 +303,9 @@ async fn update_user(
     Ok(Json(user.into()))
 }
 
+/// A user's sessions.
+#[utoipa::path(get, path = "/users/{id}/sessions", tag = "users", params(Id),
+    responses((status = 200, description = "The user's sessions, ended ones too", body = [SessionView])))]
 async fn user_sessions(
     State(auth): State<AuthState>,
     Path(id): Path<String>,
@@ -264,26 +321,35 @@ async fn user_sessions(
     ))
 }
 
-/// Ends every session of a user (a lost laptop): 200 with how many.
+/// Ends every session of a user (a lost laptop): 200 with how many. The sessions stay listed,
+/// ended, so this is an action on them, not their deletion.
+#[utoipa::path(post, path = "/users/{id}/sessions/revoke", tag = "users", params(Id),
+    responses((status = 200, description = "How many sessions ended", body = EndedView)))]
 async fn end_user_sessions(
     State(auth): State<AuthState>,
     p: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<EndedView>> {
     let id = user_id(&id)?;
     target_within_caller(&auth, &p, id).await?;
     let n = auth
         .store
         .revoke_user_sessions(id, "ended by an admin", Timestamp::now())
         .await?;
-    Ok(Json(serde_json::json!({ "ended": n })))
+    Ok(Json(EndedView { ended: n }))
 }
 
+/// List roles with their permissions.
+#[utoipa::path(get, path = "/roles", tag = "users",
+    responses((status = 200, description = "Every role", body = [RoleView])))]
 async fn list_roles(State(auth): State<AuthState>) -> ApiResult<Json<Vec<RoleView>>> {
     let roles = auth.store.list_roles().await?;
     Ok(Json(roles.into_iter().map(RoleView::from).collect()))
 }
 
+/// Read a role.
+#[utoipa::path(get, path = "/roles/{name}", tag = "users", params(RoleName),
+    responses((status = 200, description = "The role", body = RoleView)))]
 async fn get_role(
     State(auth): State<AuthState>,
     Path(name): Path<String>,
@@ -292,7 +358,7 @@ async fn get_role(
     Ok(Json(auth.store.get_role(&name).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RoleBody {
     description: String,
@@ -300,6 +366,11 @@ struct RoleBody {
 }
 
 /// Creates (201) or replaces (200) a custom role; 409 for a built-in one.
+#[utoipa::path(put, path = "/roles/{name}", tag = "users", params(RoleName), request_body = RoleBody,
+    responses(
+        (status = 200, description = "Replaced", body = RoleView),
+        (status = 201, description = "Created", body = RoleView),
+        (status = 409, description = "A built-in role cannot be changed", body = ErrorBody)))]
 async fn put_role(
     State(auth): State<AuthState>,
     p: Principal,
@@ -334,6 +405,11 @@ async fn put_role(
     Ok((status, Json(role.into())))
 }
 
+/// Delete a custom role.
+#[utoipa::path(delete, path = "/roles/{name}", tag = "users", params(RoleName),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 409, description = "Built in, or still held by a user or token", body = ErrorBody)))]
 async fn delete_role(
     State(auth): State<AuthState>,
     Path(name): Path<String>,
@@ -344,22 +420,35 @@ async fn delete_role(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// List API and ingest tokens.
+#[utoipa::path(get, path = "/tokens", tag = "tokens",
+    responses((status = 200, description = "Every API and ingest token (never a secret)", body = [TokenView])))]
 async fn list_tokens(State(auth): State<AuthState>) -> ApiResult<Json<Vec<TokenView>>> {
     let tokens = auth.store.list_api_tokens(None).await?;
     Ok(Json(tokens.into_iter().map(TokenView::from).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TokenBody {
+    /// What it is for.
+    #[schema(min_length = 1, max_length = 100, example = "scada bridge")]
     name: String,
+    /// An API token's role (give this or `machine`).
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", example = "viewer")]
     role: Option<String>,
+    /// An ingest token's machine (give this or `role`).
+    #[schema(value_type = Option<MachineKey>)]
     machine: Option<String>,
+    /// Days until it stops working, 1 to 3650; never when left out.
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
 }
 
 /// Creates an API token (`role`) or a device's ingest token (`machine`): 201 with the secret,
 /// shown this once.
+#[utoipa::path(post, path = "/tokens", tag = "tokens", request_body = TokenBody,
+    responses((status = 201, description = "Created; the secret is shown this once", body = NewTokenView)))]
 async fn create_token(
     State(auth): State<AuthState>,
     p: Principal,
@@ -424,6 +513,11 @@ async fn create_token(
     ))
 }
 
+/// Revoke a token.
+#[utoipa::path(delete, path = "/tokens/{id}", tag = "tokens", params(Id),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 409, description = "Revoked already", body = ErrorBody)))]
 async fn revoke_token(
     State(auth): State<AuthState>,
     Path(id): Path<String>,

@@ -21,9 +21,12 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PageRule, PagedQuery};
+use crate::openapi::params::Id;
+use crate::openapi::PageParams;
 use crate::state::{AppState, WebhookState};
 use crate::views::{views, DeliveryView, WebhookSecretView, WebhookView};
 use crate::webhook_sender::{check_url, resolve};
+use utoipa::ToSchema;
 
 /// How long the previous secret keeps signing after a rotation.
 pub const ROTATION_OVERLAP_MS: i64 = 24 * 3_600 * 1_000;
@@ -38,6 +41,13 @@ impl PageRule for DeliveriesPage {
     const MAX_LIMIT: u32 = 200;
     const CURSORS: bool = true;
 }
+
+/// This resource's part of the API description.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create, list, read, update, remove, rotate, test_send, deliveries, redeliver
+))]
+pub struct Doc;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -64,7 +74,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     T::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     url: String,
@@ -78,11 +88,12 @@ struct CreateBody {
     enabled: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     url: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
     machines: Option<Vec<String>>,
     severities: Option<Vec<String>>,
@@ -144,6 +155,8 @@ fn event_kinds(raw: &[String]) -> ApiResult<Vec<AlarmEventKind>> {
 }
 
 /// Creates an endpoint (201 with its secret).
+#[utoipa::path(post, path = "/webhooks", tag = "webhooks", request_body = CreateBody,
+    responses((status = 201, description = "Created, with its signing secret (shown on create and rotate only)", body = WebhookSecretView)))]
 async fn create(
     State(store): State<Arc<dyn Store>>,
     State(hooks): State<WebhookState>,
@@ -166,10 +179,16 @@ async fn create(
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
+/// List webhook endpoints.
+#[utoipa::path(get, path = "/webhooks", tag = "webhooks",
+    responses((status = 200, description = "Every endpoint (no secrets)", body = [WebhookView])))]
 async fn list(State(store): State<Arc<dyn Store>>) -> ApiResult<Json<Vec<WebhookView>>> {
     Ok(Json(views(store.list_webhooks().await?)))
 }
 
+/// Read an endpoint.
+#[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks", params(Id),
+    responses((status = 200, description = "The endpoint", body = WebhookView)))]
 async fn read(
     State(store): State<Arc<dyn Store>>,
     Path(id): Path<String>,
@@ -178,6 +197,8 @@ async fn read(
 }
 
 /// Changes an endpoint; enabling it again clears why it was disabled.
+#[utoipa::path(patch, path = "/webhooks/{id}", tag = "webhooks", params(Id), request_body = UpdateBody,
+    responses((status = 200, description = "The endpoint as changed", body = WebhookView)))]
 async fn update(
     State(store): State<Arc<dyn Store>>,
     State(hooks): State<WebhookState>,
@@ -223,6 +244,9 @@ async fn update(
     Ok(Json(updated.into()))
 }
 
+/// Delete an endpoint.
+#[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks", params(Id),
+    responses((status = 204, description = "Deleted, with its deliveries")))]
 async fn remove(
     State(store): State<Arc<dyn Store>>,
     Path(id): Path<String>,
@@ -236,6 +260,8 @@ async fn remove(
 }
 
 /// A new secret; the previous one keeps signing for 24 hours (both signatures are sent).
+#[utoipa::path(post, path = "/webhooks/{id}/rotate-secret", tag = "webhooks", params(Id),
+    responses((status = 200, description = "The new secret", body = WebhookSecretView)))]
 async fn rotate(
     State(store): State<Arc<dyn Store>>,
     Path(id): Path<String>,
@@ -249,7 +275,7 @@ async fn rotate(
 }
 
 /// The answer of a test send.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, ToSchema)]
 struct TestView {
     /// Whether the receiver answered 2xx.
     delivered: bool,
@@ -258,6 +284,8 @@ struct TestView {
 }
 
 /// Sends a `webhook.test` event now and answers with the attempt's result.
+#[utoipa::path(post, path = "/webhooks/{id}/test", tag = "webhooks", params(Id),
+    responses((status = 200, description = "The attempt's result", body = TestView)))]
 async fn test_send(
     State(hooks): State<WebhookState>,
     Path(id): Path<String>,
@@ -275,13 +303,25 @@ async fn test_send(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DeliveriesParams {
+    /// Only deliveries in this state.
+    #[param(schema_with = delivery_status)]
     status: Option<String>,
 }
 
+fn delivery_status() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["pending", "delivered", "failed"]))
+        .build()
+}
+
 /// The deliveries of an endpoint, newest first, each with its attempts.
+#[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks", params(Id, DeliveriesParams, PageParams<DeliveriesPage>),
+    responses((status = 200, description = "Deliveries, newest first", body = [DeliveryView])))]
 async fn deliveries(
     State(store): State<Arc<dyn Store>>,
     Path(id): Path<String>,
@@ -311,6 +351,9 @@ async fn deliveries(
 }
 
 /// Sends a delivery again (202), with its `webhook-id` unchanged.
+#[utoipa::path(post, path = "/webhooks/{id}/deliveries/{delivery}/redeliver", tag = "webhooks",
+    params(Id, ("delivery" = i64, Path, description = "The delivery's id")),
+    responses((status = 202, description = "Queued again", body = DeliveryView)))]
 async fn redeliver(
     State(store): State<Arc<dyn Store>>,
     State(hooks): State<WebhookState>,

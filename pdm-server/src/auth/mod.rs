@@ -32,7 +32,7 @@ use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use pdm_core::store::{ApiTokenId, Permission, Role, SessionId, Store, TokenScope, User};
 use pdm_core::{MachineKey, StoreError, Timestamp};
 use serde::Deserialize;
@@ -250,6 +250,8 @@ pub struct AuthState {
     /// The settings.
     pub config: Arc<AuthConfig>,
     roles: Arc<RwLock<HashMap<String, (Role, Instant)>>>,
+    /// Where reset tokens go: by mail when `[smtp]` is configured, otherwise to the log.
+    pub mailer: Option<crate::mail::Mailer>,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -306,7 +308,11 @@ pub async fn start(
     } else if store.count_users().await? == 0 {
         tracing::warn!("no users yet: set PDM_ADMIN_EMAIL and PDM_ADMIN_PASSWORD, or run `pdm-server users create --role admin`, to be able to sign in");
     }
-    Ok(AuthState::new(store, ring, config.auth.clone()))
+    let mailer = match &config.smtp {
+        Some(smtp) => Some(crate::mail::Mailer::new(smtp)?),
+        None => None,
+    };
+    Ok(AuthState::new(store, ring, config.auth.clone()).with_mailer(mailer))
 }
 
 /// How often [`prune`] runs, and how old what it deletes must be.
@@ -347,7 +353,14 @@ impl AuthState {
             keys: Arc::new(keys),
             config: Arc::new(config),
             roles: Arc::default(),
+            mailer: None,
         }
+    }
+
+    /// The same, sending reset tokens with `mailer`.
+    pub fn with_mailer(mut self, mailer: Option<crate::mail::Mailer>) -> Self {
+        self.mailer = mailer;
+        self
     }
 
     /// The role `name`, from the cache when fresh.
@@ -543,10 +556,27 @@ pub async fn require(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
     let Some(access) = policy::access(parts.method.as_str(), &path) else {
-        return Err(ApiError::internal(format!(
-            "route {} {path} declares no permission",
-            parts.method
-        )));
+        let allowed = policy::methods(&path);
+        if allowed.is_empty() {
+            return Err(ApiError::internal(format!(
+                "route {} {path} declares no permission",
+                parts.method
+            )));
+        }
+        // A method the route does not have (TRACE, OPTIONS, PUT on a list, ...).
+        let mut resp = ApiError::of(
+            ErrorCode::MethodNotAllowed,
+            format!(
+                "{} is not a method of {path}; use {}",
+                parts.method,
+                allowed.join(", ")
+            ),
+        )
+        .into_response();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&allowed.join(", ")) {
+            resp.headers_mut().insert(axum::http::header::ALLOW, v);
+        }
+        return Ok(resp);
     };
     if access == Access::Public {
         return Ok(next.run(Request::from_parts(parts, body)).await);

@@ -20,6 +20,8 @@ use Access::{Need, Public, Signed};
 
 /// Every route of `/api/v1`: (method, path, access).
 pub const POLICY: &[(&str, &str, Access)] = &[
+    // The API's description (no data in it).
+    ("GET", "/openapi.json", Public),
     // Sign-in and oneself.
     ("POST", "/auth/login", Public),
     ("POST", "/auth/refresh", Public),
@@ -37,7 +39,7 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("GET", "/users/{id}", Need(UsersManage)),
     ("PATCH", "/users/{id}", Need(UsersManage)),
     ("GET", "/users/{id}/sessions", Need(UsersManage)),
-    ("DELETE", "/users/{id}/sessions", Need(UsersManage)),
+    ("POST", "/users/{id}/sessions/revoke", Need(UsersManage)),
     ("GET", "/roles", Need(UsersManage)),
     ("GET", "/roles/{name}", Need(UsersManage)),
     ("PUT", "/roles/{name}", Need(UsersManage)),
@@ -161,6 +163,20 @@ pub fn access(method: &str, path: &str) -> Option<Access> {
         .map(|(_, _, a)| *a)
 }
 
+/// The methods `path` (with or without the `/api/v1` prefix) has; `HEAD` where it has `GET`.
+pub fn methods(path: &str) -> Vec<&'static str> {
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    let mut out: Vec<&'static str> = POLICY
+        .iter()
+        .filter(|(_, p, _)| *p == path)
+        .map(|(m, _, _)| *m)
+        .collect();
+    if out.contains(&"GET") {
+        out.push("HEAD");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +190,7 @@ mod tests {
         assert_eq!(access("GET", "/api/v1/machines"), Some(Need(MachinesRead)));
         assert_eq!(access("HEAD", "/machines"), Some(Need(MachinesRead)));
         assert_eq!(access("PUT", "/machines"), None);
+        assert_eq!(methods("/api/v1/machines"), ["GET", "POST", "HEAD"]);
+        assert!(methods("/nowhere").is_empty());
     }
 }

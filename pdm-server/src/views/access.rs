@@ -3,9 +3,10 @@
 
 use pdm_core::store::{ApiToken, Permission, Role, Session, TokenScope, User};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// A user.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct UserView {
     /// Its id.
     pub id: i64,
@@ -47,7 +48,7 @@ impl From<&User> for UserView {
 }
 
 /// `GET /auth/me`: who is signed in and what they may do.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MeView {
     /// The user; `None` for an API token.
     pub user: Option<UserView>,
@@ -62,7 +63,7 @@ pub struct MeView {
 }
 
 /// A role.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct RoleView {
     /// Its name.
     pub name: String,
@@ -86,7 +87,7 @@ impl From<Role> for RoleView {
 }
 
 /// A sign-in session.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct SessionView {
     /// Its id.
     pub id: i64,
@@ -129,7 +130,7 @@ impl SessionView {
 }
 
 /// The answer of a sign-in or a refresh (the OAuth 2.0 token response's shape).
-#[derive(Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize, ToSchema)]
 pub struct SignInView {
     /// The access token (a JWT).
     pub access_token: String,
@@ -150,7 +151,7 @@ impl std::fmt::Debug for SignInView {
 }
 
 /// An API or ingest token (never its secret).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct TokenView {
     /// Its id.
     pub id: i64,
@@ -199,7 +200,7 @@ impl From<ApiToken> for TokenView {
 }
 
 /// A token just made: its view and, this once, its secret.
-#[derive(Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize, ToSchema)]
 pub struct NewTokenView {
     /// The token.
     #[serde(flatten)]
@@ -214,4 +215,35 @@ impl std::fmt::Debug for NewTokenView {
             .field("token", &self.token)
             .finish_non_exhaustive()
     }
+}
+
+/// A push ticket (`POST /auth/ticket`): for `?ticket=` on `/events` or `/ws`, once, soon.
+#[derive(Clone, PartialEq, Serialize, ToSchema)]
+pub struct TicketView {
+    /// The ticket (a short-lived JWT for the push endpoints only).
+    pub ticket: String,
+    /// Seconds it stays valid.
+    pub expires_in: i64,
+}
+
+impl std::fmt::Debug for TicketView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketView")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An answer that only says what happens next (`202 Accepted`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AcceptedView {
+    /// What was done, or will be.
+    pub status: &'static str,
+}
+
+/// How many sessions an admin ended.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct EndedView {
+    /// Sessions ended.
+    pub ended: u64,
 }

@@ -4,11 +4,12 @@ use pdm_core::alarm::performance::{Chattering, Performance, Rating, Standing};
 use pdm_core::alarm::{AlarmEvent, AlarmState, Rule};
 use pdm_core::{AlarmRuleRecord, ServiceNote, StoredAlarm, StoredAlarmEvent};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::json_of;
 
 /// The shelf of a shelved alarm.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ShelfView {
     /// When the shelf expires, epoch milliseconds.
     pub until: i64,
@@ -19,7 +20,7 @@ pub struct ShelfView {
 }
 
 /// An alarm: one episode of one machine and rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AlarmView {
     /// Its id.
     pub id: i64,
@@ -83,7 +84,7 @@ impl From<StoredAlarm> for AlarmView {
 }
 
 /// One event of an alarm.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AlarmEventView {
     /// `raised`, `acknowledged`, `cleared`, ... (docs/alarms.md, "Events").
     pub kind: &'static str,
@@ -116,7 +117,7 @@ impl From<StoredAlarmEvent> for AlarmEventView {
 }
 
 /// An alarm with its events, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AlarmDetailView {
     /// The alarm.
     #[serde(flatten)]
@@ -126,7 +127,7 @@ pub struct AlarmDetailView {
 }
 
 /// One page of alarms, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AlarmPageView {
     /// The alarms.
     pub alarms: Vec<AlarmView>,
@@ -135,7 +136,7 @@ pub struct AlarmPageView {
 }
 
 /// The answer to a command: the alarm after it and the events it caused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AlarmUpdateView {
     /// The alarm.
     pub alarm: AlarmView,
@@ -144,7 +145,7 @@ pub struct AlarmUpdateView {
 }
 
 /// A stored alarm rule.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct AlarmRuleView {
     /// The rule's id.
     pub id: String,
@@ -190,7 +191,7 @@ pub fn rule_definition(rule: &Rule) -> Result<String, serde_json::Error> {
 }
 
 /// A machine out of service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ServiceNoteView {
     /// The machine.
     pub machine: String,
@@ -214,7 +215,7 @@ impl From<ServiceNote> for ServiceNoteView {
 }
 
 /// The busiest 10-minute interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PeakView {
     /// Its start, epoch milliseconds.
     pub start: i64,
@@ -223,7 +224,7 @@ pub struct PeakView {
 }
 
 /// Time in flood.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
 pub struct FloodView {
     /// 10-minute intervals with more than 10 alarms.
     pub intervals: u64,
@@ -234,7 +235,7 @@ pub struct FloodView {
 }
 
 /// An alarm that chattered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ChatteringView {
     /// The machine.
     pub machine: String,
@@ -261,7 +262,7 @@ impl From<Chattering> for ChatteringView {
 }
 
 /// An alarm standing at the end of the range.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct StandingView {
     /// The alarm's id.
     pub alarm: i64,
@@ -288,7 +289,7 @@ impl From<Standing> for StandingView {
 }
 
 /// A figure's EEMUA 191 benchmark.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct RatingView {
     /// The verdict (`very_likely_acceptable`, `manageable`, ...).
     pub level: &'static str,
@@ -309,7 +310,7 @@ impl From<Rating> for RatingView {
 }
 
 /// The benchmarks of each figure.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct BenchmarksView {
     /// Of the average rate.
     pub average: RatingView,
@@ -324,7 +325,7 @@ pub struct BenchmarksView {
 }
 
 /// The EEMUA 191 figures of a range.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct PerformanceView {
     /// Start of the range, epoch milliseconds.
     pub from: i64,
