@@ -425,6 +425,8 @@ pub struct DeadLetterQuery {
     pub machine: Option<String>,
     /// Only those of this kind.
     pub kind: Option<RejectKind>,
+    /// Only those older than this id (the last id of the previous page).
+    pub before: Option<i64>,
     /// At most this many.
     pub limit: u32,
 }

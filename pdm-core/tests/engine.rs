@@ -343,6 +343,7 @@ async fn after_pruning(s: &Setup, n: u64) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let all = pdm_core::DeadLetterQuery {
+        before: None,
         limit: 100,
         ..pdm_core::DeadLetterQuery::default()
     };
@@ -404,6 +405,7 @@ async fn shutdown_does_not_wait_for_the_next_pruning_pass() {
         .await
         .expect("shutdown returns without waiting a year");
     let all = pdm_core::DeadLetterQuery {
+        before: None,
         limit: 10,
         ..pdm_core::DeadLetterQuery::default()
     };
@@ -567,6 +569,7 @@ async fn an_engine_dropped_without_shutdown_stops_pruning() {
     // Two intervals: a task still running would have pruned the letter.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let all = pdm_core::DeadLetterQuery {
+        before: None,
         limit: 10,
         ..pdm_core::DeadLetterQuery::default()
     };

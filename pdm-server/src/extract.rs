@@ -184,6 +184,8 @@ pub trait PageRule: Send + Sync + 'static {
     const MAX_LIMIT: u32;
     /// Whether the list continues from a `cursor` (otherwise a `cursor` is refused).
     const CURSORS: bool = false;
+    /// What a cursor looks like (for the API description): an id unless the list says.
+    const CURSOR_PATTERN: &'static str = CURSOR_PATTERN;
 }
 
 /// One page of a list, from the query: `limit` and `cursor`.
@@ -216,6 +218,21 @@ impl Page {
             )));
         }
         Ok(Page { limit, cursor })
+    }
+
+    /// The cursor of a list paged by machine key (the last key of the previous page): 400
+    /// naming it when it is not a key.
+    pub fn cursor_key(&self) -> Result<Option<pdm_core::MachineKey>, ApiError> {
+        self.cursor
+            .as_deref()
+            .map(|c| {
+                pdm_core::MachineKey::new(c).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "cursor: {e}; pass the key of the last machine of the previous page"
+                    ))
+                })
+            })
+            .transpose()
     }
 
     /// The cursor of a list paged by id (the last id of the previous page): 400 naming it when

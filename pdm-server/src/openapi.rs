@@ -344,12 +344,13 @@ impl<R: crate::extract::PageRule> utoipa::IntoParams for PageParams<R> {
                     .parameter_in(ParameterIn::Query)
                     .required(Required::False)
                     .description(Some(
-                        "Where to continue: the id of the last item of the previous page.",
+                        "Where to continue: the id (for machines the key) of the last item of \
+                         the previous page.",
                     ))
                     .schema(Some(
                         ObjectBuilder::new()
                             .schema_type(Type::String)
-                            .pattern(Some(crate::extract::CURSOR_PATTERN)),
+                            .pattern(Some(R::CURSOR_PATTERN)),
                     ))
                     .build(),
             );

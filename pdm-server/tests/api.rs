@@ -11,8 +11,96 @@ on_both_backends!(
     machines_and_sensors_crud,
     ingest_then_query_exact,
     bad_http_input_is_refused_and_kept,
-    scaffolding_on_the_wire
+    scaffolding_on_the_wire,
+    lists_page_with_a_cursor
 );
+
+/// The lists that used to answer everything page like the others: `limit`, and `cursor` = the
+/// last key or id of the previous page.
+async fn lists_page_with_a_cursor(app: TestApp) {
+    for key in ["c", "a", "b"] {
+        let (st, v) = app
+            .post("/api/v1/machines", &json!({ "key": key }).to_string())
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let keys = |v: &Value, field: &str| -> Vec<String> {
+        v.as_array()
+            .expect("a list")
+            .iter()
+            .map(|m| m[field].to_string().trim_matches('"').to_owned())
+            .collect()
+    };
+    let (st, v) = app.get("/api/v1/machines?limit=2").await;
+    assert_eq!(
+        (st, keys(&v, "key")),
+        (StatusCode::OK, vec!["a".into(), "b".into()])
+    );
+    let (st, v) = app.get("/api/v1/machines?limit=2&cursor=b").await;
+    assert_eq!(
+        (st, keys(&v, "key")),
+        (StatusCode::OK, vec!["c".to_owned()])
+    );
+    let (st, v) = app.get("/api/v1/machines?cursor=c").await;
+    assert_eq!((st, v), (StatusCode::OK, json!([])));
+    for bad in [
+        "/api/v1/machines?cursor=Not%20a%20key",
+        "/api/v1/machines?limit=1001",
+    ] {
+        let (st, v) = app.get(bad).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+
+    let mut ids = Vec::new();
+    for name in ["one", "two", "three"] {
+        let (st, v) = app
+            .post(
+                "/api/v1/tokens",
+                &json!({"name": name, "role": "viewer"}).to_string(),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        ids.push(v["id"].as_i64().expect("id"));
+    }
+    let (_, all) = app.get("/api/v1/tokens").await;
+    let names = keys(&all, "name");
+    assert!(
+        names.ends_with(&["one".into(), "two".into(), "three".into()]),
+        "{names:?}"
+    );
+    let (st, v) = app.get("/api/v1/tokens?limit=2").await;
+    assert_eq!(
+        (st, keys(&v, "name")),
+        (StatusCode::OK, names[..2].to_vec())
+    );
+    let (st, v) = app.get(&format!("/api/v1/tokens?cursor={}", ids[1])).await;
+    assert_eq!(
+        (st, keys(&v, "name")),
+        (StatusCode::OK, vec!["three".to_owned()])
+    );
+    let (st, v) = app.get("/api/v1/tokens?cursor=-1").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+
+    let (st, v) = app.get("/api/v1/webhooks?limit=1").await;
+    assert_eq!((st, v), (StatusCode::OK, json!([])));
+
+    // Dead letters continue newest first from the last id.
+    let (st, _) = app
+        .post("/api/v1/machines/a/telemetry", "not json at all")
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = app.post("/api/v1/machines/a/telemetry", "{}").await;
+    assert!(st.is_client_error(), "{st}");
+    let (_, all) = app.get("/api/v1/dead-letters").await;
+    let all = all.as_array().expect("list").clone();
+    assert!(all.len() >= 2, "{all:?}");
+    let (st, page) = app
+        .get(&format!("/api/v1/dead-letters?cursor={}", all[0]["id"]))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(page.as_array().expect("list")[..], all[1..]);
+    app.stop().await;
+}
 
 async fn machines_and_sensors_crud(app: TestApp) {
     let s = &app;

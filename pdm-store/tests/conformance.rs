@@ -471,6 +471,25 @@ mod rules {
             .map(|x| x.key.to_string())
             .collect();
         ensure!(keys == ["fan", "pump-1"], "{keys:?}");
+        // Pages by key.
+        let page = |after: Option<&str>, limit| {
+            let after = after.map(m);
+            async move {
+                let got = st.machines_after(after.as_ref(), limit).await?;
+                Ok::<_, anyhow::Error>(
+                    got.into_iter()
+                        .map(|x| x.key.to_string())
+                        .collect::<Vec<_>>(),
+                )
+            }
+        };
+        ensure!(page(None, 1).await? == ["fan"]);
+        ensure!(page(Some("fan"), 5).await? == ["pump-1"]);
+        ensure!(
+            page(Some("fa"), 5).await? == ["fan", "pump-1"],
+            "after a key that is no machine"
+        );
+        ensure!(page(Some("pump-1"), 5).await?.is_empty());
 
         let updated = st
             .update_machine(
@@ -823,6 +842,7 @@ mod rules {
         ensure!(out.dead_letters == 1 && out.inserted == 0, "{out:?}");
 
         let q = |machine: Option<&str>, kind: Option<RejectKind>, limit| DeadLetterQuery {
+            before: None,
             machine: machine.map(str::to_owned),
             kind,
             limit,
@@ -837,6 +857,20 @@ mod rules {
         let mut want = letters.clone();
         want.push(letters[0].clone());
         ensure!(in_order == want, "{in_order:?}");
+
+        // Newest first, continued from the last id of a page.
+        let first = st.dead_letters(&q(None, None, 3)).await?;
+        let rest = st
+            .dead_letters(&DeadLetterQuery {
+                before: first.last().map(|d| d.id),
+                ..q(None, None, 3)
+            })
+            .await?;
+        let ids: Vec<_> = first.iter().chain(&rest).map(|d| d.id).collect();
+        ensure!(
+            ids == got.iter().map(|d| d.id).collect::<Vec<_>>(),
+            "{ids:?}"
+        );
 
         let got = st.dead_letters(&q(Some("m"), None, 100)).await?;
         ensure!(got.len() == 3 && got.iter().all(|d| d.letter.machine.as_deref() == Some("m")));
@@ -884,6 +918,7 @@ mod rules {
             keep_newest: keep,
         };
         let all = DeadLetterQuery {
+            before: None,
             limit: 100_000,
             ..DeadLetterQuery::default()
         };
@@ -3417,6 +3452,11 @@ mod alarms {
         st.ensure_machine(&m("a")).await?;
         let a = st.create_webhook(&hook("https://a.example/h")).await?;
         let b = st.create_webhook(&hook("https://b.example/h")).await?;
+        let ids =
+            |v: Vec<pdm_core::store::Webhook>| v.into_iter().map(|w| w.id).collect::<Vec<_>>();
+        ensure!(ids(st.webhooks_after(None, 1).await?) == [a.id]);
+        ensure!(ids(st.webhooks_after(Some(a.id), 5).await?) == [b.id]);
+        ensure!(st.webhooks_after(Some(b.id), 5).await?.is_empty());
         let alarm = st
             .record_transition(&raise("a", "hot", 1_000, Severity::High))
             .await?;
@@ -3696,6 +3736,7 @@ mod alarms {
         ensure!(!st.delete_webhook(w.id).await?);
         ensure!(is_not_found(&st.list_deliveries(&q).await));
         ensure!(st.list_webhooks().await?.is_empty());
+        ensure!(st.webhooks_after(None, 10).await?.is_empty());
         Ok(())
     }
 }
@@ -4327,6 +4368,9 @@ mod access {
         ensure!(
             st.list_api_tokens(None).await? == vec![a.clone(), i1.clone(), i2.clone(), i3.clone()]
         );
+        ensure!(st.api_tokens_after(None, 2).await? == vec![a.clone(), i1.clone()]);
+        ensure!(st.api_tokens_after(Some(i1.id), 5).await? == vec![i2.clone(), i3.clone()]);
+        ensure!(st.api_tokens_after(Some(i3.id), 5).await?.is_empty());
         ensure!(st.list_api_tokens(Some(&m("pump-1"))).await? == vec![i1.clone(), i3.clone()]);
         ensure!(is_not_found(&st.list_api_tokens(Some(&m("nope"))).await));
         st.ensure_machine(&m("pump-3")).await?;

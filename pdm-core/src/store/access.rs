@@ -557,6 +557,14 @@ pub trait AccessStore: Send + Sync + 'static {
     /// ingest tokens of one machine; revoked ones included. `NotFound` for an unknown machine.
     async fn list_api_tokens(&self, machine: Option<&MachineKey>) -> StoreResult<Vec<ApiToken>>;
 
+    /// A page of every token by id (revoked ones included): at most `limit`, those after
+    /// `after`.
+    async fn api_tokens_after(
+        &self,
+        after: Option<ApiTokenId>,
+        limit: u32,
+    ) -> StoreResult<Vec<ApiToken>>;
+
     /// Records a use of token `id` at `at`, unless one within the last minute was recorded
     /// (`last_used_at` at or after `at` minus 60 s). An unknown token is no error: this runs
     /// on every request, after the token was found.

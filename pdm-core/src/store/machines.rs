@@ -17,6 +17,13 @@ pub trait MachineStore: Send + Sync + 'static {
     async fn get_machine(&self, key: &MachineKey) -> StoreResult<Machine>;
     /// All machines, ordered by key.
     async fn list_machines(&self) -> StoreResult<Vec<Machine>>;
+    /// A page of machines ordered by key: at most `limit`, those after `after` (the key of the
+    /// last machine of the previous page).
+    async fn machines_after(
+        &self,
+        after: Option<&MachineKey>,
+        limit: u32,
+    ) -> StoreResult<Vec<Machine>>;
     /// Updates a machine.
     async fn update_machine(&self, key: &MachineKey, u: &MachineUpdate) -> StoreResult<Machine>;
     /// Deletes a machine with its sensors and readings.

@@ -320,6 +320,13 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Every endpoint, by id.
     async fn list_webhooks(&self) -> StoreResult<Vec<Webhook>>;
 
+    /// A page of endpoints by id: at most `limit`, those after `after`.
+    async fn webhooks_after(
+        &self,
+        after: Option<WebhookId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Webhook>>;
+
     /// Changes the endpoint `id`; `NotFound` when unknown.
     async fn update_webhook(&self, id: WebhookId, u: &WebhookUpdate) -> StoreResult<Webhook>;
 

@@ -108,6 +108,7 @@ impl TestStore {
     /// Every stored dead letter, oldest first.
     pub async fn all_dead_letters(&self) -> Vec<DeadLetter> {
         let q = DeadLetterQuery {
+            before: None,
             machine: None,
             kind: None,
             limit: u32::MAX,
@@ -189,6 +190,14 @@ impl MachineStore for TestStore {
     }
     async fn list_machines(&self) -> StoreResult<Vec<Machine>> {
         self.store.list_machines().await
+    }
+
+    async fn machines_after(
+        &self,
+        after: Option<&MachineKey>,
+        limit: u32,
+    ) -> StoreResult<Vec<Machine>> {
+        self.store.machines_after(after, limit).await
     }
     async fn update_machine(&self, key: &MachineKey, u: &MachineUpdate) -> StoreResult<Machine> {
         self.store.update_machine(key, u).await
@@ -359,6 +368,14 @@ impl WebhookStore for TestStore {
     }
     async fn list_webhooks(&self) -> StoreResult<Vec<Webhook>> {
         self.store.list_webhooks().await
+    }
+
+    async fn webhooks_after(
+        &self,
+        after: Option<WebhookId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Webhook>> {
+        self.store.webhooks_after(after, limit).await
     }
     async fn update_webhook(&self, id: WebhookId, u: &WebhookUpdate) -> StoreResult<Webhook> {
         self.store.update_webhook(id, u).await
@@ -539,6 +556,14 @@ impl AccessStore for TestStore {
     }
     async fn list_api_tokens(&self, machine: Option<&MachineKey>) -> StoreResult<Vec<ApiToken>> {
         self.store.list_api_tokens(machine).await
+    }
+
+    async fn api_tokens_after(
+        &self,
+        after: Option<ApiTokenId>,
+        limit: u32,
+    ) -> StoreResult<Vec<ApiToken>> {
+        self.store.api_tokens_after(after, limit).await
     }
     async fn touch_api_token(&self, id: ApiTokenId, at: Timestamp) -> StoreResult<()> {
         self.store.touch_api_token(id, at).await

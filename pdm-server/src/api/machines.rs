@@ -9,9 +9,9 @@ use axum::{Json, Router};
 use pdm_core::{Catalog, MachineUpdate, NewMachine, NewSensor, SensorUpdate};
 
 use crate::error::ApiResult;
-use crate::extract::{JsonBody, Keys, MachinePath, SensorPath};
+use crate::extract::{JsonBody, Keys, MachinePath, PageRule, PagedQuery, SensorPath};
 use crate::openapi::params::{Machine, Sensor};
-use crate::openapi::ErrorBody;
+use crate::openapi::{ErrorBody, PageParams};
 use crate::state::AppState;
 use crate::views::{views, MachineView, SensorView};
 use utoipa::OpenApi;
@@ -53,11 +53,35 @@ pub fn router() -> Router<AppState> {
 }
 
 /// List machines.
-#[utoipa::path(get, path = "/machines", tag = "machines",
-    responses((status = 200, description = "Every registered machine", body = [MachineView])))]
-async fn list_machines(State(c): State<Arc<Catalog>>) -> ApiResult<Json<Vec<MachineView>>> {
-    Ok(Json(views(c.store().list_machines().await?)))
+#[utoipa::path(get, path = "/machines", tag = "machines", params(PageParams<MachinesPage>),
+    responses((status = 200, description = "A page of machines, by key", body = [MachineView])))]
+async fn list_machines(
+    State(c): State<Arc<Catalog>>,
+    query: PagedQuery<NoParams, MachinesPage>,
+) -> ApiResult<Json<Vec<MachineView>>> {
+    let after = query.page.cursor_key()?;
+    let page = c
+        .store()
+        .machines_after(after.as_ref(), query.page.limit)
+        .await?;
+    Ok(Json(views(page)))
 }
+
+/// Paging of `GET /machines`: `limit` 1 to 1000, 100 by default, `cursor` = the last key seen.
+#[derive(Debug)]
+pub struct MachinesPage;
+
+impl PageRule for MachinesPage {
+    const DEFAULT_LIMIT: u32 = 100;
+    const MAX_LIMIT: u32 = 1_000;
+    const CURSORS: bool = true;
+    const CURSOR_PATTERN: &'static str = pdm_core::ids::KEY_PATTERN;
+}
+
+/// No parameters but paging.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoParams {}
 
 /// Register a machine.
 #[utoipa::path(post, path = "/machines", tag = "machines", request_body = NewMachine,

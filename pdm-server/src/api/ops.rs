@@ -58,13 +58,15 @@ async fn metrics(State(m): State<MetricsState>) -> ApiResult<impl IntoResponse> 
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text))
 }
 
-/// Paging of `GET /dead-letters`: `limit` 1 to 10000, 100 by default.
+/// Paging of `GET /dead-letters`: `limit` 1 to 10000, 100 by default, `cursor` = the last id
+/// seen (newest first).
 #[derive(Debug)]
 pub struct DeadLettersPage;
 
 impl PageRule for DeadLettersPage {
     const DEFAULT_LIMIT: u32 = 100;
     const MAX_LIMIT: u32 = 10_000;
+    const CURSORS: bool = true;
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -105,6 +107,7 @@ async fn dead_letters(
     let q = DeadLetterQuery {
         machine: p.machine,
         kind,
+        before: query.page.cursor_id()?,
         limit: query.page.limit,
     };
     let rows = catalog.store().dead_letters(&q).await?;

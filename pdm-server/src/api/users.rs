@@ -38,6 +38,16 @@ impl PageRule for UsersPage {
     const CURSORS: bool = true;
 }
 
+/// Paging of `GET /tokens`: `limit` 1 to 500, 100 by default, `cursor` = the last id seen.
+#[derive(Debug)]
+pub struct TokensPage;
+
+impl PageRule for TokensPage {
+    const DEFAULT_LIMIT: u32 = 100;
+    const MAX_LIMIT: u32 = 500;
+    const CURSORS: bool = true;
+}
+
 /// Longest display name or role description accepted.
 const MAX_TEXT: usize = 200;
 /// Longest token name accepted (the store's limit).
@@ -421,10 +431,14 @@ async fn delete_role(
 }
 
 /// List API and ingest tokens.
-#[utoipa::path(get, path = "/tokens", tag = "tokens",
-    responses((status = 200, description = "Every API and ingest token (never a secret)", body = [TokenView])))]
-async fn list_tokens(State(auth): State<AuthState>) -> ApiResult<Json<Vec<TokenView>>> {
-    let tokens = auth.store.list_api_tokens(None).await?;
+#[utoipa::path(get, path = "/tokens", tag = "tokens", params(PageParams<TokensPage>),
+    responses((status = 200, description = "A page of API and ingest tokens by id, revoked ones included (never a secret)", body = [TokenView])))]
+async fn list_tokens(
+    State(auth): State<AuthState>,
+    query: PagedQuery<NoParams, TokensPage>,
+) -> ApiResult<Json<Vec<TokenView>>> {
+    let after = query.page.cursor_id()?.map(ApiTokenId);
+    let tokens = auth.store.api_tokens_after(after, query.page.limit).await?;
     Ok(Json(tokens.into_iter().map(TokenView::from).collect()))
 }
 

@@ -180,10 +180,26 @@ async fn create(
 }
 
 /// List webhook endpoints.
-#[utoipa::path(get, path = "/webhooks", tag = "webhooks",
-    responses((status = 200, description = "Every endpoint (no secrets)", body = [WebhookView])))]
-async fn list(State(store): State<Arc<dyn Store>>) -> ApiResult<Json<Vec<WebhookView>>> {
-    Ok(Json(views(store.list_webhooks().await?)))
+#[utoipa::path(get, path = "/webhooks", tag = "webhooks", params(PageParams<WebhooksPage>),
+    responses((status = 200, description = "A page of endpoints by id (no secrets)", body = [WebhookView])))]
+async fn list(
+    State(store): State<Arc<dyn Store>>,
+    query: PagedQuery<crate::api::machines::NoParams, WebhooksPage>,
+) -> ApiResult<Json<Vec<WebhookView>>> {
+    let after = query.page.cursor_id()?.map(WebhookId);
+    Ok(Json(views(
+        store.webhooks_after(after, query.page.limit).await?,
+    )))
+}
+
+/// Paging of `GET /webhooks`: `limit` 1 to 500, 100 by default, `cursor` = the last id seen.
+#[derive(Debug)]
+pub struct WebhooksPage;
+
+impl PageRule for WebhooksPage {
+    const DEFAULT_LIMIT: u32 = 100;
+    const MAX_LIMIT: u32 = 500;
+    const CURSORS: bool = true;
 }
 
 /// Read an endpoint.

@@ -927,6 +927,24 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         rows.iter().map(api_token).collect()
     }
 
+    async fn api_tokens_after(
+        &self,
+        after: Option<ApiTokenId>,
+        limit: u32,
+    ) -> StoreResult<Vec<ApiToken>> {
+        let sql = format!(
+            "SELECT {} FROM {TOKENS_FROM} WHERE t.id > $1 ORDER BY t.id LIMIT $2",
+            token_columns::<B>()
+        );
+        let after = after.map_or(i64::MIN, |t| t.0);
+        let rows = self
+            .reader()
+            .fetch_all(&sql, &[Arg::Int(after), Arg::Int(common::limit(limit))])
+            .await
+            .map_err(db)?;
+        rows.iter().map(api_token).collect()
+    }
+
     async fn touch_api_token(&self, id: ApiTokenId, at: Timestamp) -> StoreResult<()> {
         let at = check_time::<B>("token use time", at)?;
         let sql = format!(

@@ -47,6 +47,7 @@ impl<B: Backend> DeadLetterStore for SqlStore<B> {
             q.machine.as_ref().map(|m| Arg::Text(m.as_str())),
         )
         .filter("kind =", q.kind.map(|k| Arg::Text(k.as_str())))
+        .filter("id <", q.before.map(Arg::Int))
         .newest_first("id", q.limit);
         let rows = self.reader().fetch_all(&sql, &args).await.map_err(db)?;
         rows.iter().map(dead_letter).collect()

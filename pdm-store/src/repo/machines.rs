@@ -118,6 +118,25 @@ impl<B: Backend> MachineStore for SqlStore<B> {
         rows.iter().map(machine).collect()
     }
 
+    async fn machines_after(
+        &self,
+        after: Option<&MachineKey>,
+        limit: u32,
+    ) -> StoreResult<Vec<Machine>> {
+        // Keys are ASCII slugs: the database's text order is their byte order on both backends.
+        let sql = format!(
+            "SELECT {} FROM machines WHERE key > $1 ORDER BY key LIMIT $2",
+            columns::<B>()
+        );
+        let after = after.map_or("", MachineKey::as_str);
+        let rows = self
+            .reader()
+            .fetch_all(&sql, &[Arg::Text(after), Arg::Int(common::limit(limit))])
+            .await
+            .map_err(db)?;
+        rows.iter().map(machine).collect()
+    }
+
     async fn update_machine(&self, key: &MachineKey, u: &MachineUpdate) -> StoreResult<Machine> {
         // A flag per optional field tells "leave as is" from "set to NULL".
         let sql = format!(

@@ -387,6 +387,24 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
         rows.iter().map(webhook).collect()
     }
 
+    async fn webhooks_after(
+        &self,
+        after: Option<WebhookId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Webhook>> {
+        let sql = format!(
+            "SELECT {} FROM webhooks WHERE id > $1 ORDER BY id LIMIT $2",
+            columns::<B>()
+        );
+        let after = after.map_or(i64::MIN, |w| w.0);
+        let rows = self
+            .reader()
+            .fetch_all(&sql, &[Arg::Int(after), Arg::Int(common::limit(limit))])
+            .await
+            .map_err(db)?;
+        rows.iter().map(webhook).collect()
+    }
+
     async fn update_webhook(&self, id: WebhookId, u: &WebhookUpdate) -> StoreResult<Webhook> {
         let filter = u.filter.as_ref().map(filter_json).transpose()?;
         let enabled = u.enabled.map(i64::from);
