@@ -110,6 +110,9 @@ pub struct ServerConfig {
     pub auth: crate::auth::AuthConfig,
     /// The mail server for password resets; without it the reset token is logged.
     pub smtp: Option<crate::mail::SmtpConfig>,
+    /// Origins (`https://dashboard.example`) whose pages may call the API from a browser
+    /// (CORS). Empty: none; the server's own pages need no entry.
+    pub cors_origins: Vec<String>,
 }
 
 /// `[push]`: the event bus behind `/api/v1/events` (SSE) and `/api/v1/ws` (WebSocket).
@@ -287,6 +290,7 @@ impl Default for ServerConfig {
             push: PushConfig::default(),
             auth: crate::auth::AuthConfig::default(),
             smtp: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -318,6 +322,10 @@ impl ServerConfig {
         self.auth.check()?;
         if let Some(smtp) = &self.smtp {
             smtp.check()?;
+        }
+        for (i, origin) in self.cors_origins.iter().enumerate() {
+            crate::layers::cors_origin(origin)
+                .map_err(|e| ConfigError::new(&format!("cors_origins[{i}]"), e))?;
         }
         let keep_days = self.engine.retention.readings_max_age_days;
         if keep_days > 0 {

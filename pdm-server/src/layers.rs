@@ -9,8 +9,8 @@
 //!    error;
 //! 6. security headers on every answer ([`SECURITY_HEADERS`]): no sniffing, no framing, no
 //!    referrer, no caching of API answers, a content security policy that allows nothing (the
-//!    API serves data, not pages). No CORS layer: browsers on other origins are refused by
-//!    default. Bodies are limited by axum's default (2 MiB per JSON body; telemetry and model
+//!    API serves data, not pages; the docs pages have their own). CORS only for the origins of
+//!    `cors_origins` ([`cors`]): browsers on other origins are refused. Bodies are limited by axum's default (2 MiB per JSON body; telemetry and model
 //!    imports have their own limits).
 //!
 //! 5xx answers are logged by [`ApiError`](crate::error::ApiError) inside the span, so the
@@ -58,6 +58,55 @@ pub fn apply(router: Router, metrics: MetricsState, timeout: Duration) -> Router
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(middleware::from_fn(refuse_unusable_request_id))
+}
+
+/// One origin of `cors_origins`: `scheme://host[:port]`, nothing more (no path, no wildcard).
+pub fn cors_origin(origin: &str) -> Result<axum::http::HeaderValue, String> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("{origin:?} must start with https:// or http://"))?;
+    let host_ok = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !host_ok {
+        return Err(format!(
+            "{origin:?} must be scheme://host[:port] exactly (no path, no trailing slash, no wildcard)"
+        ));
+    }
+    axum::http::HeaderValue::from_str(origin).map_err(|e| format!("{origin:?}: {e}"))
+}
+
+/// CORS for `origins` (checked by [`cors_origin`]): the API's methods, the headers a client
+/// sends (`Authorization`, `Content-Type`, `Last-Event-ID`, `If-Match`) and the ones it reads;
+/// no cookies (credentials are bearer tokens). `None` when there are no origins.
+pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let list: Vec<_> = origins.iter().filter_map(|o| cors_origin(o).ok()).collect();
+    if list.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(list))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([REQUEST_ID, header::RETRY_AFTER, header::ETAG, header::ALLOW])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// Longest request id taken from a client.

@@ -40,12 +40,17 @@ pub use state::AppState;
 pub fn app(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     let timeout = state.request_timeout;
-    let router = Router::new()
+    let cors = layers::cors(&state.cors_origins);
+    let mut router = Router::new()
         .nest("/api/v1", api::api_router(&state))
         .merge(api::ops::root_router())
         .merge(openapi::docs_router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .with_state(state);
+    if let Some(cors) = cors {
+        // Outside the routes: a preflight is answered here, before any route's access check.
+        router = router.layer(cors);
+    }
     layers::apply(router, metrics, timeout)
 }
 

@@ -159,6 +159,7 @@ impl Server {
                 closing: Some(http_stop.subscribe()),
             })
             .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms))
+            .with_cors_origins(config.cors_origins.clone())
             .with_webhooks(WebhookState {
                 dispatcher: webhooks.as_ref().map(Dispatcher::handle),
                 allow_private: config.webhooks.allow_private_destinations,

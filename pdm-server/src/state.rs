@@ -32,6 +32,8 @@ pub struct AppState {
     pub metrics: MetricsState,
     /// How long a request may take before it is answered 503 `timeout`.
     pub request_timeout: Duration,
+    /// The origins allowed to call the API from a browser (`cors_origins`).
+    pub cors_origins: Arc<Vec<String>>,
     /// Live detection, the model registry and the jobs.
     pub detection: DetectionState,
     /// Alarm commands (acknowledge, shelve, out of service) and their notification.
@@ -93,6 +95,7 @@ impl AppState {
             },
             metrics: exposed,
             request_timeout: crate::layers::DEFAULT_REQUEST_TIMEOUT,
+            cors_origins: Arc::default(),
             detection,
             webhooks: WebhookState::default(),
         }
@@ -135,6 +138,12 @@ impl AppState {
     /// The same state with another request timeout.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// The same state allowing browsers on `origins` (CORS).
+    pub fn with_cors_origins(mut self, origins: Vec<String>) -> Self {
+        self.cors_origins = Arc::new(origins);
         self
     }
 }

@@ -782,3 +782,92 @@ async fn managers_cannot_grant_more_than_they_hold(app: TestApp) {
     assert_eq!(st, StatusCode::CREATED, "{v}");
     app.stop().await;
 }
+
+/// A sign-in through a trusted reverse proxy: `(status, body)` of `POST /auth/login` from the
+/// proxy's connection, with the client the proxy forwarded.
+async fn login_via(
+    app: &TestApp,
+    peer: &str,
+    forwarded: &str,
+    password: &str,
+) -> (StatusCode, Value) {
+    use axum::extract::ConnectInfo;
+    let body = json!({"email": ADMIN_EMAIL, "password": password}).to_string();
+    let mut req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/auth/login")
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", forwarded)
+        .body(Body::from(body))
+        .expect("request");
+    let peer: std::net::SocketAddr = format!("{peer}:40000").parse().expect("peer");
+    req.extensions_mut().insert(ConnectInfo(peer));
+    let resp = pdm_server::app(app.server().state().clone())
+        .oneshot(req)
+        .await
+        .expect("infallible");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Behind a trusted proxy the client is the address it forwarded: sign-ins are throttled per
+/// client, not all together as the proxy's, and the session records the client. A peer that is
+/// not a trusted proxy is the client whatever it forwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_throttled_and_recorded() {
+    let app = TestApp::sqlite_with(|c| {
+        c.auth.trusted_proxies = vec!["10.0.0.0/8".into()];
+        c.auth.max_failures_per_address = 2;
+    })
+    .await;
+    for _ in 0..2 {
+        let (st, v) = login_via(&app, "10.0.0.2", "198.51.100.1", "a wrong password here").await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    }
+    let (st, v) = login_via(&app, "10.0.0.2", "198.51.100.1", ADMIN_PASSWORD).await;
+    assert_eq!(
+        (st, reason(&v)),
+        (StatusCode::TOO_MANY_REQUESTS, "throttled".into()),
+        "{v}"
+    );
+    // Another client through the same proxy is not locked out with it; a forged entry on the
+    // left of the header changes nothing.
+    let (st, v) = login_via(
+        &app,
+        "10.0.0.2",
+        "198.51.100.1, 198.51.100.2",
+        ADMIN_PASSWORD,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let access = v["access_token"].as_str().expect("token").to_owned();
+    let (st, sessions) = call_as(&app, Some(&access), "GET", "/api/v1/auth/sessions", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let current: Vec<_> = sessions
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter(|s| s["current"] == true)
+        .collect();
+    assert_eq!(current[0]["client_addr"], "198.51.100.2", "{sessions}");
+    let (st, v) = login_via(&app, "10.0.0.2", "6.6.6.6, 198.51.100.1", ADMIN_PASSWORD).await;
+    assert_eq!(
+        st,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the right-most untrusted hop counts: {v}"
+    );
+    // Not a trusted proxy: its own address, whatever it forwards.
+    for _ in 0..2 {
+        let (st, _) = login_via(&app, "203.0.113.5", "198.51.100.9", "a wrong password here").await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    let (st, _) = login_via(&app, "203.0.113.5", "198.51.100.3", ADMIN_PASSWORD).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    app.stop().await;
+}

@@ -2,7 +2,8 @@
 //! operation what it needs and how it fails; `/api/docs` serves Swagger UI from the binary; and
 //! what the description promises about methods and bodies holds (405 with `Allow` for a method a
 //! route lacks, a JSON body that is not an object refused). The fuzzer (`scripts/test`, with
-//! schemathesis) checks the rest against a live server.
+//! schemathesis) checks the rest against a live server. Also the rest of the HTTP surface every
+//! route shares: the security headers, and CORS only for configured origins.
 
 mod common;
 
@@ -179,4 +180,104 @@ async fn a_json_body_must_be_an_object() {
         (StatusCode::OK, &Value::from("pump-1"))
     );
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_the_security_headers() {
+    let app = TestApp::sqlite().await;
+    for (uri, auth) in [
+        ("/api/v1/machines", None),
+        ("/api/v1/machines", Some("")),
+        ("/api/v1/nowhere", None),
+        ("/health/live", None),
+    ] {
+        let headers: Vec<(&str, &str)> =
+            auth.map(|a| vec![("authorization", a)]).unwrap_or_default();
+        let (st, h, _) = app.request("GET", uri, None, &headers).await;
+        for (name, value) in pdm_server::layers::SECURITY_HEADERS {
+            assert_eq!(h[name], value, "{uri} ({st}): {name}");
+        }
+        assert!(
+            h.get("access-control-allow-origin").is_none(),
+            "no CORS unless configured"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_only_the_configured_origins() {
+    let app =
+        TestApp::sqlite_with(|c| c.cors_origins = vec!["https://dash.plant.example".into()]).await;
+    let preflight = |origin: &'static str| {
+        [
+            ("origin", origin),
+            ("access-control-request-method", "PATCH"),
+            (
+                "access-control-request-headers",
+                "authorization, content-type",
+            ),
+            ("authorization", ""),
+        ]
+    };
+    let (st, h, _) = app
+        .request(
+            "OPTIONS",
+            "/api/v1/machines/pump-1",
+            None,
+            &preflight("https://dash.plant.example"),
+        )
+        .await;
+    assert!(st.is_success(), "{st}");
+    assert_eq!(
+        h["access-control-allow-origin"],
+        "https://dash.plant.example"
+    );
+    let methods = h["access-control-allow-methods"].to_str().expect("methods");
+    assert!(methods.contains("PATCH"), "{methods}");
+    assert!(
+        h.get("access-control-allow-credentials").is_none(),
+        "bearer tokens, no cookies"
+    );
+    let (_, h, _) = app
+        .request(
+            "OPTIONS",
+            "/api/v1/machines/pump-1",
+            None,
+            &preflight("https://evil.example"),
+        )
+        .await;
+    assert!(h.get("access-control-allow-origin").is_none());
+    let (st, h, _) = app
+        .request(
+            "GET",
+            "/api/v1/machines",
+            None,
+            &[("origin", "https://dash.plant.example")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        h["access-control-allow-origin"],
+        "https://dash.plant.example"
+    );
+    let exposed = h["access-control-expose-headers"]
+        .to_str()
+        .expect("exposed");
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+    app.stop().await;
+    // Anything but scheme://host[:port] is refused when the server starts.
+    for bad in [
+        "*",
+        "https://dash.example/",
+        "dash.example",
+        "https://dash.example/app",
+    ] {
+        let config = pdm_server::config::ServerConfig {
+            cors_origins: vec![bad.into()],
+            ..Default::default()
+        };
+        let e = config.check().expect_err(bad);
+        assert!(e.to_string().contains("cors_origins[0]"), "{bad}: {e}");
+    }
 }

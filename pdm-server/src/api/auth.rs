@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, FromRef, Path, State};
 use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -92,22 +92,35 @@ pub fn email(raw: &str, field: &str) -> ApiResult<String> {
     Ok(e)
 }
 
-/// The client's address, when the server knows it (served with connect info).
+/// The client's address, when the server knows it (served with connect info): the peer, or
+/// behind a trusted proxy the address it forwarded ([`crate::auth::client`]).
 pub struct ClientAddr(pub Option<String>);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr
+where
+    AuthState: axum::extract::FromRef<S>,
+{
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _: &S,
+        state: &S,
     ) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string()),
-        ))
+        let auth = AuthState::from_ref(state);
+        let Some(peer) = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+        else {
+            return Ok(ClientAddr(None));
+        };
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let client = crate::auth::client::client_addr(peer, forwarded, &auth.trusted_proxies);
+        Ok(ClientAddr(Some(client.to_string())))
     }
 }
 

@@ -18,6 +18,7 @@
 //! Roles are cached for [`ROLE_CACHE_TTL`] (an edit through this worker clears the cache at
 //! once; other workers follow within the TTL).
 
+pub mod client;
 pub mod jwt;
 pub mod keys;
 pub mod password;
@@ -68,6 +69,9 @@ pub struct AuthConfig {
     pub max_failures_per_account: u64,
     /// Failed sign-ins a client address may have in an hour.
     pub max_failures_per_address: u64,
+    /// The reverse proxies in front of the server (addresses or CIDR ranges): behind one, the
+    /// client's address is taken from `X-Forwarded-For` ([`client`]). Empty: the peer.
+    pub trusted_proxies: Vec<String>,
     /// The first admin, from `PDM_ADMIN_EMAIL` and `PDM_ADMIN_PASSWORD` (never from the file):
     /// created at start when no user has that email.
     #[serde(skip)]
@@ -88,6 +92,7 @@ impl std::fmt::Debug for AuthConfig {
             )
             .field("max_failures_per_account", &self.max_failures_per_account)
             .field("max_failures_per_address", &self.max_failures_per_address)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("admin", &self.admin)
             .finish()
     }
@@ -121,6 +126,7 @@ impl Default for AuthConfig {
             signing_key: None,
             max_failures_per_account: 100,
             max_failures_per_address: 300,
+            trusted_proxies: Vec::new(),
             admin: None,
         }
     }
@@ -155,6 +161,10 @@ impl AuthConfig {
             if let Err(m) = password::check_policy(&a.password) {
                 return Err(ConfigError::new("PDM_ADMIN_PASSWORD", m));
             }
+        }
+        for (i, p) in self.trusted_proxies.iter().enumerate() {
+            client::Cidr::parse(p)
+                .map_err(|e| ConfigError::new(&format!("auth.trusted_proxies[{i}]"), e))?;
         }
         if self.max_failures_per_account == 0 || self.max_failures_per_address == 0 {
             return Err(ConfigError::new(
@@ -252,6 +262,8 @@ pub struct AuthState {
     roles: Arc<RwLock<HashMap<String, (Role, Instant)>>>,
     /// Where reset tokens go: by mail when `[smtp]` is configured, otherwise to the log.
     pub mailer: Option<crate::mail::Mailer>,
+    /// `config.trusted_proxies`, read.
+    pub trusted_proxies: Arc<Vec<client::Cidr>>,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -348,7 +360,14 @@ pub fn unauthorized(reason: &str, message: &str) -> ApiError {
 impl AuthState {
     /// Authentication over `store` with `keys` and `config`.
     pub fn new(store: Arc<dyn Store>, keys: jwt::KeyRing, config: AuthConfig) -> Self {
+        // Checked with the configuration; one that does not read is left out here.
+        let trusted_proxies = config
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| client::Cidr::parse(p).ok())
+            .collect();
         Self {
+            trusted_proxies: Arc::new(trusted_proxies),
             store,
             keys: Arc::new(keys),
             config: Arc::new(config),
