@@ -871,3 +871,40 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_throttled_and_recorded()
     assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
     app.stop().await;
 }
+
+/// Nobody can leave the server without an active user who may manage users: the last one can
+/// be neither deactivated nor given a role without `users:manage`; with another, both work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_user_manager_stays() {
+    let app = TestApp::sqlite().await;
+    let (_, me) = app.get("/api/v1/auth/me").await;
+    let admin = me["user"]["id"].as_i64().expect("the test admin is a user");
+    let demote = json!({"role": "viewer"}).to_string();
+    let (st, v) = app.patch(&format!("/api/v1/users/{admin}"), &demote).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert!(v.to_string().contains("last active user"), "{v}");
+    let other = create_user(&app, "second@test.pdm", "admin").await;
+    let (st, v) = app
+        .patch(&format!("/api/v1/users/{other}"), r#"{"active": false}"#)
+        .await;
+    assert_eq!(st, StatusCode::OK, "another admin remains: {v}");
+    let (st, v) = app.patch(&format!("/api/v1/users/{admin}"), &demote).await;
+    assert_eq!(
+        st,
+        StatusCode::CONFLICT,
+        "the other one is inactive now: {v}"
+    );
+    let (st, v) = app
+        .patch(&format!("/api/v1/users/{other}"), r#"{"active": true}"#)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // A user who manages nothing is changed freely.
+    let viewer = create_user(&app, "viewer@test.pdm", "viewer").await;
+    let (st, _) = app
+        .patch(&format!("/api/v1/users/{viewer}"), r#"{"active": false}"#)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = app.patch(&format!("/api/v1/users/{admin}"), &demote).await;
+    assert_eq!(st, StatusCode::OK, "the second admin manages now: {v}");
+    app.stop().await;
+}

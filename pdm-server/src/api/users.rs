@@ -165,6 +165,41 @@ async fn role_within_caller(
     within_caller(p, &role.permissions, what)
 }
 
+/// Refuses (409) a change that would leave no active user able to manage users: deactivating
+/// the last one, or giving them a role without `users:manage` (then only the CLI's
+/// `users create` could recover).
+async fn keeps_a_manager(auth: &AuthState, target: &User, update: &UserUpdate) -> ApiResult<()> {
+    let grants = |role: &Role| role.permissions.contains(&Permission::UsersManage);
+    if !target.active || !grants(&auth.role(&target.role).await?) {
+        return Ok(()); // not a manager now: nothing is lost
+    }
+    let stays_active = update.active.unwrap_or(true);
+    let stays_manager = match &update.role {
+        Some(r) => grants(&auth.role(r).await?),
+        None => true,
+    };
+    if stays_active && stays_manager {
+        return Ok(());
+    }
+    let mut after = None;
+    loop {
+        let page = auth.store.list_users(after, 500).await?;
+        for u in &page {
+            if u.id != target.id && u.active && grants(&auth.role(&u.role).await?) {
+                return Ok(());
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == 500 => after = Some(last.id),
+            _ => break,
+        }
+    }
+    Err(ApiError::conflict(format!(
+        "user {} is the last active user who may manage users: make another one first",
+        target.id
+    )))
+}
+
 /// User `id`, when the caller may act on it: its role grants nothing the caller lacks (404 for
 /// an unknown user, 403 otherwise).
 async fn target_within_caller(auth: &AuthState, p: &Principal, id: UserId) -> ApiResult<User> {
@@ -269,7 +304,7 @@ struct UpdateUserBody {
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", params(Id), request_body = UpdateUserBody,
     responses(
         (status = 200, description = "The user as updated", body = UserView),
-        (status = 409, description = "You cannot deactivate yourself", body = ErrorBody)))]
+        (status = 409, description = "You cannot deactivate yourself, nor the last active user who may manage users", body = ErrorBody)))]
 async fn update_user(
     State(auth): State<AuthState>,
     p: Principal,
@@ -277,7 +312,7 @@ async fn update_user(
     JsonBody(body): JsonBody<UpdateUserBody>,
 ) -> ApiResult<Json<UserView>> {
     let id = user_id(&id)?;
-    target_within_caller(&auth, &p, id).await?;
+    let target = target_within_caller(&auth, &p, id).await?;
     if body.active == Some(false) && p.user().is_some_and(|(u, _)| u.id == id) {
         return Err(ApiError::conflict(
             "active: you cannot deactivate yourself (another admin can)",
@@ -295,6 +330,7 @@ async fn update_user(
         role_within_caller(&auth, &p, &role, &format!("role '{role}'")).await?;
         update.role = Some(role);
     }
+    keeps_a_manager(&auth, &target, &update).await?;
     if let Some(pw) = body.password {
         new_password(&pw, "password")?;
         update.password_hash = Some(password::hash(pw).await);

@@ -75,9 +75,18 @@ pub fn load_or_create(file: &Path) -> Result<Vec<Key>, KeyError> {
     match std::fs::read(file) {
         Ok(bytes) => parse(file, &bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Workers starting together on one data directory must end with one key: the file
+            // is created only if absent (a hard link of a complete temporary file fails when
+            // the name exists), and whoever loses reads the winner's.
             let keys = vec![new_key()];
-            write(file, &keys)?;
-            Ok(keys)
+            match write_with(file, &keys, Replace::No) {
+                Ok(()) => Ok(keys),
+                Err(WriteError::Exists) => match std::fs::read(file) {
+                    Ok(bytes) => parse(file, &bytes),
+                    Err(e) => Err(KeyError(format!("cannot read {}: {e}", file.display()))),
+                },
+                Err(WriteError::Failed(e)) => Err(e),
+            }
         }
         Err(e) => Err(KeyError(format!("cannot read {}: {e}", file.display()))),
     }
@@ -132,7 +141,29 @@ fn new_key() -> Key {
     }
 }
 
+/// Whether [`write_with`] may replace an existing file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    Yes,
+    No,
+}
+
+enum WriteError {
+    /// `Replace::No` and the file exists.
+    Exists,
+    Failed(KeyError),
+}
+
 fn write(file: &Path, keys: &[Key]) -> Result<(), KeyError> {
+    write_with(file, keys, Replace::Yes).map_err(|e| match e {
+        WriteError::Exists => KeyError(format!("{} appeared while writing it", file.display())),
+        WriteError::Failed(e) => e,
+    })
+}
+
+/// Writes `keys` to a temporary file of this process (mode 0600, synced), then renames it
+/// over `file` (`Replace::Yes`) or links it to `file` only if absent (`Replace::No`).
+fn write_with(file: &Path, keys: &[Key], replace: Replace) -> Result<(), WriteError> {
     let f = KeyFile {
         keys: keys
             .iter()
@@ -143,8 +174,14 @@ fn write(file: &Path, keys: &[Key]) -> Result<(), KeyError> {
             .collect(),
     };
     let json = serde_json::to_vec_pretty(&f).unwrap_or_default();
-    let tmp = file.with_extension("json.tmp");
-    let fail = |e: std::io::Error| KeyError(format!("cannot write {}: {e}", file.display()));
+    let tmp = file.with_extension(format!(
+        "json.{}-{:08x}.tmp",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let fail = |e: std::io::Error| {
+        WriteError::Failed(KeyError(format!("cannot write {}: {e}", file.display())))
+    };
     // The data directory holds no database when PostgreSQL does: it may not exist yet.
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
@@ -162,7 +199,21 @@ fn write(file: &Path, keys: &[Key]) -> Result<(), KeyError> {
         out.write_all(&json).map_err(fail)?;
         out.sync_all().map_err(fail)?;
     }
-    std::fs::rename(&tmp, file).map_err(fail)
+    let placed = match replace {
+        Replace::Yes => std::fs::rename(&tmp, file).map_err(fail),
+        Replace::No => {
+            let linked = match std::fs::hard_link(&tmp, file) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(WriteError::Exists),
+                other => other.map_err(fail),
+            };
+            let _ = std::fs::remove_file(&tmp);
+            linked
+        }
+    };
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    placed
 }
 
 /// Lowercase hex of `bytes`.
@@ -192,6 +243,29 @@ mod tests {
         let keys = load_or_create(&file).expect("read");
         let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
         assert_eq!(kids, [third.as_str(), second.as_str()]);
+    }
+
+    #[test]
+    fn workers_starting_together_share_one_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("auth-keys.json");
+        let kids: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| load_or_create(&file).expect("keys")[0].kid.clone()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        assert!(kids.iter().all(|k| k == &kids[0]), "{kids:?}");
+        assert_eq!(load_or_create(&file).expect("keys")[0].kid, kids[0]);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["auth-keys.json"], "no temporary file left");
     }
 
     #[test]
