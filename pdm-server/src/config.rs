@@ -325,7 +325,7 @@ impl ServerConfig {
         }
         for (i, origin) in self.cors_origins.iter().enumerate() {
             crate::layers::cors_origin(origin)
-                .map_err(|e| ConfigError::new(&format!("cors_origins[{i}]"), e))?;
+                .map_err(|e| ConfigError::new(format!("cors_origins[{i}]"), e))?;
         }
         let keep_days = self.engine.retention.readings_max_age_days;
         if keep_days > 0 {

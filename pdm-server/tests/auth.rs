@@ -833,7 +833,7 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_throttled_and_recorded()
     let (st, v) = login_via(&app, "10.0.0.2", "198.51.100.1", ADMIN_PASSWORD).await;
     assert_eq!(
         (st, reason(&v)),
-        (StatusCode::TOO_MANY_REQUESTS, "throttled".into()),
+        (StatusCode::TOO_MANY_REQUESTS, "throttled"),
         "{v}"
     );
     // Another client through the same proxy is not locked out with it; a forged entry on the

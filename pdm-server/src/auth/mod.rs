@@ -164,7 +164,7 @@ impl AuthConfig {
         }
         for (i, p) in self.trusted_proxies.iter().enumerate() {
             client::Cidr::parse(p)
-                .map_err(|e| ConfigError::new(&format!("auth.trusted_proxies[{i}]"), e))?;
+                .map_err(|e| ConfigError::new(format!("auth.trusted_proxies[{i}]"), e))?;
         }
         if self.max_failures_per_account == 0 || self.max_failures_per_address == 0 {
             return Err(ConfigError::new(
