@@ -63,6 +63,7 @@ pub mod rfc3339;
 pub mod source;
 pub mod store;
 pub mod webhook;
+pub mod workorder;
 
 pub use align::{AlignConfig, Aligned, Aligner, AlignerStats, Row, Stale};
 pub use catalog::{Catalog, InputContext};

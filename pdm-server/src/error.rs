@@ -201,6 +201,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
             StoreError::Conflict(msg) => Self::conflict(msg),
             StoreError::Invalid(msg) => Self::unprocessable(msg),
+            StoreError::Stale(msg) => Self::precondition_failed(msg),
             StoreError::Unavailable(source) => {
                 Self::unavailable("the database is unavailable; retry later")
                     .with_internal(format!("database unavailable: {source}"))

@@ -125,6 +125,8 @@ conformance!(
     api_and_ingest_tokens,
     sign_in_failures_count_since,
     prune_access_deletes_only_what_ended,
+    work_orders_crud_versions_codes_and_history,
+    concurrent_updates_of_one_work_order_have_one_winner,
 );
 
 fn m(s: &str) -> MachineKey {
@@ -195,6 +197,7 @@ mod rules {
     pub use super::alarms::*;
     pub use super::live::*;
     pub use super::registry::*;
+    pub use super::work_orders::*;
     use super::*;
 
     pub async fn writes_are_idempotent_and_count_duplicates(cx: Ctx) -> Result<()> {
@@ -2547,7 +2550,7 @@ mod alarms {
     }
 
     /// Opens an alarm of `machine` and `rule` raised at `at`.
-    fn raise(machine: &str, rule: &str, at: i64, severity: Severity) -> AlarmTransition {
+    pub(super) fn raise(machine: &str, rule: &str, at: i64, severity: Severity) -> AlarmTransition {
         AlarmTransition {
             machine: m(machine),
             rule_id: rule.into(),
@@ -4588,5 +4591,335 @@ mod harness {
             return;
         };
         run(Fresh::Postgres(Arc::new(databases)), rule).await;
+    }
+}
+
+mod work_orders {
+    use pdm_core::alarm::Severity;
+    use pdm_core::store::{WorkOrderQuery, WorkOrderSort};
+    use pdm_core::workorder::{
+        self, default_codes, Code, CodeKind, Label, NewWorkOrder, Priority, Status, WorkOrder,
+        WorkOrderChange,
+    };
+
+    use super::*;
+
+    fn new(
+        machine: &str,
+        title: &str,
+        priority: Priority,
+        alarms: Vec<pdm_core::AlarmId>,
+    ) -> NewWorkOrder {
+        NewWorkOrder {
+            title: title.into(),
+            description: "as **written**".into(),
+            machine: m(machine),
+            alarms,
+            priority,
+            assignee: None,
+            due_at: None,
+            created_by: "ana".into(),
+            at: Timestamp::from_millis(1_000),
+        }
+    }
+
+    /// `w` changed by `change` under the lifecycle's rules, stored.
+    async fn change(
+        st: &dyn Store,
+        w: &WorkOrder,
+        change: WorkOrderChange,
+        at: i64,
+    ) -> Result<WorkOrder, StoreError> {
+        let next = workorder::apply(w, &change, Timestamp::from_millis(at))
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        st.update_work_order(&next, "bob", &serde_json::json!({"by": "test"}))
+            .await
+    }
+
+    pub async fn work_orders_crud_versions_codes_and_history(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        ensure!(st.seed_codes(&default_codes()).await?);
+        ensure!(!st.seed_codes(&default_codes()).await?, "seeded once");
+        ensure!(st
+            .list_codes(Some(CodeKind::Remedy))
+            .await?
+            .iter()
+            .any(|c| c.code == "replaced"));
+        st.ensure_machine(&m("pump-1")).await?;
+        st.ensure_machine(&m("pump-2")).await?;
+        let a1 = st
+            .record_transition(&super::alarms::raise(
+                "pump-1",
+                "hot",
+                1_000,
+                Severity::High,
+            ))
+            .await?;
+        let a2 = st
+            .record_transition(&super::alarms::raise(
+                "pump-2",
+                "hot",
+                1_000,
+                Severity::High,
+            ))
+            .await?;
+
+        // Created at version 1 with its alarms and a `created` event.
+        let w = st
+            .create_work_order(&new("pump-1", "Bearing noise", Priority::High, vec![a1.id]))
+            .await?;
+        ensure!(
+            w.version == 1 && w.status == Status::Open && w.alarms == vec![a1.id],
+            "{w:?}"
+        );
+        ensure!(st.get_work_order(w.id).await? == w);
+        ensure!(st.alarm_work_orders(a1.id).await? == vec![w.id]);
+        ensure!(matches!(
+            st.create_work_order(&new("pump-1", "x", Priority::Low, vec![a2.id])).await,
+            Err(StoreError::Invalid(m)) if m.contains("another machine")
+        ));
+        ensure!(is_not_found(
+            &st.create_work_order(&new(
+                "pump-1",
+                "x",
+                Priority::Low,
+                vec![pdm_core::AlarmId(999_999)]
+            ))
+            .await
+        ));
+        ensure!(is_not_found(
+            &st.create_work_order(&new("nope", "x", Priority::Low, vec![]))
+                .await
+        ));
+        let mut unknown_user = new("pump-1", "x", Priority::Low, vec![]);
+        unknown_user.assignee = Some(pdm_core::store::UserId(424_242));
+        ensure!(is_not_found(&st.create_work_order(&unknown_user).await));
+
+        // A change moves the version; a stale one is refused and writes nothing.
+        let started = change(
+            st,
+            &w,
+            WorkOrderChange {
+                status: Some(Status::InProgress),
+                ..Default::default()
+            },
+            2_000,
+        )
+        .await?;
+        ensure!(started.version == 2 && started.status == Status::InProgress);
+        let stale = change(
+            st,
+            &w,
+            WorkOrderChange {
+                title: Some("Other".into()),
+                ..Default::default()
+            },
+            2_100,
+        )
+        .await;
+        ensure!(matches!(stale, Err(StoreError::Stale(_))), "{stale:?}");
+        ensure!(st.get_work_order(w.id).await?.title == "Bearing noise");
+
+        // Codes: not in the list, retired, then a proper resolution.
+        let bad = change(
+            st,
+            &started,
+            WorkOrderChange {
+                remedy: Some(Some("magic".into())),
+                ..Default::default()
+            },
+            2_200,
+        )
+        .await;
+        ensure!(
+            matches!(&bad, Err(StoreError::Invalid(m)) if m.contains("not in the remedy list")),
+            "{bad:?}"
+        );
+        ensure!(
+            !st.put_code(&Code {
+                kind: CodeKind::Remedy,
+                code: "replaced".into(),
+                description: "Replaced".into(),
+                active: false
+            })
+            .await?
+        );
+        let retired = change(
+            st,
+            &started,
+            WorkOrderChange {
+                remedy: Some(Some("replaced".into())),
+                ..Default::default()
+            },
+            2_200,
+        )
+        .await;
+        ensure!(
+            matches!(&retired, Err(StoreError::Invalid(m)) if m.contains("retired")),
+            "{retired:?}"
+        );
+        ensure!(
+            st.put_code(&Code {
+                kind: CodeKind::Remedy,
+                code: "reseated".into(),
+                description: "Reseated".into(),
+                active: true
+            })
+            .await?
+        );
+        let resolved = change(
+            st,
+            &started,
+            WorkOrderChange {
+                status: Some(Status::Resolved),
+                remedy: Some(Some("reseated".into())),
+                failure_mode: Some(Some("vibration".into())),
+                cause: Some(Some("wear".into())),
+                label: Some(Some(Label::TrueFault)),
+                add_time_min: Some(45),
+                ..Default::default()
+            },
+            3_000,
+        )
+        .await?;
+        ensure!(
+            resolved.version == 3 && resolved.resolved_at == Some(Timestamp::from_millis(3_000))
+        );
+        ensure!(resolved.label == Some(Label::TrueFault) && resolved.time_spent_min == 45);
+        let history = st.work_order_history(w.id).await?;
+        let kinds: Vec<_> = history
+            .iter()
+            .map(|e| (e.action.as_str(), e.version))
+            .collect();
+        ensure!(
+            kinds == [("created", 1), ("updated", 2), ("updated", 3)],
+            "{kinds:?}"
+        );
+        ensure!(history[0].actor == "ana" && history[1].actor == "bob");
+        ensure!(
+            history[0].changes["title"] == "Bearing noise",
+            "{}",
+            history[0].changes
+        );
+
+        // Lists: filters, orders and pages.
+        let mut due = new("pump-2", "Due soon", Priority::Low, vec![]);
+        due.due_at = Some(Timestamp::from_millis(5_000));
+        let due = st.create_work_order(&due).await?;
+        let urgent = st
+            .create_work_order(&new("pump-2", "Urgent", Priority::Urgent, vec![]))
+            .await?;
+        let titles = |v: Vec<WorkOrder>| v.into_iter().map(|w| w.title).collect::<Vec<_>>();
+        let q = |f: &dyn Fn(&mut WorkOrderQuery)| {
+            let mut q = WorkOrderQuery {
+                limit: 10,
+                ..Default::default()
+            };
+            f(&mut q);
+            q
+        };
+        ensure!(
+            titles(st.list_work_orders(&q(&|_| {})).await?)
+                == ["Urgent", "Due soon", "Bearing noise"]
+        );
+        ensure!(
+            titles(
+                st.list_work_orders(&q(&|q| q.sort = WorkOrderSort::Priority))
+                    .await?
+            ) == ["Urgent", "Bearing noise", "Due soon"]
+        );
+        ensure!(
+            titles(
+                st.list_work_orders(&q(&|q| q.sort = WorkOrderSort::Due))
+                    .await?
+            )[0] == "Due soon"
+        );
+        ensure!(
+            titles(
+                st.list_work_orders(&q(&|q| q.status = vec![Status::Resolved]))
+                    .await?
+            ) == ["Bearing noise"]
+        );
+        ensure!(
+            titles(
+                st.list_work_orders(&q(&|q| q.machine = Some(m("pump-2"))))
+                    .await?
+            ) == ["Urgent", "Due soon"]
+        );
+        ensure!(
+            titles(
+                st.list_work_orders(&q(&|q| q.priority = Some(Priority::Low)))
+                    .await?
+            ) == ["Due soon"]
+        );
+        ensure!(
+            titles(
+                st.list_work_orders(&q(&|q| q.overdue_at = Some(Timestamp::from_millis(6_000))))
+                    .await?
+            ) == ["Due soon"]
+        );
+        ensure!(st
+            .list_work_orders(&q(&|q| q.overdue_at = Some(Timestamp::from_millis(4_000))))
+            .await?
+            .is_empty());
+        ensure!(
+            titles(
+                st.list_work_orders(&q(&|q| {
+                    q.before = Some(urgent.id);
+                    q.limit = 1;
+                }))
+                .await?
+            ) == ["Due soon"]
+        );
+        ensure!(
+            titles(
+                st.list_work_orders(&q(&|q| {
+                    q.sort = WorkOrderSort::Priority;
+                    q.offset = 1;
+                    q.limit = 1;
+                }))
+                .await?
+            ) == ["Bearing noise"]
+        );
+        ensure!(due.version == 1);
+
+        // A machine takes its work orders with it.
+        st.delete_machine(&m("pump-2")).await?;
+        ensure!(is_not_found(&st.get_work_order(urgent.id).await));
+        ensure!(st.list_work_orders(&q(&|_| {})).await?.len() == 1);
+        Ok(())
+    }
+
+    pub async fn concurrent_updates_of_one_work_order_have_one_winner(cx: Ctx) -> Result<()> {
+        let st = cx.store.clone();
+        st.seed_codes(&default_codes()).await?;
+        st.ensure_machine(&m("pump-1")).await?;
+        let w = st
+            .create_work_order(&new("pump-1", "Race", Priority::Medium, vec![]))
+            .await?;
+        let mut tasks = Vec::new();
+        for i in 0..6u32 {
+            let (st, w) = (st.clone(), w.clone());
+            tasks.push(tokio::spawn(async move {
+                let c = WorkOrderChange {
+                    title: Some(format!("edit {i}")),
+                    ..Default::default()
+                };
+                change(&*st, &w, c, 2_000 + i64::from(i)).await
+            }));
+        }
+        let mut won = Vec::new();
+        for t in tasks {
+            match t.await? {
+                Ok(w) => won.push(w),
+                Err(StoreError::Stale(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        ensure!(won.len() == 1, "{} writers won", won.len());
+        let stored = st.get_work_order(w.id).await?;
+        ensure!(stored == won[0] && stored.version == 2, "{stored:?}");
+        ensure!(st.work_order_history(w.id).await?.len() == 2);
+        Ok(())
     }
 }

@@ -50,7 +50,7 @@ mod defaults;
 pub mod performance;
 mod rule;
 mod state;
-mod types;
+pub(crate) mod types;
 
 #[cfg(test)]
 mod tests;

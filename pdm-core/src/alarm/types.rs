@@ -59,6 +59,7 @@ macro_rules! names {
         }
     };
 }
+pub(crate) use names;
 
 /// How bad an alarm is; ordered from `Low` to `Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

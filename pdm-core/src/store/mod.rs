@@ -26,6 +26,7 @@ pub mod predictions;
 pub mod sensors;
 pub mod telemetry;
 pub mod webhooks;
+pub mod workorders;
 
 pub use access::{
     AccessStore, ApiToken, ApiTokenId, NewApiToken, NewSession, NewUser, Permission, Role,
@@ -47,6 +48,7 @@ pub use webhooks::{
     NewDelivery, NewWebhook, NextStep, Webhook, WebhookFilter, WebhookId, WebhookStore,
     WebhookUpdate,
 };
+pub use workorders::{WorkOrderEvent, WorkOrderQuery, WorkOrderSort, WorkOrderStore};
 
 /// A boxed error from a backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -64,6 +66,9 @@ pub enum StoreError {
     /// The request cannot be carried out as given.
     #[error("{0}")]
     Invalid(String),
+    /// The thing changed since the caller read it (a stale version).
+    #[error("{0}")]
+    Stale(String),
     /// The database cannot be reached; retrying later may work.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] BoxError),
@@ -95,6 +100,7 @@ pub trait CatalogStore:
     + AlarmStore
     + WebhookStore
     + AccessStore
+    + WorkOrderStore
 {
 }
 
@@ -108,6 +114,7 @@ impl<T> CatalogStore for T where
         + AlarmStore
         + WebhookStore
         + AccessStore
+        + WorkOrderStore
 {
 }
 

@@ -16,6 +16,8 @@ use pdm_core::store::{
     Rotation, Session, SessionId, TokenHash, User, UserId, UserUpdate, Webhook, WebhookId,
     WebhookStore, WebhookUpdate,
 };
+use pdm_core::store::{WorkOrderEvent, WorkOrderQuery, WorkOrderStore};
+use pdm_core::workorder::{Code, CodeKind, NewWorkOrder, WorkOrder, WorkOrderId};
 use pdm_core::{
     Activation, AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore,
     AlarmTransition, Batch, Bucket, DeadLetter, DeadLetterPrune, DeadLetterQuery, DeadLetterStore,
@@ -617,5 +619,49 @@ impl JobStore for TestStore {
         at: Timestamp,
     ) -> StoreResult<u64> {
         self.store.fail_running_jobs(worker, reason, at).await
+    }
+}
+
+#[async_trait]
+impl WorkOrderStore for TestStore {
+    async fn create_work_order(&self, w: &NewWorkOrder) -> StoreResult<WorkOrder> {
+        self.store.create_work_order(w).await
+    }
+
+    async fn get_work_order(&self, id: WorkOrderId) -> StoreResult<WorkOrder> {
+        self.store.get_work_order(id).await
+    }
+
+    async fn list_work_orders(&self, q: &WorkOrderQuery) -> StoreResult<Vec<WorkOrder>> {
+        self.store.list_work_orders(q).await
+    }
+
+    async fn update_work_order(
+        &self,
+        next: &WorkOrder,
+        actor: &str,
+        changes: &serde_json::Value,
+    ) -> StoreResult<WorkOrder> {
+        self.store.update_work_order(next, actor, changes).await
+    }
+
+    async fn work_order_history(&self, id: WorkOrderId) -> StoreResult<Vec<WorkOrderEvent>> {
+        self.store.work_order_history(id).await
+    }
+
+    async fn alarm_work_orders(&self, alarm: AlarmId) -> StoreResult<Vec<WorkOrderId>> {
+        self.store.alarm_work_orders(alarm).await
+    }
+
+    async fn list_codes(&self, kind: Option<CodeKind>) -> StoreResult<Vec<Code>> {
+        self.store.list_codes(kind).await
+    }
+
+    async fn put_code(&self, code: &Code) -> StoreResult<bool> {
+        self.store.put_code(code).await
+    }
+
+    async fn seed_codes(&self, codes: &[Code]) -> StoreResult<bool> {
+        self.store.seed_codes(codes).await
     }
 }

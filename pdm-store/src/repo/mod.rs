@@ -17,6 +17,7 @@ pub(crate) mod models;
 pub(crate) mod predictions;
 pub(crate) mod sensors;
 pub(crate) mod webhooks;
+pub(crate) mod workorders;
 
 /// How many times the insert-if-absent operations retry when a row they saw vanishes before
 /// they read it back (a concurrent delete).
