@@ -484,6 +484,59 @@ pub fn check_code(field: &str, code: &str) -> Result<(), WorkOrderError> {
     }
 }
 
+/// A work order for `alarm`, linking it: titled after its rule and machine, its priority from
+/// the alarm's severity (critical is urgent, high high, medium medium, low low), unless the
+/// caller gives them.
+pub fn from_alarm(
+    alarm: &crate::store::StoredAlarm,
+    title: Option<String>,
+    priority: Option<Priority>,
+    created_by: String,
+    at: Timestamp,
+) -> NewWorkOrder {
+    use crate::alarm::Severity;
+    let priority = priority.unwrap_or(match alarm.severity {
+        Severity::Critical => Priority::Urgent,
+        Severity::High => Priority::High,
+        Severity::Medium => Priority::Medium,
+        Severity::Low => Priority::Low,
+    });
+    NewWorkOrder {
+        title: title.unwrap_or_else(|| {
+            format!(
+                "{} on {} (alarm {})",
+                alarm.rule_id, alarm.machine, alarm.id
+            )
+        }),
+        description: String::new(),
+        machine: alarm.machine.clone(),
+        alarms: vec![alarm.id],
+        priority,
+        assignee: None,
+        due_at: None,
+        created_by,
+        at,
+    }
+}
+
+/// What changed from `before` to `after`, for the history: `{"field": {"from": .., "to": ..}}`
+/// over the fields people change (not the timestamps and version the change itself moves).
+pub fn diff(before: &WorkOrder, after: &WorkOrder) -> serde_json::Value {
+    let (b, a) = match (serde_json::to_value(before), serde_json::to_value(after)) {
+        (Ok(serde_json::Value::Object(b)), Ok(serde_json::Value::Object(a))) => (b, a),
+        _ => return serde_json::Value::Object(Default::default()),
+    };
+    let skip = ["updated_at", "version", "resolved_at", "closed_at"];
+    let mut out = serde_json::Map::new();
+    for (k, to) in &a {
+        let from = b.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        if !skip.contains(&k.as_str()) && &from != to {
+            out.insert(k.clone(), serde_json::json!({ "from": from, "to": to }));
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
 /// Parses a name of one of this module's closed sets, naming the field.
 pub fn parse<T>(
     field: &str,
@@ -673,6 +726,20 @@ mod tests {
         assert_eq!(
             (w2.time_spent_min, w2.alarms.clone()),
             (90, vec![AlarmId(3)])
+        );
+    }
+
+    #[test]
+    fn the_history_names_what_changed() {
+        let w = order(Status::Open, vec![]);
+        let mut next = w.clone();
+        next.title = "Other".into();
+        next.version = 2;
+        next.updated_at = Timestamp::from_millis(5);
+        let d = diff(&w, &next);
+        assert_eq!(
+            d,
+            serde_json::json!({"title": {"from": "Bearing noise", "to": "Other"}})
         );
     }
 

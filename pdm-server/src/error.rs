@@ -36,6 +36,8 @@ pub enum ErrorCode {
     Conflict,
     /// `precondition_failed`: the resource changed since the caller read it (412).
     PreconditionFailed,
+    /// `precondition_required`: a change needs `If-Match` with the version read (428).
+    PreconditionRequired,
     /// `unprocessable`: well formed but not acceptable.
     Unprocessable,
     /// `unavailable`: the service cannot answer now; retry later.
@@ -59,6 +61,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::PreconditionFailed => "precondition_failed",
+            Self::PreconditionRequired => "precondition_required",
             Self::Unprocessable => "unprocessable",
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
@@ -77,6 +80,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable | Self::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,

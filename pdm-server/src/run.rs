@@ -149,6 +149,12 @@ impl Server {
             engine.add_source(Box::new(source));
         }
         let auth = crate::auth::start(store.clone(), &config).await?;
+        // A new database gets the default code lists of work-order findings (once: codes an
+        // admin removes stay removed).
+        store
+            .seed_codes(&pdm_core::workorder::default_codes())
+            .await
+            .context("cannot write the default work-order code lists")?;
         let (http_stop, mut stopped) = ShutdownTrigger::new();
         tokio::spawn(crate::auth::prune(store.clone(), http_stop.subscribe()));
         let state = AppState::new(store, catalog, engine.sink(), intake, metrics, detection)

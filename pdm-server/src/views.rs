@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 
 pub mod access;
 pub mod alarms;
+pub mod workorders;
 
 pub use access::{
     AcceptedView, EndedView, MeView, NewTokenView, RoleView, SessionView, SignInView, TicketView,
@@ -25,6 +26,7 @@ pub use alarms::{
     AlarmDetailView, AlarmEventView, AlarmPageView, AlarmRuleView, AlarmUpdateView, AlarmView,
     PerformanceView, ServiceNoteView,
 };
+pub use workorders::{CodeView, WorkOrderEventView, WorkOrderPageView, WorkOrderView};
 
 /// A machine.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

@@ -51,8 +51,8 @@ def call(base: str, method: str, path: str, body: dict | None = None, token: str
 
 def seed(base: str, token: str) -> None:
     """Something for the fuzzer to find at the ids and keys the schema's examples name: machine
-    `pump-1` with sensor `temp`, readings, an alarm (a limit rule it crosses), a training job
-    and a webhook (to a name that does not resolve, so nothing is sent)."""
+    `pump-1` with sensor `temp`, readings, an alarm (a limit rule it crosses), a work order of
+    it, a training job and a webhook (to a name that does not resolve, so nothing is sent)."""
     call(base, "POST", "/api/v1/machines", {"key": "pump-1", "name": "Pump 1"}, token)
     call(base, "POST", "/api/v1/machines/pump-1/sensors", {"key": "temp", "unit": "degC"}, token)
     rule = {"severity": "high", "kind": {"type": "sensor_limit", "sensor": "temp", "above": 80}}
@@ -73,6 +73,8 @@ def seed(base: str, token: str) -> None:
         if time.monotonic() > deadline:
             raise SystemExit("[api-fuzz] ERROR: the seeded readings raised no alarm in 20 s")
         time.sleep(0.2)
+    alarm = call(base, "GET", "/api/v1/alarms", None, token)["alarms"][0]["id"]
+    call(base, "POST", f"/api/v1/alarms/{alarm}/work-order", None, token)
 
 
 def main() -> int:

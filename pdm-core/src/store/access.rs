@@ -67,11 +67,20 @@ pub enum Permission {
     /// Create and revoke API and ingest tokens.
     #[serde(rename = "tokens:manage")]
     TokensManage,
+    /// Read work orders, their history and the code lists.
+    #[serde(rename = "work_orders:read")]
+    WorkOrdersRead,
+    /// Create and change work orders (assign, progress, resolve with a label).
+    #[serde(rename = "work_orders:write")]
+    WorkOrdersWrite,
+    /// Edit the code lists of findings (failure modes, causes, remedies).
+    #[serde(rename = "work_order_codes:write")]
+    WorkOrderCodesWrite,
 }
 
 impl Permission {
     /// Every permission, in a fixed order.
-    pub const ALL: [Permission; 13] = [
+    pub const ALL: [Permission; 16] = [
         Permission::MachinesRead,
         Permission::MachinesWrite,
         Permission::TelemetryWrite,
@@ -85,6 +94,9 @@ impl Permission {
         Permission::OpsRead,
         Permission::UsersManage,
         Permission::TokensManage,
+        Permission::WorkOrdersRead,
+        Permission::WorkOrdersWrite,
+        Permission::WorkOrderCodesWrite,
     ];
 
     /// Its name, as in JSON (`machines:read`).
@@ -103,6 +115,9 @@ impl Permission {
             Permission::OpsRead => "ops:read",
             Permission::UsersManage => "users:manage",
             Permission::TokensManage => "tokens:manage",
+            Permission::WorkOrdersRead => "work_orders:read",
+            Permission::WorkOrdersWrite => "work_orders:write",
+            Permission::WorkOrderCodesWrite => "work_order_codes:write",
         }
     }
 }
@@ -159,15 +174,16 @@ impl Role {
             },
             Role {
                 name: "engineer".into(),
-                description: "Machines, models, alarms, rules and webhooks; not people or tokens"
-                    .into(),
+                description:
+                    "Machines, models, alarms, rules, webhooks and work orders; not people or tokens"
+                        .into(),
                 permissions: engineer,
                 builtin: true,
             },
             Role {
                 name: "viewer".into(),
-                description: "Reads machines, models and alarms".into(),
-                permissions: vec![MachinesRead, ModelsRead, AlarmsRead],
+                description: "Reads machines, models, alarms and work orders".into(),
+                permissions: vec![MachinesRead, ModelsRead, AlarmsRead, WorkOrdersRead],
                 builtin: true,
             },
         ]

@@ -11,6 +11,7 @@ pub mod push;
 pub mod telemetry;
 pub mod users;
 pub mod webhooks;
+pub mod workorders;
 
 use axum::Router;
 
@@ -38,6 +39,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(predictions::router())
         .merge(alarms::router())
         .merge(webhooks::router())
+        .merge(workorders::router())
         .merge(push::router())
         .merge(ops::api_router())
         .merge(crate::openapi::api_router())
@@ -56,6 +58,7 @@ pub(crate) fn docs() -> Vec<utoipa::openapi::OpenApi> {
         predictions::Doc::openapi(),
         alarms::Doc::openapi(),
         webhooks::Doc::openapi(),
+        workorders::Doc::openapi(),
         push::Doc::openapi(),
         ops::Doc::openapi(),
     ]

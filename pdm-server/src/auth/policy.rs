@@ -149,6 +149,19 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         "/webhooks/{id}/deliveries/{delivery}/redeliver",
         Need(WebhooksWrite),
     ),
+    // Work orders.
+    ("GET", "/work-orders", Need(WorkOrdersRead)),
+    ("POST", "/work-orders", Need(WorkOrdersWrite)),
+    ("GET", "/work-orders/{id}", Need(WorkOrdersRead)),
+    ("PATCH", "/work-orders/{id}", Need(WorkOrdersWrite)),
+    ("GET", "/work-orders/{id}/history", Need(WorkOrdersRead)),
+    ("POST", "/alarms/{id}/work-order", Need(WorkOrdersWrite)),
+    ("GET", "/work-order-codes", Need(WorkOrdersRead)),
+    (
+        "PUT",
+        "/work-order-codes/{kind}/{code}",
+        Need(WorkOrderCodesWrite),
+    ),
     // Operations.
     ("GET", "/dead-letters", Need(OpsRead)),
 ];
