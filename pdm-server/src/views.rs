@@ -26,7 +26,10 @@ pub use alarms::{
     AlarmDetailView, AlarmEventView, AlarmPageView, AlarmRuleView, AlarmUpdateView, AlarmView,
     PerformanceView, ServiceNoteView,
 };
-pub use workorders::{CodeView, WorkOrderEventView, WorkOrderPageView, WorkOrderView};
+pub use workorders::{
+    CodeView, FleetPrecisionView, MachinePrecisionView, PrecisionView, WorkOrderEventView,
+    WorkOrderPageView, WorkOrderView,
+};
 
 /// A machine.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

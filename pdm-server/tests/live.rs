@@ -1182,3 +1182,202 @@ async fn a_machine_deleted_and_made_again_is_scored_afresh() {
     }
     app.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Closing the loop: labels of resolved work orders feed the next training.
+
+/// `synth` at another load: `offset` added to the load (a changeover to a new operating point
+/// when moderate and benign, a fault when far out).
+fn shifted(i: usize, offset: f64) -> Vec<f64> {
+    let mut v = synth(i, 0.0);
+    v[0] += offset;
+    v[1] += 2.0 * offset;
+    v
+}
+
+/// Posts rows `first..last` (one per second from `base`) made by `row`, then flushes the
+/// live path.
+async fn post_span(
+    app: &TestApp,
+    m: &str,
+    base: i64,
+    span: std::ops::Range<usize>,
+    row: impl Fn(usize) -> Vec<f64>,
+) {
+    let rows: Vec<(i64, Vec<f64>)> = span.map(|i| (base + i as i64 * 1000, row(i))).collect();
+    post_rows(app, m, &["a", "b"], &rows, 200).await;
+    app.live().flush().await;
+}
+
+/// The ids of `m`'s alarms, oldest first.
+async fn alarm_ids(app: &TestApp, m: &str) -> Vec<i64> {
+    let (st, page) = app.get(&format!("/api/v1/alarms?machine={m}")).await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    let mut ids: Vec<i64> = page["alarms"]
+        .as_array()
+        .expect("alarms")
+        .iter()
+        .map(|a| a["id"].as_i64().expect("id"))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Trains `m` on `[from, to)`, activated; the new model's record.
+async fn retrain(app: &TestApp, m: &str, from: i64, to: i64) -> Value {
+    let (st, job) = app
+        .post(
+            &format!("/api/v1/machines/{m}/models"),
+            &json!({"from": from, "to": to, "activate": true}).to_string(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{job}");
+    let job = wait_job(app, job["id"].as_i64().expect("id")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let (_, models) = app.get(&format!("/api/v1/models?machine={m}")).await;
+    let model = models.as_array().expect("models")[0].clone();
+    assert_eq!(model["status"], "active", "{model}");
+    model
+}
+
+/// Resolves a work order of `alarm` with `label` (and the findings it needs), and acknowledges
+/// the alarm so that its episode ends.
+async fn judge(app: &TestApp, alarm: i64, label: &str) {
+    let (st, w) = app
+        .post(&format!("/api/v1/alarms/{alarm}/work-order"), "")
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{w}");
+    let body = json!({"status": "resolved", "remedy": "no_action", "label": label,
+                      "failure_mode": "erratic_output", "cause": "unknown"});
+    let (st, _, w) = app
+        .request(
+            "PATCH",
+            &format!("/api/v1/work-orders/{}", w["id"]),
+            Some(&body.to_string()),
+            &[("if-match", "\"1\""), ("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{w}");
+    let (st, a) = app.post(&format!("/api/v1/alarms/{alarm}/ack"), "").await;
+    assert!(st == StatusCode::OK || st == StatusCode::CONFLICT, "{a}");
+}
+
+/// A changeover the model has not seen raises an alarm; labelled a false alarm, the next
+/// training (over the same range) learns its window as normal and the same pattern raises
+/// none. A real fault raises one; labelled a true fault, its window is left out of the next
+/// training even when the training range holds it, and the fault still raises an alarm. The
+/// model's record lists the labels it saw, and the alarm precision counts them. (Two machines:
+/// an acknowledgement moves an alarm's clock to the wall clock, and these rows are replayed
+/// from hours ago.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_of_resolved_work_orders_feed_the_next_training() {
+    for pg in [false, true] {
+        let Some(app) = app(pg, |c| c.live.seed_alarm_defaults = false).await else {
+            continue;
+        };
+        let rule = json!({"severity": "medium", "kind": {"type": "anomaly", "k": 5, "n": 10}});
+        let base = (now_ms() / 1000) * 1000 - 3 * 3_600_000;
+        let s = |i: usize| base + i as i64 * 1000;
+        const CHANGEOVER: f64 = 0.8;
+        const FAULT: f64 = 2.5;
+        // A machine with a model of its normal operation on `[base, base + 1800 s)`.
+        let machine = |name: &'static str, base: i64| {
+            let (app, rule) = (&app, &rule);
+            async move {
+                let m = unique(name);
+                create_machine(app, &m, &["a", "b"]).await;
+                let (st, _, body) = app
+                    .request(
+                        "PUT",
+                        &format!("/api/v1/machines/{m}/alarm-rules/anomaly"),
+                        Some(&rule.to_string()),
+                        &[],
+                    )
+                    .await;
+                assert_eq!(st, StatusCode::OK, "{body}");
+                post_span(app, &m, base, 0..1800, |i| synth(i, 0.0)).await;
+                let first = retrain(app, &m, base, base + 1_800_000).await;
+                assert_eq!(first["metrics"]["labels"], json!({}), "{first}");
+                m
+            }
+        };
+        let c = &machine("changeover", base).await;
+
+        // A changeover it has not seen: an alarm, judged a false alarm.
+        post_span(&app, c, base, 1800..2100, |i| shifted(i, CHANGEOVER)).await;
+        post_span(&app, c, base, 2100..2400, |i| synth(i, 0.0)).await;
+        let alarms = alarm_ids(&app, c).await;
+        assert_eq!(
+            alarms.len(),
+            1,
+            "the changeover raised one alarm: {alarms:?}"
+        );
+        let false_alarm = alarms[0];
+        judge(&app, false_alarm, "false_alarm").await;
+        // The same training range, now with the false alarm's window learnt as normal.
+        let second = retrain(&app, c, s(0), s(1800)).await;
+        assert_eq!(
+            second["metrics"]["labels"],
+            json!({"false_alarm": [false_alarm]})
+        );
+        let added = second["metrics"]["rows_added"].as_u64().unwrap_or(0);
+        assert!((280..=700).contains(&added), "the window's rows: {second}");
+        post_span(&app, c, base, 2400..2700, |i| shifted(i, CHANGEOVER)).await;
+        post_span(&app, c, base, 2700..3000, |i| synth(i, 0.0)).await;
+        assert_eq!(
+            alarm_ids(&app, c).await,
+            [false_alarm],
+            "the changeover again: no alarm"
+        );
+        let replay = stored_predictions(&app, c, s(2400), s(2700)).await;
+        let flagged = replay.iter().filter(|p| p.anomalous).count();
+        assert!(flagged < 5, "{flagged} of {} flagged", replay.len());
+
+        // A real fault: an alarm, judged a true fault. Another machine, whose rows come after
+        // the first one's (the alarms of a live-path owner are stamped with the latest row time
+        // it has seen, whichever machine it came from).
+        let base = base + 3_600_000;
+        let s = |i: usize| base + i as i64 * 1000;
+        let f = &machine("fault", base).await;
+        post_span(&app, f, base, 1800..2100, |i| shifted(i, FAULT)).await;
+        post_span(&app, f, base, 2100..2400, |i| synth(i, 0.0)).await;
+        let alarms = alarm_ids(&app, f).await;
+        assert_eq!(alarms.len(), 1, "the fault raised an alarm: {alarms:?}");
+        let fault = alarms[0];
+        judge(&app, fault, "true_fault").await;
+        // A training over everything, the fault included: its window is left out.
+        let third = retrain(&app, f, s(0), s(2400)).await;
+        assert_eq!(third["metrics"]["labels"], json!({"true_fault": [fault]}));
+        let left_out = third["metrics"]["rows_left_out"].as_u64().unwrap_or(0);
+        assert!(
+            (300..=700).contains(&left_out),
+            "the window's rows: {third}"
+        );
+        post_span(&app, f, base, 2400..2700, |i| shifted(i, FAULT)).await;
+        post_span(&app, f, base, 2700..3000, |i| synth(i, 0.0)).await;
+        let alarms = alarm_ids(&app, f).await;
+        assert_eq!(
+            alarms.len(),
+            2,
+            "the fault again raises an alarm: {alarms:?}"
+        );
+
+        let (st, p) = app.get("/api/v1/alarms/precision").await;
+        assert_eq!(st, StatusCode::OK, "{p}");
+        assert_eq!(
+            (
+                &p["fleet"]["labelled"],
+                &p["fleet"]["true_fault"],
+                &p["fleet"]["precision"]
+            ),
+            (&json!(2), &json!(1), &json!(0.5)),
+            "{p}"
+        );
+        let (_, p) = app
+            .get(&format!("/api/v1/alarms/precision?machine={f}"))
+            .await;
+        assert_eq!(p["fleet"]["precision"], json!(1.0), "{p}");
+        assert_eq!(p["machines"][0]["machine"], f.as_str());
+        app.stop().await;
+    }
+}

@@ -4801,6 +4801,14 @@ mod work_orders {
             "{}",
             history[0].changes
         );
+        // The alarm is judged now: its label, and its window from raised to its last event.
+        let judged = st.labelled_alarms(Some(&m("pump-1"))).await?;
+        ensure!(judged.len() == 1, "{judged:?}");
+        let (machine, a) = &judged[0];
+        ensure!(machine == &m("pump-1") && a.alarm == a1.id && a.label == Label::TrueFault);
+        ensure!(a.opened_at == Timestamp::from_millis(1_000) && a.ended_at == a.opened_at);
+        ensure!(st.labelled_alarms(Some(&m("pump-2"))).await?.is_empty());
+        ensure!(st.labelled_alarms(None).await?.len() == 1);
 
         // Lists: filters, orders and pages.
         let mut due = new("pump-2", "Due soon", Priority::Low, vec![]);

@@ -138,6 +138,11 @@ pub struct LiveConfig {
     /// it stored (and off); deleting every default brings them back at the next start unless
     /// this is off.
     pub seed_alarm_defaults: bool,
+    /// How far before an alarm was raised its labelled window starts (milliseconds): the rows
+    /// that made it, as a work order's label judges them. A training leaves the windows of
+    /// `true_fault` and `planned_work` alarms out and learns those of `false_alarm` alarms as
+    /// normal ([`crate::workorder::Label`]).
+    pub label_lead_ms: u64,
 }
 
 impl Default for LiveConfig {
@@ -156,6 +161,7 @@ impl Default for LiveConfig {
             worker: DEFAULT_WORKER.to_owned(),
             train_params: default_train_params(),
             seed_alarm_defaults: true,
+            label_lead_ms: 300_000,
         }
     }
 }
@@ -168,6 +174,12 @@ pub fn default_train_params() -> serde_json::Value {
 impl LiveConfig {
     /// Checks the settings, naming the first bad one.
     pub fn check(&self) -> ConfigResult {
+        if self.label_lead_ms > MAX_SPAN_S * 1_000 {
+            return Err(ConfigError::new(
+                "live.label_lead_ms",
+                format!("at most {} ms", MAX_SPAN_S * 1_000),
+            ));
+        }
         if !self.train_params.is_object() {
             return Err(ConfigError::new(
                 "live.train_params",

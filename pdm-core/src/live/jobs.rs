@@ -296,7 +296,29 @@ impl Runner {
         align.check().map_err(|e| JobEnd::Failed(e.to_string()))?;
         self.progress(job, 0.0, "reading the training range")
             .await?;
-        let rows = self.read_rows(job, &machine, &request, &align).await?;
+        // What people found closes the loop: windows of alarms judged real faults or planned
+        // work are left out of "normal"; windows of false alarms are learnt as normal, read
+        // where they lie outside the training range.
+        let labelled = self.store.labelled_alarms(Some(&machine)).await?;
+        let lead = i64::try_from(self.config.label_lead_ms).unwrap_or(i64::MAX);
+        let windows = LabelWindows::new(&labelled, lead);
+        let (mut rows, excluded) = self
+            .read_rows(
+                job,
+                &machine,
+                (request.from, request.to),
+                &align,
+                &windows.excluded,
+            )
+            .await?;
+        let mut added = 0;
+        for (from, to) in windows.outside(request.from, request.to) {
+            let (extra, _) = self
+                .read_rows(job, &machine, (from, to), &align, &windows.excluded)
+                .await?;
+            added += extra.n_rows();
+            rows.segments.extend(extra.segments);
+        }
         let n_rows = rows.n_rows();
         if n_rows == 0 {
             return Err(JobEnd::Failed(format!(
@@ -357,6 +379,7 @@ impl Runner {
             model: serde_json::from_str(&trained.params).unwrap_or(serde_json::Value::Null),
             source: "train".into(),
         };
+        let metrics = windows.record(&trained.metrics, excluded, added);
         let by = if request.requested_by.is_empty() {
             "train-job".to_owned()
         } else {
@@ -377,7 +400,7 @@ impl Runner {
                     trained_from: request.from,
                     trained_to: request.to,
                     parameters: params.to_json(),
-                    metrics: trained.metrics,
+                    metrics,
                     bytes: trained.bytes,
                 },
                 activation.as_ref(),
@@ -425,13 +448,21 @@ impl Runner {
     }
 
     /// Reads the range page by page into aligned segments (a stale condition ends a segment).
+    /// The aligned rows of `machine` in `[range.0, range.1)`, without those in `excluded`
+    /// (each of which ends a segment); with how many rows were left out.
     async fn read_rows(
         &self,
         job: &Job,
         machine: &MachineKey,
-        request: &TrainRequest,
+        range: (Timestamp, Timestamp),
         align: &AlignConfig,
-    ) -> Result<TrainingRows, JobEnd> {
+        excluded: &[(Timestamp, Timestamp)],
+    ) -> Result<(TrainingRows, usize), JobEnd> {
+        let request = &ReadRange {
+            from: range.0,
+            to: range.1,
+        };
+        let mut left_out = 0usize;
         let mut aligner = Aligner::new(align.clone()).map_err(|e| JobEnd::Failed(e.to_string()))?;
         let n_cols = align.channels.len();
         let mut rows = TrainingRows {
@@ -462,7 +493,7 @@ impl Runner {
                 continue;
             }
             aligner.push_batch(fresh, &mut out);
-            add_to_segments(&mut rows, out.drain(..));
+            left_out += add_to_segments(&mut rows, out.drain(..), excluded);
             pages += 1;
             match (full, last_ts) {
                 (true, Some(ts)) => {
@@ -483,7 +514,91 @@ impl Runner {
             }
         }
         rows.segments.retain(|s| !s.is_empty());
-        Ok(rows)
+        Ok((rows, left_out))
+    }
+}
+
+/// The range [`JobRunner::read_rows`] reads.
+struct ReadRange {
+    from: Timestamp,
+    to: Timestamp,
+}
+
+/// The labelled windows of a machine's alarms, as a training uses them.
+struct LabelWindows {
+    /// Left out of "normal": true faults and planned work.
+    excluded: Vec<(Timestamp, Timestamp)>,
+    /// Learnt as normal: false alarms.
+    normal: Vec<(Timestamp, Timestamp)>,
+    /// The alarm ids by label, for the model's record.
+    seen: serde_json::Map<String, serde_json::Value>,
+}
+
+impl LabelWindows {
+    fn new(labelled: &[(MachineKey, crate::store::LabelledAlarm)], lead_ms: i64) -> Self {
+        use crate::workorder::Label;
+        let mut w = LabelWindows {
+            excluded: Vec::new(),
+            normal: Vec::new(),
+            seen: serde_json::Map::new(),
+        };
+        for (_, a) in labelled {
+            // From `lead_ms` before it was raised to one millisecond past its end (half open).
+            let window = (a.opened_at.add_millis(-lead_ms), a.ended_at.add_millis(1));
+            match a.label {
+                Label::TrueFault | Label::PlannedWork => w.excluded.push(window),
+                Label::FalseAlarm => w.normal.push(window),
+                Label::Unknown => {}
+            }
+            if let serde_json::Value::Array(ids) = w
+                .seen
+                .entry(a.label.as_str())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+            {
+                ids.push(serde_json::Value::from(a.alarm.0));
+            }
+        }
+        w
+    }
+
+    /// The parts of the false-alarm windows outside `[from, to)`, in time order, not
+    /// overlapping each other.
+    fn outside(&self, from: Timestamp, to: Timestamp) -> Vec<(Timestamp, Timestamp)> {
+        let mut parts = Vec::new();
+        for &(a, b) in &self.normal {
+            if a < from {
+                parts.push((a, b.min(from)));
+            }
+            if b > to {
+                parts.push((a.max(to), b));
+            }
+        }
+        parts.sort();
+        let mut merged: Vec<(Timestamp, Timestamp)> = Vec::new();
+        for (a, b) in parts {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        merged
+    }
+
+    /// `metrics` (the detector's JSON object) with what the training learnt from labels:
+    /// `labels` (alarm ids by label), `rows_left_out` (in fault or planned-work windows) and
+    /// `rows_added` (from false-alarm windows outside the range).
+    fn record(&self, metrics: &str, left_out: usize, added: usize) -> String {
+        let mut m = match serde_json::from_str::<serde_json::Value>(metrics) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        m.insert(
+            "labels".into(),
+            serde_json::Value::Object(self.seen.clone()),
+        );
+        m.insert("rows_left_out".into(), left_out.into());
+        m.insert("rows_added".into(), added.into());
+        serde_json::Value::Object(m).to_string()
     }
 }
 
@@ -499,16 +614,27 @@ pub fn training_rows(
         n_cols: align.channels.len(),
         segments: Vec::new(),
     };
-    add_to_segments(&mut rows, out.into_iter());
+    add_to_segments(&mut rows, out.into_iter(), &[]);
     rows.segments.retain(|s| !s.is_empty());
     Ok(rows)
 }
 
-/// Appends aligned items to training segments: rows to the last segment, and a stale
-/// condition (a gap) ends it.
-fn add_to_segments(rows: &mut TrainingRows, items: impl Iterator<Item = Aligned>) {
+/// Appends `items` to `rows`: a stale condition, or a row in one of `excluded` (left out and
+/// counted), ends the current segment. Returns how many rows were left out.
+fn add_to_segments(
+    rows: &mut TrainingRows,
+    items: impl Iterator<Item = Aligned>,
+    excluded: &[(Timestamp, Timestamp)],
+) -> usize {
+    let mut left_out = 0;
     for item in items {
         match item {
+            Aligned::Row(r) if excluded.iter().any(|(a, b)| *a <= r.ts && r.ts < *b) => {
+                left_out += 1;
+                if rows.segments.last().is_some_and(|s| !s.is_empty()) {
+                    rows.segments.push(Vec::new());
+                }
+            }
             Aligned::Row(r) => match rows.segments.last_mut() {
                 Some(last) => last.extend_from_slice(&r.values),
                 None => rows.segments.push(r.values),
@@ -520,6 +646,7 @@ fn add_to_segments(rows: &mut TrainingRows, items: impl Iterator<Item = Aligned>
             }
         }
     }
+    left_out
 }
 
 #[cfg(test)]

@@ -48,7 +48,9 @@ pub use webhooks::{
     NewDelivery, NewWebhook, NextStep, Webhook, WebhookFilter, WebhookId, WebhookStore,
     WebhookUpdate,
 };
-pub use workorders::{WorkOrderEvent, WorkOrderQuery, WorkOrderSort, WorkOrderStore};
+pub use workorders::{
+    LabelCounts, LabelledAlarm, WorkOrderEvent, WorkOrderQuery, WorkOrderSort, WorkOrderStore,
+};
 
 /// A boxed error from a backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

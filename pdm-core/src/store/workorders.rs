@@ -67,6 +67,57 @@ pub struct WorkOrderEvent {
     pub version: i64,
 }
 
+/// An alarm judged by a resolved work order: the window of rows its label speaks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledAlarm {
+    /// The alarm.
+    pub alarm: crate::store::AlarmId,
+    /// The label of the last resolved (or closed) work order linking it.
+    pub label: crate::workorder::Label,
+    /// When it was raised.
+    pub opened_at: Timestamp,
+    /// The last event the data drove (raised, escalated, returned, ...): where the condition
+    /// ended, not an acknowledgement after it.
+    pub ended_at: Timestamp,
+}
+
+/// How many alarms were judged, by label.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelCounts {
+    /// Real faults.
+    pub true_fault: u64,
+    /// Nothing was wrong.
+    pub false_alarm: u64,
+    /// Planned work caused it.
+    pub planned_work: u64,
+    /// Could not be told.
+    pub unknown: u64,
+}
+
+impl LabelCounts {
+    /// Every judged alarm.
+    pub fn labelled(&self) -> u64 {
+        self.true_fault + self.false_alarm + self.planned_work + self.unknown
+    }
+
+    /// Alarm precision: the share of judged alarms that were real faults (`None` before any).
+    pub fn precision(&self) -> Option<f64> {
+        let n = self.labelled();
+        (n > 0).then(|| self.true_fault as f64 / n as f64)
+    }
+
+    /// Adds one alarm's label.
+    pub fn add(&mut self, label: crate::workorder::Label) {
+        use crate::workorder::Label::*;
+        match label {
+            TrueFault => self.true_fault += 1,
+            FalseAlarm => self.false_alarm += 1,
+            PlannedWork => self.planned_work += 1,
+            Unknown => self.unknown += 1,
+        }
+    }
+}
+
 /// Stores work orders and their code lists.
 #[async_trait]
 pub trait WorkOrderStore: Send + Sync + 'static {
@@ -99,6 +150,13 @@ pub trait WorkOrderStore: Send + Sync + 'static {
         &self,
         alarm: crate::store::AlarmId,
     ) -> StoreResult<Vec<WorkOrderId>>;
+
+    /// The alarms of `machine` (`None`: every machine) judged by a resolved or closed work
+    /// order, by alarm id; an alarm linked by several takes the label of the last resolved.
+    async fn labelled_alarms(
+        &self,
+        machine: Option<&MachineKey>,
+    ) -> StoreResult<Vec<(MachineKey, LabelledAlarm)>>;
 
     /// A code list (`None`: every list), by kind and code.
     async fn list_codes(&self, kind: Option<CodeKind>) -> StoreResult<Vec<Code>>;

@@ -653,6 +653,13 @@ impl WorkOrderStore for TestStore {
         self.store.alarm_work_orders(alarm).await
     }
 
+    async fn labelled_alarms(
+        &self,
+        machine: Option<&MachineKey>,
+    ) -> StoreResult<Vec<(MachineKey, pdm_core::store::LabelledAlarm)>> {
+        self.store.labelled_alarms(machine).await
+    }
+
     async fn list_codes(&self, kind: Option<CodeKind>) -> StoreResult<Vec<Code>> {
         self.store.list_codes(kind).await
     }

@@ -29,7 +29,10 @@ use crate::openapi::params::Id;
 use crate::openapi::{ErrorBody, PageParams, TimeValue};
 use crate::state::AppState;
 use crate::time::parse_time;
-use crate::views::{views, CodeView, WorkOrderEventView, WorkOrderPageView, WorkOrderView};
+use crate::views::{
+    views, CodeView, FleetPrecisionView, MachinePrecisionView, WorkOrderEventView,
+    WorkOrderPageView, WorkOrderView,
+};
 
 /// Paging of `GET /work-orders`: `limit` 1 to 500, 50 by default; `cursor` = `next` of the
 /// previous page.
@@ -52,7 +55,8 @@ impl PageRule for WorkOrdersPage {
     history,
     from_alarm,
     list_codes,
-    put_code
+    put_code,
+    precision
 ))]
 pub struct Doc;
 
@@ -70,6 +74,7 @@ pub fn router() -> Router<AppState> {
         .route("/work-orders/{id}/history", get(history))
         .route("/alarms/{id}/work-order", post(from_alarm))
         .route("/work-order-codes", get(list_codes))
+        .route("/alarms/precision", get(precision))
         .route("/work-order-codes/{kind}/{code}", put(put_code))
 }
 
@@ -526,6 +531,50 @@ async fn history(
 ) -> ApiResult<Json<Vec<WorkOrderEventView>>> {
     let events = store.work_order_history(work_order_id(&id)?).await?;
     Ok(Json(views(events)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct PrecisionParams {
+    /// Only this machine.
+    #[param(value_type = Option<MachineKey>)]
+    machine: Option<String>,
+}
+
+/// Alarm precision: the share of judged alarms (labelled by a resolved work order) that were
+/// real faults, fleet-wide and per machine.
+#[utoipa::path(get, path = "/alarms/precision", tag = "alarms", params(PrecisionParams),
+    responses((status = 200, description = "The figures", body = FleetPrecisionView)))]
+async fn precision(
+    State(store): State<Arc<dyn Store>>,
+    crate::extract::QueryParams(p): crate::extract::QueryParams<PrecisionParams>,
+) -> ApiResult<Json<FleetPrecisionView>> {
+    let machine = p
+        .machine
+        .as_deref()
+        .map(|m| MachineKey::new(m).map_err(|e| ApiError::unprocessable(format!("machine: {e}"))))
+        .transpose()?;
+    if let Some(m) = &machine {
+        store.get_machine(m).await?;
+    }
+    let mut fleet = pdm_core::store::LabelCounts::default();
+    let mut per: std::collections::BTreeMap<String, pdm_core::store::LabelCounts> =
+        Default::default();
+    for (m, a) in store.labelled_alarms(machine.as_ref()).await? {
+        fleet.add(a.label);
+        per.entry(m.as_str().to_owned()).or_default().add(a.label);
+    }
+    Ok(Json(FleetPrecisionView {
+        fleet: fleet.into(),
+        machines: per
+            .into_iter()
+            .map(|(machine, c)| MachinePrecisionView {
+                machine,
+                figures: c.into(),
+            })
+            .collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

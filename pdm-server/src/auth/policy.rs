@@ -100,6 +100,7 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     // Alarms, rules, service.
     ("GET", "/alarms", Need(AlarmsRead)),
     ("GET", "/alarms/performance", Need(AlarmsRead)),
+    ("GET", "/alarms/precision", Need(AlarmsRead)),
     ("GET", "/alarms/{id}", Need(AlarmsRead)),
     ("POST", "/alarms/{id}/ack", Need(AlarmsAct)),
     ("POST", "/alarms/{id}/shelve", Need(AlarmsAct)),

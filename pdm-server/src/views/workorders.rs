@@ -143,3 +143,52 @@ impl From<Code> for CodeView {
         }
     }
 }
+
+/// Alarm precision from the labels of resolved work orders.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PrecisionView {
+    /// Alarms judged by a resolved or closed work order.
+    pub labelled: u64,
+    /// Judged real faults.
+    pub true_fault: u64,
+    /// Judged false alarms.
+    pub false_alarm: u64,
+    /// Caused by planned work.
+    pub planned_work: u64,
+    /// Could not be told.
+    pub unknown: u64,
+    /// `true_fault / labelled` (`null` before any alarm is judged).
+    pub precision: Option<f64>,
+}
+
+impl From<pdm_core::store::LabelCounts> for PrecisionView {
+    fn from(c: pdm_core::store::LabelCounts) -> Self {
+        Self {
+            labelled: c.labelled(),
+            true_fault: c.true_fault,
+            false_alarm: c.false_alarm,
+            planned_work: c.planned_work,
+            unknown: c.unknown,
+            precision: c.precision(),
+        }
+    }
+}
+
+/// Alarm precision fleet-wide and per machine.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct FleetPrecisionView {
+    /// Over every machine asked for.
+    pub fleet: PrecisionView,
+    /// Per machine with a judged alarm, by key.
+    pub machines: Vec<MachinePrecisionView>,
+}
+
+/// One machine's alarm precision.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct MachinePrecisionView {
+    /// The machine.
+    pub machine: String,
+    /// Its figures.
+    #[serde(flatten)]
+    pub figures: PrecisionView,
+}

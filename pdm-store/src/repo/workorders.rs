@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use pdm_core::store::{
-    AlarmId, UserId, WorkOrderEvent, WorkOrderQuery, WorkOrderSort, WorkOrderStore,
+    AlarmId, LabelledAlarm, UserId, WorkOrderEvent, WorkOrderQuery, WorkOrderSort, WorkOrderStore,
 };
 use pdm_core::workorder::{
     Code, CodeKind, Label, NewWorkOrder, Priority, Status, WorkOrder, WorkOrderId,
@@ -499,6 +499,53 @@ impl<B: Backend> WorkOrderStore for SqlStore<B> {
             .await
             .map_err(db)?;
         rows.iter().map(|r| Ok(WorkOrderId(r.int(0)?))).collect()
+    }
+
+    async fn labelled_alarms(
+        &self,
+        machine: Option<&MachineKey>,
+    ) -> StoreResult<Vec<(MachineKey, LabelledAlarm)>> {
+        // Each judged alarm once: the label of its last resolved work order (by resolution
+        // time, then id), read newest first and the first kept.
+        let mut sql = format!(
+            "SELECT m.key, a.id, w.label, {}, {} FROM work_order_alarms wa \
+             JOIN work_orders w ON w.id = wa.work_order_id \
+             JOIN alarms a ON a.id = wa.alarm_id \
+             JOIN machines m ON m.id = a.machine_id \
+             WHERE w.label IS NOT NULL AND w.status IN ('resolved', 'closed')",
+            B::millis("a.opened_at"),
+            // The end of the condition: its last event driven by the data (raised, escalated,
+            // returned, ...), not an operator's acknowledgement or shelving afterwards.
+            B::millis(
+                "coalesce((SELECT max(e.at) FROM alarm_events e WHERE e.alarm_id = a.id AND \
+                 e.kind IN ('raised', 'escalated', 'de_escalated', 'returned', 'reactivated')), \
+                 a.last_event_at)"
+            ),
+        );
+        let mut args = Vec::new();
+        if let Some(m) = machine {
+            sql.push_str(" AND m.key = $1");
+            args.push(Arg::Text(m.as_str()));
+        }
+        sql.push_str(" ORDER BY a.id, w.resolved_at DESC, w.id DESC");
+        let rows = self.reader().fetch_all(&sql, &args).await.map_err(db)?;
+        let mut out: Vec<(MachineKey, LabelledAlarm)> = Vec::new();
+        for r in &rows {
+            let alarm = AlarmId(r.int(1)?);
+            if out.last().is_some_and(|(_, l)| l.alarm == alarm) {
+                continue;
+            }
+            out.push((
+                MachineKey::new(&r.text(0)?).map_err(corrupt)?,
+                LabelledAlarm {
+                    alarm,
+                    label: Label::parse(&r.text(2)?).map_err(corrupt)?,
+                    opened_at: Timestamp::from_millis(r.int(3)?),
+                    ended_at: Timestamp::from_millis(r.int(4)?),
+                },
+            ));
+        }
+        Ok(out)
     }
 
     async fn list_codes(&self, kind: Option<CodeKind>) -> StoreResult<Vec<Code>> {
