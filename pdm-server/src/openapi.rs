@@ -176,8 +176,15 @@ fn declare(op: &mut Operation, access: Access, path: &str) {
     if matches!(access, Access::Need(_)) {
         errors.push(("403", "The credential does not grant the permission."));
     }
-    if path.contains('{') || op.request_body.is_some() {
-        errors.push(("404", "What the path or body names does not exist."));
+    // A filter naming a machine (`?machine=`) may name none that exists.
+    let names_machine = op.parameters.iter().flatten().any(|p| {
+        p.name == "machine" && p.parameter_in == utoipa::openapi::path::ParameterIn::Query
+    });
+    if path.contains('{') || op.request_body.is_some() || names_machine {
+        errors.push((
+            "404",
+            "What the path, body or a filter names does not exist.",
+        ));
     }
     if op.request_body.is_some() {
         errors.push(("413", "The body is larger than the limit."));

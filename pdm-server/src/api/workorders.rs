@@ -545,7 +545,9 @@ struct PrecisionParams {
 /// Alarm precision: the share of judged alarms (labelled by a resolved work order) that were
 /// real faults, fleet-wide and per machine.
 #[utoipa::path(get, path = "/alarms/precision", tag = "alarms", params(PrecisionParams),
-    responses((status = 200, description = "The figures", body = FleetPrecisionView)))]
+    responses(
+        (status = 200, description = "The figures", body = FleetPrecisionView),
+        (status = 404, description = "No such machine", body = ErrorBody)))]
 async fn precision(
     State(store): State<Arc<dyn Store>>,
     crate::extract::QueryParams(p): crate::extract::QueryParams<PrecisionParams>,
