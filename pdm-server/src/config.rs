@@ -110,6 +110,8 @@ pub struct ServerConfig {
     pub auth: crate::auth::AuthConfig,
     /// The mail server for password resets; without it the reset token is logged.
     pub smtp: Option<crate::mail::SmtpConfig>,
+    /// The audit log's retention.
+    pub audit: crate::audit::AuditConfig,
     /// Origins (`https://dashboard.example`) whose pages may call the API from a browser
     /// (CORS). Empty: none; the server's own pages need no entry.
     pub cors_origins: Vec<String>,
@@ -291,6 +293,7 @@ impl Default for ServerConfig {
             auth: crate::auth::AuthConfig::default(),
             smtp: None,
             cors_origins: Vec::new(),
+            audit: crate::audit::AuditConfig::default(),
         }
     }
 }
@@ -323,6 +326,7 @@ impl ServerConfig {
         if let Some(smtp) = &self.smtp {
             smtp.check()?;
         }
+        self.audit.check()?;
         for (i, origin) in self.cors_origins.iter().enumerate() {
             crate::layers::cors_origin(origin)
                 .map_err(|e| ConfigError::new(format!("cors_origins[{i}]"), e))?;

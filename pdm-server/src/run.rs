@@ -157,6 +157,11 @@ impl Server {
             .context("cannot write the default work-order code lists")?;
         let (http_stop, mut stopped) = ShutdownTrigger::new();
         tokio::spawn(crate::auth::prune(store.clone(), http_stop.subscribe()));
+        tokio::spawn(crate::audit::prune(
+            store.clone(),
+            config.audit.retention_days,
+            http_stop.subscribe(),
+        ));
         let state = AppState::new(store, catalog, engine.sink(), intake, metrics, detection)
             .with_auth(auth)
             .with_alarms(alarms)

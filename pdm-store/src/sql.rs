@@ -58,11 +58,43 @@ impl<'a> ListQuery<'a> {
     /// Adds `cond $n` (`cond` is e.g. `"status ="` or `"id <"`) when `arg` is set.
     pub(crate) fn filter(mut self, cond: &str, arg: Option<Arg<'a>>) -> Self {
         if let Some(arg) = arg {
-            let glue = if self.args.is_empty() { "WHERE" } else { "AND" };
+            let glue = if self.sql.contains(" WHERE ") {
+                "AND"
+            } else {
+                "WHERE"
+            };
             self.args.push(arg);
             self.sql
                 .push_str(&format!(" {glue} {cond} ${}", self.args.len()));
         }
+        self
+    }
+
+    /// Adds `cond <the time parameter>` (`cond` is e.g. `"at >="`, the column a stored time)
+    /// when `ms` is set.
+    pub(crate) fn filter_time<B: Backend>(mut self, cond: &str, ms: Option<i64>) -> Self {
+        if let Some(ms) = ms {
+            let glue = if self.sql.contains(" WHERE ") {
+                "AND"
+            } else {
+                "WHERE"
+            };
+            self.args.push(Arg::Int(ms));
+            let param = format!("${}", self.args.len());
+            self.sql
+                .push_str(&format!(" {glue} {cond} {}", B::at_millis(&param)));
+        }
+        self
+    }
+
+    /// Adds a condition without a parameter.
+    pub(crate) fn condition(mut self, cond: &str) -> Self {
+        let glue = if self.sql.contains(" WHERE ") {
+            "AND"
+        } else {
+            "WHERE"
+        };
+        self.sql.push_str(&format!(" {glue} {cond}"));
         self
     }
 

@@ -127,6 +127,7 @@ conformance!(
     prune_access_deletes_only_what_ended,
     work_orders_crud_versions_codes_and_history,
     concurrent_updates_of_one_work_order_have_one_winner,
+    the_audit_log_appends_filters_pages_and_prunes,
 );
 
 fn m(s: &str) -> MachineKey {
@@ -195,6 +196,7 @@ fn is_not_found(r: &Result<impl std::fmt::Debug, StoreError>) -> bool {
 mod rules {
     pub use super::access::*;
     pub use super::alarms::*;
+    pub use super::audit::*;
     pub use super::live::*;
     pub use super::registry::*;
     pub use super::work_orders::*;
@@ -4928,6 +4930,86 @@ mod work_orders {
         let stored = st.get_work_order(w.id).await?;
         ensure!(stored == won[0] && stored.version == 2, "{stored:?}");
         ensure!(st.work_order_history(w.id).await?.len() == 2);
+        Ok(())
+    }
+}
+
+mod audit {
+    use pdm_core::store::{AuditQuery, NewAuditEntry};
+
+    use super::*;
+
+    fn entry(at: i64, actor: &str, action: &str, status: u16) -> NewAuditEntry {
+        NewAuditEntry {
+            at: Timestamp::from_millis(at),
+            actor: actor.into(),
+            role: Some("admin".into()),
+            action: action.into(),
+            target: Some("machines/pump-1".into()),
+            fields: vec!["key".into(), "name".into()],
+            client_addr: Some("198.51.100.7".into()),
+            status,
+        }
+    }
+
+    pub async fn the_audit_log_appends_filters_pages_and_prunes(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let a = st
+            .record_audit(&entry(1_000, "ana", "POST /machines", 201))
+            .await?;
+        let b = st
+            .record_audit(&entry(2_000, "bob", "sign_in_failed", 401))
+            .await?;
+        let c = st
+            .record_audit(&entry(3_000, "ana", "PATCH /machines/{machine}", 200))
+            .await?;
+        ensure!(a < b && b < c);
+        let q = |f: &dyn Fn(&mut AuditQuery)| {
+            let mut q = AuditQuery {
+                limit: 10,
+                ..Default::default()
+            };
+            f(&mut q);
+            q
+        };
+        let ids =
+            |v: Vec<pdm_core::store::AuditEntry>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        let all = st.list_audit(&q(&|_| {})).await?;
+        ensure!(all.len() == 3 && all[0].id == c, "newest first: {all:?}");
+        ensure!(
+            all[2].fields == ["key", "name"]
+                && all[2].client_addr.as_deref() == Some("198.51.100.7")
+        );
+        ensure!(all[2].at == Timestamp::from_millis(1_000) && all[2].status == 201);
+        ensure!(ids(st.list_audit(&q(&|q| q.actor = Some("ana".into()))).await?) == [c, a]);
+        ensure!(ids(st.list_audit(&q(&|q| q.success = Some(false))).await?) == [b]);
+        ensure!(ids(st.list_audit(&q(&|q| q.success = Some(true))).await?) == [c, a]);
+        ensure!(
+            ids(st
+                .list_audit(&q(&|q| q.action = Some("sign_in_failed".into())))
+                .await?)
+                == [b]
+        );
+        ensure!(
+            ids(st
+                .list_audit(&q(&|q| {
+                    q.from = Some(Timestamp::from_millis(2_000));
+                    q.to = Some(Timestamp::from_millis(3_000));
+                }))
+                .await?)
+                == [b]
+        );
+        ensure!(
+            ids(st
+                .list_audit(&q(&|q| {
+                    q.before = Some(c);
+                    q.limit = 1;
+                }))
+                .await?)
+                == [b]
+        );
+        ensure!(st.prune_audit(Timestamp::from_millis(2_500)).await? == 2);
+        ensure!(ids(st.list_audit(&q(&|_| {})).await?) == [c]);
         Ok(())
     }
 }

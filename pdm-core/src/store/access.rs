@@ -76,11 +76,14 @@ pub enum Permission {
     /// Edit the code lists of findings (failure modes, causes, remedies).
     #[serde(rename = "work_order_codes:write")]
     WorkOrderCodesWrite,
+    /// Read the audit log.
+    #[serde(rename = "audit:read")]
+    AuditRead,
 }
 
 impl Permission {
     /// Every permission, in a fixed order.
-    pub const ALL: [Permission; 16] = [
+    pub const ALL: [Permission; 17] = [
         Permission::MachinesRead,
         Permission::MachinesWrite,
         Permission::TelemetryWrite,
@@ -97,6 +100,7 @@ impl Permission {
         Permission::WorkOrdersRead,
         Permission::WorkOrdersWrite,
         Permission::WorkOrderCodesWrite,
+        Permission::AuditRead,
     ];
 
     /// Its name, as in JSON (`machines:read`).
@@ -118,6 +122,7 @@ impl Permission {
             Permission::WorkOrdersRead => "work_orders:read",
             Permission::WorkOrdersWrite => "work_orders:write",
             Permission::WorkOrderCodesWrite => "work_order_codes:write",
+            Permission::AuditRead => "audit:read",
         }
     }
 }
@@ -163,7 +168,7 @@ impl Role {
         use Permission::*;
         let engineer = Permission::ALL
             .into_iter()
-            .filter(|p| !matches!(p, UsersManage | TokensManage))
+            .filter(|p| !matches!(p, UsersManage | TokensManage | AuditRead))
             .collect();
         vec![
             Role {

@@ -18,6 +18,7 @@
 
 pub mod access;
 pub mod alarms;
+pub mod audit;
 pub mod dead_letters;
 pub mod jobs;
 pub mod machines;
@@ -36,6 +37,7 @@ pub use alarms::{
     AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition,
     NewAlarmRule, OutboxEntry, ServiceNote, StoredAlarm, StoredAlarmEvent,
 };
+pub use audit::{AuditEntry, AuditQuery, AuditStore, NewAuditEntry};
 pub use dead_letters::DeadLetterStore;
 pub use jobs::{Job, JobId, JobOutcome, JobQuery, JobStatus, JobStore, NewJob};
 pub use machines::MachineStore;
@@ -103,6 +105,7 @@ pub trait CatalogStore:
     + WebhookStore
     + AccessStore
     + WorkOrderStore
+    + AuditStore
 {
 }
 
@@ -117,6 +120,7 @@ impl<T> CatalogStore for T where
         + WebhookStore
         + AccessStore
         + WorkOrderStore
+        + AuditStore
 {
 }
 

@@ -672,3 +672,21 @@ impl WorkOrderStore for TestStore {
         self.store.seed_codes(codes).await
     }
 }
+
+#[async_trait]
+impl pdm_core::store::AuditStore for TestStore {
+    async fn record_audit(&self, e: &pdm_core::store::NewAuditEntry) -> StoreResult<i64> {
+        self.store.record_audit(e).await
+    }
+
+    async fn list_audit(
+        &self,
+        q: &pdm_core::store::AuditQuery,
+    ) -> StoreResult<Vec<pdm_core::store::AuditEntry>> {
+        self.store.list_audit(q).await
+    }
+
+    async fn prune_audit(&self, before: Timestamp) -> StoreResult<u64> {
+        self.store.prune_audit(before).await
+    }
+}

@@ -106,22 +106,23 @@ where
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
-        let auth = AuthState::from_ref(state);
-        let Some(peer) = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-        else {
-            return Ok(ClientAddr(None));
-        };
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        let client = crate::auth::client::client_addr(peer, forwarded, &auth.trusted_proxies);
-        Ok(ClientAddr(Some(client.to_string())))
+        Ok(ClientAddr(client_of(parts, &AuthState::from_ref(state))))
     }
+}
+
+/// The client's address of a request ([`ClientAddr`]'s rule).
+pub fn client_of(parts: &axum::http::request::Parts, auth: &AuthState) -> Option<String> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    let forwarded = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let client = crate::auth::client::client_addr(peer, forwarded, &auth.trusted_proxies);
+    Some(client.to_string())
 }
 
 /// 503: every verification turn is taken (a flood of sign-ins); retry.
@@ -162,6 +163,50 @@ async fn login(
     headers: HeaderMap,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, ApiError> {
+    // Every sign-in and failed sign-in is audited, under the email as given (cut to the longest
+    // an email may be), alike for an unknown account.
+    let actor: String = body
+        .email
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_EMAIL)
+        .collect();
+    let result = sign_in(&auth, addr.clone(), &headers, body).await;
+    let status = match &result {
+        Ok(r) => r.status(),
+        Err(e) => e.status(),
+    };
+    let action = if status.is_success() {
+        "sign_in"
+    } else {
+        "sign_in_failed"
+    };
+    crate::audit::append(
+        &*auth.store,
+        pdm_core::store::NewAuditEntry {
+            at: Timestamp::now(),
+            actor,
+            role: None,
+            action: action.into(),
+            target: None,
+            fields: Vec::new(),
+            client_addr: addr,
+            status: status.as_u16(),
+        },
+    )
+    .await;
+    result
+}
+
+async fn sign_in(
+    auth: &AuthState,
+    addr: Option<String>,
+    headers: &HeaderMap,
+    body: LoginBody,
+) -> Result<Response, ApiError> {
+    let auth = auth.clone();
     let now = Timestamp::now();
     let account = format!("account:{}", body.email.trim().to_lowercase());
     let mut keys = vec![account.clone()];

@@ -1,6 +1,7 @@
 //! The HTTP API: one router per resource, merged under `/api/v1`.
 
 pub mod alarms;
+pub mod audit;
 pub mod auth;
 pub mod jobs;
 pub mod machines;
@@ -21,10 +22,16 @@ use crate::state::AppState;
 /// is declared in [`crate::auth::policy`]. The probes and metrics of [`ops::root_router`] stay
 /// open for orchestrators.
 pub fn api_router(state: &AppState) -> Router<AppState> {
-    routes().route_layer(axum::middleware::from_fn_with_state(
-        state.auth.clone(),
-        crate::auth::require,
-    ))
+    // The access check outside, the audit inside it (so that it knows who is asking).
+    routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::record,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            crate::auth::require,
+        ))
 }
 
 /// Every route of the API, without authentication: only for [`crate::app_without_auth`].
@@ -40,6 +47,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(alarms::router())
         .merge(webhooks::router())
         .merge(workorders::router())
+        .merge(audit::router())
         .merge(push::router())
         .merge(ops::api_router())
         .merge(crate::openapi::api_router())
@@ -59,6 +67,7 @@ pub(crate) fn docs() -> Vec<utoipa::openapi::OpenApi> {
         alarms::Doc::openapi(),
         webhooks::Doc::openapi(),
         workorders::Doc::openapi(),
+        audit::Doc::openapi(),
         push::Doc::openapi(),
         ops::Doc::openapi(),
     ]

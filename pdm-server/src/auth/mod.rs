@@ -616,6 +616,21 @@ pub async fn require(
     };
     if let Access::Need(p) = access {
         if !principal.may(p) {
+            // A refusal for want of a permission is on record, reads included.
+            crate::audit::append(
+                &*auth.store,
+                pdm_core::store::NewAuditEntry {
+                    at: Timestamp::now(),
+                    actor: principal.actor_name(),
+                    role: Some(principal.role.clone()),
+                    action: crate::audit::action(&parts.method, &path),
+                    target: crate::audit::target(parts.uri.path()),
+                    fields: Vec::new(),
+                    client_addr: crate::api::auth::client_of(&parts, &auth),
+                    status: 403,
+                },
+            )
+            .await;
             return Err(ApiError::of(
                 ErrorCode::Forbidden,
                 format!("the role '{}' does not grant {p}", principal.role),

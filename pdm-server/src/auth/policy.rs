@@ -165,6 +165,7 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ),
     // Operations.
     ("GET", "/dead-letters", Need(OpsRead)),
+    ("GET", "/audit", Need(AuditRead)),
 ];
 
 /// The access of `method` on `path` (with or without the `/api/v1` prefix); `HEAD` is `GET`'s.

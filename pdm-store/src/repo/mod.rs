@@ -10,6 +10,7 @@
 
 pub(crate) mod access;
 pub(crate) mod alarms;
+pub(crate) mod audit;
 pub(crate) mod dead_letters;
 pub(crate) mod jobs;
 pub(crate) mod machines;
