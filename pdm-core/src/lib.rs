@@ -48,6 +48,7 @@ pub mod alarm;
 pub mod align;
 pub mod bus;
 pub mod catalog;
+pub mod comment;
 pub mod config;
 pub mod detector;
 pub mod engine;

@@ -128,6 +128,7 @@ conformance!(
     work_orders_crud_versions_codes_and_history,
     concurrent_updates_of_one_work_order_have_one_winner,
     the_audit_log_appends_filters_pages_and_prunes,
+    comments_keep_their_edits_and_go_with_their_target,
 );
 
 fn m(s: &str) -> MachineKey {
@@ -197,6 +198,7 @@ mod rules {
     pub use super::access::*;
     pub use super::alarms::*;
     pub use super::audit::*;
+    pub use super::comments::*;
     pub use super::live::*;
     pub use super::registry::*;
     pub use super::work_orders::*;
@@ -5010,6 +5012,92 @@ mod audit {
         );
         ensure!(st.prune_audit(Timestamp::from_millis(2_500)).await? == 2);
         ensure!(ids(st.list_audit(&q(&|_| {})).await?) == [c]);
+        Ok(())
+    }
+}
+
+mod comments {
+    use pdm_core::alarm::Severity;
+    use pdm_core::comment::{CommentTarget, NewComment};
+    use pdm_core::workorder::{NewWorkOrder, Priority};
+
+    use super::*;
+
+    pub async fn comments_keep_their_edits_and_go_with_their_target(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("pump-1")).await?;
+        let alarm = st
+            .record_transition(&super::alarms::raise(
+                "pump-1",
+                "hot",
+                1_000,
+                Severity::High,
+            ))
+            .await?;
+        let w = st
+            .create_work_order(&NewWorkOrder {
+                title: "Look".into(),
+                description: String::new(),
+                machine: m("pump-1"),
+                alarms: vec![alarm.id],
+                priority: Priority::Low,
+                assignee: None,
+                due_at: None,
+                created_by: "ana".into(),
+                at: Timestamp::from_millis(1_000),
+            })
+            .await?;
+        let new = |target, body: &str, at| NewComment {
+            target,
+            author: "ana".into(),
+            author_user: None,
+            body: body.into(),
+            at: Timestamp::from_millis(at),
+        };
+        let on_wo = CommentTarget::WorkOrder(w.id);
+        let on_alarm = CommentTarget::Alarm(alarm.id);
+        let a = st.add_comment(&new(on_wo, "<b>first</b>", 2_000)).await?;
+        let b = st
+            .add_comment(&new(on_alarm, "on the alarm", 2_100))
+            .await?;
+        ensure!(a.body == "<b>first</b>" && a.edited_at.is_none() && a.edits.is_empty());
+        ensure!(is_not_found(
+            &st.add_comment(&new(
+                CommentTarget::Alarm(pdm_core::AlarmId(999_999)),
+                "x",
+                1
+            ))
+            .await
+        ));
+        ensure!(is_not_found(
+            &st.list_comments(CommentTarget::WorkOrder(pdm_core::workorder::WorkOrderId(
+                999_999
+            )))
+            .await
+        ));
+        let edited = st
+            .edit_comment(a.id, "second", Timestamp::from_millis(3_000))
+            .await?;
+        let edited = st
+            .edit_comment(edited.id, "third", Timestamp::from_millis(4_000))
+            .await?;
+        ensure!(edited.body == "third" && edited.edited_at == Some(Timestamp::from_millis(4_000)));
+        let previous: Vec<_> = edited.edits.iter().map(|e| e.previous.as_str()).collect();
+        ensure!(previous == ["<b>first</b>", "second"], "{previous:?}");
+        ensure!(st.list_comments(on_wo).await? == vec![edited.clone()]);
+        ensure!(st.get_comment(b.id).await?.target == on_alarm);
+        ensure!(is_not_found(
+            &st.edit_comment(
+                pdm_core::comment::CommentId(999_999),
+                "x",
+                Timestamp::from_millis(1)
+            )
+            .await
+        ));
+        ensure!(st.delete_comment(b.id).await? && !st.delete_comment(b.id).await?);
+        // A machine takes its work orders and alarms, and their comments, with it.
+        st.delete_machine(&m("pump-1")).await?;
+        ensure!(is_not_found(&st.get_comment(a.id).await));
         Ok(())
     }
 }

@@ -79,11 +79,17 @@ pub enum Permission {
     /// Read the audit log.
     #[serde(rename = "audit:read")]
     AuditRead,
+    /// Comment on work orders and alarms (and edit or delete one's own comments).
+    #[serde(rename = "comments:write")]
+    CommentsWrite,
+    /// Edit or delete anyone's comments.
+    #[serde(rename = "comments:moderate")]
+    CommentsModerate,
 }
 
 impl Permission {
     /// Every permission, in a fixed order.
-    pub const ALL: [Permission; 17] = [
+    pub const ALL: [Permission; 19] = [
         Permission::MachinesRead,
         Permission::MachinesWrite,
         Permission::TelemetryWrite,
@@ -101,6 +107,8 @@ impl Permission {
         Permission::WorkOrdersWrite,
         Permission::WorkOrderCodesWrite,
         Permission::AuditRead,
+        Permission::CommentsWrite,
+        Permission::CommentsModerate,
     ];
 
     /// Its name, as in JSON (`machines:read`).
@@ -123,6 +131,8 @@ impl Permission {
             Permission::WorkOrdersWrite => "work_orders:write",
             Permission::WorkOrderCodesWrite => "work_order_codes:write",
             Permission::AuditRead => "audit:read",
+            Permission::CommentsWrite => "comments:write",
+            Permission::CommentsModerate => "comments:moderate",
         }
     }
 }
@@ -168,7 +178,7 @@ impl Role {
         use Permission::*;
         let engineer = Permission::ALL
             .into_iter()
-            .filter(|p| !matches!(p, UsersManage | TokensManage | AuditRead))
+            .filter(|p| !matches!(p, UsersManage | TokensManage | AuditRead | CommentsModerate))
             .collect();
         vec![
             Role {

@@ -19,6 +19,7 @@
 pub mod access;
 pub mod alarms;
 pub mod audit;
+pub mod comments;
 pub mod dead_letters;
 pub mod jobs;
 pub mod machines;
@@ -38,6 +39,7 @@ pub use alarms::{
     NewAlarmRule, OutboxEntry, ServiceNote, StoredAlarm, StoredAlarmEvent,
 };
 pub use audit::{AuditEntry, AuditQuery, AuditStore, NewAuditEntry};
+pub use comments::CommentStore;
 pub use dead_letters::DeadLetterStore;
 pub use jobs::{Job, JobId, JobOutcome, JobQuery, JobStatus, JobStore, NewJob};
 pub use machines::MachineStore;
@@ -106,6 +108,7 @@ pub trait CatalogStore:
     + AccessStore
     + WorkOrderStore
     + AuditStore
+    + CommentStore
 {
 }
 
@@ -121,6 +124,7 @@ impl<T> CatalogStore for T where
         + AccessStore
         + WorkOrderStore
         + AuditStore
+        + CommentStore
 {
 }
 

@@ -690,3 +690,40 @@ impl pdm_core::store::AuditStore for TestStore {
         self.store.prune_audit(before).await
     }
 }
+
+#[async_trait]
+impl pdm_core::store::CommentStore for TestStore {
+    async fn add_comment(
+        &self,
+        c: &pdm_core::comment::NewComment,
+    ) -> StoreResult<pdm_core::comment::Comment> {
+        self.store.add_comment(c).await
+    }
+
+    async fn get_comment(
+        &self,
+        id: pdm_core::comment::CommentId,
+    ) -> StoreResult<pdm_core::comment::Comment> {
+        self.store.get_comment(id).await
+    }
+
+    async fn list_comments(
+        &self,
+        target: pdm_core::comment::CommentTarget,
+    ) -> StoreResult<Vec<pdm_core::comment::Comment>> {
+        self.store.list_comments(target).await
+    }
+
+    async fn edit_comment(
+        &self,
+        id: pdm_core::comment::CommentId,
+        body: &str,
+        at: Timestamp,
+    ) -> StoreResult<pdm_core::comment::Comment> {
+        self.store.edit_comment(id, body, at).await
+    }
+
+    async fn delete_comment(&self, id: pdm_core::comment::CommentId) -> StoreResult<bool> {
+        self.store.delete_comment(id).await
+    }
+}

@@ -3,6 +3,7 @@
 pub mod alarms;
 pub mod audit;
 pub mod auth;
+pub mod comments;
 pub mod jobs;
 pub mod machines;
 pub mod models;
@@ -48,6 +49,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(webhooks::router())
         .merge(workorders::router())
         .merge(audit::router())
+        .merge(comments::router())
         .merge(push::router())
         .merge(ops::api_router())
         .merge(crate::openapi::api_router())
@@ -68,6 +70,7 @@ pub(crate) fn docs() -> Vec<utoipa::openapi::OpenApi> {
         webhooks::Doc::openapi(),
         workorders::Doc::openapi(),
         audit::Doc::openapi(),
+        comments::Doc::openapi(),
         push::Doc::openapi(),
         ops::Doc::openapi(),
     ]

@@ -163,10 +163,22 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         "/work-order-codes/{kind}/{code}",
         Need(WorkOrderCodesWrite),
     ),
+    // Comments.
+    ("GET", "/work-orders/{id}/comments", Need(WorkOrdersRead)),
+    ("POST", "/work-orders/{id}/comments", Need(CommentsWrite)),
+    ("GET", "/alarms/{id}/comments", Need(AlarmsRead)),
+    ("POST", "/alarms/{id}/comments", Need(CommentsWrite)),
+    ("PATCH", "/comments/{id}", Need(CommentsWrite)),
+    ("DELETE", "/comments/{id}", Need(CommentsWrite)),
     // Operations.
     ("GET", "/dead-letters", Need(OpsRead)),
     ("GET", "/audit", Need(AuditRead)),
 ];
+
+/// Permissions that guard no route of their own but widen what a route lets its caller do
+/// (checked by the handler): `comments:moderate` lets `PATCH`/`DELETE /comments/{id}` change
+/// anyone's comment, not only one's own.
+pub const WIDENING: &[Permission] = &[CommentsModerate];
 
 /// The access of `method` on `path` (with or without the `/api/v1` prefix); `HEAD` is `GET`'s.
 pub fn access(method: &str, path: &str) -> Option<Access> {

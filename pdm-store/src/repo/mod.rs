@@ -11,6 +11,7 @@
 pub(crate) mod access;
 pub(crate) mod alarms;
 pub(crate) mod audit;
+pub(crate) mod comments;
 pub(crate) mod dead_letters;
 pub(crate) mod jobs;
 pub(crate) mod machines;
