@@ -421,12 +421,17 @@ pub fn apply(
             }
         }
     }
+    // A label is what resolving decides: given only with the move to resolved (a resolved
+    // work order is reopened to be judged again), so that what the next training learns is
+    // never changed in passing.
+    if change.label.flatten().is_some() && change.status != Some(Status::Resolved) {
+        return Err(WorkOrderError::Invalid(
+            "label: given with status resolved (reopen a resolved work order to judge it again)"
+                .into(),
+        ));
+    }
     if matches!(w.status, Status::Resolved | Status::Closed) {
         check_resolution(&w)?;
-    } else if change.label.flatten().is_some() {
-        return Err(WorkOrderError::Invalid(
-            "label: set when resolving (status resolved), not before".into(),
-        ));
     }
     w.updated_at = now;
     w.version = current.version + 1;
@@ -647,6 +652,15 @@ mod tests {
         let mut w = order(Status::Resolved, vec![AlarmId(7)]);
         w.remedy = Some("adjusted".into());
         w.label = Some(Label::FalseAlarm);
+        // A resolved work order is not relabelled in passing: reopen it to judge it again.
+        let relabel = WorkOrderChange {
+            label: Some(Some(Label::TrueFault)),
+            ..Default::default()
+        };
+        assert!(apply(&w, &relabel, now)
+            .unwrap_err()
+            .to_string()
+            .starts_with("label:"));
         let back = apply(&w, &to(Status::InProgress), now).expect("reopen");
         assert_eq!((back.status, back.label), (Status::InProgress, None));
         assert_eq!(

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, Method};
+use axum::http::Method;
 use axum::middleware::Next;
+use axum::response::IntoResponse;
 use axum::response::Response;
 use pdm_core::store::NewAuditEntry;
 use pdm_core::{Store, Timestamp};
@@ -107,18 +108,21 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
     }
     let principal = req.extensions().get::<Principal>().cloned();
     let path = req.uri().path().to_owned();
-    let json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+    let json = crate::extract::is_json(req.headers());
     let (parts, body) = req.into_parts();
     let client = crate::api::auth::client_of(&parts, &state.auth);
     let (fields, body) = if json {
         match axum::body::to_bytes(body, MAX_FIELDS_BODY).await {
             Ok(bytes) => (field_names(&bytes), Body::from(bytes)),
-            // Over the limit: the handler's own extractor answers 413 for it.
-            Err(_) => (Vec::new(), Body::empty()),
+            // Over the JSON limit (or unreadable): refused here, never passed on cut.
+            Err(_) => {
+                return crate::error::ApiError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    crate::error::ErrorCode::BadRequest,
+                    format!("a JSON body is at most {MAX_FIELDS_BODY} bytes"),
+                )
+                .into_response();
+            }
         }
     } else {
         (Vec::new(), body)

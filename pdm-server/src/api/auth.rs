@@ -165,7 +165,7 @@ async fn login(
 ) -> Result<Response, ApiError> {
     // Every sign-in and failed sign-in is audited, under the email as given (cut to the longest
     // an email may be), alike for an unknown account.
-    let actor: String = body
+    let typed: String = body
         .email
         .trim()
         .to_lowercase()
@@ -173,6 +173,12 @@ async fn login(
         .filter(|c| !c.is_control())
         .take(MAX_EMAIL)
         .collect();
+    // Only what reads as an email: a password typed into the email field stays out.
+    let actor = if email(&typed, "email").is_ok() {
+        typed
+    } else {
+        "(not an email)".to_owned()
+    };
     let result = sign_in(&auth, addr.clone(), &headers, body).await;
     let status = match &result {
         Ok(r) => r.status(),

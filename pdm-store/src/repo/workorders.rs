@@ -515,10 +515,12 @@ impl<B: Backend> WorkOrderStore for SqlStore<B> {
              WHERE w.label IS NOT NULL AND w.status IN ('resolved', 'closed')",
             B::millis("a.opened_at"),
             // The end of the condition: its last event driven by the data (raised, escalated,
-            // returned, ...), not an operator's acknowledgement or shelving afterwards.
+            // returned, and the system's own clearing or latching of an alarm acknowledged
+            // while active), not an operator's acknowledgement or shelving afterwards.
             B::millis(
                 "coalesce((SELECT max(e.at) FROM alarm_events e WHERE e.alarm_id = a.id AND \
-                 e.kind IN ('raised', 'escalated', 'de_escalated', 'returned', 'reactivated')), \
+                 (e.kind IN ('raised', 'escalated', 'de_escalated', 'returned', 'reactivated') \
+                 OR (e.kind IN ('cleared', 'latched') AND e.actor = 'system'))), \
                  a.last_event_at)"
             ),
         );
