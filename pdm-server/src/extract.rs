@@ -105,6 +105,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
     }
 }
 
+/// For `#[serde(default, deserialize_with = "present")]` on an `Option<Option<T>>` field of a
+/// body: `null` is `Some(None)` (clear it), absent `None` (keep it).
+pub fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 /// Validated keys from the path: `Keys<MachineKey>` for `/machines/{machine}`,
 /// `Keys<(MachineKey, SensorKey)>` for `/machines/{machine}/sensors/{sensor}`.
 ///

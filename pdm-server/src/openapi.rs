@@ -407,3 +407,11 @@ pub fn duration_param() -> utoipa::openapi::schema::Object {
         .examples([serde_json::json!("1m")])
         .build()
 }
+
+/// The schema of a string that is one of `values` (a query parameter's closed set).
+pub fn enum_of(values: &[&str]) -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}

@@ -6,9 +6,8 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::TestApp;
-use pdm_core::alarm::{AlarmEvent, AlarmEventKind, Severity, StateName};
-use pdm_core::{AlarmTransition, MachineKey, Timestamp};
+use common::{raise_alarm, TestApp};
+use pdm_core::alarm::Severity;
 use serde_json::{json, Value};
 
 on_both_backends!(comments_are_kept_as_written_and_changed_by_their_authors);
@@ -54,35 +53,7 @@ async fn as_user(
 async fn comments_are_kept_as_written_and_changed_by_their_authors(app: TestApp) {
     let (st, _) = app.post("/api/v1/machines", r#"{"key": "pump-1"}"#).await;
     assert_eq!(st, StatusCode::CREATED);
-    let at = Timestamp::now();
-    let alarm = app
-        .server()
-        .state()
-        .store
-        .record_transition(&AlarmTransition {
-            machine: MachineKey::new("pump-1").expect("key"),
-            rule_id: "hot".into(),
-            alarm: None,
-            expected_version: 0,
-            state: StateName::ActiveUnacked,
-            severity: Severity::High,
-            state_json: format!(
-                r#"{{"state":"active_unacknowledged","at":{}}}"#,
-                at.as_millis()
-            ),
-            events: vec![AlarmEvent {
-                kind: AlarmEventKind::Raised,
-                at,
-                actor: "system".into(),
-                reason: "test".into(),
-                severity: Severity::High,
-            }],
-            closes: false,
-        })
-        .await
-        .expect("alarm")
-        .id
-        .0;
+    let alarm = raise_alarm(&app, "pump-1", "hot", Severity::High).await;
     let (st, w) = app
         .post(&format!("/api/v1/alarms/{alarm}/work-order"), "")
         .await;

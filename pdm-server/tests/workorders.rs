@@ -6,9 +6,8 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{TestApp, ADMIN_EMAIL};
-use pdm_core::alarm::{AlarmEvent, AlarmEventKind, Severity, StateName};
-use pdm_core::{AlarmTransition, MachineKey, Timestamp};
+use common::{raise_alarm, TestApp, ADMIN_EMAIL};
+use pdm_core::alarm::Severity;
 use serde_json::{json, Value};
 
 on_both_backends!(
@@ -21,38 +20,6 @@ async fn create_machine(app: &TestApp, machine: &str) {
         .post("/api/v1/machines", &json!({ "key": machine }).to_string())
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
-}
-
-/// An open alarm of `machine`, as the live path would have stored it.
-async fn raise(app: &TestApp, machine: &str, rule: &str, severity: Severity) -> i64 {
-    let at = Timestamp::now();
-    let stored = app
-        .server()
-        .state()
-        .store
-        .record_transition(&AlarmTransition {
-            machine: MachineKey::new(machine).expect("key"),
-            rule_id: rule.into(),
-            alarm: None,
-            expected_version: 0,
-            state: StateName::ActiveUnacked,
-            severity,
-            state_json: format!(
-                r#"{{"state":"active_unacknowledged","at":{}}}"#,
-                at.as_millis()
-            ),
-            events: vec![AlarmEvent {
-                kind: AlarmEventKind::Raised,
-                at,
-                actor: "system".into(),
-                reason: "test".into(),
-                severity,
-            }],
-            closes: false,
-        })
-        .await
-        .expect("alarm");
-    stored.id.0
 }
 
 /// `PATCH /work-orders/{id}` with `If-Match: "<version>"` (`None`: no header).
@@ -84,7 +51,7 @@ async fn patch(
 
 async fn work_orders_end_to_end(app: TestApp) {
     create_machine(&app, "pump-1").await;
-    let alarm = raise(&app, "pump-1", "bearing", Severity::High).await;
+    let alarm = raise_alarm(&app, "pump-1", "bearing", Severity::High).await;
 
     // One call makes a work order of an alarm, linking it.
     let (st, h, w) = app
@@ -322,7 +289,7 @@ async fn work_orders_end_to_end(app: TestApp) {
 async fn bad_work_order_input_is_refused_by_name(app: TestApp) {
     create_machine(&app, "pump-1").await;
     create_machine(&app, "pump-2").await;
-    let other = raise(&app, "pump-2", "hot", Severity::Low).await;
+    let other = raise_alarm(&app, "pump-2", "hot", Severity::Low).await;
     for (body, status, field) in [
         (
             json!({"title": "", "machine": "pump-1"}),

@@ -245,6 +245,22 @@ pub(crate) fn count(n: i64) -> u64 {
 }
 
 /// Limits are `u32` in the trait and `int8` in SQL.
+/// `Invalid` unless `t` is a time the backend `B` stores exactly (named `name` in the
+/// message); its milliseconds.
+pub(crate) fn check_time<B: crate::sql::Backend>(
+    name: &str,
+    t: pdm_core::Timestamp,
+) -> pdm_core::StoreResult<i64> {
+    let ms = t.as_millis();
+    if B::clamp_millis(ms) == ms {
+        Ok(ms)
+    } else {
+        Err(pdm_core::StoreError::Invalid(format!(
+            "{name} ({ms} ms) is outside the range this database can store"
+        )))
+    }
+}
+
 pub(crate) fn limit(n: u32) -> i64 {
     i64::from(n)
 }

@@ -19,7 +19,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Keys, OptionalJsonBody, Page, PageRule, PagedQuery, QueryParams};
 use crate::openapi::params::{Id, Machine};
-use crate::openapi::{ErrorBody, PageParams, TimeValue};
+use crate::openapi::{enum_of, ErrorBody, PageParams, TimeValue};
 use crate::state::AppState;
 use crate::time::{parse_range, parse_time};
 use crate::views::alarms::rule_definition;
@@ -105,13 +105,6 @@ struct RuleBody {
     escalation: Vec<pdm_core::alarm::Escalation>,
     /// Whether the rule is in force (true when left out).
     enabled: Option<bool>,
-}
-
-fn enum_of(values: &[&str]) -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(values.iter().copied()))
-        .build()
 }
 
 fn alarm_state() -> utoipa::openapi::schema::Object {

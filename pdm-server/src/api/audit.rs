@@ -114,10 +114,7 @@ struct AuditParams {
 }
 
 fn outcome_schema() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(["success", "failure"]))
-        .build()
+    crate::openapi::enum_of(&["success", "failure"])
 }
 
 /// The audit log: every change, every refusal for want of a permission, every sign-in and

@@ -61,16 +61,7 @@ struct JobsParams {
 }
 
 fn job_status() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some([
-            "queued",
-            "running",
-            "succeeded",
-            "failed",
-            "cancelled",
-        ]))
-        .build()
+    crate::openapi::enum_of(&["queued", "running", "succeeded", "failed", "cancelled"])
 }
 
 /// List background jobs (training), newest first.

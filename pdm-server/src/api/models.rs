@@ -211,7 +211,7 @@ struct TrainBody {
 }
 
 /// A time in a body: epoch milliseconds or an RFC 3339 string.
-fn body_time(field: &str, v: &serde_json::Value) -> ApiResult<Timestamp> {
+pub(crate) fn body_time(field: &str, v: &serde_json::Value) -> ApiResult<Timestamp> {
     let text = match v {
         serde_json::Value::Number(n) => n.to_string(),
         serde_json::Value::String(s) => s.clone(),

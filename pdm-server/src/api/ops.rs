@@ -82,10 +82,8 @@ struct DeadLetterParams {
 
 /// The kinds of rejection, as the schema of `kind`.
 fn reject_kind() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(RejectKind::ALL.iter().map(|k| k.as_str())))
-        .build()
+    let names: Vec<&str> = RejectKind::ALL.iter().map(|k| k.as_str()).collect();
+    crate::openapi::enum_of(&names)
 }
 
 /// Readings and payloads that could not be stored, and why.

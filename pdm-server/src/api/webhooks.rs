@@ -17,10 +17,10 @@ use pdm_core::store::{
 };
 use pdm_core::webhook::{signing, SendError};
 use pdm_core::{MachineKey, Store, Timestamp};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, PageRule, PagedQuery};
+use crate::extract::{present, JsonBody, PageRule, PagedQuery};
 use crate::openapi::params::Id;
 use crate::openapi::PageParams;
 use crate::state::{AppState, WebhookState};
@@ -67,11 +67,6 @@ fn webhook_id(raw: &str) -> ApiResult<WebhookId> {
     raw.parse::<i64>()
         .map(WebhookId)
         .map_err(|_| ApiError::bad_request(format!("webhook id {raw:?} is not a number")))
-}
-
-/// `null` is `Some(None)`, absent is `None`.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -329,10 +324,7 @@ struct DeliveriesParams {
 }
 
 fn delivery_status() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(["pending", "delivered", "failed"]))
-        .build()
+    crate::openapi::enum_of(&["pending", "delivered", "failed"])
 }
 
 /// The deliveries of an endpoint, newest first, each with its attempts.

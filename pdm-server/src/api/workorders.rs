@@ -18,17 +18,18 @@ use pdm_core::workorder::{
     WorkOrderId,
 };
 use pdm_core::{AlarmId, MachineKey, Store, Timestamp};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::api::auth::path_id;
+use crate::api::models::body_time;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::present;
 use crate::extract::{JsonBody, OptionalJsonBody, PageRule, PagedQuery};
 use crate::openapi::params::Id;
-use crate::openapi::{ErrorBody, PageParams, TimeValue};
+use crate::openapi::{enum_of, ErrorBody, PageParams, TimeValue};
 use crate::state::AppState;
-use crate::time::parse_time;
 use crate::views::{
     views, CodeView, FleetPrecisionView, MachinePrecisionView, WorkOrderEventView,
     WorkOrderPageView, WorkOrderView,
@@ -137,19 +138,6 @@ fn text_field(field: &str, raw: &str, max: usize) -> ApiResult<String> {
     Ok(t.to_owned())
 }
 
-fn body_time(field: &str, v: &serde_json::Value) -> ApiResult<Timestamp> {
-    let text = match v {
-        serde_json::Value::Number(n) => n.to_string(),
-        serde_json::Value::String(s) => s.clone(),
-        _ => {
-            return Err(ApiError::unprocessable(format!(
-                "{field}: must be epoch milliseconds or an RFC 3339 time"
-            )))
-        }
-    };
-    parse_time(&text).map_err(|e| ApiError::unprocessable(format!("{field}: {e}")))
-}
-
 fn named<T>(
     field: &str,
     raw: &str,
@@ -160,11 +148,6 @@ fn named<T>(
 
 fn user(id: i64) -> UserId {
     UserId(id)
-}
-
-/// `null` is `Some(None)`, absent is `None`.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -434,13 +417,6 @@ struct ListParams {
     /// `newest` (the default), `due` (soonest first) or `priority` (most urgent first).
     #[param(schema_with = sort_schema)]
     sort: Option<String>,
-}
-
-fn enum_of(values: &[&str]) -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(values.iter().copied()))
-        .build()
 }
 
 fn priority_schema() -> utoipa::openapi::schema::Object {

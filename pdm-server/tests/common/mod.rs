@@ -572,3 +572,43 @@ pub async fn poll_json(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// An open alarm of `machine` and `rule`, stored as the live path would have stored it (a
+/// `raised` event now); its id.
+#[allow(dead_code)]
+pub async fn raise_alarm(
+    app: &TestApp,
+    machine: &str,
+    rule: &str,
+    severity: pdm_core::alarm::Severity,
+) -> i64 {
+    use pdm_core::alarm::{AlarmEvent, AlarmEventKind, StateName};
+    let at = pdm_core::Timestamp::now();
+    app.server()
+        .state()
+        .store
+        .record_transition(&pdm_core::AlarmTransition {
+            machine: pdm_core::MachineKey::new(machine).expect("key"),
+            rule_id: rule.into(),
+            alarm: None,
+            expected_version: 0,
+            state: StateName::ActiveUnacked,
+            severity,
+            state_json: format!(
+                r#"{{"state":"active_unacknowledged","at":{}}}"#,
+                at.as_millis()
+            ),
+            events: vec![AlarmEvent {
+                kind: AlarmEventKind::Raised,
+                at,
+                actor: "system".into(),
+                reason: "test".into(),
+                severity,
+            }],
+            closes: false,
+        })
+        .await
+        .expect("alarm")
+        .id
+        .0
+}

@@ -49,18 +49,6 @@ fn token_not_found(id: ApiTokenId) -> StoreError {
     StoreError::NotFound(format!("API token {id}"))
 }
 
-/// `Invalid` unless `t` is a time the backend stores exactly; its milliseconds.
-fn check_time<B: Backend>(name: &str, t: Timestamp) -> StoreResult<i64> {
-    let ms = t.as_millis();
-    if B::clamp_millis(ms) == ms {
-        Ok(ms)
-    } else {
-        Err(StoreError::Invalid(format!(
-            "{name} ({ms} ms) is outside the range this database can store"
-        )))
-    }
-}
-
 /// A bound of a comparison, clamped to the stored range (stored times can only lie inside).
 fn bound<B: Backend>(t: Timestamp) -> i64 {
     B::clamp_millis(t.as_millis())
@@ -389,10 +377,10 @@ impl<B: Backend> SqlStore<B> {
                 return Err(user_not_found(by));
             }
         }
-        let at = check_time::<B>("token creation time", t.at)?;
+        let at = common::check_time::<B>("token creation time", t.at)?;
         let expires_at = t
             .expires_at
-            .map(|e| check_time::<B>("token expiry", e))
+            .map(|e| common::check_time::<B>("token expiry", e))
             .transpose()?;
         let sql = format!(
             "INSERT INTO api_tokens (name, role, machine_id, hash, prefix, created_by, \
@@ -572,7 +560,7 @@ impl<B: Backend> AccessStore for SqlStore<B> {
 
     async fn create_user(&self, u: &NewUser, at: Timestamp) -> StoreResult<User> {
         let email = u.email.to_lowercase();
-        let at = check_time::<B>("user creation time", at)?;
+        let at = common::check_time::<B>("user creation time", at)?;
         let sql = format!(
             "INSERT INTO users (email, name, role, active, password_hash, created_at, \
              updated_at) VALUES ($1, $2, $3, $4, $5, {at}, {at}) RETURNING {}",
@@ -649,7 +637,7 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         update: &UserUpdate,
         at: Timestamp,
     ) -> StoreResult<User> {
-        let at = check_time::<B>("update time", at)?;
+        let at = common::check_time::<B>("update time", at)?;
         let sql = format!(
             "UPDATE users SET name = coalesce($2, name), role = coalesce($3, role), \
              active = CASE WHEN $4 IS NULL THEN active ELSE $4 = 1 END, \
@@ -682,7 +670,7 @@ impl<B: Backend> AccessStore for SqlStore<B> {
     }
 
     async fn touch_sign_in(&self, id: UserId, at: Timestamp) -> StoreResult<()> {
-        let at = check_time::<B>("sign-in time", at)?;
+        let at = common::check_time::<B>("sign-in time", at)?;
         let sql = format!(
             "UPDATE users SET last_sign_in = {} WHERE id = $1",
             B::at_millis("$2")
@@ -699,9 +687,10 @@ impl<B: Backend> AccessStore for SqlStore<B> {
     }
 
     async fn create_session(&self, s: &NewSession) -> StoreResult<Session> {
-        let at = check_time::<B>("sign-in time", s.at)?;
-        let expires_at = check_time::<B>("session expiry", s.expires_at)?;
-        let refresh_expires_at = check_time::<B>("refresh token expiry", s.refresh_expires_at)?;
+        let at = common::check_time::<B>("sign-in time", s.at)?;
+        let expires_at = common::check_time::<B>("session expiry", s.expires_at)?;
+        let refresh_expires_at =
+            common::check_time::<B>("refresh token expiry", s.refresh_expires_at)?;
         let insert = format!(
             "INSERT INTO sessions (user_id, created_at, last_used_at, expires_at, user_agent, \
              client_addr) VALUES ($1, {at}, {at}, {}, $4, $5) RETURNING {}",
@@ -786,8 +775,8 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         next_expires_at: Timestamp,
         at: Timestamp,
     ) -> StoreResult<Rotation> {
-        let next_expires_at = check_time::<B>("refresh token expiry", next_expires_at)?;
-        let at = check_time::<B>("refresh time", at)?;
+        let next_expires_at = common::check_time::<B>("refresh token expiry", next_expires_at)?;
+        let at = common::check_time::<B>("refresh time", at)?;
         let mut tx = self.db.begin_write().await.map_err(db)?;
         let done = Self::rotate_on(
             &mut On::Conn(&mut *tx),
@@ -806,7 +795,7 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         reason: &str,
         at: Timestamp,
     ) -> StoreResult<bool> {
-        let at = check_time::<B>("revocation time", at)?;
+        let at = common::check_time::<B>("revocation time", at)?;
         if end_session::<B>(&mut self.writer(), id, reason, at).await? {
             return Ok(true);
         }
@@ -820,7 +809,7 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         reason: &str,
         at: Timestamp,
     ) -> StoreResult<u64> {
-        let at = check_time::<B>("revocation time", at)?;
+        let at = common::check_time::<B>("revocation time", at)?;
         let sql = format!(
             "UPDATE sessions SET revoked_at = {at}, revoked_reason = $3 \
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > {at}",
@@ -839,8 +828,8 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         expires_at: Timestamp,
         at: Timestamp,
     ) -> StoreResult<()> {
-        let at = check_time::<B>("reset token creation time", at)?;
-        let expires_at = check_time::<B>("reset token expiry", expires_at)?;
+        let at = common::check_time::<B>("reset token creation time", at)?;
+        let expires_at = common::check_time::<B>("reset token expiry", expires_at)?;
         let sql = format!(
             "INSERT INTO reset_tokens (hash, user_id, created_at, expires_at) \
              VALUES ($1, $2, {}, {})",
@@ -870,7 +859,7 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         hash: &TokenHash,
         at: Timestamp,
     ) -> StoreResult<Option<UserId>> {
-        let at = check_time::<B>("reset time", at)?;
+        let at = common::check_time::<B>("reset time", at)?;
         // One statement: of concurrent presentations, the first spends it and the others
         // find it spent (PostgreSQL rechecks the condition after waiting for the row).
         let sql = format!(
@@ -946,7 +935,7 @@ impl<B: Backend> AccessStore for SqlStore<B> {
     }
 
     async fn touch_api_token(&self, id: ApiTokenId, at: Timestamp) -> StoreResult<()> {
-        let at = check_time::<B>("token use time", at)?;
+        let at = common::check_time::<B>("token use time", at)?;
         let sql = format!(
             "UPDATE api_tokens SET last_used_at = {} \
              WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < {})",
@@ -962,7 +951,7 @@ impl<B: Backend> AccessStore for SqlStore<B> {
     }
 
     async fn revoke_api_token(&self, id: ApiTokenId, at: Timestamp) -> StoreResult<bool> {
-        let at = check_time::<B>("revocation time", at)?;
+        let at = common::check_time::<B>("revocation time", at)?;
         let sql = format!(
             "UPDATE api_tokens SET revoked_at = {} WHERE id = $1 AND revoked_at IS NULL",
             B::at_millis("$2")
@@ -988,7 +977,7 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         if keys.is_empty() {
             return Ok(());
         }
-        let at = check_time::<B>("sign-in time", at)?;
+        let at = common::check_time::<B>("sign-in time", at)?;
         let sql = format!(
             "INSERT INTO sign_in_failures (key, at) VALUES ($1, {})",
             B::at_millis("$2")

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use pdm_core::store::{AuditEntry, AuditQuery, AuditStore, NewAuditEntry};
 use pdm_core::{StoreError, StoreResult, Timestamp};
 
+use crate::common;
 use crate::error::db;
 use crate::sql::{Arg, Backend, Cols, ListQuery, SqlStore};
 
@@ -14,12 +15,7 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 #[async_trait]
 impl<B: Backend> AuditStore for SqlStore<B> {
     async fn record_audit(&self, e: &NewAuditEntry) -> StoreResult<i64> {
-        let at = e.at.as_millis();
-        if B::clamp_millis(at) != at {
-            return Err(StoreError::Invalid(format!(
-                "audit time {at} ms is outside the range this database can store"
-            )));
-        }
+        let at = common::check_time::<B>("audit time", e.at)?;
         let fields = serde_json::to_string(&e.fields).map_err(corrupt)?;
         let sql = format!(
             "INSERT INTO audit_log (at, actor, role, action, target, fields, client_addr, status) \

@@ -6,6 +6,7 @@ use pdm_core::store::{AlarmId, CommentStore, UserId};
 use pdm_core::workorder::WorkOrderId;
 use pdm_core::{StoreError, StoreResult, Timestamp};
 
+use crate::common;
 use crate::error::{db, is_foreign_key_violation};
 use crate::sql::{end_tx, Arg, Backend, Cols, On, SqlStore};
 
@@ -17,17 +18,6 @@ fn target_not_found(t: CommentTarget) -> StoreError {
     match t {
         CommentTarget::WorkOrder(w) => StoreError::NotFound(format!("work order {w}")),
         CommentTarget::Alarm(a) => StoreError::NotFound(format!("alarm {a}")),
-    }
-}
-
-fn check_time<B: Backend>(t: Timestamp) -> StoreResult<i64> {
-    let ms = t.as_millis();
-    if B::clamp_millis(ms) == ms {
-        Ok(ms)
-    } else {
-        Err(StoreError::Invalid(format!(
-            "comment time {ms} ms is outside the range this database can store"
-        )))
     }
 }
 
@@ -102,7 +92,7 @@ async fn read_on<B: Backend>(on: &mut On<'_, B::Db>, id: CommentId) -> StoreResu
 #[async_trait]
 impl<B: Backend> CommentStore for SqlStore<B> {
     async fn add_comment(&self, c: &NewComment) -> StoreResult<Comment> {
-        let at = check_time::<B>(c.at)?;
+        let at = common::check_time::<B>("comment time", c.at)?;
         let (work_order, alarm) = match c.target {
             CommentTarget::WorkOrder(w) => (Some(w.0), None),
             CommentTarget::Alarm(a) => (None, Some(a.0)),
@@ -170,7 +160,7 @@ impl<B: Backend> CommentStore for SqlStore<B> {
     }
 
     async fn edit_comment(&self, id: CommentId, body: &str, at: Timestamp) -> StoreResult<Comment> {
-        let at = check_time::<B>(at)?;
+        let at = common::check_time::<B>("edit time", at)?;
         let mut tx = self.db.begin_write().await.map_err(db)?;
         let done = async {
             let mut on: On<'_, B::Db> = On::Conn(&mut *tx);

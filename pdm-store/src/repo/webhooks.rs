@@ -110,17 +110,6 @@ fn filter_json(f: &WebhookFilter) -> StoreResult<String> {
     serde_json::to_string(f).map_err(|e| StoreError::Invalid(format!("webhook filter: {e}")))
 }
 
-fn check_time<B: Backend>(name: &str, t: Timestamp) -> StoreResult<i64> {
-    let ms = t.as_millis();
-    if B::clamp_millis(ms) == ms {
-        Ok(ms)
-    } else {
-        Err(StoreError::Invalid(format!(
-            "{name} ({ms} ms) is outside the range this database can store"
-        )))
-    }
-}
-
 async fn read_webhook<B: Backend>(
     on: &mut On<'_, B::Db>,
     id: WebhookId,
@@ -243,7 +232,7 @@ impl<B: Backend> SqlStore<B> {
         let (status, next_at) = match next {
             NextStep::Delivered => ("delivered", None),
             NextStep::Failed => ("failed", None),
-            NextStep::RetryAt(t) => ("pending", Some(check_time::<B>("next attempt", t)?)),
+            NextStep::RetryAt(t) => ("pending", Some(common::check_time::<B>("next attempt", t)?)),
             NextStep::Probed => ("pending", None),
         };
         // A failed probe leaves the delivery's schedule as it was: its count, and its time
@@ -284,7 +273,7 @@ impl<B: Backend> SqlStore<B> {
              VALUES ($1, {}, $3, $4, $5)",
             B::at_millis("$2")
         );
-        let at = check_time::<B>("attempt time", a.at)?;
+        let at = common::check_time::<B>("attempt time", a.at)?;
         on.execute(
             &insert,
             &[
@@ -447,7 +436,7 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
         secret: &str,
         previous_expires_at: Timestamp,
     ) -> StoreResult<Webhook> {
-        let until = check_time::<B>("previous secret expiry", previous_expires_at)?;
+        let until = common::check_time::<B>("previous secret expiry", previous_expires_at)?;
         let sql = format!(
             "UPDATE webhooks SET previous_secret = secret, secret = $2, \
              previous_secret_expires_at = {}, updated_at = {} WHERE id = $1 RETURNING {}",
@@ -470,7 +459,7 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
         deliveries: &[NewDelivery],
         at: Timestamp,
     ) -> StoreResult<u64> {
-        let at = check_time::<B>("fan-out time", at)?;
+        let at = common::check_time::<B>("fan-out time", at)?;
         let mut tx = self.db.begin_write().await.map_err(db)?;
         let done = Self::fan_out_on(&mut On::Conn(&mut *tx), outbox_id, deliveries, at).await;
         end_tx(tx, done).await
@@ -482,8 +471,8 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
         at: Timestamp,
         claimed_until: Timestamp,
     ) -> StoreResult<Delivery> {
-        let at = check_time::<B>("delivery time", at)?;
-        let claimed = check_time::<B>("claimed until", claimed_until)?;
+        let at = common::check_time::<B>("delivery time", at)?;
+        let claimed = common::check_time::<B>("claimed until", claimed_until)?;
         let mut tx = self.db.begin_write().await.map_err(db)?;
         let mut on: On<'_, B::Db> = On::Conn(&mut *tx);
         let done = match insert_delivery::<B>(&mut on, d, None, at, Some(claimed)).await {
@@ -506,7 +495,7 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
             return Ok(Vec::new());
         }
         let now = B::clamp_millis(now.as_millis());
-        let until = check_time::<B>("lease", lease_until)?;
+        let until = common::check_time::<B>("lease", lease_until)?;
         let due = format!(
             "d.status = 'pending' AND d.next_attempt_at <= {now} \
              AND (d.claimed_until IS NULL OR d.claimed_until <= {now})",
@@ -547,7 +536,7 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
         lease_until: Timestamp,
     ) -> StoreResult<Option<Delivery>> {
         let now = B::clamp_millis(now.as_millis());
-        let until = check_time::<B>("lease", lease_until)?;
+        let until = common::check_time::<B>("lease", lease_until)?;
         let free = format!(
             "(claimed_until IS NULL OR claimed_until <= {})",
             B::at_millis("$1")
@@ -648,7 +637,7 @@ impl<B: Backend> WebhookStore for SqlStore<B> {
     }
 
     async fn redeliver(&self, webhook: WebhookId, id: i64, at: Timestamp) -> StoreResult<Delivery> {
-        let at = check_time::<B>("redelivery time", at)?;
+        let at = common::check_time::<B>("redelivery time", at)?;
         let sql = format!(
             "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = {}, \
              claimed_until = NULL WHERE id = $1 AND webhook_id = $2 RETURNING {}",

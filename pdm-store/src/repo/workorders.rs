@@ -26,20 +26,8 @@ fn not_found(id: WorkOrderId) -> StoreError {
     StoreError::NotFound(format!("work order {id}"))
 }
 
-/// `Invalid` unless `t` is a time the backend stores exactly; its milliseconds.
-fn check_time<B: Backend>(name: &str, t: Timestamp) -> StoreResult<i64> {
-    let ms = t.as_millis();
-    if B::clamp_millis(ms) == ms {
-        Ok(ms)
-    } else {
-        Err(StoreError::Invalid(format!(
-            "{name}: {ms} ms is outside the range this database can store"
-        )))
-    }
-}
-
 fn opt_time<B: Backend>(name: &str, t: Option<Timestamp>) -> StoreResult<Option<i64>> {
-    t.map(|t| check_time::<B>(name, t)).transpose()
+    t.map(|t| common::check_time::<B>(name, t)).transpose()
 }
 
 fn rank(p: Priority) -> i64 {
@@ -219,7 +207,7 @@ async fn record_event<B: Backend>(
     action: &str,
     changes: &serde_json::Value,
 ) -> StoreResult<()> {
-    let at = check_time::<B>("updated_at", w.updated_at)?;
+    let at = common::check_time::<B>("updated_at", w.updated_at)?;
     let sql = format!(
         "INSERT INTO work_order_events (work_order_id, at, actor, action, changes, version) \
          VALUES ($1, {}, $3, $4, $5, $6)",
@@ -251,7 +239,7 @@ fn assignee_error(e: sqlx::Error, assignee: Option<UserId>) -> StoreError {
 
 impl<B: Backend> SqlStore<B> {
     async fn create_on(on: &mut On<'_, B::Db>, w: &NewWorkOrder) -> StoreResult<WorkOrder> {
-        let at = check_time::<B>("created_at", w.at)?;
+        let at = common::check_time::<B>("created_at", w.at)?;
         let due = opt_time::<B>("due_at", w.due_at)?;
         let machine = machine_id::<B>(on, &w.machine).await?;
         check_alarms::<B>(on, machine, &w.alarms).await?;
@@ -333,7 +321,7 @@ impl<B: Backend> SqlStore<B> {
             check_alarms::<B>(on, machine, &added).await?;
         }
         let due = opt_time::<B>("due_at", next.due_at)?;
-        let updated = check_time::<B>("updated_at", next.updated_at)?;
+        let updated = common::check_time::<B>("updated_at", next.updated_at)?;
         let resolved = opt_time::<B>("resolved_at", next.resolved_at)?;
         let closed = opt_time::<B>("closed_at", next.closed_at)?;
         let sql = format!(
