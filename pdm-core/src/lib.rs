@@ -46,6 +46,7 @@
 
 pub mod alarm;
 pub mod align;
+pub mod attachment;
 pub mod bus;
 pub mod catalog;
 pub mod comment;
@@ -57,6 +58,7 @@ pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod overview;
 pub mod prediction;
 pub mod redact;
 pub mod retention;

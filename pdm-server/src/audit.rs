@@ -25,6 +25,11 @@ use crate::state::AppState;
 /// without its fields.
 const MAX_FIELDS_BODY: usize = 2 << 20;
 
+/// What a handler changed, with values, for its audit entry (a response extension): in place of
+/// the body's field names. Only for changes without secrets (the system settings).
+#[derive(Debug, Clone)]
+pub struct Changed(pub Vec<String>);
+
 /// `[audit]`: the audit log's retention.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -128,6 +133,10 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
         (Vec::new(), body)
     };
     let resp = next.run(Request::from_parts(parts, body)).await;
+    let fields = match resp.extensions().get::<Changed>() {
+        Some(c) => c.0.clone(),
+        None => fields,
+    };
     let (actor, role) = match &principal {
         Some(p) => (p.actor_name(), Some(p.role.clone())),
         None => ("anonymous".to_owned(), None),
@@ -149,13 +158,19 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
     resp
 }
 
-/// Deletes entries older than `retention_days`, hourly, until `stop`.
-pub async fn prune(store: Arc<dyn Store>, retention_days: u32, mut stop: pdm_core::Shutdown) {
+/// Deletes entries older than the `audit.retention_days` setting, hourly, until `stop`.
+pub async fn prune(
+    store: Arc<dyn Store>,
+    settings: crate::settings::SettingsHandle,
+    mut stop: pdm_core::Shutdown,
+) {
     loop {
         tokio::select! {
             _ = stop.wait() => return,
             _ = tokio::time::sleep(Duration::from_secs(3_600)) => {}
         }
+        // The `audit.retention_days` setting in force at each pass.
+        let retention_days = settings.current().audit.retention_days;
         let before = Timestamp::now().add_millis(-i64::from(retention_days) * 86_400_000);
         match store.prune_audit(before).await {
             Ok(n) if n > 0 => tracing::info!(entries = n, "audit log pruned"),

@@ -41,7 +41,13 @@
 //! # signing_key = "base64..."       # PDM_AUTH_SIGNING_KEY; else generated into data_dir
 //! max_failures_per_account = 100    # failed sign-ins an hour before 429
 //! max_failures_per_address = 300
+//!
+//! [uploads]
+//! max_bytes = 20971520              # largest attachment (20 MiB)
 //! ```
+//!
+//! Some of these are also system settings (`crate::settings`): an admin changes them through
+//! `PATCH /api/v1/settings`, and what is stored there wins over the file.
 //!
 //! The first admin comes from `PDM_ADMIN_EMAIL` and `PDM_ADMIN_PASSWORD` (created at start
 //! when no user has that email), or from `pdm-server users create --role admin`.
@@ -112,9 +118,28 @@ pub struct ServerConfig {
     pub smtp: Option<crate::mail::SmtpConfig>,
     /// The audit log's retention.
     pub audit: crate::audit::AuditConfig,
+    /// Attachments: the upload limit.
+    pub uploads: UploadsConfig,
     /// Origins (`https://dashboard.example`) whose pages may call the API from a browser
     /// (CORS). Empty: none; the server's own pages need no entry.
     pub cors_origins: Vec<String>,
+}
+
+/// `[uploads]`: attachments on work orders, alarms and comments (stored under
+/// `<data_dir>/attachments`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadsConfig {
+    /// Largest file, in bytes (a setting: `PATCH /api/v1/settings` changes it at once).
+    pub max_bytes: u64,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: pdm_core::attachment::DEFAULT_MAX_BYTES,
+        }
+    }
 }
 
 /// `[push]`: the event bus behind `/api/v1/events` (SSE) and `/api/v1/ws` (WebSocket).
@@ -294,6 +319,7 @@ impl Default for ServerConfig {
             smtp: None,
             cors_origins: Vec::new(),
             audit: crate::audit::AuditConfig::default(),
+            uploads: UploadsConfig::default(),
         }
     }
 }

@@ -40,6 +40,10 @@ pub enum ErrorCode {
     PreconditionRequired,
     /// `unprocessable`: well formed but not acceptable.
     Unprocessable,
+    /// `too_large`: the body (an upload) is over its limit (413).
+    TooLarge,
+    /// `unsupported_type`: the body (an upload) is of a type not accepted (415).
+    UnsupportedType,
     /// `unavailable`: the service cannot answer now; retry later.
     Unavailable,
     /// `timeout`: the request did not complete in time; retry later.
@@ -63,6 +67,8 @@ impl ErrorCode {
             Self::PreconditionFailed => "precondition_failed",
             Self::PreconditionRequired => "precondition_required",
             Self::Unprocessable => "unprocessable",
+            Self::TooLarge => "too_large",
+            Self::UnsupportedType => "unsupported_type",
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
             Self::Internal => "internal",
@@ -82,6 +88,8 @@ impl ErrorCode {
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable | Self::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Rejected(RejectKind::Oversized) => StatusCode::PAYLOAD_TOO_LARGE,

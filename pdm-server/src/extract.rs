@@ -33,6 +33,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// The version in an `If-Match` header of one strong ETag (`"3"`), or `None` when the header
+/// is absent; `Err(())` when it holds anything else (a weak tag, `*`, a list, not a number).
+#[allow(clippy::result_unit_err)]
+pub fn if_match_version(headers: &axum::http::HeaderMap) -> Result<Option<i64>, ()> {
+    let Some(raw) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    raw.to_str()
+        .ok()
+        .and_then(|v| {
+            v.trim()
+                .strip_prefix('"')?
+                .strip_suffix('"')?
+                .parse::<i64>()
+                .ok()
+        })
+        .filter(|v| *v >= 0)
+        .map(Some)
+        .ok_or(())
+}
+
 /// Whether a request's `Content-Type` is JSON (`application/json`, `application/*+json`, any
 /// case, parameters ignored): the one rule of [`JsonBody`] and the audit log.
 pub fn is_json(headers: &axum::http::HeaderMap) -> bool {

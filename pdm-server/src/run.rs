@@ -38,6 +38,29 @@ pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>>
     Ok(store)
 }
 
+/// Removes files of the attachments directory that no record names (a crash between writing
+/// and recording one); a failure only warns.
+async fn sweep_attachments(store: &dyn Store, files: &crate::files::FileDir) {
+    let known = match store.attachment_files().await {
+        Ok(k) => k.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the attachments: no sweep");
+            return;
+        }
+    };
+    let dir = files.clone();
+    let swept =
+        tokio::task::spawn_blocking(move || dir.sweep(&known, crate::files::SWEEP_GRACE)).await;
+    match swept {
+        Ok(Ok(n)) if n > 0 => {
+            tracing::info!(files = n, "attachment files without a record removed")
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot sweep the attachments directory"),
+        Err(e) => tracing::warn!(error = %e, "the attachments sweep failed"),
+    }
+}
+
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
@@ -60,9 +83,20 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Opens the store, starts the engine (and MQTT ingestion when configured) and listens.
-    pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+    pub async fn start(mut config: ServerConfig) -> anyhow::Result<Server> {
         config.check()?;
         let store = open_store(&config).await?;
+        // The settings an admin changed win over the file's, for everything built below.
+        let settings = crate::settings::SettingsHandle::load(&*store, &mut config)
+            .await
+            .context("cannot read the stored settings")?;
+        let files = crate::files::FileDir::open(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the attachments directory under {}",
+                config.data_dir.display()
+            )
+        })?;
+        sweep_attachments(&*store, &files).await;
         let catalog = Arc::new(
             Catalog::load(store.clone(), config.auto_register)
                 .await
@@ -74,7 +108,8 @@ impl Server {
         // be acknowledged, and push clients connect either way.
         let webhooks = if config.webhooks.enabled {
             let sender = HttpSender::new(config.webhooks.allow_private_destinations)
-                .context("cannot set up the webhook HTTP client")?;
+                .context("cannot set up the webhook HTTP client")?
+                .with_settings(settings.clone());
             Some(Dispatcher::start(
                 store.clone(),
                 Arc::new(sender),
@@ -148,7 +183,9 @@ impl Server {
             tracing::info!(broker = %redact_url(&mqtt.connection.url), "MQTT ingestion on");
             engine.add_source(Box::new(source));
         }
-        let auth = crate::auth::start(store.clone(), &config).await?;
+        let auth = crate::auth::start(store.clone(), &config)
+            .await?
+            .with_settings(settings.clone());
         // A new database gets the default code lists of work-order findings (once: codes an
         // admin removes stay removed).
         store
@@ -159,7 +196,12 @@ impl Server {
         tokio::spawn(crate::auth::prune(store.clone(), http_stop.subscribe()));
         tokio::spawn(crate::audit::prune(
             store.clone(),
-            config.audit.retention_days,
+            settings.clone(),
+            http_stop.subscribe(),
+        ));
+        tokio::spawn(crate::settings::follow(
+            settings.clone(),
+            store.clone(),
             http_stop.subscribe(),
         ));
         let state = AppState::new(store, catalog, engine.sink(), intake, metrics, detection)
@@ -174,7 +216,19 @@ impl Server {
             .with_webhooks(WebhookState {
                 dispatcher: webhooks.as_ref().map(Dispatcher::handle),
                 allow_private: config.webhooks.allow_private_destinations,
+                settings: Some(settings.clone()),
+            })
+            .with_attachments(crate::state::AttachmentState {
+                dir: Some(files),
+                settings,
             });
+        tokio::spawn(
+            state
+                .ingest
+                .rate
+                .clone()
+                .follow(state.ingest.metrics.clone(), http_stop.subscribe()),
+        );
         let listener = TcpListener::bind(config.http).await.with_context(|| {
             format!(
                 "cannot listen on {} (setting http, PDM_HTTP, --http)",

@@ -46,6 +46,8 @@ pub struct AppState {
     pub webhooks: WebhookState,
     /// Who may do what: the credentials of every request.
     pub auth: AuthState,
+    /// The attachments directory and the settings in force.
+    pub attachments: AttachmentState,
 }
 
 impl AppState {
@@ -92,13 +94,21 @@ impl AppState {
                 sink,
                 intake,
                 metrics,
+                rate: Arc::default(),
             },
             metrics: exposed,
             request_timeout: crate::layers::DEFAULT_REQUEST_TIMEOUT,
             cors_origins: Arc::default(),
             detection,
             webhooks: WebhookState::default(),
+            attachments: AttachmentState::default(),
         }
+    }
+
+    /// The same state with this attachments directory and these settings.
+    pub fn with_attachments(mut self, attachments: AttachmentState) -> Self {
+        self.attachments = attachments;
+        self
     }
 
     /// The same state with these alarms (and their bus).
@@ -165,6 +175,8 @@ pub struct IngestState {
     pub intake: Arc<Intake>,
     /// Ingestion counters (pdm-core's plain counters, read by embedders and `/metrics`).
     pub metrics: Arc<Metrics>,
+    /// Readings stored per second over the last minute (sampled while the server runs).
+    pub rate: Arc<crate::api::dashboard::IngestRate>,
 }
 
 impl std::fmt::Debug for IngestState {
@@ -220,14 +232,41 @@ impl FromRef<AppState> for PushState {
     }
 }
 
+/// What the attachment and settings routes need.
+#[derive(Debug, Clone, Default)]
+pub struct AttachmentState {
+    /// `<data_dir>/attachments` (`None`: an app without a data directory; uploads answer 503).
+    pub dir: Option<crate::files::FileDir>,
+    /// The settings in force (`uploads.max_bytes` among them).
+    pub settings: crate::settings::SettingsHandle,
+}
+
+impl FromRef<AppState> for AttachmentState {
+    fn from_ref(s: &AppState) -> Self {
+        s.attachments.clone()
+    }
+}
+
 /// What the webhook routes need.
 #[derive(Clone, Default)]
 pub struct WebhookState {
     /// The running dispatcher (`None` when `webhooks.enabled` is off on this worker: deliveries
     /// then wait for a worker that runs one).
     pub dispatcher: Option<DispatcherHandle>,
-    /// Whether endpoints may be on private and loopback addresses.
+    /// Whether endpoints may be on private and loopback addresses (when `settings` is absent).
     pub allow_private: bool,
+    /// When set, `webhooks.allow_private_destinations` is read from it at each use.
+    pub settings: Option<crate::settings::SettingsHandle>,
+}
+
+impl WebhookState {
+    /// Whether endpoints may be on private and loopback addresses now.
+    pub fn allow_private(&self) -> bool {
+        match &self.settings {
+            Some(s) => s.current().webhooks.allow_private_destinations,
+            None => self.allow_private,
+        }
+    }
 }
 
 impl WebhookState {

@@ -125,6 +125,8 @@ pub async fn resolve(
 #[derive(Clone)]
 pub struct HttpSender {
     allow_private: bool,
+    /// When set, `webhooks.allow_private_destinations` is read from it at each delivery.
+    settings: Option<crate::settings::SettingsHandle>,
     tls: tokio_rustls::TlsConnector,
 }
 
@@ -137,6 +139,13 @@ impl std::fmt::Debug for HttpSender {
 }
 
 impl HttpSender {
+    /// The same sender, following the `webhooks.allow_private_destinations` setting of
+    /// `settings` from now on.
+    pub fn with_settings(mut self, settings: crate::settings::SettingsHandle) -> Self {
+        self.settings = Some(settings);
+        self
+    }
+
     /// A sender trusting the system's root certificates; `allow_private` lets it reach
     /// private and loopback addresses.
     pub fn new(allow_private: bool) -> anyhow::Result<Self> {
@@ -159,13 +168,18 @@ impl HttpSender {
             .with_no_client_auth();
         Ok(Self {
             allow_private,
+            settings: None,
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
         })
     }
 
     async fn connect_and_send(&self, req: &WebhookRequest) -> Result<WebhookResponse, SendError> {
         let (host, port, https) = check_url(&req.url).map_err(SendError::Refused)?;
-        let addrs = resolve(&host, port, self.allow_private).await?;
+        let allow_private = match &self.settings {
+            Some(s) => s.current().webhooks.allow_private_destinations,
+            None => self.allow_private,
+        };
+        let addrs = resolve(&host, port, allow_private).await?;
         let mut last = None;
         let mut stream = None;
         for addr in addrs {

@@ -6,49 +6,11 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{raise_alarm, TestApp};
+use common::{as_user, raise_alarm, signed_in, TestApp};
 use pdm_core::alarm::Severity;
-use serde_json::{json, Value};
+use serde_json::json;
 
 on_both_backends!(comments_are_kept_as_written_and_changed_by_their_authors);
-
-/// A user of `role` signed in: their bearer header value.
-async fn signed_in(app: &TestApp, email: &str, role: &str) -> String {
-    let password = "a long password 1";
-    let (st, v) = app
-        .post(
-            "/api/v1/users",
-            &json!({"email": email, "name": email, "password": password, "role": role}).to_string(),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    let (st, _, v) = app
-        .request(
-            "POST",
-            "/api/v1/auth/login",
-            Some(&json!({"email": email, "password": password}).to_string()),
-            &[("authorization", "")],
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    format!("Bearer {}", v["access_token"].as_str().expect("token"))
-}
-
-async fn as_user(
-    app: &TestApp,
-    who: &str,
-    method: &str,
-    uri: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let text = body.map(|b| b.to_string());
-    let mut headers = vec![("authorization", who)];
-    if text.is_some() {
-        headers.push(("content-type", "application/json"));
-    }
-    let (st, _, v) = app.request(method, uri, text.as_deref(), &headers).await;
-    (st, v)
-}
 
 async fn comments_are_kept_as_written_and_changed_by_their_authors(app: TestApp) {
     let (st, _) = app.post("/api/v1/machines", r#"{"key": "pump-1"}"#).await;

@@ -129,6 +129,9 @@ conformance!(
     concurrent_updates_of_one_work_order_have_one_winner,
     the_audit_log_appends_filters_pages_and_prunes,
     comments_keep_their_edits_and_go_with_their_target,
+    attachments_belong_to_one_owner_and_go_with_it,
+    settings_are_replaced_by_compare_and_set,
+    overview_counts_group_the_fleet,
 );
 
 fn m(s: &str) -> MachineKey {
@@ -200,6 +203,7 @@ mod rules {
     pub use super::audit::*;
     pub use super::comments::*;
     pub use super::live::*;
+    pub use super::overview::*;
     pub use super::registry::*;
     pub use super::work_orders::*;
     use super::*;
@@ -5098,6 +5102,199 @@ mod comments {
         // A machine takes its work orders and alarms, and their comments, with it.
         st.delete_machine(&m("pump-1")).await?;
         ensure!(is_not_found(&st.get_comment(a.id).await));
+        Ok(())
+    }
+}
+
+mod overview {
+    use pdm_core::alarm::Severity;
+    use pdm_core::attachment::{AttachmentOwner, Kind, NewAttachment};
+    use pdm_core::comment::{CommentTarget, NewComment};
+    use pdm_core::workorder::{NewWorkOrder, Priority};
+
+    use super::*;
+
+    fn file(
+        owner: AttachmentOwner,
+        comment: Option<pdm_core::comment::CommentId>,
+        n: u8,
+    ) -> NewAttachment {
+        NewAttachment {
+            owner,
+            comment,
+            name: format!("f{n}.txt"),
+            kind: Kind::Text,
+            size: u64::from(n) * 10,
+            sha256: "0".repeat(64),
+            stored_as: format!("{n:032x}"),
+            uploader: "ana".into(),
+            uploader_user: None,
+            at: Timestamp::from_millis(5_000 + i64::from(n)),
+        }
+    }
+
+    async fn work_order(
+        st: &dyn Store,
+        due: Option<i64>,
+    ) -> Result<pdm_core::workorder::WorkOrder> {
+        Ok(st
+            .create_work_order(&NewWorkOrder {
+                title: "Look".into(),
+                description: String::new(),
+                machine: m("pump-1"),
+                alarms: vec![],
+                priority: Priority::Low,
+                assignee: None,
+                due_at: due.map(Timestamp::from_millis),
+                created_by: "ana".into(),
+                at: Timestamp::from_millis(1_000),
+            })
+            .await?)
+    }
+
+    pub async fn attachments_belong_to_one_owner_and_go_with_it(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        st.ensure_machine(&m("pump-1")).await?;
+        let alarm = st
+            .record_transition(&super::alarms::raise(
+                "pump-1",
+                "hot",
+                1_000,
+                Severity::High,
+            ))
+            .await?;
+        let w = work_order(st, None).await?;
+        let on_wo = AttachmentOwner::WorkOrder(w.id);
+        let on_alarm = AttachmentOwner::Alarm(alarm.id);
+        let c = st
+            .add_comment(&NewComment {
+                target: CommentTarget::WorkOrder(w.id),
+                author: "ana".into(),
+                author_user: None,
+                body: "photo".into(),
+                at: Timestamp::from_millis(2_000),
+            })
+            .await?;
+        let a = st.add_attachment(&file(on_wo, None, 1)).await?;
+        let b = st.add_attachment(&file(on_wo, Some(c.id), 2)).await?;
+        st.add_attachment(&file(on_alarm, None, 3)).await?;
+        ensure!(a.name == "f1.txt" && a.kind == Kind::Text && a.size == 10 && a.comment.is_none());
+        ensure!(st.get_attachment(b.id).await?.comment == Some(c.id));
+        // A comment on another owner, an unknown owner, a name stored twice: refused.
+        ensure!(matches!(
+            st.add_attachment(&file(on_alarm, Some(c.id), 4)).await,
+            Err(StoreError::Invalid(_))
+        ));
+        ensure!(is_not_found(
+            &st.add_attachment(&file(
+                AttachmentOwner::Alarm(pdm_core::AlarmId(999_999)),
+                None,
+                5
+            ))
+            .await
+        ));
+        ensure!(st.add_attachment(&file(on_wo, None, 1)).await.is_err());
+        let ids: Vec<_> = st
+            .list_attachments(on_wo)
+            .await?
+            .iter()
+            .map(|x| x.id)
+            .collect();
+        ensure!(ids == vec![a.id, b.id], "{ids:?}");
+        ensure!(is_not_found(
+            &st.list_attachments(AttachmentOwner::WorkOrder(
+                pdm_core::workorder::WorkOrderId(999_999)
+            ))
+            .await
+        ));
+        let usage = st.attachment_usage().await?;
+        ensure!(usage.files == 3 && usage.bytes == 60, "{usage:?}");
+        let mut files = st.attachment_files().await?;
+        files.sort();
+        ensure!(
+            files
+                == vec![
+                    format!("{:032x}", 1),
+                    format!("{:032x}", 2),
+                    format!("{:032x}", 3)
+                ]
+        );
+        // The comment takes its attachment; deleting one is reported once.
+        st.delete_comment(c.id).await?;
+        ensure!(is_not_found(&st.get_attachment(b.id).await));
+        ensure!(st.delete_attachment(a.id).await? && !st.delete_attachment(a.id).await?);
+        // The machine takes its alarms' and work orders' attachments.
+        st.delete_machine(&m("pump-1")).await?;
+        ensure!(st.attachment_usage().await? == pdm_core::attachment::Usage::default());
+        Ok(())
+    }
+
+    pub async fn settings_are_replaced_by_compare_and_set(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        ensure!(st.settings().await?.is_none());
+        let doc = serde_json::json!({"uploads": {"max_bytes": 4096}});
+        let first = st
+            .put_settings(&doc, 0, "ana", Timestamp::from_millis(1_000))
+            .await?;
+        ensure!(first.version == 1 && first.doc == doc);
+        ensure!(matches!(
+            st.put_settings(&doc, 0, "bob", Timestamp::from_millis(1_100))
+                .await,
+            Err(StoreError::Stale(_))
+        ));
+        let doc2 = serde_json::json!({});
+        let second = st
+            .put_settings(&doc2, 1, "bob", Timestamp::from_millis(2_000))
+            .await?;
+        ensure!(second.version == 2);
+        ensure!(matches!(
+            st.put_settings(&doc, 1, "ana", Timestamp::from_millis(2_100))
+                .await,
+            Err(StoreError::Stale(_))
+        ));
+        let read = st.settings().await?.expect("stored");
+        ensure!(read == second, "{read:?}");
+        Ok(())
+    }
+
+    pub async fn overview_counts_group_the_fleet(cx: Ctx) -> Result<()> {
+        let st = &*cx.store;
+        let now = Timestamp::from_millis(1_000_000);
+        ensure!(st.overview_counts(now, now).await? == pdm_core::store::OverviewCounts::default());
+        st.ensure_machine(&m("pump-1")).await?;
+        st.ensure_machine(&m("pump-2")).await?;
+        st.record_transition(&super::alarms::raise(
+            "pump-1",
+            "hot",
+            1_000,
+            Severity::High,
+        ))
+        .await?;
+        st.record_transition(&super::alarms::raise(
+            "pump-2",
+            "hot",
+            1_000,
+            Severity::High,
+        ))
+        .await?;
+        st.record_transition(&super::alarms::raise("pump-2", "vib", 1_000, Severity::Low))
+            .await?;
+        work_order(st, Some(500_000)).await?;
+        work_order(st, Some(2_000_000)).await?;
+        work_order(st, None).await?;
+        let c = st.overview_counts(now, now).await?;
+        ensure!(c.machines == 2, "{c:?}");
+        ensure!(
+            c.open_alarms
+                == vec![
+                    ("high".into(), "active_unacknowledged".into(), 2),
+                    ("low".into(), "active_unacknowledged".into(), 1)
+                ],
+            "{c:?}"
+        );
+        ensure!(c.work_orders == vec![("open".into(), 3)], "{c:?}");
+        ensure!(c.overdue_work_orders == 1, "{c:?}");
+        ensure!(st.latest_predictions().await?.is_empty());
         Ok(())
     }
 }

@@ -49,10 +49,24 @@ def call(base: str, method: str, path: str, body: dict | None = None, token: str
         return json.loads(r.read() or b"null")
 
 
+def upload(base: str, path: str, name: str, content: bytes, token: str):
+    """One file as multipart/form-data (a part named `file`)."""
+    boundary = "pdm-fuzz-" + secrets.token_hex(8)
+    body = (
+        f'--{boundary}\r\ncontent-disposition: form-data; name="file"; filename="{name}"\r\n\r\n'
+    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(base + path, data=body, method="POST")
+    req.add_header("content-type", f"multipart/form-data; boundary={boundary}")
+    req.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
 def seed(base: str, token: str) -> None:
     """Something for the fuzzer to find at the ids and keys the schema's examples name: machine
     `pump-1` with sensor `temp`, readings, an alarm (a limit rule it crosses), a work order of
-    it, a training job and a webhook (to a name that does not resolve, so nothing is sent)."""
+    it with an attachment, a training job and a webhook (to a name that does not resolve, so
+    nothing is sent)."""
     call(base, "POST", "/api/v1/machines", {"key": "pump-1", "name": "Pump 1"}, token)
     call(base, "POST", "/api/v1/machines/pump-1/sensors", {"key": "temp", "unit": "degC"}, token)
     rule = {"severity": "high", "kind": {"type": "sensor_limit", "sensor": "temp", "above": 80}}
@@ -74,7 +88,9 @@ def seed(base: str, token: str) -> None:
             raise SystemExit("[api-fuzz] ERROR: the seeded readings raised no alarm in 20 s")
         time.sleep(0.2)
     alarm = call(base, "GET", "/api/v1/alarms", None, token)["alarms"][0]["id"]
-    call(base, "POST", f"/api/v1/alarms/{alarm}/work-order", None, token)
+    work_order = call(base, "POST", f"/api/v1/alarms/{alarm}/work-order", None, token)["id"]
+    upload(base, f"/api/v1/work-orders/{work_order}/attachments", "notes.txt", b"seal ok\n", token)
+    upload(base, f"/api/v1/alarms/{alarm}/attachments", "notes.csv", b"t,v\n1,2\n", token)
 
 
 def main() -> int:

@@ -85,11 +85,20 @@ pub enum Permission {
     /// Edit or delete anyone's comments.
     #[serde(rename = "comments:moderate")]
     CommentsModerate,
+    /// Attach files to work orders, alarms and one's own comments (and delete one's own).
+    #[serde(rename = "attachments:write")]
+    AttachmentsWrite,
+    /// Delete anyone's attachments.
+    #[serde(rename = "attachments:moderate")]
+    AttachmentsModerate,
+    /// Read and change the system settings.
+    #[serde(rename = "settings:manage")]
+    SettingsManage,
 }
 
 impl Permission {
     /// Every permission, in a fixed order.
-    pub const ALL: [Permission; 19] = [
+    pub const ALL: [Permission; 22] = [
         Permission::MachinesRead,
         Permission::MachinesWrite,
         Permission::TelemetryWrite,
@@ -109,6 +118,9 @@ impl Permission {
         Permission::AuditRead,
         Permission::CommentsWrite,
         Permission::CommentsModerate,
+        Permission::AttachmentsWrite,
+        Permission::AttachmentsModerate,
+        Permission::SettingsManage,
     ];
 
     /// Its name, as in JSON (`machines:read`).
@@ -133,6 +145,9 @@ impl Permission {
             Permission::AuditRead => "audit:read",
             Permission::CommentsWrite => "comments:write",
             Permission::CommentsModerate => "comments:moderate",
+            Permission::AttachmentsWrite => "attachments:write",
+            Permission::AttachmentsModerate => "attachments:moderate",
+            Permission::SettingsManage => "settings:manage",
         }
     }
 }
@@ -178,7 +193,17 @@ impl Role {
         use Permission::*;
         let engineer = Permission::ALL
             .into_iter()
-            .filter(|p| !matches!(p, UsersManage | TokensManage | AuditRead | CommentsModerate))
+            .filter(|p| {
+                !matches!(
+                    p,
+                    UsersManage
+                        | TokensManage
+                        | AuditRead
+                        | CommentsModerate
+                        | AttachmentsModerate
+                        | SettingsManage
+                )
+            })
             .collect();
         vec![
             Role {

@@ -18,14 +18,17 @@
 
 pub mod access;
 pub mod alarms;
+pub mod attachments;
 pub mod audit;
 pub mod comments;
 pub mod dead_letters;
 pub mod jobs;
 pub mod machines;
 pub mod models;
+pub mod overview;
 pub mod predictions;
 pub mod sensors;
+pub mod settings;
 pub mod telemetry;
 pub mod webhooks;
 pub mod workorders;
@@ -38,14 +41,17 @@ pub use alarms::{
     AlarmEventRecord, AlarmId, AlarmQuery, AlarmRuleRecord, AlarmStore, AlarmTransition,
     NewAlarmRule, OutboxEntry, ServiceNote, StoredAlarm, StoredAlarmEvent,
 };
+pub use attachments::AttachmentStore;
 pub use audit::{AuditEntry, AuditQuery, AuditStore, NewAuditEntry};
 pub use comments::CommentStore;
 pub use dead_letters::DeadLetterStore;
 pub use jobs::{Job, JobId, JobOutcome, JobQuery, JobStatus, JobStore, NewJob};
 pub use machines::MachineStore;
 pub use models::{Activation, ModelId, ModelQuery, ModelRecord, ModelStatus, ModelStore, NewModel};
+pub use overview::{LatestPrediction, OverviewCounts, OverviewStore};
 pub use predictions::PredictionStore;
 pub use sensors::SensorStore;
+pub use settings::{SettingsStore, StoredSettings};
 pub use telemetry::{TelemetryStore, WriteOutcome};
 pub use webhooks::{
     AttemptRecord, Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, EndpointChange,
@@ -109,6 +115,9 @@ pub trait CatalogStore:
     + WorkOrderStore
     + AuditStore
     + CommentStore
+    + AttachmentStore
+    + SettingsStore
+    + OverviewStore
 {
 }
 
@@ -125,6 +134,9 @@ impl<T> CatalogStore for T where
         + WorkOrderStore
         + AuditStore
         + CommentStore
+        + AttachmentStore
+        + SettingsStore
+        + OverviewStore
 {
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pdm_core::alarm::AlarmEventKind;
+use pdm_core::attachment::{Attachment, AttachmentId, AttachmentOwner, NewAttachment};
 use pdm_core::store::{
     AccessStore, ApiToken, ApiTokenId, AttemptRecord, Delivery, DeliveryAttempt, DeliveryQuery,
     EndpointChange, NewApiToken, NewDelivery, NewSession, NewUser, NewWebhook, NextStep, Role,
@@ -725,5 +726,64 @@ impl pdm_core::store::CommentStore for TestStore {
 
     async fn delete_comment(&self, id: pdm_core::comment::CommentId) -> StoreResult<bool> {
         self.store.delete_comment(id).await
+    }
+}
+
+#[async_trait]
+impl pdm_core::store::AttachmentStore for TestStore {
+    async fn add_attachment(&self, a: &NewAttachment) -> StoreResult<Attachment> {
+        self.store.add_attachment(a).await
+    }
+
+    async fn get_attachment(&self, id: AttachmentId) -> StoreResult<Attachment> {
+        self.store.get_attachment(id).await
+    }
+
+    async fn list_attachments(&self, owner: AttachmentOwner) -> StoreResult<Vec<Attachment>> {
+        self.store.list_attachments(owner).await
+    }
+
+    async fn delete_attachment(&self, id: AttachmentId) -> StoreResult<bool> {
+        self.store.delete_attachment(id).await
+    }
+
+    async fn attachment_usage(&self) -> StoreResult<pdm_core::attachment::Usage> {
+        self.store.attachment_usage().await
+    }
+
+    async fn attachment_files(&self) -> StoreResult<Vec<String>> {
+        self.store.attachment_files().await
+    }
+}
+
+#[async_trait]
+impl pdm_core::store::SettingsStore for TestStore {
+    async fn settings(&self) -> StoreResult<Option<pdm_core::store::StoredSettings>> {
+        self.store.settings().await
+    }
+
+    async fn put_settings(
+        &self,
+        doc: &serde_json::Value,
+        expected: i64,
+        by: &str,
+        at: Timestamp,
+    ) -> StoreResult<pdm_core::store::StoredSettings> {
+        self.store.put_settings(doc, expected, by, at).await
+    }
+}
+
+#[async_trait]
+impl pdm_core::store::OverviewStore for TestStore {
+    async fn overview_counts(
+        &self,
+        now: Timestamp,
+        since: Timestamp,
+    ) -> StoreResult<pdm_core::store::OverviewCounts> {
+        self.store.overview_counts(now, since).await
+    }
+
+    async fn latest_predictions(&self) -> StoreResult<Vec<pdm_core::store::LatestPrediction>> {
+        self.store.latest_predictions().await
     }
 }

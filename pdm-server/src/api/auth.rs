@@ -224,9 +224,10 @@ async fn sign_in(
     }
     let since = now.add_millis(-FAILURE_WINDOW_MS);
     let store = &auth.store;
+    let policy = auth.settings.current();
     let limits = [
-        auth.config.max_failures_per_account,
-        auth.config.max_failures_per_address,
+        policy.auth.max_failures_per_account,
+        policy.auth.max_failures_per_address,
     ];
     for (key, limit) in keys.iter().zip(limits) {
         if store.sign_in_failures(key, since).await? >= limit {
@@ -258,14 +259,13 @@ async fn sign_in(
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(200).collect());
     let (refresh, hash) = secret::generate(secret::Kind::Refresh);
-    let c = &auth.config;
-    let expires_at = now.add_millis(c.session_max_s as i64 * 1000);
+    let expires_at = now.add_millis(auth.settings.current().auth.session_max_s as i64 * 1000);
     let session = store
         .create_session(&NewSession {
             user: user.id,
             refresh: hash,
             refresh_expires_at: now
-                .add_millis(c.refresh_ttl_s as i64 * 1000)
+                .add_millis(auth.settings.current().auth.refresh_ttl_s as i64 * 1000)
                 .min(expires_at),
             expires_at,
             at: now,
@@ -284,7 +284,7 @@ fn tokens(
     refresh: String,
     now: Timestamp,
 ) -> SignInView {
-    let ttl = auth.config.access_ttl_s;
+    let ttl = auth.settings.current().auth.access_ttl_s;
     SignInView {
         access_token: auth
             .keys
@@ -320,7 +320,7 @@ async fn refresh(
     }
     let presented = secret::hash(&body.refresh_token);
     let (next, next_hash) = secret::generate(secret::Kind::Refresh);
-    let lease = now.add_millis(auth.config.refresh_ttl_s as i64 * 1000);
+    let lease = now.add_millis(auth.settings.current().auth.refresh_ttl_s as i64 * 1000);
     match auth
         .store
         .rotate_refresh(&presented, &next_hash, lease, now)

@@ -20,7 +20,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::openapi::params::Id;
-use crate::state::AppState;
+use crate::state::{AppState, AttachmentState};
 
 /// This resource's part of the API description.
 #[derive(utoipa::OpenApi)]
@@ -220,16 +220,26 @@ async fn edit_comment(
     ))
 }
 
-/// Delete a comment (one's own, or any with `comments:moderate`).
+/// Delete a comment (one's own, or any with `comments:moderate`), with its edits and its
+/// attachments' files.
 #[utoipa::path(delete, path = "/comments/{id}", tag = "comments", params(Id),
-    responses((status = 204, description = "Deleted, with its edits")))]
+    responses((status = 204, description = "Deleted, with its edits and attachments")))]
 async fn delete_comment(
     State(store): State<Arc<dyn Store>>,
+    State(files): State<AttachmentState>,
     p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = CommentId(path_id(&id, "comment")?);
-    changeable(&*store, &p, id).await?;
+    let c = changeable(&*store, &p, id).await?;
+    let gone: Vec<_> = store
+        .list_attachments(c.target.into())
+        .await?
+        .into_iter()
+        .filter(|a| a.comment == Some(id))
+        .collect();
+    // The records go with the comment (cascade); then the files.
     store.delete_comment(id).await?;
+    crate::api::attachments::remove_files(&files, &gone).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,15 +1,18 @@
 //! The HTTP API: one router per resource, merged under `/api/v1`.
 
 pub mod alarms;
+pub mod attachments;
 pub mod audit;
 pub mod auth;
 pub mod comments;
+pub mod dashboard;
 pub mod jobs;
 pub mod machines;
 pub mod models;
 pub mod ops;
 pub mod predictions;
 pub mod push;
+pub mod settings;
 pub mod telemetry;
 pub mod users;
 pub mod webhooks;
@@ -50,6 +53,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(workorders::router())
         .merge(audit::router())
         .merge(comments::router())
+        .merge(attachments::router())
+        .merge(settings::router())
+        .merge(dashboard::router())
         .merge(push::router())
         .merge(ops::api_router())
         .merge(crate::openapi::api_router())
@@ -71,6 +77,9 @@ pub(crate) fn docs() -> Vec<utoipa::openapi::OpenApi> {
         workorders::Doc::openapi(),
         audit::Doc::openapi(),
         comments::Doc::openapi(),
+        attachments::Doc::openapi(),
+        settings::Doc::openapi(),
+        dashboard::Doc::openapi(),
         push::Doc::openapi(),
         ops::Doc::openapi(),
     ]

@@ -157,7 +157,7 @@ async fn create(
     State(hooks): State<WebhookState>,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> ApiResult<(StatusCode, Json<WebhookSecretView>)> {
-    let url = check_destination(&body.url, hooks.allow_private).await?;
+    let url = check_destination(&body.url, hooks.allow_private()).await?;
     check_description(&body.description)?;
     let new = NewWebhook {
         url,
@@ -219,7 +219,7 @@ async fn update(
     let id = webhook_id(&id)?;
     let current = store.get_webhook(id).await?;
     let url = match &body.url {
-        Some(u) => Some(check_destination(u, hooks.allow_private).await?),
+        Some(u) => Some(check_destination(u, hooks.allow_private()).await?),
         None => None,
     };
     if let Some(d) = &body.description {

@@ -106,26 +106,16 @@ fn tagged(status: StatusCode, w: pdm_core::workorder::WorkOrder) -> Response {
 
 /// The version of `If-Match` (`"3"`): 428 without one, 400 when it is not a version.
 fn if_match(headers: &HeaderMap) -> ApiResult<i64> {
-    let Some(raw) = headers.get(header::IF_MATCH) else {
-        return Err(ApiError::of(
+    let bad = || ApiError::bad_request("If-Match: not an ETag of a work order (\"<version>\")");
+    match crate::extract::if_match_version(headers) {
+        Ok(Some(v)) if v > 0 => Ok(v),
+        Ok(None) => Err(ApiError::of(
             ErrorCode::PreconditionRequired,
             "If-Match: required: send the ETag of the work order as read (\"<version>\"), so \
              that a change made meanwhile is not overwritten",
-        ));
-    };
-    raw.to_str()
-        .ok()
-        .and_then(|v| {
-            v.trim()
-                .strip_prefix('"')?
-                .strip_suffix('"')?
-                .parse::<i64>()
-                .ok()
-        })
-        .filter(|v| *v > 0)
-        .ok_or_else(|| {
-            ApiError::bad_request("If-Match: not an ETag of a work order (\"<version>\")")
-        })
+        )),
+        _ => Err(bad()),
+    }
 }
 
 fn text_field(field: &str, raw: &str, max: usize) -> ApiResult<String> {

@@ -264,6 +264,8 @@ pub struct AuthState {
     pub mailer: Option<crate::mail::Mailer>,
     /// `config.trusted_proxies`, read.
     pub trusted_proxies: Arc<Vec<client::Cidr>>,
+    /// The sign-in policy in force (`auth.*` system settings: lifetimes, failure limits).
+    pub settings: crate::settings::SettingsHandle,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -366,7 +368,12 @@ impl AuthState {
             .iter()
             .filter_map(|p| client::Cidr::parse(p).ok())
             .collect();
+        let settings = crate::settings::SettingsHandle::fixed(&crate::config::ServerConfig {
+            auth: config.clone(),
+            ..Default::default()
+        });
         Self {
+            settings,
             trusted_proxies: Arc::new(trusted_proxies),
             store,
             keys: Arc::new(keys),
@@ -374,6 +381,12 @@ impl AuthState {
             roles: Arc::default(),
             mailer: None,
         }
+    }
+
+    /// The same, with the sign-in policy read from `settings` at each use.
+    pub fn with_settings(mut self, settings: crate::settings::SettingsHandle) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// The same, sending reset tokens with `mailer`.

@@ -170,6 +170,42 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("POST", "/alarms/{id}/comments", Need(CommentsWrite)),
     ("PATCH", "/comments/{id}", Need(CommentsWrite)),
     ("DELETE", "/comments/{id}", Need(CommentsWrite)),
+    // Attachments.
+    ("GET", "/work-orders/{id}/attachments", Need(WorkOrdersRead)),
+    (
+        "POST",
+        "/work-orders/{id}/attachments",
+        Need(AttachmentsWrite),
+    ),
+    (
+        "GET",
+        "/work-orders/{id}/attachments/{attachment}",
+        Need(WorkOrdersRead),
+    ),
+    (
+        "DELETE",
+        "/work-orders/{id}/attachments/{attachment}",
+        Need(AttachmentsWrite),
+    ),
+    ("GET", "/alarms/{id}/attachments", Need(AlarmsRead)),
+    ("POST", "/alarms/{id}/attachments", Need(AttachmentsWrite)),
+    (
+        "GET",
+        "/alarms/{id}/attachments/{attachment}",
+        Need(AlarmsRead),
+    ),
+    (
+        "DELETE",
+        "/alarms/{id}/attachments/{attachment}",
+        Need(AttachmentsWrite),
+    ),
+    ("POST", "/comments/{id}/attachments", Need(AttachmentsWrite)),
+    ("GET", "/attachments/usage", Need(OpsRead)),
+    // The overview (its alarm and work-order sections need their own read permissions).
+    ("GET", "/dashboard", Need(MachinesRead)),
+    // System settings.
+    ("GET", "/settings", Need(SettingsManage)),
+    ("PATCH", "/settings", Need(SettingsManage)),
     // Operations.
     ("GET", "/dead-letters", Need(OpsRead)),
     ("GET", "/audit", Need(AuditRead)),
@@ -177,8 +213,9 @@ pub const POLICY: &[(&str, &str, Access)] = &[
 
 /// Permissions that guard no route of their own but widen what a route lets its caller do
 /// (checked by the handler): `comments:moderate` lets `PATCH`/`DELETE /comments/{id}` change
-/// anyone's comment, not only one's own.
-pub const WIDENING: &[Permission] = &[CommentsModerate];
+/// anyone's comment (and attach files to it), `attachments:moderate` lets `DELETE
+/// .../attachments/{attachment}` delete anyone's attachment, not only one's own.
+pub const WIDENING: &[Permission] = &[CommentsModerate, AttachmentsModerate];
 
 /// The access of `method` on `path` (with or without the `/api/v1` prefix); `HEAD` is `GET`'s.
 pub fn access(method: &str, path: &str) -> Option<Access> {

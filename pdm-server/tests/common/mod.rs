@@ -612,3 +612,93 @@ pub async fn raise_alarm(
         .id
         .0
 }
+
+/// A user of `role` signed in: their bearer header value.
+pub async fn signed_in(app: &TestApp, email: &str, role: &str) -> String {
+    let password = "a long password 1";
+    let (st, v) = app
+        .post(
+            "/api/v1/users",
+            &serde_json::json!({"email": email, "name": email, "password": password, "role": role})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, _, v) = app
+        .request(
+            "POST",
+            "/api/v1/auth/login",
+            Some(&serde_json::json!({"email": email, "password": password}).to_string()),
+            &[("authorization", "")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    format!("Bearer {}", v["access_token"].as_str().expect("token"))
+}
+
+pub async fn as_user(
+    app: &TestApp,
+    who: &str,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let text = body.map(|b| b.to_string());
+    let mut headers = vec![("authorization", who)];
+    if text.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    let (st, _, v) = app.request(method, uri, text.as_deref(), &headers).await;
+    (st, v)
+}
+
+/// A multipart/form-data body of one part named `file`: its `Content-Type` header and bytes.
+pub fn multipart(filename: &str, content_type: Option<&str>, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "pdm-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = format!(
+        "--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+    )
+    .into_bytes();
+    if let Some(ct) = content_type {
+        body.extend_from_slice(format!("content-type: {ct}\r\n").as_bytes());
+    }
+    body.extend_from_slice(b"\r\n");
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Any request with a raw body through `app()`, signed in as the test admin unless `headers`
+/// holds an `authorization`; the status, headers and the body's bytes.
+pub async fn send_bytes(
+    server: &Server,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+    {
+        builder = builder.header(
+            "authorization",
+            format!("Bearer {}", app_token(server).await),
+        );
+    }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let req = builder.body(Body::from(body)).expect("request");
+    let resp = pdm_server::app(server.state().clone())
+        .oneshot(req)
+        .await
+        .expect("infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (status, headers, bytes.to_vec())
+}

@@ -10,14 +10,17 @@
 
 pub(crate) mod access;
 pub(crate) mod alarms;
+pub(crate) mod attachments;
 pub(crate) mod audit;
 pub(crate) mod comments;
 pub(crate) mod dead_letters;
 pub(crate) mod jobs;
 pub(crate) mod machines;
 pub(crate) mod models;
+pub(crate) mod overview;
 pub(crate) mod predictions;
 pub(crate) mod sensors;
+pub(crate) mod settings;
 pub(crate) mod webhooks;
 pub(crate) mod workorders;
 
