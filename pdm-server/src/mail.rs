@@ -93,6 +93,23 @@ impl SmtpConfig {
                 "give both smtp.username and the password (PDM_SMTP_PASSWORD), or neither",
             ));
         }
+        let local = matches!(
+            self.host
+                .trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']'),
+            "localhost" | "127.0.0.1" | "::1"
+        );
+        if self.security == Security::None && self.username.is_some() && !local {
+            return Err(ConfigError::new(
+                "smtp.security",
+                format!(
+                    "none would send the password to {} in clear: use starttls or tls, or \
+                     security none only for a relay on this host without a password",
+                    self.host.trim()
+                ),
+            ));
+        }
         if self.timeout_ms == 0 || self.timeout_ms > 300_000 {
             return Err(ConfigError::new(
                 "smtp.timeout_ms",
@@ -254,6 +271,19 @@ mod tests {
             }
         );
         assert!(!shown.contains("hunter2-secret"), "{shown}");
+        let clear = |host: &str| SmtpConfig {
+            host: host.into(),
+            security: Security::None,
+            username: Some("pdm".into()),
+            password: Some("hunter2-secret".into()),
+            ..config()
+        };
+        let err = clear("mail.example").check().unwrap_err().to_string();
+        assert!(
+            err.contains("smtp.security") && !err.contains("hunter2"),
+            "{err}"
+        );
+        assert!(clear("127.0.0.1").check().is_ok(), "a relay on this host");
     }
 
     #[test]

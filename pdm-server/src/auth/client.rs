@@ -37,6 +37,11 @@ impl Cidr {
         Ok(Cidr { addr, bits })
     }
 
+    /// Its prefix length (0: every address).
+    pub fn prefix_len(&self) -> u8 {
+        self.bits
+    }
+
     /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as its IPv4 one).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
@@ -119,6 +124,18 @@ mod tests {
             .contains(ip("8.8.8.8")));
         for bad in ["10.0.0.0/33", "nope", "10.0.0/8", "::/129", ""] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn trusting_every_address_is_refused() {
+        for all in ["0.0.0.0/0", "::/0"] {
+            let c = crate::auth::AuthConfig {
+                trusted_proxies: vec!["10.0.0.0/8".into(), all.into()],
+                ..Default::default()
+            };
+            let err = c.check().unwrap_err().to_string();
+            assert!(err.contains("auth.trusted_proxies[1]"), "{err}");
         }
     }
 

@@ -163,8 +163,17 @@ impl AuthConfig {
             }
         }
         for (i, p) in self.trusted_proxies.iter().enumerate() {
-            client::Cidr::parse(p)
-                .map_err(|e| ConfigError::new(format!("auth.trusted_proxies[{i}]"), e))?;
+            let setting = || format!("auth.trusted_proxies[{i}]");
+            let range = client::Cidr::parse(p).map_err(|e| ConfigError::new(setting(), e))?;
+            if range.prefix_len() == 0 {
+                return Err(ConfigError::new(
+                    setting(),
+                    format!(
+                        "{p:?} trusts every address: any client could then name its own \
+                         address in X-Forwarded-For; list the proxies' addresses or ranges"
+                    ),
+                ));
+            }
         }
         if self.max_failures_per_account == 0 || self.max_failures_per_address == 0 {
             return Err(ConfigError::new(
