@@ -330,24 +330,32 @@ fn extension(name: &str) -> Option<&str> {
 }
 
 /// The name a file is shown and downloaded under: the last component of what the client sent
-/// (no directory ever survives), without control characters, leading dots or surrounding
-/// spaces, at most [`MAX_NAME`] characters; `attachment` when nothing is left.
+/// (no directory ever survives), without control characters, leading dots, trailing dots and
+/// spaces (which systems drop, revealing the extension before them), at most [`MAX_NAME`]
+/// characters with its extension kept whole when shortened; `attachment` when nothing is left.
+/// The type a name claims is read from this name ([`check_claim`]), so what is checked is
+/// what is shown.
 pub fn display_name(client: &str) -> String {
     let base = client.rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = base
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect::<String>()
+    let clean: String = base.chars().filter(|c| !c.is_control()).collect();
+    let clean = clean
         .trim()
         .trim_start_matches('.')
-        .trim()
-        .chars()
-        .take(MAX_NAME)
-        .collect();
+        .trim_end_matches(['.', ' '])
+        .trim();
     if clean.is_empty() {
-        "attachment".into()
-    } else {
-        clean
+        return "attachment".into();
+    }
+    if clean.chars().count() <= MAX_NAME {
+        return clean.to_owned();
+    }
+    match clean.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.chars().count() <= 16 => {
+            let room = MAX_NAME - ext.chars().count() - 1;
+            let stem: String = stem.chars().take(room).collect();
+            format!("{}.{ext}", stem.trim_end_matches(['.', ' ']))
+        }
+        _ => clean.chars().take(MAX_NAME).collect(),
     }
 }
 
@@ -496,6 +504,18 @@ mod tests {
         assert_eq!(display_name("dir/"), "attachment");
         assert_eq!(display_name(""), "attachment");
         assert_eq!(display_name(&"x".repeat(500)).chars().count(), MAX_NAME);
+        // The extension survives shortening, and trailing dots and spaces go: what is shown is
+        // what is checked.
+        let long = format!("{}.html.txt", "a".repeat(195));
+        let shown = display_name(&long);
+        assert!(
+            shown.ends_with(".txt") && shown.chars().count() == MAX_NAME,
+            "{shown}"
+        );
+        assert_eq!(display_name("evil.html."), "evil.html");
+        assert_eq!(display_name("run.bat . ."), "run.bat");
+        assert!(check_claim(Some(Kind::Text), 3, &display_name("evil.html."), None).is_err());
+        assert!(check_claim(Some(Kind::Text), 3, &display_name(&long), None).is_ok());
         assert_eq!(extension("../../etc/passwd"), None);
         assert_eq!(extension(".bashrc"), None);
         assert_eq!(extension("a.tar.gz"), Some("gz"));

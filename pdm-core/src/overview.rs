@@ -141,6 +141,17 @@ pub struct Overview {
     pub top_anomalies: Vec<TopMachine>,
 }
 
+/// Alarm precision fleet-wide: the labels of every labelled alarm, counted.
+pub async fn alarm_precision<S: crate::store::WorkOrderStore + ?Sized>(
+    store: &S,
+) -> StoreResult<crate::store::LabelCounts> {
+    let mut labels = crate::store::LabelCounts::default();
+    for (_, a) in store.labelled_alarms(None).await? {
+        labels.add(a.label);
+    }
+    Ok(labels)
+}
+
 /// Computes the overview at `now` from `store`.
 pub async fn overview<S: OverviewStore + ?Sized>(
     store: &S,

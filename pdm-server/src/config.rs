@@ -378,6 +378,17 @@ impl ServerConfig {
                 ));
             }
         }
+        const MIB: u64 = 1024 * 1024;
+        if !(1024..=1024 * MIB).contains(&self.uploads.max_bytes) {
+            return Err(ConfigError::new(
+                "uploads.max_bytes",
+                format!(
+                    "must be between 1024 and {} (1 GiB), got {}",
+                    1024 * MIB,
+                    self.uploads.max_bytes
+                ),
+            ));
+        }
         if self.request_timeout_ms == 0 {
             return Err(ConfigError::new(
                 "request_timeout_ms",

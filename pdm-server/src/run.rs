@@ -39,7 +39,7 @@ pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>>
 }
 
 /// Removes files of the attachments directory that no record names (a crash between writing
-/// and recording one); a failure only warns.
+/// and recording one) once [`crate::files::SWEEP_GRACE`] old; a failure only warns.
 async fn sweep_attachments(store: &dyn Store, files: &crate::files::FileDir) {
     let known = match store.attachment_files().await {
         Ok(k) => k.into_iter().collect(),
@@ -58,6 +58,22 @@ async fn sweep_attachments(store: &dyn Store, files: &crate::files::FileDir) {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot sweep the attachments directory"),
         Err(e) => tracing::warn!(error = %e, "the attachments sweep failed"),
+    }
+}
+
+/// [`sweep_attachments`] every hour until `stop`: files whose records went by cascade (a
+/// comment deleted while an upload to it landed) or whose upload was cut off.
+async fn sweep_hourly(
+    store: Arc<dyn Store>,
+    files: crate::files::FileDir,
+    mut stop: pdm_core::Shutdown,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.wait() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3_600)) => {}
+        }
+        sweep_attachments(&*store, &files).await;
     }
 }
 
@@ -97,6 +113,7 @@ impl Server {
             )
         })?;
         sweep_attachments(&*store, &files).await;
+        let swept = files.clone();
         let catalog = Arc::new(
             Catalog::load(store.clone(), config.auto_register)
                 .await
@@ -199,6 +216,7 @@ impl Server {
             settings.clone(),
             http_stop.subscribe(),
         ));
+        tokio::spawn(sweep_hourly(store.clone(), swept, http_stop.subscribe()));
         tokio::spawn(crate::settings::follow(
             settings.clone(),
             store.clone(),

@@ -55,7 +55,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Alarm defaults.
     pub live: AlarmSettings,
-    /// The mail server for password resets (`null`: none; reset tokens go to the log).
+    /// The mail server for password resets (`null` when the file has none: reset tokens go to
+    /// the log).
     pub smtp: Option<SmtpSettings>,
 }
 
@@ -75,11 +76,11 @@ pub struct SignInSettings {
     /// Seconds an access token lives (1 to 86400).
     #[schema(minimum = 1, maximum = 86400)]
     pub access_ttl_s: u64,
-    /// Seconds a refresh token lives unused (at least `access_ttl_s`).
-    #[schema(minimum = 1)]
+    /// Seconds a refresh token lives unused (at least `access_ttl_s`, at most 90 days).
+    #[schema(minimum = 1, maximum = 7776000)]
     pub refresh_ttl_s: u64,
-    /// Seconds a session lives at most (at least `refresh_ttl_s`).
-    #[schema(minimum = 1)]
+    /// Seconds a session lives at most (at least `refresh_ttl_s`, at most 366 days).
+    #[schema(minimum = 1, maximum = 31622400)]
     pub session_max_s: u64,
     /// Failed sign-ins an account may have in an hour.
     #[schema(minimum = 1)]
@@ -192,7 +193,14 @@ impl Settings {
         c.webhooks.retention_days = self.webhooks.retention_days;
         c.live.seed_alarm_defaults = self.live.seed_alarm_defaults;
         c.live.label_lead_ms = self.live.label_lead_ms;
-        let password = c.smtp.as_ref().and_then(|s| s.password.clone());
+        // The password (from the environment or the file) goes only to the host and account it
+        // was configured for.
+        let password = match (&c.smtp, &self.smtp) {
+            (Some(was), Some(now)) if was.host == now.host && was.username == now.username => {
+                was.password.clone()
+            }
+            _ => None,
+        };
         c.smtp = self.smtp.as_ref().map(|s| crate::mail::SmtpConfig {
             host: s.host.clone(),
             port: s.port,
@@ -260,6 +268,8 @@ pub enum SettingsError {
     Invalid(String),
     /// The settings changed since the version the caller read.
     Stale(String),
+    /// Other changes kept winning the race (no `If-Match` was sent): try again.
+    Busy(String),
     /// The store failed.
     Store(StoreError),
 }
@@ -298,6 +308,8 @@ struct Inner {
     started: ServerConfig,
     stored: Mutex<Stored>,
     tx: watch::Sender<Arc<Settings>>,
+    /// One change at a time on this worker (so that stores and their application keep order).
+    updating: tokio::sync::Mutex<()>,
 }
 
 /// The settings in force, shared by everything that reads them live.
@@ -339,14 +351,6 @@ fn effective(
 
 /// The checks of the configuration itself, and the limits of settings.
 fn check(s: &Settings, started: &ServerConfig) -> Result<(), String> {
-    const MIB: u64 = 1024 * 1024;
-    if !(1024..=1024 * MIB).contains(&s.uploads.max_bytes) {
-        return Err(format!(
-            "uploads.max_bytes: must be between 1024 and {} (1 GiB), got {}",
-            1024 * MIB,
-            s.uploads.max_bytes
-        ));
-    }
     if s.auth.max_failures_per_account == 0 || s.auth.max_failures_per_address == 0 {
         return Err(
             "auth.max_failures_per_account, auth.max_failures_per_address: at least 1".into(),
@@ -358,6 +362,18 @@ fn check(s: &Settings, started: &ServerConfig) -> Result<(), String> {
         }
         if !m.from.contains('@') {
             return Err(format!("smtp.from: '{}' holds no email address", m.from));
+        }
+    }
+    if let (Some(was), Some(now)) = (&started.smtp, &s.smtp) {
+        let moved = was.host != now.host || was.username != now.username;
+        if moved && was.password.is_some() && now.username.is_some() {
+            return Err(format!(
+                "smtp.host, smtp.username: the mail password (PDM_SMTP_PASSWORD) goes only to \
+                 {} as {}: change the host or account in the configuration file with the \
+                 password, or set smtp.username to null for a server without sign-in",
+                was.host,
+                was.username.as_deref().unwrap_or("(no account)")
+            ));
         }
     }
     let mut c = started.clone();
@@ -385,6 +401,7 @@ impl SettingsHandle {
                     updated_at: None,
                 }),
                 tx,
+                updating: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -424,6 +441,7 @@ impl SettingsHandle {
                     updated_at,
                 }),
                 tx,
+                updating: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -487,6 +505,7 @@ impl SettingsHandle {
                 "the body must be a JSON object of settings (a merge patch)".into(),
             ));
         }
+        let _one = self.inner.updating.lock().await;
         // Without If-Match, a write that lost a race with another is laid over the winner's.
         let mut attempts = 0;
         loop {
@@ -497,6 +516,7 @@ impl SettingsHandle {
                 let s = self.inner.stored.lock().unwrap_or_else(|e| e.into_inner());
                 (s.overrides.clone(), s.version)
             };
+            let unchanged = overrides.clone();
             if let Some(v) = if_version {
                 if v != version {
                     return Err(SettingsError::Stale(format!(
@@ -513,13 +533,20 @@ impl SettingsHandle {
                 &serde_json::to_value(&self.inner.file).unwrap_or_default(),
                 &serde_json::to_value(&after).unwrap_or_default(),
             );
+            if overrides == unchanged {
+                // Nothing to store: the version stays.
+                return Ok((self.view(), Vec::new()));
+            }
             let stored = match store
                 .put_settings(&overrides, version, by, Timestamp::now())
                 .await
             {
                 Ok(s) => s,
                 Err(StoreError::Stale(_)) if if_version.is_none() && attempts < 3 => continue,
-                Err(StoreError::Stale(m)) => return Err(SettingsError::Stale(m)),
+                Err(StoreError::Stale(m)) if if_version.is_some() => {
+                    return Err(SettingsError::Stale(m))
+                }
+                Err(StoreError::Stale(m)) => return Err(SettingsError::Busy(m)),
                 Err(e) => return Err(SettingsError::Store(e)),
             };
             let changed = changes(&before, &after);
@@ -545,14 +572,16 @@ impl SettingsHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .version;
-        if stored.version == version {
+        if stored.version <= version {
             return Ok(false);
         }
+        // The version is taken either way, so that a change here is laid over it; settings
+        // that do not hold on this worker (its file differs) leave the ones in force.
         let now = match effective(&self.inner.file, &stored.doc, &self.inner.started) {
-            Ok(s) => s,
+            Ok(s) => Some(s),
             Err(e) => {
-                tracing::warn!(error = %e, "settings changed by another worker do not hold here");
-                return Ok(false);
+                tracing::warn!(error = %e, "settings changed by another worker do not hold here: the ones in force stay");
+                None
             }
         };
         *self.inner.stored.lock().unwrap_or_else(|e| e.into_inner()) = Stored {
@@ -561,8 +590,13 @@ impl SettingsHandle {
             updated_by: Some(stored.updated_by),
             updated_at: Some(stored.updated_at),
         };
-        self.inner.tx.send_replace(Arc::new(now));
-        Ok(true)
+        match now {
+            Some(now) => {
+                self.inner.tx.send_replace(Arc::new(now));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 }
 

@@ -195,6 +195,81 @@ async fn attachments_are_checked_stored_and_deleted_with_their_owner(app: TestAp
     )
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
+    // Two files in one form: refused, neither kept.
+    let before = stored_files(&app);
+    let two =
+        b"--b\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\none\r\n\
+--b\r\ncontent-disposition: form-data; name=\"file\"; filename=\"b.txt\"\r\n\r\ntwo\r\n--b--\r\n";
+    let (st, _, _) = send_bytes(
+        app.server(),
+        "POST",
+        &on_wo,
+        &[("content-type", boundary)],
+        two.to_vec(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    // A body that never reaches its first boundary is held to the limit too (plus 64 KiB).
+    let mut junk = vec![b'x'; 4096 + 70 * 1024];
+    junk.extend_from_slice(b"\r\n--b--\r\n");
+    let (st, _, raw) = send_bytes(
+        app.server(),
+        "POST",
+        &on_wo,
+        &[("content-type", boundary)],
+        junk,
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    // A body cut off mid-file (the client gone) leaves nothing behind.
+    let (ct, mut cut) = multipart("cut.txt", None, &text(3000));
+    cut.truncate(1500);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(cut),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "gone",
+        )),
+    ];
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri(&on_wo)
+        .header("content-type", ct)
+        .header(
+            "authorization",
+            format!("Bearer {}", common::app_token(app.server()).await),
+        )
+        .body(axum::body::Body::from_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .expect("request");
+    let resp = tower::ServiceExt::oneshot(pdm_server::app(app.server().state().clone()), req)
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        stored_files(&app),
+        before,
+        "nothing left of the refused and cut uploads"
+    );
+    // What is shown is what is checked: trailing dots go, a long name keeps its extension.
+    let (st, v) = upload(&app, "", &on_wo, "evil.html.", None, b"<b>x</b>").await;
+    assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    let long = format!("{}.html.txt", "a".repeat(195));
+    let (st, v) = upload(&app, "", &on_wo, &long, None, b"just text").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let shown = v["name"].as_str().expect("name").to_owned();
+    assert!(
+        shown.ends_with(".txt") && shown.chars().count() == 200,
+        "{shown}"
+    );
+    let (st, _) = app.delete(&format!("{on_wo}/{}", v["id"])).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
 
     // People: engineers upload and delete their own, a moderator anyone's, a viewer neither.
     let ana = signed_in(&app, "ana@test.pdm", "engineer").await;
@@ -202,6 +277,26 @@ async fn attachments_are_checked_stored_and_deleted_with_their_owner(app: TestAp
     let vic = signed_in(&app, "vic@test.pdm", "viewer").await;
     let (st, _) = upload(&app, &vic, &on_wo, "v.txt", None, b"viewer").await;
     assert_eq!(st, StatusCode::FORBIDDEN);
+    // Uploading needs what reading the owner needs.
+    let (st, _, v) = app
+        .request(
+            "PUT",
+            "/api/v1/roles/uploader",
+            Some(r#"{"description": "uploads only", "permissions": ["attachments:write"]}"#),
+            &[],
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let up = signed_in(&app, "up@test.pdm", "uploader").await;
+    let (st, v) = upload(&app, &up, &on_wo, "u.txt", None, b"blind").await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("work_orders:read"),
+        "{v}"
+    );
     let (st, mine) = upload(&app, &ana, &on_wo, "ana.txt", None, b"ana's notes").await;
     assert_eq!(st, StatusCode::CREATED, "{mine}");
     assert_eq!(mine["uploader"], "ana@test.pdm");
@@ -293,5 +388,13 @@ async fn attachments_are_checked_stored_and_deleted_with_their_owner(app: TestAp
         json!(["uploads.max_bytes: 20971520 -> 4096"]),
         "{setting}"
     );
+
+    // Deleting the machine takes its work orders' and alarms' attachments, files included.
+    assert!(!stored_files(&app).is_empty());
+    let (st, _) = app.delete("/api/v1/machines/pump-1").await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert!(stored_files(&app).is_empty(), "{:?}", stored_files(&app));
+    let (_, usage) = app.get("/api/v1/attachments/usage").await;
+    assert_eq!(usage["files"], json!(0), "{usage}");
     app.stop().await;
 }

@@ -130,6 +130,14 @@ async fn settings_are_validated_versioned_audited_and_applied(app: TestApp) {
     let (_, s) = app.get("/api/v1/settings").await;
     assert_eq!(s["settings"]["audit"]["retention_days"], 365);
 
+    // A patch that changes nothing keeps the version.
+    let (st, s) = patch(&app, json!({"audit": {}}), None).await;
+    assert_eq!(
+        (st, s["version"].clone()),
+        (StatusCode::OK, json!(1)),
+        "{s}"
+    );
+
     // `null` gives a setting back to the file.
     let (st, s) = patch(
         &app,

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 
 use super::StoreResult;
 use crate::attachment::{Attachment, AttachmentId, AttachmentOwner, NewAttachment, Usage};
+use crate::MachineKey;
 
 /// Stores attachments.
 #[async_trait]
@@ -23,4 +24,7 @@ pub trait AttachmentStore: Send + Sync + 'static {
     async fn attachment_usage(&self) -> StoreResult<Usage>;
     /// The generated file name of every attachment (to find files no record names).
     async fn attachment_files(&self) -> StoreResult<Vec<String>>;
+    /// The generated file names of the attachments of `machine`'s work orders and alarms (their
+    /// records go with the machine; the files are removed after).
+    async fn machine_attachment_files(&self, machine: &MachineKey) -> StoreResult<Vec<String>>;
 }

@@ -754,6 +754,10 @@ impl pdm_core::store::AttachmentStore for TestStore {
     async fn attachment_files(&self) -> StoreResult<Vec<String>> {
         self.store.attachment_files().await
     }
+
+    async fn machine_attachment_files(&self, machine: &MachineKey) -> StoreResult<Vec<String>> {
+        self.store.machine_attachment_files(machine).await
+    }
 }
 
 #[async_trait]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -166,11 +166,10 @@ fn dir(state: &AttachmentState) -> ApiResult<&FileDir> {
 }
 
 fn form_error(e: MultipartError) -> ApiError {
-    let status = e.status();
-    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ErrorCode::TooLarge
-    } else {
-        ErrorCode::BadRequest
+    let (status, code) = match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
+        // A body that stops short or cannot be read: the client's.
+        _ => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
     };
     ApiError::new(
         status,
@@ -179,7 +178,15 @@ fn form_error(e: MultipartError) -> ApiError {
     )
 }
 
-fn not_multipart(e: MultipartRejection) -> ApiError {
+/// A form that cannot be opened: 415 when the body is not declared multipart/form-data, 400
+/// when it is but its boundary is missing or unusable.
+fn not_multipart(multipart: bool, e: MultipartRejection) -> ApiError {
+    if multipart {
+        return ApiError::bad_request(format!(
+            "the multipart/form-data body has no usable boundary ({})",
+            e.body_text()
+        ));
+    }
     ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::UnsupportedType,
@@ -226,22 +233,71 @@ async fn receive(
     Ok(Received { sniffer, sha256 })
 }
 
-/// Receives the upload of `form` for `owner` (and `comment`, checked by the caller). An unknown
-/// owner is a 404 before the body is read.
+/// What a form may hold beyond its file (boundaries, part headers), in bytes.
+const FORM_OVERHEAD: u64 = 64 * 1024;
+
+/// Removes an upload's file (`.part` or committed) unless disarmed once it has its record:
+/// a request cut short (the client gone, the time limit) leaves nothing behind.
+struct Upload {
+    dir: std::path::PathBuf,
+    name: String,
+    keep: bool,
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.keep {
+            let file = self.dir.join(&self.name);
+            let _ = std::fs::remove_file(file.with_extension("part"));
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// The permission reading `owner` needs (uploading to it needs it too).
+fn read_permission(owner: AttachmentOwner) -> Permission {
+    match owner {
+        AttachmentOwner::WorkOrder(_) => Permission::WorkOrdersRead,
+        AttachmentOwner::Alarm(_) => Permission::AlarmsRead,
+    }
+}
+
+/// Receives the upload in `req` for `owner` (and `comment`, checked by the caller). An unknown
+/// owner is a 404 before the body is read; the whole body is held to `uploads.max_bytes` plus
+/// [`FORM_OVERHEAD`], the file to `uploads.max_bytes` exactly.
 async fn receive_upload(
     store: &dyn Store,
     state: &AttachmentState,
     p: &Principal,
     owner: AttachmentOwner,
     comment: Option<CommentId>,
-    form: Result<Multipart, MultipartRejection>,
+    req: Request,
 ) -> ApiResult<(StatusCode, Json<AttachmentView>)> {
     let files = dir(state)?;
+    let need = read_permission(owner);
+    if !p.may(need) {
+        return Err(ApiError::forbidden(format!(
+            "attaching a file here needs {need} too (your role does not grant it)"
+        )));
+    }
     if comment.is_none() {
         store.list_attachments(owner).await?;
     }
-    let mut form = form.map_err(not_multipart)?;
     let limit = state.settings.current().uploads.max_bytes;
+    let whole = usize::try_from(limit.saturating_add(FORM_OVERHEAD)).unwrap_or(usize::MAX);
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    let req = req.map(|b| Body::new(http_body_util::Limited::new(b, whole)));
+    let mut form = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| not_multipart(multipart, e))?;
     let mut field = match form.next_field().await.map_err(form_error)? {
         None => {
             return Err(ApiError::bad_request(
@@ -256,76 +312,61 @@ async fn receive_upload(
             )))
         }
     };
-    let client_name = field.file_name().unwrap_or("").to_owned();
+    // What is shown is what is checked: the extension is read from the shown name.
+    let shown = attachment::display_name(field.file_name().unwrap_or(""));
     let declared = field.content_type().map(str::to_owned);
-    let name = FileDir::new_name();
-    let mut out = files.create_part(&name).await.map_err(ApiError::internal)?;
-    let received = receive(&mut field, &mut out, limit).await;
+    let mut upload = Upload {
+        dir: files.path().to_path_buf(),
+        name: FileDir::new_name(),
+        keep: false,
+    };
+    let mut out = files
+        .create_part(&upload.name)
+        .await
+        .map_err(ApiError::internal)?;
+    let received = receive(&mut field, &mut out, limit).await?;
     drop(out);
     drop(field);
-    let checked = received.and_then(|r| {
-        let kind = attachment::check_claim(
-            r.sniffer.kind(),
-            r.sniffer.len(),
-            &client_name,
-            declared.as_deref(),
-        )
-        .map_err(|e| match e {
-            Refusal::Empty => ApiError::unprocessable("file: the file is empty"),
-            Refusal::Type(m) => ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ErrorCode::UnsupportedType,
-                format!("file: {m}"),
-            ),
-        })?;
-        Ok((kind, r))
-    });
-    let (kind, received) = match checked {
-        Ok(k) => k,
-        Err(e) => {
-            files.discard(&name).await;
-            return Err(e);
-        }
-    };
+    let kind = attachment::check_claim(
+        received.sniffer.kind(),
+        received.sniffer.len(),
+        &shown,
+        declared.as_deref(),
+    )
+    .map_err(|e| match e {
+        Refusal::Empty => ApiError::unprocessable("file: the file is empty"),
+        Refusal::Type(m) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedType,
+            format!("file: {m}"),
+        ),
+    })?;
     // One file per request: a second part is refused, the first not kept.
-    match form.next_field().await {
-        Ok(None) => {}
-        Ok(Some(_)) => {
-            files.discard(&name).await;
-            return Err(ApiError::bad_request(
-                "the form has more than one part: send one part named file per request",
-            ));
-        }
-        Err(e) => {
-            files.discard(&name).await;
-            return Err(form_error(e));
-        }
+    if form.next_field().await.map_err(form_error)?.is_some() {
+        return Err(ApiError::bad_request(
+            "the form has more than one part: send one part named file per request",
+        ));
     }
-    if let Err(e) = files.commit(&name).await {
-        files.discard(&name).await;
-        return Err(ApiError::internal(e));
-    }
-    let added = store
+    files
+        .commit(&upload.name)
+        .await
+        .map_err(ApiError::internal)?;
+    let a = store
         .add_attachment(&NewAttachment {
             owner,
             comment,
-            name: attachment::display_name(&client_name),
+            name: shown,
             kind,
             size: received.sniffer.len(),
             sha256: received.sha256,
-            stored_as: name.clone(),
+            stored_as: upload.name.clone(),
             uploader: p.actor_name(),
             uploader_user: p.user().map(|(u, _)| u.id),
             at: Timestamp::now(),
         })
-        .await;
-    match added {
-        Ok(a) => Ok((StatusCode::CREATED, Json(a.into()))),
-        Err(e) => {
-            let _ = files.remove(&name).await;
-            Err(e.into())
-        }
-    }
+        .await?;
+    upload.keep = true;
+    Ok((StatusCode::CREATED, Json(a.into())))
 }
 
 /// The attachment `id` when it belongs to `owner` (404 otherwise).
@@ -434,10 +475,16 @@ async fn remove(
 
 /// Removes the files of `gone` (attachments whose records went with their owner).
 pub(crate) async fn remove_files(files: &AttachmentState, gone: &[Attachment]) {
+    let names: Vec<String> = gone.iter().map(|a| a.stored_as.clone()).collect();
+    remove_stored(files, &names).await;
+}
+
+/// Removes the files named `stored` (generated names whose records are gone).
+pub(crate) async fn remove_stored(files: &AttachmentState, stored: &[String]) {
     let Some(dir) = &files.dir else { return };
-    for a in gone {
-        if let Err(e) = dir.remove(&a.stored_as).await {
-            tracing::warn!(attachment = %a.id, error = %e, "cannot remove an attachment's file: the next sweep will");
+    for name in stored {
+        if let Err(e) = dir.remove(name).await {
+            tracing::warn!(file = %name, error = %e, "cannot remove an attachment's file: the next sweep will");
         }
     }
 }
@@ -478,10 +525,10 @@ async fn attach_to_work_order(
     State(files): State<AttachmentState>,
     p: Principal,
     Path(id): Path<String>,
-    form: Result<Multipart, MultipartRejection>,
+    req: Request,
 ) -> ApiResult<(StatusCode, Json<AttachmentView>)> {
     let owner = work_order(&id)?;
-    receive_upload(&*store, &files, &p, owner, None, form).await
+    receive_upload(&*store, &files, &p, owner, None, req).await
 }
 
 /// Download a work order's attachment (`Content-Disposition: attachment`).
@@ -531,10 +578,10 @@ async fn attach_to_alarm(
     State(files): State<AttachmentState>,
     p: Principal,
     Path(id): Path<String>,
-    form: Result<Multipart, MultipartRejection>,
+    req: Request,
 ) -> ApiResult<(StatusCode, Json<AttachmentView>)> {
     let owner = alarm(&id)?;
-    receive_upload(&*store, &files, &p, owner, None, form).await
+    receive_upload(&*store, &files, &p, owner, None, req).await
 }
 
 /// Download an alarm's attachment (`Content-Disposition: attachment`).
@@ -575,7 +622,7 @@ async fn attach_to_comment(
     State(files): State<AttachmentState>,
     p: Principal,
     Path(id): Path<String>,
-    form: Result<Multipart, MultipartRejection>,
+    req: Request,
 ) -> ApiResult<(StatusCode, Json<AttachmentView>)> {
     let id = CommentId(path_id(&id, "comment")?);
     let c = store.get_comment(id).await?;
@@ -586,7 +633,7 @@ async fn attach_to_comment(
              may attach files to it"
         )));
     }
-    receive_upload(&*store, &files, &p, c.target.into(), Some(id), form).await
+    receive_upload(&*store, &files, &p, c.target.into(), Some(id), req).await
 }
 
 /// Files and bytes the attachments hold, and the upload limit in force.

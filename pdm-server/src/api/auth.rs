@@ -259,13 +259,17 @@ async fn sign_in(
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(200).collect());
     let (refresh, hash) = secret::generate(secret::Kind::Refresh);
-    let expires_at = now.add_millis(auth.settings.current().auth.session_max_s as i64 * 1000);
+    let expires_at = now.add_millis(crate::auth::secs_to_ms(
+        auth.settings.current().auth.session_max_s,
+    ));
     let session = store
         .create_session(&NewSession {
             user: user.id,
             refresh: hash,
             refresh_expires_at: now
-                .add_millis(auth.settings.current().auth.refresh_ttl_s as i64 * 1000)
+                .add_millis(crate::auth::secs_to_ms(
+                    auth.settings.current().auth.refresh_ttl_s,
+                ))
                 .min(expires_at),
             expires_at,
             at: now,
@@ -320,7 +324,9 @@ async fn refresh(
     }
     let presented = secret::hash(&body.refresh_token);
     let (next, next_hash) = secret::generate(secret::Kind::Refresh);
-    let lease = now.add_millis(auth.settings.current().auth.refresh_ttl_s as i64 * 1000);
+    let lease = now.add_millis(crate::auth::secs_to_ms(
+        auth.settings.current().auth.refresh_ttl_s,
+    ));
     match auth
         .store
         .rotate_refresh(&presented, &next_hash, lease, now)

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use pdm_core::overview::{self, TopMachine};
-use pdm_core::store::{LabelCounts, Permission};
+use pdm_core::store::Permission;
 use pdm_core::{Metrics, Store, Timestamp};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -146,7 +146,8 @@ pub struct DashboardView {
     pub machines_by_health: BTreeMap<String, u64>,
     /// The machines with the highest score over threshold, highest first (at most five).
     pub top_anomalies: Vec<TopMachineView>,
-    /// Readings stored per second over the last minute (`null` in the server's first seconds).
+    /// Readings stored per second over the last minute by this worker (`null` in its first
+    /// seconds; with several workers, each counts what it stored).
     pub ingest_per_second: Option<f64>,
     /// Dead letters received in the last 24 hours.
     pub dead_letters_24h: u64,
@@ -181,10 +182,7 @@ async fn dashboard(
         None
     };
     let work_orders = if p.may(Permission::WorkOrdersRead) {
-        let mut labels = LabelCounts::default();
-        for (_, a) in store.labelled_alarms(None).await? {
-            labels.add(a.label);
-        }
+        let labels = overview::alarm_precision(&*store).await?;
         Some(WorkOrdersOverview {
             by_status: o.work_orders_by_status,
             overdue: o.overdue_work_orders,

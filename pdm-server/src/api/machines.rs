@@ -126,9 +126,14 @@ async fn update_machine(
 async fn delete_machine(
     State(c): State<Arc<Catalog>>,
     State(d): State<crate::state::DetectionState>,
+    State(files): State<crate::state::AttachmentState>,
     Keys(key): MachinePath,
 ) -> ApiResult<StatusCode> {
+    // Its work orders' and alarms' attachments go with it: their records by cascade, their
+    // files after.
+    let gone = c.store().machine_attachment_files(&key).await?;
     c.delete_machine(&key).await?;
+    crate::api::attachments::remove_stored(&files, &gone).await;
     // Its models and predictions went with it; its live state goes too.
     if let Some(live) = &d.live {
         live.forget(&key).await;

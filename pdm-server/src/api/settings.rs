@@ -76,6 +76,7 @@ async fn patch_settings(
         .map_err(|e| match e {
             SettingsError::Invalid(m) => ApiError::unprocessable(m),
             SettingsError::Stale(m) => ApiError::precondition_failed(m),
+            SettingsError::Busy(m) => ApiError::conflict(m),
             SettingsError::Store(e) => e.into(),
         })?;
     for (name, before, after) in &changed {

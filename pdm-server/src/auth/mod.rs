@@ -115,6 +115,16 @@ impl std::fmt::Debug for AdminBootstrap {
     }
 }
 
+/// Longest a refresh token may live unused: 90 days.
+pub const MAX_REFRESH_TTL_S: u64 = 90 * 86_400;
+/// Longest a session may live: a year.
+pub const MAX_SESSION_S: u64 = 366 * 86_400;
+
+/// `secs` seconds as milliseconds, for lifetimes checked against the limits above.
+pub fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
+}
+
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
@@ -142,16 +152,16 @@ impl AuthConfig {
                 "must be between 1 and 86400 seconds",
             ));
         }
-        if self.refresh_ttl_s < self.access_ttl_s {
+        if self.refresh_ttl_s < self.access_ttl_s || self.refresh_ttl_s > MAX_REFRESH_TTL_S {
             return Err(ConfigError::new(
                 "auth.refresh_ttl_s",
-                "must be at least auth.access_ttl_s",
+                format!("must be at least auth.access_ttl_s and at most {MAX_REFRESH_TTL_S} seconds (90 days)"),
             ));
         }
-        if self.session_max_s < self.refresh_ttl_s {
+        if self.session_max_s < self.refresh_ttl_s || self.session_max_s > MAX_SESSION_S {
             return Err(ConfigError::new(
                 "auth.session_max_s",
-                "must be at least auth.refresh_ttl_s",
+                format!("must be at least auth.refresh_ttl_s and at most {MAX_SESSION_S} seconds (a year)"),
             ));
         }
         if let Some(a) = &self.admin {

@@ -5,7 +5,7 @@ use pdm_core::attachment::{Attachment, AttachmentId, AttachmentOwner, Kind, NewA
 use pdm_core::comment::CommentId;
 use pdm_core::store::{AlarmId, AttachmentStore, UserId};
 use pdm_core::workorder::WorkOrderId;
-use pdm_core::{StoreError, StoreResult, Timestamp};
+use pdm_core::{MachineKey, StoreError, StoreResult, Timestamp};
 
 use crate::common;
 use crate::error::{db, is_foreign_key_violation};
@@ -210,6 +210,22 @@ impl<B: Backend> AttachmentStore for SqlStore<B> {
         let rows = self
             .reader()
             .fetch_all("SELECT stored_as FROM attachments", &[])
+            .await
+            .map_err(db)?;
+        rows.iter().map(|r| r.text(0)).collect()
+    }
+
+    async fn machine_attachment_files(&self, machine: &MachineKey) -> StoreResult<Vec<String>> {
+        let rows = self
+            .reader()
+            .fetch_all(
+                "SELECT a.stored_as FROM attachments a \
+                 LEFT JOIN work_orders w ON w.id = a.work_order_id \
+                 LEFT JOIN alarms al ON al.id = a.alarm_id \
+                 JOIN machines m ON m.id = COALESCE(w.machine_id, al.machine_id) \
+                 WHERE m.key = $1",
+                &[Arg::Text(machine.as_str())],
+            )
             .await
             .map_err(db)?;
         rows.iter().map(|r| r.text(0)).collect()

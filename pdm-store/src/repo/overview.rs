@@ -1,5 +1,5 @@
 //! [`OverviewStore`] on both backends: grouped counts, and each machine's latest prediction by
-//! its primary key (`machine_id, ts`).
+//! its primary key (`machine_id, ts`), one index lookup per machine.
 
 use async_trait::async_trait;
 use pdm_core::store::{LatestPrediction, OverviewCounts, OverviewStore};
@@ -91,8 +91,8 @@ impl<B: Backend> OverviewStore for SqlStore<B> {
         let sql = format!(
             "SELECT m.key, {}, p.score, p.threshold, \
              CAST(CASE WHEN p.anomalous THEN 1 ELSE 0 END AS BIGINT), p.health, p.rul_s \
-             FROM predictions p JOIN machines m ON m.id = p.machine_id \
-             WHERE p.ts = (SELECT MAX(q.ts) FROM predictions q WHERE q.machine_id = p.machine_id) \
+             FROM machines m JOIN predictions p ON p.machine_id = m.id \
+             AND p.ts = (SELECT MAX(q.ts) FROM predictions q WHERE q.machine_id = m.id) \
              ORDER BY m.key",
             B::millis("p.ts")
         );
