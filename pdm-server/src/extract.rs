@@ -33,25 +33,55 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// The version in an `If-Match` header of one strong ETag (`"3"`), or `None` when the header
-/// is absent; `Err(())` when it holds anything else (a weak tag, `*`, a list, not a number).
+/// What an `If-Match` header asks (RFC 9110 13.1.1, strong comparison).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// No header.
+    Absent,
+    /// `*`: any current version.
+    Any,
+    /// These versions (`"3"`, or a list `"3", "4"`); weak tags (`W/"3"`) never match and are
+    /// left out, so a header of weak tags only is an empty list.
+    Versions(Vec<i64>),
+}
+
+impl IfMatch {
+    /// Whether the resource at `version` passes.
+    pub fn admits(&self, version: i64) -> bool {
+        match self {
+            IfMatch::Absent | IfMatch::Any => true,
+            IfMatch::Versions(v) => v.contains(&version),
+        }
+    }
+}
+
+/// Reads `If-Match`: `Err(())` when it is not `*` or a list of entity tags of versions.
 #[allow(clippy::result_unit_err)]
-pub fn if_match_version(headers: &axum::http::HeaderMap) -> Result<Option<i64>, ()> {
+pub fn if_match(headers: &axum::http::HeaderMap) -> Result<IfMatch, ()> {
     let Some(raw) = headers.get(axum::http::header::IF_MATCH) else {
-        return Ok(None);
+        return Ok(IfMatch::Absent);
     };
-    raw.to_str()
-        .ok()
-        .and_then(|v| {
-            v.trim()
-                .strip_prefix('"')?
-                .strip_suffix('"')?
-                .parse::<i64>()
-                .ok()
-        })
-        .filter(|v| *v >= 0)
-        .map(Some)
-        .ok_or(())
+    let raw = raw.to_str().map_err(|_| ())?.trim();
+    if raw == "*" {
+        return Ok(IfMatch::Any);
+    }
+    let mut versions = Vec::new();
+    for tag in raw.split(',').map(str::trim) {
+        let (weak, tag) = match tag.strip_prefix("W/") {
+            Some(t) => (true, t),
+            None => (false, tag),
+        };
+        let v = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .and_then(|t| t.parse::<i64>().ok())
+            .filter(|v| *v >= 0)
+            .ok_or(())?;
+        if !weak {
+            versions.push(v);
+        }
+    }
+    Ok(IfMatch::Versions(versions))
 }
 
 /// Whether a request's `Content-Type` is JSON (`application/json`, `application/*+json`, any

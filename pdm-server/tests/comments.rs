@@ -168,5 +168,32 @@ async fn comments_are_kept_as_written_and_changed_by_their_authors(app: TestApp)
             .any(|e| e["actor"] == "ana@test.pdm" && e["status"] == 201),
         "{log}"
     );
+    // Commenting needs what reading the work order needs.
+    let (st, _, v) = app
+        .request(
+            "PUT",
+            "/api/v1/roles/scribe",
+            Some(r#"{"description": "comments only", "permissions": ["comments:write"]}"#),
+            &[],
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let scribe = signed_in(&app, "scribe@test.pdm", "scribe").await;
+    let (st, v) = as_user(
+        &app,
+        &scribe,
+        "POST",
+        &format!("/api/v1/work-orders/{wo}/comments"),
+        Some(json!({"body": "blind"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("work_orders:read"),
+        "{v}"
+    );
     app.stop().await;
 }

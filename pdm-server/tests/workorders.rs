@@ -385,18 +385,31 @@ async fn bad_work_order_input_is_refused_by_name(app: TestApp) {
         let (st, _, v) = patch(&app, id, version, body.clone()).await;
         assert_eq!(st, status, "{body}: {v}");
     }
-    let (st, _, _) = app
-        .request(
-            "PATCH",
-            &format!("/api/v1/work-orders/{id}"),
-            Some("{}"),
-            &[
-                ("if-match", "W/\"1\""),
-                ("content-type", "application/json"),
-            ],
-        )
+    // If-Match as RFC 9110 reads it: a weak tag never matches (412), `*` matches any version,
+    // anything else is not an entity tag (400); a change of nothing makes no new version.
+    let (_, h, _) = app
+        .request("GET", &format!("/api/v1/work-orders/{id}"), None, &[])
         .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "a weak tag is no version");
+    let etag = h["etag"].to_str().expect("etag").to_owned();
+    for (tag, body, status) in [
+        (format!("W/{etag}"), "{}", StatusCode::PRECONDITION_FAILED),
+        ("nonsense".to_owned(), "{}", StatusCode::BAD_REQUEST),
+        ("*".to_owned(), "{}", StatusCode::OK),
+        (format!("\"999\", {etag}"), "{}", StatusCode::OK),
+    ] {
+        let (st, h, v) = app
+            .request(
+                "PATCH",
+                &format!("/api/v1/work-orders/{id}"),
+                Some(body),
+                &[("if-match", &tag), ("content-type", "application/json")],
+            )
+            .await;
+        assert_eq!(st, status, "If-Match: {tag}: {v}");
+        if st == StatusCode::OK {
+            assert_eq!(h["etag"].to_str().expect("etag"), etag, "no new version");
+        }
+    }
     let (st, _) = app.get("/api/v1/work-orders?sort=random").await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let (st, _) = app.get("/api/v1/work-orders?status=done").await;

@@ -254,14 +254,6 @@ impl Drop for Upload {
     }
 }
 
-/// The permission reading `owner` needs (uploading to it needs it too).
-fn read_permission(owner: AttachmentOwner) -> Permission {
-    match owner {
-        AttachmentOwner::WorkOrder(_) => Permission::WorkOrdersRead,
-        AttachmentOwner::Alarm(_) => Permission::AlarmsRead,
-    }
-}
-
 /// Receives the upload in `req` for `owner` (and `comment`, checked by the caller). An unknown
 /// owner is a 404 before the body is read; the whole body is held to `uploads.max_bytes` plus
 /// [`FORM_OVERHEAD`], the file to `uploads.max_bytes` exactly.
@@ -274,7 +266,7 @@ async fn receive_upload(
     req: Request,
 ) -> ApiResult<(StatusCode, Json<AttachmentView>)> {
     let files = dir(state)?;
-    let need = read_permission(owner);
+    let need = crate::auth::policy::read_of(owner);
     if !p.may(need) {
         return Err(ApiError::forbidden(format!(
             "attaching a file here needs {need} too (your role does not grant it)"

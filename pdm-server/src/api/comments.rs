@@ -123,6 +123,12 @@ async fn add(
     target: CommentTarget,
     body: String,
 ) -> ApiResult<(StatusCode, Json<CommentView>)> {
+    let need = crate::auth::policy::read_of(target.into());
+    if !p.may(need) {
+        return Err(ApiError::forbidden(format!(
+            "commenting here needs {need} too (your role does not grant it)"
+        )));
+    }
     comment::check_body(&body).map_err(ApiError::unprocessable)?;
     let c = store
         .add_comment(&NewComment {

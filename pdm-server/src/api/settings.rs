@@ -37,11 +37,20 @@ fn tagged(view: SettingsView) -> Response {
     resp
 }
 
-/// The version of an optional `If-Match` (`"3"`; `"0"` before any change).
+/// The version an optional `If-Match` names (`"3"`; `"0"` before any change; `*`: any).
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
-    crate::extract::if_match_version(headers).map_err(|()| {
-        ApiError::bad_request("If-Match: not an ETag of the settings (\"<version>\")")
-    })
+    use crate::extract::IfMatch;
+    let bad =
+        || ApiError::bad_request("If-Match: not an ETag of the settings (\"<version>\") or *");
+    match crate::extract::if_match(headers).map_err(|()| bad())? {
+        IfMatch::Absent | IfMatch::Any => Ok(None),
+        IfMatch::Versions(v) if v.len() == 1 => Ok(Some(v[0])),
+        // Weak tags only never match; a list is not how a client of one version asks.
+        IfMatch::Versions(v) if v.is_empty() => Err(ApiError::precondition_failed(
+            "If-Match: a weak ETag never matches: send the ETag as read",
+        )),
+        IfMatch::Versions(_) => Err(bad()),
+    }
 }
 
 /// The settings in force, what differs from the configuration file, and what waits for a

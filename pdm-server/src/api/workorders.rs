@@ -105,16 +105,17 @@ fn tagged(status: StatusCode, w: pdm_core::workorder::WorkOrder) -> Response {
 }
 
 /// The version of `If-Match` (`"3"`): 428 without one, 400 when it is not a version.
-fn if_match(headers: &HeaderMap) -> ApiResult<i64> {
-    let bad = || ApiError::bad_request("If-Match: not an ETag of a work order (\"<version>\")");
-    match crate::extract::if_match_version(headers) {
-        Ok(Some(v)) if v > 0 => Ok(v),
-        Ok(None) => Err(ApiError::of(
+fn if_match(headers: &HeaderMap) -> ApiResult<crate::extract::IfMatch> {
+    match crate::extract::if_match(headers) {
+        Ok(crate::extract::IfMatch::Absent) => Err(ApiError::of(
             ErrorCode::PreconditionRequired,
             "If-Match: required: send the ETag of the work order as read (\"<version>\"), so \
              that a change made meanwhile is not overwritten",
         )),
-        _ => Err(bad()),
+        Ok(m) => Ok(m),
+        Err(()) => Err(ApiError::bad_request(
+            "If-Match: not an ETag of a work order (\"<version>\") or *",
+        )),
     }
 }
 
@@ -336,9 +337,10 @@ async fn update_work_order(
     let id = work_order_id(&id)?;
     let read = if_match(&headers)?;
     let current = store.get_work_order(id).await?;
-    if current.version != read {
+    if !read.admits(current.version) {
         return Err(ApiError::precondition_failed(format!(
-            "work order {id} is at version {}, not {read}: read it again and redo the change",
+            "work order {id} is at version {}, not the one sent in If-Match: read it again and \
+             redo the change",
             current.version
         )));
     }
@@ -382,6 +384,10 @@ async fn update_work_order(
     };
     let next = workorder::apply(&current, &change, Timestamp::now())?;
     let changes = workorder::diff(&current, &next);
+    if changes.as_object().is_some_and(|c| c.is_empty()) {
+        // Nothing changes: no new version, no history entry.
+        return Ok(tagged(StatusCode::OK, current));
+    }
     let stored = store
         .update_work_order(&next, &p.actor_name(), &changes)
         .await?;

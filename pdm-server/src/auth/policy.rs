@@ -217,6 +217,15 @@ pub const POLICY: &[(&str, &str, Access)] = &[
 /// .../attachments/{attachment}` delete anyone's attachment, not only one's own.
 pub const WIDENING: &[Permission] = &[CommentsModerate, AttachmentsModerate];
 
+/// The permission reading a work order or an alarm needs; writing on it (a comment, an
+/// attachment) needs it too, so that a role cannot act on what it may not see.
+pub fn read_of(owner: pdm_core::attachment::AttachmentOwner) -> Permission {
+    match owner {
+        pdm_core::attachment::AttachmentOwner::WorkOrder(_) => WorkOrdersRead,
+        pdm_core::attachment::AttachmentOwner::Alarm(_) => AlarmsRead,
+    }
+}
+
 /// The access of `method` on `path` (with or without the `/api/v1` prefix); `HEAD` is `GET`'s.
 pub fn access(method: &str, path: &str) -> Option<Access> {
     let path = path.strip_prefix("/api/v1").unwrap_or(path);
