@@ -16,6 +16,27 @@ def test_skab_metrics_of_one_file_by_hand():
     assert pe.skab_metrics(np.array([True, False]), np.array([True, False])).f1 == 1.0
 
 
+def test_skab_metrics_take_labels_as_pandas_reads_them():
+    # SKAB's `anomaly` column read by pandas is 0.0/1.0 floats: exact 0/1 floats are flags.
+    m = pe.skab_metrics(np.array([1, 0, 1]), np.array([1.0, 0.0, 0.0]))
+    assert (m.tp, m.tn, m.fp, m.fn) == (1, 1, 1, 0)
+    for bad in ([0.5, 1.0, 0.0], [float("nan"), 0.0, 1.0], [2, 0, 1]):
+        with pytest.raises(pe.DataError, match="other than 0 and 1"):
+            pe.skab_metrics([1, 0, 1], bad)
+    with pytest.raises(pe.DataError, match="dtype"):
+        pe.skab_metrics([1, 0, 1], ["a", "b", "c"])
+
+
+def test_dir_shows_the_api_not_the_imports():
+    names = dir(pe)
+    assert "IsolationForest" in names and "skab_metrics" in names and "sklearn" in names
+    for private in ("np", "os", "inspect", "Any", "Dict", "numbers", "as_matrix", "_native"):
+        assert private not in names, private
+    assert set(pe.__all__) <= set(names)
+    for name in pe.__all__:
+        assert hasattr(pe, name), name
+
+
 def test_skab_metrics_sum_counts_over_files():
     files = [
         (np.ones(4, dtype=bool), np.array([1, 1, 1, 1])),  # 4 true positives

@@ -80,6 +80,12 @@ __all__ = [
 MODEL_FORMAT_VERSION: int = _native.MODEL_FORMAT_VERSION
 
 
+def __dir__() -> list[str]:
+    """What ``dir(pdm_engine)`` shows: the public API (``__all__``) and the public submodules,
+    not the names this module imports for itself (``np``, ``inspect``, ``Any``, ...)."""
+    return sorted(set(__all__) | {"sklearn", "exceptions"})
+
+
 class _Params:
     """get_params / set_params from the constructor's signature (scikit-learn's convention)."""
 

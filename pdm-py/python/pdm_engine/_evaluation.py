@@ -32,7 +32,7 @@ class SkabMetrics(NamedTuple):
 def skab_metrics(predicted: Any, truth: Any = None) -> SkabMetrics:
     """SKAB's point-wise metrics. Either one file, ``skab_metrics(predicted, truth)``, or
     several, ``skab_metrics([(predicted, truth), ...])``: counts are summed over files before
-    the ratios, as SKAB does. Each is one flag per row: booleans or 0/1 integers (``truth`` is
+    the ratios, as SKAB does. Each is one flag per row: booleans or 0/1 numbers (``truth`` is
     SKAB's ``anomaly`` column; for ``predict``'s -1/+1, pass ``predict(X) == -1``)."""
     if truth is None:
         if isinstance(predicted, np.ndarray):

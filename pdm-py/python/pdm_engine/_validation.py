@@ -81,20 +81,22 @@ def as_vector(x: Any, *, name: str, allow_empty: bool = False) -> np.ndarray:
 
 
 def as_flags(x: Any, *, name: str) -> np.ndarray:
-    """Returns ``x`` as a contiguous 1-D bool array: booleans, or integers that are all 0 or 1."""
+    """Returns ``x`` as a contiguous 1-D bool array: booleans, or numbers that are all exactly 0
+    or 1 (integers, or floats such as the 0.0/1.0 pandas reads from SKAB's ``anomaly`` column)."""
     if hasattr(x, "to_numpy") and getattr(x, "ndim", 1) == 1:
         x = x.to_numpy()
     arr = np.asarray(x)
     if arr.ndim != 1:
         raise DataError(f"{name} must be 1-D (one flag per row), got shape {arr.shape}")
-    if arr.dtype.kind in "iu":
+    if arr.dtype.kind in "iuf":
         if arr.size and not np.all((arr == 0) | (arr == 1)):
+            bad = arr[~((arr == 0) | (arr == 1))][0]
             raise DataError(
-                f"{name} holds integers other than 0 and 1; pass booleans "
+                f"{name} holds {bad!r}, a value other than 0 and 1; pass booleans or 0/1 "
                 "(for predict's +1/-1, use predictions == -1)"
             )
-    elif arr.dtype.kind != "b" and not (arr.size == 0 and arr.dtype.kind == "f"):
-        raise DataError(f"{name} has dtype {arr.dtype}; flags are booleans (or 0/1 integers)")
+    elif arr.dtype.kind != "b":
+        raise DataError(f"{name} has dtype {arr.dtype}; flags are booleans (or 0/1 numbers)")
     return np.ascontiguousarray(arr, dtype=bool)
 
 
