@@ -273,7 +273,11 @@ async fn receive_upload(
         )));
     }
     if comment.is_none() {
-        store.list_attachments(owner).await?;
+        // 404 for an unknown owner, with one row read (not its attachments).
+        match owner {
+            AttachmentOwner::WorkOrder(w) => drop(store.get_work_order(w).await?),
+            AttachmentOwner::Alarm(a) => drop(store.get_alarm(a).await?),
+        }
     }
     let limit = state.settings.current().uploads.max_bytes;
     let whole = usize::try_from(limit.saturating_add(FORM_OVERHEAD)).unwrap_or(usize::MAX);
@@ -409,7 +413,7 @@ async fn download(files: &FileDir, a: Attachment) -> ApiResult<Response> {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(bytes_of(buf)), f))
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), f))
             }
             Err(e) => Some((Err(e), f)),
         }
@@ -438,10 +442,6 @@ async fn download(files: &FileDir, a: Attachment) -> ApiResult<Response> {
         HeaderValue::from_static("default-src 'none'; sandbox"),
     );
     Ok(resp)
-}
-
-fn bytes_of(v: Vec<u8>) -> axum::body::Bytes {
-    axum::body::Bytes::from(v)
 }
 
 async fn remove(
